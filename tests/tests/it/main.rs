@@ -1,0 +1,1 @@
+//! sinew integration tests: one binary, one module per area.
