@@ -1,1 +1,127 @@
-//! placeholder
+//! Shared support for sinew's integration tests and benchmarks: one-time preparation of
+//! the machine (QEMU, musl targets, kernels, guest builds), static busybox for each
+//! architecture, and checks for leftover processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context, Result};
+use sinew::{Arch, Build, Options, Run};
+
+/// Guest binaries every guest test needs.
+pub const GUEST_BINS: [&str; 2] = ["sinew-init", "sinew-probe"];
+
+/// A quiet run for tests: no spinners, warnings only.
+pub fn run(name: &str) -> Run {
+    Run::with_options(name, Options::default()).expect("a run starts")
+}
+
+/// Prepares the machine once per process: QEMU for both architectures, the musl targets,
+/// both kernels, busybox-static, and the guest binaries built for both architectures.
+/// Later boots find everything cached. Panics with the setup's error, which names what
+/// is missing and how to get it.
+pub fn prepared() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| prepare().map_err(|e| format!("{e:#}")));
+    if let Err(e) = ready {
+        panic!("preparing the machine for guest tests failed: {e}");
+    }
+}
+
+fn prepare() -> Result<()> {
+    let run = run("prepare");
+    run.prepare(&Arch::ALL)?;
+    run.task("test tools: busybox, qemu-user", || {
+        use sinew::setup::{ensure_tools, Tool};
+        let tools = [
+            Tool { program: "busybox", package: "busybox-static" },
+            Tool { program: "qemu-aarch64-static", package: "qemu-user-static" },
+        ];
+        ensure_tools(&tools, false)
+    })?;
+    run.build(&Build::bins(&GUEST_BINS))?;
+    for arch in Arch::ALL {
+        busybox(arch)?;
+    }
+    Ok(())
+}
+
+/// A static busybox for `arch`: the host's own for its architecture, otherwise Debian's
+/// `busybox-static` package of that architecture, fetched once into the cache.
+pub fn busybox(arch: Arch) -> Result<PathBuf> {
+    if Some(arch) == Arch::host() {
+        return Ok(PathBuf::from("/bin/busybox"));
+    }
+    let paths = sinew::paths::Paths::from_env();
+    let dir = paths.cache.join("busybox").join(arch.debian_arch());
+    let binary = dir.join("bin/busybox");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    let download = tempfile::tempdir()?;
+    let package = format!("busybox-static:{}", arch.debian_arch());
+    let status = Command::new("apt-get")
+        .args(["download", &package])
+        .current_dir(download.path())
+        .status()
+        .with_context(|| format!("apt-get download {package}"))?;
+    if !status.success() {
+        bail!("apt-get download {package} failed (is `dpkg --add-architecture {}` done?)", arch.debian_arch());
+    }
+    let deb = std::fs::read_dir(download.path())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("apt-get download left no .deb")?;
+    let staging = tempfile::tempdir_in(paths.cache.as_path()).or_else(|_| tempfile::tempdir())?;
+    let status = Command::new("dpkg").arg("-x").arg(&deb).arg(staging.path()).status()?;
+    if !status.success() {
+        bail!("dpkg -x {} failed", deb.display());
+    }
+    std::fs::create_dir_all(dir.parent().context("busybox dir has a parent")?)?;
+    std::fs::rename(staging.keep(), &dir).with_context(|| format!("storing busybox in {}", dir.display()))?;
+    Ok(binary)
+}
+
+/// Pids of live QEMU processes whose command line mentions `needle`.
+pub fn qemu_processes_mentioning(needle: &Path) -> Vec<i32> {
+    let needle = needle.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = state.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+            cmdline.contains("qemu-system") && cmdline.contains(&needle) && !zombie
+        })
+        .collect()
+}
+
+/// The median of `samples` (sorted in place).
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let n = samples.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+}

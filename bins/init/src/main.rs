@@ -1,1 +1,120 @@
-fn main() {}
+//! `sinew-init`: PID 1 and node agent for sinew guests.
+//!
+//! Started by the kernel as PID 1 it mounts the pseudo file systems, loads the listed kernel
+//! modules, configures the network from the kernel command line, serves the authenticated
+//! agent protocol of `sinew-proto`, supervises services, reaps orphans and powers the machine
+//! off on request. `sinew-init agent ...` runs only the agent, on any machine (for tests).
+
+mod boot;
+mod cmdline;
+mod exec;
+mod facts;
+mod files;
+mod kernel_modules;
+mod logging;
+mod mounts;
+mod network;
+mod reaper;
+mod server;
+mod services;
+mod shutdown;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sinew_proto::Secret;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::exec::Launcher;
+use crate::reaper::ProcessTable;
+use crate::server::Agent;
+use crate::services::Services;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "PID 1 and node agent for sinew guests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run only the agent (no mounts, modules or network), e.g. for tests on the host.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// Address to listen on; port 0 picks a free port. The bound address is printed on
+    /// stdout as `listening <addr>`.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// File holding the lab secret as 64 hex characters.
+    #[arg(long)]
+    secret_file: PathBuf,
+    /// Directory for state; service logs go to its `log/` subdirectory.
+    #[arg(long, default_value = "sinew-state")]
+    state_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    if nix::unistd::getpid().as_raw() == 1 {
+        boot::run();
+    }
+    match Cli::parse().command {
+        Command::Agent(args) => run_agent(args),
+    }
+}
+
+fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    logging::init(None, true);
+    let secret = Secret::load(&args.secret_file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve_agent(args, secret))?;
+    // Blocking tasks (file reads) of connections still open must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+async fn serve_agent(args: AgentArgs, secret: Secret) -> anyhow::Result<()> {
+    let processes = ProcessTable::get()?;
+    // As in a guest, orphans of commands come back to the agent to be reaped.
+    if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(%error, "cannot become a child subreaper");
+    }
+    let launcher = Launcher::new(processes, facts::machine()?);
+    let services = Services::new(launcher.clone(), args.state_dir.join("log"));
+    let (trigger, mut reasons) = mpsc::channel(4);
+    shutdown::watch_signals(trigger.clone())?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening {addr}")
+        .and_then(|()| stdout.flush())
+        .context("writing the bound address")?;
+    drop(stdout);
+    tracing::info!(%addr, "agent listening");
+    let agent = Arc::new(Agent {
+        secret,
+        launcher,
+        services: services.clone(),
+        shutdown: trigger,
+    });
+    tokio::spawn(server::serve(listener, agent));
+    if let Some(reason) = reasons.recv().await {
+        tracing::info!(%reason, "shutting down");
+    }
+    services.shut_down().await;
+    Ok(())
+}

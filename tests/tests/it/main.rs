@@ -1,1 +1,6 @@
-//! sinew integration tests: one binary, one module per area.
+//! sinew integration tests: one binary, one module per area. Guest tests boot real QEMU
+//! guests (TCG here), each in its own small lab.
+
+mod guests;
+mod leftovers;
+mod playbook;

@@ -1,0 +1,133 @@
+//! PID 1: bring the machine up, serve the agent, bring the machine down.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use sinew_proto::Secret;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::exec::Launcher;
+use crate::reaper::ProcessTable;
+use crate::server::{self, Agent};
+use crate::services::Services;
+use crate::{cmdline, facts, kernel_modules, logging, mounts, network, shutdown};
+
+/// The agent secret, put in the initramfs by the host; never on the command line.
+const AGENT_KEY: &str = "/etc/sinew/agent.key";
+/// Where service logs go.
+const LOG_DIR: &str = "/var/log/sinew";
+/// The line the host waits for on the console.
+const READY_LINE: &str = "sinew-init: ready";
+
+/// Runs as PID 1. Never returns: PID 1 exiting panics the kernel, so every failure ends in a
+/// power-off instead.
+pub fn run() -> ! {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("sinew-init: fatal: {info}");
+        shutdown::power_off_now();
+    }));
+    match boot() {
+        Err(error) => {
+            eprintln!("sinew-init: fatal: {error:#}");
+            tracing::error!("fatal: {error:#}");
+            shutdown::power_off_now()
+        }
+        Ok(never) => match never {},
+    }
+}
+
+fn boot() -> anyhow::Result<Infallible> {
+    let started = Instant::now();
+    // From now on Ctrl-Alt-Del sends us SIGINT instead of rebooting on the spot.
+    let cad = nix::sys::reboot::set_cad_enabled(false);
+    let mount_warnings = mounts::mount_all().context("mounting file systems")?;
+    ensure_console_stdio();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let (params, cmdline_errors) = cmdline::parse(&cmdline);
+    logging::init(params.log_filter.as_deref(), false);
+    if let Err(error) = cad {
+        tracing::warn!(%error, "cannot disable Ctrl-Alt-Del reboot");
+    }
+    for warning in mount_warnings {
+        tracing::warn!("{warning}");
+    }
+    for error in cmdline_errors {
+        tracing::warn!("ignoring kernel command line: {error}");
+    }
+    if let Some(hostname) = &params.hostname {
+        if let Err(error) = nix::unistd::sethostname(hostname) {
+            tracing::warn!(%hostname, %error, "cannot set host name");
+        }
+    }
+    let uname = nix::sys::utsname::uname().context("calling uname")?;
+    let release = uname.release().to_string_lossy().into_owned();
+    match kernel_modules::load_listed(Path::new(kernel_modules::MODULE_LIST), &release) {
+        Ok(report) => {
+            for failure in &report.failures {
+                tracing::error!("{failure}");
+            }
+            tracing::info!(loaded = report.loaded, present = report.present, failed = report.failures.len(), "kernel modules");
+        }
+        Err(error) => tracing::error!("{error}"),
+    }
+    let secret = Secret::load(Path::new(AGENT_KEY))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(params, secret, started))
+}
+
+async fn serve(params: cmdline::BootParams, secret: Secret, started: Instant) -> anyhow::Result<Infallible> {
+    let processes = ProcessTable::get()?;
+    for failure in network::bring_up(&params.interfaces).await {
+        tracing::error!("{failure}");
+    }
+    let launcher = Launcher::new(processes.clone(), facts::machine()?);
+    let services = Services::new(launcher.clone(), PathBuf::from(LOG_DIR));
+    let (trigger, mut reasons) = mpsc::channel(4);
+    shutdown::watch_signals(trigger.clone())?;
+    shutdown::watch_power_button(trigger.clone());
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, params.agent_port));
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(%addr, boot_ms = started.elapsed().as_millis() as u64, "agent listening");
+    eprintln!("{READY_LINE}");
+    let agent = Arc::new(Agent {
+        secret,
+        launcher,
+        services: services.clone(),
+        shutdown: trigger,
+    });
+    tokio::spawn(server::serve(listener, agent));
+    // The agent holds a sender for as long as it serves, so this waits for a real reason.
+    if let Some(reason) = reasons.recv().await {
+        tracing::info!(%reason, "shutting down");
+    }
+    Ok(shutdown::power_off(&services, &processes).await)
+}
+
+/// The kernel opens /dev/console as PID 1's stdin, stdout and stderr only if the image has
+/// that node; without it, open it now that devtmpfs is mounted, so logs reach the console.
+fn ensure_console_stdio() {
+    if Path::new("/proc/self/fd/2").exists() {
+        return;
+    }
+    if let Ok(console) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/console") {
+        // Nothing can report a failure here: there is nowhere to write it yet.
+        let _ = nix::unistd::dup2_stdin(&console);
+        let _ = nix::unistd::dup2_stdout(&console);
+        let _ = nix::unistd::dup2_stderr(&console);
+        if console.as_raw_fd() <= 2 {
+            // With 0-2 closed, the console itself landed on one of them: keep it open.
+            let _ = console.into_raw_fd();
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Exponential back-off between restarts of a failing service.
+
+use std::time::Duration;
+
+/// First delay after a crash.
+const INITIAL: Duration = Duration::from_millis(100);
+/// Longest delay between attempts.
+const MAX: Duration = Duration::from_secs(30);
+/// A run at least this long counts as healthy and resets the delay.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Delays that double from 100 ms up to 30 s.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: INITIAL }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next attempt; each call doubles the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(MAX);
+        delay
+    }
+
+    /// Starts over from the initial delay.
+    pub fn reset(&mut self) {
+        self.next = INITIAL;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<u64> = (0..11).map(|_| backoff.next_delay().as_millis() as u64).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), INITIAL);
+    }
+}

@@ -1,0 +1,460 @@
+//! A guest as a playbook sees it: a name, an architecture, and the agent's API
+//! (exec, put, get, facts, services), each call a typed outcome.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sinew_proto::{AgentClient, ClientError, Facts, Secret, ServiceSpec, ServiceStatus};
+use sinew_vm::Arch;
+use tokio::sync::Mutex;
+
+use crate::build::Artifact;
+use crate::lab::Booted;
+use crate::outcome::{Outcome, Status};
+use crate::run::Ctx;
+
+/// How long one agent connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors of a host operation; each names the host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The agent could not be reached or refused the request.
+    #[error("{host}: {source}")]
+    Agent {
+        /// The host.
+        host: String,
+        /// What the agent client reported.
+        #[source]
+        source: ClientError,
+    },
+    /// An artifact of another architecture was about to be shipped.
+    #[error("{host} is {host_arch}, but {artifact} is built for {artifact_arch} ({path})")]
+    WrongArch {
+        /// The host.
+        host: String,
+        /// The host's machine.
+        host_arch: Arch,
+        /// The artifact's name.
+        artifact: String,
+        /// The artifact's machine.
+        artifact_arch: Arch,
+        /// Where the artifact is.
+        path: PathBuf,
+    },
+    /// A command ran and exited unsuccessfully.
+    #[error("{host}: `{command}` exited with {status}{}", stderr_tail(.stderr))]
+    CommandFailed {
+        /// The host.
+        host: String,
+        /// The command line.
+        command: String,
+        /// How it ended.
+        status: String,
+        /// Its standard error.
+        stderr: String,
+    },
+    /// A local file to send could not be read.
+    #[error("reading {path} to send to {host}: {source}")]
+    Local {
+        /// The host.
+        host: String,
+        /// The local file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(": {}", lines[lines.len().saturating_sub(5)..].join(" | "))
+}
+
+/// A booted guest (or, in a dry run, a planned one). Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    ctx: Arc<Ctx>,
+    name: String,
+    arch: Arch,
+    data_ip: Ipv4Addr,
+    agent: SocketAddr,
+    secret: Secret,
+    console_log: PathBuf,
+    booted: Option<Booted>,
+    client: Mutex<Option<AgentClient>>,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.inner.name)
+            .field("arch", &self.inner.arch)
+            .field("agent", &self.inner.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.name)
+    }
+}
+
+/// Where a host is and how to talk to it; what a lab knows after booting one.
+#[derive(Debug, Clone)]
+pub(crate) struct HostAddress {
+    pub(crate) name: String,
+    pub(crate) arch: Arch,
+    pub(crate) data_ip: Ipv4Addr,
+    pub(crate) agent: SocketAddr,
+    pub(crate) secret: Secret,
+    pub(crate) console_log: PathBuf,
+    pub(crate) booted: Option<Booted>,
+}
+
+impl Host {
+    pub(crate) fn new(ctx: Arc<Ctx>, address: HostAddress, client: Option<AgentClient>) -> Self {
+        Self {
+            inner: Arc::new(HostInner {
+                ctx,
+                name: address.name,
+                arch: address.arch,
+                data_ip: address.data_ip,
+                agent: address.agent,
+                secret: address.secret,
+                console_log: address.console_log,
+                booted: address.booted,
+                client: Mutex::new(client),
+            }),
+        }
+    }
+
+    /// The host's name (also its hostname).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The host's machine architecture.
+    pub fn arch(&self) -> Arch {
+        self.inner.arch
+    }
+
+    /// The host's address on the lab's private data-plane segment.
+    pub fn data_ip(&self) -> Ipv4Addr {
+        self.inner.data_ip
+    }
+
+    /// The host's serial console log.
+    pub fn console_log(&self) -> &Path {
+        &self.inner.console_log
+    }
+
+    /// How the host booted (accelerator, spawn-to-ready time); `None` in a dry run.
+    pub fn booted(&self) -> Option<&Booted> {
+        self.inner.booted.as_ref()
+    }
+
+    /// Where the host's agent listens (127.0.0.1, forwarded into the guest).
+    pub fn agent_address(&self) -> SocketAddr {
+        self.inner.agent
+    }
+
+    fn dry_run(&self) -> bool {
+        self.inner.ctx.dry_run()
+    }
+
+    /// Runs `argv` and returns its output; a non-zero exit is an error carrying stderr.
+    /// With `-v`, output is streamed line by line as it comes.
+    pub fn exec(&self, argv: &[&str]) -> Result<Exec, HostError> {
+        let exec = self.try_exec(argv)?;
+        if exec.success() {
+            Ok(exec)
+        } else {
+            Err(HostError::CommandFailed {
+                host: self.inner.name.clone(),
+                command: argv.join(" "),
+                status: exec.status_text(),
+                stderr: String::from_utf8_lossy(&exec.stderr).into_owned(),
+            })
+        }
+    }
+
+    /// Runs `argv` and returns its output and exit status, whatever the status.
+    pub fn try_exec(&self, argv: &[&str]) -> Result<Exec, HostError> {
+        if self.dry_run() {
+            return Ok(Exec::planned(argv));
+        }
+        let request = sinew_proto::ExecRequest::new(argv.iter().map(|a| a.to_string()).collect());
+        let mut stream = LineEcho::new(self.inner.ctx.clone(), &self.inner.name);
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let exit = self.with_client(|client| {
+            Box::pin(client.exec(request, |kind, bytes| {
+                stream.push(kind, bytes);
+                match kind {
+                    sinew_proto::OutputStream::Stdout => stdout.extend_from_slice(bytes),
+                    sinew_proto::OutputStream::Stderr => stderr.extend_from_slice(bytes),
+                }
+            }))
+        })?;
+        stream.flush();
+        Ok(Exec { command: argv.join(" "), exit: Some(exit), stdout, stderr })
+    }
+
+    /// Writes `data` to `path` with `mode`. When the file already has that content and
+    /// mode nothing is sent and the outcome is `ok`.
+    pub fn put(&self, data: &[u8], path: &str, mode: u32) -> Result<Put, HostError> {
+        let sha256 = hex::encode(Sha256::digest(data));
+        if self.dry_run() {
+            return Ok(Put { path: path.into(), sha256, size: data.len() as u64, status: Status::Planned });
+        }
+        let outcome = self.with_client(|client| Box::pin(client.put(path, mode, data)))?;
+        let status = if outcome.changed { Status::Changed } else { Status::Ok };
+        Ok(Put { path: path.into(), sha256: outcome.sha256, size: data.len() as u64, status })
+    }
+
+    /// Sends the local file `local` to `path` with `mode` (see [`Host::put`]).
+    pub fn put_file(&self, local: &Path, path: &str, mode: u32) -> Result<Put, HostError> {
+        let data = std::fs::read(local).map_err(|source| HostError::Local {
+            host: self.inner.name.clone(),
+            path: local.into(),
+            source,
+        })?;
+        self.put(&data, path, mode)
+    }
+
+    /// Installs an executable artifact at `path` (mode 0755), refusing one built for
+    /// another architecture before anything is sent.
+    pub fn install(&self, artifact: &Artifact, path: &str) -> Result<Put, HostError> {
+        if artifact.arch != self.inner.arch {
+            return Err(HostError::WrongArch {
+                host: self.inner.name.clone(),
+                host_arch: self.inner.arch,
+                artifact: artifact.name.clone(),
+                artifact_arch: artifact.arch,
+                path: artifact.path.clone(),
+            });
+        }
+        if self.dry_run() {
+            let sha256 = artifact.sha256.clone();
+            return Ok(Put { path: path.into(), sha256, size: artifact.size, status: Status::Planned });
+        }
+        self.put_file(&artifact.path, path, 0o755)
+    }
+
+    /// Reads the file at `path`; its digest was checked on the way.
+    pub fn get(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        if self.dry_run() {
+            return Ok(Vec::new());
+        }
+        self.with_client(|client| Box::pin(client.get(path)))
+            .map(|(data, _meta)| data)
+    }
+
+    /// What the agent reports about its machine.
+    pub fn facts(&self) -> Result<Facts, HostError> {
+        self.with_client(|client| Box::pin(client.facts()))
+    }
+
+    /// Starts (or confirms running) a supervised service.
+    pub fn start_service(&self, spec: ServiceSpec) -> Result<ServiceStatus, HostError> {
+        self.with_client(|client| Box::pin(client.service_start(spec)))
+    }
+
+    /// Stops a service.
+    pub fn stop_service(&self, name: &str) -> Result<ServiceStatus, HostError> {
+        self.with_client(|client| Box::pin(client.service_stop(name)))
+    }
+
+    /// A service's state.
+    pub fn service_status(&self, name: &str) -> Result<ServiceStatus, HostError> {
+        self.with_client(|client| Box::pin(client.service_status(name)))
+    }
+
+    /// Asks the guest to stop its services and power off.
+    pub(crate) fn request_poweroff(&self) -> Result<(), HostError> {
+        self.with_client(|client| Box::pin(client.poweroff()))
+    }
+
+    /// Runs one agent call on the host's connection, connecting (again) when needed. A
+    /// broken connection is dropped so that the next call reconnects.
+    fn with_client<T, F>(&self, call: F) -> Result<T, HostError>
+    where
+        F: for<'c> FnOnce(
+            &'c mut AgentClient,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ClientError>> + Send + 'c>>,
+    {
+        let inner = &self.inner;
+        let wrap = |source| HostError::Agent { host: inner.name.clone(), source };
+        inner.ctx.runtime.block_on(async {
+            let mut slot = inner.client.lock().await;
+            if slot.is_none() {
+                let client = AgentClient::connect(inner.agent, &inner.secret, CONNECT_TIMEOUT)
+                    .await
+                    .map_err(wrap)?;
+                *slot = Some(client);
+            }
+            let client = slot.as_mut().expect("connected above");
+            let result = call(client).await;
+            if matches!(&result, Err(e) if e.is_connection_lost()) {
+                *slot = None;
+            }
+            result.map_err(wrap)
+        })
+    }
+}
+
+/// The result of a command on a host.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    command: String,
+    exit: Option<sinew_proto::ExitStatus>,
+    /// Everything it wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl Exec {
+    fn planned(argv: &[&str]) -> Self {
+        Self { command: argv.join(" "), exit: None, stdout: Vec::new(), stderr: Vec::new() }
+    }
+
+    /// Its exit code; `None` when killed by a signal or in a dry run.
+    pub fn code(&self) -> Option<i32> {
+        self.exit.as_ref().and_then(|e| e.code)
+    }
+
+    /// True when it exited with 0.
+    pub fn success(&self) -> bool {
+        self.code() == Some(0)
+    }
+
+    /// Stdout as text, trailing newline removed.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).trim_end().to_string()
+    }
+
+    fn status_text(&self) -> String {
+        match &self.exit {
+            Some(exit) => exit.to_string(),
+            None => "no status (dry run)".into(),
+        }
+    }
+}
+
+impl Outcome for Exec {
+    fn status(&self) -> Status {
+        if self.exit.is_none() {
+            Status::Planned
+        } else {
+            Status::Changed
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        self.exit.is_none().then(|| format!("would run: {}", self.command))
+    }
+}
+
+/// The result of a file put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Put {
+    /// Where the file is on the host.
+    pub path: String,
+    /// Its hex sha256.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    status: Status,
+}
+
+impl Put {
+    /// True when the file was written (its content or mode differed).
+    pub fn changed(&self) -> bool {
+        self.status == Status::Changed
+    }
+}
+
+impl Outcome for Put {
+    fn status(&self) -> Status {
+        self.status
+    }
+
+    fn detail(&self) -> Option<String> {
+        let digest = &self.sha256[..self.sha256.len().min(12)];
+        Some(match self.status {
+            Status::Planned => format!("would put {} bytes (sha256 {digest}) at {}", self.size, self.path),
+            Status::Ok => format!("{} already has sha256 {digest}", self.path),
+            _ => format!("{} bytes to {} (sha256 {digest})", self.size, self.path),
+        })
+    }
+}
+
+impl Outcome for Facts {
+    fn status(&self) -> Status {
+        Status::Ok
+    }
+}
+
+impl Outcome for ServiceStatus {
+    fn status(&self) -> Status {
+        Status::Changed
+    }
+}
+
+/// With `-v`, echoes a command's output line by line as `[host] line`.
+struct LineEcho {
+    ctx: Arc<Ctx>,
+    prefix: String,
+    partial: [Vec<u8>; 2],
+}
+
+impl LineEcho {
+    fn new(ctx: Arc<Ctx>, host: &str) -> Self {
+        Self { ctx, prefix: format!("    [{host}] "), partial: [Vec::new(), Vec::new()] }
+    }
+
+    fn enabled(&self) -> bool {
+        self.ctx.options.verbose > 0
+    }
+
+    fn push(&mut self, kind: sinew_proto::OutputStream, bytes: &[u8]) {
+        if !self.enabled() {
+            return;
+        }
+        let buf = &mut self.partial[usize::from(kind == sinew_proto::OutputStream::Stderr)];
+        buf.extend_from_slice(bytes);
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            self.ctx.reporter.line(&format!("{}{text}", self.prefix));
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.enabled() {
+            return;
+        }
+        for buf in &mut self.partial {
+            if !buf.is_empty() {
+                let text = String::from_utf8_lossy(buf).into_owned();
+                self.ctx.reporter.line(&format!("{}{text}", self.prefix));
+                buf.clear();
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! A run of a playbook: its flags, its task lines, its summary and exit code.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use clap::{ArgAction, Parser};
+use tokio::runtime::Runtime;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::janitor;
+use crate::outcome::{BoxError, Outcome, Status, TaskFailed};
+use crate::paths::Paths;
+use crate::report::{Reporter, Tally};
+
+/// How a run behaves; `Run::from_args` fills it from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Plan only: print what each task would do and touch nothing.
+    pub dry_run: bool,
+    /// 0: task lines only; 1 (`-v`): also stream guest command output; 2 (`-vv`): debug logs.
+    pub verbose: u8,
+}
+
+/// The standard flags every playbook accepts.
+#[derive(Debug, Parser)]
+struct Flags {
+    /// Print the plan and touch nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stream command output from guests (-v); add debug logs (-vv).
+    #[arg(short, long, action = ArgAction::Count)]
+    verbose: u8,
+}
+
+/// Errors starting a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The command line did not parse; the message is clap's, with usage.
+    #[error("{0}")]
+    Flags(#[from] clap::Error),
+    /// The async runtime could not start.
+    #[error("starting the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// The run failed: at least one task failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} task(s) failed")]
+pub struct RunFailed {
+    /// How many tasks failed.
+    pub failed: usize,
+}
+
+/// What every part of a run shares: options, reporter, runtime, directories.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) name: String,
+    pub(crate) options: Options,
+    pub(crate) reporter: Reporter,
+    pub(crate) runtime: Runtime,
+    pub(crate) paths: Paths,
+}
+
+impl Ctx {
+    pub(crate) fn dry_run(&self) -> bool {
+        self.options.dry_run
+    }
+}
+
+/// A playbook run: create one at the top of `main`, run tasks on it, `finish` it.
+///
+/// ```no_run
+/// # fn main() -> anyhow::Result<()> {
+/// let run = sinew::Run::from_args("hello")?;
+/// run.task("say hello", || Ok::<_, std::io::Error>(()))?;
+/// run.finish()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Run {
+    ctx: Arc<Ctx>,
+    finished: AtomicBool,
+}
+
+impl Run {
+    /// Starts a run named `name` with the standard flags parsed from the command line
+    /// (`--dry-run`, `-v`, `--help`). On `--help` it prints usage and exits.
+    pub fn from_args(name: &str) -> Result<Self, RunError> {
+        let flags = match Flags::try_parse() {
+            Ok(flags) => flags,
+            Err(err) if !err.use_stderr() => err.exit(),
+            Err(err) => return Err(err.into()),
+        };
+        Self::with_options(
+            name,
+            Options {
+                dry_run: flags.dry_run,
+                verbose: flags.verbose,
+            },
+        )
+    }
+
+    /// Starts a run with explicit options (tests, embedding).
+    pub fn with_options(name: &str, options: Options) -> Result<Self, RunError> {
+        init_logging(options.verbose);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(RunError::Runtime)?;
+        let ctx = Arc::new(Ctx {
+            name: name.to_string(),
+            options,
+            reporter: Reporter::new(),
+            runtime,
+            paths: Paths::from_env(),
+        });
+        watch_signals(&ctx);
+        if ctx.dry_run() {
+            ctx.reporter.line(&format!("{name}: dry run, nothing will be touched"));
+        }
+        Ok(Self {
+            ctx,
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// True when `--dry-run` was given.
+    pub fn is_dry_run(&self) -> bool {
+        self.ctx.dry_run()
+    }
+
+    /// The directories this run uses.
+    pub fn paths(&self) -> &Paths {
+        &self.ctx.paths
+    }
+
+    /// Runs `f` as a task called `name`: shows it while it runs, then its status and
+    /// duration. An error fails the task and comes back as [`TaskFailed`].
+    pub fn task<T, E>(&self, name: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, TaskFailed>
+    where
+        T: Outcome,
+        E: Into<BoxError>,
+    {
+        run_task(&self.ctx.reporter, name.to_string(), f)
+    }
+
+    /// Runs `f` for every item at once, one task line each (`name [item]`). Waits for all,
+    /// then returns the results in input order, or the first failure.
+    pub fn each<I, T, E>(
+        &self,
+        items: &[I],
+        name: &str,
+        f: impl Fn(&I) -> Result<T, E> + Sync,
+    ) -> Result<Vec<T>, TaskFailed>
+    where
+        I: std::fmt::Display + Sync,
+        T: Outcome + Send,
+        E: Into<BoxError>,
+    {
+        let reporter = &self.ctx.reporter;
+        let results: Vec<Result<T, TaskFailed>> = thread::scope(|scope| {
+            let handles: Vec<_> = items
+                .iter()
+                .map(|item| {
+                    let f = &f;
+                    scope.spawn(move || run_task(reporter, format!("{name} [{item}]"), || f(item)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+
+    /// Prints a line of the playbook's own output to stdout, without tearing spinners.
+    pub fn say(&self, text: impl AsRef<str>) {
+        self.ctx.reporter.out(text.as_ref());
+    }
+
+    /// Counts of finished tasks so far.
+    pub fn tally(&self) -> Tally {
+        self.ctx.reporter.tally()
+    }
+
+    /// Ends the run: prints the summary, and fails if any task failed.
+    pub fn finish(self) -> Result<Tally, RunFailed> {
+        self.print_summary();
+        let tally = self.tally();
+        if tally.failed > 0 {
+            Err(RunFailed { failed: tally.failed })
+        } else {
+            Ok(tally)
+        }
+    }
+
+    pub(crate) fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
+    fn print_summary(&self) {
+        if !self.finished.swap(true, Ordering::SeqCst) {
+            let summary = self.ctx.reporter.summary(&self.ctx.name);
+            self.ctx.reporter.line(&summary);
+        }
+    }
+}
+
+impl Drop for Run {
+    /// A run left early (a `?` on a failed task, a panic) still prints its summary.
+    fn drop(&mut self) {
+        self.print_summary();
+    }
+}
+
+pub(crate) fn run_task<T, E>(
+    reporter: &Reporter,
+    name: String,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, TaskFailed>
+where
+    T: Outcome,
+    E: Into<BoxError>,
+{
+    let line = reporter.start(name.clone());
+    match f() {
+        Ok(value) => {
+            line.finish(value.status(), value.detail().as_deref());
+            Ok(value)
+        }
+        Err(err) => {
+            let err: BoxError = err.into();
+            let failed = TaskFailed::new(&name, err.as_ref());
+            line.finish(Status::Failed, Some(failed.message()));
+            Err(failed)
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM: kill the run's guests, remove its private directories, exit.
+fn watch_signals(ctx: &Arc<Ctx>) {
+    let weak = Arc::downgrade(ctx);
+    ctx.runtime.spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            tracing::warn!("cannot watch SIGINT/SIGTERM; an interrupted run relies on PDEATHSIG");
+            return;
+        };
+        let (name, code) = tokio::select! {
+            _ = int.recv() => ("interrupted", 130),
+            _ = term.recv() => ("terminated", 143),
+        };
+        let killed = janitor::sweep();
+        if let Some(ctx) = weak.upgrade() {
+            ctx.reporter.line(&format!("{}: {name}, stopped {killed} guest(s)", ctx.name));
+        }
+        std::process::exit(code);
+    });
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 | 1 => "warn,openraft=warn",
+        _ => "debug,openraft=warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SINEW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

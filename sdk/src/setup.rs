@@ -1,0 +1,284 @@
+//! Getting a machine ready to run playbooks: QEMU for each guest architecture, the musl
+//! rust targets, and Debian's stock cloud kernels.
+//!
+//! What is missing is installed when that is possible without asking (root, Debian's
+//! `apt-get`, and `SINEW_NO_INSTALL` unset); otherwise the error gives the exact command.
+
+use std::path::Path;
+use std::process::Command;
+
+use sinew_vm::kernel::Kernel;
+use sinew_vm::Arch;
+
+use crate::outcome::{Outcome, Status};
+use crate::paths::Paths;
+
+/// Errors preparing the machine.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Something is missing and sinew may not install it here.
+    #[error("{what} is missing; install it with:\n    {command}")]
+    Missing {
+        /// What is missing.
+        what: String,
+        /// The command that installs it.
+        command: String,
+    },
+    /// An install command failed.
+    #[error("`{command}` failed:\n{output}")]
+    InstallFailed {
+        /// The command.
+        command: String,
+        /// The tail of its output.
+        output: String,
+    },
+    /// A command could not be started at all.
+    #[error("running `{command}`: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Getting a kernel failed.
+    #[error(transparent)]
+    Kernel(#[from] sinew_vm::kernel::KernelError),
+}
+
+/// A program on `PATH` and the Debian package that provides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tool {
+    /// The program name.
+    pub program: &'static str,
+    /// The Debian package.
+    pub package: &'static str,
+}
+
+/// The QEMU system emulator for guests of `arch`.
+pub fn qemu(arch: Arch) -> Tool {
+    match arch {
+        Arch::X86_64 => Tool { program: "qemu-system-x86_64", package: "qemu-system-x86" },
+        Arch::Aarch64 => Tool { program: "qemu-system-aarch64", package: "qemu-system-arm" },
+    }
+}
+
+/// What a setup step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// What was installed or fetched (empty: all was there).
+    pub installed: Vec<String>,
+    /// Dry run: what would be installed.
+    pub planned: bool,
+}
+
+impl Outcome for Prepared {
+    fn status(&self) -> Status {
+        match (self.planned, self.installed.is_empty()) {
+            (_, true) => Status::Ok,
+            (true, false) => Status::Planned,
+            (false, false) => Status::Changed,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        let verb = if self.planned { "would install" } else { "installed" };
+        (!self.installed.is_empty()).then(|| format!("{verb}: {}", self.installed.join(", ")))
+    }
+}
+
+/// A kernel made ready for a run.
+#[derive(Debug, Clone)]
+pub struct ReadyKernel {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// True when it was fetched now.
+    pub fetched: bool,
+}
+
+impl Outcome for ReadyKernel {
+    fn status(&self) -> Status {
+        if self.fetched {
+            Status::Changed
+        } else {
+            Status::Ok
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(format!("{} ({})", self.kernel.release, self.kernel.image.display()))
+    }
+}
+
+impl crate::Run {
+    /// Makes sure QEMU and the rust targets for `archs` are installed (one task), and that
+    /// a kernel for each architecture is cached (one task each). Returns the kernels, in
+    /// the order of `archs`.
+    pub fn prepare(&self, archs: &[Arch]) -> Result<Vec<Kernel>, crate::TaskFailed> {
+        let ctx = self.ctx();
+        let dry = ctx.dry_run();
+        self.task("prerequisites: qemu, musl targets", || ensure_host(archs, dry))?;
+        let mut kernels = Vec::new();
+        for &arch in archs {
+            let name = format!("kernel {}", arch.debian_arch());
+            if dry {
+                let found = Kernel::find(&ctx.paths.cache, arch).is_ok();
+                self.task(&name, || {
+                    Ok::<_, SetupError>(Prepared {
+                        installed: if found { vec![] } else { vec![format!("{arch} cloud kernel")] },
+                        planned: true,
+                    })
+                })?;
+                continue;
+            }
+            let ready = self.task(&name, || ensure_kernel(&ctx.paths, arch))?;
+            kernels.push(ready.kernel);
+        }
+        Ok(kernels)
+    }
+}
+
+/// Installs QEMU for `archs` and their rust targets where missing.
+pub fn ensure_host(archs: &[Arch], dry_run: bool) -> Result<Prepared, SetupError> {
+    let tools: Vec<Tool> = archs.iter().map(|&a| qemu(a)).collect();
+    let mut prepared = ensure_tools(&tools, dry_run)?;
+    let targets = ensure_rust_targets(archs, dry_run)?;
+    prepared.installed.extend(targets.installed);
+    Ok(prepared)
+}
+
+/// Installs the Debian packages of the `tools` not found on `PATH`.
+pub fn ensure_tools(tools: &[Tool], dry_run: bool) -> Result<Prepared, SetupError> {
+    let mut packages: Vec<&str> = tools
+        .iter()
+        .filter(|t| !on_path(t.program))
+        .map(|t| t.package)
+        .collect();
+    packages.dedup();
+    if packages.is_empty() || dry_run {
+        return Ok(Prepared { installed: packages.iter().map(|p| p.to_string()).collect(), planned: dry_run });
+    }
+    let command = format!("apt-get update && apt-get install -y {}", packages.join(" "));
+    if !may_install() {
+        return Err(SetupError::Missing { what: packages.join(", "), command: format!("sudo sh -c '{command}'") });
+    }
+    run("apt-get", &["update", "-q"])?;
+    let mut args: Vec<String> = vec!["install".into(), "-y".into(), "-q".into()];
+    args.extend(packages.iter().map(|p| p.to_string()));
+    args.extend(qemu_utils_pins(&packages));
+    run("apt-get", &args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    Ok(Prepared { installed: packages.iter().map(|p| p.to_string()).collect(), planned: false })
+}
+
+/// Some images carry a newer `qemu-utils` (from backports) that conflicts with the
+/// distribution's `qemu-system-*`; pin it to the candidate version of the system
+/// emulator so one install command resolves.
+fn qemu_utils_pins(packages: &[&str]) -> Vec<String> {
+    if !packages.iter().any(|p| p.starts_with("qemu-system")) {
+        return Vec::new();
+    }
+    let installed = dpkg_version("qemu-utils");
+    let candidate = apt_candidate("qemu-system-common");
+    match (installed, candidate) {
+        (Some(have), Some(want)) if have != want => vec![
+            format!("qemu-utils={want}"),
+            format!("qemu-block-extra={want}"),
+            "--allow-downgrades".into(),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn dpkg_version(package: &str) -> Option<String> {
+    let out = Command::new("dpkg-query").args(["-W", "-f=${Version}", package]).output().ok()?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !version.is_empty()).then_some(version)
+}
+
+fn apt_candidate(package: &str) -> Option<String> {
+    let out = Command::new("apt-cache").args(["policy", package]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+        .filter(|v| v != "(none)")
+}
+
+/// Adds the `*-unknown-linux-musl` rust targets of `archs` that rustup lacks.
+pub fn ensure_rust_targets(archs: &[Arch], dry_run: bool) -> Result<Prepared, SetupError> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|source| SetupError::Spawn { command: "rustup target list --installed".into(), source })?;
+    let installed = String::from_utf8_lossy(&out.stdout).to_string();
+    let missing: Vec<&str> = archs
+        .iter()
+        .map(|a| a.rust_target())
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !missing.is_empty() && !dry_run {
+        let mut args = vec!["target", "add"];
+        args.extend(&missing);
+        run("rustup", &args)?;
+    }
+    Ok(Prepared { installed: missing.iter().map(|t| t.to_string()).collect(), planned: dry_run })
+}
+
+/// The cached kernel for `arch`, fetched first if missing.
+pub fn ensure_kernel(paths: &Paths, arch: Arch) -> Result<ReadyKernel, SetupError> {
+    match Kernel::find(&paths.cache, arch) {
+        Ok(kernel) => Ok(ReadyKernel { kernel, fetched: false }),
+        Err(missing) if !may_install() => Err(missing.into()),
+        Err(_) => Ok(ReadyKernel { kernel: Kernel::fetch(&paths.cache, arch)?, fetched: true }),
+    }
+}
+
+fn may_install() -> bool {
+    nix::unistd::geteuid().is_root()
+        && std::env::var_os("SINEW_NO_INSTALL").is_none()
+        && on_path("apt-get")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program))))
+        .unwrap_or(false)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), SetupError> {
+    let command = format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .map_err(|source| SetupError::Spawn { command: command.clone(), source })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    Err(SetupError::InstallFailed { command, output: lines[lines.len().saturating_sub(20)..].join("\n") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_tools_name_the_debian_packages() {
+        assert_eq!(qemu(Arch::X86_64).package, "qemu-system-x86");
+        assert_eq!(qemu(Arch::Aarch64).program, "qemu-system-aarch64");
+    }
+
+    #[test]
+    fn a_dry_run_reports_a_missing_tool_without_installing() {
+        let tool = Tool { program: "sinew-no-such-program", package: "sinew-no-such-package" };
+        let prepared = ensure_tools(&[tool], true).expect("dry run never fails");
+        assert_eq!(prepared.status(), Status::Planned);
+        assert_eq!(prepared.detail().as_deref(), Some("would install: sinew-no-such-package"));
+    }
+}
