@@ -223,14 +223,18 @@ pub fn build(paths: &Paths, spec: &Build, dry_run: bool) -> Result<Artifacts, Bu
     for bin in &spec.bins {
         args.extend(["--bin".into(), bin.clone()]);
     }
-    let outputs = spec.archs.iter().flat_map(|arch| {
-        spec.bins.iter().map(move |bin| {
-            let path = target_dir.join(arch.rust_target()).join("release").join(bin);
-            (bin.clone(), *arch, path)
+    let outputs: Vec<(String, Arch, PathBuf)> = spec
+        .archs
+        .iter()
+        .flat_map(|arch| spec.bins.iter().map(move |bin| (bin.clone(), *arch)))
+        .map(|(bin, arch)| {
+            let path = target_dir.join(arch.rust_target()).join("release").join(&bin);
+            (bin, arch, path)
         })
-    });
+        .collect();
     if dry_run {
         let items = outputs
+            .into_iter()
             .map(|(name, arch, path)| Artifact { name, arch, path, sha256: String::new(), size: 0 })
             .collect();
         return Ok(Artifacts { items, stored: 0, plan: Some(format!("cargo {}", args.join(" "))) });
@@ -281,7 +285,10 @@ pub fn check_binary(path: &Path, bytes: &[u8], arch: Arch) -> Result<(), BuildEr
 }
 
 fn check_and_store(store: &Path, name: &str, arch: Arch, built: &Path) -> Result<(Artifact, bool), BuildError> {
-    let io = |action, path: &Path| move |source| BuildError::Io { action, path: path.into(), source };
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io { action, path, source }
+    };
     let bytes = fs::read(built).map_err(io("reading", built))?;
     check_binary(built, &bytes, arch)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));

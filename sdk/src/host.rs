@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sinew_proto::{AgentClient, ClientError, Facts, Secret, ServiceSpec, ServiceStatus};
+use sinew_proto::{
+    AgentClient, ClientError, ExecRequest, ExitStatus, Facts, OutputStream, Secret, ServiceChange, ServiceSpec,
+    ServiceStatus,
+};
 use sinew_vm::Arch;
 use tokio::sync::Mutex;
 
@@ -197,18 +200,20 @@ impl Host {
         if self.dry_run() {
             return Ok(Exec::planned(argv));
         }
-        let request = sinew_proto::ExecRequest::new(argv.iter().map(|a| a.to_string()).collect());
+        let request = ExecRequest::new(argv.iter().copied());
         let mut stream = LineEcho::new(self.inner.ctx.clone(), &self.inner.name);
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        let exit = self.with_client(|client| {
-            Box::pin(client.exec(request, |kind, bytes| {
-                stream.push(kind, bytes);
-                match kind {
-                    sinew_proto::OutputStream::Stdout => stdout.extend_from_slice(bytes),
-                    sinew_proto::OutputStream::Stderr => stderr.extend_from_slice(bytes),
-                }
-            }))
+        let exit = self.with_client(async |client| {
+            client
+                .exec(&request, |kind, bytes| {
+                    stream.push(kind, bytes);
+                    match kind {
+                        OutputStream::Stdout => stdout.extend_from_slice(bytes),
+                        OutputStream::Stderr => stderr.extend_from_slice(bytes),
+                    }
+                })
+                .await
         })?;
         stream.flush();
         Ok(Exec { command: argv.join(" "), exit: Some(exit), stdout, stderr })
@@ -221,9 +226,9 @@ impl Host {
         if self.dry_run() {
             return Ok(Put { path: path.into(), sha256, size: data.len() as u64, status: Status::Planned });
         }
-        let outcome = self.with_client(|client| Box::pin(client.put(path, mode, data)))?;
+        let outcome = self.with_client(async |client| client.put(path, mode, data).await)?;
         let status = if outcome.changed { Status::Changed } else { Status::Ok };
-        Ok(Put { path: path.into(), sha256: outcome.sha256, size: data.len() as u64, status })
+        Ok(Put { path: path.into(), sha256: outcome.sha256.to_hex(), size: data.len() as u64, status })
     }
 
     /// Sends the local file `local` to `path` with `mode` (see [`Host::put`]).
@@ -260,54 +265,55 @@ impl Host {
         if self.dry_run() {
             return Ok(Vec::new());
         }
-        self.with_client(|client| Box::pin(client.get(path)))
-            .map(|(data, _meta)| data)
+        self.with_client(async |client| client.get(path).await).map(|file| file.data)
     }
 
     /// What the agent reports about its machine.
     pub fn facts(&self) -> Result<Facts, HostError> {
-        self.with_client(|client| Box::pin(client.facts()))
+        self.with_client(async |client| client.facts().await)
     }
 
-    /// Starts (or confirms running) a supervised service.
-    pub fn start_service(&self, spec: ServiceSpec) -> Result<ServiceStatus, HostError> {
-        self.with_client(|client| Box::pin(client.service_start(spec)))
+    /// Starts a supervised service; `ok` when it already runs with the same spec.
+    pub fn start_service(&self, spec: &ServiceSpec) -> Result<ServiceChange, HostError> {
+        self.with_client(async |client| client.service_start(spec).await)
     }
 
-    /// Stops a service.
-    pub fn stop_service(&self, name: &str) -> Result<ServiceStatus, HostError> {
-        self.with_client(|client| Box::pin(client.service_stop(name)))
+    /// Stops a service; `ok` when it was not running.
+    pub fn stop_service(&self, name: &str) -> Result<ServiceChange, HostError> {
+        self.with_client(async |client| client.service_stop(name).await)
     }
 
-    /// A service's state.
+    /// A service's state, restarts and exit history.
     pub fn service_status(&self, name: &str) -> Result<ServiceStatus, HostError> {
-        self.with_client(|client| Box::pin(client.service_status(name)))
+        self.with_client(async |client| client.service_status(name).await)
+    }
+
+    /// The last `lines` lines a service wrote.
+    pub fn service_logs(&self, name: &str, lines: usize) -> Result<Vec<String>, HostError> {
+        self.with_client(async |client| client.service_logs(name, lines).await)
     }
 
     /// Asks the guest to stop its services and power off.
     pub(crate) fn request_poweroff(&self) -> Result<(), HostError> {
-        self.with_client(|client| Box::pin(client.poweroff()))
+        self.with_client(async |client| client.poweroff().await)
     }
 
     /// Runs one agent call on the host's connection, connecting (again) when needed. A
     /// broken connection is dropped so that the next call reconnects.
-    fn with_client<T, F>(&self, call: F) -> Result<T, HostError>
-    where
-        F: for<'c> FnOnce(
-            &'c mut AgentClient,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ClientError>> + Send + 'c>>,
-    {
+    fn with_client<T>(&self, call: impl AsyncFnOnce(&mut AgentClient) -> Result<T, ClientError>) -> Result<T, HostError> {
         let inner = &self.inner;
         let wrap = |source| HostError::Agent { host: inner.name.clone(), source };
         inner.ctx.runtime.block_on(async {
             let mut slot = inner.client.lock().await;
-            if slot.is_none() {
-                let client = AgentClient::connect(inner.agent, &inner.secret, CONNECT_TIMEOUT)
-                    .await
-                    .map_err(wrap)?;
-                *slot = Some(client);
-            }
-            let client = slot.as_mut().expect("connected above");
+            let client = match slot.as_mut() {
+                Some(client) => client,
+                None => {
+                    let client = AgentClient::connect(inner.agent, &inner.secret, CONNECT_TIMEOUT)
+                        .await
+                        .map_err(wrap)?;
+                    slot.insert(client)
+                }
+            };
             let result = call(client).await;
             if matches!(&result, Err(e) if e.is_connection_lost()) {
                 *slot = None;
@@ -321,7 +327,7 @@ impl Host {
 #[derive(Debug, Clone)]
 pub struct Exec {
     command: String,
-    exit: Option<sinew_proto::ExitStatus>,
+    exit: Option<ExitStatus>,
     /// Everything it wrote to stdout.
     pub stdout: Vec<u8>,
     /// Everything it wrote to stderr.
@@ -335,7 +341,7 @@ impl Exec {
 
     /// Its exit code; `None` when killed by a signal or in a dry run.
     pub fn code(&self) -> Option<i32> {
-        self.exit.as_ref().and_then(|e| e.code)
+        self.exit.as_ref().and_then(ExitStatus::code)
     }
 
     /// True when it exited with 0.
@@ -404,6 +410,24 @@ impl Outcome for Put {
     }
 }
 
+impl Outcome for Host {
+    /// A host is the outcome of its boot: `changed` when booted, `plan` in a dry run.
+    fn status(&self) -> Status {
+        if self.inner.booted.is_some() {
+            Status::Changed
+        } else {
+            Status::Planned
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(match &self.inner.booted {
+            Some(booted) => booted.to_string(),
+            None => format!("would boot, data-plane address {}", self.inner.data_ip),
+        })
+    }
+}
+
 impl Outcome for Facts {
     fn status(&self) -> Status {
         Status::Ok
@@ -412,7 +436,17 @@ impl Outcome for Facts {
 
 impl Outcome for ServiceStatus {
     fn status(&self) -> Status {
-        Status::Changed
+        Status::Ok
+    }
+}
+
+impl Outcome for ServiceChange {
+    fn status(&self) -> Status {
+        if self.changed {
+            Status::Changed
+        } else {
+            Status::Ok
+        }
     }
 }
 
@@ -432,11 +466,11 @@ impl LineEcho {
         self.ctx.options.verbose > 0
     }
 
-    fn push(&mut self, kind: sinew_proto::OutputStream, bytes: &[u8]) {
+    fn push(&mut self, kind: OutputStream, bytes: &[u8]) {
         if !self.enabled() {
             return;
         }
-        let buf = &mut self.partial[usize::from(kind == sinew_proto::OutputStream::Stderr)];
+        let buf = &mut self.partial[usize::from(kind == OutputStream::Stderr)];
         buf.extend_from_slice(bytes);
         while let Some(end) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=end).collect();

@@ -25,7 +25,8 @@ use sinew_proto::{AgentClient, Secret};
 use sinew_vm::accel::{self, Accel};
 use sinew_vm::initramfs::Initramfs;
 use sinew_vm::kernel::Kernel;
-use sinew_vm::machine::Vm;
+use sinew_vm::machine::{Ending, Vm};
+use sinew_vm::MacAddr;
 use sinew_vm::qemu::{self, ControlNic, DataNic};
 use sinew_vm::switch::Switch;
 use sinew_vm::Arch;
@@ -63,9 +64,15 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
-    /// Boot media could not be made.
+    /// Kernel modules could not be resolved.
     #[error(transparent)]
     Modules(#[from] sinew_vm::modules::ModuleError),
+    /// The initramfs could not be assembled.
+    #[error(transparent)]
+    Initramfs(#[from] sinew_vm::initramfs::InitramfsError),
+    /// No lab secret could be made.
+    #[error(transparent)]
+    Secret(#[from] sinew_proto::SecretError),
     /// QEMU could not be started or controlled.
     #[error(transparent)]
     Vm(#[from] sinew_vm::machine::VmError),
@@ -184,10 +191,19 @@ pub struct Lab {
     dir: Option<(tempfile::TempDir, Registration)>,
 }
 
-/// A running guest and what its cleanup needs.
+/// A running guest, registered with the janitor for as long as it runs.
+#[derive(Debug)]
+struct Running {
+    vm: Vm,
+    _registration: Registration,
+}
+
+/// Where a guest's running VM lives; empty before boot and after shutdown.
+type Slot = Arc<Mutex<Option<Running>>>;
+
 #[derive(Debug)]
 struct Guest {
-    vm: Arc<Mutex<Option<Vm>>>,
+    slot: Slot,
 }
 
 impl Lab {
@@ -203,10 +219,20 @@ impl Lab {
 
     fn kill_all(&mut self) {
         for guest in &self.guests {
-            if let Some(mut vm) = lock(&guest.vm).take() {
-                vm.kill();
+            if let Some(mut running) = lock(&guest.slot).take() {
+                running.vm.kill();
             }
         }
+    }
+}
+
+impl Outcome for Lab {
+    fn status(&self) -> Status {
+        Status::Changed
+    }
+
+    fn detail(&self) -> Option<String> {
+        self.switch.as_ref().map(|s| format!("data-plane switch at {}", s.socket().display()))
     }
 }
 
@@ -232,25 +258,16 @@ pub struct Booted {
     pub ready_after: Duration,
     /// True when KVM hung and it was restarted under TCG.
     pub fell_back: bool,
-    /// Dry run: nothing was started.
-    pub planned: bool,
 }
 
-impl Outcome for Booted {
-    fn status(&self) -> Status {
-        if self.planned {
-            Status::Planned
-        } else {
-            Status::Changed
-        }
-    }
-
-    fn detail(&self) -> Option<String> {
-        if self.planned {
-            return Some("would boot".into());
-        }
+impl std::fmt::Display for Booted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let accel = match self.accel {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        };
         let fallback = if self.fell_back { " (kvm hung, fell back)" } else { "" };
-        Some(format!("{:?}{fallback}, agent ready after {:.2}s", self.accel, self.ready_after.as_secs_f64()))
+        write!(f, "{accel}{fallback}, agent ready after {:.2}s", self.ready_after.as_secs_f64())
     }
 }
 
@@ -283,7 +300,7 @@ impl Outcome for BaseImage {
 
 /// Shuts a guest down: how it ended.
 #[derive(Debug, Clone)]
-pub struct Stopped(pub sinew_vm::machine::Ending);
+pub struct Stopped(pub Ending);
 
 impl Outcome for Stopped {
     fn status(&self) -> Status {
@@ -299,12 +316,12 @@ impl crate::Run {
     /// Boots `spec`: prerequisites, agent build, boot media, then every guest in parallel.
     pub fn boot(&self, spec: &LabSpec) -> Result<Lab, TaskFailed> {
         let ctx = self.ctx().clone();
-        self.task(&format!("check lab {}", spec.name), || spec.validate().map(|()| ()))?;
+        self.task(&format!("check lab {}", spec.name), || spec.validate())?;
         let archs: Vec<Arch> = spec.machines.iter().map(|m| m.arch).collect::<BTreeSet<_>>().into_iter().collect();
         let kernels = self.prepare(&archs)?;
         let agents = self.build(&Build::bins(&["sinew-init"]).archs(&archs))?;
         if ctx.dry_run() {
-            return Ok(planned_lab(&ctx, spec, self));
+            return planned_lab(&ctx, spec, self).map_err(|e| TaskFailed::new("plan lab", &e));
         }
         let mut bases = Vec::new();
         for kernel in &kernels {
@@ -320,7 +337,7 @@ impl crate::Run {
             bases.push(base);
         }
         let mut lab = self.task(&format!("start lab {}", spec.name), || start_lab(&ctx, spec))?;
-        let secret = Secret::generate();
+        let secret = self.task("lab secret", || Secret::generate().map(Generated))?.0;
         let plans: Vec<GuestPlan> = spec
             .machines
             .iter()
@@ -337,11 +354,9 @@ impl crate::Run {
             switch_socket: lab.switch.as_ref().map(|s| s.socket().to_path_buf()).unwrap_or_default(),
             spawner: lab.spawner.as_ref().expect("started above"),
         };
-        let slots: Vec<Arc<Mutex<Option<Vm>>>> = plans.iter().map(|_| Arc::new(Mutex::new(None))).collect();
-        lab.guests = slots.iter().map(|vm| Guest { vm: vm.clone() }).collect();
-        let booted = self.each(&plans, "boot", |plan| setup.boot(plan, &slots[plan.index]));
-        let booted = booted?;
-        lab.hosts = booted.into_iter().map(|(_, host)| host).collect();
+        let slots: Vec<Slot> = plans.iter().map(|_| Slot::default()).collect();
+        lab.guests = slots.iter().map(|slot| Guest { slot: slot.clone() }).collect();
+        lab.hosts = self.each(&plans, "boot", |plan| setup.boot(plan, &slots[plan.index]))?;
         Ok(lab)
     }
 
@@ -350,24 +365,36 @@ impl crate::Run {
         if self.is_dry_run() {
             return Ok(Vec::new());
         }
-        let pairs: Vec<(Host, Arc<Mutex<Option<Vm>>>)> =
-            lab.hosts.iter().cloned().zip(lab.guests.iter().map(|g| g.vm.clone())).collect();
-        let named: Vec<Named<(Host, Arc<Mutex<Option<Vm>>>)>> =
-            pairs.into_iter().map(|p| Named(p.0.name().to_string(), p)).collect();
+        let named: Vec<Named<(Host, Slot)>> = lab
+            .hosts
+            .iter()
+            .zip(&lab.guests)
+            .map(|(host, guest)| Named(host.name().to_string(), (host.clone(), guest.slot.clone())))
+            .collect();
         let ctx = self.ctx().clone();
         let stopped = self.each(&named, "shutdown", |Named(_, (host, slot))| {
-            let vm = lock(slot).take();
-            let Some(mut vm) = vm else {
-                return Ok::<_, LabError>(Stopped(sinew_vm::machine::Ending::AlreadyGone));
+            let Some(mut running) = lock(slot).take() else {
+                return Ok::<_, LabError>(Stopped(Ending::AlreadyGone));
             };
-            // The agent path works on every machine type; QMP powerdown only where the
-            // guest has a power button (x86 ACPI). `shutdown` tries both, then quits.
-            let _ = host.request_poweroff();
-            let ending = ctx.runtime.block_on(vm.shutdown(Duration::from_secs(15)))?;
+            // The agent's poweroff works on every machine type; QMP powerdown only where
+            // the guest has a power button (x86 ACPI). `shutdown` then waits, quits, kills.
+            if let Err(err) = host.request_poweroff() {
+                tracing::warn!(guest = %host, "agent poweroff failed, relying on QMP: {err}");
+            }
+            let ending = ctx.runtime.block_on(running.vm.shutdown(Duration::from_secs(15)))?;
             Ok(Stopped(ending))
         });
         lab.kill_all();
         stopped
+    }
+}
+
+/// A freshly generated lab secret (a task outcome that never shows the secret).
+struct Generated(Secret);
+
+impl Outcome for Generated {
+    fn status(&self) -> Status {
+        Status::Changed
     }
 }
 
@@ -394,28 +421,30 @@ impl std::fmt::Display for GuestPlan {
     }
 }
 
-fn planned_lab(ctx: &Arc<Ctx>, spec: &LabSpec, run: &crate::Run) -> Lab {
+fn planned_lab(ctx: &Arc<Ctx>, spec: &LabSpec, run: &crate::Run) -> Result<Lab, LabError> {
+    let secret = Secret::generate()?;
     let hosts = spec
         .machines
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let _ = run.task(&format!("boot [{} ({})]", m.name, m.arch), || {
-                Ok::<_, LabError>(Booted { accel: Accel::Tcg, ready_after: Duration::ZERO, fell_back: false, planned: true })
-            });
             let address = HostAddress {
                 name: m.name.clone(),
                 arch: m.arch,
                 data_ip: spec.data_ip(i),
                 agent: SocketAddr::from((Ipv4Addr::LOCALHOST, AGENT_PORT)),
-                secret: Secret::generate(),
+                secret: secret.clone(),
                 console_log: ctx.paths.lab_logs(&spec.name).join(format!("{}.console.log", m.name)),
                 booted: None,
             };
             Host::new(ctx.clone(), address, None)
         })
-        .collect();
-    Lab { hosts, guests: Vec::new(), spawner: None, switch: None, dir: None }
+        .collect::<Vec<_>>();
+    for host in &hosts {
+        run.task(&format!("boot [{host} ({})]", host.arch()), || Ok::<_, LabError>(host.clone()))
+            .map_err(|e| LabError::Spec { lab: spec.name.clone(), problem: e.to_string() })?;
+    }
+    Ok(Lab { hosts, guests: Vec::new(), spawner: None, switch: None, dir: None })
 }
 
 /// The lab's private directory, switch and spawner thread.
@@ -456,16 +485,14 @@ fn base_image(ctx: &Ctx, kernel: &Kernel, agents: &Artifacts, extra: &[&str]) ->
     wanted.extend(extra);
     let modules = sinew_vm::modules::resolve(&kernel.modules_dir, &wanted)?;
     let mut image = Initramfs::new();
-    let agent_bytes = std::fs::read(&agent.path).map_err(io("reading", &agent.path))?;
-    image.file(INIT_PATH, 0o755, agent_bytes);
+    image.add_file_from(INIT_PATH, &agent.path, 0o755)?;
     let mut order = String::new();
     for module in &modules {
-        let bytes = std::fs::read(&module.path).map_err(io("reading", &module.path))?;
-        image.file(&format!("lib/modules/{}/{}", kernel.release, module.rel_path), 0o644, bytes);
+        image.add_file_from(&format!("lib/modules/{}/{}", kernel.release, module.rel_path), &module.path, 0o644)?;
         order.push_str(&module.rel_path);
         order.push('\n');
     }
-    image.file("etc/sinew/modules", 0o644, order.into_bytes());
+    image.add_file("etc/sinew/modules", order.into_bytes(), 0o644)?;
     let bytes = image.finish();
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let dir = ctx.paths.cache.join("initramfs");
@@ -494,7 +521,7 @@ struct LabSetup<'a> {
 
 impl LabSetup<'_> {
     /// Boots one guest into `slot` and waits for its agent.
-    fn boot(&self, plan: &GuestPlan, slot: &Arc<Mutex<Option<Vm>>>) -> Result<(Booted, Host), LabError> {
+    fn boot(&self, plan: &GuestPlan, slot: &Slot) -> Result<Host, LabError> {
         let m = &plan.machine;
         let kernel = self.kernels.iter().find(|k| k.arch == m.arch).expect("prepared for every arch");
         let base = self.bases.iter().find(|b| b.arch == m.arch).expect("made for every arch");
@@ -514,34 +541,33 @@ impl LabSetup<'_> {
                 memory_mib: m.memory_mib,
                 kernel: kernel.image.clone(),
                 initrd: initrd.clone(),
-                cmdline_extra: kernel_cmdline(plan, self.spec),
+                cmdline_extra: kernel_cmdline(plan),
+                tsc_khz: None,
                 qmp_socket: self.dir.join(format!("{}.qmp", m.name)),
                 console_log: console_log.clone(),
-                control: Some(ControlNic { host_port: port, guest_port: AGENT_PORT, mac: mac(plan.index, 0) }),
-                data: Some(DataNic { switch_socket: self.switch_socket.clone(), mac: mac(plan.index, 1) }),
+                control: Some(ControlNic { host_port: port, guest_port: AGENT_PORT, mac: nic_mac(plan, 0) }),
+                data: Some(DataNic { switch_socket: self.switch_socket.clone(), mac: nic_mac(plan, 1) }),
             };
             let vm = self.spawner.spawn(vm_spec)?;
-            let pgid = vm.pid();
-            let registration = janitor::process_group(pgid);
-            *lock(slot) = Some(vm);
+            let registration = janitor::process_group(vm.pid() as i32);
+            *lock(slot) = Some(Running { vm, _registration: registration });
             if accel == Accel::Kvm && !candidates.is_empty() {
-                if self.console_speaks(slot, kvm_deadline()) {
-                    accel::remember(&self.ctx.paths.state, true);
-                } else {
+                let works = self.console_speaks(slot, kvm_deadline());
+                if let Err(err) = accel::remember(&self.ctx.paths.state, works) {
+                    tracing::warn!("cannot remember whether KVM works here: {err}");
+                }
+                if !works {
                     tracing::warn!(guest = %m.name, "no console output under KVM; restarting under TCG");
-                    accel::remember(&self.ctx.paths.state, false);
-                    if let Some(mut vm) = lock(slot).take() {
-                        vm.kill();
+                    if let Some(mut running) = lock(slot).take() {
+                        running.vm.kill();
                     }
-                    drop(registration);
                     fell_back = true;
                     continue;
                 }
             }
             let agent = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             let client = self.wait_ready(plan, slot, agent, started, &console_log)?;
-            std::mem::forget(registration);
-            let booted = Booted { accel, ready_after: started.elapsed(), fell_back, planned: false };
+            let booted = Booted { accel, ready_after: started.elapsed(), fell_back };
             let address = HostAddress {
                 name: m.name.clone(),
                 arch: m.arch,
@@ -551,7 +577,7 @@ impl LabSetup<'_> {
                 console_log,
                 booted: Some(booted.clone()),
             };
-            return Ok((booted, Host::new(self.ctx.clone(), address, Some(client))));
+            return Ok(Host::new(self.ctx.clone(), address, Some(client)));
         }
     }
 
@@ -562,18 +588,17 @@ impl LabSetup<'_> {
             move |source| LabError::Io { action, path, source }
         };
         let mut own = Initramfs::new();
-        own.file("etc/sinew/agent.key", 0o400, self.secret.to_hex().into_bytes());
-        let mut bytes = std::fs::read(&base.path).map_err(io("reading", &base.path))?;
-        bytes.extend(own.finish());
+        own.add_file("etc/sinew/agent.key", self.secret.to_hex().into_bytes(), 0o400)?;
+        let base_bytes = std::fs::read(&base.path).map_err(io("reading", &base.path))?;
+        let bytes = Initramfs::concat(&base_bytes, &own.finish());
         let path = self.dir.join(format!("{}.initrd", plan.machine.name));
         write_private(&path, &bytes).map_err(io("writing", &path))?;
         Ok(path)
     }
 
-    fn console_speaks(&self, slot: &Arc<Mutex<Option<Vm>>>, deadline: Duration) -> bool {
-        let console = match lock(slot).as_ref() {
-            Some(vm) => vm.console().clone(),
-            None => return false,
+    fn console_speaks(&self, slot: &Slot, deadline: Duration) -> bool {
+        let Some(console) = lock(slot).as_ref().map(|r| r.vm.console().clone()) else {
+            return false;
         };
         self.ctx.runtime.block_on(console.wait_for_output(deadline)).is_ok()
     }
@@ -582,18 +607,18 @@ impl LabSetup<'_> {
     fn wait_ready(
         &self,
         plan: &GuestPlan,
-        slot: &Arc<Mutex<Option<Vm>>>,
+        slot: &Slot,
         agent: SocketAddr,
         started: Instant,
         console_log: &Path,
     ) -> Result<AgentClient, LabError> {
         let timeout = self.spec.boot_timeout;
         let not_ready = |why: String| {
-            let tail = lock(slot).as_ref().map(|vm| vm.console().last_lines(20).join("\n")).unwrap_or_default();
+            let tail = lock(slot).as_ref().map(|r| r.vm.console().last_lines(20).join("\n")).unwrap_or_default();
             LabError::NotReady { guest: plan.machine.name.clone(), waited: timeout, why, log: console_log.into(), tail }
         };
         loop {
-            if let Some(status) = lock(slot).as_mut().and_then(|vm| vm.try_wait()) {
+            if let Some(status) = lock(slot).as_mut().and_then(|r| r.vm.try_wait()) {
                 return Err(not_ready(format!("QEMU exited: {status}")));
             }
             let attempt = self.ctx.runtime.block_on(AgentClient::connect(agent, self.secret, Duration::from_secs(2)));
@@ -607,23 +632,23 @@ impl LabSetup<'_> {
     }
 }
 
-fn kernel_cmdline(plan: &GuestPlan, spec: &LabSpec) -> String {
-    let ctl = mac_text(mac(plan.index, 0));
-    let data = mac_text(mac(plan.index, 1));
-    let _ = spec;
+/// The guest's own kernel parameters, read by sinew-init. The secret is not among them.
+fn kernel_cmdline(plan: &GuestPlan) -> String {
     format!(
-        "quiet panic=-1 rdinit=/{INIT_PATH} sinew.hostname={} sinew.if={ctl},10.0.2.15/24,10.0.2.2 sinew.if={data},{}/24 sinew.agent_port={AGENT_PORT}",
-        plan.machine.name, plan.data_ip
+        "rdinit=/{INIT_PATH} sinew.hostname={name} sinew.if={ctl},{addr}/{prefix},{gw} sinew.if={data},{ip}/24 sinew.agent_port={AGENT_PORT}",
+        name = plan.machine.name,
+        ctl = nic_mac(plan, 0),
+        addr = qemu::CONTROL_GUEST_ADDR,
+        prefix = qemu::CONTROL_PREFIX_LEN,
+        gw = qemu::CONTROL_GATEWAY,
+        data = nic_mac(plan, 1),
+        ip = plan.data_ip,
     )
 }
 
-/// Locally administered MACs: NIC `nic` (0 control, 1 data) of guest `index`.
-fn mac(index: usize, nic: u8) -> [u8; 6] {
-    [0x52, 0x54, 0x00, nic, (index >> 8) as u8, index as u8]
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+/// NIC `nic` (0 control, 1 data) of a guest: stable per guest name, unique in a lab.
+fn nic_mac(plan: &GuestPlan, nic: u8) -> MacAddr {
+    MacAddr::for_guest(&plan.machine.name, nic)
 }
 
 fn kvm_deadline() -> Duration {
@@ -649,15 +674,17 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Spawns QEMU from one long-lived thread. QEMU gets `PR_SET_PDEATHSIG`, which fires when
 /// the *thread* that forked it ends; boot tasks run on short-lived threads, so they ask
 /// this thread to spawn. It lives as long as the lab.
+type SpawnRequest = (qemu::MachineSpec, mpsc::Sender<Result<Vm, sinew_vm::machine::VmError>>);
+
 #[derive(Debug)]
 struct Spawner {
-    requests: Option<mpsc::Sender<(qemu::MachineSpec, mpsc::Sender<Result<Vm, sinew_vm::machine::VmError>>)>>,
+    requests: Option<mpsc::Sender<SpawnRequest>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Spawner {
     fn start() -> Self {
-        let (tx, rx) = mpsc::channel::<(qemu::MachineSpec, mpsc::Sender<Result<Vm, sinew_vm::machine::VmError>>)>();
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
         let thread = thread::Builder::new()
             .name("sinew-spawner".into())
             .spawn(move || {

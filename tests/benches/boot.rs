@@ -20,6 +20,7 @@ use sinew_vm::kernel::Kernel;
 use sinew_vm::machine::Vm;
 use sinew_vm::qemu::{self, ControlNic, DataNic};
 use sinew_vm::switch::Switch;
+use sinew_vm::MacAddr;
 
 const MARKER: &str = "bare-init: ready";
 
@@ -76,11 +77,12 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
             memory_mib: 256,
             kernel: kernel.image.clone(),
             initrd: initrd.clone(),
-            cmdline_extra: "quiet panic=-1 rdinit=/init".into(),
+            cmdline_extra: "rdinit=/init".into(),
+            tsc_khz: None,
             qmp_socket: dir.path().join(format!("bare{i}.qmp")),
             console_log: dir.path().join(format!("bare{i}.log")),
-            control: Some(ControlNic { host_port: port, guest_port: 7070, mac: [0x52, 0x54, 0, 0, 0, 1] }),
-            data: Some(DataNic { switch_socket: switch.socket().to_path_buf(), mac: [0x52, 0x54, 0, 1, 0, 1] }),
+            control: Some(ControlNic { host_port: port, guest_port: 7070, mac: MacAddr::for_guest("bare", 0) }),
+            data: Some(DataNic { switch_socket: switch.socket().to_path_buf(), mac: MacAddr::for_guest("bare", 1) }),
         };
         let started = Instant::now();
         let mut vm = Vm::spawn(spec)?;
@@ -101,11 +103,11 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
 fn bare_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
     let modules = sinew_vm::modules::resolve(&kernel.modules_dir, qemu::required_modules(kernel.arch))?;
     let mut image = Initramfs::new();
-    image.file("bin/busybox", 0o755, std::fs::read(busybox(kernel.arch)?)?);
+    image.add_file_from("bin/busybox", &busybox(kernel.arch)?, 0o755)?;
     let mut script = String::from("#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n");
     for module in &modules {
         let inside = format!("lib/modules/{}/{}", kernel.release, module.rel_path);
-        image.file(&inside, 0o644, std::fs::read(&module.path)?);
+        image.add_file_from(&inside, &module.path, 0o644)?;
         script.push_str(&format!("/bin/busybox insmod /{inside}\n"));
     }
     script.push_str(
@@ -114,7 +116,7 @@ fn bare_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
          /bin/busybox ip addr add 10.0.2.15/24 dev eth0\n/bin/busybox ip route add default via 10.0.2.2\n",
     );
     script.push_str(&format!("echo {MARKER}\nexec /bin/busybox sleep 1000000\n"));
-    image.file("init", 0o755, script.into_bytes());
-    image.dir("proc", 0o755);
+    image.add_file("init", script.into_bytes(), 0o755)?;
+    image.add_dir("proc", 0o755)?;
     Ok(image.finish())
 }

@@ -3,10 +3,10 @@
 //! architecture, and checks for leftover processes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{ensure, Result};
+use sinew_vm::{deb, elf};
 use sinew::{Arch, Build, Options, Run};
 
 /// Guest binaries every guest test needs.
@@ -47,39 +47,23 @@ fn prepare() -> Result<()> {
     Ok(())
 }
 
-/// A static busybox for `arch`: the host's own for its architecture, otherwise Debian's
-/// `busybox-static` package of that architecture, fetched once into the cache.
+/// Where the tests cache kernels and packages: the SDK's own cache, so that tests,
+/// benchmarks and playbooks fetch each kernel once.
+pub fn cache_dir() -> PathBuf {
+    sinew::paths::Paths::from_env().cache
+}
+
+/// A static busybox for `arch`: the host's own if it is one, else Debian's
+/// `busybox-static` for that architecture, unpacked once into the cache.
 pub fn busybox(arch: Arch) -> Result<PathBuf> {
-    if Some(arch) == Arch::host() {
-        return Ok(PathBuf::from("/bin/busybox"));
+    let host = Path::new("/bin/busybox");
+    if elf::inspect_file(host).is_ok_and(|info| info.arch == arch && info.is_static) {
+        return Ok(host.to_owned());
     }
-    let paths = sinew::paths::Paths::from_env();
-    let dir = paths.cache.join("busybox").join(arch.debian_arch());
-    let binary = dir.join("bin/busybox");
-    if binary.exists() {
-        return Ok(binary);
-    }
-    let download = tempfile::tempdir()?;
-    let package = format!("busybox-static:{}", arch.debian_arch());
-    let status = Command::new("apt-get")
-        .args(["download", &package])
-        .current_dir(download.path())
-        .status()
-        .with_context(|| format!("apt-get download {package}"))?;
-    if !status.success() {
-        bail!("apt-get download {package} failed (is `dpkg --add-architecture {}` done?)", arch.debian_arch());
-    }
-    let deb = std::fs::read_dir(download.path())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .context("apt-get download left no .deb")?;
-    let staging = tempfile::tempdir_in(paths.cache.as_path()).or_else(|_| tempfile::tempdir())?;
-    let status = Command::new("dpkg").arg("-x").arg(&deb).arg(staging.path()).status()?;
-    if !status.success() {
-        bail!("dpkg -x {} failed", deb.display());
-    }
-    std::fs::create_dir_all(dir.parent().context("busybox dir has a parent")?)?;
-    std::fs::rename(staging.keep(), &dir).with_context(|| format!("storing busybox in {}", dir.display()))?;
+    let root = deb::fetch("busybox-static", arch, &cache_dir().join("busybox").join(arch.debian_arch()))?;
+    let binary = root.join("bin/busybox");
+    let info = elf::inspect_file(&binary)?;
+    ensure!(info.arch == arch && info.is_static, "{} is not a static {arch} busybox", binary.display());
     Ok(binary)
 }
 

@@ -93,7 +93,9 @@ impl AccelPolicy {
         match std::env::var(ACCEL_ENV) {
             Ok(value) => value.parse(),
             Err(std::env::VarError::NotPresent) => Ok(AccelPolicy::Auto),
-            Err(std::env::VarError::NotUnicode(v)) => Err(AccelError::BadPolicy(v.to_string_lossy().into_owned())),
+            Err(std::env::VarError::NotUnicode(v)) => {
+                Err(AccelError::BadPolicy(v.to_string_lossy().into_owned()))
+            }
         }
     }
 }
@@ -109,7 +111,11 @@ pub fn candidates(arch: Arch, state_dir: &Path) -> Result<Vec<Accel>, AccelError
 /// Under [`AccelPolicy::Auto`]: `[Kvm, Tcg]` when `arch` is the host's, `/dev/kvm`
 /// opens read-write and this host is not remembered (in `state_dir`) as one where
 /// KVM guests hang; otherwise `[Tcg]`.
-pub fn candidates_for(policy: AccelPolicy, arch: Arch, state_dir: &Path) -> Result<Vec<Accel>, AccelError> {
+pub fn candidates_for(
+    policy: AccelPolicy,
+    arch: Arch,
+    state_dir: &Path,
+) -> Result<Vec<Accel>, AccelError> {
     match policy {
         AccelPolicy::Tcg => Ok(vec![Accel::Tcg]),
         AccelPolicy::Kvm => match kvm_usable(arch) {
@@ -129,12 +135,19 @@ pub fn candidates_for(policy: AccelPolicy, arch: Arch, state_dir: &Path) -> Resu
 /// Records whether KVM guests boot on this host (same kernel release and CPU model).
 pub fn remember(state_dir: &Path, kvm_works: bool) -> Result<(), AccelError> {
     let path = state_path(state_dir);
-    let write = |source| AccelError::Write { path: path.clone(), source };
+    let write = |source| AccelError::Write {
+        path: path.clone(),
+        source,
+    };
     std::fs::create_dir_all(state_dir).map_err(write)?;
     let verdict = if kvm_works { "works" } else { "hangs" };
     let (release, cpu) = host_identity();
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, format!("kvm {verdict}\nkernel {release}\ncpu {cpu}\n")).map_err(write)?;
+    std::fs::write(
+        &tmp,
+        format!("kvm {verdict}\nkernel {release}\ncpu {cpu}\n"),
+    )
+    .map_err(write)?;
     // Rename so concurrent readers never see a half-written verdict.
     std::fs::rename(&tmp, &path).map_err(write)
 }
@@ -151,7 +164,10 @@ pub fn remembered(state_dir: &Path) -> Option<bool> {
 
 fn kvm_usable(arch: Arch) -> Result<(), String> {
     if Arch::host() != Some(arch) {
-        return Err(format!("the host is {}", Arch::host().map_or("another architecture".into(), |a| a.to_string())));
+        return Err(format!(
+            "the host is {}",
+            Arch::host().map_or("another architecture".into(), |a| a.to_string())
+        ));
     }
     OpenOptions::new()
         .read(true)
@@ -165,21 +181,36 @@ fn kvm_usable(arch: Arch) -> Result<(), String> {
 /// whether nested KVM works, so it gets tested afresh.
 fn state_path(state_dir: &Path) -> PathBuf {
     let (release, cpu) = host_identity();
-    let digest = Sha256::new().chain_update(release).chain_update([0]).chain_update(cpu).finalize();
+    let digest = Sha256::new()
+        .chain_update(release)
+        .chain_update([0])
+        .chain_update(cpu)
+        .finalize();
     state_dir.join(format!("kvm-{}.state", hex::encode(&digest[..8])))
 }
 
 fn host_identity() -> (String, String) {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
-        cpuinfo
-            .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_owned()))
+        cpuinfo.lines().find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_owned())
+        })
     };
     // x86 names the model; arm64 only gives implementer and part numbers.
     let cpu = field("model name")
-        .or_else(|| Some(format!("{}/{}", field("CPU implementer")?, field("CPU part")?)))
+        .or_else(|| {
+            Some(format!(
+                "{}/{}",
+                field("CPU implementer")?,
+                field("CPU part")?
+            ))
+        })
         .unwrap_or_else(|| "unknown".into());
     (release, cpu)
 }
@@ -194,7 +225,12 @@ mod tests {
         assert_eq!("kvm".parse::<AccelPolicy>().unwrap(), AccelPolicy::Kvm);
         assert_eq!("tcg".parse::<AccelPolicy>().unwrap(), AccelPolicy::Tcg);
         let err = "hvf".parse::<AccelPolicy>().unwrap_err().to_string();
-        assert!(err.contains("SINEW_ACCEL") && err.contains("`hvf`") && err.contains("auto, kvm or tcg"), "{err}");
+        assert!(
+            err.contains("SINEW_ACCEL")
+                && err.contains("`hvf`")
+                && err.contains("auto, kvm or tcg"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -202,9 +238,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let host = Arch::host().unwrap();
         let foreign = Arch::ALL.into_iter().find(|a| *a != host).unwrap();
-        assert_eq!(candidates_for(AccelPolicy::Auto, foreign, dir.path()).unwrap(), [Accel::Tcg]);
-        assert_eq!(candidates_for(AccelPolicy::Tcg, host, dir.path()).unwrap(), [Accel::Tcg]);
-        let err = candidates_for(AccelPolicy::Kvm, foreign, dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            candidates_for(AccelPolicy::Auto, foreign, dir.path()).unwrap(),
+            [Accel::Tcg]
+        );
+        assert_eq!(
+            candidates_for(AccelPolicy::Tcg, host, dir.path()).unwrap(),
+            [Accel::Tcg]
+        );
+        let err = candidates_for(AccelPolicy::Kvm, foreign, dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&foreign.to_string()), "{err}");
     }
 
@@ -216,16 +260,28 @@ mod tests {
         let kvm_here = kvm_usable(host).is_ok();
         assert_eq!(remembered(&state), None);
         let expect_kvm = |v: Vec<Accel>| if kvm_here { v } else { vec![Accel::Tcg] };
-        assert_eq!(candidates_for(AccelPolicy::Auto, host, &state).unwrap(), expect_kvm(vec![Accel::Kvm, Accel::Tcg]));
+        assert_eq!(
+            candidates_for(AccelPolicy::Auto, host, &state).unwrap(),
+            expect_kvm(vec![Accel::Kvm, Accel::Tcg])
+        );
         remember(&state, false).unwrap();
         assert_eq!(remembered(&state), Some(false));
-        assert_eq!(candidates_for(AccelPolicy::Auto, host, &state).unwrap(), [Accel::Tcg]);
+        assert_eq!(
+            candidates_for(AccelPolicy::Auto, host, &state).unwrap(),
+            [Accel::Tcg]
+        );
         if kvm_here {
-            assert_eq!(candidates_for(AccelPolicy::Kvm, host, &state).unwrap(), [Accel::Kvm]);
+            assert_eq!(
+                candidates_for(AccelPolicy::Kvm, host, &state).unwrap(),
+                [Accel::Kvm]
+            );
         }
         remember(&state, true).unwrap();
         assert_eq!(remembered(&state), Some(true));
-        assert_eq!(candidates_for(AccelPolicy::Auto, host, &state).unwrap(), expect_kvm(vec![Accel::Kvm, Accel::Tcg]));
+        assert_eq!(
+            candidates_for(AccelPolicy::Auto, host, &state).unwrap(),
+            expect_kvm(vec![Accel::Kvm, Accel::Tcg])
+        );
         assert_eq!(std::fs::read_dir(&state).unwrap().count(), 1);
     }
 }

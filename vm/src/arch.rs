@@ -124,13 +124,19 @@ mod tests {
     #[test]
     fn unknown_arch_error_lists_accepted_names() {
         let msg = "riscv64".parse::<Arch>().unwrap_err().to_string();
-        assert!(msg.contains("riscv64") && msg.contains("x86_64, amd64, aarch64, arm64"), "{msg}");
+        assert!(
+            msg.contains("riscv64") && msg.contains("x86_64, amd64, aarch64, arm64"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn serde_uses_uname_names_and_accepts_debian_ones() {
         assert_eq!(serde_json::to_string(&Arch::X86_64).unwrap(), "\"x86_64\"");
-        assert_eq!(serde_json::from_str::<Arch>("\"arm64\"").unwrap(), Arch::Aarch64);
+        assert_eq!(
+            serde_json::from_str::<Arch>("\"arm64\"").unwrap(),
+            Arch::Aarch64
+        );
     }
 
     #[test]

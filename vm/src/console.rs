@@ -65,7 +65,12 @@ pub enum ConsoleError {
 
 impl Console {
     pub(crate) fn new(name: &str, path: &Path, qemu_log: &Path, process: Process) -> Console {
-        Console { name: name.to_owned(), path: path.to_owned(), qemu_log: qemu_log.to_owned(), process }
+        Console {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            qemu_log: qemu_log.to_owned(),
+            process,
+        }
     }
 
     /// The log file.
@@ -76,7 +81,10 @@ impl Console {
     /// Everything the guest printed so far (lossily decoded, `\r` removed).
     pub fn text(&self) -> Result<String, ConsoleError> {
         let mut buf = Vec::new();
-        read_from(&self.path, 0, &mut buf).map_err(|source| ConsoleError::Read { path: self.path.clone(), source })?;
+        read_from(&self.path, 0, &mut buf).map_err(|source| ConsoleError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
         Ok(String::from_utf8_lossy(&buf).replace('\r', ""))
     }
 
@@ -95,13 +103,18 @@ impl Console {
             if std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0) > 0 {
                 return Ok(());
             }
-            self.fail_or_sleep(exited, start, deadline, "output").await?;
+            self.fail_or_sleep(exited, start, deadline, "output")
+                .await?;
         }
     }
 
     /// Waits up to `timeout` for a complete line containing `needle`, searching
     /// the whole log from its start, and returns it without its line ending.
-    pub async fn wait_for_line(&self, needle: &str, timeout: Duration) -> Result<String, ConsoleError> {
+    pub async fn wait_for_line(
+        &self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String, ConsoleError> {
         let start = Instant::now();
         let deadline = start + timeout;
         let what = format!("line containing {needle:?}");
@@ -109,8 +122,12 @@ impl Console {
         let mut pending = Vec::new();
         loop {
             let exited = self.process.exit_status();
-            let read = read_from(&self.path, offset, &mut pending)
-                .map_err(|source| ConsoleError::Read { path: self.path.clone(), source })?;
+            let read = read_from(&self.path, offset, &mut pending).map_err(|source| {
+                ConsoleError::Read {
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
             offset += read as u64;
             let mut consumed = 0;
             for line in pending.split_inclusive(|b| *b == b'\n') {
@@ -179,7 +196,10 @@ fn read_from(path: &Path, offset: u64, buf: &mut Vec<u8>) -> std::io::Result<usi
 
 fn tail(text: &str, n: usize) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
 }
 
 /// The end of QEMU's own output file, for error messages.
@@ -203,25 +223,43 @@ mod tests {
         let child = Command::new(program).args(args).spawn().unwrap();
         let log = dir.join("console.log");
         std::fs::write(&log, b"").unwrap();
-        Console::new("t", &log, &dir.join("console.log.qemu"), Process::new(child))
+        Console::new(
+            "t",
+            &log,
+            &dir.join("console.log.qemu"),
+            Process::new(child),
+        )
     }
 
     #[tokio::test]
     async fn waits_for_complete_lines_only() {
         let dir = tempfile::tempdir().unwrap();
         let con = console(dir.path(), "sleep", &["30"]);
-        let mut log = std::fs::OpenOptions::new().append(true).open(con.path()).unwrap();
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(con.path())
+            .unwrap();
         log.write_all(b"boot\r\nSINEW-READY x86_64 6.1").unwrap();
         let writer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             log.write_all(b".0-56-cloud-amd64\r\nmore").unwrap();
         });
-        let line = con.wait_for_line("SINEW-READY", Duration::from_secs(5)).await.unwrap();
+        let line = con
+            .wait_for_line("SINEW-READY", Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(line, "SINEW-READY x86_64 6.1.0-56-cloud-amd64");
         writer.await.unwrap();
         con.wait_for_output(Duration::from_secs(1)).await.unwrap();
-        assert_eq!(con.last_lines(2), ["SINEW-READY x86_64 6.1.0-56-cloud-amd64", "more"]);
-        let err = con.wait_for_line("never", Duration::from_millis(100)).await.unwrap_err().to_string();
+        assert_eq!(
+            con.last_lines(2),
+            ["SINEW-READY x86_64 6.1.0-56-cloud-amd64", "more"]
+        );
+        let err = con
+            .wait_for_line("never", Duration::from_millis(100))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"never\"") && err.contains("more"), "{err}");
         con.process.kill().unwrap();
     }
@@ -229,13 +267,23 @@ mod tests {
     #[tokio::test]
     async fn a_dead_process_fails_the_wait_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("console.log.qemu"), b"qemu-system-x86_64: bad thing\n").unwrap();
+        std::fs::write(
+            dir.path().join("console.log.qemu"),
+            b"qemu-system-x86_64: bad thing\n",
+        )
+        .unwrap();
         let con = console(dir.path(), "false", &[]);
         let start = Instant::now();
-        let err = con.wait_for_output(Duration::from_secs(30)).await.unwrap_err();
+        let err = con
+            .wait_for_output(Duration::from_secs(30))
+            .await
+            .unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(5));
         let msg = err.to_string();
-        assert!(matches!(err, ConsoleError::Exited { .. }) && msg.contains("bad thing"), "{msg}");
+        assert!(
+            matches!(err, ConsoleError::Exited { .. }) && msg.contains("bad thing"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ pub fn fetch(package: &str, arch: Arch, dest: &Path) -> Result<PathBuf, DebError
 
 /// The local package directory, if configured.
 pub(crate) fn local_dir() -> Option<PathBuf> {
-    std::env::var_os(DEB_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(DEB_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The `.deb` files for `arch` in `dir`, sorted by file name.
@@ -99,9 +101,14 @@ pub(crate) fn local_debs(dir: &Path, arch: Arch) -> Result<Vec<LocalDeb>, DebErr
     for entry in entries {
         let entry = entry.map_err(|source| io_err("cannot read", dir, source))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(&suffix)) else { continue };
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(&suffix)) else {
+            continue;
+        };
         if let Some((package, _version)) = stem.split_once('_') {
-            debs.push(LocalDeb { package: package.to_owned(), path: entry.path() });
+            debs.push(LocalDeb {
+                package: package.to_owned(),
+                path: entry.path(),
+            });
         }
     }
     debs.sort_by(|a, b| a.path.cmp(&b.path));
@@ -117,7 +124,10 @@ pub(crate) fn ensure_arch(arch: Arch) -> Result<(), DebError> {
         return Ok(());
     }
     if !nix::unistd::geteuid().is_root() {
-        return Err(DebError::ForeignArch { arch, debian_arch: da });
+        return Err(DebError::ForeignArch {
+            arch,
+            debian_arch: da,
+        });
     }
     run(Command::new("dpkg").args(["--add-architecture", da]))?;
     run(Command::new("apt-get").arg("update"))?;
@@ -126,32 +136,54 @@ pub(crate) fn ensure_arch(arch: Arch) -> Result<(), DebError> {
 
 /// `apt-cache show` of the candidate version of `package:<arch>`.
 pub(crate) fn apt_show(package: &str, arch: Arch) -> Result<String, DebError> {
-    run(Command::new("apt-cache").args(["show", "--no-all-versions", &format!("{package}:{}", arch.debian_arch())]))
+    run(Command::new("apt-cache").args([
+        "show",
+        "--no-all-versions",
+        &format!("{package}:{}", arch.debian_arch()),
+    ]))
 }
 
 /// Puts the `.deb` of `package` for `arch` into (or finds it for) `work`.
 pub(crate) fn obtain(package: &str, arch: Arch, work: &Path) -> Result<PathBuf, DebError> {
     if let Some(dir) = local_dir() {
-        return local_debs(&dir, arch)?.into_iter().rev().find(|d| d.package == package).map(|d| d.path).ok_or(
-            DebError::NotInDir { package: package.to_owned(), debian_arch: arch.debian_arch(), dir },
-        );
+        return local_debs(&dir, arch)?
+            .into_iter()
+            .rev()
+            .find(|d| d.package == package)
+            .map(|d| d.path)
+            .ok_or(DebError::NotInDir {
+                package: package.to_owned(),
+                debian_arch: arch.debian_arch(),
+                dir,
+            });
     }
     let download = work.join("download");
     create_dir_all(&download)?;
     run(Command::new("apt-get")
-        .args(["download", "-q", &format!("{package}:{}", arch.debian_arch())])
+        .args([
+            "download",
+            "-q",
+            &format!("{package}:{}", arch.debian_arch()),
+        ])
         .current_dir(&download))?;
     let mut entries = std::fs::read_dir(&download)
         .map_err(|source| io_err("cannot read", &download, source))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension() == Some(OsStr::new("deb")));
-    entries.next().ok_or(DebError::NotInDir { package: package.to_owned(), debian_arch: arch.debian_arch(), dir: download })
+    entries.next().ok_or(DebError::NotInDir {
+        package: package.to_owned(),
+        debian_arch: arch.debian_arch(),
+        dir: download,
+    })
 }
 
 /// A scratch directory next to the final destination, so that the final rename
 /// stays on one filesystem; removed on drop.
 pub(crate) fn work_dir(parent: &Path) -> Result<tempfile::TempDir, DebError> {
-    tempfile::Builder::new().prefix(".partial-").tempdir_in(parent).map_err(|source| io_err("cannot create a directory in", parent, source))
+    tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempdir_in(parent)
+        .map_err(|source| io_err("cannot create a directory in", parent, source))
 }
 
 /// Unpacks `deb` under `work` and returns the unpacked root.
@@ -176,7 +208,11 @@ pub(crate) fn create_dir_all(dir: &Path) -> Result<(), DebError> {
 }
 
 fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> DebError {
-    DebError::Io { action, path: path.to_owned(), source }
+    DebError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Runs a command to completion and returns its standard output.
@@ -184,10 +220,17 @@ fn run(command: &mut Command) -> Result<String, DebError> {
     let line = format!(
         "{} {}",
         command.get_program().to_string_lossy(),
-        command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        command
+            .get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     tracing::debug!(command = %line, "running");
-    let out = command.output().map_err(|source| DebError::Spawn { command: line.clone(), source })?;
+    let out = command.output().map_err(|source| DebError::Spawn {
+        command: line.clone(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(DebError::Failed {
             command: line,

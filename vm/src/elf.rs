@@ -78,7 +78,12 @@ pub fn inspect(bytes: &[u8]) -> Result<ElfInfo, ElfError> {
     let arch = match header.e_machine(endian) {
         elf::EM_X86_64 => Arch::X86_64,
         elf::EM_AARCH64 => Arch::Aarch64,
-        machine => return Err(ElfError::UnsupportedMachine { machine, name: machine_name(machine) }),
+        machine => {
+            return Err(ElfError::UnsupportedMachine {
+                machine,
+                name: machine_name(machine),
+            })
+        }
     };
     let mut is_static = true;
     for ph in file.elf_program_headers() {
@@ -87,8 +92,14 @@ pub fn inspect(bytes: &[u8]) -> Result<ElfInfo, ElfError> {
             elf::PT_DYNAMIC => {
                 // static-pie binaries have a PT_DYNAMIC (for self-relocation) but no
                 // DT_NEEDED: only needed libraries make a binary dynamic.
-                let entries = ph.dynamic(endian, bytes).map_err(ElfError::Malformed)?.unwrap_or(&[]);
-                if entries.iter().any(|d| d.tag32(endian) == Some(elf::DT_NEEDED)) {
+                let entries = ph
+                    .dynamic(endian, bytes)
+                    .map_err(ElfError::Malformed)?
+                    .unwrap_or(&[]);
+                if entries
+                    .iter()
+                    .any(|d| d.tag32(endian) == Some(elf::DT_NEEDED))
+                {
                     is_static = false;
                 }
             }
@@ -100,8 +111,14 @@ pub fn inspect(bytes: &[u8]) -> Result<ElfInfo, ElfError> {
 
 /// [`inspect`] on a file; errors name the file.
 pub fn inspect_file(path: &Path) -> Result<ElfInfo, ElfError> {
-    let bytes = std::fs::read(path).map_err(|source| ElfError::Read { path: path.to_owned(), source })?;
-    inspect(&bytes).map_err(|e| ElfError::File { path: path.to_owned(), source: Box::new(e) })
+    let bytes = std::fs::read(path).map_err(|source| ElfError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    inspect(&bytes).map_err(|e| ElfError::File {
+        path: path.to_owned(),
+        source: Box::new(e),
+    })
 }
 
 fn machine_name(machine: u16) -> &'static str {
@@ -128,44 +145,77 @@ mod tests {
 
     #[test]
     fn static_executable_per_machine() {
-        for (machine, arch) in [(elf::EM_X86_64, Arch::X86_64), (elf::EM_AARCH64, Arch::Aarch64)] {
+        for (machine, arch) in [
+            (elf::EM_X86_64, Arch::X86_64),
+            (elf::EM_AARCH64, Arch::Aarch64),
+        ] {
             let info = inspect(&exe(machine, &[(elf::PT_LOAD, vec![0; 16])])).unwrap();
-            assert_eq!(info, ElfInfo { arch, is_static: true });
+            assert_eq!(
+                info,
+                ElfInfo {
+                    arch,
+                    is_static: true
+                }
+            );
         }
     }
 
     #[test]
     fn interpreter_makes_it_dynamic() {
-        let bytes = exe(elf::EM_X86_64, &[(elf::PT_INTERP, b"/lib/ld-musl-x86_64.so.1\0".to_vec())]);
+        let bytes = exe(
+            elf::EM_X86_64,
+            &[(elf::PT_INTERP, b"/lib/ld-musl-x86_64.so.1\0".to_vec())],
+        );
         assert!(!inspect(&bytes).unwrap().is_static);
     }
 
     #[test]
     fn static_pie_is_static_but_needed_libraries_are_not() {
-        let pie = elf64(elf::ET_DYN, elf::EM_AARCH64, &[(elf::PT_DYNAMIC, dynamic(&[(u64::from(elf::DT_FLAGS_1), 0)]))], &[]);
+        let pie = elf64(
+            elf::ET_DYN,
+            elf::EM_AARCH64,
+            &[(elf::PT_DYNAMIC, dynamic(&[(u64::from(elf::DT_FLAGS_1), 0)]))],
+            &[],
+        );
         assert!(inspect(&pie).unwrap().is_static);
-        let needs_libc = elf64(elf::ET_DYN, elf::EM_AARCH64, &[(elf::PT_DYNAMIC, dynamic(&[(u64::from(elf::DT_NEEDED), 1)]))], &[]);
+        let needs_libc = elf64(
+            elf::ET_DYN,
+            elf::EM_AARCH64,
+            &[(elf::PT_DYNAMIC, dynamic(&[(u64::from(elf::DT_NEEDED), 1)]))],
+            &[],
+        );
         assert!(!inspect(&needs_libc).unwrap().is_static);
     }
 
     #[test]
     fn other_machines_are_named() {
         let err = inspect(&exe(elf::EM_RISCV, &[])).unwrap_err().to_string();
-        assert!(err.contains("riscv") && err.contains("x86_64 or aarch64"), "{err}");
+        assert!(
+            err.contains("riscv") && err.contains("x86_64 or aarch64"),
+            "{err}"
+        );
     }
 
     #[test]
     fn non_elf_and_non_executables_are_refused() {
-        assert!(matches!(inspect(b"#!/bin/sh\necho hi\n"), Err(ElfError::NotElf(_))));
+        assert!(matches!(
+            inspect(b"#!/bin/sh\necho hi\n"),
+            Err(ElfError::NotElf(_))
+        ));
         let obj = elf64(elf::ET_REL, elf::EM_X86_64, &[], &[]);
-        assert!(matches!(inspect(&obj), Err(ElfError::NotExecutable(elf::ET_REL))));
+        assert!(matches!(
+            inspect(&obj),
+            Err(ElfError::NotExecutable(elf::ET_REL))
+        ));
     }
 
     #[test]
     fn this_test_binary_is_a_host_executable() {
         let exe = std::env::current_exe().unwrap();
         assert_eq!(inspect_file(&exe).unwrap().arch, Arch::host().unwrap());
-        let err = inspect_file(Path::new("/nonexistent/bin")).unwrap_err().to_string();
+        let err = inspect_file(Path::new("/nonexistent/bin"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/bin"), "{err}");
     }
 }

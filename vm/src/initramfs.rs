@@ -110,32 +110,58 @@ impl Initramfs {
         let path = self.prepare(path, mode)?;
         match self.entries.get(&path) {
             None | Some(Node::Dir { .. }) => {}
-            Some(other) => return Err(InitramfsError::Exists { existing: other.kind(), path }),
+            Some(other) => {
+                return Err(InitramfsError::Exists {
+                    existing: other.kind(),
+                    path,
+                })
+            }
         }
         self.entries.insert(path, Node::Dir { mode });
         Ok(self)
     }
 
     /// Adds a regular file with contents `data` and permission bits `mode`.
-    pub fn add_file(&mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Result<&mut Self, InitramfsError> {
+    pub fn add_file(
+        &mut self,
+        path: &str,
+        data: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Result<&mut Self, InitramfsError> {
         let data = data.into();
         let path = self.prepare(path, mode)?;
         if u32::try_from(data.len()).is_err() {
-            return Err(InitramfsError::TooLarge { path, size: data.len() });
+            return Err(InitramfsError::TooLarge {
+                path,
+                size: data.len(),
+            });
         }
         self.insert_new(path, Node::File { data, mode })
     }
 
     /// Adds a regular file with the contents of the host file `source`.
-    pub fn add_file_from(&mut self, path: &str, source: &Path, mode: u32) -> Result<&mut Self, InitramfsError> {
-        let data = std::fs::read(source).map_err(|e| InitramfsError::Read { path: source.to_owned(), source: e })?;
+    pub fn add_file_from(
+        &mut self,
+        path: &str,
+        source: &Path,
+        mode: u32,
+    ) -> Result<&mut Self, InitramfsError> {
+        let data = std::fs::read(source).map_err(|e| InitramfsError::Read {
+            path: source.to_owned(),
+            source: e,
+        })?;
         self.add_file(path, data, mode)
     }
 
     /// Adds a symbolic link at `path` pointing to `target` (stored verbatim).
     pub fn add_symlink(&mut self, path: &str, target: &str) -> Result<&mut Self, InitramfsError> {
         let path = self.prepare(path, 0o777)?;
-        self.insert_new(path, Node::Symlink { target: target.to_owned() })
+        self.insert_new(
+            path,
+            Node::Symlink {
+                target: target.to_owned(),
+            },
+        )
     }
 
     /// The archive's bytes, ending with the `TRAILER!!!` record. Its length is a
@@ -181,7 +207,8 @@ impl Initramfs {
             let parent = &clean[..parent_end];
             match self.entries.get(parent) {
                 None => {
-                    self.entries.insert(parent.to_owned(), Node::Dir { mode: 0o755 });
+                    self.entries
+                        .insert(parent.to_owned(), Node::Dir { mode: 0o755 });
                 }
                 Some(Node::Dir { .. }) => {}
                 Some(other) => {
@@ -199,7 +226,10 @@ impl Initramfs {
 
     fn insert_new(&mut self, path: String, node: Node) -> Result<&mut Self, InitramfsError> {
         if let Some(existing) = self.entries.get(&path) {
-            return Err(InitramfsError::Exists { existing: existing.kind(), path });
+            return Err(InitramfsError::Exists {
+                existing: existing.kind(),
+                path,
+            });
         }
         self.entries.insert(path, node);
         Ok(self)
@@ -209,7 +239,10 @@ impl Initramfs {
 /// Normalises an archive path to `a/b/c` form: a leading `/` is dropped; empty,
 /// `.` and `..` components are refused so an entry can never land outside the root.
 fn clean_path(path: &str) -> Result<String, InitramfsError> {
-    let bad = |reason| InitramfsError::BadPath { path: path.to_owned(), reason };
+    let bad = |reason| InitramfsError::BadPath {
+        path: path.to_owned(),
+        reason,
+    };
     let rel = path.strip_prefix('/').unwrap_or(path);
     if rel.is_empty() {
         return Err(bad("the root directory is implied"));
@@ -218,7 +251,10 @@ fn clean_path(path: &str) -> Result<String, InitramfsError> {
         return Err(bad("contains a NUL byte"));
     }
     let rel = rel.strip_suffix('/').unwrap_or(rel);
-    if rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if rel
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return Err(bad("empty, `.` and `..` components are not allowed"));
     }
     Ok(rel.to_owned())
@@ -284,7 +320,11 @@ mod tests {
             .expect("GNU cpio is installed (Debian package cpio)");
         child.stdin.take().unwrap().write_all(input).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "cpio {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cpio {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -319,26 +359,71 @@ mod tests {
         let names: Vec<&str> = listing.lines().collect();
         assert_eq!(
             names,
-            ["bin", "bin/busybox", "bin/sh", "etc", "etc/sinew", "etc/sinew/agent.toml", "init", "proc", "tmp"]
+            [
+                "bin",
+                "bin/busybox",
+                "bin/sh",
+                "etc",
+                "etc/sinew",
+                "etc/sinew/agent.toml",
+                "init",
+                "proc",
+                "tmp"
+            ]
         );
-        run_cpio(&["-i", "--quiet", "--make-directories", "--no-absolute-filenames"], dir.path(), &bytes);
+        run_cpio(
+            &[
+                "-i",
+                "--quiet",
+                "--make-directories",
+                "--no-absolute-filenames",
+            ],
+            dir.path(),
+            &bytes,
+        );
         let root = dir.path();
-        assert_eq!(std::fs::read(root.join("init")).unwrap(), b"#!/bin/sh\necho hi\n");
-        assert_eq!(std::fs::read(root.join("bin/busybox")).unwrap(), vec![0x7f; 4099]);
-        assert_eq!(std::fs::read_link(root.join("bin/sh")).unwrap(), Path::new("busybox"));
-        let mode = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            std::fs::read(root.join("init")).unwrap(),
+            b"#!/bin/sh\necho hi\n"
+        );
+        assert_eq!(
+            std::fs::read(root.join("bin/busybox")).unwrap(),
+            vec![0x7f; 4099]
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("bin/sh")).unwrap(),
+            Path::new("busybox")
+        );
+        let mode = |p: &str| {
+            std::fs::symlink_metadata(root.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
         assert_eq!(mode("etc/sinew/agent.toml"), 0o600);
         assert_eq!(mode("init"), 0o755);
         assert_eq!(mode("proc"), 0o555);
         assert_eq!(mode("etc"), 0o755);
         let verbose = run_cpio(&["-tv", "--quiet"], dir.path(), &bytes);
-        assert!(verbose.lines().all(|l| l.contains(" root ") && l.contains("1970")), "{verbose}");
+        assert!(
+            verbose
+                .lines()
+                .all(|l| l.contains(" root ") && l.contains("1970")),
+            "{verbose}"
+        );
     }
 
     #[test]
     fn concatenated_archives_list_both_and_are_aligned() {
         let mut overlay = Initramfs::new();
-        overlay.add_file("etc/sinew/agent.toml", b"token = \"secret\"\n".to_vec(), 0o600).unwrap();
+        overlay
+            .add_file(
+                "etc/sinew/agent.toml",
+                b"token = \"secret\"\n".to_vec(),
+                0o600,
+            )
+            .unwrap();
         let joined = Initramfs::concat(&sample().finish(), &overlay.finish());
         let dir = tempfile::tempdir().unwrap();
         // GNU cpio stops at the first trailer, so unpack the second archive from its
@@ -346,7 +431,10 @@ mod tests {
         let base_len = sample().finish().len();
         assert_eq!(&joined[base_len..base_len + 6], b"070701");
         let listing = run_cpio(&["-t", "--quiet"], dir.path(), &joined[base_len..]);
-        assert_eq!(listing.lines().collect::<Vec<_>>(), ["etc", "etc/sinew", "etc/sinew/agent.toml"]);
+        assert_eq!(
+            listing.lines().collect::<Vec<_>>(),
+            ["etc", "etc/sinew", "etc/sinew/agent.toml"]
+        );
         let odd = Initramfs::concat(b"abcde", b"070701");
         assert_eq!(odd, [&b"abcde\0\0\0"[..], b"070701"].concat());
     }
@@ -356,17 +444,35 @@ mod tests {
         let mut image = sample();
         for bad in ["", "/", "a/../b", "a//b", "./a"] {
             let err = image.add_file(bad, Vec::new(), 0o644).unwrap_err();
-            assert!(matches!(err, InitramfsError::BadPath { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, InitramfsError::BadPath { .. }),
+                "{bad}: {err}"
+            );
         }
-        let err = image.add_file("x", Vec::new(), 0o100_644).unwrap_err().to_string();
+        let err = image
+            .add_file("x", Vec::new(), 0o100_644)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`x`") && err.contains("0o100644"), "{err}");
-        let err = image.add_file("init", Vec::new(), 0o644).unwrap_err().to_string();
+        let err = image
+            .add_file("init", Vec::new(), 0o644)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`init` already exists as a file"), "{err}");
-        let err = image.add_file("init/x", Vec::new(), 0o644).unwrap_err().to_string();
+        let err = image
+            .add_file("init/x", Vec::new(), 0o644)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("parent `init` is a file"), "{err}");
         let err = image.add_dir("bin/sh", 0o755).unwrap_err().to_string();
-        assert!(err.contains("`bin/sh` already exists as a symlink"), "{err}");
-        let err = image.add_file_from("f", Path::new("/nonexistent/f"), 0o644).unwrap_err().to_string();
+        assert!(
+            err.contains("`bin/sh` already exists as a symlink"),
+            "{err}"
+        );
+        let err = image
+            .add_file_from("f", Path::new("/nonexistent/f"), 0o644)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/f"), "{err}");
     }
 }

@@ -12,6 +12,11 @@
 //!    [`Vm::spawn`] it; wait on its [`Console`]; if a KVM guest stays silent, kill
 //!    it, [`accel::remember`] the hang and spawn again with TCG.
 //! 5. [`Vm::shutdown`] (or drop the [`Vm`]: it never leaves QEMU behind).
+//!
+//! Environment: `SINEW_ACCEL` (`auto`, `kvm`, `tcg`; see [`accel`]),
+//! `SINEW_KERNEL_DIR_X86_64` / `SINEW_KERNEL_DIR_AARCH64` (use an unpacked kernel
+//! package instead of the cache; see [`Kernel::env_override`]) and `SINEW_DEB_DIR`
+//! (take `.deb` packages from a directory instead of apt; see [`deb`]).
 
 pub mod accel;
 mod arch;

@@ -14,7 +14,9 @@ pub struct MacAddr(pub [u8; 6]);
 #[derive(Debug, thiserror::Error)]
 pub enum MacError {
     /// The text is not six colon-separated hex bytes.
-    #[error("invalid MAC address `{0}`: expected six colon-separated hex bytes like 52:54:00:12:34:56")]
+    #[error(
+        "invalid MAC address `{0}`: expected six colon-separated hex bytes like 52:54:00:12:34:56"
+    )]
     Invalid(String),
 }
 
@@ -38,6 +40,12 @@ impl MacAddr {
     /// Whether this is a group (broadcast or multicast) address.
     pub fn is_multicast(self) -> bool {
         self.0[0] & 1 == 1
+    }
+}
+
+impl From<[u8; 6]> for MacAddr {
+    fn from(bytes: [u8; 6]) -> Self {
+        MacAddr(bytes)
     }
 }
 
@@ -88,7 +96,14 @@ mod tests {
     fn display_and_parse_round_trip() {
         let m: MacAddr = "52:54:00:ab:CD:0f".parse().unwrap();
         assert_eq!(m.to_string(), "52:54:00:ab:cd:0f");
-        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:0f:00", "5:54:00:ab:cd:0f", "zz:54:00:ab:cd:0f"] {
+        assert_eq!(MacAddr::from([0x52, 0x54, 0, 0xab, 0xcd, 0x0f]), m);
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:0f:00",
+            "5:54:00:ab:cd:0f",
+            "zz:54:00:ab:cd:0f",
+        ] {
             let err = bad.parse::<MacAddr>().unwrap_err().to_string();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }

@@ -2,8 +2,8 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::os::unix::net::UnixStream;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -14,8 +14,8 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::console::{qemu_output, Console};
-use crate::qmp::{Qmp, QmpError};
 use crate::qemu::host_tsc_khz;
+use crate::qmp::{Qmp, QmpError};
 use crate::{args, Accel, Arch, MachineSpec};
 
 /// How long [`Vm::spawn`] waits for QEMU to finish initialising.
@@ -35,26 +35,18 @@ pub struct Vm {
     console: Console,
 }
 
-/// How [`Vm::shutdown`] ended the guest; each carries QEMU's exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How [`Vm::shutdown`] ended the guest (QEMU's exit status is then in
+/// [`Vm::try_wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ending {
     /// QEMU had already exited before the shutdown began.
-    AlreadyGone(ExitStatus),
+    AlreadyGone,
     /// The guest powered off within the grace period.
-    PoweredOff(ExitStatus),
+    PoweredOff,
     /// QEMU obeyed QMP `quit` after the grace period.
-    Quit(ExitStatus),
+    Quit,
     /// QEMU had to be killed with SIGKILL.
-    Killed(ExitStatus),
-}
-
-impl Ending {
-    /// QEMU's exit status.
-    pub fn status(self) -> ExitStatus {
-        match self {
-            Ending::AlreadyGone(s) | Ending::PoweredOff(s) | Ending::Quit(s) | Ending::Killed(s) => s,
-        }
-    }
+    Killed,
 }
 
 /// Error from starting or controlling a [`Vm`].
@@ -156,7 +148,12 @@ impl Vm {
         let io_err = |action, path: &Path| {
             let name = name.clone();
             let path = path.to_owned();
-            move |source| VmError::Io { name, action, path, source }
+            move |source| VmError::Io {
+                name,
+                action,
+                path,
+                source,
+            }
         };
         for path in [&spec.console_log, &spec.qmp_socket] {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -164,7 +161,9 @@ impl Vm {
             }
         }
         match std::fs::remove_file(&spec.qmp_socket) {
-            Err(e) if e.kind() != ErrorKind::NotFound => return Err(io_err("remove stale", &spec.qmp_socket)(e)),
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(io_err("remove stale", &spec.qmp_socket)(e))
+            }
             _ => {}
         }
         // An empty log now, so that waits never see the previous boot's output.
@@ -174,7 +173,12 @@ impl Vm {
         let err = out.try_clone().map_err(io_err("open", &qemu_log))?;
 
         let mut command = Command::new(binary);
-        command.args(args(&spec)).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        command
+            .args(args(&spec))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
         let parent = std::process::id();
         // SAFETY: the closure runs between fork and exec and only makes the
         // async-signal-safe prctl and getppid system calls.
@@ -183,19 +187,32 @@ impl Vm {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 // The parent may have died before prctl took effect.
                 if nix::unistd::getppid().as_raw() != parent as i32 {
-                    return Err(std::io::Error::other("parent exited before QEMU started"));
+                    // No allocation between fork and exec: a static errno, not a message.
+                    return Err(nix::errno::Errno::ESRCH.into());
                 }
                 Ok(())
             });
         }
         let child = command.spawn().map_err(|source| match source.kind() {
-            ErrorKind::NotFound => VmError::NoQemu { name: name.clone(), binary, package: spec.arch.qemu_package() },
-            _ => VmError::Process { name: name.clone(), binary, source },
+            ErrorKind::NotFound => VmError::NoQemu {
+                name: name.clone(),
+                binary,
+                package: spec.arch.qemu_package(),
+            },
+            _ => VmError::Process {
+                name: name.clone(),
+                binary,
+                source,
+            },
         })?;
         tracing::debug!(guest = %name, pid = child.id(), accel = %spec.accel, "QEMU started");
         let process = Process::new(child);
         let console = Console::new(&name, &spec.console_log, &qemu_log, process.clone());
-        let vm = Vm { spec, process, console };
+        let vm = Vm {
+            spec,
+            process,
+            console,
+        };
         vm.await_startup()?;
         Ok(vm)
     }
@@ -243,29 +260,32 @@ impl Vm {
     /// Shuts the guest down: presses the power button over QMP (harmless where the
     /// guest ignores it: aarch64 cloud kernels have no power-button driver, so the
     /// SDK asks the agent instead), waits up to `grace` for QEMU to exit, then
-    /// sends QMP `quit`, then SIGKILL. QEMU is always reaped.
+    /// sends QMP `quit`, then SIGKILL. QEMU is always reaped. QEMU serves one QMP
+    /// client at a time: drop any [`Qmp`] of this guest first, or the steps that
+    /// need QMP are skipped.
     pub async fn shutdown(&mut self, grace: Duration) -> Result<Ending, VmError> {
-        if let Some(status) = self.try_wait() {
-            return Ok(Ending::AlreadyGone(status));
+        if self.try_wait().is_some() {
+            return Ok(Ending::AlreadyGone);
         }
         let deadline = Instant::now() + grace;
         if let Ok(mut qmp) = self.qmp(grace.min(QMP_STEP)).await {
             let powerdown = tokio::time::timeout_at(deadline.into(), qmp.system_powerdown()).await;
             if matches!(powerdown, Ok(Ok(()))) {
-                if let Some(status) = self.wait_exit(deadline.saturating_duration_since(Instant::now())).await {
-                    return Ok(Ending::PoweredOff(status));
+                let left = deadline.saturating_duration_since(Instant::now());
+                if self.wait_exit(left).await.is_some() {
+                    return Ok(Ending::PoweredOff);
                 }
             }
             if let Ok(Err(e)) = tokio::time::timeout(QMP_STEP, qmp.quit()).await {
                 tracing::debug!(guest = %self.spec.name, error = %e, "QMP quit failed");
             }
-            if let Some(status) = self.wait_exit(QMP_STEP).await {
-                return Ok(Ending::Quit(status));
+            if self.wait_exit(QMP_STEP).await.is_some() {
+                return Ok(Ending::Quit);
             }
         }
         match self.process.kill().map_err(|e| self.process_err(e))? {
-            (status, true) => Ok(Ending::Killed(status)),
-            (status, false) => Ok(Ending::PoweredOff(status)),
+            (_, true) => Ok(Ending::Killed),
+            (_, false) => Ok(Ending::PoweredOff),
         }
     }
 
@@ -308,7 +328,11 @@ impl Vm {
     }
 
     fn process_err(&self, source: std::io::Error) -> VmError {
-        VmError::Process { name: self.spec.name.clone(), binary: self.spec.arch.qemu_binary(), source }
+        VmError::Process {
+            name: self.spec.name.clone(),
+            binary: self.spec.arch.qemu_binary(),
+            source,
+        }
     }
 }
 
@@ -323,17 +347,28 @@ impl Drop for Vm {
 /// `timeout`. The connection is closed afterwards, which leaves the monitor free
 /// for the next client.
 fn greeted(socket: &Path, timeout: Duration) -> bool {
-    let Ok(mut stream) = UnixStream::connect(socket) else { return false };
-    let Ok(reader) = stream.try_clone() else { return false };
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let Ok(reader) = stream.try_clone() else {
+        return false;
+    };
     if stream.set_read_timeout(Some(timeout)).is_err() {
         return false;
     }
     let mut lines = BufReader::new(reader).lines();
     let greeting = lines.next().and_then(Result::ok).unwrap_or_default();
-    if !greeting.contains("\"QMP\"") || stream.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").is_err() {
+    if !greeting.contains("\"QMP\"")
+        || stream
+            .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
+            .is_err()
+    {
         return false;
     }
-    lines.next().and_then(Result::ok).is_some_and(|reply| reply.contains("\"return\""))
+    lines
+        .next()
+        .and_then(Result::ok)
+        .is_some_and(|reply| reply.contains("\"return\""))
 }
 
 /// Checks what would make QEMU fail or hang, before starting it.
@@ -346,15 +381,24 @@ fn preflight(spec: &MachineSpec) -> Result<(), VmError> {
             source,
         })?;
     }
-    let sockets = [Some(&spec.qmp_socket), spec.data.as_ref().map(|d| &d.switch_socket)];
+    let sockets = [
+        Some(&spec.qmp_socket),
+        spec.data.as_ref().map(|d| &d.switch_socket),
+    ];
     for path in sockets.into_iter().flatten() {
         let len = path.as_os_str().as_bytes().len();
         if len > MAX_SOCKET_PATH {
-            return Err(VmError::SocketPath { name: spec.name.clone(), path: path.clone(), len });
+            return Err(VmError::SocketPath {
+                name: spec.name.clone(),
+                path: path.clone(),
+                len,
+            });
         }
     }
     if spec.arch == Arch::X86_64 && spec.accel == Accel::Tcg && spec.tsc_khz.is_none() {
-        return Err(VmError::NoTsc { name: spec.name.clone() });
+        return Err(VmError::NoTsc {
+            name: spec.name.clone(),
+        });
     }
     Ok(())
 }
@@ -371,7 +415,10 @@ struct ProcessState {
 
 impl Process {
     pub(crate) fn new(child: Child) -> Process {
-        Process(Arc::new(Mutex::new(ProcessState { child, status: None })))
+        Process(Arc::new(Mutex::new(ProcessState {
+            child,
+            status: None,
+        })))
     }
 
     fn lock(&self) -> MutexGuard<'_, ProcessState> {

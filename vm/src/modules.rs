@@ -72,13 +72,21 @@ pub fn canonical_name(name: &str) -> String {
 
 /// Reads the `.modinfo` section of the kernel module file at `path`.
 pub fn modinfo(path: &Path) -> Result<ModInfo, ModuleError> {
-    let bytes = std::fs::read(path).map_err(|source| ModuleError::Read { path: path.to_owned(), source })?;
-    parse_modinfo(&bytes).map_err(|reason| ModuleError::BadModule { path: path.to_owned(), reason })
+    let bytes = std::fs::read(path).map_err(|source| ModuleError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_modinfo(&bytes).map_err(|reason| ModuleError::BadModule {
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 fn parse_modinfo(ko: &[u8]) -> Result<ModInfo, String> {
     let file = object::File::parse(ko).map_err(|e| e.to_string())?;
-    let section = file.section_by_name(".modinfo").ok_or("no .modinfo section")?;
+    let section = file
+        .section_by_name(".modinfo")
+        .ok_or("no .modinfo section")?;
     let data = section.data().map_err(|e| e.to_string())?;
     let mut info = ModInfo::default();
     // The section is a sequence of NUL-terminated `key=value` strings.
@@ -87,7 +95,11 @@ fn parse_modinfo(ko: &[u8]) -> Result<ModInfo, String> {
         if let Some(name) = field.strip_prefix("name=") {
             info.name = Some(canonical_name(name));
         } else if let Some(deps) = field.strip_prefix("depends=") {
-            info.depends = deps.split(',').filter(|d| !d.is_empty()).map(canonical_name).collect();
+            info.depends = deps
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(canonical_name)
+                .collect();
         }
     }
     Ok(info)
@@ -129,12 +141,19 @@ impl Resolver<'_> {
         if let Some(at) = self.stack.iter().position(|n| n == name) {
             let mut cycle = self.stack[at..].to_vec();
             cycle.push(name.to_owned());
-            return Err(ModuleError::Cycle { cycle, modules_dir: self.modules_dir.to_owned() });
+            return Err(ModuleError::Cycle {
+                cycle,
+                modules_dir: self.modules_dir.to_owned(),
+            });
         }
-        let rel_path = self.index.get(name).cloned().ok_or_else(|| ModuleError::Unknown {
-            name: name.to_owned(),
-            modules_dir: self.modules_dir.to_owned(),
-        })?;
+        let rel_path = self
+            .index
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ModuleError::Unknown {
+                name: name.to_owned(),
+                modules_dir: self.modules_dir.to_owned(),
+            })?;
         let path = self.modules_dir.join(&rel_path);
         let info = modinfo(&path)?;
         self.stack.push(name.to_owned());
@@ -144,7 +163,11 @@ impl Resolver<'_> {
         self.stack.pop();
         self.done.insert(name.to_owned());
         let name = info.name.unwrap_or_else(|| name.to_owned());
-        self.order.push(Module { name, path, rel_path });
+        self.order.push(Module {
+            name,
+            path,
+            rel_path,
+        });
         Ok(())
     }
 }
@@ -156,8 +179,15 @@ fn index(modules_dir: &Path) -> Result<BTreeMap<String, String>, ModuleError> {
     let mut index = BTreeMap::new();
     let mut dirs = vec![PathBuf::new()];
     while let Some(rel) = dirs.pop() {
-        let dir = modules_dir.join(&rel);
-        let read_err = |source| ModuleError::Read { path: dir.clone(), source };
+        let dir = if rel.as_os_str().is_empty() {
+            modules_dir.to_owned()
+        } else {
+            modules_dir.join(&rel)
+        };
+        let read_err = |source| ModuleError::Read {
+            path: dir.clone(),
+            source,
+        };
         let mut entries = std::fs::read_dir(&dir)
             .map_err(read_err)?
             .map(|e| e.map(|e| e.file_name()))
@@ -169,12 +199,19 @@ fn index(modules_dir: &Path) -> Result<BTreeMap<String, String>, ModuleError> {
         for file_name in entries.iter().rev().filter_map(|n| n.to_str()) {
             let rel_path = rel.join(file_name);
             let file_type = std::fs::symlink_metadata(modules_dir.join(&rel_path))
-                .map_err(|source| ModuleError::Read { path: modules_dir.join(&rel_path), source })?
+                .map_err(|source| ModuleError::Read {
+                    path: modules_dir.join(&rel_path),
+                    source,
+                })?
                 .file_type();
             if file_type.is_dir() {
                 dirs.push(rel_path);
-            } else if let (Some(stem), Some(rel_path)) = (file_name.strip_suffix(".ko"), rel_path.to_str()) {
-                index.entry(canonical_name(stem)).or_insert_with(|| rel_path.to_owned());
+            } else if let (Some(stem), Some(rel_path)) =
+                (file_name.strip_suffix(".ko"), rel_path.to_str())
+            {
+                index
+                    .entry(canonical_name(stem))
+                    .or_insert_with(|| rel_path.to_owned());
             }
         }
     }
@@ -191,7 +228,13 @@ fn builtin(modules_dir: &Path) -> Result<BTreeSet<String>, ModuleError> {
     };
     Ok(text
         .lines()
-        .filter_map(|line| Path::new(line.trim()).file_name()?.to_str()?.strip_suffix(".ko").map(canonical_name))
+        .filter_map(|line| {
+            Path::new(line.trim())
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".ko")
+                .map(canonical_name)
+        })
         .collect())
 }
 
@@ -207,7 +250,11 @@ mod tests {
         for (rel, name, deps) in modules {
             let path = dir.path().join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            let fields = [format!("name={name}"), format!("depends={deps}"), "license=GPL".into()];
+            let fields = [
+                format!("name={name}"),
+                format!("depends={deps}"),
+                "license=GPL".into(),
+            ];
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
             std::fs::write(path, kmod(EM_X86_64, &fields)).unwrap();
         }
@@ -224,11 +271,27 @@ mod tests {
             &[
                 ("kernel/drivers/virtio/virtio_ring.ko", "virtio_ring", ""),
                 ("kernel/drivers/virtio/virtio.ko", "virtio", "virtio_ring"),
-                ("kernel/drivers/virtio/virtio_mmio.ko", "virtio_mmio", "virtio_ring,virtio"),
+                (
+                    "kernel/drivers/virtio/virtio_mmio.ko",
+                    "virtio_mmio",
+                    "virtio_ring,virtio",
+                ),
                 ("kernel/net/core/failover.ko", "failover", ""),
-                ("kernel/drivers/net/net_failover.ko", "net_failover", "failover"),
-                ("kernel/drivers/net/virtio_net.ko", "virtio_net", "virtio_ring,virtio,net_failover"),
-                ("kernel/drivers/char/hw_random/virtio-rng.ko", "virtio_rng", "virtio,virtio_ring,rng-core"),
+                (
+                    "kernel/drivers/net/net_failover.ko",
+                    "net_failover",
+                    "failover",
+                ),
+                (
+                    "kernel/drivers/net/virtio_net.ko",
+                    "virtio_net",
+                    "virtio_ring,virtio,net_failover",
+                ),
+                (
+                    "kernel/drivers/char/hw_random/virtio-rng.ko",
+                    "virtio_rng",
+                    "virtio,virtio_ring,rng-core",
+                ),
             ],
             "kernel/drivers/char/hw_random/rng-core.ko\nkernel/fs/binfmt_script.ko\n",
         )
@@ -238,10 +301,26 @@ mod tests {
     fn dependencies_come_first_each_once() {
         let dir = virtio_tree();
         let got = resolve(dir.path(), &["virtio_mmio", "virtio-net"]).unwrap();
-        assert_eq!(names(&got), ["virtio_ring", "virtio", "virtio_mmio", "failover", "net_failover", "virtio_net"]);
+        assert_eq!(
+            names(&got),
+            [
+                "virtio_ring",
+                "virtio",
+                "virtio_mmio",
+                "failover",
+                "net_failover",
+                "virtio_net"
+            ]
+        );
         assert_eq!(got[5].rel_path, "kernel/drivers/net/virtio_net.ko");
-        assert_eq!(got[5].path, dir.path().join("kernel/drivers/net/virtio_net.ko"));
-        assert_eq!(resolve(dir.path(), &["virtio_mmio", "virtio-net"]).unwrap(), got);
+        assert_eq!(
+            got[5].path,
+            dir.path().join("kernel/drivers/net/virtio_net.ko")
+        );
+        assert_eq!(
+            resolve(dir.path(), &["virtio_mmio", "virtio-net"]).unwrap(),
+            got
+        );
     }
 
     #[test]
@@ -249,25 +328,40 @@ mod tests {
         let dir = virtio_tree();
         let got = resolve(dir.path(), &["virtio_rng", "binfmt-script"]).unwrap();
         assert_eq!(names(&got), ["virtio_ring", "virtio", "virtio_rng"]);
-        assert_eq!(got[2].rel_path, "kernel/drivers/char/hw_random/virtio-rng.ko");
+        assert_eq!(
+            got[2].rel_path,
+            "kernel/drivers/char/hw_random/virtio-rng.ko"
+        );
     }
 
     #[test]
     fn unknown_module_names_module_and_dir() {
         let dir = virtio_tree();
         let err = resolve(dir.path(), &["vxlan"]).unwrap_err().to_string();
-        assert!(err.contains("vxlan") && err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(
+            err.contains("vxlan") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_dependency_is_an_error() {
         let dir = tree(&[("kernel/a.ko", "a", "b")], "");
-        assert!(matches!(resolve(dir.path(), &["a"]), Err(ModuleError::Unknown { name, .. }) if name == "b"));
+        assert!(
+            matches!(resolve(dir.path(), &["a"]), Err(ModuleError::Unknown { name, .. }) if name == "b")
+        );
     }
 
     #[test]
     fn cycles_are_reported_with_their_path() {
-        let dir = tree(&[("kernel/a.ko", "a", "b"), ("kernel/b.ko", "b", "c"), ("kernel/c.ko", "c", "a")], "");
+        let dir = tree(
+            &[
+                ("kernel/a.ko", "a", "b"),
+                ("kernel/b.ko", "b", "c"),
+                ("kernel/c.ko", "c", "a"),
+            ],
+            "",
+        );
         let err = resolve(dir.path(), &["a"]).unwrap_err().to_string();
         assert!(err.contains("a -> b -> c -> a"), "{err}");
     }
@@ -282,10 +376,23 @@ mod tests {
 
     #[test]
     fn modinfo_reads_name_and_depends() {
-        let ko = kmod(EM_X86_64, &["license=GPL", "depends=virtio-ring,virtio", "name=virtio_net", "vermagic=6.1.0"]);
+        let ko = kmod(
+            EM_X86_64,
+            &[
+                "license=GPL",
+                "depends=virtio-ring,virtio",
+                "name=virtio_net",
+                "vermagic=6.1.0",
+            ],
+        );
         let info = parse_modinfo(&ko).unwrap();
         assert_eq!(info.name.as_deref(), Some("virtio_net"));
         assert_eq!(info.depends, ["virtio_ring", "virtio"]);
-        assert_eq!(parse_modinfo(&kmod(EM_X86_64, &["depends="])).unwrap().depends, Vec::<String>::new());
+        assert_eq!(
+            parse_modinfo(&kmod(EM_X86_64, &["depends="]))
+                .unwrap()
+                .depends,
+            Vec::<String>::new()
+        );
     }
 }

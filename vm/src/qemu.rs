@@ -126,7 +126,8 @@ impl MachineSpec {
 /// The QEMU arguments (without the binary, [`Arch::qemu_binary`]) for `spec`.
 pub fn args(spec: &MachineSpec) -> Vec<OsString> {
     let mut a = Args::default();
-    a.push("-name").push_opts("guest=", &[OsStr::new(&spec.name)]);
+    a.push("-name")
+        .push_opts("guest=", &[OsStr::new(&spec.name)]);
     let (machine, cpu, nic) = match (spec.arch, spec.accel) {
         // ACPI stays on: it is how a guest `poweroff` ends QEMU on microvm.
         (Arch::X86_64, Accel::Tcg) => ("microvm,acpi=on", "max", "virtio-net-device"),
@@ -142,13 +143,21 @@ pub fn args(spec: &MachineSpec) -> Vec<OsString> {
     a.push("-cpu").push(cpu);
     a.push("-smp").push(spec.cpus.to_string());
     a.push("-m").push(spec.memory_mib.to_string());
-    a.push("-nodefaults").push("-no-user-config").push("-display").push("none").push("-no-reboot");
+    a.push("-nodefaults")
+        .push("-no-user-config")
+        .push("-display")
+        .push("none")
+        .push("-no-reboot");
     a.push("-kernel").push(&spec.kernel);
     a.push("-initrd").push(&spec.initrd);
     a.push("-append").push(spec.cmdline());
-    a.push("-chardev").push_opts("file,id=console,path=", &[spec.console_log.as_os_str()]);
+    a.push("-chardev")
+        .push_opts("file,id=console,path=", &[spec.console_log.as_os_str()]);
     a.push("-serial").push("chardev:console");
-    a.push("-chardev").push_opts("socket,id=qmp,server=on,wait=off,path=", &[spec.qmp_socket.as_os_str()]);
+    a.push("-chardev").push_opts(
+        "socket,id=qmp,server=on,wait=off,path=",
+        &[spec.qmp_socket.as_os_str()],
+    );
     a.push("-mon").push("chardev=qmp,mode=control");
     if let Some(ctl) = &spec.control {
         a.push("-netdev").push(format!(
@@ -156,12 +165,16 @@ pub fn args(spec: &MachineSpec) -> Vec<OsString> {
              dhcpstart={CONTROL_GUEST_ADDR},hostfwd=tcp:127.0.0.1:{}-:{}",
             ctl.host_port, ctl.guest_port,
         ));
-        a.push("-device").push(format!("{nic},netdev=ctl,mac={}", ctl.mac));
+        a.push("-device")
+            .push(format!("{nic},netdev=ctl,mac={}", ctl.mac));
     }
     if let Some(data) = &spec.data {
-        a.push("-netdev")
-            .push_opts("stream,id=data,server=off,addr.type=unix,addr.path=", &[data.switch_socket.as_os_str()]);
-        a.push("-device").push(format!("{nic},netdev=data,mac={}", data.mac));
+        a.push("-netdev").push_opts(
+            "stream,id=data,server=off,addr.type=unix,addr.path=",
+            &[data.switch_socket.as_os_str()],
+        );
+        a.push("-device")
+            .push(format!("{nic},netdev=data,mac={}", data.mac));
     }
     a.0
 }
@@ -229,18 +242,30 @@ mod tests {
             image: "/k/vmlinuz".into(),
             modules_dir: "/k/lib/modules/6.1.0-56-cloud-amd64".into(),
         };
-        let mut spec = MachineSpec::new("node1", &kernel, Path::new("/run/node1.cpio"), Path::new("/run"));
+        let mut spec = MachineSpec::new(
+            "node1",
+            &kernel,
+            Path::new("/run/node1.cpio"),
+            Path::new("/run"),
+        );
         spec.accel = accel;
         spec.tsc_khz = Some(2_000_000);
         spec
     }
 
     fn joined(spec: &MachineSpec) -> String {
-        args(spec).iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        args(spec)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn after<'a>(args: &'a [OsString], flag: &str) -> Vec<&'a str> {
-        args.windows(2).filter(|w| w[0] == flag).filter_map(|w| w[1].to_str()).collect()
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .filter_map(|w| w[1].to_str())
+            .collect()
     }
 
     #[test]
@@ -256,8 +281,11 @@ mod tests {
                 assert_eq!(after(&a, "-kernel"), ["/k/vmlinuz"]);
                 assert_eq!(after(&a, "-initrd"), ["/run/node1.cpio"]);
                 assert_eq!(after(&a, "-serial"), ["chardev:console"]);
-                assert!(after(&a, "-chardev").contains(&"file,id=console,path=/run/node1.console.log"));
-                assert!(after(&a, "-chardev").contains(&"socket,id=qmp,server=on,wait=off,path=/run/node1.qmp"));
+                assert!(
+                    after(&a, "-chardev").contains(&"file,id=console,path=/run/node1.console.log")
+                );
+                assert!(after(&a, "-chardev")
+                    .contains(&"socket,id=qmp,server=on,wait=off,path=/run/node1.qmp"));
                 assert_eq!(after(&a, "-mon"), ["chardev=qmp,mode=control"]);
                 assert_eq!(after(&a, "-m"), ["512"]);
                 assert_eq!(after(&a, "-smp"), ["1"]);
@@ -274,7 +302,10 @@ mod tests {
         assert_eq!(after(&a, "-M"), ["microvm,acpi=on"]);
         assert_eq!(after(&a, "-accel"), ["tcg,thread=multi"]);
         assert_eq!(after(&a, "-cpu"), ["max"]);
-        assert_eq!(after(&a, "-append"), ["console=ttyS0 panic=-1 edd=off tsc_early_khz=2000000"]);
+        assert_eq!(
+            after(&a, "-append"),
+            ["console=ttyS0 panic=-1 edd=off tsc_early_khz=2000000"]
+        );
         let kvm = spec(Arch::X86_64, Accel::Kvm);
         let a = args(&kvm);
         assert_eq!(after(&a, "-accel"), ["kvm"]);
@@ -298,12 +329,22 @@ mod tests {
 
     #[test]
     fn nics_use_the_arch_transport_fixed_macs_and_loopback_forwarding() {
-        for (arch, device) in [(Arch::X86_64, "virtio-net-device"), (Arch::Aarch64, "virtio-net-pci")] {
+        for (arch, device) in [
+            (Arch::X86_64, "virtio-net-device"),
+            (Arch::Aarch64, "virtio-net-pci"),
+        ] {
             let mut s = spec(arch, Accel::Tcg);
             let ctl_mac = MacAddr::for_guest("node1", 0);
             let data_mac = MacAddr::for_guest("node1", 1);
-            s.control = Some(ControlNic { host_port: 40022, guest_port: 7000, mac: ctl_mac });
-            s.data = Some(DataNic { switch_socket: "/run/lab,1/switch.sock".into(), mac: data_mac });
+            s.control = Some(ControlNic {
+                host_port: 40022,
+                guest_port: 7000,
+                mac: ctl_mac,
+            });
+            s.data = Some(DataNic {
+                switch_socket: "/run/lab,1/switch.sock".into(),
+                mac: data_mac,
+            });
             let a = args(&s);
             assert_eq!(
                 after(&a, "-netdev"),
@@ -314,7 +355,10 @@ mod tests {
             );
             assert_eq!(
                 after(&a, "-device"),
-                [format!("{device},netdev=ctl,mac={ctl_mac}"), format!("{device},netdev=data,mac={data_mac}")]
+                [
+                    format!("{device},netdev=ctl,mac={ctl_mac}"),
+                    format!("{device},netdev=data,mac={data_mac}")
+                ]
             );
         }
     }
@@ -326,12 +370,17 @@ mod tests {
         s.qmp_socket = "/r,un/q.sock".into();
         let a = args(&s);
         assert_eq!(after(&a, "-name"), ["guest=a,,b"]);
-        assert!(after(&a, "-chardev").contains(&"socket,id=qmp,server=on,wait=off,path=/r,,un/q.sock"));
+        assert!(
+            after(&a, "-chardev").contains(&"socket,id=qmp,server=on,wait=off,path=/r,,un/q.sock")
+        );
     }
 
     #[test]
     fn qemu_log_sits_next_to_the_console_log() {
-        assert_eq!(spec(Arch::X86_64, Accel::Tcg).qemu_log(), Path::new("/run/node1.console.log.qemu"));
+        assert_eq!(
+            spec(Arch::X86_64, Accel::Tcg).qemu_log(),
+            Path::new("/run/node1.console.log.qemu")
+        );
     }
 
     #[test]

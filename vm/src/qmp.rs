@@ -17,6 +17,10 @@ use tokio::net::UnixStream;
 
 pub use qapi::qmp::{Event, RunState, StatusInfo};
 
+/// Events kept for [`Qmp::wait_event`]; older ones are dropped first, so a
+/// connection nobody waits on does not grow without bound.
+const KEPT_EVENTS: usize = 256;
+
 type Reader = QmpStreamTokio<ReadHalf<UnixStream>>;
 type Writer = QmpStreamTokio<WriteHalf<UnixStream>>;
 
@@ -31,7 +35,10 @@ pub struct Qmp {
 
 impl std::fmt::Debug for Qmp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Qmp").field("socket", &self.socket).field("closed", &self.closed).finish_non_exhaustive()
+        f.debug_struct("Qmp")
+            .field("socket", &self.socket)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -83,12 +90,20 @@ impl Qmp {
     /// (QEMU still starting) for up to `timeout`, and negotiates capabilities.
     pub async fn connect(socket: &Path, timeout: Duration) -> Result<Qmp, QmpError> {
         let deadline = Instant::now() + timeout;
-        let connect_err = |source| QmpError::Connect { socket: socket.to_owned(), source };
+        let connect_err = |source| QmpError::Connect {
+            socket: socket.to_owned(),
+            source,
+        };
         let attempt = async {
             loop {
                 match QmpStreamTokio::open_uds(socket).await {
                     Ok(negotiation) => return negotiation.negotiate().await,
-                    Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::NotFound | ErrorKind::ConnectionRefused
+                        ) =>
+                    {
                         if Instant::now() >= deadline {
                             return Err(e);
                         }
@@ -103,18 +118,27 @@ impl Qmp {
             .map_err(|_| connect_err(std::io::Error::new(ErrorKind::TimedOut, "deadline passed")))?
             .map_err(connect_err)?;
         let (service, events) = stream.into_parts();
-        Ok(Qmp { socket: socket.to_owned(), service, events, seen: VecDeque::new(), closed: false })
+        Ok(Qmp {
+            socket: socket.to_owned(),
+            service,
+            events,
+            seen: VecDeque::new(),
+            closed: false,
+        })
     }
 
     /// The VM's run state (`query-status`).
     pub async fn status(&mut self) -> Result<StatusInfo, QmpError> {
-        self.execute(qapi::qmp::query_status {}, "query-status").await
+        self.execute(qapi::qmp::query_status {}, "query-status")
+            .await
     }
 
     /// Presses the virtual power button (`system_powerdown`). What follows is up
     /// to the guest: on a kernel without a power-button driver nothing happens.
     pub async fn system_powerdown(&mut self) -> Result<(), QmpError> {
-        self.execute(qapi::qmp::system_powerdown {}, "system_powerdown").await.map(drop)
+        self.execute(qapi::qmp::system_powerdown {}, "system_powerdown")
+            .await
+            .map(drop)
     }
 
     /// Ends QEMU at once (`quit`). QEMU may close the connection before or instead
@@ -135,7 +159,12 @@ impl Qmp {
         timeout: Duration,
         mut matches: impl FnMut(&Event) -> bool,
     ) -> Result<Event, QmpError> {
-        if let Some(event) = self.seen.iter().position(&mut matches).and_then(|at| self.seen.remove(at)) {
+        if let Some(event) = self
+            .seen
+            .iter()
+            .position(&mut matches)
+            .and_then(|at| self.seen.remove(at))
+        {
             return Ok(event);
         }
         let start = Instant::now();
@@ -147,11 +176,18 @@ impl Qmp {
             let next = tokio::time::timeout_at(deadline.into(), self.events.next()).await;
             match next {
                 Err(_) => {
-                    return Err(QmpError::Timeout { socket: self.socket.clone(), what, waited: start.elapsed() });
+                    return Err(QmpError::Timeout {
+                        socket: self.socket.clone(),
+                        what,
+                        waited: start.elapsed(),
+                    });
                 }
                 Ok(Some(Ok(event))) if matches(&event) => return Ok(event),
-                Ok(Some(Ok(event))) => self.seen.push_back(event),
-                Ok(Some(Err(e))) => return Err(self.closed_err(what, e)),
+                Ok(Some(Ok(event))) => self.keep(event),
+                Ok(Some(Err(e))) => {
+                    self.closed = true;
+                    return Err(self.closed_err(what, e));
+                }
                 Ok(None) => self.closed = true,
             }
         }
@@ -159,7 +195,8 @@ impl Qmp {
 
     /// Waits for QEMU's `SHUTDOWN` event (guest power-off, `quit`, or a signal).
     pub async fn wait_shutdown(&mut self, timeout: Duration) -> Result<Event, QmpError> {
-        self.wait_event("SHUTDOWN", timeout, |e| matches!(e, Event::SHUTDOWN { .. })).await
+        self.wait_event("SHUTDOWN", timeout, |e| matches!(e, Event::SHUTDOWN { .. }))
+            .await
     }
 
     async fn execute<C>(&mut self, command: C, name: &'static str) -> Result<C::Ok, QmpError>
@@ -185,7 +222,7 @@ impl Qmp {
                     });
                 }
                 event = self.events.next() => match event {
-                    Some(Ok(event)) => self.seen.push_back(event),
+                    Some(Ok(event)) => self.keep(event),
                     // After `quit`, QEMU resets the connection: that is its end.
                     Some(Err(e)) => {
                         self.closed = true;
@@ -200,7 +237,112 @@ impl Qmp {
         }
     }
 
+    fn keep(&mut self, event: Event) {
+        if self.seen.len() == KEPT_EVENTS {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(event);
+    }
+
     fn closed_err(&self, during: &'static str, source: std::io::Error) -> QmpError {
-        QmpError::Closed { socket: self.socket.clone(), during, source }
+        QmpError::Closed {
+            socket: self.socket.clone(),
+            during,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::UnixListener;
+
+    /// A QMP server that answers like QEMU: an event slipped in before the
+    /// `query-status` reply, and `quit` answered by hanging up.
+    async fn fake_qemu(listener: UnixListener) {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+        write
+            .write_all(format!("{greeting}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(read).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let reply = if line.contains("qmp_capabilities") {
+                r#"{"return": {}}"#.to_owned()
+            } else if line.contains("query-status") {
+                let event = r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"#;
+                format!(
+                    "{event}\r\n{}",
+                    r#"{"return": {"running": false, "status": "paused"}}"#
+                )
+            } else if line.contains("quit") {
+                return;
+            } else {
+                r#"{"error": {"class": "CommandNotFound", "desc": "nope"}}"#.to_owned()
+            };
+            write
+                .write_all(format!("{reply}\r\n").as_bytes())
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_events_and_quit_against_a_fake_qemu() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let connecting = tokio::spawn({
+            let socket = socket.clone();
+            async move { Qmp::connect(&socket, Duration::from_secs(5)).await }
+        });
+        // The socket appears after the client started retrying.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let server = tokio::spawn(fake_qemu(UnixListener::bind(&socket).unwrap()));
+        let mut qmp = connecting.await.unwrap().unwrap();
+
+        let status = qmp.status().await.unwrap();
+        assert!(
+            !status.running && matches!(status.status, RunState::paused),
+            "{status:?}"
+        );
+        let stop = qmp
+            .wait_event("STOP", Duration::from_secs(1), |e| {
+                matches!(e, Event::STOP { .. })
+            })
+            .await;
+        assert!(stop.is_ok(), "{stop:?}");
+        let err = qmp.system_powerdown().await.unwrap_err().to_string();
+        assert!(
+            err.contains("system_powerdown") && err.contains("nope"),
+            "{err}"
+        );
+
+        qmp.quit().await.unwrap();
+        server.await.unwrap();
+        let err = qmp.status().await.unwrap_err();
+        assert!(matches!(err, QmpError::Closed { .. }), "{err}");
+        let err = qmp
+            .wait_shutdown(Duration::from_millis(50))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&socket.display().to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn connect_gives_up_at_the_deadline_naming_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("absent.sock");
+        let started = Instant::now();
+        let err = Qmp::connect(&socket, Duration::from_millis(200))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(err.contains("absent.sock"), "{err}");
     }
 }

@@ -72,8 +72,15 @@ impl Switch {
     /// it works whatever runtime, if any, the caller uses.
     pub fn start(socket: &Path) -> Result<Switch, SwitchError> {
         let listener = bind(socket)?;
-        let start_err = |source| SwitchError::Start { path: socket.to_owned(), source };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(start_err)?;
+        let start_err = |source| SwitchError::Start {
+            path: socket.to_owned(),
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(start_err)?;
         let ports = Arc::new(AtomicUsize::new(0));
         let (stop, stopped) = oneshot::channel();
         let hub_ports = ports.clone();
@@ -84,12 +91,19 @@ impl Switch {
                 runtime.block_on(async move {
                     match UnixListener::from_std(listener) {
                         Ok(listener) => serve(listener, stopped, hub_ports).await,
-                        Err(e) => tracing::error!(socket = %name, error = %e, "switch cannot listen"),
+                        Err(e) => {
+                            tracing::error!(socket = %name, error = %e, "switch cannot listen")
+                        }
                     }
                 });
             })
             .map_err(start_err)?;
-        Ok(Switch { socket: socket.to_owned(), ports, stop: Some(stop), thread: Some(thread) })
+        Ok(Switch {
+            socket: socket.to_owned(),
+            ports,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// The socket guests connect to (put it in [`crate::DataNic::switch_socket`]).
@@ -117,12 +131,18 @@ impl Drop for Switch {
 }
 
 fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, SwitchError> {
-    let sock_err = |action, source| SwitchError::Socket { action, path: path.to_owned(), source };
+    let sock_err = |action, source| SwitchError::Socket {
+        action,
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => return Err(SwitchError::InUse(path.to_owned())),
-            Err(_) => std::fs::remove_file(path).map_err(|e| sock_err("remove stale", e))?,
-        },
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(SwitchError::InUse(path.to_owned())),
+                Err(_) => std::fs::remove_file(path).map_err(|e| sock_err("remove stale", e))?,
+            }
+        }
         Ok(_) => return Err(SwitchError::NotASocket(path.to_owned())),
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(sock_err("inspect", e)),
@@ -130,8 +150,11 @@ fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, SwitchError> {
     let listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| sock_err("bind", e))?;
     // Between bind and chmod the socket has umask permissions; peers are also
     // checked by uid on accept, so that window gives nobody else a port.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| sock_err("chmod", e))?;
-    listener.set_nonblocking(true).map_err(|e| sock_err("configure", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| sock_err("chmod", e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| sock_err("configure", e))?;
     Ok(listener)
 }
 
@@ -188,7 +211,10 @@ fn peer_allowed(stream: &UnixStream, uid: u32) -> bool {
     match stream.peer_cred() {
         Ok(cred) if cred.uid() == uid || cred.uid() == 0 => true,
         Ok(cred) => {
-            tracing::warn!(peer_uid = cred.uid(), "switch refused a connection from another user");
+            tracing::warn!(
+                peer_uid = cred.uid(),
+                "switch refused a connection from another user"
+            );
             false
         }
         Err(e) => {
@@ -198,12 +224,23 @@ fn peer_allowed(stream: &UnixStream, uid: u32) -> bool {
     }
 }
 
-fn forward(ports: &BTreeMap<u64, mpsc::Sender<Vec<u8>>>, table: &mut HashMap<MacAddr, u64>, from: u64, frame: Vec<u8>) {
-    let (Some(dst), Some(src)) = (mac_at(&frame, 0), mac_at(&frame, 6)) else { return };
+fn forward(
+    ports: &BTreeMap<u64, mpsc::Sender<Vec<u8>>>,
+    table: &mut HashMap<MacAddr, u64>,
+    from: u64,
+    frame: Vec<u8>,
+) {
+    let (Some(dst), Some(src)) = (mac_at(&frame, 0), mac_at(&frame, 6)) else {
+        return;
+    };
     if !src.is_multicast() {
         table.insert(src, from);
     }
-    let target = if dst.is_multicast() { None } else { table.get(&dst).copied() };
+    let target = if dst.is_multicast() {
+        None
+    } else {
+        table.get(&dst).copied()
+    };
     match target {
         Some(port) if port == from => {}
         Some(port) => send(ports, port, frame),
@@ -234,11 +271,17 @@ async fn read_port(id: u64, mut read: OwnedReadHalf, events: mpsc::Sender<Event>
         }
         let len = u32::from_be_bytes(len) as usize;
         if len > MAX_FRAME {
-            tracing::warn!(port = id, len, "switch port sent an oversized frame; disconnecting it");
+            tracing::warn!(
+                port = id,
+                len,
+                "switch port sent an oversized frame; disconnecting it"
+            );
             break;
         }
         let mut frame = vec![0u8; len];
-        if read.read_exact(&mut frame).await.is_err() || events.send(Event::Frame(id, frame)).await.is_err() {
+        if read.read_exact(&mut frame).await.is_err()
+            || events.send(Event::Frame(id, frame)).await.is_err()
+        {
             break;
         }
     }
@@ -278,7 +321,9 @@ mod tests {
             frame.extend_from_slice(&src.0);
             frame.extend_from_slice(&[0x88, 0xb5]);
             frame.extend_from_slice(payload);
-            self.0.write_all(&(frame.len() as u32).to_be_bytes()).unwrap();
+            self.0
+                .write_all(&(frame.len() as u32).to_be_bytes())
+                .unwrap();
             self.0.write_all(&frame).unwrap();
         }
 
@@ -287,7 +332,9 @@ mod tests {
             let mut len = [0u8; 4];
             match self.0.read_exact(&mut len) {
                 Ok(()) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return None,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
                 Err(e) => panic!("{e}"),
             }
             let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -299,7 +346,11 @@ mod tests {
     fn wait_ports(switch: &Switch, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while switch.port_count() != n {
-            assert!(Instant::now() < deadline, "switch has {} ports, expected {n}", switch.port_count());
+            assert!(
+                Instant::now() < deadline,
+                "switch has {} ports, expected {n}",
+                switch.port_count()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -308,7 +359,8 @@ mod tests {
         let ports: Vec<Port> = (0..n)
             .map(|_| {
                 let s = StdStream::connect(switch.socket()).unwrap();
-                s.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(150)))
+                    .unwrap();
                 Port(s)
             })
             .collect();
@@ -375,7 +427,8 @@ mod tests {
 
     fn connect_one(switch: &Switch, expect: usize) -> Port {
         let s = StdStream::connect(switch.socket()).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(150)))
+            .unwrap();
         wait_ports(switch, expect);
         Port(s)
     }
@@ -399,7 +452,9 @@ mod tests {
         connect(&switch, 1);
 
         std::fs::write(dir.path().join("file"), b"x").unwrap();
-        let err = Switch::start(&dir.path().join("file")).unwrap_err().to_string();
+        let err = Switch::start(&dir.path().join("file"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("file") && err.contains("non-socket"), "{err}");
     }
 }

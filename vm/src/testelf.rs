@@ -8,7 +8,12 @@ pub(crate) type Segment = (u32, Vec<u8>);
 
 /// An ELF64 LE image of type `e_type` for `machine`, with the given segments and
 /// named PROGBITS sections (plus the null section and `.shstrtab`).
-pub(crate) fn elf64(e_type: u16, machine: u16, segments: &[Segment], sections: &[(&str, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn elf64(
+    e_type: u16,
+    machine: u16,
+    segments: &[Segment],
+    sections: &[(&str, Vec<u8>)],
+) -> Vec<u8> {
     const EHDR: usize = 64;
     const PHDR: usize = 56;
     const SHDR: usize = 64;
@@ -55,7 +60,14 @@ pub(crate) fn elf64(e_type: u16, machine: u16, segments: &[Segment], sections: &
     h.extend_from_slice(&machine.to_le_bytes());
     h.extend_from_slice(&1u32.to_le_bytes()); // version
     h.extend_from_slice(&0u64.to_le_bytes()); // entry
-    h.extend_from_slice(&(if segments.is_empty() { 0u64 } else { EHDR as u64 }).to_le_bytes());
+    h.extend_from_slice(
+        &(if segments.is_empty() {
+            0u64
+        } else {
+            EHDR as u64
+        })
+        .to_le_bytes(),
+    );
     h.extend_from_slice(&(shoff as u64).to_le_bytes());
     h.extend_from_slice(&0u32.to_le_bytes()); // flags
     h.extend_from_slice(&(EHDR as u16).to_le_bytes());
@@ -98,5 +110,10 @@ pub(crate) fn kmod(machine: u16, fields: &[&str]) -> Vec<u8> {
         modinfo.extend_from_slice(f.as_bytes());
         modinfo.push(0);
     }
-    elf64(elf::ET_REL, machine, &[], &[(".text", vec![0xc3]), (".modinfo", modinfo)])
+    elf64(
+        elf::ET_REL,
+        machine,
+        &[],
+        &[(".text", vec![0xc3]), (".modinfo", modinfo)],
+    )
 }

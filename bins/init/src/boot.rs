@@ -34,8 +34,8 @@ pub fn run() -> ! {
     }));
     match boot() {
         Err(error) => {
-            eprintln!("sinew-init: fatal: {error:#}");
-            tracing::error!("fatal: {error:#}");
+            // Printed directly as well: logging may not be up yet.
+            eprintln!("sinew-init: fatal: {}", crate::describe(&error));
             shutdown::power_off_now()
         }
         Ok(never) => match never {},

@@ -206,7 +206,7 @@ async fn stream_until_exit<S: AsyncRead + AsyncWrite + Unpin>(
         let stdin = child.stdin.take().map(|input| pipe::Sender::from_owned_fd(OwnedFd::from(input)));
         Ok((stdout.transpose()?, stderr.transpose()?, stdin.transpose()?))
     })();
-    let (stdout, stderr, stdin) = match pipes {
+    let (mut stdout, mut stderr, stdin) = match pipes {
         Ok(pipes) => pipes,
         Err(error) => {
             child.signal_group(Signal::SIGKILL);
@@ -222,7 +222,6 @@ async fn stream_until_exit<S: AsyncRead + AsyncWrite + Unpin>(
         _ => None,
     };
     let timeout_at = request.timeout.map(|limit| started + limit);
-    let (mut stdout, mut stderr) = (stdout, stderr);
     let (mut out_buf, mut err_buf) = (vec![0u8; READ_CHUNK], vec![0u8; READ_CHUNK]);
     let mut ended = None;
     let mut timed_out = false;

@@ -42,6 +42,9 @@ pub enum FileError {
         /// Digest of the bytes received.
         received: Sha256Digest,
     },
+    /// The worker thread doing the file work stopped (the agent is shutting down).
+    #[error("file operation interrupted: {0}")]
+    Interrupted(String),
     /// An operating-system call failed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -59,6 +62,7 @@ impl From<FileError> for RemoteError {
         let kind = match &error {
             FileError::NotAbsolute(_) | FileError::BadMode(_) | FileError::NotRegular(_) => ErrorKind::BadRequest,
             FileError::Mismatch { .. } => ErrorKind::DigestMismatch,
+            FileError::Interrupted(_) => ErrorKind::Internal,
             FileError::Io { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound => ErrorKind::NotFound,
                 io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
@@ -87,13 +91,9 @@ fn absolute(path: &str) -> Result<PathBuf, FileError> {
 
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, FileError> + Send + 'static) -> Result<T, FileError> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|join_error| {
-        Err(FileError::Io {
-            action: "finish work on",
-            path: PathBuf::new(),
-            source: io::Error::other(join_error),
-        })
-    })
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join_error| Err(FileError::Interrupted(join_error.to_string())))
 }
 
 /// Size and digest of a readable file.

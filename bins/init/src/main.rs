@@ -22,6 +22,7 @@ mod shutdown;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,13 +64,36 @@ struct AgentArgs {
     state_dir: PathBuf,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     if nix::unistd::getpid().as_raw() == 1 {
         boot::run();
     }
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Agent(args) => run_agent(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sinew-init: {}", describe(&error));
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// The error and its causes on one line. Errors here spell out their cause in their own
+/// message, so a cause already quoted by the message before it is not repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+    }
+    text
 }
 
 fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -117,4 +141,23 @@ async fn serve_agent(args: AgentArgs, secret: Secret) -> anyhow::Result<()> {
     }
     services.shut_down().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_does_not_repeat_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let error = anyhow::Error::new(sinew_proto::SecretError::Read {
+            path: "/etc/sinew/agent.key".into(),
+            source: io,
+        })
+        .context("loading the secret");
+        assert_eq!(
+            describe(&error),
+            "loading the secret: cannot read agent secret /etc/sinew/agent.key: No such file"
+        );
+    }
 }

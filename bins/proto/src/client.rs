@@ -91,6 +91,13 @@ impl ClientError {
     }
 
 
+    /// Whether the connection is gone or unusable ([`ClientError::Closed`],
+    /// [`ClientError::Io`], [`ClientError::Unusable`]): a new connection may succeed where
+    /// this one failed. Note that the failed request may or may not have taken effect.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, ClientError::Closed | ClientError::Io(_) | ClientError::Unusable)
+    }
+
     /// The class of the agent's error, for [`ClientError::Remote`] and [`ClientError::Refused`].
     pub fn remote_kind(&self) -> Option<ErrorKind> {
         match self {
@@ -726,7 +733,9 @@ mod tests {
         .await;
         let cancelled = tokio::time::timeout(Duration::from_millis(20), client.facts()).await;
         assert!(cancelled.is_err());
-        assert!(matches!(client.facts().await, Err(ClientError::Unusable)));
+        let error = client.facts().await.unwrap_err();
+        assert!(matches!(error, ClientError::Unusable));
+        assert!(error.is_connection_lost());
     }
 
     #[tokio::test]

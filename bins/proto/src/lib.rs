@@ -18,6 +18,8 @@
 //!
 //! The SDK uses [`AgentClient`]; the agent uses [`handshake::accept`] and a [`Channel`].
 
+#![warn(missing_docs)]
+
 pub mod channel;
 pub mod client;
 pub mod digest;

@@ -15,6 +15,10 @@ use crate::service::ServiceSpec;
 pub enum Request {
     /// Run a program. The agent streams `Stdout`/`Stderr` frames as output is produced, then
     /// answers [`crate::Response::Exited`] (or an error if it could not start).
+    ///
+    /// The program leads its own process group. Once it has exited, output from background
+    /// processes that inherited its pipes is collected for at most 250 ms more. If the
+    /// connection breaks while it runs, its process group is killed.
     Exec(ExecRequest),
     /// Store a file. The agent answers [`crate::Response::Unchanged`] if the file already has
     /// this digest and mode; otherwise [`crate::Response::Ready`], after which the client sends

@@ -119,6 +119,18 @@ impl ExitStatus {
     }
 }
 
+impl fmt::Display for ExitStatus {
+    /// E.g. `exited with code 3 after 1.25s`, `killed by signal 9 after 300ms (timed out)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let duration = Duration::from_millis(u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX));
+        write!(f, "{} after {duration:?}", self.termination)?;
+        if self.timed_out {
+            f.write_str(" (timed out)")?;
+        }
+        Ok(())
+    }
+}
+
 /// A regular file that was read out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
@@ -176,5 +188,11 @@ mod tests {
         assert_eq!(status.code(), Some(3));
         assert!(!status.success());
         assert_eq!(status.termination.to_string(), "exited with code 3");
+        let timed_out = ExitStatus {
+            termination: Termination::Signaled { signal: 9 },
+            duration: Duration::from_micros(300_400),
+            timed_out: true,
+        };
+        assert_eq!(timed_out.to_string(), "killed by signal 9 after 300ms (timed out)");
     }
 }

@@ -63,7 +63,7 @@ fn agent_refuses_wrong_secret_and_garbage_then_keeps_serving() {
     let host = &lab.hosts()[0];
     let addr = host.agent_address();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let wrong = rt.block_on(AgentClient::connect(addr, &Secret::generate(), Duration::from_secs(10)));
+    let wrong = rt.block_on(AgentClient::connect(addr, &Secret::generate().expect("a secret"), Duration::from_secs(10)));
     match wrong {
         Err(err) => assert!(err.is_refused_by_auth(), "wrong secret must be refused as such: {err}"),
         Ok(_) => panic!("a client with the wrong secret was accepted"),

@@ -4,3 +4,4 @@
 mod guests;
 mod leftovers;
 mod playbook;
+mod vm;

@@ -63,8 +63,9 @@ struct Inner {
     launcher: Launcher,
     log_dir: PathBuf,
     table: Mutex<BTreeMap<String, Arc<Supervised>>>,
-    /// Serialises starts and stops, which may wait for a program to exit.
-    changes: tokio::sync::Mutex<bool>,
+    /// Held through each start and stop (they may wait for a program to exit), so they
+    /// happen one at a time; `true` once the agent is shutting down.
+    shutting_down: tokio::sync::Mutex<bool>,
 }
 
 impl Services {
@@ -75,7 +76,7 @@ impl Services {
                 launcher,
                 log_dir,
                 table: Mutex::new(BTreeMap::new()),
-                changes: tokio::sync::Mutex::new(false),
+                shutting_down: tokio::sync::Mutex::new(false),
             }),
         }
     }
@@ -97,7 +98,7 @@ impl Services {
         if !valid_name(&spec.name) {
             return Err(ServiceError::BadName(spec.name));
         }
-        let shutting_down = self.inner.changes.lock().await;
+        let shutting_down = self.inner.shutting_down.lock().await;
         if *shutting_down {
             return Err(ServiceError::ShuttingDown(spec.name));
         }
@@ -128,7 +129,7 @@ impl Services {
 
     /// Stops a service and waits until it is gone. Returns `false` if it was not running.
     pub async fn stop(&self, name: &str) -> Result<(bool, ServiceStatus), ServiceError> {
-        let _changes = self.inner.changes.lock().await;
+        let _one_at_a_time = self.inner.shutting_down.lock().await;
         let service = self.find(name)?;
         if !service.status().state.is_active() {
             return Ok((false, service.status()));
@@ -154,7 +155,7 @@ impl Services {
 
     /// Stops every service at once and refuses new ones from now on.
     pub async fn shut_down(&self) {
-        let mut shutting_down = self.inner.changes.lock().await;
+        let mut shutting_down = self.inner.shutting_down.lock().await;
         *shutting_down = true;
         let services: Vec<_> = self.table().values().cloned().collect();
         futures::future::join_all(services.iter().map(|service| service.stop())).await;

@@ -75,7 +75,7 @@ async fn failing_service_restarts_with_back_off() {
     // Restarts come after 100, 200, 400, 800 ms...: about 3 by 1 s, 4 by 2 s, 5 by 3.5 s.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let status = client.service_status("flaky").await.unwrap();
-    assert!((2..=4).contains(&status.restarts), "restarts after 1 s: {}", status.restarts);
+    assert!((1..=4).contains(&status.restarts), "restarts after 1 s: {}", status.restarts);
     assert!(agent.wait_for_status("flaky", Duration::from_secs(10), |status| status.restarts >= 5).await);
     let status = client.service_status("flaky").await.unwrap();
     assert!(status.restarts <= 6, "back-off not applied: {} restarts", status.restarts);
