@@ -180,10 +180,11 @@ impl Host {
     }
 
     /// Runs `argv` and returns its output; a non-zero exit is an error carrying stderr.
+    /// In a dry run nothing runs and the outcome is `plan`.
     /// With `-v`, output is streamed line by line as it comes.
     pub fn exec(&self, argv: &[&str]) -> Result<Exec, HostError> {
         let exec = self.try_exec(argv)?;
-        if exec.success() {
+        if exec.exit.is_none() || exec.success() {
             Ok(exec)
         } else {
             Err(HostError::CommandFailed {
@@ -403,6 +404,7 @@ impl Outcome for Put {
     fn detail(&self) -> Option<String> {
         let digest = &self.sha256[..self.sha256.len().min(12)];
         Some(match self.status {
+            Status::Planned if digest.is_empty() => format!("would put it at {} once built", self.path),
             Status::Planned => format!("would put {} bytes (sha256 {digest}) at {}", self.size, self.path),
             Status::Ok => format!("{} already has sha256 {digest}", self.path),
             _ => format!("{} bytes to {} (sha256 {digest})", self.size, self.path),

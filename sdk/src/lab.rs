@@ -186,6 +186,7 @@ impl LabSpec {
 pub struct Lab {
     hosts: Vec<Host>,
     guests: Vec<Guest>,
+    secret: Secret,
     spawner: Option<Spawner>,
     switch: Option<Switch>,
     dir: Option<(tempfile::TempDir, Registration)>,
@@ -337,7 +338,6 @@ impl crate::Run {
             bases.push(base);
         }
         let mut lab = self.task(&format!("start lab {}", spec.name), || start_lab(&ctx, spec))?;
-        let secret = self.task("lab secret", || Secret::generate().map(Generated))?.0;
         let plans: Vec<GuestPlan> = spec
             .machines
             .iter()
@@ -347,7 +347,7 @@ impl crate::Run {
         let setup = LabSetup {
             ctx: &ctx,
             spec,
-            secret: &secret,
+            secret: &lab.secret,
             kernels: &kernels,
             bases: &bases,
             dir: lab.dir.as_ref().map(|(d, _)| d.path().to_path_buf()).unwrap_or_default(),
@@ -386,15 +386,6 @@ impl crate::Run {
         });
         lab.kill_all();
         stopped
-    }
-}
-
-/// A freshly generated lab secret (a task outcome that never shows the secret).
-struct Generated(Secret);
-
-impl Outcome for Generated {
-    fn status(&self) -> Status {
-        Status::Changed
     }
 }
 
@@ -444,7 +435,7 @@ fn planned_lab(ctx: &Arc<Ctx>, spec: &LabSpec, run: &crate::Run) -> Result<Lab, 
         run.task(&format!("boot [{host} ({})]", host.arch()), || Ok::<_, LabError>(host.clone()))
             .map_err(|e| LabError::Spec { lab: spec.name.clone(), problem: e.to_string() })?;
     }
-    Ok(Lab { hosts, guests: Vec::new(), spawner: None, switch: None, dir: None })
+    Ok(Lab { hosts, guests: Vec::new(), secret, spawner: None, switch: None, dir: None })
 }
 
 /// The lab's private directory, switch and spawner thread.
@@ -465,6 +456,7 @@ fn start_lab(ctx: &Arc<Ctx>, spec: &LabSpec) -> Result<Lab, LabError> {
     Ok(Lab {
         hosts: Vec::new(),
         guests: Vec::new(),
+        secret: Secret::generate()?,
         spawner: Some(Spawner::start()),
         switch: Some(switch),
         dir: Some((dir, registration)),
@@ -618,7 +610,8 @@ impl LabSetup<'_> {
             LabError::NotReady { guest: plan.machine.name.clone(), waited: timeout, why, log: console_log.into(), tail }
         };
         loop {
-            if let Some(status) = lock(slot).as_mut().and_then(|r| r.vm.try_wait()) {
+            let exited = lock(slot).as_mut().and_then(|r| r.vm.try_wait());
+            if let Some(status) = exited {
                 return Err(not_ready(format!("QEMU exited: {status}")));
             }
             let attempt = self.ctx.runtime.block_on(AgentClient::connect(agent, self.secret, Duration::from_secs(2)));
