@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use sinew_proto::{AgentClient, Secret};
 use sinew_vm::accel::{self, Accel};
+use sinew_vm::console::ConsoleError;
 use sinew_vm::initramfs::Initramfs;
 use sinew_vm::kernel::Kernel;
 use sinew_vm::machine::{Ending, Vm};
@@ -39,6 +40,8 @@ use crate::run::Ctx;
 
 /// The port the agent listens on inside every guest.
 pub const AGENT_PORT: u16 = 7070;
+/// What sinew-init prints on the console once its agent listens.
+const READY_LINE: &str = "sinew-init: ready";
 /// Where the agent binary lives in the initramfs (the kernel runs `/init`).
 const INIT_PATH: &str = "init";
 
@@ -305,11 +308,14 @@ pub struct Stopped(pub Ending);
 
 impl Outcome for Stopped {
     fn status(&self) -> Status {
-        Status::Changed
+        match self.0 {
+            Ending::AlreadyGone => Status::Ok,
+            _ => Status::Changed,
+        }
     }
 
     fn detail(&self) -> Option<String> {
-        Some(format!("{:?}", self.0))
+        Some(self.0.to_string())
     }
 }
 
@@ -595,7 +601,10 @@ impl LabSetup<'_> {
         self.ctx.runtime.block_on(console.wait_for_output(deadline)).is_ok()
     }
 
-    /// Polls the agent until it completes a handshake, the guest dies, or time runs out.
+    /// Waits for the agent's ready line on the console, then for an authenticated
+    /// handshake. Watching the console first matters: until the guest's NIC is up, QEMU's
+    /// user networking accepts a connection and holds it, so a handshake attempt would sit
+    /// in its timeout instead of failing fast.
     fn wait_ready(
         &self,
         plan: &GuestPlan,
@@ -605,21 +614,35 @@ impl LabSetup<'_> {
         console_log: &Path,
     ) -> Result<AgentClient, LabError> {
         let timeout = self.spec.boot_timeout;
-        let not_ready = |why: String| {
-            let tail = lock(slot).as_ref().map(|r| r.vm.console().last_lines(20).join("\n")).unwrap_or_default();
-            LabError::NotReady { guest: plan.machine.name.clone(), waited: timeout, why, log: console_log.into(), tail }
+        let console = lock(slot).as_ref().map(|r| r.vm.console().clone());
+        let not_ready = |why: String| LabError::NotReady {
+            guest: plan.machine.name.clone(),
+            waited: timeout,
+            why,
+            log: console_log.into(),
+            tail: console.as_ref().map(|c| c.last_lines(20).join("\n")).unwrap_or_default(),
         };
-        loop {
-            let exited = lock(slot).as_mut().and_then(|r| r.vm.try_wait());
-            if let Some(status) = exited {
-                return Err(not_ready(format!("QEMU exited: {status}")));
+        let Some(watch) = console.as_ref() else {
+            return Err(not_ready("the guest is gone".into()));
+        };
+        let remaining = timeout.saturating_sub(started.elapsed());
+        match self.ctx.runtime.block_on(watch.wait_for_line(READY_LINE, remaining)) {
+            Ok(_) => {}
+            Err(ConsoleError::Exited { status, qemu_output, .. }) => {
+                return Err(not_ready(format!("QEMU exited ({status}): {}", qemu_output.trim())))
             }
-            let attempt = self.ctx.runtime.block_on(AgentClient::connect(agent, self.secret, Duration::from_secs(2)));
-            match attempt {
+            Err(ConsoleError::Timeout { .. }) => return Err(not_ready(format!("no {READY_LINE:?} line"))),
+            Err(err) => return Err(not_ready(err.to_string())),
+        }
+        loop {
+            let attempt = AgentClient::connect(agent, self.secret, Duration::from_secs(1));
+            match self.ctx.runtime.block_on(attempt) {
                 Ok(client) => return Ok(client),
-                Err(err) if err.is_refused_by_auth() => return Err(not_ready(format!("agent refused the lab's secret: {err}"))),
+                Err(err) if err.is_refused_by_auth() => {
+                    return Err(not_ready(format!("agent refused the lab's secret: {err}")))
+                }
                 Err(err) if started.elapsed() >= timeout => return Err(not_ready(format!("last attempt: {err}"))),
-                Err(_) => thread::sleep(Duration::from_millis(25)),
+                Err(_) => thread::sleep(Duration::from_millis(10)),
             }
         }
     }

@@ -49,6 +49,17 @@ pub enum Ending {
     Killed,
 }
 
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ending::AlreadyGone => "already gone",
+            Ending::PoweredOff => "powered off",
+            Ending::Quit => "quit through QMP after the grace period",
+            Ending::Killed => "killed",
+        })
+    }
+}
+
 /// Error from starting or controlling a [`Vm`].
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
