@@ -32,7 +32,7 @@ use sinew_vm::qemu::{self, ControlNic, DataNic};
 use sinew_vm::switch::Switch;
 use sinew_vm::Arch;
 
-use crate::build::{Artifacts, Build};
+use crate::build::{Artifact, Build};
 use crate::host::{Host, HostAddress};
 use crate::janitor::{self, Registration};
 use crate::outcome::{Outcome, Status, TaskFailed};
@@ -66,6 +66,16 @@ pub enum LabError {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// The agent given for a base image is built for another machine than the kernel.
+    #[error("agent {agent} is built for {agent_arch}, but the kernel is {kernel}")]
+    AgentArch {
+        /// The agent binary.
+        agent: PathBuf,
+        /// Its machine.
+        agent_arch: Arch,
+        /// The kernel's machine.
+        kernel: Arch,
     },
     /// Kernel modules could not be resolved.
     #[error(transparent)]
@@ -339,7 +349,11 @@ impl crate::Run {
                 .flat_map(|m| m.modules.iter().map(String::as_str))
                 .collect();
             let base = self.task(&format!("initramfs {}", kernel.arch), || {
-                base_image(&ctx, kernel, &agents, &extra)
+                let agent = agents.get("sinew-init", kernel.arch).map_err(|e| LabError::Spec {
+                    lab: spec.name.clone(),
+                    problem: e.to_string(),
+                })?;
+                base_image(&ctx.paths.cache, kernel, agent, &extra)
             })?;
             bases.push(base);
         }
@@ -469,16 +483,19 @@ fn start_lab(ctx: &Arc<Ctx>, spec: &LabSpec) -> Result<Lab, LabError> {
     })
 }
 
-/// Builds (or finds in the cache) the base initramfs for `kernel`'s architecture.
-fn base_image(ctx: &Ctx, kernel: &Kernel, agents: &Artifacts, extra: &[&str]) -> Result<BaseImage, LabError> {
+/// Builds the base initramfs for `kernel`'s machine and stores it in `cache/initramfs/`
+/// under its sha256: `agent` (a static sinew-init for that machine) as `/init`, the kernel
+/// modules the machine's devices need plus `extra` ones, with their dependencies, and
+/// `/etc/sinew/modules` listing them in load order. Same inputs, same bytes: the outcome
+/// is `ok` when that image is already stored.
+pub fn base_image(cache: &Path, kernel: &Kernel, agent: &Artifact, extra: &[&str]) -> Result<BaseImage, LabError> {
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
         move |source| LabError::Io { action, path, source }
     };
-    let agent = agents.get("sinew-init", kernel.arch).map_err(|e| LabError::Spec {
-        lab: ctx.name.clone(),
-        problem: e.to_string(),
-    })?;
+    if agent.arch != kernel.arch {
+        return Err(LabError::AgentArch { agent: agent.path.clone(), agent_arch: agent.arch, kernel: kernel.arch });
+    }
     let mut wanted: Vec<&str> = qemu::required_modules(kernel.arch).to_vec();
     wanted.extend(extra);
     let modules = sinew_vm::modules::resolve(&kernel.modules_dir, &wanted)?;
@@ -493,7 +510,7 @@ fn base_image(ctx: &Ctx, kernel: &Kernel, agents: &Artifacts, extra: &[&str]) ->
     image.add_file("etc/sinew/modules", order.into_bytes(), 0o644)?;
     let bytes = image.finish();
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let dir = ctx.paths.cache.join("initramfs");
+    let dir = cache.join("initramfs");
     let path = dir.join(format!("{sha256}.cpio"));
     let new = !path.exists();
     if new {

@@ -1,6 +1,7 @@
 //! sinew integration tests: one binary, one module per area. Guest tests boot real QEMU
 //! guests (TCG here), each in its own small lab.
 
+mod boot_media;
 mod guests;
 mod leftovers;
 mod playbook;
