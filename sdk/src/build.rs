@@ -157,7 +157,12 @@ impl Artifacts {
             .ok_or_else(|| BuildError::Missing {
                 name: name.to_string(),
                 arch,
-                built: self.items.iter().map(Artifact::to_string).collect::<Vec<_>>().join(", "),
+                built: self
+                    .items
+                    .iter()
+                    .map(Artifact::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 
@@ -228,16 +233,29 @@ pub fn build(paths: &Paths, spec: &Build, dry_run: bool) -> Result<Artifacts, Bu
         .iter()
         .flat_map(|arch| spec.bins.iter().map(move |bin| (bin.clone(), *arch)))
         .map(|(bin, arch)| {
-            let path = target_dir.join(arch.rust_target()).join("release").join(&bin);
+            let path = target_dir
+                .join(arch.rust_target())
+                .join("release")
+                .join(&bin);
             (bin, arch, path)
         })
         .collect();
     if dry_run {
         let items = outputs
             .into_iter()
-            .map(|(name, arch, path)| Artifact { name, arch, path, sha256: String::new(), size: 0 })
+            .map(|(name, arch, path)| Artifact {
+                name,
+                arch,
+                path,
+                sha256: String::new(),
+                size: 0,
+            })
             .collect();
-        return Ok(Artifacts { items, stored: 0, plan: Some(format!("cargo {}", args.join(" "))) });
+        return Ok(Artifacts {
+            items,
+            stored: 0,
+            plan: Some(format!("cargo {}", args.join(" "))),
+        });
     }
     run_cargo(&paths.workspace, &args)?;
     let store = paths.cache.join("artifacts");
@@ -248,18 +266,28 @@ pub fn build(paths: &Paths, spec: &Build, dry_run: bool) -> Result<Artifacts, Bu
         stored += usize::from(new);
         items.push(artifact);
     }
-    Ok(Artifacts { items, stored, plan: None })
+    Ok(Artifacts {
+        items,
+        stored,
+        plan: None,
+    })
 }
 
 fn run_cargo(workspace: &Path, args: &[String]) -> Result<(), BuildError> {
-    let sh = Shell::new().map_err(|source| BuildError::Cargo { workspace: workspace.into(), source })?;
+    let sh = Shell::new().map_err(|source| BuildError::Cargo {
+        workspace: workspace.into(),
+        source,
+    })?;
     sh.change_dir(workspace);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = cmd!(sh, "{cargo} {args...}")
         .quiet()
         .ignore_status()
         .output()
-        .map_err(|source| BuildError::Cargo { workspace: workspace.into(), source })?;
+        .map_err(|source| BuildError::Cargo {
+            workspace: workspace.into(),
+            source,
+        })?;
     if output.status.success() {
         return Ok(());
     }
@@ -273,10 +301,16 @@ fn run_cargo(workspace: &Path, args: &[String]) -> Result<(), BuildError> {
 
 /// Checks that `bytes` are a static ELF for `arch`; `path` names it in errors.
 pub fn check_binary(path: &Path, bytes: &[u8], arch: Arch) -> Result<(), BuildError> {
-    let info = sinew_vm::elf::inspect(bytes)
-        .map_err(|source| BuildError::NotElf { path: path.into(), source })?;
+    let info = sinew_vm::elf::inspect(bytes).map_err(|source| BuildError::NotElf {
+        path: path.into(),
+        source,
+    })?;
     if info.arch != arch {
-        return Err(BuildError::WrongArch { path: path.into(), expected: arch, found: info.arch });
+        return Err(BuildError::WrongArch {
+            path: path.into(),
+            expected: arch,
+            found: info.arch,
+        });
     }
     if !info.is_static {
         return Err(BuildError::NotStatic { path: path.into() });
@@ -284,10 +318,19 @@ pub fn check_binary(path: &Path, bytes: &[u8], arch: Arch) -> Result<(), BuildEr
     Ok(())
 }
 
-fn check_and_store(store: &Path, name: &str, arch: Arch, built: &Path) -> Result<(Artifact, bool), BuildError> {
+fn check_and_store(
+    store: &Path,
+    name: &str,
+    arch: Arch,
+    built: &Path,
+) -> Result<(Artifact, bool), BuildError> {
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
-        move |source| BuildError::Io { action, path, source }
+        move |source| BuildError::Io {
+            action,
+            path,
+            source,
+        }
     };
     let bytes = fs::read(built).map_err(io("reading", built))?;
     check_binary(built, &bytes, arch)?;
@@ -301,7 +344,13 @@ fn check_and_store(store: &Path, name: &str, arch: Arch, built: &Path) -> Result
         fs::write(&tmp, &bytes).map_err(io("writing", &tmp))?;
         fs::rename(&tmp, &path).map_err(io("storing", &path))?;
     }
-    let artifact = Artifact { name: name.into(), arch, path, sha256, size: bytes.len() as u64 };
+    let artifact = Artifact {
+        name: name.into(),
+        arch,
+        path,
+        sha256,
+        size: bytes.len() as u64,
+    };
     Ok((artifact, new))
 }
 
@@ -314,7 +363,11 @@ mod tests {
         let exe = std::env::current_exe().expect("test binary path");
         let bytes = fs::read(&exe).expect("read test binary");
         let host = Arch::host().expect("tests run on x86_64 or aarch64");
-        let other = if host == Arch::X86_64 { Arch::Aarch64 } else { Arch::X86_64 };
+        let other = if host == Arch::X86_64 {
+            Arch::Aarch64
+        } else {
+            Arch::X86_64
+        };
         let wrong = check_binary(&exe, &bytes, other).expect_err("other arch must be refused");
         assert!(matches!(wrong, BuildError::WrongArch { .. }), "{wrong}");
         assert!(wrong.to_string().contains(&exe.display().to_string()));
@@ -336,7 +389,8 @@ mod tests {
         assert_eq!(plan.status(), Status::Planned);
         assert_eq!(plan.iter().count(), 4);
         let detail = plan.detail().expect("plan detail");
-        assert!(detail.contains("--target x86_64-unknown-linux-musl --target aarch64-unknown-linux-musl"));
+        assert!(detail
+            .contains("--target x86_64-unknown-linux-musl --target aarch64-unknown-linux-musl"));
         assert!(detail.contains("--bin a --bin b"));
         assert!(!paths.cache.exists(), "a dry run must not touch the cache");
         assert!(plan.get("b", Arch::Aarch64).is_ok());

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sinew_proto::{
-    AgentClient, ClientError, ExecRequest, ExitStatus, Facts, OutputStream, Secret, ServiceChange, ServiceSpec,
-    ServiceStatus,
+    AgentClient, ClientError, ExecRequest, ExitStatus, Facts, OutputStream, Secret, ServiceChange,
+    ServiceSpec, ServiceStatus,
 };
 use sinew_vm::Arch;
 use tokio::sync::Mutex;
@@ -217,7 +217,12 @@ impl Host {
                 .await
         })?;
         stream.flush();
-        Ok(Exec { command: argv.join(" "), exit: Some(exit), stdout, stderr })
+        Ok(Exec {
+            command: argv.join(" "),
+            exit: Some(exit),
+            stdout,
+            stderr,
+        })
     }
 
     /// Writes `data` to `path` with `mode`. When the file already has that content and
@@ -225,11 +230,25 @@ impl Host {
     pub fn put(&self, data: &[u8], path: &str, mode: u32) -> Result<Put, HostError> {
         let sha256 = hex::encode(Sha256::digest(data));
         if self.dry_run() {
-            return Ok(Put { path: path.into(), sha256, size: data.len() as u64, status: Status::Planned });
+            return Ok(Put {
+                path: path.into(),
+                sha256,
+                size: data.len() as u64,
+                status: Status::Planned,
+            });
         }
         let outcome = self.with_client(async |client| client.put(path, mode, data).await)?;
-        let status = if outcome.changed { Status::Changed } else { Status::Ok };
-        Ok(Put { path: path.into(), sha256: outcome.sha256.to_hex(), size: data.len() as u64, status })
+        let status = if outcome.changed {
+            Status::Changed
+        } else {
+            Status::Ok
+        };
+        Ok(Put {
+            path: path.into(),
+            sha256: outcome.sha256.to_hex(),
+            size: data.len() as u64,
+            status,
+        })
     }
 
     /// Sends the local file `local` to `path` with `mode` (see [`Host::put`]).
@@ -256,7 +275,12 @@ impl Host {
         }
         if self.dry_run() {
             let sha256 = artifact.sha256.clone();
-            return Ok(Put { path: path.into(), sha256, size: artifact.size, status: Status::Planned });
+            return Ok(Put {
+                path: path.into(),
+                sha256,
+                size: artifact.size,
+                status: Status::Planned,
+            });
         }
         self.put_file(&artifact.path, path, 0o755)
     }
@@ -266,7 +290,8 @@ impl Host {
         if self.dry_run() {
             return Ok(Vec::new());
         }
-        self.with_client(async |client| client.get(path).await).map(|file| file.data)
+        self.with_client(async |client| client.get(path).await)
+            .map(|file| file.data)
     }
 
     /// What the agent reports about its machine.
@@ -301,9 +326,15 @@ impl Host {
 
     /// Runs one agent call on the host's connection, connecting (again) when needed. A
     /// broken connection is dropped so that the next call reconnects.
-    fn with_client<T>(&self, call: impl AsyncFnOnce(&mut AgentClient) -> Result<T, ClientError>) -> Result<T, HostError> {
+    fn with_client<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut AgentClient) -> Result<T, ClientError>,
+    ) -> Result<T, HostError> {
         let inner = &self.inner;
-        let wrap = |source| HostError::Agent { host: inner.name.clone(), source };
+        let wrap = |source| HostError::Agent {
+            host: inner.name.clone(),
+            source,
+        };
         inner.ctx.runtime.block_on(async {
             let mut slot = inner.client.lock().await;
             let client = match slot.as_mut() {
@@ -337,7 +368,12 @@ pub struct Exec {
 
 impl Exec {
     fn planned(argv: &[&str]) -> Self {
-        Self { command: argv.join(" "), exit: None, stdout: Vec::new(), stderr: Vec::new() }
+        Self {
+            command: argv.join(" "),
+            exit: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
     }
 
     /// Its exit code; `None` when killed by a signal or in a dry run.
@@ -373,7 +409,9 @@ impl Outcome for Exec {
     }
 
     fn detail(&self) -> Option<String> {
-        self.exit.is_none().then(|| format!("would run: {}", self.command))
+        self.exit
+            .is_none()
+            .then(|| format!("would run: {}", self.command))
     }
 }
 
@@ -404,8 +442,13 @@ impl Outcome for Put {
     fn detail(&self) -> Option<String> {
         let digest = &self.sha256[..self.sha256.len().min(12)];
         Some(match self.status {
-            Status::Planned if digest.is_empty() => format!("would put it at {} once built", self.path),
-            Status::Planned => format!("would put {} bytes (sha256 {digest}) at {}", self.size, self.path),
+            Status::Planned if digest.is_empty() => {
+                format!("would put it at {} once built", self.path)
+            }
+            Status::Planned => format!(
+                "would put {} bytes (sha256 {digest}) at {}",
+                self.size, self.path
+            ),
             Status::Ok => format!("{} already has sha256 {digest}", self.path),
             _ => format!("{} bytes to {} (sha256 {digest})", self.size, self.path),
         })
@@ -461,7 +504,11 @@ struct LineEcho {
 
 impl LineEcho {
     fn new(ctx: Arc<Ctx>, host: &str) -> Self {
-        Self { ctx, prefix: format!("    [{host}] "), partial: [Vec::new(), Vec::new()] }
+        Self {
+            ctx,
+            prefix: format!("    [{host}] "),
+            partial: [Vec::new(), Vec::new()],
+        }
     }
 
     fn enabled(&self) -> bool {

@@ -27,10 +27,10 @@ use sinew_vm::console::ConsoleError;
 use sinew_vm::initramfs::Initramfs;
 use sinew_vm::kernel::Kernel;
 use sinew_vm::machine::{Ending, Vm};
-use sinew_vm::MacAddr;
 use sinew_vm::qemu::{self, ControlNic, DataNic};
 use sinew_vm::switch::Switch;
 use sinew_vm::Arch;
+use sinew_vm::MacAddr;
 
 use crate::build::{Artifact, Build};
 use crate::host::{Host, HostAddress};
@@ -96,7 +96,9 @@ pub enum LabError {
     #[error(transparent)]
     Accel(#[from] sinew_vm::accel::AccelError),
     /// The guest did not become ready.
-    #[error("{guest} was not ready after {waited:?} ({why}); console log {log}, last lines:\n{tail}")]
+    #[error(
+        "{guest} was not ready after {waited:?} ({why}); console log {log}, last lines:\n{tail}"
+    )]
     NotReady {
         /// The guest.
         guest: String,
@@ -131,7 +133,14 @@ pub struct MachineSpec {
 impl MachineSpec {
     /// A guest called `name` of `arch` with default size.
     pub fn new(name: &str, arch: Arch) -> Self {
-        Self { name: name.into(), arch, cpus: 1, memory_mib: 256, modules: Vec::new(), data_ip: None }
+        Self {
+            name: name.into(),
+            arch,
+            cpus: 1,
+            memory_mib: 256,
+            modules: Vec::new(),
+            data_ip: None,
+        }
     }
 }
 
@@ -166,21 +175,34 @@ impl LabSpec {
     }
 
     fn validate(&self) -> Result<(), LabError> {
-        let problem = |p: String| LabError::Spec { lab: self.name.clone(), problem: p };
+        let problem = |p: String| LabError::Spec {
+            lab: self.name.clone(),
+            problem: p,
+        };
         if self.machines.is_empty() {
             return Err(problem("no machines".into()));
         }
         let mut names = BTreeSet::new();
         for m in &self.machines {
-            if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(problem(format!("machine name {:?} must be letters, digits and '-'", m.name)));
+            if m.name.is_empty()
+                || !m
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(problem(format!(
+                    "machine name {:?} must be letters, digits and '-'",
+                    m.name
+                )));
             }
             if !names.insert(&m.name) {
                 return Err(problem(format!("two machines are called {:?}", m.name)));
             }
         }
         if self.machines.len() > 200 {
-            return Err(problem("more than 200 machines do not fit the data-plane /24".into()));
+            return Err(problem(
+                "more than 200 machines do not fit the data-plane /24".into(),
+            ));
         }
         Ok(())
     }
@@ -246,7 +268,9 @@ impl Outcome for Lab {
     }
 
     fn detail(&self) -> Option<String> {
-        self.switch.as_ref().map(|s| format!("data-plane switch at {}", s.socket().display()))
+        self.switch
+            .as_ref()
+            .map(|s| format!("data-plane switch at {}", s.socket().display()))
     }
 }
 
@@ -280,8 +304,16 @@ impl std::fmt::Display for Booted {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
         };
-        let fallback = if self.fell_back { " (kvm hung, fell back)" } else { "" };
-        write!(f, "{accel}{fallback}, agent ready after {:.2}s", self.ready_after.as_secs_f64())
+        let fallback = if self.fell_back {
+            " (kvm hung, fell back)"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{accel}{fallback}, agent ready after {:.2}s",
+            self.ready_after.as_secs_f64()
+        )
     }
 }
 
@@ -334,7 +366,13 @@ impl crate::Run {
     pub fn boot(&self, spec: &LabSpec) -> Result<Lab, TaskFailed> {
         let ctx = self.ctx().clone();
         self.task(&format!("check lab {}", spec.name), || spec.validate())?;
-        let archs: Vec<Arch> = spec.machines.iter().map(|m| m.arch).collect::<BTreeSet<_>>().into_iter().collect();
+        let archs: Vec<Arch> = spec
+            .machines
+            .iter()
+            .map(|m| m.arch)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let kernels = self.prepare(&archs)?;
         let agents = self.build(&Build::bins(&["sinew-init"]).archs(&archs))?;
         if ctx.dry_run() {
@@ -349,20 +387,28 @@ impl crate::Run {
                 .flat_map(|m| m.modules.iter().map(String::as_str))
                 .collect();
             let base = self.task(&format!("initramfs {}", kernel.arch), || {
-                let agent = agents.get("sinew-init", kernel.arch).map_err(|e| LabError::Spec {
-                    lab: spec.name.clone(),
-                    problem: e.to_string(),
-                })?;
+                let agent = agents
+                    .get("sinew-init", kernel.arch)
+                    .map_err(|e| LabError::Spec {
+                        lab: spec.name.clone(),
+                        problem: e.to_string(),
+                    })?;
                 base_image(&ctx.paths.cache, kernel, agent, &extra)
             })?;
             bases.push(base);
         }
-        let mut lab = self.task(&format!("start lab {}", spec.name), || start_lab(&ctx, spec))?;
+        let mut lab = self.task(&format!("start lab {}", spec.name), || {
+            start_lab(&ctx, spec)
+        })?;
         let plans: Vec<GuestPlan> = spec
             .machines
             .iter()
             .enumerate()
-            .map(|(i, m)| GuestPlan { index: i, machine: m.clone(), data_ip: spec.data_ip(i) })
+            .map(|(i, m)| GuestPlan {
+                index: i,
+                machine: m.clone(),
+                data_ip: spec.data_ip(i),
+            })
             .collect();
         let setup = LabSetup {
             ctx: &ctx,
@@ -370,12 +416,23 @@ impl crate::Run {
             secret: &lab.secret,
             kernels: &kernels,
             bases: &bases,
-            dir: lab.dir.as_ref().map(|(d, _)| d.path().to_path_buf()).unwrap_or_default(),
-            switch_socket: lab.switch.as_ref().map(|s| s.socket().to_path_buf()).unwrap_or_default(),
+            dir: lab
+                .dir
+                .as_ref()
+                .map(|(d, _)| d.path().to_path_buf())
+                .unwrap_or_default(),
+            switch_socket: lab
+                .switch
+                .as_ref()
+                .map(|s| s.socket().to_path_buf())
+                .unwrap_or_default(),
             spawner: lab.spawner.as_ref().expect("started above"),
         };
         let slots: Vec<Slot> = plans.iter().map(|_| Slot::default()).collect();
-        lab.guests = slots.iter().map(|slot| Guest { slot: slot.clone() }).collect();
+        lab.guests = slots
+            .iter()
+            .map(|slot| Guest { slot: slot.clone() })
+            .collect();
         lab.hosts = self.each(&plans, "boot", |plan| setup.boot(plan, &slots[plan.index]))?;
         Ok(lab)
     }
@@ -401,7 +458,9 @@ impl crate::Run {
             if let Err(err) = host.request_poweroff() {
                 tracing::warn!(guest = %host, "agent poweroff failed, relying on QMP: {err}");
             }
-            let ending = ctx.runtime.block_on(running.vm.shutdown(Duration::from_secs(15)))?;
+            let ending = ctx
+                .runtime
+                .block_on(running.vm.shutdown(Duration::from_secs(15)))?;
             Ok(Stopped(ending))
         });
         lab.kill_all();
@@ -445,24 +504,43 @@ fn planned_lab(ctx: &Arc<Ctx>, spec: &LabSpec, run: &crate::Run) -> Result<Lab, 
                 data_ip: spec.data_ip(i),
                 agent: SocketAddr::from((Ipv4Addr::LOCALHOST, AGENT_PORT)),
                 secret: secret.clone(),
-                console_log: ctx.paths.lab_logs(&spec.name).join(format!("{}.console.log", m.name)),
+                console_log: ctx
+                    .paths
+                    .lab_logs(&spec.name)
+                    .join(format!("{}.console.log", m.name)),
                 booted: None,
             };
             Host::new(ctx.clone(), address, None)
         })
         .collect::<Vec<_>>();
     for host in &hosts {
-        run.task(&format!("boot [{host} ({})]", host.arch()), || Ok::<_, LabError>(host.clone()))
-            .map_err(|e| LabError::Spec { lab: spec.name.clone(), problem: e.to_string() })?;
+        run.task(&format!("boot [{host} ({})]", host.arch()), || {
+            Ok::<_, LabError>(host.clone())
+        })
+        .map_err(|e| LabError::Spec {
+            lab: spec.name.clone(),
+            problem: e.to_string(),
+        })?;
     }
-    Ok(Lab { hosts, guests: Vec::new(), secret, spawner: None, switch: None, dir: None })
+    Ok(Lab {
+        hosts,
+        guests: Vec::new(),
+        secret,
+        spawner: None,
+        switch: None,
+        dir: None,
+    })
 }
 
 /// The lab's private directory, switch and spawner thread.
 fn start_lab(ctx: &Arc<Ctx>, spec: &LabSpec) -> Result<Lab, LabError> {
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
-        move |source| LabError::Io { action, path, source }
+        move |source| LabError::Io {
+            action,
+            path,
+            source,
+        }
     };
     std::fs::create_dir_all(&ctx.paths.runtime).map_err(io("creating", &ctx.paths.runtime))?;
     let dir = tempfile::Builder::new()
@@ -488,13 +566,26 @@ fn start_lab(ctx: &Arc<Ctx>, spec: &LabSpec) -> Result<Lab, LabError> {
 /// modules the machine's devices need plus `extra` ones, with their dependencies, and
 /// `/etc/sinew/modules` listing them in load order. Same inputs, same bytes: the outcome
 /// is `ok` when that image is already stored.
-pub fn base_image(cache: &Path, kernel: &Kernel, agent: &Artifact, extra: &[&str]) -> Result<BaseImage, LabError> {
+pub fn base_image(
+    cache: &Path,
+    kernel: &Kernel,
+    agent: &Artifact,
+    extra: &[&str],
+) -> Result<BaseImage, LabError> {
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
-        move |source| LabError::Io { action, path, source }
+        move |source| LabError::Io {
+            action,
+            path,
+            source,
+        }
     };
     if agent.arch != kernel.arch {
-        return Err(LabError::AgentArch { agent: agent.path.clone(), agent_arch: agent.arch, kernel: kernel.arch });
+        return Err(LabError::AgentArch {
+            agent: agent.path.clone(),
+            agent_arch: agent.arch,
+            kernel: kernel.arch,
+        });
     }
     let mut wanted: Vec<&str> = qemu::required_modules(kernel.arch).to_vec();
     wanted.extend(extra);
@@ -503,7 +594,11 @@ pub fn base_image(cache: &Path, kernel: &Kernel, agent: &Artifact, extra: &[&str
     image.add_file_from(INIT_PATH, &agent.path, 0o755)?;
     let mut order = String::new();
     for module in &modules {
-        image.add_file_from(&format!("lib/modules/{}/{}", kernel.release, module.rel_path), &module.path, 0o644)?;
+        image.add_file_from(
+            &format!("lib/modules/{}/{}", kernel.release, module.rel_path),
+            &module.path,
+            0o644,
+        )?;
         order.push_str(&module.rel_path);
         order.push('\n');
     }
@@ -519,7 +614,12 @@ pub fn base_image(cache: &Path, kernel: &Kernel, agent: &Artifact, extra: &[&str
         std::fs::write(&tmp, &bytes).map_err(io("writing", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("storing", &path))?;
     }
-    Ok(BaseImage { arch: kernel.arch, path, sha256, new })
+    Ok(BaseImage {
+        arch: kernel.arch,
+        path,
+        sha256,
+        new,
+    })
 }
 
 /// Everything a guest's boot needs from its lab.
@@ -538,16 +638,32 @@ impl LabSetup<'_> {
     /// Boots one guest into `slot` and waits for its agent.
     fn boot(&self, plan: &GuestPlan, slot: &Slot) -> Result<Host, LabError> {
         let m = &plan.machine;
-        let kernel = self.kernels.iter().find(|k| k.arch == m.arch).expect("prepared for every arch");
-        let base = self.bases.iter().find(|b| b.arch == m.arch).expect("made for every arch");
+        let kernel = self
+            .kernels
+            .iter()
+            .find(|k| k.arch == m.arch)
+            .expect("prepared for every arch");
+        let base = self
+            .bases
+            .iter()
+            .find(|b| b.arch == m.arch)
+            .expect("made for every arch");
         let initrd = self.guest_initrd(plan, base)?;
-        let console_log = self.ctx.paths.lab_logs(&self.spec.name).join(format!("{}.console.log", m.name));
+        let console_log = self
+            .ctx
+            .paths
+            .lab_logs(&self.spec.name)
+            .join(format!("{}.console.log", m.name));
         let mut candidates = accel::candidates(m.arch, &self.ctx.paths.state)?;
         let started = Instant::now();
         let mut fell_back = false;
         loop {
             let accel = candidates.remove(0);
-            let port = free_port().map_err(|source| LabError::Io { action: "finding a free port on", path: "127.0.0.1".into(), source })?;
+            let port = free_port().map_err(|source| LabError::Io {
+                action: "finding a free port on",
+                path: "127.0.0.1".into(),
+                source,
+            })?;
             let vm_spec = qemu::MachineSpec {
                 name: m.name.clone(),
                 arch: m.arch,
@@ -560,12 +676,22 @@ impl LabSetup<'_> {
                 tsc_khz: None,
                 qmp_socket: self.dir.join(format!("{}.qmp", m.name)),
                 console_log: console_log.clone(),
-                control: Some(ControlNic { host_port: port, guest_port: AGENT_PORT, mac: nic_mac(plan, 0) }),
-                data: Some(DataNic { switch_socket: self.switch_socket.clone(), mac: nic_mac(plan, 1) }),
+                control: Some(ControlNic {
+                    host_port: port,
+                    guest_port: AGENT_PORT,
+                    mac: nic_mac(plan, 0),
+                }),
+                data: Some(DataNic {
+                    switch_socket: self.switch_socket.clone(),
+                    mac: nic_mac(plan, 1),
+                }),
             };
             let vm = self.spawner.spawn(vm_spec)?;
             let registration = janitor::process_group(vm.pid() as i32);
-            *lock(slot) = Some(Running { vm, _registration: registration });
+            *lock(slot) = Some(Running {
+                vm,
+                _registration: registration,
+            });
             if accel == Accel::Kvm && !candidates.is_empty() {
                 let works = self.console_speaks(slot, kvm_deadline());
                 if let Err(err) = accel::remember(&self.ctx.paths.state, works) {
@@ -582,7 +708,11 @@ impl LabSetup<'_> {
             }
             let agent = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             let client = self.wait_ready(plan, slot, agent, started, &console_log)?;
-            let booted = Booted { accel, ready_after: started.elapsed(), fell_back };
+            let booted = Booted {
+                accel,
+                ready_after: started.elapsed(),
+                fell_back,
+            };
             let address = HostAddress {
                 name: m.name.clone(),
                 arch: m.arch,
@@ -600,10 +730,18 @@ impl LabSetup<'_> {
     fn guest_initrd(&self, plan: &GuestPlan, base: &BaseImage) -> Result<PathBuf, LabError> {
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
-            move |source| LabError::Io { action, path, source }
+            move |source| LabError::Io {
+                action,
+                path,
+                source,
+            }
         };
         let mut own = Initramfs::new();
-        own.add_file("etc/sinew/agent.key", self.secret.to_hex().into_bytes(), 0o400)?;
+        own.add_file(
+            "etc/sinew/agent.key",
+            self.secret.to_hex().into_bytes(),
+            0o400,
+        )?;
         let base_bytes = std::fs::read(&base.path).map_err(io("reading", &base.path))?;
         let bytes = Initramfs::concat(&base_bytes, &own.finish());
         let path = self.dir.join(format!("{}.initrd", plan.machine.name));
@@ -615,7 +753,10 @@ impl LabSetup<'_> {
         let Some(console) = lock(slot).as_ref().map(|r| r.vm.console().clone()) else {
             return false;
         };
-        self.ctx.runtime.block_on(console.wait_for_output(deadline)).is_ok()
+        self.ctx
+            .runtime
+            .block_on(console.wait_for_output(deadline))
+            .is_ok()
     }
 
     /// Waits for the agent's ready line on the console, then for an authenticated
@@ -637,18 +778,34 @@ impl LabSetup<'_> {
             waited: timeout,
             why,
             log: console_log.into(),
-            tail: console.as_ref().map(|c| c.last_lines(20).join("\n")).unwrap_or_default(),
+            tail: console
+                .as_ref()
+                .map(|c| c.last_lines(20).join("\n"))
+                .unwrap_or_default(),
         };
         let Some(watch) = console.as_ref() else {
             return Err(not_ready("the guest is gone".into()));
         };
         let remaining = timeout.saturating_sub(started.elapsed());
-        match self.ctx.runtime.block_on(watch.wait_for_line(READY_LINE, remaining)) {
+        match self
+            .ctx
+            .runtime
+            .block_on(watch.wait_for_line(READY_LINE, remaining))
+        {
             Ok(_) => {}
-            Err(ConsoleError::Exited { status, qemu_output, .. }) => {
-                return Err(not_ready(format!("QEMU exited ({status}): {}", qemu_output.trim())))
+            Err(ConsoleError::Exited {
+                status,
+                qemu_output,
+                ..
+            }) => {
+                return Err(not_ready(format!(
+                    "QEMU exited ({status}): {}",
+                    qemu_output.trim()
+                )))
             }
-            Err(ConsoleError::Timeout { .. }) => return Err(not_ready(format!("no {READY_LINE:?} line"))),
+            Err(ConsoleError::Timeout { .. }) => {
+                return Err(not_ready(format!("no {READY_LINE:?} line")))
+            }
             Err(err) => return Err(not_ready(err.to_string())),
         }
         loop {
@@ -658,7 +815,9 @@ impl LabSetup<'_> {
                 Err(err) if err.is_refused_by_auth() => {
                     return Err(not_ready(format!("agent refused the lab's secret: {err}")))
                 }
-                Err(err) if started.elapsed() >= timeout => return Err(not_ready(format!("last attempt: {err}"))),
+                Err(err) if started.elapsed() >= timeout => {
+                    return Err(not_ready(format!("last attempt: {err}")))
+                }
                 Err(_) => thread::sleep(Duration::from_millis(10)),
             }
         }
@@ -694,20 +853,29 @@ fn kvm_deadline() -> Duration {
 
 /// A port the kernel just handed out on 127.0.0.1; QEMU binds it a moment later.
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(bytes)
 }
 
 /// Spawns QEMU from one long-lived thread. QEMU gets `PR_SET_PDEATHSIG`, which fires when
 /// the *thread* that forked it ends; boot tasks run on short-lived threads, so they ask
 /// this thread to spawn. It lives as long as the lab.
-type SpawnRequest = (qemu::MachineSpec, mpsc::Sender<Result<Vm, sinew_vm::machine::VmError>>);
+type SpawnRequest = (
+    qemu::MachineSpec,
+    mpsc::Sender<Result<Vm, sinew_vm::machine::VmError>>,
+);
 
 #[derive(Debug)]
 struct Spawner {
@@ -726,14 +894,24 @@ impl Spawner {
                 }
             })
             .ok();
-        Self { requests: Some(tx), thread }
+        Self {
+            requests: Some(tx),
+            thread,
+        }
     }
 
     fn spawn(&self, spec: qemu::MachineSpec) -> Result<Vm, LabError> {
         let name = spec.name.clone();
         let (tx, rx) = mpsc::channel();
-        let gone = || LabError::Spec { lab: name.clone(), problem: "the spawner thread is gone".into() };
-        self.requests.as_ref().ok_or_else(gone)?.send((spec, tx)).map_err(|_| gone())?;
+        let gone = || LabError::Spec {
+            lab: name.clone(),
+            problem: "the spawner thread is gone".into(),
+        };
+        self.requests
+            .as_ref()
+            .ok_or_else(gone)?
+            .send((spec, tx))
+            .map_err(|_| gone())?;
         Ok(rx.recv().map_err(|_| gone())??)
     }
 }

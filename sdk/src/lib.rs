@@ -50,5 +50,7 @@ pub use lab::{Lab, LabSpec, MachineSpec};
 pub use outcome::{BoxError, Outcome, Status, TaskFailed};
 pub use report::Tally;
 pub use run::{Options, Run, RunError, RunFailed};
-pub use sinew_proto::{Facts, RestartPolicy, ServiceChange, ServiceSpec, ServiceState, ServiceStatus};
+pub use sinew_proto::{
+    Facts, RestartPolicy, ServiceChange, ServiceSpec, ServiceState, ServiceStatus,
+};
 pub use sinew_vm::Arch;

@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn a_list_is_changed_if_any_item_changed() {
-        assert_eq!(vec![Changed(false), Changed(true)].status(), Status::Changed);
+        assert_eq!(
+            vec![Changed(false), Changed(true)].status(),
+            Status::Changed
+        );
         assert_eq!(vec![Changed(false), Changed(false)].status(), Status::Ok);
     }
 
@@ -136,6 +139,9 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         let err: BoxError = format!("reading /etc/x: {io}").into();
         let failed = TaskFailed::new("read config", err.as_ref());
-        assert_eq!(failed.to_string(), "task `read config` failed: reading /etc/x: no such file");
+        assert_eq!(
+            failed.to_string(),
+            "task `read config` failed: reading /etc/x: no such file"
+        );
     }
 }

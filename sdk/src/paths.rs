@@ -28,7 +28,9 @@ pub struct Paths {
 impl Paths {
     /// Reads the environment as described in the module docs.
     pub fn from_env() -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/root".into());
         let xdg = |var: &str, fallback: &str| {
             std::env::var_os(var)
                 .map(PathBuf::from)
@@ -36,7 +38,8 @@ impl Paths {
         };
         let own = |var: &str| std::env::var_os(var).map(PathBuf::from);
         Self {
-            cache: own("SINEW_CACHE_DIR").unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("sinew")),
+            cache: own("SINEW_CACHE_DIR")
+                .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("sinew")),
             state: own("SINEW_STATE_DIR")
                 .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("sinew")),
             runtime: own("XDG_RUNTIME_DIR").unwrap_or_else(std::env::temp_dir),

@@ -128,7 +128,10 @@ impl Reporter {
     }
 
     fn record(&self, status: Status) {
-        self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(status);
+        self.tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(status);
     }
 }
 
@@ -171,7 +174,10 @@ fn status_style(status: Status) -> Style {
 
 fn format_line(status: Status, name: &str, took: Duration) -> String {
     let label = status_style(status).apply_to(format!("{:<8}", status.label()));
-    format!("  {label} {name:<NAME_WIDTH$} {}", style(seconds(took)).dim())
+    format!(
+        "  {label} {name:<NAME_WIDTH$} {}",
+        style(seconds(took)).dim()
+    )
 }
 
 fn seconds(d: Duration) -> String {
@@ -185,7 +191,11 @@ mod tests {
     #[test]
     fn line_shows_status_name_and_duration() {
         console::set_colors_enabled(false);
-        let line = format_line(Status::Changed, "put probe [x86]", Duration::from_millis(1234));
+        let line = format_line(
+            Status::Changed,
+            "put probe [x86]",
+            Duration::from_millis(1234),
+        );
         assert!(line.starts_with("  changed  put probe [x86]"), "{line:?}");
         assert!(line.ends_with("1.23s"), "{line:?}");
     }
@@ -199,6 +209,8 @@ mod tests {
         let t = reporter.tally();
         assert_eq!((t.ok, t.changed, t.planned, t.failed), (2, 1, 0, 1));
         console::set_colors_enabled(false);
-        assert!(reporter.summary("run").starts_with("run: 2 ok, 1 changed, 1 failed in "));
+        assert!(reporter
+            .summary("run")
+            .starts_with("run: 2 ok, 1 changed, 1 failed in "));
     }
 }

@@ -118,7 +118,8 @@ impl Run {
         });
         watch_signals(&ctx);
         if ctx.dry_run() {
-            ctx.reporter.line(&format!("{name}: dry run, nothing will be touched"));
+            ctx.reporter
+                .line(&format!("{name}: dry run, nothing will be touched"));
         }
         Ok(Self {
             ctx,
@@ -170,7 +171,10 @@ impl Run {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
                 .collect()
         });
         results.into_iter().collect()
@@ -191,7 +195,9 @@ impl Run {
         self.print_summary();
         let tally = self.tally();
         if tally.failed > 0 {
-            Err(RunFailed { failed: tally.failed })
+            Err(RunFailed {
+                failed: tally.failed,
+            })
         } else {
             Ok(tally)
         }
@@ -244,8 +250,10 @@ where
 fn watch_signals(ctx: &Arc<Ctx>) {
     let weak = Arc::downgrade(ctx);
     ctx.runtime.spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             tracing::warn!("cannot watch SIGINT/SIGTERM; an interrupted run relies on PDEATHSIG");
             return;
         };
@@ -255,7 +263,8 @@ fn watch_signals(ctx: &Arc<Ctx>) {
         };
         let killed = janitor::sweep();
         if let Some(ctx) = weak.upgrade() {
-            ctx.reporter.line(&format!("{}: {name}, stopped {killed} guest(s)", ctx.name));
+            ctx.reporter
+                .line(&format!("{}: {name}, stopped {killed} guest(s)", ctx.name));
         }
         std::process::exit(code);
     });

@@ -58,8 +58,14 @@ pub struct Tool {
 /// The QEMU system emulator for guests of `arch`.
 pub fn qemu(arch: Arch) -> Tool {
     match arch {
-        Arch::X86_64 => Tool { program: "qemu-system-x86_64", package: "qemu-system-x86" },
-        Arch::Aarch64 => Tool { program: "qemu-system-aarch64", package: "qemu-system-arm" },
+        Arch::X86_64 => Tool {
+            program: "qemu-system-x86_64",
+            package: "qemu-system-x86",
+        },
+        Arch::Aarch64 => Tool {
+            program: "qemu-system-aarch64",
+            package: "qemu-system-arm",
+        },
     }
 }
 
@@ -82,7 +88,11 @@ impl Outcome for Prepared {
     }
 
     fn detail(&self) -> Option<String> {
-        let verb = if self.planned { "would install" } else { "installed" };
+        let verb = if self.planned {
+            "would install"
+        } else {
+            "installed"
+        };
         (!self.installed.is_empty()).then(|| format!("{verb}: {}", self.installed.join(", ")))
     }
 }
@@ -106,7 +116,11 @@ impl Outcome for ReadyKernel {
     }
 
     fn detail(&self) -> Option<String> {
-        Some(format!("{} ({})", self.kernel.release, self.kernel.image.display()))
+        Some(format!(
+            "{} ({})",
+            self.kernel.release,
+            self.kernel.image.display()
+        ))
     }
 }
 
@@ -117,7 +131,9 @@ impl crate::Run {
     pub fn prepare(&self, archs: &[Arch]) -> Result<Vec<Kernel>, crate::TaskFailed> {
         let ctx = self.ctx();
         let dry = ctx.dry_run();
-        self.task("prerequisites: qemu, musl targets", || ensure_host(archs, dry))?;
+        self.task("prerequisites: qemu, musl targets", || {
+            ensure_host(archs, dry)
+        })?;
         let mut kernels = Vec::new();
         for &arch in archs {
             let name = format!("kernel {}", arch.debian_arch());
@@ -125,7 +141,11 @@ impl crate::Run {
                 let found = Kernel::find(&ctx.paths.cache, arch).is_ok();
                 self.task(&name, || {
                     Ok::<_, SetupError>(Prepared {
-                        installed: if found { vec![] } else { vec![format!("{arch} cloud kernel")] },
+                        installed: if found {
+                            vec![]
+                        } else {
+                            vec![format!("{arch} cloud kernel")]
+                        },
                         planned: true,
                     })
                 })?;
@@ -156,18 +176,33 @@ pub fn ensure_tools(tools: &[Tool], dry_run: bool) -> Result<Prepared, SetupErro
         .collect();
     packages.dedup();
     if packages.is_empty() || dry_run {
-        return Ok(Prepared { installed: packages.iter().map(|p| p.to_string()).collect(), planned: dry_run });
+        return Ok(Prepared {
+            installed: packages.iter().map(|p| p.to_string()).collect(),
+            planned: dry_run,
+        });
     }
-    let command = format!("apt-get update && apt-get install -y {}", packages.join(" "));
+    let command = format!(
+        "apt-get update && apt-get install -y {}",
+        packages.join(" ")
+    );
     if !may_install() {
-        return Err(SetupError::Missing { what: packages.join(", "), command: format!("sudo sh -c '{command}'") });
+        return Err(SetupError::Missing {
+            what: packages.join(", "),
+            command: format!("sudo sh -c '{command}'"),
+        });
     }
     run("apt-get", &["update", "-q"])?;
     let mut args: Vec<String> = vec!["install".into(), "-y".into(), "-q".into()];
     args.extend(packages.iter().map(|p| p.to_string()));
     args.extend(qemu_utils_pins(&packages));
-    run("apt-get", &args.iter().map(String::as_str).collect::<Vec<_>>())?;
-    Ok(Prepared { installed: packages.iter().map(|p| p.to_string()).collect(), planned: false })
+    run(
+        "apt-get",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    Ok(Prepared {
+        installed: packages.iter().map(|p| p.to_string()).collect(),
+        planned: false,
+    })
 }
 
 /// Some images carry a newer `qemu-utils` (from backports) that conflicts with the
@@ -190,16 +225,26 @@ fn qemu_utils_pins(packages: &[&str]) -> Vec<String> {
 }
 
 fn dpkg_version(package: &str) -> Option<String> {
-    let out = Command::new("dpkg-query").args(["-W", "-f=${Version}", package]).output().ok()?;
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()
+        .ok()?;
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && !version.is_empty()).then_some(version)
 }
 
 fn apt_candidate(package: &str) -> Option<String> {
-    let out = Command::new("apt-cache").args(["policy", package]).output().ok()?;
+    let out = Command::new("apt-cache")
+        .args(["policy", package])
+        .output()
+        .ok()?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Candidate:")
+                .map(|v| v.trim().to_string())
+        })
         .filter(|v| v != "(none)")
 }
 
@@ -208,7 +253,10 @@ pub fn ensure_rust_targets(archs: &[Arch], dry_run: bool) -> Result<Prepared, Se
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map_err(|source| SetupError::Spawn { command: "rustup target list --installed".into(), source })?;
+        .map_err(|source| SetupError::Spawn {
+            command: "rustup target list --installed".into(),
+            source,
+        })?;
     let installed = String::from_utf8_lossy(&out.stdout).to_string();
     let missing: Vec<&str> = archs
         .iter()
@@ -220,15 +268,24 @@ pub fn ensure_rust_targets(archs: &[Arch], dry_run: bool) -> Result<Prepared, Se
         args.extend(&missing);
         run("rustup", &args)?;
     }
-    Ok(Prepared { installed: missing.iter().map(|t| t.to_string()).collect(), planned: dry_run })
+    Ok(Prepared {
+        installed: missing.iter().map(|t| t.to_string()).collect(),
+        planned: dry_run,
+    })
 }
 
 /// The cached kernel for `arch`, fetched first if missing.
 pub fn ensure_kernel(paths: &Paths, arch: Arch) -> Result<ReadyKernel, SetupError> {
     match Kernel::find(&paths.cache, arch) {
-        Ok(kernel) => Ok(ReadyKernel { kernel, fetched: false }),
+        Ok(kernel) => Ok(ReadyKernel {
+            kernel,
+            fetched: false,
+        }),
         Err(missing) if !may_install() => Err(missing.into()),
-        Err(_) => Ok(ReadyKernel { kernel: Kernel::fetch(&paths.cache, arch)?, fetched: true }),
+        Err(_) => Ok(ReadyKernel {
+            kernel: Kernel::fetch(&paths.cache, arch)?,
+            fetched: true,
+        }),
     }
 }
 
@@ -246,7 +303,9 @@ fn on_path(program: &str) -> bool {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), SetupError> {
@@ -255,13 +314,23 @@ fn run(program: &str, args: &[&str]) -> Result<(), SetupError> {
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .output()
-        .map_err(|source| SetupError::Spawn { command: command.clone(), source })?;
+        .map_err(|source| SetupError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if out.status.success() {
         return Ok(());
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = text.lines().collect();
-    Err(SetupError::InstallFailed { command, output: lines[lines.len().saturating_sub(20)..].join("\n") })
+    Err(SetupError::InstallFailed {
+        command,
+        output: lines[lines.len().saturating_sub(20)..].join("\n"),
+    })
 }
 
 #[cfg(test)]
@@ -276,9 +345,15 @@ mod tests {
 
     #[test]
     fn a_dry_run_reports_a_missing_tool_without_installing() {
-        let tool = Tool { program: "sinew-no-such-program", package: "sinew-no-such-package" };
+        let tool = Tool {
+            program: "sinew-no-such-program",
+            package: "sinew-no-such-package",
+        };
         let prepared = ensure_tools(&[tool], true).expect("dry run never fails");
         assert_eq!(prepared.status(), Status::Planned);
-        assert_eq!(prepared.detail().as_deref(), Some("would install: sinew-no-such-package"));
+        assert_eq!(
+            prepared.detail().as_deref(),
+            Some("would install: sinew-no-such-package")
+        );
     }
 }

@@ -25,7 +25,10 @@ use sinew_vm::MacAddr;
 const MARKER: &str = "bare-init: ready";
 
 fn main() -> Result<()> {
-    let boots: usize = std::env::var("SINEW_BENCH_BOOTS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let boots: usize = std::env::var("SINEW_BENCH_BOOTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     prepared();
     let paths = sinew::paths::Paths::from_env();
     let mut rows = Vec::new();
@@ -36,9 +39,16 @@ fn main() -> Result<()> {
         let (s, b) = (median(&mut sinew), median(&mut bare));
         rows.push((arch, accel, s, b, s / b));
     }
-    println!("{:<8} {:<5} {:>6} {:>12} {:>12} {:>7}", "arch", "accel", "boots", "sinew p50 s", "bare p50 s", "ratio");
+    println!(
+        "{:<8} {:<5} {:>6} {:>12} {:>12} {:>7}",
+        "arch", "accel", "boots", "sinew p50 s", "bare p50 s", "ratio"
+    );
     for (arch, accel, s, b, r) in &rows {
-        println!("{:<8} {:<5} {boots:>6} {s:>12.3} {b:>12.3} {r:>7.3}", arch.to_string(), format!("{accel:?}"));
+        println!(
+            "{:<8} {:<5} {boots:>6} {s:>12.3} {b:>12.3} {r:>7.3}",
+            arch.to_string(),
+            format!("{accel:?}")
+        );
     }
     let worst = rows.iter().map(|r| r.4).fold(f64::NAN, f64::max);
     println!("RATIO boot={worst:.3}");
@@ -52,7 +62,9 @@ fn sinew_boots(arch: Arch, boots: usize) -> Result<(Vec<f64>, Accel)> {
     let mut accel = Accel::Tcg;
     for _ in 0..boots {
         let lab = run.boot(&LabSpec::new("bench-boot").machine(MachineSpec::new("bench", arch)))?;
-        let booted = lab.hosts()[0].booted().context("a booted host knows its boot")?;
+        let booted = lab.hosts()[0]
+            .booted()
+            .context("a booted host knows its boot")?;
         samples.push(booted.ready_after.as_secs_f64());
         accel = booted.accel;
     }
@@ -68,7 +80,9 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut samples = Vec::new();
     for i in 0..boots {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let spec = qemu::MachineSpec {
             name: format!("bare{i}"),
             arch: kernel.arch,
@@ -81,8 +95,15 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
             tsc_khz: None,
             qmp_socket: dir.path().join(format!("bare{i}.qmp")),
             console_log: dir.path().join(format!("bare{i}.log")),
-            control: Some(ControlNic { host_port: port, guest_port: 7070, mac: MacAddr::for_guest("bare", 0) }),
-            data: Some(DataNic { switch_socket: switch.socket().to_path_buf(), mac: MacAddr::for_guest("bare", 1) }),
+            control: Some(ControlNic {
+                host_port: port,
+                guest_port: 7070,
+                mac: MacAddr::for_guest("bare", 0),
+            }),
+            data: Some(DataNic {
+                switch_socket: switch.socket().to_path_buf(),
+                mac: MacAddr::for_guest("bare", 1),
+            }),
         };
         let started = Instant::now();
         let mut vm = Vm::spawn(spec)?;
@@ -91,7 +112,10 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
         if seen.is_err() {
             let tail = vm.console().last_lines(20).join("\n");
             vm.kill();
-            bail!("bare {} guest never printed {MARKER:?}:\n{tail}", kernel.arch);
+            bail!(
+                "bare {} guest never printed {MARKER:?}:\n{tail}",
+                kernel.arch
+            );
         }
         vm.kill();
         samples.push(took.as_secs_f64());
@@ -101,7 +125,8 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
 
 /// busybox + the same modules sinew loads + a script doing the same groundwork.
 fn bare_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
-    let modules = sinew_vm::modules::resolve(&kernel.modules_dir, qemu::required_modules(kernel.arch))?;
+    let modules =
+        sinew_vm::modules::resolve(&kernel.modules_dir, qemu::required_modules(kernel.arch))?;
     let mut image = Initramfs::new();
     image.add_file_from("bin/busybox", &busybox(kernel.arch)?, 0o755)?;
     let mut script = String::from("#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n");

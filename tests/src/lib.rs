@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{ensure, Result};
-use sinew_vm::{deb, elf};
 use sinew::{Arch, Build, Options, Run};
+use sinew_vm::{deb, elf};
 
 /// Guest binaries every guest test needs.
 pub const GUEST_BINS: [&str; 2] = ["sinew-init", "sinew-probe"];
@@ -35,8 +35,14 @@ fn prepare() -> Result<()> {
     run.task("test tools: busybox, qemu-user", || {
         use sinew::setup::{ensure_tools, Tool};
         let tools = [
-            Tool { program: "busybox", package: "busybox-static" },
-            Tool { program: "qemu-aarch64-static", package: "qemu-user-static" },
+            Tool {
+                program: "busybox",
+                package: "busybox-static",
+            },
+            Tool {
+                program: "qemu-aarch64-static",
+                package: "qemu-user-static",
+            },
         ];
         ensure_tools(&tools, false)
     })?;
@@ -60,17 +66,27 @@ pub fn busybox(arch: Arch) -> Result<PathBuf> {
     if elf::inspect_file(host).is_ok_and(|info| info.arch == arch && info.is_static) {
         return Ok(host.to_owned());
     }
-    let root = deb::fetch("busybox-static", arch, &cache_dir().join("busybox").join(arch.debian_arch()))?;
+    let root = deb::fetch(
+        "busybox-static",
+        arch,
+        &cache_dir().join("busybox").join(arch.debian_arch()),
+    )?;
     let binary = root.join("bin/busybox");
     let info = elf::inspect_file(&binary)?;
-    ensure!(info.arch == arch && info.is_static, "{} is not a static {arch} busybox", binary.display());
+    ensure!(
+        info.arch == arch && info.is_static,
+        "{} is not a static {arch} busybox",
+        binary.display()
+    );
     Ok(binary)
 }
 
 /// Pids of live QEMU processes whose command line mentions `needle`.
 pub fn qemu_processes_mentioning(needle: &Path) -> Vec<i32> {
     let needle = needle.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
@@ -78,7 +94,10 @@ pub fn qemu_processes_mentioning(needle: &Path) -> Vec<i32> {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = state.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+            let zombie = state
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
             cmdline.contains("qemu-system") && cmdline.contains(&needle) && !zombie
         })
         .collect()

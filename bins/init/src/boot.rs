@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -72,7 +71,12 @@ fn boot() -> anyhow::Result<Infallible> {
             for failure in &report.failures {
                 tracing::error!("{failure}");
             }
-            tracing::info!(loaded = report.loaded, present = report.present, failed = report.failures.len(), "kernel modules");
+            tracing::info!(
+                loaded = report.loaded,
+                present = report.present,
+                failed = report.failures.len(),
+                "kernel modules"
+            );
         }
         Err(error) => tracing::error!("{error}"),
     }
@@ -84,14 +88,18 @@ fn boot() -> anyhow::Result<Infallible> {
     runtime.block_on(serve(params, secret, started))
 }
 
-async fn serve(params: cmdline::BootParams, secret: Secret, started: Instant) -> anyhow::Result<Infallible> {
+async fn serve(
+    params: cmdline::BootParams,
+    secret: Secret,
+    started: Instant,
+) -> anyhow::Result<Infallible> {
     let processes = ProcessTable::get()?;
     for failure in network::bring_up(&params.interfaces).await {
         tracing::error!("{failure}");
     }
     let launcher = Launcher::new(processes.clone(), facts::machine()?);
     let services = Services::new(launcher.clone(), PathBuf::from(LOG_DIR));
-    let (trigger, mut reasons) = mpsc::channel(4);
+    let (trigger, reasons) = mpsc::channel(4);
     shutdown::watch_signals(trigger.clone())?;
     shutdown::watch_power_button(trigger.clone());
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, params.agent_port));
@@ -100,17 +108,13 @@ async fn serve(params: cmdline::BootParams, secret: Secret, started: Instant) ->
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, boot_ms = started.elapsed().as_millis() as u64, "agent listening");
     eprintln!("{READY_LINE}");
-    let agent = Arc::new(Agent {
+    let agent = Agent {
         secret,
         launcher,
         services: services.clone(),
         shutdown: trigger,
-    });
-    tokio::spawn(server::serve(listener, agent));
-    // The agent holds a sender for as long as it serves, so this waits for a real reason.
-    if let Some(reason) = reasons.recv().await {
-        tracing::info!(%reason, "shutting down");
-    }
+    };
+    server::serve_until_shutdown(listener, agent, reasons).await;
     Ok(shutdown::power_off(&services, &processes).await)
 }
 
@@ -120,7 +124,11 @@ fn ensure_console_stdio() {
     if Path::new("/proc/self/fd/2").exists() {
         return;
     }
-    if let Ok(console) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/console") {
+    if let Ok(console) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+    {
         // Nothing can report a failure here: there is nowhere to write it yet.
         let _ = nix::unistd::dup2_stdin(&console);
         let _ = nix::unistd::dup2_stdout(&console);

@@ -250,9 +250,15 @@ mod tests {
     fn ipv6_interface() {
         let (params, errors) = parse("sinew.if=02:00:00:00:00:01,fd00::2/64,fd00::1");
         assert_eq!(errors, []);
-        assert_eq!(params.interfaces[0].address, "fd00::2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            params.interfaces[0].address,
+            "fd00::2".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(params.interfaces[0].prefix_len, 64);
-        assert_eq!(params.interfaces[0].gateway, Some("fd00::1".parse().unwrap()));
+        assert_eq!(
+            params.interfaces[0].gateway,
+            Some("fd00::1".parse().unwrap())
+        );
     }
 
     #[test]

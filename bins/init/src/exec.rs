@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use sinew_proto::{Channel, ChannelError, ErrorKind, ExecRequest, ExitStatus, FrameKind, RemoteError, Response};
+use sinew_proto::{
+    Channel, ChannelError, ErrorKind, ExecRequest, ExitStatus, FrameKind, RemoteError, Response,
+};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -119,7 +121,11 @@ impl Launcher {
         command
             .args(args)
             .current_dir(cwd)
-            .stdin(if stdin_piped { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin_piped {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(path) = self.default_path {
@@ -182,7 +188,8 @@ impl Launcher {
     ) -> Result<(), ChannelError> {
         let started = Instant::now();
         let cwd = request.cwd.as_deref().unwrap_or("/");
-        let mut child = match self.launch(&request.argv, &request.env, cwd, request.stdin.is_some()) {
+        let mut child = match self.launch(&request.argv, &request.env, cwd, request.stdin.is_some())
+        {
             Ok(child) => child,
             Err(error) => return channel.send_control(&Response::Error(error.into())).await,
         };
@@ -201,16 +208,26 @@ async fn stream_until_exit<S: AsyncRead + AsyncWrite + Unpin>(
     channel: &mut Channel<S>,
 ) -> Result<(), ChannelError> {
     let pipes = (|| -> io::Result<_> {
-        let stdout = child.stdout.take().map(|out| pipe::Receiver::from_owned_fd(OwnedFd::from(out)));
-        let stderr = child.stderr.take().map(|err| pipe::Receiver::from_owned_fd(OwnedFd::from(err)));
-        let stdin = child.stdin.take().map(|input| pipe::Sender::from_owned_fd(OwnedFd::from(input)));
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| pipe::Receiver::from_owned_fd(OwnedFd::from(out)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|err| pipe::Receiver::from_owned_fd(OwnedFd::from(err)));
+        let stdin = child
+            .stdin
+            .take()
+            .map(|input| pipe::Sender::from_owned_fd(OwnedFd::from(input)));
         Ok((stdout.transpose()?, stderr.transpose()?, stdin.transpose()?))
     })();
     let (mut stdout, mut stderr, stdin) = match pipes {
         Ok(pipes) => pipes,
         Err(error) => {
             child.signal_group(Signal::SIGKILL);
-            let error = RemoteError::new(ErrorKind::Internal, format!("cannot set up pipes: {error}"));
+            let error =
+                RemoteError::new(ErrorKind::Internal, format!("cannot set up pipes: {error}"));
             return channel.send_control(&Response::Error(error)).await;
         }
     };

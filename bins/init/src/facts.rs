@@ -61,7 +61,8 @@ pub fn gather() -> Result<Facts, FactsError> {
             path: "/proc/uptime",
             reason: "unexpected format".into(),
         })?,
-        cpus: std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+        cpus: std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
         mem_total_kib: meminfo_kib(&meminfo, "MemTotal").unwrap_or(0),
         mem_available_kib: meminfo_kib(&meminfo, "MemAvailable").unwrap_or(0),
         interfaces: interfaces()?,
@@ -115,7 +116,11 @@ fn interfaces() -> Result<Vec<NetInterface>, FactsError> {
                 interface.mac = Some(format_mac(&mac));
             }
         } else if let Some(ip) = ip_of(&address) {
-            let prefix_len = entry.netmask.as_ref().and_then(ip_of).map_or(0, prefix_len_of);
+            let prefix_len = entry
+                .netmask
+                .as_ref()
+                .and_then(ip_of)
+                .map_or(0, prefix_len_of);
             interface.addresses.push(InterfaceAddress {
                 address: ip,
                 prefix_len,
@@ -152,9 +157,13 @@ mod tests {
 
     #[test]
     fn parses_proc_files() {
-        assert_eq!(parse_uptime("12.34 40.00\n"), Some(Duration::from_millis(12340)));
+        assert_eq!(
+            parse_uptime("12.34 40.00\n"),
+            Some(Duration::from_millis(12340))
+        );
         assert_eq!(parse_uptime(""), None);
-        let meminfo = "MemTotal:        2030036 kB\nMemFree:  100 kB\nMemAvailable:    1795780 kB\n";
+        let meminfo =
+            "MemTotal:        2030036 kB\nMemFree:  100 kB\nMemAvailable:    1795780 kB\n";
         assert_eq!(meminfo_kib(meminfo, "MemTotal"), Some(2_030_036));
         assert_eq!(meminfo_kib(meminfo, "MemAvailable"), Some(1_795_780));
         assert_eq!(meminfo_kib(meminfo, "Mem"), None);
@@ -170,6 +179,9 @@ mod tests {
     fn loopback_is_listed() {
         let facts = gather().unwrap();
         let lo = facts.interfaces.iter().find(|i| i.name == "lo").unwrap();
-        assert!(lo.addresses.iter().any(|a| a.address.is_loopback() && a.prefix_len == 8));
+        assert!(lo
+            .addresses
+            .iter()
+            .any(|a| a.address.is_loopback() && a.prefix_len == 8));
     }
 }

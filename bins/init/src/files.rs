@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 use sinew_proto::{
-    Channel, ChannelError, ErrorKind, FileInfo, FileStat, FrameKind, PutRequest, RemoteError, Response, Sha256Digest,
-    DATA_CHUNK_LEN,
+    Channel, ChannelError, ErrorKind, FileInfo, FileStat, FrameKind, PutRequest, RemoteError,
+    Response, Sha256Digest, DATA_CHUNK_LEN,
 };
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -60,7 +60,9 @@ pub enum FileError {
 impl From<FileError> for RemoteError {
     fn from(error: FileError) -> Self {
         let kind = match &error {
-            FileError::NotAbsolute(_) | FileError::BadMode(_) | FileError::NotRegular(_) => ErrorKind::BadRequest,
+            FileError::NotAbsolute(_) | FileError::BadMode(_) | FileError::NotRegular(_) => {
+                ErrorKind::BadRequest
+            }
             FileError::Mismatch { .. } => ErrorKind::DigestMismatch,
             FileError::Interrupted(_) => ErrorKind::Internal,
             FileError::Io { source, .. } => match source.kind() {
@@ -90,7 +92,9 @@ fn absolute(path: &str) -> Result<PathBuf, FileError> {
 }
 
 /// Runs blocking file work off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, FileError> + Send + 'static) -> Result<T, FileError> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, FileError> {
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|join_error| Err(FileError::Interrupted(join_error.to_string())))
@@ -100,7 +104,10 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, FileError>
 fn digest_of(file: &mut File) -> io::Result<(u64, Sha256Digest)> {
     let mut hasher = Sha256::new();
     let size = io::copy(file, &mut hasher)?;
-    Ok((size, Sha256Digest::from(<[u8; 32]>::from(hasher.finalize()))))
+    Ok((
+        size,
+        Sha256Digest::from(<[u8; 32]>::from(hasher.finalize())),
+    ))
 }
 
 /// Whether `path` is a regular file with exactly this mode, size and digest.
@@ -129,7 +136,10 @@ impl TempFile {
     fn create_beside(destination: &Path) -> Result<Self, FileError> {
         let dir = destination.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
-        let name = destination.file_name().map(|name| name.to_string_lossy()).unwrap_or_default();
+        let name = destination
+            .file_name()
+            .map(|name| name.to_string_lossy())
+            .unwrap_or_default();
         let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(".{name}.sinew-{}-{unique}", std::process::id()));
         let file = OpenOptions::new()
@@ -138,7 +148,10 @@ impl TempFile {
             .mode(0o600)
             .open(&path)
             .map_err(io_error("create", &path))?;
-        Ok(Self { path, file: Some(file) })
+        Ok(Self {
+            path,
+            file: Some(file),
+        })
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), FileError> {
@@ -155,7 +168,8 @@ impl TempFile {
                 .map_err(io_error("set the mode of", &self.path))?;
             file.sync_all().map_err(io_error("sync", &self.path))?;
         }
-        std::fs::rename(&self.path, destination).map_err(io_error("rename into place", destination))?;
+        std::fs::rename(&self.path, destination)
+            .map_err(io_error("rename into place", destination))?;
         self.path = PathBuf::new();
         if let Some(dir) = destination.parent() {
             // The rename is durable only once the directory is synced.
@@ -214,13 +228,22 @@ pub async fn serve_put<S: AsyncRead + AsyncWrite + Unpin>(
         let too_much = received + frame.payload.len() as u64 > request.size;
         if frame.kind != FrameKind::Data || too_much {
             let message = if too_much {
-                format!("{}: more data than the {} bytes announced", request.path, request.size)
+                format!(
+                    "{}: more data than the {} bytes announced",
+                    request.path, request.size
+                )
             } else {
-                format!("{}: expected file data, got a {:?} frame", request.path, frame.kind)
+                format!(
+                    "{}: expected file data, got a {:?} frame",
+                    request.path, frame.kind
+                )
             };
             // The stream is out of step; tell the client and end the connection.
             channel
-                .send_control(&Response::Error(RemoteError::new(ErrorKind::BadRequest, message)))
+                .send_control(&Response::Error(RemoteError::new(
+                    ErrorKind::BadRequest,
+                    message,
+                )))
                 .await?;
             return Ok(Flow::Close);
         }
@@ -257,14 +280,20 @@ pub async fn serve_put<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-async fn reply<S: AsyncRead + AsyncWrite + Unpin>(channel: &mut Channel<S>, response: Response) -> Result<Flow, ChannelError> {
+async fn reply<S: AsyncRead + AsyncWrite + Unpin>(
+    channel: &mut Channel<S>,
+    response: Response,
+) -> Result<Flow, ChannelError> {
     channel.send_control(&response).await?;
     Ok(Flow::Continue)
 }
 
 /// Serves a get: streams the file as `Data` frames, then `File` with its size, mode and
 /// digest.
-pub async fn serve_get<S: AsyncRead + AsyncWrite + Unpin>(path: &str, channel: &mut Channel<S>) -> Result<(), ChannelError> {
+pub async fn serve_get<S: AsyncRead + AsyncWrite + Unpin>(
+    path: &str,
+    channel: &mut Channel<S>,
+) -> Result<(), ChannelError> {
     let opened = async {
         let path = absolute(path)?;
         blocking(move || {
@@ -304,7 +333,9 @@ pub async fn serve_get<S: AsyncRead + AsyncWrite + Unpin>(path: &str, channel: &
         match chunks.recv().await {
             Some(Ok(chunk)) if chunk.is_empty() => {
                 let sha256 = Sha256Digest::from(<[u8; 32]>::from(hasher.finalize()));
-                break channel.send_control(&Response::File(FileInfo { size, mode, sha256 })).await;
+                break channel
+                    .send_control(&Response::File(FileInfo { size, mode, sha256 }))
+                    .await;
             }
             Some(Ok(chunk)) => {
                 hasher.update(&chunk);
@@ -315,7 +346,8 @@ pub async fn serve_get<S: AsyncRead + AsyncWrite + Unpin>(path: &str, channel: &
             }
             Some(Err(error)) => break channel.send_control(&Response::Error(error.into())).await,
             None => {
-                let error = RemoteError::new(ErrorKind::Internal, "file reader stopped unexpectedly");
+                let error =
+                    RemoteError::new(ErrorKind::Internal, "file reader stopped unexpectedly");
                 break channel.send_control(&Response::Error(error)).await;
             }
         }

@@ -60,7 +60,9 @@ pub struct LoadReport {
 pub fn load_listed(list: &Path, release: &str) -> Result<LoadReport, ModuleError> {
     let text = match std::fs::read_to_string(list) {
         Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(LoadReport::default()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(LoadReport::default())
+        }
         Err(source) => {
             return Err(ModuleError::List {
                 path: list.to_owned(),
@@ -94,7 +96,10 @@ fn load(base: &Path, module: &str) -> Result<bool, ModuleError> {
         source,
     })?;
     let mut flags = ModuleInitFlags::empty();
-    if [".xz", ".zst", ".gz"].iter().any(|suffix| module.ends_with(suffix)) {
+    if [".xz", ".zst", ".gz"]
+        .iter()
+        .any(|suffix| module.ends_with(suffix))
+    {
         flags |= ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE);
     }
     match finit_module(&file, c"", flags) {
@@ -115,12 +120,21 @@ mod tests {
     fn list_skips_blanks_and_comments() {
         let text = "kernel/drivers/virtio/virtio_ring.ko\n\n# network\n  kernel/drivers/net/virtio_net.ko  \n";
         let modules: Vec<_> = listed_modules(text).collect();
-        assert_eq!(modules, ["kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/net/virtio_net.ko"]);
+        assert_eq!(
+            modules,
+            [
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/drivers/net/virtio_net.ko"
+            ]
+        );
     }
 
     #[test]
     fn missing_list_means_no_modules() {
         let report = load_listed(Path::new("/nonexistent/modules"), "0").unwrap();
-        assert_eq!((report.loaded, report.present, report.failures.len()), (0, 0, 0));
+        assert_eq!(
+            (report.loaded, report.present, report.failures.len()),
+            (0, 0, 0)
+        );
     }
 }

@@ -23,7 +23,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -117,7 +116,7 @@ async fn serve_agent(args: AgentArgs, secret: Secret) -> anyhow::Result<()> {
     }
     let launcher = Launcher::new(processes, facts::machine()?);
     let services = Services::new(launcher.clone(), args.state_dir.join("log"));
-    let (trigger, mut reasons) = mpsc::channel(4);
+    let (trigger, reasons) = mpsc::channel(4);
     shutdown::watch_signals(trigger.clone())?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -129,16 +128,13 @@ async fn serve_agent(args: AgentArgs, secret: Secret) -> anyhow::Result<()> {
         .context("writing the bound address")?;
     drop(stdout);
     tracing::info!(%addr, "agent listening");
-    let agent = Arc::new(Agent {
+    let agent = Agent {
         secret,
         launcher,
         services: services.clone(),
         shutdown: trigger,
-    });
-    tokio::spawn(server::serve(listener, agent));
-    if let Some(reason) = reasons.recv().await {
-        tracing::info!(%reason, "shutting down");
-    }
+    };
+    server::serve_until_shutdown(listener, agent, reasons).await;
     services.shut_down().await;
     Ok(())
 }

@@ -74,10 +74,12 @@ pub async fn bring_up(interfaces: &[InterfaceConfig]) -> Vec<NetworkError> {
 }
 
 async fn loopback_up(handle: &Handle) -> Result<(), NetworkError> {
-    let netlink = |action| move |source| NetworkError::Netlink {
-        action,
-        link: "lo".into(),
-        source,
+    let netlink = |action| {
+        move |source| NetworkError::Netlink {
+            action,
+            link: "lo".into(),
+            source,
+        }
     };
     let link = handle
         .link()
@@ -98,10 +100,12 @@ async fn loopback_up(handle: &Handle) -> Result<(), NetworkError> {
 
 /// Configures one interface; returns its link index.
 async fn configure(handle: &Handle, interface: &InterfaceConfig) -> Result<u32, NetworkError> {
-    let netlink = |action| move |source| NetworkError::Netlink {
-        action,
-        link: interface.mac.to_string(),
-        source,
+    let netlink = |action| {
+        move |source| NetworkError::Netlink {
+            action,
+            link: interface.mac.to_string(),
+            source,
+        }
     };
     let index = wait_for_link(handle, interface.mac).await?;
     handle
@@ -145,17 +149,18 @@ async fn wait_for_link(handle: &Handle, mac: MacAddr) -> Result<u32, NetworkErro
     loop {
         // Read the whole dump before looking: dropping a half-read dump would leave replies
         // in flight on the socket.
-        let links: Vec<_> = handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| NetworkError::Netlink {
-                action: "list links",
-                link: mac.to_string(),
-                source,
-            })?;
+        let links: Vec<_> =
+            handle
+                .link()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|source| NetworkError::Netlink {
+                    action: "list links",
+                    link: mac.to_string(),
+                    source,
+                })?;
         let found = links.iter().find(|link| {
             link.attributes
                 .iter()

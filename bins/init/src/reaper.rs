@@ -68,7 +68,9 @@ pub struct Child {
 impl Child {
     /// Waits until the child has exited and been reaped.
     pub async fn wait(&mut self) -> Result<Termination, ReaperError> {
-        (&mut self.exit).await.map_err(|_| ReaperError::ReaperGone(self.pid))
+        (&mut self.exit)
+            .await
+            .map_err(|_| ReaperError::ReaperGone(self.pid))
     }
 
     /// Sends `signal` to the child's process group. A group that is already gone is fine.
@@ -105,7 +107,11 @@ impl ProcessTable {
     /// status. Use this, never `Command::spawn` directly.
     pub fn spawn(&self, command: &mut Command) -> io::Result<Child> {
         command.process_group(0);
-        let _gate = self.shared.spawn_gate.read().unwrap_or_else(PoisonError::into_inner);
+        let _gate = self
+            .shared
+            .spawn_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut child = command.spawn()?;
         let pid = child.id();
         let (tx, exit) = oneshot::channel();
@@ -170,13 +176,18 @@ fn start_reaper(shared: Arc<Shared>) -> Result<(), ReaperError> {
         .map_err(ReaperError::Start)?;
     match ready_rx.recv() {
         Ok(result) => result.map_err(ReaperError::Start),
-        Err(_) => Err(ReaperError::Start(io::Error::other("reaper thread died during setup"))),
+        Err(_) => Err(ReaperError::Start(io::Error::other(
+            "reaper thread died during setup",
+        ))),
     }
 }
 
 /// Reaps every child that has exited. Returns whether no children are left at all.
 fn reap_all(shared: &Shared) -> bool {
-    let _gate = shared.spawn_gate.write().unwrap_or_else(PoisonError::into_inner);
+    let _gate = shared
+        .spawn_gate
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid only writes through the pointer, which is valid for the call.
@@ -223,20 +234,32 @@ mod tests {
     #[tokio::test]
     async fn statuses_reach_their_waiters() {
         let table = ProcessTable::get().unwrap();
-        let mut ok = table.spawn(Command::new("true").stdin(Stdio::null())).unwrap();
-        let mut failed = table.spawn(Command::new("sh").args(["-c", "exit 7"])).unwrap();
+        let mut ok = table
+            .spawn(Command::new("true").stdin(Stdio::null()))
+            .unwrap();
+        let mut failed = table
+            .spawn(Command::new("sh").args(["-c", "exit 7"]))
+            .unwrap();
         let mut killed = table.spawn(Command::new("sleep").arg("10")).unwrap();
         killed.signal_group(Signal::SIGKILL);
         assert_eq!(ok.wait().await.unwrap(), Termination::Exited { code: 0 });
-        assert_eq!(failed.wait().await.unwrap(), Termination::Exited { code: 7 });
-        assert_eq!(killed.wait().await.unwrap(), Termination::Signaled { signal: 9 });
+        assert_eq!(
+            failed.wait().await.unwrap(),
+            Termination::Exited { code: 7 }
+        );
+        assert_eq!(
+            killed.wait().await.unwrap(),
+            Termination::Signaled { signal: 9 }
+        );
     }
 
     #[tokio::test]
     async fn failed_exec_does_not_race_the_reaper() {
         let table = ProcessTable::get().unwrap();
         for _ in 0..50 {
-            let error = table.spawn(&mut Command::new("/nonexistent/program")).unwrap_err();
+            let error = table
+                .spawn(&mut Command::new("/nonexistent/program"))
+                .unwrap_err();
             assert_eq!(error.kind(), io::ErrorKind::NotFound);
             let mut child = table.spawn(&mut Command::new("true")).unwrap();
             child.wait().await.unwrap();

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sinew_proto::{
-    handshake, Channel, ChannelError, ErrorKind, FrameError, FrameKind, HandshakeError, RemoteError, Request,
-    Response, Secret,
+    handshake, Channel, ChannelError, ErrorKind, FrameError, FrameKind, HandshakeError,
+    RemoteError, Request, Response, Secret,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -39,6 +39,21 @@ pub struct Agent {
     pub services: Services,
     /// Where a `Poweroff` request goes.
     pub shutdown: mpsc::Sender<Reason>,
+}
+
+/// Serves `agent` on `listener` until the first shutdown reason arrives on `reasons` (the
+/// agent itself holds a sender, so this waits for a real reason), and returns it.
+pub async fn serve_until_shutdown(
+    listener: TcpListener,
+    agent: Agent,
+    mut reasons: mpsc::Receiver<Reason>,
+) -> Option<Reason> {
+    tokio::spawn(serve(listener, Arc::new(agent)));
+    let reason = reasons.recv().await;
+    if let Some(reason) = &reason {
+        tracing::info!(%reason, "shutting down");
+    }
+    reason
 }
 
 /// Accepts connections forever, serving each on its own task.
@@ -103,7 +118,10 @@ async fn connection(agent: Arc<Agent>, stream: TcpStream, peer: SocketAddr) {
             Ok(request) => handle(&agent, request, &mut channel).await,
             Err(message) => {
                 let error = RemoteError::new(ErrorKind::BadRequest, message);
-                channel.send_control(&Response::Error(error)).await.map(|()| Flow::Continue)
+                channel
+                    .send_control(&Response::Error(error))
+                    .await
+                    .map(|()| Flow::Continue)
             }
         };
         match flow {
@@ -117,7 +135,11 @@ async fn connection(agent: Arc<Agent>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-async fn handle(agent: &Agent, request: Request, channel: &mut Channel<TcpStream>) -> Result<Flow, ChannelError> {
+async fn handle(
+    agent: &Agent,
+    request: Request,
+    channel: &mut Channel<TcpStream>,
+) -> Result<Flow, ChannelError> {
     let response = match request {
         Request::Exec(exec) => {
             tracing::debug!(argv = ?exec.argv, "exec");
@@ -133,7 +155,9 @@ async fn handle(agent: &Agent, request: Request, channel: &mut Channel<TcpStream
             .await
             .map(|stat| Response::Stat { stat })
             .map_err(RemoteError::from),
-        Request::Facts => facts::gather().map(Response::Facts).map_err(RemoteError::from),
+        Request::Facts => facts::gather()
+            .map(Response::Facts)
+            .map_err(RemoteError::from),
         Request::ServiceStart(spec) => agent
             .services
             .start(spec)

@@ -63,7 +63,10 @@ pub enum ShutdownError {
 
 /// Sends a [`Reason`] when SIGTERM or SIGINT arrives.
 pub fn watch_signals(trigger: mpsc::Sender<Reason>) -> Result<(), ShutdownError> {
-    for (kind, name) in [(SignalKind::terminate(), "SIGTERM"), (SignalKind::interrupt(), "SIGINT")] {
+    for (kind, name) in [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+    ] {
         let mut stream = signal(kind).map_err(|source| ShutdownError::Signal { name, source })?;
         let trigger = trigger.clone();
         tokio::spawn(async move {
@@ -83,10 +86,10 @@ pub fn watch_power_button(trigger: mpsc::Sender<Reason>) {
         tracing::debug!("no /dev/input: power button not watched");
         return;
     };
-    let devices = entries
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("event")));
+    let devices = entries.flatten().map(|entry| entry.path()).filter(|path| {
+        path.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("event"))
+    });
     for path in devices {
         let opened = OpenOptions::new()
             .read(true)
@@ -95,14 +98,17 @@ pub fn watch_power_button(trigger: mpsc::Sender<Reason>) {
             .and_then(|file| {
                 // SAFETY: the `File` owns its descriptor, which stays open and unchanged for
                 // as long as the `AsyncFd` owns the `File`.
-                unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.map_err(|error| error.into_parts().1)
+                unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }
+                    .map_err(|error| error.into_parts().1)
             });
         match opened {
             Ok(device) => {
                 tracing::debug!(device = %path.display(), "watching for the power button");
                 tokio::spawn(watch_device(path, device, trigger.clone()));
             }
-            Err(error) => tracing::debug!(device = %path.display(), %error, "cannot watch input device"),
+            Err(error) => {
+                tracing::debug!(device = %path.display(), %error, "cannot watch input device")
+            }
         }
     }
 }
@@ -143,7 +149,11 @@ async fn watch_device(path: PathBuf, device: AsyncFd<File>, trigger: mpsc::Sende
 /// `u16 type, u16 code, i32 value` after a `struct timeval` whose size depends on the
 /// architecture, so the fields are found from the end.
 fn is_power_press(event: &[u8]) -> bool {
-    let Some(tail) = event.len().checked_sub(8).and_then(|start| event.get(start..)) else {
+    let Some(tail) = event
+        .len()
+        .checked_sub(8)
+        .and_then(|start| event.get(start..))
+    else {
         return false;
     };
     let kind = u16::from_ne_bytes([tail[0], tail[1]]);

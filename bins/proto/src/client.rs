@@ -90,12 +90,14 @@ impl ClientError {
             || matches!(self, ClientError::Impostor)
     }
 
-
     /// Whether the connection is gone or unusable ([`ClientError::Closed`],
     /// [`ClientError::Io`], [`ClientError::Unusable`]): a new connection may succeed where
     /// this one failed. Note that the failed request may or may not have taken effect.
     pub fn is_connection_lost(&self) -> bool {
-        matches!(self, ClientError::Closed | ClientError::Io(_) | ClientError::Unusable)
+        matches!(
+            self,
+            ClientError::Closed | ClientError::Io(_) | ClientError::Unusable
+        )
     }
 
     /// The class of the agent's error, for [`ClientError::Remote`] and [`ClientError::Refused`].
@@ -111,7 +113,9 @@ impl From<ChannelError> for ClientError {
     fn from(error: ChannelError) -> Self {
         match error {
             ChannelError::Frame(FrameError::Closed) => ClientError::Closed,
-            ChannelError::Frame(FrameError::Io(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+            ChannelError::Frame(FrameError::Io(error))
+                if error.kind() == io::ErrorKind::UnexpectedEof =>
+            {
                 ClientError::Closed
             }
             ChannelError::Frame(FrameError::Io(error)) => ClientError::Io(error),
@@ -214,7 +218,11 @@ impl AgentClient {
     /// `timeout` bounds connecting plus the handshake. Fails with [`ClientError::Refused`] if
     /// the agent does not accept the secret and with [`ClientError::Impostor`] if the peer
     /// does not know it.
-    pub async fn connect(addr: SocketAddr, secret: &Secret, timeout: Duration) -> Result<Self, ClientError> {
+    pub async fn connect(
+        addr: SocketAddr,
+        secret: &Secret,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let attempt = async {
             let stream = TcpStream::connect(addr)
                 .await
@@ -226,7 +234,10 @@ impl AgentClient {
         };
         tokio::time::timeout(timeout, attempt)
             .await
-            .map_err(|_| ClientError::Timeout { addr, after: timeout })?
+            .map_err(|_| ClientError::Timeout {
+                addr,
+                after: timeout,
+            })?
     }
 
     /// Authenticates over an already connected stream (for tests, or transports other than
@@ -262,7 +273,9 @@ impl AgentClient {
     ) -> Result<ExitStatus, ClientError> {
         self.begin()?;
         let result = async {
-            self.channel.send_control(&Request::Exec(request.clone())).await?;
+            self.channel
+                .send_control(&Request::Exec(request.clone()))
+                .await?;
             loop {
                 let frame = self.channel.recv().await?;
                 match frame.kind {
@@ -274,7 +287,9 @@ impl AgentClient {
                             other => Err(unexpected("exec", &other)),
                         }
                     }
-                    FrameKind::Data => return Err(ClientError::Protocol("data frame during exec".into())),
+                    FrameKind::Data => {
+                        return Err(ClientError::Protocol("data frame during exec".into()))
+                    }
                 }
             }
         }
@@ -291,7 +306,11 @@ impl AgentClient {
                 OutputStream::Stderr => stderr.extend_from_slice(chunk),
             })
             .await?;
-        Ok(ExecOutput { status, stdout, stderr })
+        Ok(ExecOutput {
+            status,
+            stdout,
+            stderr,
+        })
     }
 
     /// Stores `data` at `path` with permission bits `mode`, atomically (written to a temporary
@@ -299,12 +318,23 @@ impl AgentClient {
     ///
     /// If the file already has this content and mode nothing is sent and the outcome says
     /// `changed: false`.
-    pub async fn put(&mut self, path: &str, mode: u32, data: &[u8]) -> Result<PutOutcome, ClientError> {
+    pub async fn put(
+        &mut self,
+        path: &str,
+        mode: u32,
+        data: &[u8],
+    ) -> Result<PutOutcome, ClientError> {
         self.begin()?;
         let result = async {
             let sha256 = Sha256Digest::of(data);
-            if !self.start_put(path, mode, data.len() as u64, sha256).await? {
-                return Ok(PutOutcome { changed: false, sha256 });
+            if !self
+                .start_put(path, mode, data.len() as u64, sha256)
+                .await?
+            {
+                return Ok(PutOutcome {
+                    changed: false,
+                    sha256,
+                });
             }
             for chunk in data.chunks(DATA_CHUNK_LEN) {
                 self.channel.send(FrameKind::Data, chunk).await?;
@@ -316,7 +346,12 @@ impl AgentClient {
     }
 
     /// Like [`AgentClient::put`], streaming from the local file `local` instead of memory.
-    pub async fn put_file(&mut self, path: &str, mode: u32, local: &Path) -> Result<PutOutcome, ClientError> {
+    pub async fn put_file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        local: &Path,
+    ) -> Result<PutOutcome, ClientError> {
         self.begin()?;
         let result = async {
             let local_error = |source| ClientError::LocalFile {
@@ -325,7 +360,10 @@ impl AgentClient {
             };
             let (size, sha256) = digest_file(local).await.map_err(local_error)?;
             if !self.start_put(path, mode, size, sha256).await? {
-                return Ok(PutOutcome { changed: false, sha256 });
+                return Ok(PutOutcome {
+                    changed: false,
+                    sha256,
+                });
             }
             let file = tokio::fs::File::open(local).await.map_err(local_error)?;
             let mut file = file.take(size);
@@ -349,7 +387,13 @@ impl AgentClient {
     }
 
     /// Sends the put request; returns whether the agent wants the data.
-    async fn start_put(&mut self, path: &str, mode: u32, size: u64, sha256: Sha256Digest) -> Result<bool, ClientError> {
+    async fn start_put(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        sha256: Sha256Digest,
+    ) -> Result<bool, ClientError> {
         let request = Request::Put(PutRequest {
             path: path.to_owned(),
             mode,
@@ -366,7 +410,10 @@ impl AgentClient {
 
     async fn finish_put(&mut self, sha256: Sha256Digest) -> Result<PutOutcome, ClientError> {
         match self.recv_response().await? {
-            Response::Stored { sha256: stored } if stored == sha256 => Ok(PutOutcome { changed: true, sha256 }),
+            Response::Stored { sha256: stored } if stored == sha256 => Ok(PutOutcome {
+                changed: true,
+                sha256,
+            }),
             Response::Stored { sha256: stored } => Err(ClientError::Protocol(format!(
                 "agent stored digest {stored}, expected {sha256}"
             ))),
@@ -378,11 +425,12 @@ impl AgentClient {
     /// data received.
     pub async fn get(&mut self, path: &str) -> Result<RemoteFile, ClientError> {
         let mut data = Vec::new();
-        let info = self.get_with(path, |chunk| {
-            data.extend_from_slice(chunk);
-            Ok(())
-        })
-        .await?;
+        let info = self
+            .get_with(path, |chunk| {
+                data.extend_from_slice(chunk);
+                Ok(())
+            })
+            .await?;
         Ok(RemoteFile { data, info })
     }
 
@@ -398,9 +446,13 @@ impl AgentClient {
         let mut writer = io::BufWriter::new(file);
         let result = async {
             let info = self
-                .get_with(path, |chunk| io::Write::write_all(&mut writer, chunk).map_err(local_error))
+                .get_with(path, |chunk| {
+                    io::Write::write_all(&mut writer, chunk).map_err(local_error)
+                })
                 .await?;
-            let file = writer.into_inner().map_err(|error| local_error(error.into_error()))?;
+            let file = writer
+                .into_inner()
+                .map_err(|error| local_error(error.into_error()))?;
             file.sync_all().map_err(local_error)?;
             Ok(info)
         }
@@ -460,7 +512,12 @@ impl AgentClient {
 
     /// Describes what is at `path` (following symbolic links), or `None` if nothing is.
     pub async fn stat(&mut self, path: &str) -> Result<Option<FileStat>, ClientError> {
-        match self.call(&Request::Stat { path: path.to_owned() }).await? {
+        match self
+            .call(&Request::Stat {
+                path: path.to_owned(),
+            })
+            .await?
+        {
             Response::Stat { stat } => Ok(stat),
             other => Err(unexpected("stat", &other)),
         }
@@ -479,7 +536,10 @@ impl AgentClient {
     /// the change says `changed: false`; if it runs with another spec it is stopped and
     /// started again. A program that cannot be started fails with
     /// [`ErrorKind::ExecFailed`].
-    pub async fn service_start(&mut self, spec: &ServiceSpec) -> Result<ServiceChange, ClientError> {
+    pub async fn service_start(
+        &mut self,
+        spec: &ServiceSpec,
+    ) -> Result<ServiceChange, ClientError> {
         match self.call(&Request::ServiceStart(spec.clone())).await? {
             Response::Service { changed, status } => Ok(ServiceChange { changed, status }),
             other => Err(unexpected("service_start", &other)),
@@ -490,7 +550,12 @@ impl AgentClient {
     /// and waits until it is gone. Stopping a stopped service says `changed: false`; an
     /// unknown name fails with [`ErrorKind::UnknownService`].
     pub async fn service_stop(&mut self, name: &str) -> Result<ServiceChange, ClientError> {
-        match self.call(&Request::ServiceStop { name: name.to_owned() }).await? {
+        match self
+            .call(&Request::ServiceStop {
+                name: name.to_owned(),
+            })
+            .await?
+        {
             Response::Service { changed, status } => Ok(ServiceChange { changed, status }),
             other => Err(unexpected("service_stop", &other)),
         }
@@ -498,7 +563,12 @@ impl AgentClient {
 
     /// Reports one service; an unknown name fails with [`ErrorKind::UnknownService`].
     pub async fn service_status(&mut self, name: &str) -> Result<ServiceStatus, ClientError> {
-        match self.call(&Request::ServiceStatus { name: name.to_owned() }).await? {
+        match self
+            .call(&Request::ServiceStatus {
+                name: name.to_owned(),
+            })
+            .await?
+        {
             Response::ServiceStatus(status) => Ok(status),
             other => Err(unexpected("service_status", &other)),
         }
@@ -515,7 +585,11 @@ impl AgentClient {
     /// The last `tail` lines the service wrote to stdout and stderr, oldest first. The agent
     /// keeps the last 1000 lines in memory; the full log is in `/var/log/sinew/<name>.log` on
     /// the machine.
-    pub async fn service_logs(&mut self, name: &str, tail: usize) -> Result<Vec<String>, ClientError> {
+    pub async fn service_logs(
+        &mut self,
+        name: &str,
+        tail: usize,
+    ) -> Result<Vec<String>, ClientError> {
         let request = Request::ServiceLogs {
             name: name.to_owned(),
             tail,
@@ -572,7 +646,8 @@ impl AgentClient {
     fn finish<T>(&mut self, result: Result<T, ClientError>) -> Result<T, ClientError> {
         // A remote error ends its request cleanly; anything else leaves the stream in an
         // unknown state.
-        self.unusable = matches!(result, Err(ref error) if !matches!(error, ClientError::Remote(_)));
+        self.unusable =
+            matches!(result, Err(ref error) if !matches!(error, ClientError::Remote(_)));
         result
     }
 }
@@ -582,7 +657,9 @@ fn decode(payload: &[u8]) -> Result<Response, ClientError> {
     match serde_json::from_slice(payload) {
         Ok(Response::Error(error)) => Err(ClientError::Remote(error)),
         Ok(response) => Ok(response),
-        Err(error) => Err(ClientError::Protocol(format!("malformed response: {error}"))),
+        Err(error) => Err(ClientError::Protocol(format!(
+            "malformed response: {error}"
+        ))),
     }
 }
 
@@ -597,7 +674,10 @@ async fn digest_file(path: &Path) -> io::Result<(u64, Sha256Digest)> {
         let mut file = std::fs::File::open(&path)?;
         let mut hasher = Sha256::new();
         let size = io::copy(&mut file, &mut hasher)?;
-        Ok((size, Sha256Digest::from(<[u8; 32]>::from(hasher.finalize()))))
+        Ok((
+            size,
+            Sha256Digest::from(<[u8; 32]>::from(hasher.finalize())),
+        ))
     })
     .await
     .map_err(io::Error::other)?
@@ -611,7 +691,10 @@ mod tests {
     use tokio::io::DuplexStream;
 
     /// A scripted agent: accepts one client and hands the channel to `script`.
-    async fn scripted<F, Fut>(secret: &Secret, script: F) -> (AgentClient, tokio::task::JoinHandle<()>)
+    async fn scripted<F, Fut>(
+        secret: &Secret,
+        script: F,
+    ) -> (AgentClient, tokio::task::JoinHandle<()>)
     where
         F: FnOnce(Channel<DuplexStream>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
@@ -619,7 +702,9 @@ mod tests {
         let (a, b) = tokio::io::duplex(1 << 20);
         let server_secret = secret.clone();
         let server = tokio::spawn(async move {
-            let channel = handshake::accept(a, &server_secret, "scripted").await.unwrap();
+            let channel = handshake::accept(a, &server_secret, "scripted")
+                .await
+                .unwrap();
             script(channel).await;
         });
         let client = AgentClient::from_stream(b, secret).await.unwrap();
@@ -695,10 +780,16 @@ mod tests {
                 duration: Duration::from_millis(3),
                 timed_out: false,
             };
-            channel.send_control(&Response::Exited(status)).await.unwrap();
+            channel
+                .send_control(&Response::Exited(status))
+                .await
+                .unwrap();
         })
         .await;
-        let output = client.exec_output(&ExecRequest::new(["echo", "hi"])).await.unwrap();
+        let output = client
+            .exec_output(&ExecRequest::new(["echo", "hi"]))
+            .await
+            .unwrap();
         assert_eq!(output.stdout, b"hi\n");
         assert_eq!(output.stderr, b"warn\n");
         assert!(output.status.success());
@@ -713,7 +804,10 @@ mod tests {
             let error = RemoteError::new(ErrorKind::UnknownService, "unknown service: web");
             channel.send_control(&Response::Error(error)).await.unwrap();
             recv_request(&mut channel).await;
-            channel.send_control(&Response::Services { services: vec![] }).await.unwrap();
+            channel
+                .send_control(&Response::Services { services: vec![] })
+                .await
+                .unwrap();
         })
         .await;
         let error = client.service_status("web").await.unwrap_err();
@@ -752,7 +846,10 @@ mod tests {
             channel.send_control(&Response::File(info)).await.unwrap();
         })
         .await;
-        assert!(matches!(client.get("/f").await, Err(ClientError::Protocol(_))));
+        assert!(matches!(
+            client.get("/f").await,
+            Err(ClientError::Protocol(_))
+        ));
         server.await.unwrap();
     }
 
@@ -760,8 +857,11 @@ mod tests {
     async fn wrong_secret_is_refused() {
         let (a, b) = tokio::io::duplex(1 << 16);
         let server_secret = Secret::generate().unwrap();
-        let server = tokio::spawn(async move { handshake::accept(a, &server_secret, "x").await.is_err() });
-        let error = AgentClient::from_stream(b, &Secret::generate().unwrap()).await.unwrap_err();
+        let server =
+            tokio::spawn(async move { handshake::accept(a, &server_secret, "x").await.is_err() });
+        let error = AgentClient::from_stream(b, &Secret::generate().unwrap())
+            .await
+            .unwrap_err();
         assert_eq!(error.remote_kind(), Some(ErrorKind::Unauthorized));
         assert!(error.is_refused_by_auth());
         assert!(server.await.unwrap());
@@ -773,12 +873,16 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let secret = Secret::generate().unwrap();
-        let error = AgentClient::connect(addr, &secret, Duration::from_secs(5)).await.unwrap_err();
+        let error = AgentClient::connect(addr, &secret, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(error, ClientError::Connect { .. }), "{error}");
 
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = silent.local_addr().unwrap();
-        let error = AgentClient::connect(addr, &secret, Duration::from_millis(100)).await.unwrap_err();
+        let error = AgentClient::connect(addr, &secret, Duration::from_millis(100))
+            .await
+            .unwrap_err();
         assert!(matches!(error, ClientError::Timeout { .. }), "{error}");
     }
 }

@@ -72,8 +72,14 @@ mod tests {
         let digest = Sha256Digest::of(b"");
         assert_eq!(digest.to_string(), empty);
         assert_eq!(empty.parse::<Sha256Digest>().unwrap(), digest);
-        assert_eq!(serde_json::to_string(&digest).unwrap(), format!("\"{empty}\""));
-        assert_eq!(serde_json::from_str::<Sha256Digest>(&format!("\"{empty}\"")).unwrap(), digest);
+        assert_eq!(
+            serde_json::to_string(&digest).unwrap(),
+            format!("\"{empty}\"")
+        );
+        assert_eq!(
+            serde_json::from_str::<Sha256Digest>(&format!("\"{empty}\"")).unwrap(),
+            digest
+        );
         assert!("abc".parse::<Sha256Digest>().is_err());
     }
 }

@@ -128,9 +128,14 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let announced = (MAX_FRAME_LEN + 1) as u32;
         a.write_all(&announced.to_be_bytes()).await.unwrap();
-        assert!(matches!(read_body(&mut b).await, Err(FrameError::TooLarge(n)) if n == MAX_FRAME_LEN + 1));
+        assert!(
+            matches!(read_body(&mut b).await, Err(FrameError::TooLarge(n)) if n == MAX_FRAME_LEN + 1)
+        );
         a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-        assert!(matches!(read_body(&mut b).await, Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_body(&mut b).await,
+            Err(FrameError::TooLarge(_))
+        ));
     }
 
     #[tokio::test]

@@ -126,7 +126,9 @@ async fn send_message<S: AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn recv_message<S: AsyncRead + Unpin>(stream: &mut S) -> Result<HandshakeMessage, HandshakeError> {
+async fn recv_message<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<HandshakeMessage, HandshakeError> {
     let body = read_body(stream).await?;
     if body.first() != Some(&(FrameKind::Control as u8)) {
         return Err(HandshakeError::Unexpected("not a control frame".to_owned()));
@@ -161,14 +163,23 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     };
     send_message(&mut stream, &hello).await?;
     let (version, client_nonce, proof) = match recv_message(&mut stream).await {
-        Ok(HandshakeMessage::ClientAuth { version, nonce, proof }) => (version, nonce, proof),
+        Ok(HandshakeMessage::ClientAuth {
+            version,
+            nonce,
+            proof,
+        }) => (version, nonce, proof),
         Ok(other) => {
             let message = format!("expected client_auth, got {}", message_name(&other));
             refuse(&mut stream, ErrorKind::BadRequest, message.clone()).await;
             return Err(HandshakeError::Unexpected(message));
         }
         Err(HandshakeError::Unexpected(reason)) => {
-            refuse(&mut stream, ErrorKind::BadRequest, format!("malformed handshake: {reason}")).await;
+            refuse(
+                &mut stream,
+                ErrorKind::BadRequest,
+                format!("malformed handshake: {reason}"),
+            )
+            .await;
             return Err(HandshakeError::Unexpected(reason));
         }
         Err(err) => return Err(err),
@@ -185,7 +196,12 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let expected = keyed_digest(secret, CLIENT_PROOF_LABEL, &server_nonce, &client_nonce);
     if !proof_matches(&expected, &proof) {
-        refuse(&mut stream, ErrorKind::Unauthorized, "authentication failed".to_owned()).await;
+        refuse(
+            &mut stream,
+            ErrorKind::Unauthorized,
+            "authentication failed".to_owned(),
+        )
+        .await;
         return Err(HandshakeError::ClientUnauthorized);
     }
     let proof = keyed_digest(secret, SERVER_PROOF_LABEL, &client_nonce, &server_nonce);
@@ -204,7 +220,11 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(Channel<S>, ServerHello), HandshakeError> {
     let mut stream = BufStream::new(stream);
     let (hello, server_nonce) = match recv_message(&mut stream).await? {
-        HandshakeMessage::Hello { version, agent, nonce } => (ServerHello { version, agent }, nonce),
+        HandshakeMessage::Hello {
+            version,
+            agent,
+            nonce,
+        } => (ServerHello { version, agent }, nonce),
         HandshakeMessage::Refused { error } => return Err(HandshakeError::Refused(error)),
         other => {
             return Err(HandshakeError::Unexpected(format!(
@@ -287,10 +307,16 @@ mod tests {
         assert_eq!(hello.version, PROTOCOL_VERSION);
         client.send(FrameKind::Control, b"ping").await.unwrap();
         let frame = server.recv().await.unwrap();
-        assert_eq!((frame.kind, frame.payload.as_slice()), (FrameKind::Control, &b"ping"[..]));
+        assert_eq!(
+            (frame.kind, frame.payload.as_slice()),
+            (FrameKind::Control, &b"ping"[..])
+        );
         server.send(FrameKind::Stdout, b"pong").await.unwrap();
         let frame = client.recv().await.unwrap();
-        assert_eq!((frame.kind, frame.payload.as_slice()), (FrameKind::Stdout, &b"pong"[..]));
+        assert_eq!(
+            (frame.kind, frame.payload.as_slice()),
+            (FrameKind::Stdout, &b"pong"[..])
+        );
     }
 
     #[tokio::test]
@@ -314,11 +340,14 @@ mod tests {
             nonce: server_nonce,
         };
         send_message(&mut stream, &hello).await.unwrap();
-        let HandshakeMessage::ClientAuth { nonce, .. } = recv_message(&mut stream).await.unwrap() else {
+        let HandshakeMessage::ClientAuth { nonce, .. } = recv_message(&mut stream).await.unwrap()
+        else {
             panic!("expected client auth");
         };
         let proof = keyed_digest(fake, SERVER_PROOF_LABEL, &nonce, &server_nonce);
-        send_message(&mut stream, &HandshakeMessage::ServerAuth { proof }).await.unwrap();
+        send_message(&mut stream, &HandshakeMessage::ServerAuth { proof })
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -347,7 +376,10 @@ mod tests {
             recv_message(&mut stream).await.unwrap()
         };
         let (server, reply) = tokio::join!(accept(a, &secret, "test"), old_client);
-        assert!(matches!(server, Err(HandshakeError::VersionMismatch { .. })));
+        assert!(matches!(
+            server,
+            Err(HandshakeError::VersionMismatch { .. })
+        ));
         let HandshakeMessage::Refused { error } = reply else {
             panic!("expected a refusal");
         };
@@ -394,10 +426,15 @@ mod tests {
         }
     }
 
-    async fn relayed_pair(secret: &Secret) -> (Channel<DuplexStream>, Channel<DuplexStream>, ManInTheMiddle) {
+    async fn relayed_pair(
+        secret: &Secret,
+    ) -> (Channel<DuplexStream>, Channel<DuplexStream>, ManInTheMiddle) {
         let (client_end, client_side) = tokio::io::duplex(64 * 1024);
         let (server_end, server_side) = tokio::io::duplex(64 * 1024);
-        let mut mitm = ManInTheMiddle { client_side, server_side };
+        let mut mitm = ManInTheMiddle {
+            client_side,
+            server_side,
+        };
         let relay_handshake = async {
             let hello = mitm.take_from_server().await;
             mitm.give_to_client(&hello).await;
@@ -406,8 +443,11 @@ mod tests {
             let proof = mitm.take_from_server().await;
             mitm.give_to_client(&proof).await;
         };
-        let (server, client, ()) =
-            tokio::join!(accept(server_end, secret, "test"), connect(client_end, secret), relay_handshake);
+        let (server, client, ()) = tokio::join!(
+            accept(server_end, secret, "test"),
+            connect(client_end, secret),
+            relay_handshake
+        );
         (server.unwrap(), client.unwrap().0, mitm)
     }
 

@@ -33,7 +33,9 @@ pub mod secret;
 pub mod service;
 
 pub use channel::{Channel, ChannelError, MAX_PAYLOAD_LEN};
-pub use client::{AgentClient, ClientError, ExecOutput, OutputStream, PutOutcome, RemoteFile, ServiceChange};
+pub use client::{
+    AgentClient, ClientError, ExecOutput, OutputStream, PutOutcome, RemoteFile, ServiceChange,
+};
 pub use digest::{DigestParseError, Sha256Digest};
 pub use facts::{Facts, InterfaceAddress, NetInterface};
 pub use frame::{Frame, FrameError, FrameKind, DATA_CHUNK_LEN, MAX_FRAME_LEN};

@@ -148,14 +148,19 @@ mod base64_bytes {
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match bytes {
             Some(bytes) => serializer.serialize_some(&STANDARD.encode(bytes)),
             None => serializer.serialize_none(),
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(deserializer)?
             .map(|text| STANDARD.decode(text).map_err(serde::de::Error::custom))
             .transpose()
@@ -190,10 +195,17 @@ mod tests {
 
     #[test]
     fn unit_requests_are_just_an_op() {
-        assert_eq!(serde_json::to_string(&Request::Facts).unwrap(), r#"{"op":"facts"}"#);
         assert_eq!(
-            serde_json::from_str::<Request>(r#"{"op":"service_logs","name":"web","tail":5}"#).unwrap(),
-            Request::ServiceLogs { name: "web".into(), tail: 5 }
+            serde_json::to_string(&Request::Facts).unwrap(),
+            r#"{"op":"facts"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"op":"service_logs","name":"web","tail":5}"#)
+                .unwrap(),
+            Request::ServiceLogs {
+                name: "web".into(),
+                tail: 5
+            }
         );
     }
 }

@@ -122,7 +122,8 @@ impl ExitStatus {
 impl fmt::Display for ExitStatus {
     /// E.g. `exited with code 3 after 1.25s`, `killed by signal 9 after 300ms (timed out)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let duration = Duration::from_millis(u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX));
+        let duration =
+            Duration::from_millis(u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX));
         write!(f, "{} after {duration:?}", self.termination)?;
         if self.timed_out {
             f.write_str(" (timed out)")?;
@@ -174,7 +175,11 @@ mod tests {
         ];
         for response in responses {
             let json = serde_json::to_string(&response).unwrap();
-            assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), response, "{json}");
+            assert_eq!(
+                serde_json::from_str::<Response>(&json).unwrap(),
+                response,
+                "{json}"
+            );
         }
     }
 
@@ -193,6 +198,9 @@ mod tests {
             duration: Duration::from_micros(300_400),
             timed_out: true,
         };
-        assert_eq!(timed_out.to_string(), "killed by signal 9 after 300ms (timed out)");
+        assert_eq!(
+            timed_out.to_string(),
+            "killed by signal 9 after 300ms (timed out)"
+        );
     }
 }

@@ -143,8 +143,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        assert!(matches!(Secret::from_hex("abcd"), Err(SecretError::Length(4))));
-        assert!(matches!(Secret::from_hex(&"zz".repeat(32)), Err(SecretError::NotHex)));
+        assert!(matches!(
+            Secret::from_hex("abcd"),
+            Err(SecretError::Length(4))
+        ));
+        assert!(matches!(
+            Secret::from_hex(&"zz".repeat(32)),
+            Err(SecretError::NotHex)
+        ));
         let hex = Secret::generate().unwrap().to_hex();
         assert!(Secret::from_hex(&format!("{hex}\n\n")).is_err());
     }
@@ -163,7 +169,10 @@ mod tests {
         secret.save(&path).unwrap();
         assert_eq!(Secret::load(&path).unwrap(), secret);
         let mode = std::fs::metadata(&path).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -175,6 +184,9 @@ mod tests {
         let bad = dir.path().join("bad.key");
         std::fs::write(&bad, "nope\n").unwrap();
         let message = Secret::load(&bad).unwrap_err().to_string();
-        assert!(message.contains("bad.key") && message.contains("found 4"), "{message}");
+        assert!(
+            message.contains("bad.key") && message.contains("found 4"),
+            "{message}"
+        );
     }
 }

@@ -100,7 +100,10 @@ pub enum ServiceState {
 impl ServiceState {
     /// Whether the agent is keeping this service going (running or about to restart).
     pub fn is_active(&self) -> bool {
-        matches!(self, ServiceState::Running { .. } | ServiceState::Restarting { .. })
+        matches!(
+            self,
+            ServiceState::Running { .. } | ServiceState::Restarting { .. }
+        )
     }
 }
 

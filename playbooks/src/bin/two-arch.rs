@@ -22,7 +22,9 @@ fn main() -> anyhow::Result<()> {
         let probe = probes.get(PROBE, host.arch())?;
         Ok::<_, anyhow::Error>(host.install(probe, INSTALL_AT)?)
     })?;
-    let reports = run.each(lab.hosts(), "run sinew-probe", |host| host.exec(&[INSTALL_AT]))?;
+    let reports = run.each(lab.hosts(), "run sinew-probe", |host| {
+        host.exec(&[INSTALL_AT])
+    })?;
     // A second install finds the same digest on the guest and sends nothing.
     run.each(lab.hosts(), "install sinew-probe again", |host| {
         let probe = probes.get(PROBE, host.arch())?;

@@ -19,19 +19,36 @@ fn boot(run: &Run, name: &str, machines: &[(&str, Arch)]) -> Lab {
 #[test]
 fn each_arch_runs_its_own_cross_compiled_probe() {
     let run = run("it-probe");
-    let lab = boot(&run, "it-probe", &[("amd", Arch::X86_64), ("arm", Arch::Aarch64)]);
-    let probes = run.build(&Build::bins(&GUEST_BINS)).expect("guest builds are cached");
+    let lab = boot(
+        &run,
+        "it-probe",
+        &[("amd", Arch::X86_64), ("arm", Arch::Aarch64)],
+    );
+    let probes = run
+        .build(&Build::bins(&GUEST_BINS))
+        .expect("guest builds are cached");
     for host in lab.hosts() {
-        let probe = probes.get("sinew-probe", host.arch()).expect("built for both");
-        host.install(probe, "/usr/bin/sinew-probe").expect("install");
-        let report: serde_json::Value =
-            serde_json::from_str(&host.exec(&["/usr/bin/sinew-probe"]).expect("probe runs").stdout_text())
-                .expect("probe prints JSON");
+        let probe = probes
+            .get("sinew-probe", host.arch())
+            .expect("built for both");
+        host.install(probe, "/usr/bin/sinew-probe")
+            .expect("install");
+        let report: serde_json::Value = serde_json::from_str(
+            &host
+                .exec(&["/usr/bin/sinew-probe"])
+                .expect("probe runs")
+                .stdout_text(),
+        )
+        .expect("probe prints JSON");
         let facts = host.facts().expect("facts");
         assert_eq!(report["machine"], host.arch().uname_machine(), "{host}");
         assert_eq!(facts.arch, host.arch().uname_machine(), "{host}");
         assert_eq!(report["kernel"], facts.kernel_release.as_str(), "{host}");
-        assert!(facts.kernel_release.contains(host.arch().debian_arch()), "{host}: {}", facts.kernel_release);
+        assert!(
+            facts.kernel_release.contains(host.arch().debian_arch()),
+            "{host}: {}",
+            facts.kernel_release
+        );
         assert_eq!(facts.hostname, host.name());
     }
     run.shutdown(lab).expect("graceful shutdown");
@@ -42,17 +59,34 @@ fn put_get_round_trip_and_idempotent_reput() {
     let run = run("it-files");
     let lab = boot(&run, "it-files", &[("files", Arch::X86_64)]);
     let host = &lab.hosts()[0];
-    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let first = host.put(&data, "/srv/data/blob", 0o640).expect("put");
     assert!(first.changed());
     assert_eq!(first.sha256, hex::encode(Sha256::digest(&data)));
     assert_eq!(host.get("/srv/data/blob").expect("get"), data);
-    let again = host.put(&data, "/srv/data/blob", 0o640).expect("second put");
-    assert_eq!(sinew::Outcome::status(&again), Status::Ok, "same digest and mode must not be re-sent");
-    let remode = host.put(&data, "/srv/data/blob", 0o600).expect("put with another mode");
+    let again = host
+        .put(&data, "/srv/data/blob", 0o640)
+        .expect("second put");
+    assert_eq!(
+        sinew::Outcome::status(&again),
+        Status::Ok,
+        "same digest and mode must not be re-sent"
+    );
+    let remode = host
+        .put(&data, "/srv/data/blob", 0o600)
+        .expect("put with another mode");
     assert!(remode.changed());
-    host.put_file(&busybox(Arch::X86_64).expect("busybox"), "/bin/busybox", 0o755).expect("ship busybox");
-    let stat = host.exec(&["/bin/busybox", "stat", "-c", "%a %s", "/srv/data/blob"]).expect("stat");
+    host.put_file(
+        &busybox(Arch::X86_64).expect("busybox"),
+        "/bin/busybox",
+        0o755,
+    )
+    .expect("ship busybox");
+    let stat = host
+        .exec(&["/bin/busybox", "stat", "-c", "%a %s", "/srv/data/blob"])
+        .expect("stat");
     assert_eq!(stat.stdout_text(), format!("600 {}", data.len()));
 }
 
@@ -63,9 +97,16 @@ fn agent_refuses_wrong_secret_and_garbage_then_keeps_serving() {
     let host = &lab.hosts()[0];
     let addr = host.agent_address();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let wrong = rt.block_on(AgentClient::connect(addr, &Secret::generate().expect("a secret"), Duration::from_secs(10)));
+    let wrong = rt.block_on(AgentClient::connect(
+        addr,
+        &Secret::generate().expect("a secret"),
+        Duration::from_secs(10),
+    ));
     match wrong {
-        Err(err) => assert!(err.is_refused_by_auth(), "wrong secret must be refused as such: {err}"),
+        Err(err) => assert!(
+            err.is_refused_by_auth(),
+            "wrong secret must be refused as such: {err}"
+        ),
         Ok(_) => panic!("a client with the wrong secret was accepted"),
     }
     rt.block_on(async {
@@ -74,7 +115,9 @@ fn agent_refuses_wrong_secret_and_garbage_then_keeps_serving() {
         let _ = raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let _ = raw.write_all(&[0xff; 64]).await;
     });
-    let facts = host.facts().expect("the agent still serves the right secret");
+    let facts = host
+        .facts()
+        .expect("the agent still serves the right secret");
     assert_eq!(facts.hostname, "auth");
 }
 
@@ -85,30 +128,56 @@ fn wrong_arch_binaries_are_refused_with_clear_errors() {
     let host = &lab.hosts()[0];
     let probes = run.build(&Build::bins(&GUEST_BINS)).expect("cached builds");
     let arm = probes.get("sinew-probe", Arch::Aarch64).expect("arm probe");
-    let err = host.install(arm, "/usr/bin/sinew-probe").expect_err("arm binary on x86 guest");
+    let err = host
+        .install(arm, "/usr/bin/sinew-probe")
+        .expect_err("arm binary on x86 guest");
     assert!(matches!(err, HostError::WrongArch { .. }), "{err}");
-    assert!(err.to_string().contains("aarch64") && err.to_string().contains("x86_64"), "{err}");
+    assert!(
+        err.to_string().contains("aarch64") && err.to_string().contains("x86_64"),
+        "{err}"
+    );
     // Sent anyway as plain bytes, the agent names the problem when asked to run it.
     let bytes = std::fs::read(&arm.path).expect("read artifact");
-    host.put(&bytes, "/usr/bin/arm-probe", 0o755).expect("plain put");
-    let err = host.exec(&["/usr/bin/arm-probe"]).expect_err("cannot execute");
+    host.put(&bytes, "/usr/bin/arm-probe", 0o755)
+        .expect("plain put");
+    let err = host
+        .exec(&["/usr/bin/arm-probe"])
+        .expect_err("cannot execute");
     let text = err.to_string();
-    assert!(text.contains("/usr/bin/arm-probe") && text.contains("x86_64"), "{text}");
+    assert!(
+        text.contains("/usr/bin/arm-probe") && text.contains("x86_64"),
+        "{text}"
+    );
 }
 
 #[test]
 fn guests_reach_each_other_on_the_data_plane() {
     let run = run("it-net");
-    let lab = boot(&run, "it-net", &[("amd", Arch::X86_64), ("arm", Arch::Aarch64)]);
+    let lab = boot(
+        &run,
+        "it-net",
+        &[("amd", Arch::X86_64), ("arm", Arch::Aarch64)],
+    );
     for host in lab.hosts() {
-        host.put_file(&busybox(host.arch()).expect("busybox"), "/bin/busybox", 0o755).expect("ship busybox");
+        host.put_file(
+            &busybox(host.arch()).expect("busybox"),
+            "/bin/busybox",
+            0o755,
+        )
+        .expect("ship busybox");
     }
-    let [amd, arm] = lab.hosts() else { panic!("two hosts") };
+    let [amd, arm] = lab.hosts() else {
+        panic!("two hosts")
+    };
     for (from, to) in [(amd, arm), (arm, amd)] {
         let target = to.data_ip().to_string();
         let ping = from.exec(&["/bin/busybox", "ping", "-c", "2", "-W", "5", &target]);
         let ping = ping.unwrap_or_else(|e| panic!("{from} cannot ping {to} at {target}: {e}"));
-        assert!(ping.stdout_text().contains("2 packets received"), "{}", ping.stdout_text());
+        assert!(
+            ping.stdout_text().contains("2 packets received"),
+            "{}",
+            ping.stdout_text()
+        );
     }
 }
 
@@ -117,11 +186,24 @@ fn unknown_service_and_failed_command_name_what_went_wrong() {
     let run = run("it-errors");
     let lab = boot(&run, "it-errors", &[("errs", Arch::Aarch64)]);
     let host = &lab.hosts()[0];
-    let err = host.service_status("no-such-service").expect_err("unknown service");
+    let err = host
+        .service_status("no-such-service")
+        .expect_err("unknown service");
     assert!(err.to_string().contains("no-such-service"), "{err}");
-    let err = host.exec(&["/no/such/program"]).expect_err("missing program");
+    let err = host
+        .exec(&["/no/such/program"])
+        .expect_err("missing program");
     assert!(err.to_string().contains("/no/such/program"), "{err}");
-    assert!(matches!(err, HostError::Agent { source: ClientError::Remote { .. }, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            HostError::Agent {
+                source: ClientError::Remote { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -132,8 +214,13 @@ fn a_guest_that_cannot_boot_is_reported_with_its_console() {
     machine.memory_mib = 24;
     let mut spec = LabSpec::new("it-noboot").machine(machine);
     spec.boot_timeout = Duration::from_secs(40);
-    let err = run.boot(&spec).expect_err("24 MiB cannot hold kernel and initramfs");
+    let err = run
+        .boot(&spec)
+        .expect_err("24 MiB cannot hold kernel and initramfs");
     let text = err.to_string();
-    assert!(text.contains("tiny") && text.contains("console log"), "{text}");
+    assert!(
+        text.contains("tiny") && text.contains("console log"),
+        "{text}"
+    );
     assert!(text.contains(".console.log"), "{text}");
 }

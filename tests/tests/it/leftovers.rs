@@ -16,9 +16,18 @@ fn abandon(mode: &str, runtime: &std::path::Path) -> Child {
         .expect("start the abandoning playbook");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read its first line");
-    assert!(line.starts_with("ready "), "the playbook did not boot its guest: {line:?}");
-    assert_eq!(qemu_processes_mentioning(runtime).len(), 1, "one guest runs before the end");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read its first line");
+    assert!(
+        line.starts_with("ready "),
+        "the playbook did not boot its guest: {line:?}"
+    );
+    assert_eq!(
+        qemu_processes_mentioning(runtime).len(),
+        1,
+        "one guest runs before the end"
+    );
     child
 }
 
@@ -42,8 +51,11 @@ fn a_panicking_playbook_leaves_nothing_behind() {
 fn an_interrupted_playbook_leaves_nothing_behind() {
     let runtime = tempfile::tempdir().expect("tempdir");
     let mut child = abandon("wait", runtime.path());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
-        .expect("send SIGINT");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("send SIGINT");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
     // The killed guest is reaped by init once the playbook is gone; give it a moment.

@@ -12,18 +12,25 @@ fn cross_compile_playbook() -> Vec<(Arch, PathBuf)> {
     let paths = sinew::paths::Paths::from_env();
     let target_dir = sinew::build::target_dir(&paths);
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.current_dir(&paths.workspace).args(["build", "--release", "--bin", "two-arch", "--target-dir"]).arg(&target_dir);
+    cargo
+        .current_dir(&paths.workspace)
+        .args(["build", "--release", "--bin", "two-arch", "--target-dir"])
+        .arg(&target_dir);
     for arch in Arch::ALL {
         cargo.args(["--target", arch.rust_target()]);
     }
     let status = cargo.status().expect("cargo runs");
-    assert!(status.success(), "cross-compiling the two-arch playbook failed");
+    assert!(
+        status.success(),
+        "cross-compiling the two-arch playbook failed"
+    );
     Arch::ALL
         .iter()
         .map(|arch| {
             let path = target_dir.join(arch.rust_target()).join("release/two-arch");
             let bytes = std::fs::read(&path).expect("playbook binary");
-            sinew::build::check_binary(&path, &bytes, *arch).expect("a static playbook of the right arch");
+            sinew::build::check_binary(&path, &bytes, *arch)
+                .expect("a static playbook of the right arch");
             (*arch, path)
         })
         .collect()
@@ -32,23 +39,47 @@ fn cross_compile_playbook() -> Vec<(Arch, PathBuf)> {
 #[test]
 fn two_arch_cross_compiles_plans_on_aarch64_and_runs_on_x86_64() {
     let builds = cross_compile_playbook();
-    let arm = &builds.iter().find(|(a, _)| *a == Arch::Aarch64).expect("arm build").1;
-    let plan = Command::new("qemu-aarch64-static").arg(arm).arg("--dry-run").output().expect("qemu-user runs it");
+    let arm = &builds
+        .iter()
+        .find(|(a, _)| *a == Arch::Aarch64)
+        .expect("arm build")
+        .1;
+    let plan = Command::new("qemu-aarch64-static")
+        .arg(arm)
+        .arg("--dry-run")
+        .output()
+        .expect("qemu-user runs it");
     let stderr = String::from_utf8_lossy(&plan.stderr);
     assert!(plan.status.success(), "aarch64 dry run failed:\n{stderr}");
-    assert!(stderr.contains("dry run, nothing will be touched"), "{stderr}");
-    assert!(stderr.contains("plan") && stderr.contains("would run: cargo build"), "{stderr}");
+    assert!(
+        stderr.contains("dry run, nothing will be touched"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("plan") && stderr.contains("would run: cargo build"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("failed "), "{stderr}");
 
-    let amd = &builds.iter().find(|(a, _)| *a == Arch::X86_64).expect("x86 build").1;
+    let amd = &builds
+        .iter()
+        .find(|(a, _)| *a == Arch::X86_64)
+        .expect("x86 build")
+        .1;
     let out = Command::new(amd).output().expect("run the static playbook");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "two-arch failed:\n{stderr}");
     assert!(stdout.contains("amd: machine x86_64"), "{stdout}");
     assert!(stdout.contains("arm: machine aarch64"), "{stdout}");
-    let again: Vec<&str> = stderr.lines().filter(|l| l.contains("install sinew-probe again")).collect();
+    let again: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("install sinew-probe again"))
+        .collect();
     assert_eq!(again.len(), 2, "{stderr}");
-    assert!(again.iter().all(|l| l.trim_start().starts_with("ok")), "re-install must be ok: {again:?}");
+    assert!(
+        again.iter().all(|l| l.trim_start().starts_with("ok")),
+        "re-install must be ok: {again:?}"
+    );
     assert!(stderr.contains("0 failed"), "{stderr}");
 }

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use sinew_tests::{busybox, cache_dir};
 use sinew_vm::machine::VmError;
 use sinew_vm::qmp::Event;
-use sinew_tests::{busybox, cache_dir};
 use sinew_vm::{accel, modules, qemu};
 use sinew_vm::{
     Accel, AccelPolicy, Arch, ControlNic, DataNic, Ending, Initramfs, Kernel, MacAddr, MachineSpec,

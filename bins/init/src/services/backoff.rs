@@ -42,8 +42,13 @@ mod tests {
     #[test]
     fn doubles_up_to_the_cap_and_resets() {
         let mut backoff = Backoff::default();
-        let delays: Vec<u64> = (0..11).map(|_| backoff.next_delay().as_millis() as u64).collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
+        let delays: Vec<u64> = (0..11)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]
+        );
         backoff.reset();
         assert_eq!(backoff.next_delay(), INITIAL);
     }

@@ -51,7 +51,9 @@ impl ServiceLog {
                 Ok(receiver) => {
                     tokio::spawn(Arc::clone(self).pump(receiver));
                 }
-                Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot read service output"),
+                Err(error) => {
+                    tracing::warn!(path = %self.path.display(), %error, "cannot read service output")
+                }
             }
         }
     }
@@ -83,7 +85,12 @@ impl ServiceLog {
         if lines.is_empty() {
             return;
         }
-        if let Some(file) = self.file.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        if let Some(file) = self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
             let mut text = Vec::new();
             for line in &lines {
                 text.extend_from_slice(line);
@@ -106,7 +113,10 @@ impl ServiceLog {
     /// The last `count` lines, oldest first.
     pub fn tail(&self, count: usize) -> Vec<String> {
         let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        ring.iter().skip(ring.len().saturating_sub(count)).cloned().collect()
+        ring.iter()
+            .skip(ring.len().saturating_sub(count))
+            .cloned()
+            .collect()
     }
 }
 
@@ -119,12 +129,26 @@ struct LineEnd {
 }
 
 fn line_end(buffer: &[u8]) -> Option<LineEnd> {
-    match buffer.iter().take(MAX_LINE + 1).position(|&byte| byte == b'\n') {
+    match buffer
+        .iter()
+        .take(MAX_LINE + 1)
+        .position(|&byte| byte == b'\n')
+    {
         Some(newline) => {
-            let len = if newline > 0 && buffer[newline - 1] == b'\r' { newline - 1 } else { newline };
-            Some(LineEnd { len, next: newline + 1 })
+            let len = if newline > 0 && buffer[newline - 1] == b'\r' {
+                newline - 1
+            } else {
+                newline
+            };
+            Some(LineEnd {
+                len,
+                next: newline + 1,
+            })
         }
-        None if buffer.len() > MAX_LINE => Some(LineEnd { len: MAX_LINE, next: MAX_LINE }),
+        None if buffer.len() > MAX_LINE => Some(LineEnd {
+            len: MAX_LINE,
+            next: MAX_LINE,
+        }),
         None => None,
     }
 }
@@ -140,7 +164,13 @@ mod tests {
         assert_eq!(line_end(b"\n"), Some(LineEnd { len: 0, next: 1 }));
         assert_eq!(line_end(b"no end"), None);
         let long = vec![b'x'; MAX_LINE + 5];
-        assert_eq!(line_end(&long), Some(LineEnd { len: MAX_LINE, next: MAX_LINE }));
+        assert_eq!(
+            line_end(&long),
+            Some(LineEnd {
+                len: MAX_LINE,
+                next: MAX_LINE
+            })
+        );
     }
 
     #[tokio::test]
@@ -150,9 +180,15 @@ mod tests {
         let (sender, receiver) = pipe::pipe().unwrap();
         let pump = tokio::spawn(Arc::clone(&log).pump(receiver));
         let mut sender = sender;
-        let text: String = (0..RING_LINES + 10).map(|i| format!("line {i}\n")).collect();
-        tokio::io::AsyncWriteExt::write_all(&mut sender, text.as_bytes()).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut sender, b"unterminated").await.unwrap();
+        let text: String = (0..RING_LINES + 10)
+            .map(|i| format!("line {i}\n"))
+            .collect();
+        tokio::io::AsyncWriteExt::write_all(&mut sender, text.as_bytes())
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut sender, b"unterminated")
+            .await
+            .unwrap();
         drop(sender);
         pump.await.unwrap();
         assert_eq!(log.tail(2), ["line 1009", "unterminated"]);

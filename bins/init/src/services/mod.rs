@@ -82,7 +82,10 @@ impl Services {
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Supervised>>> {
-        self.inner.table.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn find(&self, name: &str) -> Result<Arc<Supervised>, ServiceError> {
@@ -121,7 +124,10 @@ impl Services {
                 Ok((true, status))
             }
             Err(source) => {
-                self.table().insert(name.clone(), Arc::new(Supervised::failed(spec, log, &source)));
+                self.table().insert(
+                    name.clone(),
+                    Arc::new(Supervised::failed(spec, log, &source)),
+                );
                 Err(ServiceError::Start { name, source })
             }
         }
@@ -145,7 +151,10 @@ impl Services {
 
     /// Reports every service, sorted by name.
     pub fn list(&self) -> Vec<ServiceStatus> {
-        self.table().values().map(|service| service.status()).collect()
+        self.table()
+            .values()
+            .map(|service| service.status())
+            .collect()
     }
 
     /// The last `tail` lines of a service's output.

@@ -46,7 +46,11 @@ pub struct Supervised {
 impl Supervised {
     /// Starts the program of `spec` now and supervises it from then on. Fails if the program
     /// cannot be started.
-    pub fn start(spec: ServiceSpec, log: Arc<ServiceLog>, launcher: &Launcher) -> Result<Self, ExecError> {
+    pub fn start(
+        spec: ServiceSpec,
+        log: Arc<ServiceLog>,
+        launcher: &Launcher,
+    ) -> Result<Self, ExecError> {
         let child = launch(&spec, &log, launcher)?;
         tracing::info!(service = %spec.name, pid = child.pid, "service started");
         let tracker = Arc::new(Mutex::new(Tracker {
@@ -107,7 +111,10 @@ impl Supervised {
     pub fn status(&self) -> ServiceStatus {
         let tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
         let state = match &tracker.phase {
-            Phase::Running { pid, since } => ServiceState::Running { pid: *pid, since: *since },
+            Phase::Running { pid, since } => ServiceState::Running {
+                pid: *pid,
+                since: *since,
+            },
             Phase::Exited(termination) => ServiceState::Exited {
                 termination: *termination,
             },
@@ -115,7 +122,9 @@ impl Supervised {
                 last: *last,
                 retry_in: at.saturating_duration_since(Instant::now()),
             },
-            Phase::Failed(error) => ServiceState::Failed { error: error.clone() },
+            Phase::Failed(error) => ServiceState::Failed {
+                error: error.clone(),
+            },
             Phase::Stopped => ServiceState::Stopped,
         };
         ServiceStatus {
@@ -135,7 +144,11 @@ impl Supervised {
 }
 
 /// Starts one run of the service, its output going to the log.
-fn launch(spec: &ServiceSpec, log: &Arc<ServiceLog>, launcher: &Launcher) -> Result<Child, ExecError> {
+fn launch(
+    spec: &ServiceSpec,
+    log: &Arc<ServiceLog>,
+    launcher: &Launcher,
+) -> Result<Child, ExecError> {
     let mut child = launcher.launch(&spec.argv, &spec.env, "/", false)?;
     let pipes = [
         child.stdout.take().map(OwnedFd::from),
@@ -155,7 +168,10 @@ struct Run {
 
 impl Run {
     fn set(&self, phase: Phase) {
-        self.tracker.lock().unwrap_or_else(PoisonError::into_inner).phase = phase;
+        self.tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .phase = phase;
     }
 
     async fn supervise(&self, mut child: Child, mut stop: watch::Receiver<bool>) {
@@ -237,7 +253,10 @@ fn should_restart(policy: RestartPolicy, termination: Termination) -> bool {
 /// SIGTERM to the process group, SIGKILL if it is still there after the grace period.
 async fn terminate(child: &mut Child) {
     child.signal_group(Signal::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(pid = child.pid, "service ignored SIGTERM; killing it");
         child.signal_group(Signal::SIGKILL);
         // The only error is a vanished reaper, and then there is nothing left to wait for.

@@ -19,7 +19,9 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 async fn wrong_secret_is_refused_and_the_agent_keeps_serving() {
     let agent = TestAgent::start();
     let wrong = Secret::generate().unwrap();
-    let error = AgentClient::connect(agent.addr, &wrong, Duration::from_secs(5)).await.unwrap_err();
+    let error = AgentClient::connect(agent.addr, &wrong, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     match &error {
         ClientError::Refused(refusal) => assert_eq!(refusal.kind, ErrorKind::Unauthorized),
         other => panic!("expected a refusal, got {other}"),
@@ -38,7 +40,10 @@ async fn unauthenticated_requests_get_nothing() {
     frame.extend_from_slice(request);
     stream.write_all(&frame).await.unwrap();
     let received = String::from_utf8_lossy(&read_to_close(&mut stream).await).into_owned();
-    assert!(received.contains("hello") && received.contains("refused"), "{received}");
+    assert!(
+        received.contains("hello") && received.contains("refused"),
+        "{received}"
+    );
     assert!(!received.contains("exited"));
 
     // A peer that connects and says nothing, and one that hangs up at once.
@@ -72,10 +77,17 @@ async fn oversize_and_garbage_frames_do_not_hurt_the_agent() {
         (FrameKind::Data, b"stray data"),
     ] {
         channel.send(kind, payload).await.unwrap();
-        let reply: Response = serde_json::from_slice(&channel.recv().await.unwrap().payload).unwrap();
-        assert!(matches!(reply, Response::Error(ref error) if error.kind == ErrorKind::BadRequest), "{reply:?}");
+        let reply: Response =
+            serde_json::from_slice(&channel.recv().await.unwrap().payload).unwrap();
+        assert!(
+            matches!(reply, Response::Error(ref error) if error.kind == ErrorKind::BadRequest),
+            "{reply:?}"
+        );
     }
-    channel.send_control(&sinew_proto::Request::Facts).await.unwrap();
+    channel
+        .send_control(&sinew_proto::Request::Facts)
+        .await
+        .unwrap();
     let reply: Response = serde_json::from_slice(&channel.recv().await.unwrap().payload).unwrap();
     assert!(matches!(reply, Response::Facts(_)));
 
@@ -86,7 +98,10 @@ async fn oversize_and_garbage_frames_do_not_hurt_the_agent() {
     raw.writable().await.unwrap();
     raw.try_write(&(17u32 * 1024 * 1024).to_be_bytes()).unwrap();
     let reply: Response = serde_json::from_slice(&channel.recv().await.unwrap().payload).unwrap();
-    assert!(matches!(reply, Response::Error(ref error) if error.message.contains("over the limit")), "{reply:?}");
+    assert!(
+        matches!(reply, Response::Error(ref error) if error.message.contains("over the limit")),
+        "{reply:?}"
+    );
     assert!(channel.recv().await.is_err());
 
     assert!(agent.client().await.facts().await.is_ok());

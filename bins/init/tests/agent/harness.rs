@@ -38,22 +38,36 @@ impl TestAgent {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let addr = line
             .strip_prefix("listening ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .trim()
             .parse()
             .unwrap();
-        Self { child, addr, secret, dir }
+        Self {
+            child,
+            addr,
+            secret,
+            dir,
+        }
     }
 
     pub async fn client(&self) -> AgentClient {
-        AgentClient::connect(self.addr, &self.secret, Duration::from_secs(5)).await.unwrap()
+        AgentClient::connect(self.addr, &self.secret, Duration::from_secs(5))
+            .await
+            .unwrap()
     }
 
     /// Polls a service's last lines until `check` accepts them or `limit` passes.
-    pub async fn wait_for_logs(&self, service: &str, limit: Duration, check: impl Fn(&[String]) -> bool) -> bool {
+    pub async fn wait_for_logs(
+        &self,
+        service: &str,
+        limit: Duration,
+        check: impl Fn(&[String]) -> bool,
+    ) -> bool {
         let mut client = self.client().await;
         let deadline = Instant::now() + limit;
         loop {
@@ -68,7 +82,12 @@ impl TestAgent {
     }
 
     /// Polls a service's status until `check` accepts it or `limit` passes.
-    pub async fn wait_for_status(&self, service: &str, limit: Duration, check: impl Fn(&ServiceStatus) -> bool) -> bool {
+    pub async fn wait_for_status(
+        &self,
+        service: &str,
+        limit: Duration,
+        check: impl Fn(&ServiceStatus) -> bool,
+    ) -> bool {
         let mut client = self.client().await;
         let deadline = Instant::now() + limit;
         loop {
