@@ -37,7 +37,7 @@ fn cross_compile_playbook() -> Vec<(Arch, PathBuf)> {
 }
 
 #[test]
-fn two_arch_cross_compiles_plans_on_aarch64_and_runs_on_x86_64() {
+fn two_arch_cross_compiles_plans_on_aarch64_and_runs_verbosely_on_x86_64() {
     let builds = cross_compile_playbook();
     let arm = &builds
         .iter()
@@ -66,7 +66,7 @@ fn two_arch_cross_compiles_plans_on_aarch64_and_runs_on_x86_64() {
         .find(|(a, _)| *a == Arch::X86_64)
         .expect("x86 build")
         .1;
-    let out = Command::new(amd).output().expect("run the static playbook");
+    let out = Command::new(amd).arg("-v").output().expect("run the static playbook");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "two-arch failed:\n{stderr}");
@@ -82,4 +82,8 @@ fn two_arch_cross_compiles_plans_on_aarch64_and_runs_on_x86_64() {
         "re-install must be ok: {again:?}"
     );
     assert!(stderr.contains("0 failed"), "{stderr}");
+    for (host, machine) in [("amd", "x86_64"), ("arm", "aarch64")] {
+        let streamed = format!("[{host}] {{\"compiled_for\":\"{machine}\"");
+        assert!(stderr.contains(&streamed), "-v must stream {host}'s output as it runs:\n{stderr}");
+    }
 }
