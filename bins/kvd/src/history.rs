@@ -1,0 +1,110 @@
+//! The versions of one key: every change still kept, oldest first.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{Event, EventKind, KeyValue};
+
+/// One change to a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    /// The revision of the write that made the change.
+    pub(crate) main: i64,
+    /// The change's position among that revision's changes.
+    pub(crate) sub: i64,
+    /// The key-value pair it left, or `None` for a deletion (a tombstone).
+    pub(crate) kv: Option<KeyValue>,
+}
+
+/// The kept changes of one key, ordered by `(main, sub)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct History {
+    records: Vec<Record>,
+}
+
+impl History {
+    /// The key as it was at `revision`, if it existed then.
+    pub(crate) fn at(&self, revision: i64) -> Option<&KeyValue> {
+        let newer = self
+            .records
+            .partition_point(|record| record.main <= revision);
+        newer
+            .checked_sub(1)
+            .and_then(|index| self.records[index].kv.as_ref())
+    }
+
+    /// The key as it is now, if it exists.
+    pub(crate) fn latest(&self) -> Option<&KeyValue> {
+        self.records.last().and_then(|record| record.kv.as_ref())
+    }
+
+    /// Appends a change; `(main, sub)` must be greater than every kept one.
+    pub(crate) fn push(&mut self, record: Record) {
+        self.records.push(record);
+    }
+
+    /// Whether any change is kept.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The kept changes.
+    pub(crate) fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Drops what reads and watches at or after `revision` no longer need: of the changes up
+    /// to `revision`, only the changes made in `revision` itself, or else the last one if it
+    /// left the key alive, remain. A deletion made in `revision` is kept so a watch from
+    /// `revision` still sees it.
+    pub(crate) fn compact(&mut self, revision: i64) {
+        let newer = self
+            .records
+            .partition_point(|record| record.main <= revision);
+        let Some(last) = newer.checked_sub(1) else {
+            return;
+        };
+        let keep_from = if self.records[last].main == revision {
+            self.records
+                .partition_point(|record| record.main < revision)
+        } else if self.records[last].kv.is_some() {
+            last
+        } else {
+            newer
+        };
+        self.records.drain(..keep_from);
+    }
+
+    /// The events of changes made at or after `start`, each with its `(main, sub)` revision,
+    /// oldest first.
+    pub(crate) fn events_since<'a>(
+        &'a self,
+        key: &'a [u8],
+        start: i64,
+    ) -> impl Iterator<Item = ((i64, i64), Event)> + 'a {
+        let first = self.records.partition_point(|record| record.main < start);
+        (first..self.records.len()).map(move |index| {
+            let record = &self.records[index];
+            let prev_kv = index
+                .checked_sub(1)
+                .and_then(|before| self.records[before].kv.clone());
+            let event = match &record.kv {
+                Some(kv) => Event {
+                    kind: EventKind::Put,
+                    kv: kv.clone(),
+                    prev_kv,
+                },
+                None => Event {
+                    kind: EventKind::Delete,
+                    kv: KeyValue {
+                        key: key.to_vec(),
+                        mod_revision: record.main,
+                        ..KeyValue::default()
+                    },
+                    prev_kv,
+                },
+            };
+            ((record.main, record.sub), event)
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Transactions: request checks, choosing branches, and running the chosen operations in one
+//! revision, as etcd's applier does.
+
+use std::collections::BTreeSet;
+
+use crate::command::{DeleteRangeRequest, Op, PutRequest, RangeRequest, TxnRequest, MAX_TXN_OPS};
+use crate::error::KvError;
+use crate::kv::Event;
+use crate::response::{OpResponse, ResponseHeader, TxnResponse};
+use crate::store::Store;
+use crate::writer::{check_put, Writer};
+
+/// Checks a transaction without the store: sizes and keys of every operation on every
+/// branch, then that no path writes a key twice.
+pub(crate) fn validate(txn: &TxnRequest) -> Result<(), KvError> {
+    check_shape(txn, MAX_TXN_OPS)?;
+    check_writes(&txn.success)?;
+    check_writes(&txn.failure)?;
+    Ok(())
+}
+
+/// Applies a transaction: comparisons (nested ones included) are judged on the store before
+/// any change, the chosen operations are checked, then run under one revision. Returns the
+/// answer and the changes made.
+pub(crate) fn apply(
+    store: &mut Store,
+    txn: &TxnRequest,
+) -> Result<(TxnResponse, Vec<Event>), KvError> {
+    let plan = Plan::choose(store, txn);
+    plan.check(store)?;
+    let mut writer = Writer::new(store);
+    let mut response = plan.execute(&mut writer);
+    let (revision, events) = writer.finish();
+    response.header = ResponseHeader { revision };
+    Ok((response, events))
+}
+
+/// etcd's `checkTxnRequest`: the largest of the comparison count and the branch lengths may
+/// not exceed the budget, nested transactions get what is left of it, and no comparison or
+/// operation may lack its key.
+fn check_shape(txn: &TxnRequest, budget: usize) -> Result<(), KvError> {
+    let widest = txn
+        .compare
+        .len()
+        .max(txn.success.len())
+        .max(txn.failure.len());
+    if widest > budget {
+        return Err(KvError::TooManyOps);
+    }
+    if txn.compare.iter().any(|compare| compare.key.is_empty()) {
+        return Err(KvError::EmptyKey);
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        match op {
+            Op::Range(range) => range.validate()?,
+            Op::Put(put) => put.validate()?,
+            Op::DeleteRange(delete) => delete.validate()?,
+            Op::Txn(nested) => check_shape(nested, budget - widest)?,
+        }
+    }
+    Ok(())
+}
+
+/// The keys one branch may write: puts, and deleted intervals as `(key, range_end)`.
+#[derive(Debug, Default)]
+struct Writes<'a> {
+    puts: BTreeSet<&'a [u8]>,
+    deletes: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl Writes<'_> {
+    /// Whether a delete covers `key`. As etcd's interval check, this reads `range_end`
+    /// literally (`"\0"` is not "to the end" here), so it refuses exactly what etcd refuses.
+    fn deletes_cover(&self, key: &[u8]) -> bool {
+        self.deletes.iter().any(|&(start, end)| {
+            if end.is_empty() {
+                key == start
+            } else {
+                start <= key && key < end
+            }
+        })
+    }
+}
+
+/// etcd's `checkIntervals`: within a branch (nested branches included), no key may be put
+/// twice or put and deleted; the two branches of a nested transaction exclude each other.
+/// Deletes of a nested transaction count against the puts of the ones after it and of the
+/// branch's own puts.
+fn check_writes(ops: &[Op]) -> Result<Writes<'_>, KvError> {
+    let mut writes = Writes::default();
+    for op in ops {
+        if let Op::DeleteRange(delete) = op {
+            writes
+                .deletes
+                .push((delete.key.as_slice(), delete.range_end.as_slice()));
+        }
+    }
+    for op in ops {
+        let Op::Txn(nested) = op else { continue };
+        let then = check_writes(&nested.success)?;
+        let otherwise = check_writes(&nested.failure)?;
+        for &key in &then.puts {
+            if writes.puts.contains(key) || writes.deletes_cover(key) {
+                return Err(KvError::DuplicateKey);
+            }
+            writes.puts.insert(key);
+        }
+        for &key in &otherwise.puts {
+            let clash = writes.puts.contains(key) && !then.puts.contains(key);
+            if clash || writes.deletes_cover(key) {
+                return Err(KvError::DuplicateKey);
+            }
+            writes.puts.insert(key);
+        }
+        writes.deletes.extend(then.deletes);
+        writes.deletes.extend(otherwise.deletes);
+    }
+    for op in ops {
+        let Op::Put(put) = op else { continue };
+        let key = put.key.as_slice();
+        if writes.puts.contains(key) || writes.deletes_cover(key) {
+            return Err(KvError::DuplicateKey);
+        }
+        writes.puts.insert(key);
+    }
+    Ok(writes)
+}
+
+/// The operations a transaction will run, nested transactions already resolved to their
+/// chosen branch.
+#[derive(Debug)]
+struct Plan<'a> {
+    succeeded: bool,
+    steps: Vec<Step<'a>>,
+}
+
+#[derive(Debug)]
+enum Step<'a> {
+    Range(&'a RangeRequest),
+    Put(&'a PutRequest),
+    DeleteRange(&'a DeleteRangeRequest),
+    Txn(Plan<'a>),
+}
+
+impl<'a> Plan<'a> {
+    /// Judges the comparisons on the store as it is (etcd's `compareToPath`).
+    fn choose(store: &Store, txn: &'a TxnRequest) -> Self {
+        let succeeded = txn
+            .compare
+            .iter()
+            .all(|compare| compare.holds(store, store.revision));
+        let branch = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        let steps = branch
+            .iter()
+            .map(|op| match op {
+                Op::Range(range) => Step::Range(range),
+                Op::Put(put) => Step::Put(put),
+                Op::DeleteRange(delete) => Step::DeleteRange(delete),
+                Op::Txn(nested) => Step::Txn(Self::choose(store, nested)),
+            })
+            .collect();
+        Self { succeeded, steps }
+    }
+
+    /// Checks the chosen operations against the store before any change (etcd's
+    /// `checkRequests`): read revisions must exist, puts need their lease and key.
+    fn check(&self, store: &Store) -> Result<(), KvError> {
+        for step in &self.steps {
+            match step {
+                Step::Range(range) if range.revision > 0 => {
+                    store.read_revision(range.revision)?;
+                }
+                Step::Put(put) => check_put(store, put)?,
+                Step::Txn(nested) => nested.check(store)?,
+                Step::Range(_) | Step::DeleteRange(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn execute(&self, writer: &mut Writer<'_>) -> TxnResponse {
+        let responses = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::Range(range) => OpResponse::Range(writer.range(range)),
+                Step::Put(put) => OpResponse::Put(writer.put(put)),
+                Step::DeleteRange(delete) => OpResponse::DeleteRange(writer.delete_range(delete)),
+                Step::Txn(nested) => OpResponse::Txn(nested.execute(writer)),
+            })
+            .collect();
+        TxnResponse {
+            header: ResponseHeader {
+                revision: writer.revision(),
+            },
+            succeeded: self.succeeded,
+            responses,
+        }
+    }
+}
