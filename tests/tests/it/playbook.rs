@@ -66,7 +66,10 @@ fn two_arch_cross_compiles_plans_on_aarch64_and_runs_verbosely_on_x86_64() {
         .find(|(a, _)| *a == Arch::X86_64)
         .expect("x86 build")
         .1;
-    let out = Command::new(amd).arg("-v").output().expect("run the static playbook");
+    let out = Command::new(amd)
+        .arg("-v")
+        .output()
+        .expect("run the static playbook");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "two-arch failed:\n{stderr}");
@@ -84,6 +87,9 @@ fn two_arch_cross_compiles_plans_on_aarch64_and_runs_verbosely_on_x86_64() {
     assert!(stderr.contains("0 failed"), "{stderr}");
     for (host, machine) in [("amd", "x86_64"), ("arm", "aarch64")] {
         let streamed = format!("[{host}] {{\"compiled_for\":\"{machine}\"");
-        assert!(stderr.contains(&streamed), "-v must stream {host}'s output as it runs:\n{stderr}");
+        assert!(
+            stderr.contains(&streamed),
+            "-v must stream {host}'s output as it runs:\n{stderr}"
+        );
     }
 }
