@@ -15,8 +15,9 @@ use sha2::{Digest, Sha256};
 use sinew_vm::Arch;
 use xshell::{cmd, Shell};
 
-use crate::outcome::{Outcome, Status};
+use crate::outcome::{last_lines, Outcome, Status};
 use crate::paths::Paths;
+use crate::stored::store_once;
 
 /// Errors building or checking an artifact.
 #[derive(Debug, thiserror::Error)]
@@ -291,11 +292,9 @@ fn run_cargo(workspace: &Path, args: &[String]) -> Result<(), BuildError> {
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
     Err(BuildError::Failed {
         command: format!("cargo {}", args.join(" ")),
-        tail: lines[lines.len().saturating_sub(30)..].join("\n"),
+        tail: last_lines(&String::from_utf8_lossy(&output.stderr), 30, "\n"),
     })
 }
 
@@ -335,15 +334,8 @@ fn check_and_store(
     let bytes = fs::read(built).map_err(io("reading", built))?;
     check_binary(built, &bytes, arch)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let dir = store.join(&sha256);
-    let path = dir.join(name);
-    let new = !path.exists();
-    if new {
-        fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-        let tmp = dir.join(format!(".{name}.partial"));
-        fs::write(&tmp, &bytes).map_err(io("writing", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io("storing", &path))?;
-    }
+    let path = store.join(&sha256).join(name);
+    let new = store_once(&path, &bytes).map_err(io("storing", &path))?;
     let artifact = Artifact {
         name: name.into(),
         arch,

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::build::Artifact;
 use crate::lab::Booted;
-use crate::outcome::{Outcome, Status};
+use crate::outcome::{last_lines, Outcome, Status};
 use crate::run::Ctx;
 
 /// How long one agent connection attempt may take.
@@ -75,11 +75,10 @@ pub enum HostError {
 }
 
 fn stderr_tail(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().collect();
-    if lines.is_empty() {
+    if stderr.trim().is_empty() {
         return String::new();
     }
-    format!(": {}", lines[lines.len().saturating_sub(5)..].join(" | "))
+    format!(": {}", last_lines(stderr, 5, " | "))
 }
 
 /// A booted guest (or, in a dry run, a planned one). Cheap to clone.

@@ -37,6 +37,7 @@ use crate::host::{Host, HostAddress};
 use crate::janitor::{self, Registration};
 use crate::outcome::{Outcome, Status, TaskFailed};
 use crate::run::Ctx;
+use crate::stored::store_once;
 
 /// The port the agent listens on inside every guest.
 pub const AGENT_PORT: u16 = 7070;
@@ -534,22 +535,18 @@ fn planned_lab(ctx: &Arc<Ctx>, spec: &LabSpec, run: &crate::Run) -> Result<Lab, 
 
 /// The lab's private directory, switch and spawner thread.
 fn start_lab(ctx: &Arc<Ctx>, spec: &LabSpec) -> Result<Lab, LabError> {
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| LabError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    std::fs::create_dir_all(&ctx.paths.runtime).map_err(io("creating", &ctx.paths.runtime))?;
+    std::fs::create_dir_all(&ctx.paths.runtime)
+        .map_err(io_error("creating", &ctx.paths.runtime))?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("sinew-{}-", spec.name))
         .tempdir_in(&ctx.paths.runtime)
-        .map_err(io("creating a private directory in", &ctx.paths.runtime))?;
+        .map_err(io_error(
+            "creating a private directory in",
+            &ctx.paths.runtime,
+        ))?;
     let registration = janitor::directory(dir.path().to_path_buf());
     let logs = ctx.paths.lab_logs(&spec.name);
-    std::fs::create_dir_all(&logs).map_err(io("creating", &logs))?;
+    std::fs::create_dir_all(&logs).map_err(io_error("creating", &logs))?;
     let switch = Switch::start(&dir.path().join("data.sock"))?;
     Ok(Lab {
         hosts: Vec::new(),
@@ -572,14 +569,6 @@ pub fn base_image(
     agent: &Artifact,
     extra: &[&str],
 ) -> Result<BaseImage, LabError> {
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| LabError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     if agent.arch != kernel.arch {
         return Err(LabError::AgentArch {
             agent: agent.path.clone(),
@@ -605,15 +594,8 @@ pub fn base_image(
     image.add_file("etc/sinew/modules", order.into_bytes(), 0o644)?;
     let bytes = image.finish();
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let dir = cache.join("initramfs");
-    let path = dir.join(format!("{sha256}.cpio"));
-    let new = !path.exists();
-    if new {
-        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-        let tmp = dir.join(format!(".{sha256}.partial"));
-        std::fs::write(&tmp, &bytes).map_err(io("writing", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("storing", &path))?;
-    }
+    let path = cache.join("initramfs").join(format!("{sha256}.cpio"));
+    let new = store_once(&path, &bytes).map_err(io_error("storing", &path))?;
     Ok(BaseImage {
         arch: kernel.arch,
         path,
@@ -728,24 +710,16 @@ impl LabSetup<'_> {
 
     /// Base image + this guest's own archive (the secret), in the lab's private directory.
     fn guest_initrd(&self, plan: &GuestPlan, base: &BaseImage) -> Result<PathBuf, LabError> {
-        let io = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| LabError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         let mut own = Initramfs::new();
         own.add_file(
             "etc/sinew/agent.key",
             self.secret.to_hex().into_bytes(),
             0o400,
         )?;
-        let base_bytes = std::fs::read(&base.path).map_err(io("reading", &base.path))?;
+        let base_bytes = std::fs::read(&base.path).map_err(io_error("reading", &base.path))?;
         let bytes = Initramfs::concat(&base_bytes, &own.finish());
         let path = self.dir.join(format!("{}.initrd", plan.machine.name));
-        write_private(&path, &bytes).map_err(io("writing", &path))?;
+        write_private(&path, &bytes).map_err(io_error("writing", &path))?;
         Ok(path)
     }
 
@@ -841,6 +815,16 @@ fn kernel_cmdline(plan: &GuestPlan) -> String {
 /// NIC `nic` (0 control, 1 data) of a guest: stable per guest name, unique in a lab.
 fn nic_mac(plan: &GuestPlan, nic: u8) -> MacAddr {
     MacAddr::for_guest(&plan.machine.name, nic)
+}
+
+/// Maps an I/O error while doing `action` on `path` into a [`LabError`].
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LabError {
+    let path = path.to_path_buf();
+    move |source| LabError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 fn kvm_deadline() -> Duration {

@@ -43,6 +43,7 @@ pub mod paths;
 mod report;
 mod run;
 pub mod setup;
+mod stored;
 
 pub use build::{Artifact, Artifacts, Build};
 pub use host::{Exec, Host, HostError, Put};

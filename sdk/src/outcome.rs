@@ -47,12 +47,13 @@ impl Outcome for () {
     }
 }
 
+/// Several outcomes as one: `plan` if any planned, else `changed` if any changed, else `ok`.
 impl<T: Outcome> Outcome for Vec<T> {
     fn status(&self) -> Status {
-        let statuses = self.iter().map(Outcome::status);
-        if self.iter().any(|o| o.status() == Status::Planned) {
+        let has = |wanted| self.iter().any(|o| o.status() == wanted);
+        if has(Status::Planned) {
             Status::Planned
-        } else if statuses.clone().any(|s| s == Status::Changed) {
+        } else if has(Status::Changed) {
             Status::Changed
         } else {
             Status::Ok
@@ -93,6 +94,13 @@ impl fmt::Display for TaskFailed {
 }
 
 impl StdError for TaskFailed {}
+
+/// The last `n` lines of `text`, joined with `separator`: what an error quotes of a
+/// command's output.
+pub(crate) fn last_lines(text: &str, n: usize, separator: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(separator)
+}
 
 /// `error: cause: cause`, skipping a cause whose text its parent already carries.
 pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {

@@ -10,7 +10,7 @@ use std::process::Command;
 use sinew_vm::kernel::Kernel;
 use sinew_vm::Arch;
 
-use crate::outcome::{Outcome, Status};
+use crate::outcome::{last_lines, Outcome, Status};
 use crate::paths::Paths;
 
 /// Errors preparing the machine.
@@ -326,10 +326,9 @@ fn run(program: &str, args: &[&str]) -> Result<(), SetupError> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<&str> = text.lines().collect();
     Err(SetupError::InstallFailed {
         command,
-        output: lines[lines.len().saturating_sub(20)..].join("\n"),
+        output: last_lines(&text, 20, "\n"),
     })
 }
 
