@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sinew::{Arch, Build, HostError, Lab, LabSpec, MachineSpec, Run, Status};
+use sinew::{
+    Arch, Build, HostError, Lab, LabSpec, MachineSpec, Run, ServiceSpec, ServiceState, Status,
+};
 use sinew_proto::{AgentClient, ClientError, Secret};
 use sinew_tests::{busybox, prepared, run, GUEST_BINS};
 
@@ -182,10 +184,62 @@ fn guests_reach_each_other_on_the_data_plane() {
 }
 
 #[test]
-fn unknown_service_and_failed_command_name_what_went_wrong() {
-    let run = run("it-errors");
-    let lab = boot(&run, "it-errors", &[("errs", Arch::Aarch64)]);
+fn services_are_supervised_by_pid_1_and_errors_name_what_went_wrong() {
+    let run = run("it-services");
+    let lab = boot(&run, "it-services", &[("svc", Arch::Aarch64)]);
     let host = &lab.hosts()[0];
+    host.put_file(
+        &busybox(Arch::Aarch64).expect("busybox"),
+        "/bin/busybox",
+        0o755,
+    )
+    .expect("ship busybox");
+
+    let flaky = ServiceSpec::new("flaky", ["/bin/busybox", "sh", "-c", "echo tick; exit 3"]);
+    assert!(host.start_service(&flaky).expect("start").changed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = host.service_status("flaky").expect("status");
+        if status.restarts >= 2 || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.restarts >= 2,
+        "a failing service is restarted with back-off: {status:?}"
+    );
+    let logs = host.service_logs("flaky", 10).expect("logs");
+    assert!(
+        logs.iter().filter(|l| l.contains("tick")).count() >= 2,
+        "{logs:?}"
+    );
+
+    let steady = ServiceSpec::new("steady", ["/bin/busybox", "sleep", "600"]);
+    host.start_service(&steady).expect("start steady");
+    let again = host.start_service(&steady).expect("start again");
+    assert!(!again.changed, "same spec, already running");
+    let running = host.service_status("steady").expect("status").state;
+    assert!(
+        matches!(running, ServiceState::Running { .. }),
+        "{running:?}"
+    );
+    assert!(host.stop_service("steady").expect("stop").changed);
+    let stopped = host.service_status("steady").expect("status").state;
+    assert_eq!(stopped, ServiceState::Stopped);
+    // The stopped service's process is gone, not a zombie: PID 1 reaped it.
+    let ps = host
+        .exec(&["/bin/busybox", "ps", "-o", "pid,stat,args"])
+        .expect("ps");
+    let ps = ps.stdout_text();
+    assert!(!ps.lines().any(|l| l.contains("sleep 600")), "{ps}");
+    let zombie = |l: &str| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|s| s.starts_with('Z'))
+    };
+    assert!(!ps.lines().any(zombie), "zombies left:\n{ps}");
+
     let err = host
         .service_status("no-such-service")
         .expect_err("unknown service");
