@@ -36,7 +36,7 @@ pub(crate) fn elf64(
     shstrtab.extend_from_slice(b".shstrtab\0");
     shdrs.push((shstr_name, elf::SHT_STRTAB, out.len(), shstrtab.len()));
     out.extend_from_slice(&shstrtab);
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
     let shoff = out.len();

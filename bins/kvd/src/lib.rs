@@ -20,6 +20,9 @@
 //! Snapshots ([`Store::snapshot`], [`Store::restore`]) hold the whole state, history
 //! included, so Raft can compact its log and install state on a lagging follower.
 //!
+//! [`raft`] holds the Raft side so far: openraft's type configuration for kvd and the durable
+//! Raft log ([`raft::LogStore`]), kept in a redb file in the node's data directory.
+//!
 //! ```
 //! use sinew_kvd::{Command, PutRequest, RangeRequest, Response, Store};
 //!
@@ -52,6 +55,7 @@ mod history;
 pub mod key_range;
 pub mod kv;
 pub mod lease;
+pub mod raft;
 pub mod response;
 pub mod snapshot;
 pub mod store;

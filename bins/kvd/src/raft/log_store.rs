@@ -1,0 +1,669 @@
+//! The durable Raft log: entries, the vote, the committed log id and the last purged log id
+//! in one redb file in the node's data directory.
+//!
+//! Every change is one redb write transaction, so a crash leaves either all of it or none of
+//! it. Entries, the vote, truncation and purging are committed with
+//! [`Durability::Immediate`]: when the call returns, the change is on disk. The committed log
+//! id is only a hint for restart (openraft re-applies up to it) and is committed without
+//! waiting for the disk; after a crash it may be older than the last one written, never newer,
+//! because the next durable commit carries it to disk.
+//!
+//! Entries are stored as JSON under their index, so the log must stay contiguous:
+//! [`LogStore::write_entries`] refuses an entry that does not directly follow the last one
+//! (or the last purged one).
+//!
+//! redb locks the file: one [`LogStore`] (and its clones) per data directory at a time; a
+//! second [`LogStore::open`] fails with [`LogStoreError::Open`].
+//!
+//! ```
+//! use openraft::{CommittedLeaderId, EntryPayload, LogId};
+//! use sinew_kvd::raft::{Entry, LogStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = LogStore::open(dir.path())?;
+//! let id = LogId::new(CommittedLeaderId::new(1, 1), 1);
+//! // On disk when it returns.
+//! log.write_entries([Entry { log_id: id, payload: EntryPayload::Blank }])?;
+//! drop(log);
+//!
+//! let log = LogStore::open(dir.path())?;
+//! assert_eq!(log.log_state()?.last_log_id, Some(id));
+//! assert_eq!(log.entries(1..)?.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{LogState, RaftLogId};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+use super::{Entry, LogId, TypeConfig, Vote};
+
+/// Entries, by index, as JSON.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// The vote, the committed log id and the last purged log id, as JSON, under [`VOTE`],
+/// [`COMMITTED`] and [`LAST_PURGED`].
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+/// Why the log store failed. Any of these but [`LogStoreError::Gap`] and
+/// [`LogStoreError::PurgeRegress`] means the disk or the file is in trouble; those two mean
+/// the caller broke the log's rules.
+#[derive(Debug, Error)]
+pub enum LogStoreError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The database file could not be opened or created.
+    #[error("cannot open the Raft log {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: redb::DatabaseError,
+    },
+    /// A transaction could not start.
+    #[error("Raft log transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    /// A table could not be opened.
+    #[error("Raft log table: {0}")]
+    Table(#[from] redb::TableError),
+    /// Reading or writing the file failed.
+    #[error("Raft log storage: {0}")]
+    Storage(#[from] redb::StorageError),
+    /// The durability of a transaction could not be set.
+    #[error("Raft log durability: {0}")]
+    Durability(#[from] redb::SetDurabilityError),
+    /// A transaction could not be committed.
+    #[error("Raft log commit: {0}")]
+    Commit(#[from] redb::CommitError),
+    /// A record could not be encoded.
+    #[error("cannot encode the Raft log's {what}: {source}")]
+    Encode {
+        /// Which record.
+        what: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A stored record could not be decoded: the file is damaged or from another program.
+    #[error("cannot decode the Raft log's {what}: {source}")]
+    Decode {
+        /// Which record.
+        what: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A stored entry names another index than the one it is stored under.
+    #[error("the Raft log holds entry {found} under index {index}")]
+    Misplaced {
+        /// The index it is stored under.
+        index: u64,
+        /// The index the entry names.
+        found: u64,
+    },
+    /// An appended entry does not directly follow the log.
+    #[error("entry {found} does not follow the Raft log, which expects entry {expected}")]
+    Gap {
+        /// The index the log expects next.
+        expected: u64,
+        /// The index offered.
+        found: u64,
+    },
+    /// A purge asked to keep entries that an earlier purge already dropped.
+    #[error("cannot purge the Raft log up to {requested}: it is already purged up to {purged}")]
+    PurgeRegress {
+        /// The last purged index.
+        purged: u64,
+        /// The index asked for.
+        requested: u64,
+    },
+}
+
+/// The durable Raft log of one node. Cheap to clone: clones share the open database, and
+/// redb serialises their writes.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// The log's file name inside the data directory.
+    pub const FILE_NAME: &'static str = "raft-log.redb";
+
+    /// Opens the log in `data_dir`, creating the directory and the file if they do not exist.
+    /// A file left by a killed process is recovered to its last durable commit.
+    pub fn open(data_dir: &Path) -> Result<Self, LogStoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| LogStoreError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(Self::FILE_NAME);
+        let db = Database::create(&path).map_err(|source| LogStoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let store = Self {
+            db: Arc::new(db),
+            path,
+        };
+        let txn = store.begin_write(Durability::Immediate)?;
+        txn.open_table(LOG)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `entries`, which must be contiguous and directly follow the last entry (or the
+    /// last purged one; an empty, never purged log takes any first index), and returns once
+    /// they are on disk. Returns the id of the last entry written, `None` if there were none.
+    pub fn write_entries<I>(&self, entries: I) -> Result<Option<LogId>, LogStoreError>
+    where
+        I: IntoIterator<Item = Entry>,
+    {
+        let txn = self.begin_write(Durability::Immediate)?;
+        let mut last = None;
+        {
+            let last_purged = read_meta::<LogId>(&txn.open_table(META)?, LAST_PURGED)?;
+            let mut log = txn.open_table(LOG)?;
+            let mut expected = match log.last()? {
+                Some((index, _)) => Some(index.value() + 1),
+                None => last_purged.map(|id| id.index + 1),
+            };
+            for entry in entries {
+                let log_id = *entry.get_log_id();
+                if let Some(expected) = expected.filter(|&expected| expected != log_id.index) {
+                    return Err(LogStoreError::Gap {
+                        expected,
+                        found: log_id.index,
+                    });
+                }
+                log.insert(log_id.index, encode(&entry, "entry")?.as_slice())?;
+                expected = Some(log_id.index + 1);
+                last = Some(log_id);
+            }
+        }
+        txn.commit()?;
+        Ok(last)
+    }
+
+    /// The entries whose indexes fall in `range`, in order. Indexes that are not in the log
+    /// (purged, or past its end) are skipped.
+    pub fn entries<R>(&self, range: R) -> Result<Vec<Entry>, LogStoreError>
+    where
+        R: RangeBounds<u64>,
+    {
+        let bounds: (Bound<u64>, Bound<u64>) =
+            (range.start_bound().cloned(), range.end_bound().cloned());
+        let txn = self.db.begin_read()?;
+        let log = txn.open_table(LOG)?;
+        let mut entries = Vec::new();
+        for item in log.range(bounds)? {
+            let (index, bytes) = item?;
+            entries.push(decode_entry(index.value(), bytes.value())?);
+        }
+        Ok(entries)
+    }
+
+    /// The last purged log id and the last log id (the last purged one when the log is
+    /// empty).
+    pub fn log_state(&self) -> Result<LogState<TypeConfig>, LogStoreError> {
+        let txn = self.db.begin_read()?;
+        let last_purged_log_id = read_meta::<LogId>(&txn.open_table(META)?, LAST_PURGED)?;
+        let last_entry = match txn.open_table(LOG)?.last()? {
+            Some((index, bytes)) => Some(*decode_entry(index.value(), bytes.value())?.get_log_id()),
+            None => None,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last_entry.or(last_purged_log_id),
+        })
+    }
+
+    /// Deletes the entries from index `since` on (a conflicting suffix), durably.
+    pub fn truncate_from(&self, since: u64) -> Result<(), LogStoreError> {
+        let txn = self.begin_write(Durability::Immediate)?;
+        txn.open_table(LOG)?.retain_in(since.., |_, _| false)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes the entries up to and including `upto` and remembers it as the last purged
+    /// log id, durably. `upto` may lie past the last entry (after a snapshot was installed);
+    /// it may not lie before an earlier purge.
+    pub fn purge_upto(&self, upto: LogId) -> Result<(), LogStoreError> {
+        let txn = self.begin_write(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if let Some(purged) = read_meta::<LogId>(&meta, LAST_PURGED)? {
+                if upto.index < purged.index {
+                    return Err(LogStoreError::PurgeRegress {
+                        purged: purged.index,
+                        requested: upto.index,
+                    });
+                }
+            }
+            meta.insert(LAST_PURGED, encode(&upto, "last purged log id")?.as_slice())?;
+            txn.open_table(LOG)?
+                .retain_in(..=upto.index, |_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Saves the vote, durably.
+    pub fn write_vote(&self, vote: &Vote) -> Result<(), LogStoreError> {
+        self.write_meta(VOTE, &encode(vote, "vote")?, Durability::Immediate)
+    }
+
+    /// The last saved vote.
+    pub fn vote(&self) -> Result<Option<Vote>, LogStoreError> {
+        let txn = self.db.begin_read()?;
+        read_meta(&txn.open_table(META)?, VOTE)
+    }
+
+    /// Saves the committed log id without waiting for the disk: a crash may lose it until the
+    /// next durable write (see the module documentation).
+    pub fn write_committed(&self, committed: Option<LogId>) -> Result<(), LogStoreError> {
+        self.write_meta(
+            COMMITTED,
+            &encode(&committed, "committed log id")?,
+            Durability::None,
+        )
+    }
+
+    /// The last saved committed log id.
+    pub fn committed(&self) -> Result<Option<LogId>, LogStoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(read_meta::<Option<LogId>>(&txn.open_table(META)?, COMMITTED)?.flatten())
+    }
+
+    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, LogStoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)?;
+        Ok(txn)
+    }
+
+    fn write_meta(
+        &self,
+        key: &str,
+        value: &[u8],
+        durability: Durability,
+    ) -> Result<(), LogStoreError> {
+        let txn = self.begin_write(durability)?;
+        txn.open_table(META)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, LogStoreError> {
+    serde_json::to_vec(value).map_err(|source| LogStoreError::Encode { what, source })
+}
+
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, LogStoreError> {
+    let entry: Entry = serde_json::from_slice(bytes).map_err(|source| LogStoreError::Decode {
+        what: "entry",
+        source,
+    })?;
+    match entry.get_log_id().index {
+        found if found == index => Ok(entry),
+        found => Err(LogStoreError::Misplaced { index, found }),
+    }
+}
+
+fn read_meta<T: DeserializeOwned>(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &'static str,
+) -> Result<Option<T>, LogStoreError> {
+    match meta.get(key)? {
+        Some(bytes) => serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|source| LogStoreError::Decode { what: key, source }),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::testing::log_id;
+    use openraft::{BasicNode, EntryPayload, Membership};
+
+    use super::*;
+    use crate::{Command, PutRequest};
+
+    fn put(index: u64) -> Command {
+        Command::Put(PutRequest {
+            key: format!("key-{index}").into_bytes(),
+            value: vec![0xff, 0, index.to_le_bytes()[0]],
+            ..PutRequest::default()
+        })
+    }
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: log_id(term, 1, index),
+            payload: EntryPayload::Normal(put(index)),
+        }
+    }
+
+    fn entries(term: u64, indexes: impl IntoIterator<Item = u64>) -> Vec<Entry> {
+        indexes
+            .into_iter()
+            .map(|index| entry(term, index))
+            .collect()
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|entry| entry.log_id.index).collect()
+    }
+
+    #[test]
+    fn appended_entries_of_every_kind_read_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let membership = Membership::new(
+            vec![BTreeSet::from([1, 2])],
+            BTreeMap::from([
+                (1, BasicNode::new("10.0.0.1:2380")),
+                (2, BasicNode::new("10.0.0.2:2380")),
+            ]),
+        );
+        let written = vec![
+            Entry {
+                log_id: log_id(0, 0, 0),
+                payload: EntryPayload::Membership(membership),
+            },
+            Entry {
+                log_id: log_id(1, 1, 1),
+                payload: EntryPayload::Blank,
+            },
+            entry(1, 2),
+            entry(1, 3),
+        ];
+
+        assert_eq!(
+            store.write_entries(written.clone()).unwrap(),
+            Some(log_id(1, 1, 3))
+        );
+
+        assert_eq!(store.entries(..).unwrap(), written);
+        assert_eq!(store.entries(1..3).unwrap(), written[1..3]);
+        assert_eq!(store.entries(2..=2).unwrap(), written[2..3]);
+        assert_eq!(indexes(&store.entries(3..10).unwrap()), [3]);
+        assert!(store.entries(4..).unwrap().is_empty());
+        let state = store.log_state().unwrap();
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 3)));
+        assert_eq!(state.last_purged_log_id, None);
+    }
+
+    #[test]
+    fn empty_log_has_no_state_and_appending_nothing_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+
+        assert_eq!(store.write_entries(Vec::new()).unwrap(), None);
+
+        let state = store.log_state().unwrap();
+        assert_eq!((state.last_log_id, state.last_purged_log_id), (None, None));
+        assert!(store.entries(..).unwrap().is_empty());
+        assert_eq!(store.vote().unwrap(), None);
+        assert_eq!(store.committed().unwrap(), None);
+    }
+
+    #[test]
+    fn reopened_store_has_the_entries_vote_committed_and_last_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("node-1");
+        {
+            let store = LogStore::open(&data_dir).unwrap();
+            store.write_entries(entries(1, 1..=6)).unwrap();
+            store.write_vote(&Vote::new_committed(3, 2)).unwrap();
+            store.purge_upto(log_id(1, 1, 2)).unwrap();
+            store.write_committed(Some(log_id(1, 1, 5))).unwrap();
+            store.write_entries(entries(3, 7..=8)).unwrap();
+        }
+
+        let store = LogStore::open(&data_dir).unwrap();
+
+        assert_eq!(store.path(), data_dir.join(LogStore::FILE_NAME));
+        let mut expected = entries(1, 3..=6);
+        expected.extend(entries(3, 7..=8));
+        assert_eq!(store.entries(..).unwrap(), expected);
+        assert_eq!(store.vote().unwrap(), Some(Vote::new_committed(3, 2)));
+        assert_eq!(store.committed().unwrap(), Some(log_id(1, 1, 5)));
+        let state = store.log_state().unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 2)));
+        assert_eq!(state.last_log_id, Some(log_id(3, 1, 8)));
+    }
+
+    #[test]
+    fn a_later_vote_replaces_the_earlier_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+
+        store.write_vote(&Vote::new(1, 1)).unwrap();
+        store.write_vote(&Vote::new(2, 3)).unwrap();
+
+        assert_eq!(store.vote().unwrap(), Some(Vote::new(2, 3)));
+    }
+
+    #[test]
+    fn truncate_deletes_the_suffix_and_the_log_continues_from_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=5)).unwrap();
+
+        store.truncate_from(3).unwrap();
+
+        assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2]);
+        assert_eq!(
+            store.log_state().unwrap().last_log_id,
+            Some(log_id(1, 1, 2))
+        );
+        // The leader of term 2 replaces the conflicting entries.
+        store.write_entries(entries(2, 3..=4)).unwrap();
+        let mut expected = entries(1, 1..=2);
+        expected.extend(entries(2, 3..=4));
+        assert_eq!(store.entries(..).unwrap(), expected);
+    }
+
+    #[test]
+    fn truncate_past_the_end_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=3)).unwrap();
+
+        store.truncate_from(4).unwrap();
+
+        assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2, 3]);
+    }
+
+    #[test]
+    fn purge_deletes_the_prefix_and_remembers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=5)).unwrap();
+
+        store.purge_upto(log_id(1, 1, 3)).unwrap();
+
+        assert_eq!(indexes(&store.entries(..).unwrap()), [4, 5]);
+        let state = store.log_state().unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 3)));
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
+        // Purging the same point again is harmless.
+        store.purge_upto(log_id(1, 1, 3)).unwrap();
+        assert_eq!(indexes(&store.entries(..).unwrap()), [4, 5]);
+    }
+
+    #[test]
+    fn purge_of_everything_leaves_the_purged_id_as_the_last_and_appends_follow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=3)).unwrap();
+
+        // As after installing a snapshot that reaches past the log.
+        store.purge_upto(log_id(2, 2, 10)).unwrap();
+
+        assert!(store.entries(..).unwrap().is_empty());
+        let state = store.log_state().unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(2, 2, 10)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 2, 10)));
+        assert!(matches!(
+            store.write_entries(entries(2, 12..=12)),
+            Err(LogStoreError::Gap {
+                expected: 11,
+                found: 12
+            })
+        ));
+        store.write_entries(entries(2, 11..=12)).unwrap();
+        assert_eq!(indexes(&store.entries(..).unwrap()), [11, 12]);
+    }
+
+    #[test]
+    fn purge_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=5)).unwrap();
+        store.purge_upto(log_id(1, 1, 3)).unwrap();
+
+        let refused = store.purge_upto(log_id(1, 1, 2));
+
+        assert!(matches!(
+            refused,
+            Err(LogStoreError::PurgeRegress {
+                purged: 3,
+                requested: 2
+            })
+        ));
+        assert_eq!(
+            store.log_state().unwrap().last_purged_log_id,
+            Some(log_id(1, 1, 3))
+        );
+    }
+
+    #[test]
+    fn appends_that_leave_a_gap_or_overlap_are_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=3)).unwrap();
+
+        let gap = store.write_entries(entries(1, [4, 5, 7]));
+        let overlap = store.write_entries(entries(1, 3..=4));
+
+        assert!(matches!(
+            gap,
+            Err(LogStoreError::Gap {
+                expected: 6,
+                found: 7
+            })
+        ));
+        assert!(matches!(
+            overlap,
+            Err(LogStoreError::Gap {
+                expected: 4,
+                found: 3
+            })
+        ));
+        // Neither batch left anything behind.
+        assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2, 3]);
+    }
+
+    #[test]
+    fn committed_can_be_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+
+        store.write_committed(Some(log_id(1, 1, 4))).unwrap();
+        assert_eq!(store.committed().unwrap(), Some(log_id(1, 1, 4)));
+        store.write_committed(None).unwrap();
+
+        assert_eq!(store.committed().unwrap(), None);
+    }
+
+    #[test]
+    fn a_damaged_entry_is_reported_not_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=2)).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(LOG)
+            .unwrap()
+            .insert(2, b"{not json".as_slice())
+            .unwrap();
+        txn.open_table(LOG)
+            .unwrap()
+            .insert(3, encode(&entry(1, 9), "entry").unwrap().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+
+        assert!(matches!(
+            store.entries(2..=2),
+            Err(LogStoreError::Decode { what: "entry", .. })
+        ));
+        assert!(matches!(
+            store.entries(3..),
+            Err(LogStoreError::Misplaced { index: 3, found: 9 })
+        ));
+        assert!(matches!(
+            store.log_state(),
+            Err(LogStoreError::Misplaced { .. })
+        ));
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LogStore::open(dir.path()).unwrap();
+
+        assert!(matches!(
+            LogStore::open(dir.path()),
+            Err(LogStoreError::Open { .. })
+        ));
+        drop(first);
+        LogStore::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn open_fails_with_a_typed_error_when_the_directory_cannot_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"").unwrap();
+
+        let refused = LogStore::open(&file.join("data"));
+
+        assert!(matches!(refused, Err(LogStoreError::CreateDir { .. })));
+    }
+}
