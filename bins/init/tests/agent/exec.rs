@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use sinew_proto::{ErrorKind, ExecRequest, OutputStream, Termination};
 
-use crate::harness::{write_executable, TestAgent};
+use crate::harness::{assert_still_serves, write_executable, TestAgent};
 
 #[tokio::test]
 async fn exec_returns_output_exit_code_and_reads_stdin() {
@@ -156,12 +156,7 @@ async fn exec_failures_name_the_program() {
     assert_eq!(error.remote_kind(), Some(ErrorKind::BadRequest));
 
     // The connection survived all of that.
-    assert!(client
-        .exec_output(&ExecRequest::new(["true"]))
-        .await
-        .unwrap()
-        .status
-        .success());
+    assert_still_serves(&mut client).await;
 }
 
 #[tokio::test]

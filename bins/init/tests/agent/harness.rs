@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use sinew_proto::{AgentClient, Secret, ServiceStatus};
+use sinew_proto::{AgentClient, ExecRequest, Secret, ServiceStatus};
 use tempfile::TempDir;
 
 pub struct TestAgent {
@@ -144,6 +144,19 @@ impl Drop for TestAgent {
             }
         }
     }
+}
+
+/// Asserts that `client`'s connection still serves requests: `true` runs and succeeds.
+pub async fn assert_still_serves(client: &mut AgentClient) {
+    let output = client
+        .exec_output(&ExecRequest::new(["true"]))
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "`true` failed: {:?}",
+        output.status
+    );
 }
 
 /// Whether a process exists (and is not a zombie).

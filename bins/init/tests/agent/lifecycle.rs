@@ -3,7 +3,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use sinew_proto::{ExecRequest, RestartPolicy, ServiceSpec, ServiceState};
 
-use crate::harness::{alive, eventually, zombie_children, TestAgent};
+use crate::harness::{alive, assert_still_serves, eventually, zombie_children, TestAgent};
 
 #[tokio::test]
 async fn poweroff_in_host_mode_stops_services_and_exits() {
@@ -65,12 +65,7 @@ async fn orphans_are_reaped() {
     })
     .await;
     assert!(clean, "zombies left: {:?}", zombie_children(agent_pid));
-    assert!(client
-        .exec_output(&ExecRequest::new(["true"]))
-        .await
-        .unwrap()
-        .status
-        .success());
+    assert_still_serves(&mut client).await;
 }
 
 #[tokio::test]
