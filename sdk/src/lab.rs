@@ -221,7 +221,8 @@ impl LabSpec {
 #[derive(Debug)]
 pub struct Lab {
     hosts: Vec<Host>,
-    guests: Vec<Guest>,
+    /// Each guest's running VM, in the order of `hosts`.
+    guests: Vec<Slot>,
     secret: Secret,
     spawner: Option<Spawner>,
     switch: Option<Switch>,
@@ -238,11 +239,6 @@ struct Running {
 /// Where a guest's running VM lives; empty before boot and after shutdown.
 type Slot = Arc<Mutex<Option<Running>>>;
 
-#[derive(Debug)]
-struct Guest {
-    slot: Slot,
-}
-
 impl Lab {
     /// The lab's hosts, in specification order.
     pub fn hosts(&self) -> &[Host] {
@@ -255,8 +251,8 @@ impl Lab {
     }
 
     fn kill_all(&mut self) {
-        for guest in &self.guests {
-            if let Some(mut running) = lock(&guest.slot).take() {
+        for slot in &self.guests {
+            if let Some(mut running) = lock(slot).take() {
                 running.vm.kill();
             }
         }
@@ -429,11 +425,8 @@ impl crate::Run {
                 .unwrap_or_default(),
             spawner: lab.spawner.as_ref().expect("started above"),
         };
-        let slots: Vec<Slot> = plans.iter().map(|_| Slot::default()).collect();
-        lab.guests = slots
-            .iter()
-            .map(|slot| Guest { slot: slot.clone() })
-            .collect();
+        lab.guests = plans.iter().map(|_| Slot::default()).collect();
+        let slots = &lab.guests;
         lab.hosts = self.each(&plans, "boot", |plan| setup.boot(plan, &slots[plan.index]))?;
         Ok(lab)
     }
@@ -447,7 +440,7 @@ impl crate::Run {
             .hosts
             .iter()
             .zip(&lab.guests)
-            .map(|(host, guest)| Named(host.name().to_string(), (host.clone(), guest.slot.clone())))
+            .map(|(host, slot)| Named(host.name().to_string(), (host.clone(), slot.clone())))
             .collect();
         let ctx = self.ctx().clone();
         let stopped = self.each(&named, "shutdown", |Named(_, (host, slot))| {
@@ -647,16 +640,10 @@ impl LabSetup<'_> {
                 source,
             })?;
             let vm_spec = qemu::MachineSpec {
-                name: m.name.clone(),
-                arch: m.arch,
                 accel,
                 cpus: m.cpus,
                 memory_mib: m.memory_mib,
-                kernel: kernel.image.clone(),
-                initrd: initrd.clone(),
                 cmdline_extra: kernel_cmdline(plan),
-                tsc_khz: None,
-                qmp_socket: self.dir.join(format!("{}.qmp", m.name)),
                 console_log: console_log.clone(),
                 control: Some(ControlNic {
                     host_port: port,
@@ -667,6 +654,7 @@ impl LabSetup<'_> {
                     switch_socket: self.switch_socket.clone(),
                     mac: nic_mac(plan, 1),
                 }),
+                ..qemu::MachineSpec::new(&m.name, kernel, &initrd, &self.dir)
             };
             let vm = self.spawner.spawn(vm_spec)?;
             let registration = janitor::process_group(vm.pid() as i32);

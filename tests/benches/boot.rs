@@ -84,17 +84,9 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
             .local_addr()?
             .port();
         let spec = qemu::MachineSpec {
-            name: format!("bare{i}"),
-            arch: kernel.arch,
             accel,
-            cpus: 1,
             memory_mib: 256,
-            kernel: kernel.image.clone(),
-            initrd: initrd.clone(),
             cmdline_extra: "rdinit=/init".into(),
-            tsc_khz: None,
-            qmp_socket: dir.path().join(format!("bare{i}.qmp")),
-            console_log: dir.path().join(format!("bare{i}.log")),
             control: Some(ControlNic {
                 host_port: port,
                 guest_port: 7070,
@@ -104,6 +96,7 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
                 switch_socket: switch.socket().to_path_buf(),
                 mac: MacAddr::for_guest("bare", 1),
             }),
+            ..qemu::MachineSpec::new(&format!("bare{i}"), kernel, &initrd, dir.path())
         };
         let started = Instant::now();
         let mut vm = Vm::spawn(spec)?;
