@@ -359,7 +359,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use openraft::testing::log_id;
-    use openraft::{BasicNode, EntryPayload, Membership};
+    use openraft::{EntryPayload, Membership};
 
     use super::*;
     use crate::{Command, PutRequest};
@@ -376,6 +376,14 @@ mod tests {
         Entry {
             log_id: log_id(term, 1, index),
             payload: EntryPayload::Normal(put(index)),
+        }
+    }
+
+    fn member(peer_url: &str) -> crate::raft::Member {
+        crate::raft::Member {
+            name: peer_url.to_owned(),
+            peer_urls: vec![peer_url.to_owned()],
+            client_urls: Vec::new(),
         }
     }
 
@@ -397,8 +405,8 @@ mod tests {
         let membership = Membership::new(
             vec![BTreeSet::from([1, 2])],
             BTreeMap::from([
-                (1, BasicNode::new("10.0.0.1:2380")),
-                (2, BasicNode::new("10.0.0.2:2380")),
+                (1, member("http://10.0.0.1:2380")),
+                (2, member("http://10.0.0.2:2380")),
             ]),
         );
         let written = vec![

@@ -1,0 +1,594 @@
+//! A kvd node: the Raft log, the state machine, the peer network and the leader's lease
+//! clock, assembled, plus what the client APIs call: proposals, linearizable and
+//! serializable reads, lease keep-alives, membership changes and status.
+//!
+//! Any member serves any request. A follower forwards writes, lease keep-alives and
+//! membership changes to the leader over the peer network; for a linearizable read it asks
+//! the leader for a read index and serves the read itself once it has applied that far
+//! (etcd's ReadIndex), so a read never sees less than what was acknowledged before it began.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::raft::{
+    LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, SnapshotFileError, StateMachine,
+    Transport, TypeConfig,
+};
+use crate::{Applied, Command, KvError, RangeRequest, RangeResponse};
+
+mod config;
+mod error;
+mod identity;
+mod leases;
+mod members;
+mod peer_server;
+
+pub use config::{
+    cluster_id, member_id, parse_initial_cluster, parse_url, ClusterState, ConfigError,
+    InitialMember, NodeConfig,
+};
+pub use error::NodeError;
+pub use members::{MemberChange, MemberInfo};
+
+use leases::LeaseClock;
+use peer_server::paths;
+
+/// How long a request may wait for a leader, a commit or a read index.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The smallest TTL a lease is granted, in seconds: one and a half election timeouts,
+/// rounded up, as etcd computes it, so a leader change cannot expire a kept-alive lease.
+pub fn min_lease_ttl(election_timeout: Duration) -> i64 {
+    i64::try_from((election_timeout * 3 / 2).as_millis().div_ceil(1000)).unwrap_or(i64::MAX)
+}
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The settings contradict each other.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The Raft log could not be opened.
+    #[error(transparent)]
+    Log(#[from] LogStoreError),
+    /// The snapshot could not be loaded.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotFileError),
+    /// The member identity file is unusable or belongs to another member.
+    #[error("{0}")]
+    Identity(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// openraft refused to start or to found the cluster.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// What `maintenance/status` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This member's id.
+    pub member_id: NodeId,
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// The leader's id, 0 if none is known.
+    pub leader: NodeId,
+    /// The current Raft term.
+    pub raft_term: u64,
+    /// The index of the last entry in this member's log.
+    pub raft_index: u64,
+    /// The index of the last entry applied.
+    pub raft_applied_index: u64,
+    /// The size of the last snapshot of the store, in bytes.
+    pub db_size: i64,
+    /// Whether this member is a learner.
+    pub is_learner: bool,
+    /// The store's revision.
+    pub revision: i64,
+}
+
+struct Inner {
+    id: NodeId,
+    cluster_id: u64,
+    config: NodeConfig,
+    raft: Raft<TypeConfig>,
+    machine: StateMachine,
+    transport: Transport,
+    leases: LeaseClock,
+    shutdown: watch::Sender<bool>,
+}
+
+/// A running node; clones share it.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the data directory, starts Raft and the peer listener, founds the cluster if
+    /// this is a new one, and starts the lease clock and the member publisher.
+    pub async fn start(config: NodeConfig) -> Result<Self, StartError> {
+        config.validate()?;
+        let id = config.member_id();
+        let log = LogStore::open(&config.data_dir)?;
+        let machine = StateMachine::open(&config.data_dir)?;
+        let transport = Transport::default();
+        let identity = identity::establish(&config, id, &transport).await?;
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config(&config)?),
+            PeerNetwork::new(transport.clone()),
+            log,
+            machine.clone(),
+        )
+        .await
+        .map_err(|error| StartError::Raft(error.to_string()))?;
+        let node = Self {
+            inner: Arc::new(Inner {
+                id,
+                cluster_id: identity.cluster_id,
+                config,
+                raft,
+                machine,
+                transport,
+                leases: LeaseClock::default(),
+                shutdown: watch::channel(false).0,
+            }),
+        };
+        peer_server::start(&node).await?;
+        node.found_cluster().await?;
+        tokio::spawn(node.clone().run_lease_clock());
+        tokio::spawn(node.clone().publish_self());
+        Ok(node)
+    }
+
+    async fn found_cluster(&self) -> Result<(), StartError> {
+        let raft = &self.inner.raft;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|error| StartError::Raft(error.to_string()))?;
+        if initialized || self.inner.config.initial_cluster_state != ClusterState::New {
+            return Ok(());
+        }
+        let token = &self.inner.config.initial_cluster_token;
+        let members: BTreeMap<NodeId, Member> = self
+            .inner
+            .config
+            .initial_cluster
+            .iter()
+            .map(|member| {
+                (
+                    member_id(&member.peer_urls, token),
+                    Member {
+                        name: member.name.clone(),
+                        peer_urls: member.peer_urls.clone(),
+                        client_urls: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        // Every founding member proposes the same membership; openraft lets all of them.
+        raft.initialize(members).await.or_else(|error| match error {
+            RaftError::APIError(openraft::error::InitializeError::NotAllowed(_)) => Ok(()),
+            other => Err(StartError::Raft(other.to_string())),
+        })
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The cluster's id.
+    pub fn cluster_id(&self) -> u64 {
+        self.inner.cluster_id
+    }
+
+    /// The settings it started with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// The state machine, for reads and watches.
+    pub fn machine(&self) -> &StateMachine {
+        &self.inner.machine
+    }
+
+    /// The current Raft term.
+    pub fn raft_term(&self) -> u64 {
+        self.inner.raft.metrics().borrow().current_term
+    }
+
+    /// The leader's id, if one is known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// Resolves once [`Node::shutdown`] was called.
+    pub async fn stopped(&self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        // An error means the sender is gone, which also means stopping.
+        let _ = shutdown.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Stops Raft and the peer listener. Every acknowledged write is already on disk.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        if let Err(error) = self.inner.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not stop cleanly");
+        }
+    }
+
+    /// Replicates `command` and returns what applying it produced, forwarding to the leader
+    /// from a follower.
+    pub async fn propose(&self, command: Command) -> Result<Applied, NodeError> {
+        let command = self.with_minimum_ttl(command);
+        command.validate()?;
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match self.propose_here(&command, deadline).await {
+                Err(Redirect::To(leader)) => {
+                    match self
+                        .forward::<_, Applied>(&leader, paths::PROPOSE, &command, deadline)
+                        .await
+                    {
+                        Err(NodeError::NoLeader) => self.pause(deadline).await?,
+                        other => return other,
+                    }
+                }
+                Err(Redirect::Unknown) => self.pause(deadline).await?,
+                Err(Redirect::Failed(error)) => return Err(error),
+                Ok(applied) => return Ok(applied),
+            }
+        }
+    }
+
+    /// Proposes on this node only; a follower answers with where to go instead.
+    async fn propose_here(
+        &self,
+        command: &Command,
+        deadline: tokio::time::Instant,
+    ) -> Result<Applied, Redirect> {
+        let written =
+            tokio::time::timeout_at(deadline, self.inner.raft.client_write(command.clone()))
+                .await
+                .map_err(|_| Redirect::Failed(NodeError::Timeout))?;
+        match written {
+            Ok(response) => match response.data {
+                Some(Ok(applied)) => Ok(applied),
+                Some(Err(error)) => Err(Redirect::Failed(error.into())),
+                None => Err(Redirect::Failed(NodeError::Storage(
+                    "a command entry was applied without an answer".to_owned(),
+                ))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(forward.leader_node.map_or(Redirect::Unknown, Redirect::To))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(error))) => {
+                Err(Redirect::Failed(NodeError::BadRequest(error.to_string())))
+            }
+            Err(RaftError::Fatal(error)) => Err(Redirect::Failed(fatal(&error))),
+        }
+    }
+
+    /// Raises a lease grant's TTL to the minimum, as etcd does before proposing.
+    fn with_minimum_ttl(&self, command: Command) -> Command {
+        match command {
+            Command::LeaseGrant(mut grant) => {
+                grant.ttl = grant
+                    .ttl
+                    .max(min_lease_ttl(self.inner.config.election_timeout));
+                Command::LeaseGrant(grant)
+            }
+            other => other,
+        }
+    }
+
+    /// Reads a range: after a read barrier unless `serializable`, which reads whatever this
+    /// member has applied.
+    pub async fn range(
+        &self,
+        request: &RangeRequest,
+        serializable: bool,
+    ) -> Result<RangeResponse, NodeError> {
+        if !serializable {
+            self.read_barrier().await?;
+        }
+        Ok(self.inner.machine.read(|store| store.range(request))?)
+    }
+
+    /// Waits until this member has applied everything committed when the call began, as
+    /// confirmed by the leader with a quorum.
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let read_index = loop {
+            match self.read_index_here(deadline).await {
+                Ok(index) => break index,
+                Err(Redirect::To(leader)) => {
+                    match self
+                        .forward::<_, Option<LogId>>(&leader, paths::READ_INDEX, &(), deadline)
+                        .await
+                    {
+                        Ok(index) => break index,
+                        Err(NodeError::NoLeader) => self.pause(deadline).await?,
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(Redirect::Unknown) => self.pause(deadline).await?,
+                Err(Redirect::Failed(error)) => return Err(error),
+            }
+        };
+        let Some(read_index) = read_index else {
+            return Ok(());
+        };
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.inner
+            .raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(read_index.index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::Timeout)
+    }
+
+    /// The leader's read index: the log id this member must apply before a linearizable read.
+    async fn read_index_here(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<LogId>, Redirect> {
+        let checked = tokio::time::timeout_at(deadline, self.inner.raft.get_read_log_id())
+            .await
+            .map_err(|_| Redirect::Failed(NodeError::Timeout))?;
+        match checked {
+            Ok((read_index, _applied)) => Ok(read_index),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                Err(forward.leader_node.map_or(Redirect::Unknown, Redirect::To))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(Redirect::Unknown)
+            }
+            Err(RaftError::Fatal(error)) => Err(Redirect::Failed(fatal(&error))),
+        }
+    }
+
+    /// Renews a lease for its full TTL; `None` if no such lease exists.
+    pub async fn lease_keepalive(&self, id: i64) -> Result<Option<i64>, NodeError> {
+        self.on_leader(paths::LEASE_KEEPALIVE, &id, |node| node.keepalive_here(id))
+            .await
+    }
+
+    /// A lease's remaining TTL in seconds; `None` if no such lease exists.
+    pub async fn lease_remaining(&self, id: i64) -> Result<Option<i64>, NodeError> {
+        self.on_leader(paths::LEASE_REMAINING, &id, |node| node.remaining_here(id))
+            .await
+    }
+
+    /// Renews a lease on the leader, which measures its TTL.
+    async fn keepalive_here(self, id: i64) -> Result<Option<i64>, NodeError> {
+        let lease = self.leader_lease(id).await?;
+        Ok(lease.map(|lease| self.inner.leases.renew(lease, Instant::now())))
+    }
+
+    /// A lease's remaining TTL as the leader measures it.
+    async fn remaining_here(self, id: i64) -> Result<Option<i64>, NodeError> {
+        let lease = self.leader_lease(id).await?;
+        Ok(lease.map(|lease| self.inner.leases.remaining(lease, Instant::now())))
+    }
+
+    /// The lease as the leader's state machine holds it once everything committed is
+    /// applied; fails if this member does not lead.
+    async fn leader_lease(&self, id: i64) -> Result<Option<crate::Lease>, NodeError> {
+        if !self.is_leader() {
+            return Err(NodeError::NoLeader);
+        }
+        self.read_barrier().await?;
+        Ok(self
+            .inner
+            .machine
+            .read(|store| store.leases().into_iter().find(|lease| lease.id == id)))
+    }
+
+    /// What this member reports about itself.
+    pub fn status(&self) -> NodeStatus {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let is_learner = !metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|voter| voter == self.inner.id);
+        NodeStatus {
+            member_id: self.inner.id,
+            cluster_id: self.inner.cluster_id,
+            leader: metrics.current_leader.unwrap_or(0),
+            raft_term: metrics.current_term,
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            db_size: i64::try_from(self.inner.machine.snapshot_size()).unwrap_or(i64::MAX),
+            is_learner,
+            revision: self.inner.machine.read(crate::Store::revision),
+        }
+    }
+
+    /// Runs `here` if this member leads, else forwards the request to the leader's `path`,
+    /// retrying while no leader is known until the request's deadline.
+    async fn on_leader<Req, Resp, F, Fut>(
+        &self,
+        path: &str,
+        request: &Req,
+        here: F,
+    ) -> Result<Resp, NodeError>
+    where
+        Req: Serialize + Sync,
+        Resp: serde::de::DeserializeOwned,
+        F: Fn(Self) -> Fut,
+        Fut: std::future::Future<Output = Result<Resp, NodeError>>,
+    {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let leader = self.leader_member();
+            match leader {
+                Some((id, _)) if id == self.inner.id => return here(self.clone()).await,
+                Some((_, member)) => match self.forward(&member, path, request, deadline).await {
+                    Err(NodeError::NoLeader) => self.pause(deadline).await?,
+                    other => return other,
+                },
+                None => self.pause(deadline).await?,
+            }
+        }
+    }
+
+    /// The leader, if this member knows one and its address.
+    fn leader_member(&self) -> Option<(NodeId, Member)> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let member = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()?;
+        Some((leader, member))
+    }
+
+    /// Whether this member is the leader now.
+    fn is_leader(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == ServerState::Leader && metrics.current_leader == Some(self.inner.id)
+    }
+
+    /// Sends a request to the leader's peer URL; the leader's refusal comes back as is.
+    async fn forward<Req, Resp>(
+        &self,
+        leader: &Member,
+        path: &str,
+        request: &Req,
+        deadline: tokio::time::Instant,
+    ) -> Result<Resp, NodeError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: serde::de::DeserializeOwned,
+    {
+        let url = leader
+            .peer_urls
+            .first()
+            .ok_or_else(|| NodeError::LeaderUnreachable("the leader has no peer URL".into()))?;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let answer: Result<Resp, NodeError> = self
+            .inner
+            .transport
+            .call(url, path, request, remaining)
+            .await
+            .map_err(|error| match error {
+                crate::raft::TransportError::Timeout { .. } => NodeError::Timeout,
+                // The leader may just have died: look for the next one.
+                crate::raft::TransportError::Unreachable { .. } => NodeError::NoLeader,
+                other => NodeError::LeaderUnreachable(other.to_string()),
+            })?;
+        answer
+    }
+
+    /// Waits a little for a leader to appear; fails once the deadline passed.
+    async fn pause(&self, deadline: tokio::time::Instant) -> Result<(), NodeError> {
+        if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
+            return Err(if self.leader().is_some() {
+                NodeError::Timeout
+            } else {
+                NodeError::NoLeader
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+
+    /// While leader, proposes revocations for leases whose deadline passed.
+    async fn run_lease_clock(self) {
+        let mut ticks = tokio::time::interval(Duration::from_millis(100));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = self.stopped() => return,
+            }
+            if !self.is_leader() {
+                self.inner.leases.stand_down();
+                continue;
+            }
+            let leases = self.inner.machine.read(crate::Store::leases);
+            let expired = self
+                .inner
+                .leases
+                .tick(self.raft_term(), &leases, Instant::now());
+            for id in expired {
+                let node = self.clone();
+                tokio::spawn(async move {
+                    let revoke = Command::LeaseRevoke(crate::LeaseRevokeRequest { id });
+                    match node.propose(revoke).await {
+                        Ok(_) | Err(NodeError::Kv(KvError::LeaseNotFound)) => {
+                            tracing::debug!(lease = id, "lease expired and was revoked");
+                        }
+                        Err(error) => {
+                            tracing::warn!(lease = id, %error, "cannot revoke an expired lease")
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Where a request must go when this member cannot serve it.
+enum Redirect {
+    /// To this leader.
+    To(Member),
+    /// To a leader not known yet.
+    Unknown,
+    /// Nowhere: it failed.
+    Failed(NodeError),
+}
+
+fn fatal(error: &openraft::error::Fatal<NodeId>) -> NodeError {
+    match error {
+        openraft::error::Fatal::Stopped => NodeError::Stopped,
+        other => NodeError::Storage(other.to_string()),
+    }
+}
+
+fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
+    let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    openraft::Config {
+        cluster_name: config.initial_cluster_token.clone(),
+        heartbeat_interval: millis(config.heartbeat),
+        election_timeout_min: millis(config.election_timeout),
+        election_timeout_max: millis(config.election_timeout) * 2,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+        // Followers that fall this far behind catch up from a snapshot instead.
+        max_in_snapshot_log_to_keep: 5000,
+        max_payload_entries: 1000,
+        ..openraft::Config::default()
+    }
+    .validate()
+    .map_err(|error| StartError::Raft(error.to_string()))
+}

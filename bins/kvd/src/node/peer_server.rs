@@ -1,0 +1,168 @@
+//! The peer listener: Raft's messages from other members, and the requests followers
+//! forward to the leader. JSON over HTTP/1.1; answers carry `Result`s so refusals travel back
+//! intact.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, Response, StatusCode};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use super::identity::Identity;
+use super::members::MemberChange;
+use super::{Node, NodeError, Redirect, StartError};
+use crate::http_server;
+use crate::raft::network::paths as raft_paths;
+use crate::raft::TypeConfig;
+use crate::Command;
+
+/// Where a member serves forwarded requests, under its peer URL.
+pub mod paths {
+    /// Propose a command (the leader answers).
+    pub const PROPOSE: &str = "/kv/propose";
+    /// The leader's read index for a follower's linearizable read.
+    pub const READ_INDEX: &str = "/kv/read-index";
+    /// Renew a lease.
+    pub const LEASE_KEEPALIVE: &str = "/kv/lease/keepalive";
+    /// A lease's remaining TTL.
+    pub const LEASE_REMAINING: &str = "/kv/lease/remaining";
+    /// Change the membership.
+    pub const MEMBER: &str = "/kv/member";
+    /// This member's and the cluster's ids.
+    pub const IDENTITY: &str = "/kv/identity";
+}
+
+/// The largest body a member accepts from a peer (a snapshot chunk or a batch of entries).
+const MAX_PEER_BODY: usize = 256 << 20;
+
+/// Binds the peer listeners and serves them until the node stops.
+pub async fn start(node: &Node) -> Result<(), StartError> {
+    for addr in &node.inner.config.listen_peer {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?;
+        let serving = node.clone();
+        let stopping = node.clone();
+        tokio::spawn(http_server::serve(
+            listener,
+            move |request| handle(serving.clone(), request),
+            async move { stopping.stopped().await },
+        ));
+    }
+    Ok(())
+}
+
+async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_owned();
+    let body = match Limited::new(request.into_body(), MAX_PEER_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {error}"),
+            )
+        }
+    };
+    let raft = &node.inner.raft;
+    match path.as_str() {
+        raft_paths::APPEND => {
+            answer(&body, |rpc: AppendEntriesRequest<TypeConfig>| {
+                raft.append_entries(rpc)
+            })
+            .await
+        }
+        raft_paths::VOTE => answer(&body, |rpc: VoteRequest<u64>| raft.vote(rpc)).await,
+        raft_paths::SNAPSHOT => {
+            answer(&body, |rpc: InstallSnapshotRequest<TypeConfig>| {
+                raft.install_snapshot(rpc)
+            })
+            .await
+        }
+        paths::PROPOSE => answer(&body, |command: Command| propose(&node, command)).await,
+        paths::READ_INDEX => answer(&body, |(): ()| read_index(&node)).await,
+        paths::LEASE_KEEPALIVE => answer(&body, |id: i64| node.clone().keepalive_here(id)).await,
+        paths::LEASE_REMAINING => answer(&body, |id: i64| node.clone().remaining_here(id)).await,
+        paths::MEMBER => {
+            answer(&body, |change: MemberChange| {
+                node.clone().change_members_here(change)
+            })
+            .await
+        }
+        paths::IDENTITY => {
+            answer(&body, |(): ()| async {
+                Identity {
+                    member_id: node.id(),
+                    cluster_id: node.cluster_id(),
+                }
+            })
+            .await
+        }
+        other => text(StatusCode::NOT_FOUND, &format!("no peer endpoint {other}")),
+    }
+}
+
+/// A forwarded proposal; a member that lost the lead says so, and the follower looks again.
+async fn propose(node: &Node, command: Command) -> Result<crate::Applied, NodeError> {
+    let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
+    node.propose_here(&command, deadline)
+        .await
+        .map_err(redirect_error)
+}
+
+async fn read_index(node: &Node) -> Result<Option<crate::raft::LogId>, NodeError> {
+    let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
+    node.read_index_here(deadline).await.map_err(redirect_error)
+}
+
+fn redirect_error(redirect: Redirect) -> NodeError {
+    match redirect {
+        Redirect::To(_) | Redirect::Unknown => NodeError::NoLeader,
+        Redirect::Failed(error) => error,
+    }
+}
+
+async fn answer<Req, Resp, F, Fut>(body: &[u8], serve: F) -> Response<Full<Bytes>>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Resp>,
+{
+    let request = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(error) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot decode the request: {error}"),
+            )
+        }
+    };
+    match serde_json::to_vec(&serve(request).await) {
+        Ok(encoded) => Response::builder()
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(encoded)))
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the answer")),
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the answer: {error}"),
+        ),
+    }
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(message.to_owned())));
+    *response.status_mut() = status;
+    response
+}

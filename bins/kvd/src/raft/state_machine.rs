@@ -1,0 +1,298 @@
+//! The Raft state machine: the MVCC [`Store`] that committed entries are applied to, the log
+//! id and membership applied last, and the node's snapshots, implementing openraft's
+//! storage-v2 [`RaftStateMachine`].
+//!
+//! The store lives in memory. Durability comes from the Raft log, which holds every
+//! acknowledged entry on disk, and from the snapshot file: on restart the state machine starts
+//! from the last snapshot ([`StateMachine::open`]) and openraft re-applies the committed
+//! entries after it. Snapshots are taken as openraft's policy asks; the log before them is
+//! then purged.
+//!
+//! [`StateMachine`] is a cheap handle: the node keeps a clone to serve reads and watches
+//! while openraft owns the one it applies through.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageError, StorageIOError};
+use tokio::sync::broadcast;
+
+use super::snapshot_file::{SnapshotFile, SnapshotFileError};
+use super::{Entry, LogId, NodeId, Reply, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::{Event, Store};
+
+/// How many applied batches a slow watcher may fall behind before it must catch up from the
+/// store's history instead.
+const BATCH_BACKLOG: usize = 4096;
+
+/// The changes one applied entry made, all at one revision, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The revision the changes were made at.
+    pub revision: i64,
+    /// The changes, each with its previous key-value pair.
+    pub events: Vec<Event>,
+}
+
+/// What the state machine holds besides snapshots.
+#[derive(Debug, Default)]
+struct Applied {
+    store: Store,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// The state machine of one node; clones share it.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    applied: Arc<RwLock<Applied>>,
+    current_snapshot: Arc<Mutex<Option<SnapshotFile>>>,
+    batches: broadcast::Sender<Arc<Batch>>,
+    data_dir: PathBuf,
+}
+
+impl StateMachine {
+    /// Starts from the snapshot kept in `data_dir`, or empty if there is none.
+    pub fn open(data_dir: &Path) -> Result<Self, SnapshotFileError> {
+        let snapshot = SnapshotFile::load(data_dir)?;
+        let applied = match &snapshot {
+            Some(file) => Applied {
+                store: Store::restore(&file.data).map_err(|source| SnapshotFileError::Restore {
+                    path: data_dir.join(SnapshotFile::FILE_NAME),
+                    source,
+                })?,
+                last_applied: file.meta.last_log_id,
+                membership: file.meta.last_membership.clone(),
+            },
+            None => Applied::default(),
+        };
+        Ok(Self {
+            applied: Arc::new(RwLock::new(applied)),
+            current_snapshot: Arc::new(Mutex::new(snapshot)),
+            batches: broadcast::channel(BATCH_BACKLOG).0,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// Runs `read` on the store as it is now.
+    pub fn read<T>(&self, read: impl FnOnce(&Store) -> T) -> T {
+        read(
+            &self
+                .applied
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .store,
+        )
+    }
+
+    /// The id of the last entry applied.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.applied
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_applied
+    }
+
+    /// The membership applied last.
+    pub fn membership(&self) -> StoredMembership {
+        self.applied
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .membership
+            .clone()
+    }
+
+    /// Every batch applied from now on. Subscribe before reading history with
+    /// [`Store::events_since`] so that nothing falls between the two.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
+        self.batches.subscribe()
+    }
+
+    /// The size of the last snapshot's state, in bytes (0 before the first one).
+    pub fn snapshot_size(&self) -> usize {
+        self.current_snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |file| file.data.len())
+    }
+
+    fn publish(&self, events: Vec<Event>) {
+        let mut events = events.into_iter().peekable();
+        while let Some(first) = events.next() {
+            let revision = first.kv.mod_revision;
+            let mut batch = vec![first];
+            while let Some(event) = events.next_if(|event| event.kv.mod_revision == revision) {
+                batch.push(event);
+            }
+            // Nobody listening is fine: watchers read history when they start.
+            let _ = self.batches.send(Arc::new(Batch {
+                revision,
+                events: batch,
+            }));
+        }
+    }
+
+    async fn save_snapshot(&self, file: SnapshotFile) -> Result<(), StorageError<NodeId>> {
+        let data_dir = self.data_dir.clone();
+        let saved = tokio::task::spawn_blocking(move || file.save(&data_dir).map(|()| file))
+            .await
+            .map_err(|panicked| StorageIOError::write_snapshot(None, AnyError::new(&panicked)))?;
+        let file =
+            saved.map_err(|error| StorageIOError::write_snapshot(None, AnyError::new(&error)))?;
+        *self
+            .current_snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(file);
+        Ok(())
+    }
+}
+
+fn snapshot_id(last_log_id: Option<LogId>) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    match last_log_id {
+        Some(id) => format!("{}-{}-{nanos}", id.leader_id.term, id.index),
+        None => format!("0-0-{nanos}"),
+    }
+}
+
+fn to_snapshot(file: SnapshotFile) -> Snapshot<TypeConfig> {
+    Snapshot {
+        meta: file.meta,
+        snapshot: Box::new(Cursor::new(file.data)),
+    }
+}
+
+/// Takes a snapshot of the state machine as it is when [`RaftSnapshotBuilder::build_snapshot`]
+/// runs.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    machine: StateMachine,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let file = {
+            let applied = self
+                .machine
+                .applied
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let data = applied
+                .store
+                .snapshot()
+                .map_err(|error| StorageIOError::write_snapshot(None, AnyError::new(&error)))?;
+            SnapshotFile {
+                meta: SnapshotMeta {
+                    last_log_id: applied.last_applied,
+                    last_membership: applied.membership.clone(),
+                    snapshot_id: snapshot_id(applied.last_applied),
+                },
+                data,
+            }
+        };
+        self.machine.save_snapshot(file.clone()).await?;
+        Ok(to_snapshot(file))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
+        let applied = self.applied.read().unwrap_or_else(PoisonError::into_inner);
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut replies = Vec::new();
+        let mut changes = Vec::new();
+        {
+            let mut applied = self.applied.write().unwrap_or_else(PoisonError::into_inner);
+            for entry in entries {
+                applied.last_applied = Some(entry.log_id);
+                let reply = match entry.payload {
+                    EntryPayload::Blank => None,
+                    EntryPayload::Normal(command) => {
+                        let result = applied.store.apply_with_events(&command);
+                        if let Ok(done) = &result {
+                            changes.extend(done.events.iter().cloned());
+                        }
+                        Some(result)
+                    }
+                    EntryPayload::Membership(membership) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        None
+                    }
+                };
+                replies.push(reply);
+            }
+        }
+        self.publish(changes);
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            machine: self.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let store = Store::restore(&data).map_err(|error| {
+            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&error))
+        })?;
+        self.save_snapshot(SnapshotFile {
+            meta: meta.clone(),
+            data,
+        })
+        .await?;
+        let missed = {
+            let mut applied = self.applied.write().unwrap_or_else(PoisonError::into_inner);
+            let seen = applied.store.revision();
+            // Watchers on this node must still see every change the snapshot skipped over.
+            let missed = store
+                .events_since(seen + 1, b"\0", b"\0")
+                .unwrap_or_default();
+            applied.store = store;
+            applied.last_applied = meta.last_log_id;
+            applied.membership = meta.last_membership.clone();
+            missed
+        };
+        self.publish(missed);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self
+            .current_snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .map(to_snapshot))
+    }
+}

@@ -1,0 +1,153 @@
+//! JSON over HTTP/1.1 between members: one pooled hyper client per node, used for Raft
+//! messages and for requests a follower forwards to the leader.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::CONTENT_TYPE;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+/// Why a call to another member failed.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    /// The member's URL and the path do not make a valid request URI.
+    #[error("invalid peer URL {url}: {reason}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request body could not be encoded.
+    #[error("cannot encode the request to {url}: {source}")]
+    Encode {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// No connection, or it broke before the answer arrived.
+    #[error("member at {url} is unreachable: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// No answer within the deadline.
+    #[error("member at {url} did not answer within {timeout:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// The member answered with an HTTP error.
+    #[error("member at {url} answered {status}: {body}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: StatusCode,
+        /// The body, as text.
+        body: String,
+    },
+    /// The answer was not what the path returns.
+    #[error("cannot decode the answer from {url}: {source}")]
+    Decode {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// A pooled HTTP client for member-to-member calls; clones share connections.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+        }
+    }
+}
+
+impl Transport {
+    /// POSTs `body` as JSON to `path` under `base_url` and decodes the JSON answer, failing
+    /// after `timeout`.
+    pub async fn call<Req, Resp>(
+        &self,
+        base_url: &str,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, TransportError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let url = format!("{}{path}", base_url.trim_end_matches('/'));
+        let encoded = serde_json::to_vec(body).map_err(|source| TransportError::Encode {
+            url: url.clone(),
+            source,
+        })?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(&url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(encoded)))
+            .map_err(|error| TransportError::BadUrl {
+                url: url.clone(),
+                reason: error.to_string(),
+            })?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|error| {
+                TransportError::Unreachable {
+                    url: url.clone(),
+                    reason: error.to_string(),
+                }
+            })?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| TransportError::Unreachable {
+                    url: url.clone(),
+                    reason: error.to_string(),
+                })?
+                .to_bytes();
+            Ok::<_, TransportError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                url: url.clone(),
+                timeout,
+            })??;
+        if !status.is_success() {
+            return Err(TransportError::Status {
+                url,
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|source| TransportError::Decode { url, source })
+    }
+}

@@ -1,0 +1,129 @@
+use std::time::Duration;
+
+use sinew_kvd::{EventKind, Response};
+
+use crate::harness::{get, put, Cluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_through_a_follower_is_read_linearizably_everywhere() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower(leader);
+
+    let applied = cluster
+        .node(follower)
+        .propose(put("k", "v1"))
+        .await
+        .unwrap();
+
+    assert!(matches!(applied.response, Response::Put(_)));
+    for index in 0..3 {
+        assert_eq!(
+            get(cluster.node(index), "k", false).await.as_deref(),
+            Some("v1")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_continue_after_the_leader_stops_and_a_new_one_is_elected() {
+    let mut cluster = Cluster::start(3).await;
+    let old = cluster.leader().await;
+    cluster.node(old).propose(put("before", "1")).await.unwrap();
+
+    cluster.stop(old).await;
+    let new = cluster.leader().await;
+
+    assert_ne!(new, old);
+    let follower = cluster.follower(new);
+    cluster
+        .node(follower)
+        .propose(put("after", "2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(cluster.node(follower), "before", false)
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        get(cluster.node(new), "after", false).await.as_deref(),
+        Some("2")
+    );
+
+    cluster.restart(old).await;
+    assert_eq!(
+        get(cluster.node(old), "after", false).await.as_deref(),
+        Some("2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_cluster_restarted_from_disk_keeps_every_acknowledged_write() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    // More writes than the snapshot threshold, so restart goes through a snapshot and a
+    // purged log.
+    for index in 0..120 {
+        cluster
+            .node(leader)
+            .propose(put(&format!("key{index:03}"), &index.to_string()))
+            .await
+            .unwrap();
+    }
+
+    for index in 0..3 {
+        cluster.stop(index).await;
+    }
+    for index in 0..3 {
+        cluster.restart(index).await;
+    }
+    cluster.leader().await;
+
+    for index in 0..3 {
+        let node = cluster.node(index);
+        assert_eq!(get(node, "key000", false).await.as_deref(), Some("0"));
+        assert_eq!(get(node, "key119", false).await.as_deref(), Some("119"));
+        assert_eq!(node.machine().read(sinew_kvd::Store::revision), 121);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watcher_on_a_follower_sees_every_change_in_order_across_a_leader_change() {
+    let mut cluster = Cluster::start(3).await;
+    let old = cluster.leader().await;
+    let watcher_node = cluster.follower(old);
+    let mut batches = cluster.node(watcher_node).machine().subscribe();
+
+    for index in 0..5 {
+        cluster
+            .node(old)
+            .propose(put("w", &index.to_string()))
+            .await
+            .unwrap();
+    }
+    cluster.stop(old).await;
+    let new = cluster.leader().await;
+    for index in 5..10 {
+        cluster
+            .node(new)
+            .propose(put("w", &index.to_string()))
+            .await
+            .unwrap();
+    }
+
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        let batch = tokio::time::timeout(Duration::from_secs(5), batches.recv())
+            .await
+            .expect("a batch within 5 s")
+            .unwrap();
+        for event in &batch.events {
+            assert_eq!(event.kind, EventKind::Put);
+            seen.push(String::from_utf8(event.kv.value.clone()).unwrap());
+        }
+    }
+    let expected: Vec<String> = (0..10).map(|index| index.to_string()).collect();
+    assert_eq!(seen, expected);
+}
