@@ -9,6 +9,8 @@ use anyhow::{ensure, Result};
 use sinew::{Arch, Build, Options, Run};
 use sinew_vm::{deb, elf};
 
+pub mod etcd;
+
 /// Guest binaries every guest test needs.
 pub const GUEST_BINS: [&str; 2] = ["sinew-init", "sinew-probe"];
 

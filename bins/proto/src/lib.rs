@@ -26,6 +26,8 @@ pub mod digest;
 pub mod facts;
 pub mod frame;
 pub mod handshake;
+#[cfg(feature = "kv-client")]
+pub mod kv;
 pub mod remote_error;
 pub mod request;
 pub mod response;

@@ -3,6 +3,7 @@
 
 mod boot_media;
 mod guests;
+mod kv_client;
 mod leftovers;
 mod playbook;
 mod vm;

@@ -1,0 +1,186 @@
+//! The KV client (`sinew_proto::kv`) against real etcd 3.4: the same client kvd's users get,
+//! checked first against the server it imitates.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use sinew_proto::kv::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventType, KvClient, KvClientError,
+    PutRequest, RequestOp, TxnRequest, WatchCreateRequest,
+};
+use sinew_tests::etcd::{free_port, Etcd};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+#[test]
+fn reads_writes_transactions_and_leases_against_etcd() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let etcd = Etcd::start(dir.path(), 1)?;
+    runtime().block_on(async {
+        let kv = KvClient::new(etcd.endpoints())?;
+        let first = kv.put("app/a", "1").await?;
+        kv.put("app/b", "2").await?;
+        kv.put("other", "3").await?;
+
+        assert_eq!(
+            kv.get("app/a").await?.map(|kv| kv.value),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(kv.get("missing").await?, None);
+        let listed = kv.get_prefix("app/").await?;
+        assert_eq!(listed.count, 2);
+        assert_eq!(listed.kvs[1].key, b"app/b");
+
+        let swap = TxnRequest {
+            compare: vec![Compare {
+                result: CompareResult::Equal,
+                target: CompareTarget::Mod,
+                key: b"app/a".to_vec(),
+                mod_revision: first.header.revision,
+                ..Compare::default()
+            }],
+            success: vec![RequestOp::RequestPut(PutRequest {
+                key: b"app/a".to_vec(),
+                value: b"swapped".to_vec(),
+                ..PutRequest::default()
+            })],
+            failure: Vec::new(),
+        };
+        assert!(kv.txn(&swap).await?.succeeded);
+        assert!(!kv.txn(&swap).await?.succeeded, "the revision moved on");
+
+        let lease = kv.lease_grant(60).await?;
+        kv.put_request(&PutRequest {
+            key: b"leased".to_vec(),
+            value: b"x".to_vec(),
+            lease: lease.id,
+            ..PutRequest::default()
+        })
+        .await?;
+        let ttl = kv.lease_time_to_live(lease.id, true).await?;
+        assert_eq!(
+            (ttl.granted_ttl, ttl.keys.clone()),
+            (60, vec![b"leased".to_vec()])
+        );
+        assert!(kv.lease_keepalive_once(lease.id).await?.ttl > 0);
+        kv.lease_revoke(lease.id).await?;
+        assert_eq!(kv.get("leased").await?, None);
+        assert_eq!(kv.lease_time_to_live(lease.id, false).await?.ttl, -1);
+        assert_eq!(kv.lease_keepalive_once(lease.id).await?.ttl, 0);
+
+        let deleted = kv
+            .delete(&DeleteRangeRequest {
+                key: b"app/".to_vec(),
+                range_end: sinew_proto::kv::prefix_end(b"app/"),
+                prev_kv: true,
+            })
+            .await?;
+        assert_eq!(deleted.deleted, 2);
+        assert_eq!(deleted.prev_kvs[0].value, b"swapped");
+
+        let refused = kv.put("", "x").await.unwrap_err();
+        assert_eq!(
+            refused.server_message(),
+            Some("etcdserver: key is not provided"),
+            "{refused}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn calls_fail_over_from_a_dead_endpoint() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let etcd = Etcd::start(dir.path(), 1)?;
+    let dead = format!("http://127.0.0.1:{}", free_port()?);
+    runtime().block_on(async {
+        let kv = KvClient::new([dead.clone(), etcd.endpoints()[0].clone()])?;
+        kv.put("k", "v").await?;
+        assert_eq!(kv.get("k").await?.map(|kv| kv.value), Some(b"v".to_vec()));
+
+        let only_dead = KvClient::new([dead])?;
+        let error = only_dead.get("k").await.unwrap_err();
+        assert!(
+            matches!(error, KvClientError::Unreachable { .. }),
+            "{error}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_watch_resumes_after_its_server_is_killed_and_restarted() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut etcd = Etcd::start(dir.path(), 1)?;
+    let runtime = runtime();
+    let kv = KvClient::new(etcd.endpoints())?;
+    let mut watch = runtime.block_on(async {
+        let watch = kv.watch(WatchCreateRequest {
+            key: b"w/".to_vec(),
+            range_end: sinew_proto::kv::prefix_end(b"w/"),
+            prev_kv: true,
+            ..WatchCreateRequest::default()
+        });
+        // Let the watch be created before the first change.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for index in 0..3 {
+            kv.put(format!("w/{index}"), index.to_string()).await?;
+        }
+        anyhow::Ok(watch)
+    })?;
+
+    etcd.kill(0)?;
+    etcd.restart(0)?;
+    etcd.wait_healthy(Duration::from_secs(30))?;
+
+    runtime.block_on(async {
+        for index in 3..6 {
+            kv.put(format!("w/{index}"), index.to_string()).await?;
+        }
+        kv.delete(&DeleteRangeRequest {
+            key: b"w/0".to_vec(),
+            ..DeleteRangeRequest::default()
+        })
+        .await?;
+        let mut seen = Vec::new();
+        while seen.len() < 7 {
+            let batch = tokio::time::timeout(Duration::from_secs(20), watch.next())
+                .await?
+                .expect("the watch goes on")?;
+            for event in batch.events {
+                seen.push((
+                    event.kind,
+                    String::from_utf8_lossy(&event.kv.key).into_owned(),
+                ));
+            }
+        }
+        let mut expected: Vec<(EventType, String)> = (0..6)
+            .map(|index| (EventType::Put, format!("w/{index}")))
+            .collect();
+        expected.push((EventType::Delete, "w/0".to_owned()));
+        assert_eq!(seen, expected, "every change once, in order");
+        Ok(())
+    })
+}
+
+#[test]
+fn a_kept_alive_lease_outlives_its_ttl_and_expires_once_dropped() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let etcd = Etcd::start(dir.path(), 1)?;
+    runtime().block_on(async {
+        let kv = KvClient::new(etcd.endpoints())?;
+        let lease = kv.lease_grant(2).await?;
+        let keeper = kv.keep_alive(lease.id, lease.ttl);
+
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(keeper.is_alive());
+        assert!(kv.lease_time_to_live(lease.id, false).await?.ttl > 0);
+
+        drop(keeper);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(kv.lease_time_to_live(lease.id, false).await?.ttl, -1);
+        Ok(())
+    })
+}
