@@ -80,7 +80,7 @@ fn reads_writes_transactions_and_leases_against_etcd() -> Result<()> {
         assert_eq!(deleted.deleted, 2);
         assert_eq!(deleted.prev_kvs[0].value, b"swapped");
 
-        let refused = kv.put("", "x").await.unwrap_err();
+        let refused = kv.put("", "x").await.expect_err("an empty key is refused");
         assert_eq!(
             refused.server_message(),
             Some("etcdserver: key is not provided"),
@@ -101,7 +101,7 @@ fn calls_fail_over_from_a_dead_endpoint() -> Result<()> {
         assert_eq!(kv.get("k").await?.map(|kv| kv.value), Some(b"v".to_vec()));
 
         let only_dead = KvClient::new([dead])?;
-        let error = only_dead.get("k").await.unwrap_err();
+        let error = only_dead.get("k").await.expect_err("nothing answers");
         assert!(
             matches!(error, KvClientError::Unreachable { .. }),
             "{error}"
