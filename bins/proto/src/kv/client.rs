@@ -371,6 +371,64 @@ impl KvClient {
         .await
     }
 
+    /// A copy of the store, as the first endpoint that answers streams it.
+    pub async fn snapshot(&self) -> Result<Vec<u8>, KvClientError> {
+        let chunks: String = self
+            .call_text("/v3/maintenance/snapshot", &serde_json::json!({}))
+            .await?;
+        let mut blob = Vec::new();
+        for line in chunks.lines().filter(|line| !line.trim().is_empty()) {
+            let message: StreamMessage<SnapshotChunk> =
+                serde_json::from_str(line).map_err(|error| KvClientError::Decode {
+                    endpoint: "/v3/maintenance/snapshot".to_owned(),
+                    reason: error.to_string(),
+                })?;
+            blob.extend(stream_result(message, "/v3/maintenance/snapshot")?.blob);
+        }
+        Ok(blob)
+    }
+
+    /// A read whose answer is a stream of JSON lines, returned whole.
+    async fn call_text(
+        &self,
+        path: &str,
+        request: &serde_json::Value,
+    ) -> Result<String, KvClientError> {
+        let body = Bytes::from(request.to_string());
+        let mut last = String::new();
+        for (index, endpoint) in self.rotation() {
+            let attempt = async {
+                let response = self.send(endpoint, path, body.clone()).await?;
+                let status = response.status();
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|error| Attempt::Unanswered(error.to_string()))?
+                    .to_bytes();
+                if !status.is_success() {
+                    return Err(Attempt::Refused(refusal(endpoint, status.as_u16(), &bytes)));
+                }
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            };
+            match attempt.await {
+                Ok(text) => {
+                    self.prefer(index);
+                    return Ok(text);
+                }
+                Err(Attempt::NotSent(reason) | Attempt::Unanswered(reason)) => {
+                    last = format!("{endpoint}: {reason}");
+                }
+                Err(Attempt::Refused(error)) if error.try_elsewhere() => last = error.to_string(),
+                Err(Attempt::Refused(error)) => return Err(error),
+            }
+        }
+        Err(KvClientError::Unreachable {
+            endpoints: self.inner.endpoints.clone(),
+            last,
+        })
+    }
+
     /// The status of one endpoint (no failover: it describes that member).
     pub async fn status(&self, endpoint: &str) -> Result<StatusResponse, KvClientError> {
         let body = Bytes::from_static(b"{}");

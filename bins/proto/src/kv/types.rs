@@ -575,3 +575,17 @@ pub struct GatewayError {
     /// The gRPC status code.
     pub code: i32,
 }
+
+/// One message of `/v3/maintenance/snapshot`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SnapshotChunk {
+    /// Header.
+    pub header: ResponseHeader,
+    /// Bytes still to come after this chunk.
+    #[serde(with = "wire::uint64")]
+    pub remaining_bytes: u64,
+    /// This chunk.
+    #[serde(with = "wire::bytes")]
+    pub blob: Vec<u8>,
+}
