@@ -37,6 +37,7 @@
 pub mod build;
 pub mod host;
 mod janitor;
+pub mod kv;
 pub mod lab;
 mod outcome;
 pub mod paths;

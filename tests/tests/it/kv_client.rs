@@ -184,3 +184,71 @@ fn a_kept_alive_lease_outlives_its_ttl_and_expires_once_dropped() -> Result<()> 
         Ok(())
     })
 }
+
+#[test]
+fn a_lock_excludes_until_released_and_passes_on_when_a_holders_lease_expires() -> Result<()> {
+    use sinew::kv::{Election, Lock};
+
+    let dir = tempfile::tempdir()?;
+    let etcd = Etcd::start(dir.path(), 1)?;
+    runtime().block_on(async {
+        let kv = KvClient::new(etcd.endpoints())?;
+        let first = Lock::acquire(&kv, "locks/job", 5).await?;
+
+        let waiter_kv = kv.clone();
+        let mut waiter =
+            tokio::spawn(async move { Lock::acquire(&waiter_kv, "locks/job", 5).await });
+        let early = tokio::time::timeout(Duration::from_secs(1), &mut waiter).await;
+        assert!(
+            early.is_err(),
+            "the second contender waits while the lock is held"
+        );
+
+        let first_token = first.revision();
+        first.unlock().await?;
+        let second = tokio::time::timeout(Duration::from_secs(5), waiter).await???;
+        assert!(second.revision() > first_token, "fencing tokens grow");
+
+        // A holder that stops renewing loses the lock once its lease expires.
+        let stale_compare = second.is_held_compare();
+        drop(second);
+        let third =
+            tokio::time::timeout(Duration::from_secs(15), Lock::acquire(&kv, "locks/job", 5))
+                .await??;
+        let fenced = kv
+            .txn(&TxnRequest {
+                compare: vec![stale_compare],
+                success: vec![RequestOp::RequestPut(PutRequest {
+                    key: b"protected".to_vec(),
+                    value: b"stale writer".to_vec(),
+                    ..PutRequest::default()
+                })],
+                failure: Vec::new(),
+            })
+            .await?;
+        assert!(
+            !fenced.succeeded,
+            "the old holder's guarded write is refused"
+        );
+        third.unlock().await?;
+
+        let election = Election::new(&kv, "elections/db");
+        assert_eq!(election.leader().await?, None);
+        let leader = election.campaign("node-a", 5).await?;
+        assert!(leader.proclaim("node-a:v2").await?);
+        assert_eq!(
+            election.leader().await?.map(|kv| kv.value),
+            Some(b"node-a:v2".to_vec())
+        );
+        let follower_election = election.clone();
+        let next = tokio::spawn(async move { follower_election.campaign("node-b", 5).await });
+        leader.resign().await?;
+        let next = tokio::time::timeout(Duration::from_secs(5), next).await???;
+        assert_eq!(
+            election.leader().await?.map(|kv| kv.value),
+            Some(b"node-b".to_vec())
+        );
+        next.resign().await?;
+        Ok(())
+    })
+}

@@ -107,6 +107,18 @@ pub struct RangeRequest {
     /// Only count.
     #[serde(skip_serializing_if = "is_zero")]
     pub count_only: bool,
+    /// Leave out keys modified before this revision (0: no bound).
+    #[serde(with = "wire::int64", skip_serializing_if = "is_zero")]
+    pub min_mod_revision: i64,
+    /// Leave out keys modified after this revision (0: no bound).
+    #[serde(with = "wire::int64", skip_serializing_if = "is_zero")]
+    pub max_mod_revision: i64,
+    /// Leave out keys created before this revision (0: no bound).
+    #[serde(with = "wire::int64", skip_serializing_if = "is_zero")]
+    pub min_create_revision: i64,
+    /// Leave out keys created after this revision (0: no bound).
+    #[serde(with = "wire::int64", skip_serializing_if = "is_zero")]
+    pub max_create_revision: i64,
 }
 
 /// The answer to a range.

@@ -98,6 +98,7 @@ async fn get(client: &KvClient, args: GetArgs, format: Format) -> Result<()> {
             serializable,
             keys_only: args.keys_only,
             count_only: args.count_only,
+            ..RangeRequest::default()
         })
         .await?;
     match format {
