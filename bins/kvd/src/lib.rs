@@ -51,6 +51,7 @@ mod base64_bytes;
 pub mod command;
 pub mod compare;
 pub mod error;
+pub mod gateway;
 mod history;
 pub mod key_range;
 pub mod kv;
