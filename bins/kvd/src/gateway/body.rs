@@ -149,6 +149,10 @@ pub fn too_large(size: usize, limit: usize) -> Status {
     )
 }
 
+/// How much of a refused body is still read (and dropped) so the client, still sending,
+/// receives the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 16 << 20;
+
 /// Reads a whole request body, refusing one longer than `limit` bytes.
 pub async fn read_body<B>(mut body: B, limit: usize, grpc_limit: usize) -> Result<Bytes, Status>
 where
@@ -161,11 +165,27 @@ where
         if let Ok(data) = frame.into_data() {
             collected.extend_from_slice(&data);
             if collected.len() > limit {
-                return Err(too_large(collected.len(), grpc_limit));
+                let size = drain(body, collected.len()).await;
+                return Err(too_large(size, grpc_limit));
             }
         }
     }
     Ok(Bytes::from(collected))
+}
+
+/// Reads and drops the rest of a body, up to [`DRAIN_LIMIT`] bytes in all; returns how many
+/// bytes the body had, as far as read.
+async fn drain<B>(mut body: B, mut size: usize) -> usize
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    while size <= DRAIN_LIMIT {
+        match body.frame().await {
+            Some(Ok(frame)) => size += frame.data_ref().map_or(0, Bytes::len),
+            Some(Err(_)) | None => break,
+        }
+    }
+    size
 }
 
 /// Decodes a unary request as etcd's gateway does: an empty body or `null` is the empty
