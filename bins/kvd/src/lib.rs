@@ -51,6 +51,7 @@ mod base64_bytes;
 pub mod command;
 pub mod compare;
 pub mod error;
+pub mod gateway;
 mod history;
 mod http_server;
 pub mod key_range;

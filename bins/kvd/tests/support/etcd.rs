@@ -1,0 +1,79 @@
+//! A real etcd (Debian's etcd-server, 3.4) on loopback ports with a temporary data directory,
+//! killed when dropped.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client::post;
+
+/// A running etcd.
+pub struct Etcd {
+    pub addr: SocketAddr,
+    child: Child,
+    _data: tempfile::TempDir,
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers; fails the test if etcd is not installed.
+    pub async fn start() -> Self {
+        let data = tempfile::tempdir().expect("data directory");
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "gateway-test", "--data-dir"])
+            .arg(data.path().join("etcd"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("gateway-test={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot run etcd ({error}); the side-by-side tests need etcd 3.4: \
+                     apt-get install etcd-server"
+                )
+            });
+        let etcd = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], client)),
+            child,
+            _data: data,
+        };
+        etcd.wait_ready().await;
+        etcd
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                let answer = post(self.addr, "/v3/maintenance/status", "{}").await;
+                if answer.status.is_success() && answer.json()["leader"].is_string() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "etcd did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        // Already gone is fine.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
