@@ -48,12 +48,13 @@
 #![warn(missing_docs)]
 
 mod base64_bytes;
+pub mod client_api;
 pub mod command;
 pub mod compare;
 pub mod error;
 pub mod gateway;
 mod history;
-mod http_server;
+pub mod http_server;
 pub mod key_range;
 pub mod kv;
 pub mod lease;

@@ -13,16 +13,18 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::gateway::NodeStatus;
 use crate::raft::{
     LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, SnapshotFileError, StateMachine,
     Transport, TypeConfig,
 };
 use crate::{Applied, Command, KvError, RangeRequest, RangeResponse};
 
+mod backend;
 mod config;
 mod error;
 mod identity;
@@ -30,6 +32,7 @@ mod leases;
 mod members;
 mod peer_server;
 
+pub use backend::SERVER_VERSION;
 pub use config::{
     cluster_id, member_id, parse_initial_cluster, parse_url, ClusterState, ConfigError,
     InitialMember, NodeConfig,
@@ -75,29 +78,6 @@ pub enum StartError {
     /// openraft refused to start or to found the cluster.
     #[error("raft: {0}")]
     Raft(String),
-}
-
-/// What `maintenance/status` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeStatus {
-    /// This member's id.
-    pub member_id: NodeId,
-    /// The cluster's id.
-    pub cluster_id: u64,
-    /// The leader's id, 0 if none is known.
-    pub leader: NodeId,
-    /// The current Raft term.
-    pub raft_term: u64,
-    /// The index of the last entry in this member's log.
-    pub raft_index: u64,
-    /// The index of the last entry applied.
-    pub raft_applied_index: u64,
-    /// The size of the last snapshot of the store, in bytes.
-    pub db_size: i64,
-    /// Whether this member is a learner.
-    pub is_learner: bool,
-    /// The store's revision.
-    pub revision: i64,
 }
 
 struct Inner {
@@ -413,6 +393,7 @@ impl Node {
 
     /// What this member reports about itself.
     pub fn status(&self) -> NodeStatus {
+        let db_size = i64::try_from(self.inner.machine.snapshot_size()).unwrap_or(i64::MAX);
         let metrics = self.inner.raft.metrics().borrow().clone();
         let is_learner = !metrics
             .membership_config
@@ -420,15 +401,16 @@ impl Node {
             .voter_ids()
             .any(|voter| voter == self.inner.id);
         NodeStatus {
-            member_id: self.inner.id,
-            cluster_id: self.inner.cluster_id,
-            leader: metrics.current_leader.unwrap_or(0),
-            raft_term: metrics.current_term,
-            raft_index: metrics.last_log_index.unwrap_or(0),
-            raft_applied_index: metrics.last_applied.map_or(0, |id| id.index),
-            db_size: i64::try_from(self.inner.machine.snapshot_size()).unwrap_or(i64::MAX),
-            is_learner,
             revision: self.inner.machine.read(crate::Store::revision),
+            version: SERVER_VERSION.to_owned(),
+            db_size,
+            db_size_in_use: db_size,
+            leader: metrics.current_leader.unwrap_or(0),
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_term: metrics.current_term,
+            raft_applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            errors: Vec::new(),
+            is_learner,
         }
     }
 

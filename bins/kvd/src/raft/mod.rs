@@ -21,7 +21,7 @@ pub use log_store::{LogStore, LogStoreError};
 pub use member::Member;
 pub use network::PeerNetwork;
 pub use snapshot_file::{SnapshotFile, SnapshotFileError};
-pub use state_machine::{Batch, StateMachine};
+pub use state_machine::StateMachine;
 pub use transport::{Transport, TransportError};
 
 /// A Raft node's id.

@@ -22,20 +22,12 @@ use tokio::sync::broadcast;
 
 use super::snapshot_file::{SnapshotFile, SnapshotFileError};
 use super::{Entry, LogId, NodeId, Reply, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::gateway::WatchBatch;
 use crate::{Event, Store};
 
 /// How many applied batches a slow watcher may fall behind before it must catch up from the
 /// store's history instead.
 const BATCH_BACKLOG: usize = 4096;
-
-/// The changes one applied entry made, all at one revision, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    /// The revision the changes were made at.
-    pub revision: i64,
-    /// The changes, each with its previous key-value pair.
-    pub events: Vec<Event>,
-}
 
 /// What the state machine holds besides snapshots.
 #[derive(Debug, Default)]
@@ -50,7 +42,7 @@ struct Applied {
 pub struct StateMachine {
     applied: Arc<RwLock<Applied>>,
     current_snapshot: Arc<Mutex<Option<SnapshotFile>>>,
-    batches: broadcast::Sender<Arc<Batch>>,
+    batches: broadcast::Sender<WatchBatch>,
     data_dir: PathBuf,
 }
 
@@ -107,7 +99,7 @@ impl StateMachine {
 
     /// Every batch applied from now on. Subscribe before reading history with
     /// [`Store::events_since`] so that nothing falls between the two.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<WatchBatch> {
         self.batches.subscribe()
     }
 
@@ -129,10 +121,10 @@ impl StateMachine {
                 batch.push(event);
             }
             // Nobody listening is fine: watchers read history when they start.
-            let _ = self.batches.send(Arc::new(Batch {
+            let _ = self.batches.send(WatchBatch {
                 revision,
                 events: batch,
-            }));
+            });
         }
     }
 
