@@ -9,7 +9,7 @@ use anyhow::{ensure, Result};
 use sinew::{Arch, Build, Options, Run};
 use sinew_vm::{deb, elf};
 
-pub mod etcd;
+pub mod kv_cluster;
 
 /// Guest binaries every guest test needs.
 pub const GUEST_BINS: [&str; 2] = ["sinew-init", "sinew-probe"];

@@ -8,7 +8,7 @@ use sinew_proto::kv::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventType, KvClient, KvClientError,
     PutRequest, RequestOp, TxnRequest, WatchCreateRequest,
 };
-use sinew_tests::etcd::{free_port, Etcd};
+use sinew_tests::kv_cluster::{free_port, KvCluster, Server};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("tokio runtime")
@@ -17,7 +17,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn reads_writes_transactions_and_leases_against_etcd() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let etcd = Etcd::start(dir.path(), 1)?;
+    let etcd = KvCluster::start(Server::Etcd, dir.path(), 1)?;
     runtime().block_on(async {
         let kv = KvClient::new(etcd.endpoints())?;
         let first = kv.put("app/a", "1").await?;
@@ -93,7 +93,7 @@ fn reads_writes_transactions_and_leases_against_etcd() -> Result<()> {
 #[test]
 fn calls_fail_over_from_a_dead_endpoint() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let etcd = Etcd::start(dir.path(), 1)?;
+    let etcd = KvCluster::start(Server::Etcd, dir.path(), 1)?;
     let dead = format!("http://127.0.0.1:{}", free_port()?);
     runtime().block_on(async {
         let kv = KvClient::new([dead.clone(), etcd.endpoints()[0].clone()])?;
@@ -113,7 +113,7 @@ fn calls_fail_over_from_a_dead_endpoint() -> Result<()> {
 #[test]
 fn a_watch_resumes_after_its_server_is_killed_and_restarted() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut etcd = Etcd::start(dir.path(), 1)?;
+    let mut etcd = KvCluster::start(Server::Etcd, dir.path(), 1)?;
     let runtime = runtime();
     let kv = KvClient::new(etcd.endpoints())?;
     let mut watch = runtime.block_on(async {
@@ -168,7 +168,7 @@ fn a_watch_resumes_after_its_server_is_killed_and_restarted() -> Result<()> {
 #[test]
 fn a_kept_alive_lease_outlives_its_ttl_and_expires_once_dropped() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let etcd = Etcd::start(dir.path(), 1)?;
+    let etcd = KvCluster::start(Server::Etcd, dir.path(), 1)?;
     runtime().block_on(async {
         let kv = KvClient::new(etcd.endpoints())?;
         let lease = kv.lease_grant(2).await?;
@@ -190,7 +190,7 @@ fn a_lock_excludes_until_released_and_passes_on_when_a_holders_lease_expires() -
     use sinew::kv::{Election, Lock};
 
     let dir = tempfile::tempdir()?;
-    let etcd = Etcd::start(dir.path(), 1)?;
+    let etcd = KvCluster::start(Server::Etcd, dir.path(), 1)?;
     runtime().block_on(async {
         let kv = KvClient::new(etcd.endpoints())?;
         let first = Lock::acquire(&kv, "locks/job", 5).await?;

@@ -4,6 +4,7 @@
 mod boot_media;
 mod guests;
 mod kv_client;
+mod kvd_cluster;
 mod leftovers;
 mod playbook;
 mod vm;

@@ -1,5 +1,6 @@
-//! Real etcd (Debian's `etcd-server`, 3.4) on loopback, for side-by-side checks and the KV
-//! benchmark: one member or a cluster, each with its own data directory, killed on drop.
+//! KV clusters on loopback, started the same way whether the server is real etcd (Debian's
+//! `etcd-server`, 3.4) or kvd, since kvd takes etcd's flags: for side-by-side checks, crash
+//! tests and the KV benchmark. Each member has its own data directory; all are killed on drop.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -7,8 +8,78 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use sinew::setup::{ensure_tools, Tool};
+use sinew_proto::kv::KvClient;
+
+/// Which server a cluster runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Server {
+    /// Debian's etcd.
+    Etcd,
+    /// kvd, built from this workspace.
+    Kvd(PathBuf),
+}
+
+impl Server {
+    /// kvd, built now (once per process and profile) from this workspace.
+    pub fn kvd(release: bool) -> Result<Self> {
+        static DEBUG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        static RELEASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        let built = if release { &RELEASE } else { &DEBUG };
+        built
+            .get_or_init(|| build_kvd(release).map_err(|error| format!("{error:#}")))
+            .clone()
+            .map(Self::Kvd)
+            .map_err(anyhow::Error::msg)
+    }
+
+    fn program(&self) -> &std::ffi::OsStr {
+        match self {
+            Self::Etcd => "etcd".as_ref(),
+            Self::Kvd(path) => path.as_os_str(),
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Etcd => "etcd",
+            Self::Kvd(_) => "kvd",
+        }
+    }
+}
+
+fn build_kvd(release: bool) -> Result<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests crate lives in the workspace")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build.current_dir(workspace).args([
+        "build",
+        "--quiet",
+        "-p",
+        "sinew-kvd",
+        "--bin",
+        "kvd",
+        "--bin",
+        "kvctl",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build for kvd")?;
+    ensure!(
+        status.success(),
+        "cargo build -p sinew-kvd failed: {status}"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("kvd"))
+}
 
 /// Installs etcd and etcdctl once per process if they are missing (as root on Debian), and
 /// panics with the setup's error otherwise.
@@ -54,27 +125,29 @@ pub struct Member {
     pub data_dir: PathBuf,
 }
 
-/// A running etcd cluster on loopback; every member is killed on drop.
+/// A running cluster on loopback; every member is killed on drop.
 #[derive(Debug)]
-pub struct Etcd {
+pub struct KvCluster {
+    /// The server it runs.
+    pub server: Server,
     /// The members.
     pub members: Vec<Member>,
     children: Vec<Option<Child>>,
     initial_cluster: String,
 }
 
-impl Etcd {
-    /// Starts `size` members under `dir` (fsync on, as etcd always does), with the v2 API
-    /// enabled, and waits until the cluster answers.
-    pub fn start(dir: &Path, size: usize) -> Result<Self> {
+impl KvCluster {
+    /// Starts `size` members of `server` under `dir` (both fsync every write), with the v2
+    /// API enabled, and waits until the cluster answers.
+    pub fn start(server: Server, dir: &Path, size: usize) -> Result<Self> {
         installed();
         let members = (0..size)
             .map(|index| {
                 Ok(Member {
-                    name: format!("etcd{index}"),
+                    name: format!("{}{index}", server.name()),
                     client_url: format!("http://127.0.0.1:{}", free_port()?),
                     peer_url: format!("http://127.0.0.1:{}", free_port()?),
-                    data_dir: dir.join(format!("etcd{index}")),
+                    data_dir: dir.join(format!("{}{index}", server.name())),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -83,16 +156,17 @@ impl Etcd {
             .map(|member| format!("{}={}", member.name, member.peer_url))
             .collect::<Vec<_>>()
             .join(",");
-        let mut etcd = Self {
+        let mut cluster = Self {
+            server,
             children: (0..size).map(|_| None).collect(),
             members,
             initial_cluster,
         };
         for index in 0..size {
-            etcd.spawn(index)?;
+            cluster.spawn(index)?;
         }
-        etcd.wait_healthy(Duration::from_secs(30))?;
-        Ok(etcd)
+        cluster.wait_healthy(Duration::from_secs(30))?;
+        Ok(cluster)
     }
 
     /// Every member's client URL.
@@ -106,7 +180,7 @@ impl Etcd {
     fn spawn(&mut self, index: usize) -> Result<()> {
         let member = &self.members[index];
         let log = std::fs::File::create(format!("{}.log", member.data_dir.display()))?;
-        let child = Command::new("etcd")
+        let child = Command::new(self.server.program())
             .args(["--name", &member.name, "--enable-v2"])
             .arg("--data-dir")
             .arg(&member.data_dir)
@@ -117,10 +191,11 @@ impl Etcd {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-token", "sinew-test"])
             .args(["--log-level", "warn", "--logger", "zap"])
+            .env("RUST_BACKTRACE", "1")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("starting etcd")?;
+            .with_context(|| format!("starting {}", self.server.name()))?;
         self.children[index] = Some(child);
         Ok(())
     }
@@ -140,26 +215,36 @@ impl Etcd {
         self.spawn(index)
     }
 
-    /// Waits until every running member answers `/health` with a leader.
+    /// Sends SIGTERM to member `index` and waits for it to exit; returns its exit status.
+    pub fn terminate(&mut self, index: usize) -> Result<std::process::ExitStatus> {
+        let mut child = self.children[index]
+            .take()
+            .context("the member is not running")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        Ok(child.wait()?)
+    }
+
+    /// Waits until every running member serves a linearizable read.
     pub fn wait_healthy(&self, patience: Duration) -> Result<()> {
         let started = Instant::now();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         for (member, child) in self.members.iter().zip(&self.children) {
             if child.is_none() {
                 continue;
             }
+            let client =
+                KvClient::with_timeout([member.client_url.clone()], Duration::from_secs(2))?;
             loop {
-                let health = Command::new("etcdctl")
-                    .env("ETCDCTL_API", "3")
-                    .args(["--endpoints", &member.client_url, "endpoint", "health"])
-                    .output()?;
-                if health.status.success() {
-                    break;
-                }
+                let answer = runtime.block_on(client.get("health"));
+                let Err(error) = answer else { break };
                 if started.elapsed() > patience {
                     bail!(
-                        "etcd member {} not healthy within {patience:?}: {}",
+                        "{} member {} not healthy within {patience:?}: {error}",
+                        self.server.name(),
                         member.name,
-                        String::from_utf8_lossy(&health.stderr)
                     );
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -169,7 +254,7 @@ impl Etcd {
     }
 }
 
-impl Drop for Etcd {
+impl Drop for KvCluster {
     fn drop(&mut self) {
         for child in self.children.iter_mut().flatten() {
             // Already dead is fine.

@@ -1,0 +1,197 @@
+//! kvd as users run it: three `kvd` processes on loopback, driven through the v3 JSON API
+//! with the SDK's client, killed with SIGKILL and restarted from their data directories.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use sinew_proto::kv::{KvClient, PutRequest, WatchCreateRequest};
+use sinew_tests::kv_cluster::{KvCluster, Server};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+fn kvd(dir: &std::path::Path, size: usize) -> Result<KvCluster> {
+    KvCluster::start(Server::kvd(false)?, dir, size)
+}
+
+/// The index of the member every running member names as leader.
+async fn leader(cluster: &KvCluster, client: &KvClient) -> Result<usize> {
+    for _ in 0..100 {
+        let mut answers = Vec::new();
+        for (index, member) in cluster.members.iter().enumerate() {
+            if let Ok(status) = client.status(&member.client_url).await {
+                answers.push((index, status.header.member_id, status.leader));
+            }
+        }
+        let agreed = answers
+            .first()
+            .map(|(_, _, leader)| *leader)
+            .filter(|leader| *leader != 0 && answers.iter().all(|answer| answer.2 == *leader));
+        if let Some(leader) = agreed {
+            if let Some((index, _, _)) = answers.iter().find(|answer| answer.1 == leader) {
+                return Ok(*index);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no agreed leader within 10 s")
+}
+
+#[test]
+fn every_acknowledged_write_survives_sigkill_of_every_member_mid_write() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = kvd(dir.path(), 3)?;
+    let runtime = runtime();
+    let client = KvClient::with_timeout(cluster.endpoints(), Duration::from_secs(2))?;
+    let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let client = client.clone();
+            let acknowledged = Arc::clone(&acknowledged);
+            runtime.spawn(async move {
+                for index in 0.. {
+                    let key = format!("w{writer}/{index:06}");
+                    if client
+                        .put(key.clone(), format!("{writer}-{index}"))
+                        .await
+                        .is_ok()
+                    {
+                        acknowledged
+                            .lock()
+                            .expect("lock")
+                            .insert(key, format!("{writer}-{index}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for index in 0..3 {
+        cluster.kill(index)?;
+    }
+    for writer in writers {
+        writer.abort();
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    ensure!(
+        acknowledged.len() > 50,
+        "only {} writes were acknowledged",
+        acknowledged.len()
+    );
+
+    for index in 0..3 {
+        cluster.restart(index)?;
+    }
+    cluster.wait_healthy(Duration::from_secs(30))?;
+
+    runtime.block_on(async {
+        let stored = client.get_prefix("w").await?;
+        let stored: BTreeMap<String, String> = stored
+            .kvs
+            .into_iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(&kv.key).into_owned(),
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                )
+            })
+            .collect();
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|(key, value)| stored.get(*key) != Some(*value))
+            .map(|(key, _)| key)
+            .collect();
+        ensure!(
+            lost.is_empty(),
+            "{} of {} acknowledged writes lost: {lost:?}",
+            lost.len(),
+            acknowledged.len()
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn writes_and_a_watch_go_on_when_the_leader_is_killed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = kvd(dir.path(), 3)?;
+    let runtime = runtime();
+    let client = KvClient::with_timeout(cluster.endpoints(), Duration::from_secs(10))?;
+    let old = runtime.block_on(leader(&cluster, &client))?;
+    // Watch through a member that survives.
+    let watcher_url = cluster.members[(old + 1) % 3].client_url.clone();
+    let watcher = KvClient::new([watcher_url])?;
+    let mut watch = runtime.block_on(async {
+        let watch = watcher.watch(WatchCreateRequest {
+            key: b"seq/".to_vec(),
+            range_end: sinew_proto::kv::prefix_end(b"seq/"),
+            ..WatchCreateRequest::default()
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for index in 0..5 {
+            client.put(format!("seq/{index}"), "before").await?;
+        }
+        anyhow::Ok(watch)
+    })?;
+
+    cluster.kill(old)?;
+
+    runtime.block_on(async {
+        for index in 5..10 {
+            client.put(format!("seq/{index}"), "after").await?;
+        }
+        let new = leader(&cluster, &client).await?;
+        ensure!(new != old, "a new leader was elected");
+        let mut seen = Vec::new();
+        while seen.len() < 10 {
+            let batch = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await?
+                .expect("the watch goes on")?;
+            seen.extend(batch.events.into_iter().map(|event| event.kv.key));
+        }
+        let expected: Vec<Vec<u8>> = (0..10)
+            .map(|index| format!("seq/{index}").into_bytes())
+            .collect();
+        ensure!(seen == expected, "watch saw {seen:?}");
+        Ok(())
+    })
+}
+
+#[test]
+fn a_lease_expires_through_the_api_and_sigterm_stops_a_member_cleanly() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = kvd(dir.path(), 3)?;
+    let runtime = runtime();
+    let client = KvClient::new(cluster.endpoints())?;
+    runtime.block_on(async {
+        let lease = client.lease_grant(2).await?;
+        ensure!(lease.ttl == 2, "granted {}", lease.ttl);
+        client
+            .put_request(&PutRequest {
+                key: b"ephemeral".to_vec(),
+                value: b"x".to_vec(),
+                lease: lease.id,
+                ..PutRequest::default()
+            })
+            .await?;
+        ensure!(client.get("ephemeral").await?.is_some());
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        ensure!(
+            client.get("ephemeral").await?.is_none(),
+            "the key went with its lease"
+        );
+        ensure!(client.lease_time_to_live(lease.id, false).await?.ttl == -1);
+        Ok(())
+    })?;
+
+    let status = cluster.terminate(2)?;
+    ensure!(status.success(), "kvd exited with {status} on SIGTERM");
+    runtime.block_on(async {
+        client.put("after-sigterm", "ok").await?;
+        ensure!(client.get("after-sigterm").await?.is_some());
+        Ok(())
+    })
+}
