@@ -87,10 +87,13 @@ impl Stream {
             .expect("handshake");
         tokio::spawn(connection);
         let (requests, frames) = mpsc::channel(16);
+        // etcd's gateway reads a streamed body as it comes only from clients that asked
+        // for 100-continue (as curl does for uploads); without it, it waits for the end.
         let request = Request::builder()
             .method(Method::POST)
             .uri(path)
             .header("host", addr.to_string())
+            .header("expect", "100-continue")
             .body(StreamBody::new(frames))
             .expect("request");
         let pending =
