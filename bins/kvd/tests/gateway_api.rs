@@ -570,6 +570,23 @@ async fn bad_requests_get_etcds_answers() {
         (get.status, get.body.as_str()),
         (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
     );
+    // Preflight requests are answered, and every answer allows any origin, as etcd's.
+    let preflight = call(server.addr, Method::OPTIONS, "/v3/kv/put", "").await;
+    assert_eq!(
+        (preflight.status, preflight.body.as_str()),
+        (StatusCode::OK, "")
+    );
+    for answer in [&preflight, &get, &unknown] {
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+        assert_eq!(
+            answer.headers["access-control-allow-methods"],
+            "POST, GET, OPTIONS, PUT, DELETE"
+        );
+    }
+    assert!(elsewhere
+        .headers
+        .get("access-control-allow-origin")
+        .is_none());
 }
 
 #[tokio::test]

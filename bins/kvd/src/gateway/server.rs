@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Incoming};
+use hyper::header::{
+    HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -138,24 +142,40 @@ impl<B: Backend> Gateway<B> {
         T: Body<Data = Bytes> + Send + Unpin + 'static,
         T::Error: fmt::Display,
     {
-        let endpoint = match route(request.uri().path()) {
-            Route::NotMine => return Handled::NotMine(request),
-            Route::Unknown => return Handled::Response(text_response(StatusCode::NOT_FOUND)),
-            Route::Endpoint(endpoint) => endpoint,
+        let route = route(request.uri().path());
+        if route == Route::NotMine {
+            return Handled::NotMine(request);
+        }
+        let mut response = self.answer(route, request).await;
+        allow_cross_origin(&mut response);
+        Handled::Response(response)
+    }
+
+    /// The answer to a request on one of the gateway's paths.
+    async fn answer<T>(&self, route: Route, request: Request<T>) -> Response<GatewayBody>
+    where
+        T: Body<Data = Bytes> + Send + Unpin + 'static,
+        T::Error: fmt::Display,
+    {
+        // etcd's CORS layer answers every preflight request, whatever the path.
+        if request.method() == Method::OPTIONS {
+            return Response::new(GatewayBody::Full(None));
+        }
+        let Route::Endpoint(endpoint) = route else {
+            return text_response(StatusCode::NOT_FOUND);
         };
         if request.method() != Method::POST {
-            return Handled::Response(text_response(StatusCode::METHOD_NOT_ALLOWED));
+            return text_response(StatusCode::METHOD_NOT_ALLOWED);
         }
         let body = request.into_body();
-        let response = match endpoint {
+        match endpoint {
             Endpoint::Watch => self.stream(body, watch_stream::run).await,
             Endpoint::LeaseKeepAlive => self.stream(body, keepalive::run).await,
             Endpoint::Unary(unary) => match self.unary(unary, body).await {
                 Ok(response) => response,
                 Err(status) => error_response(&status),
             },
-        };
-        Handled::Response(response)
+        }
     }
 
     /// Runs a streaming call in its own task and answers with its messages.
@@ -244,6 +264,20 @@ impl<B: Backend> Gateway<B> {
             Handled::NotMine(_) => not_found_page(),
         }
     }
+}
+
+/// The headers etcd's default CORS setting (`--cors='*'`) puts on every answer.
+fn allow_cross_origin(response: &mut Response<GatewayBody>) {
+    let headers = response.headers_mut();
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("accept, content-type, authorization"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
+    );
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
 }
 
 /// Go's `http.NotFound` answer.
