@@ -15,7 +15,7 @@ use hyper::header::{
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -24,7 +24,7 @@ use crate::gateway::backend::Backend;
 use crate::gateway::body::{
     error_response, read_body, stream_response, text_response, GatewayBody,
 };
-use crate::gateway::error::Status;
+use crate::gateway::error::{Code, Status};
 use crate::gateway::route::{route, Endpoint, Route, Unary};
 use crate::gateway::size::{DEFAULT_MAX_REQUEST_BYTES, GRPC_OVERHEAD_BYTES};
 use crate::gateway::wire::Header;
@@ -58,13 +58,13 @@ impl Default for Config {
 impl Config {
     /// The largest request gRPC would accept (etcd adds 512 KiB to `--max-request-bytes`).
     pub fn grpc_limit(&self) -> usize {
-        self.max_request_bytes + GRPC_OVERHEAD_BYTES
+        self.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES)
     }
 
     /// The longest JSON body decoded, so that a request somewhat over the gRPC limit is
     /// still measured as etcd measures it (base64 makes bytes a third longer in JSON).
     pub fn body_limit(&self) -> usize {
-        self.grpc_limit() * 2
+        self.grpc_limit().saturating_mul(2)
     }
 }
 
@@ -173,7 +173,14 @@ impl<B: Backend> Gateway<B> {
             Endpoint::LeaseKeepAlive => self.stream(body, keepalive::run).await,
             Endpoint::Unary(unary) => match self.unary(unary, body).await {
                 Ok(response) => response,
-                Err(status) => error_response(&status),
+                Err(status) => {
+                    if status.code == Code::Internal {
+                        tracing::warn!(%status, ?unary, "gateway call failed");
+                    } else {
+                        tracing::debug!(%status, ?unary, "gateway call refused");
+                    }
+                    error_response(&status)
+                }
             },
         }
     }
@@ -229,7 +236,9 @@ impl<B: Backend> Gateway<B> {
                             let gateway = gateway.clone();
                             async move { Ok::<_, Infallible>(gateway.respond(request).await) }
                         });
+                        // The timer bounds how long a client may take to send its headers.
                         let connection = http1::Builder::new()
+                            .timer(TokioTimer::new())
                             .serve_connection(TokioIo::new(stream), service);
                         let connection = graceful.watch(connection);
                         tokio::spawn(async move {
