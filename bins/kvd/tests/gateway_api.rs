@@ -656,3 +656,75 @@ async fn the_free_serve_function_serves_and_shuts_down() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn no_input_makes_the_gateway_fail_or_hang() {
+    let server = Server::start().await;
+    let paths = [
+        "/v3/kv/range",
+        "/v3/kv/put",
+        "/v3/kv/deleterange",
+        "/v3/kv/txn",
+        "/v3/kv/compaction",
+        "/v3/lease/grant",
+        "/v3/lease/revoke",
+        "/v3/lease/timetolive",
+        "/v3/lease/leases",
+        "/v3/cluster/member/list",
+        "/v3/cluster/member/add",
+        "/v3/cluster/member/remove",
+        "/v3/cluster/member/promote",
+        "/v3/maintenance/status",
+    ];
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let mut bodies: Vec<Vec<u8>> = [
+        "{",
+        "}",
+        "[]",
+        "1",
+        "-1",
+        "\"s\"",
+        "true",
+        "{\"key\":123}",
+        "{\"key\":{\"a\":1}}",
+        "{\"key\":\"YQ==\",\"range_end\":[1,2]}",
+        "{\"revision\":\"-9223372036854775809\"}",
+        "{\"TTL\":-5}",
+        "{\"ID\":\"18446744073709551616\"}",
+        "{\"peerURLs\":[1]}",
+        "{\"compare\":[{\"key\":\"YQ==\",\"target\":\"VALUE\",\"value\":null}],\"success\":null}",
+        "{\"success\":[{\"request_txn\":{\"success\":[{\"request_txn\":{}}]}}]}",
+        "{\"key\":\"\u{1F600}\"}",
+        "\u{feff}{}",
+    ]
+    .iter()
+    .map(|body| body.as_bytes().to_vec())
+    .collect();
+    bodies.push(deep.into_bytes());
+    bodies.push(b"{\"key\":\"\xff\xfe\"}".to_vec());
+    for path in paths {
+        for body in &bodies {
+            let answer = call(server.addr, Method::POST, path, body.clone()).await;
+            let shown = String::from_utf8_lossy(body);
+            assert!(
+                answer.status.is_success() || answer.status.is_client_error(),
+                "{path} {shown:.80}: {} {}",
+                answer.status,
+                answer.body
+            );
+            let json = answer.json();
+            if !answer.status.is_success() {
+                assert_eq!(json["error"], json["message"], "{path} {shown:.80}");
+                assert!(json["code"].as_i64().is_some_and(|code| code > 0));
+            }
+        }
+    }
+    // The server still answers.
+    let alive = post(
+        server.addr,
+        "/v3/kv/range",
+        &format!(r#"{{"key":"{}"}}"#, b64("a")),
+    )
+    .await;
+    assert_eq!(alive.status, StatusCode::OK);
+}
