@@ -371,10 +371,16 @@ async fn watches_match_etcd() {
             r#"{{"create_request":{{"key":"{}","watch_id":7}}}}"#,
             b64("w2")
         ),
+        r#"{"create_request":{"key":"AA==","range_end":"AA==","filters":[1],"prev_kv":true}}"#
+            .to_owned(),
+        format!(
+            r#"{{"create_request":{{"key":"{}","start_revision":"7"}}}}"#,
+            b64("zz")
+        ),
     ];
     // One at a time, so both servers see them in the same order; with how many messages each
     // is answered (created, and the history if there is any).
-    for (create, answers) in creates.iter().zip([2, 1, 2, 1]) {
+    for (create, answers) in creates.iter().zip([2, 1, 2, 1, 1, 1]) {
         send_both(&mut etcd, &mut kvd, create).await;
         let (from_etcd, from_kvd) = (
             by_watcher(&mut etcd, answers).await,
@@ -393,10 +399,11 @@ async fn watches_match_etcd() {
         b64("f")
     );
     pair.same("/v3/kv/txn", &txn).await;
-    // Delete: watchers 0 and 7. Put w2: watchers 0 and 1. Txn: watcher 0.
+    // Delete: watchers 0 and 7. Put w2: watchers 0, 1 and 2. Txn: watchers 0, 2 and 3 (whose
+    // start revision it reaches).
     let (from_etcd, from_kvd) = (
-        by_watcher(&mut etcd, 5).await,
-        by_watcher(&mut kvd, 5).await,
+        by_watcher(&mut etcd, 8).await,
+        by_watcher(&mut kvd, 8).await,
     );
     assert_eq!(from_etcd, from_kvd);
 
@@ -415,10 +422,11 @@ async fn watches_match_etcd() {
         by_watcher(&mut etcd, 1).await,
         by_watcher(&mut kvd, 1).await
     );
+    // Watchers 0 and 2; 1 is gone.
     pair.put("w2", "g").await;
     assert_eq!(
-        by_watcher(&mut etcd, 1).await,
-        by_watcher(&mut kvd, 1).await
+        by_watcher(&mut etcd, 2).await,
+        by_watcher(&mut kvd, 2).await
     );
 
     pair.same("/v3/kv/compaction", r#"{"revision":5}"#).await;
