@@ -34,6 +34,10 @@ async fn put_and_range_speak_etcds_json() {
     .await;
     assert_eq!(put.status, StatusCode::OK);
     assert_eq!(put.content_type, "application/json");
+    assert_eq!(
+        put.headers["content-length"],
+        put.body.len().to_string().as_str()
+    );
     assert_eq!(put.json(), json!({"header": header(2)}));
     // Numbers as strings in, prev_kv out.
     let again = post(

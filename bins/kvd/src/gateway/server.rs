@@ -136,7 +136,8 @@ impl<B: Backend> Gateway<B> {
         Header::new(self.backend.identity(), revision)
     }
 
-    /// Answers a request under `/v3/` or `/v3beta/`; hands any other back.
+    /// Answers a request under `/v3/` or `/v3beta/` (with etcd's CORS headers); hands any
+    /// other back.
     pub async fn handle<T>(&self, request: Request<T>) -> Handled<T>
     where
         T: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -159,7 +160,7 @@ impl<B: Backend> Gateway<B> {
     {
         // etcd's CORS layer answers every preflight request, whatever the path.
         if request.method() == Method::OPTIONS {
-            return Response::new(GatewayBody::Full(None));
+            return Response::new(GatewayBody::empty());
         }
         let Route::Endpoint(endpoint) = route else {
             return text_response(StatusCode::NOT_FOUND);
@@ -171,17 +172,10 @@ impl<B: Backend> Gateway<B> {
         match endpoint {
             Endpoint::Watch => self.stream(body, watch_stream::run).await,
             Endpoint::LeaseKeepAlive => self.stream(body, keepalive::run).await,
-            Endpoint::Unary(unary) => match self.unary(unary, body).await {
-                Ok(response) => response,
-                Err(status) => {
-                    if status.code == Code::Internal {
-                        tracing::warn!(%status, ?unary, "gateway call failed");
-                    } else {
-                        tracing::debug!(%status, ?unary, "gateway call refused");
-                    }
-                    error_response(&status)
-                }
-            },
+            Endpoint::Unary(unary) => self
+                .unary(unary, body)
+                .await
+                .unwrap_or_else(|status| refusal(unary, &status)),
         }
     }
 
@@ -275,6 +269,16 @@ impl<B: Backend> Gateway<B> {
     }
 }
 
+/// The answer to a failed unary call, logged: at warning level if it is our fault.
+fn refusal(call: Unary, status: &Status) -> Response<GatewayBody> {
+    if status.code == Code::Internal {
+        tracing::warn!(%status, ?call, "gateway call failed");
+    } else {
+        tracing::debug!(%status, ?call, "gateway call refused");
+    }
+    error_response(status)
+}
+
 /// The headers etcd's default CORS setting (`--cors='*'`) puts on every answer.
 fn allow_cross_origin(response: &mut Response<GatewayBody>) {
     let headers = response.headers_mut();
@@ -292,7 +296,7 @@ fn allow_cross_origin(response: &mut Response<GatewayBody>) {
 /// Go's `http.NotFound` answer.
 fn not_found_page() -> Response<GatewayBody> {
     let mut response = text_response(StatusCode::NOT_FOUND);
-    *response.body_mut() = GatewayBody::Full(Some(Bytes::from_static(b"404 page not found\n")));
+    *response.body_mut() = GatewayBody::from(Bytes::from_static(b"404 page not found\n"));
     response
 }
 
