@@ -732,3 +732,56 @@ async fn no_input_makes_the_gateway_fail_or_hang() {
     .await;
     assert_eq!(alive.status, StatusCode::OK);
 }
+
+/// What the node's router does: the gateway first, its own answer for what it hands back.
+#[tokio::test]
+async fn handle_hands_back_what_is_not_the_gateways() {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use hyper::body::Incoming;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+    use sinew_kvd::gateway::{self, GatewayBody, Handled};
+
+    let backend = Arc::new(MemoryBackend::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let backend = Arc::clone(&backend);
+            let service = service_fn(move |request: Request<Incoming>| {
+                let backend = Arc::clone(&backend);
+                async move {
+                    let response = match gateway::handle(&backend, request).await {
+                        Handled::Response(response) => response,
+                        Handled::NotMine(request) => Response::new(GatewayBody::from(Bytes::from(
+                            format!("v2 router: {}", request.uri().path()),
+                        ))),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    let v2 = post(addr, "/v2/keys/a", "").await;
+    assert_eq!(
+        (v2.status, v2.body.as_str()),
+        (StatusCode::OK, "v2 router: /v2/keys/a")
+    );
+    let v3 = post(addr, "/v3/kv/put", &format!(r#"{{"key":"{}"}}"#, b64("a"))).await;
+    assert_eq!(v3.json(), json!({"header": header(2)}));
+    let mut watch = support::client::Stream::open(addr, "/v3/watch").await;
+    watch.send(r#"{"create_request":{"key":"YQ=="}}"#).await;
+    assert_eq!(watch.next().await["result"]["created"], true);
+    post(addr, "/v3/kv/put", &format!(r#"{{"key":"{}"}}"#, b64("a"))).await;
+    assert_eq!(
+        watch.next().await["result"]["events"][0]["kv"]["version"],
+        "2"
+    );
+}
