@@ -31,6 +31,7 @@ fn bytes_field(bytes: &[u8]) -> usize {
     }
 }
 
+/// A varint field; a negative `int64` takes ten bytes, as protobuf encodes it.
 fn int_field(value: i64) -> usize {
     if value == 0 {
         0
