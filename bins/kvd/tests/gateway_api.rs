@@ -34,6 +34,10 @@ async fn put_and_range_speak_etcds_json() {
     .await;
     assert_eq!(put.status, StatusCode::OK);
     assert_eq!(put.content_type, "application/json");
+    assert_eq!(
+        put.headers["content-length"],
+        put.body.len().to_string().as_str()
+    );
     assert_eq!(put.json(), json!({"header": header(2)}));
     // Numbers as strings in, prev_kv out.
     let again = post(
@@ -570,6 +574,23 @@ async fn bad_requests_get_etcds_answers() {
         (get.status, get.body.as_str()),
         (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
     );
+    // Preflight requests are answered, and every answer allows any origin, as etcd's.
+    let preflight = call(server.addr, Method::OPTIONS, "/v3/kv/put", "").await;
+    assert_eq!(
+        (preflight.status, preflight.body.as_str()),
+        (StatusCode::OK, "")
+    );
+    for answer in [&preflight, &get, &unknown] {
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+        assert_eq!(
+            answer.headers["access-control-allow-methods"],
+            "POST, GET, OPTIONS, PUT, DELETE"
+        );
+    }
+    assert!(elsewhere
+        .headers
+        .get("access-control-allow-origin")
+        .is_none());
 }
 
 #[tokio::test]
@@ -638,4 +659,129 @@ async fn the_free_serve_function_serves_and_shuts_down() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn no_input_makes_the_gateway_fail_or_hang() {
+    let server = Server::start().await;
+    let paths = [
+        "/v3/kv/range",
+        "/v3/kv/put",
+        "/v3/kv/deleterange",
+        "/v3/kv/txn",
+        "/v3/kv/compaction",
+        "/v3/lease/grant",
+        "/v3/lease/revoke",
+        "/v3/lease/timetolive",
+        "/v3/lease/leases",
+        "/v3/cluster/member/list",
+        "/v3/cluster/member/add",
+        "/v3/cluster/member/remove",
+        "/v3/cluster/member/promote",
+        "/v3/maintenance/status",
+    ];
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let mut bodies: Vec<Vec<u8>> = [
+        "{",
+        "}",
+        "[]",
+        "1",
+        "-1",
+        "\"s\"",
+        "true",
+        "{\"key\":123}",
+        "{\"key\":{\"a\":1}}",
+        "{\"key\":\"YQ==\",\"range_end\":[1,2]}",
+        "{\"revision\":\"-9223372036854775809\"}",
+        "{\"TTL\":-5}",
+        "{\"ID\":\"18446744073709551616\"}",
+        "{\"peerURLs\":[1]}",
+        "{\"compare\":[{\"key\":\"YQ==\",\"target\":\"VALUE\",\"value\":null}],\"success\":null}",
+        "{\"success\":[{\"request_txn\":{\"success\":[{\"request_txn\":{}}]}}]}",
+        "{\"key\":\"\u{1F600}\"}",
+        "\u{feff}{}",
+    ]
+    .iter()
+    .map(|body| body.as_bytes().to_vec())
+    .collect();
+    bodies.push(deep.into_bytes());
+    bodies.push(b"{\"key\":\"\xff\xfe\"}".to_vec());
+    for path in paths {
+        for body in &bodies {
+            let answer = call(server.addr, Method::POST, path, body.clone()).await;
+            let shown = String::from_utf8_lossy(body);
+            assert!(
+                answer.status.is_success() || answer.status.is_client_error(),
+                "{path} {shown:.80}: {} {}",
+                answer.status,
+                answer.body
+            );
+            let json = answer.json();
+            if !answer.status.is_success() {
+                assert_eq!(json["error"], json["message"], "{path} {shown:.80}");
+                assert!(json["code"].as_i64().is_some_and(|code| code > 0));
+            }
+        }
+    }
+    // The server still answers.
+    let alive = post(
+        server.addr,
+        "/v3/kv/range",
+        &format!(r#"{{"key":"{}"}}"#, b64("a")),
+    )
+    .await;
+    assert_eq!(alive.status, StatusCode::OK);
+}
+
+/// What the node's router does: the gateway first, its own answer for what it hands back.
+#[tokio::test]
+async fn handle_hands_back_what_is_not_the_gateways() {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use hyper::body::Incoming;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+    use sinew_kvd::gateway::{self, GatewayBody, Handled};
+
+    let backend = Arc::new(MemoryBackend::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let backend = Arc::clone(&backend);
+            let service = service_fn(move |request: Request<Incoming>| {
+                let backend = Arc::clone(&backend);
+                async move {
+                    let response = match gateway::handle(&backend, request).await {
+                        Handled::Response(response) => response,
+                        Handled::NotMine(request) => Response::new(GatewayBody::from(Bytes::from(
+                            format!("v2 router: {}", request.uri().path()),
+                        ))),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    let v2 = post(addr, "/v2/keys/a", "").await;
+    assert_eq!(
+        (v2.status, v2.body.as_str()),
+        (StatusCode::OK, "v2 router: /v2/keys/a")
+    );
+    let v3 = post(addr, "/v3/kv/put", &format!(r#"{{"key":"{}"}}"#, b64("a"))).await;
+    assert_eq!(v3.json(), json!({"header": header(2)}));
+    let mut watch = support::client::Stream::open(addr, "/v3/watch").await;
+    watch.send(r#"{"create_request":{"key":"YQ=="}}"#).await;
+    assert_eq!(watch.next().await["result"]["created"], true);
+    post(addr, "/v3/kv/put", &format!(r#"{{"key":"{}"}}"#, b64("a"))).await;
+    assert_eq!(
+        watch.next().await["result"]["events"][0]["kv"]["version"],
+        "2"
+    );
 }

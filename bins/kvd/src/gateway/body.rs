@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use hyper::body::{Body, Frame};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -21,9 +21,13 @@ use crate::gateway::error::{Code, Status};
 pub type StreamItem = Result<Bytes, Status>;
 
 /// The body of every gateway response: a whole body, or a stream of JSON messages that ends
-/// when its sender is dropped or sends an error.
+/// when its sender is dropped or sends an error. `From<Bytes>` makes a whole body, so another
+/// router can answer with the same type.
 #[derive(Debug)]
-pub enum GatewayBody {
+pub struct GatewayBody(Kind);
+
+#[derive(Debug)]
+enum Kind {
     /// A whole body, taken on the first poll.
     Full(Option<Bytes>),
     /// A streamed body: the first message, already received, then the rest.
@@ -35,6 +39,19 @@ pub enum GatewayBody {
     },
 }
 
+impl GatewayBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self(Kind::Full(None))
+    }
+}
+
+impl From<Bytes> for GatewayBody {
+    fn from(bytes: Bytes) -> Self {
+        Self(Kind::Full(Some(bytes)))
+    }
+}
+
 impl Body for GatewayBody {
     type Data = Bytes;
     type Error = Infallible;
@@ -44,12 +61,12 @@ impl Body for GatewayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let frame = |bytes| Poll::Ready(Some(Ok(Frame::data(bytes))));
-        match self.get_mut() {
-            Self::Full(bytes) => match bytes.take() {
+        match &mut self.get_mut().0 {
+            Kind::Full(bytes) => match bytes.take() {
                 Some(bytes) => frame(bytes),
                 None => Poll::Ready(None),
             },
-            Self::Stream { first, rest } => {
+            Kind::Stream { first, rest } => {
                 if let Some(bytes) = first.take() {
                     return frame(bytes);
                 }
@@ -70,13 +87,23 @@ impl Body for GatewayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Self::Full(None))
+        matches!(self.0, Kind::Full(None))
+    }
+
+    /// Exact for a whole body, so it goes out with a `Content-Length`, as etcd's answers do.
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |bytes| bytes.len() as u64))
+            }
+            Kind::Stream { .. } => SizeHint::default(),
+        }
     }
 }
 
 /// A response with a JSON body.
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response<GatewayBody> {
-    let mut response = Response::new(GatewayBody::Full(Some(Bytes::from(body))));
+    let mut response = Response::new(GatewayBody::from(Bytes::from(body)));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -100,7 +127,7 @@ pub fn error_response(status: &Status) -> Response<GatewayBody> {
 /// A plain-text answer, as Go's HTTP server gives for unknown paths and wrong methods.
 pub fn text_response(status: StatusCode) -> Response<GatewayBody> {
     let text = format!("{}\n", status.canonical_reason().unwrap_or_default());
-    let mut response = Response::new(GatewayBody::Full(Some(Bytes::from(text))));
+    let mut response = Response::new(GatewayBody::from(Bytes::from(text)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -118,10 +145,10 @@ pub async fn stream_response(mut receiver: mpsc::Receiver<StreamItem>) -> Respon
         Some(Err(status)) => return error_response(&status),
         None => None,
     };
-    let mut response = Response::new(GatewayBody::Stream {
+    let mut response = Response::new(GatewayBody(Kind::Stream {
         first,
         rest: Some(receiver),
-    });
+    }));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

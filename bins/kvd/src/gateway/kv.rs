@@ -5,7 +5,7 @@ use hyper::Response;
 use crate::gateway::backend::Backend;
 use crate::gateway::body::{decode, ok_response, too_large, GatewayBody};
 use crate::gateway::error::{Code, Status};
-use crate::gateway::size::{proposal_len, range_request_len};
+use crate::gateway::size::{proposal_len, range_request_len, request_len};
 use crate::gateway::wire::kv::{
     WireCompactionRequest, WireDeleteRangeRequest, WireDeleteRangeResponse, WireHeaderOnly,
     WirePutRequest, WirePutResponse, WireRangeRequest, WireRangeResponse, WireTxnRequest,
@@ -35,10 +35,9 @@ impl<B: Backend> Gateway<B> {
     /// Checks a command as etcd does before proposing it (size for gRPC, then the request's
     /// own checks, then `--max-request-bytes`), then proposes it.
     pub(crate) async fn propose(&self, command: Command) -> Result<KvResponse, Status> {
-        let size = proposal_len(&command);
-        self.check_grpc_size(size)?;
+        self.check_grpc_size(request_len(&command))?;
         command.validate()?;
-        if size > self.config.max_request_bytes {
+        if proposal_len(&command) > self.config.max_request_bytes {
             return Err(Status::invalid("etcdserver: request is too large"));
         }
         Ok(self.backend.propose(command).await?.response)

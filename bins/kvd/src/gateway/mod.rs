@@ -9,7 +9,7 @@
 //! so another router can serve `/v2/*`, `/version` and `/health` beside it.
 //!
 //! Module map: [`backend`] (the trait and its data), [`error`] (etcd's codes and messages),
-//! [`wire`] (the JSON messages), `route` (paths to endpoints), `body` (reading and writing
+//! `wire` (the JSON messages), `route` (paths to endpoints), `body` (reading and writing
 //! bodies), `size` (etcd's request size limits), `kv`, `lease`, `cluster` (unary calls),
 //! `watch` and `keepalive` (streaming calls), `server` (dispatch and the HTTP server).
 
@@ -20,11 +20,11 @@ pub mod error;
 mod keepalive;
 mod kv;
 mod lease;
-pub mod route;
+mod route;
 mod server;
 mod size;
 mod watch;
-pub mod wire;
+mod wire;
 
 pub use backend::{
     Backend, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded, NodeIdentity,

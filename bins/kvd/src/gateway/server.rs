@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Incoming};
+use hyper::header::{
+    HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -20,7 +24,7 @@ use crate::gateway::backend::Backend;
 use crate::gateway::body::{
     error_response, read_body, stream_response, text_response, GatewayBody,
 };
-use crate::gateway::error::Status;
+use crate::gateway::error::{Code, Status};
 use crate::gateway::route::{route, Endpoint, Route, Unary};
 use crate::gateway::size::{DEFAULT_MAX_REQUEST_BYTES, GRPC_OVERHEAD_BYTES};
 use crate::gateway::wire::Header;
@@ -54,12 +58,13 @@ impl Default for Config {
 impl Config {
     /// The largest request gRPC would accept (etcd adds 512 KiB to `--max-request-bytes`).
     pub fn grpc_limit(&self) -> usize {
-        self.max_request_bytes + GRPC_OVERHEAD_BYTES
+        self.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES)
     }
 
-    /// The longest JSON body read: base64 makes bytes a third longer, JSON adds quoting.
+    /// The longest JSON body decoded, so that a request somewhat over the gRPC limit is
+    /// still measured as etcd measures it (base64 makes bytes a third longer in JSON).
     pub fn body_limit(&self) -> usize {
-        self.grpc_limit() / 3 * 4 + 64 * 1024
+        self.grpc_limit().saturating_mul(2)
     }
 }
 
@@ -131,30 +136,47 @@ impl<B: Backend> Gateway<B> {
         Header::new(self.backend.identity(), revision)
     }
 
-    /// Answers a request under `/v3/` or `/v3beta/`; hands any other back.
+    /// Answers a request under `/v3/` or `/v3beta/` (with etcd's CORS headers); hands any
+    /// other back.
     pub async fn handle<T>(&self, request: Request<T>) -> Handled<T>
     where
         T: Body<Data = Bytes> + Send + Unpin + 'static,
         T::Error: fmt::Display,
     {
-        let endpoint = match route(request.uri().path()) {
-            Route::NotMine => return Handled::NotMine(request),
-            Route::Unknown => return Handled::Response(text_response(StatusCode::NOT_FOUND)),
-            Route::Endpoint(endpoint) => endpoint,
+        let route = route(request.uri().path());
+        if route == Route::NotMine {
+            return Handled::NotMine(request);
+        }
+        let mut response = self.answer(route, request).await;
+        allow_cross_origin(&mut response);
+        Handled::Response(response)
+    }
+
+    /// The answer to a request on one of the gateway's paths.
+    async fn answer<T>(&self, route: Route, request: Request<T>) -> Response<GatewayBody>
+    where
+        T: Body<Data = Bytes> + Send + Unpin + 'static,
+        T::Error: fmt::Display,
+    {
+        // etcd's CORS layer answers every preflight request, whatever the path.
+        if request.method() == Method::OPTIONS {
+            return Response::new(GatewayBody::empty());
+        }
+        let Route::Endpoint(endpoint) = route else {
+            return text_response(StatusCode::NOT_FOUND);
         };
         if request.method() != Method::POST {
-            return Handled::Response(text_response(StatusCode::METHOD_NOT_ALLOWED));
+            return text_response(StatusCode::METHOD_NOT_ALLOWED);
         }
         let body = request.into_body();
-        let response = match endpoint {
+        match endpoint {
             Endpoint::Watch => self.stream(body, watch_stream::run).await,
             Endpoint::LeaseKeepAlive => self.stream(body, keepalive::run).await,
-            Endpoint::Unary(unary) => match self.unary(unary, body).await {
-                Ok(response) => response,
-                Err(status) => error_response(&status),
-            },
-        };
-        Handled::Response(response)
+            Endpoint::Unary(unary) => self
+                .unary(unary, body)
+                .await
+                .unwrap_or_else(|status| refusal(unary, &status)),
+        }
     }
 
     /// Runs a streaming call in its own task and answers with its messages.
@@ -208,7 +230,9 @@ impl<B: Backend> Gateway<B> {
                             let gateway = gateway.clone();
                             async move { Ok::<_, Infallible>(gateway.respond(request).await) }
                         });
+                        // The timer bounds how long a client may take to send its headers.
                         let connection = http1::Builder::new()
+                            .timer(TokioTimer::new())
                             .serve_connection(TokioIo::new(stream), service);
                         let connection = graceful.watch(connection);
                         tokio::spawn(async move {
@@ -245,10 +269,34 @@ impl<B: Backend> Gateway<B> {
     }
 }
 
+/// The answer to a failed unary call, logged: at warning level if it is our fault.
+fn refusal(call: Unary, status: &Status) -> Response<GatewayBody> {
+    if status.code == Code::Internal {
+        tracing::warn!(%status, ?call, "gateway call failed");
+    } else {
+        tracing::debug!(%status, ?call, "gateway call refused");
+    }
+    error_response(status)
+}
+
+/// The headers etcd's default CORS setting (`--cors='*'`) puts on every answer.
+fn allow_cross_origin(response: &mut Response<GatewayBody>) {
+    let headers = response.headers_mut();
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("accept, content-type, authorization"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
+    );
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+}
+
 /// Go's `http.NotFound` answer.
 fn not_found_page() -> Response<GatewayBody> {
     let mut response = text_response(StatusCode::NOT_FOUND);
-    *response.body_mut() = GatewayBody::Full(Some(Bytes::from_static(b"404 page not found\n")));
+    *response.body_mut() = GatewayBody::from(Bytes::from_static(b"404 page not found\n"));
     response
 }
 

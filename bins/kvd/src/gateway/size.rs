@@ -31,6 +31,7 @@ fn bytes_field(bytes: &[u8]) -> usize {
     }
 }
 
+/// A varint field; a negative `int64` takes ten bytes, as protobuf encodes it.
 fn int_field(value: i64) -> usize {
     if value == 0 {
         0
@@ -117,17 +118,21 @@ pub fn range_request_len(range: &RangeRequest) -> usize {
     range_len(range)
 }
 
-/// The encoded size of a command's Raft proposal.
-pub fn proposal_len(command: &Command) -> usize {
-    let request = match command {
+/// The encoded size of the request a command is made from, as gRPC receives it.
+pub fn request_len(command: &Command) -> usize {
+    match command {
         Command::Put(put) => put_len(put),
         Command::DeleteRange(delete) => delete_len(delete),
         Command::Txn(txn) => txn_len(&txn.compare, &txn.success, &txn.failure),
         Command::Compact(compact) => int_field(compact.revision),
         Command::LeaseGrant(grant) => int_field(grant.ttl) + int_field(grant.id),
         Command::LeaseRevoke(revoke) => int_field(revoke.id),
-    };
-    message_field(request) + ENVELOPE_BYTES
+    }
+}
+
+/// The encoded size of a command's Raft proposal: the request inside etcd's envelope.
+pub fn proposal_len(command: &Command) -> usize {
+    message_field(request_len(command)) + ENVELOPE_BYTES
 }
 
 #[cfg(test)]

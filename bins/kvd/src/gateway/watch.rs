@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Body;
@@ -29,6 +30,9 @@ use crate::{Event, EventKind};
 
 /// The watch id etcd answers progress requests and refused creations with.
 const STREAM_WATCH_ID: i64 = -1;
+
+/// The shortest progress notification interval honoured.
+const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(10);
 
 /// etcd's reason for refusing a watch id already in use on the stream.
 const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
@@ -150,7 +154,12 @@ impl<B: Backend> Session<B> {
         T: Body<Data = Bytes> + Unpin,
         T::Error: fmt::Display,
     {
-        let period = self.gateway.config.progress_notify_interval;
+        // tokio's interval refuses a zero period.
+        let period = self
+            .gateway
+            .config
+            .progress_notify_interval
+            .max(MIN_PROGRESS_INTERVAL);
         let mut ticker = interval_at(Instant::now() + period, period);
         let mut closing = self.gateway.closing();
         let mut reading = true;

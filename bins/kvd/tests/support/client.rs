@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub content_type: String,
     pub body: String,
 }
@@ -44,6 +45,7 @@ pub async fn call(addr: SocketAddr, method: Method, path: &str, body: impl Into<
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
     let status = response.status();
+    let headers = response.headers().clone();
     let content_type = response
         .headers()
         .get("content-type")
@@ -57,6 +59,7 @@ pub async fn call(addr: SocketAddr, method: Method, path: &str, body: impl Into<
         .to_bytes();
     Answer {
         status,
+        headers,
         content_type,
         body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
     }
@@ -87,10 +90,13 @@ impl Stream {
             .expect("handshake");
         tokio::spawn(connection);
         let (requests, frames) = mpsc::channel(16);
+        // etcd's gateway reads a streamed body as it comes only from clients that asked
+        // for 100-continue (as curl does for uploads); without it, it waits for the end.
         let request = Request::builder()
             .method(Method::POST)
             .uri(path)
             .header("host", addr.to_string())
+            .header("expect", "100-continue")
             .body(StreamBody::new(frames))
             .expect("request");
         let pending =

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::header::Header;
-use super::scalar::{is_zero, null_default, Int64, Uint64};
+use super::scalar::{deserialize_bool, is_zero, null_default, Int64, Uint64};
 use crate::gateway::backend::{Member, NodeStatus};
 
 /// `etcdserverpb.Member`.
@@ -47,7 +47,7 @@ pub struct WireMemberAddRequest {
     #[serde(
         rename = "isLearner",
         alias = "is_learner",
-        deserialize_with = "null_default"
+        deserialize_with = "deserialize_bool"
     )]
     is_learner: bool,
 }

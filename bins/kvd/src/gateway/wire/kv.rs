@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::header::Header;
-use super::scalar::{deserialize_enum, is_zero, null_default, Bytes, Int64, ProtoEnum};
+use super::scalar::{
+    deserialize_bool, deserialize_enum, is_zero, null_default, Bytes, Int64, ProtoEnum,
+};
 use crate::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, KeyValue, Op,
     OpResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, SortOrder, SortTarget,
@@ -77,11 +79,11 @@ pub struct WireRangeRequest {
     sort_order: SortOrder,
     #[serde(deserialize_with = "deserialize_enum", alias = "sortTarget")]
     sort_target: SortTarget,
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "deserialize_bool")]
     serializable: bool,
-    #[serde(deserialize_with = "null_default", alias = "keysOnly")]
+    #[serde(deserialize_with = "deserialize_bool", alias = "keysOnly")]
     keys_only: bool,
-    #[serde(deserialize_with = "null_default", alias = "countOnly")]
+    #[serde(deserialize_with = "deserialize_bool", alias = "countOnly")]
     count_only: bool,
     #[serde(deserialize_with = "null_default", alias = "minModRevision")]
     min_mod_revision: Int64,
@@ -152,11 +154,11 @@ pub struct WirePutRequest {
     value: Bytes,
     #[serde(deserialize_with = "null_default")]
     lease: Int64,
-    #[serde(deserialize_with = "null_default", alias = "prevKv")]
+    #[serde(deserialize_with = "deserialize_bool", alias = "prevKv")]
     prev_kv: bool,
-    #[serde(deserialize_with = "null_default", alias = "ignoreValue")]
+    #[serde(deserialize_with = "deserialize_bool", alias = "ignoreValue")]
     ignore_value: bool,
-    #[serde(deserialize_with = "null_default", alias = "ignoreLease")]
+    #[serde(deserialize_with = "deserialize_bool", alias = "ignoreLease")]
     ignore_lease: bool,
 }
 
@@ -200,7 +202,7 @@ pub struct WireDeleteRangeRequest {
     key: Bytes,
     #[serde(deserialize_with = "null_default", alias = "rangeEnd")]
     range_end: Bytes,
-    #[serde(deserialize_with = "null_default", alias = "prevKv")]
+    #[serde(deserialize_with = "deserialize_bool", alias = "prevKv")]
     prev_kv: bool,
 }
 
@@ -435,7 +437,7 @@ impl WireTxnResponse {
 pub struct WireCompactionRequest {
     #[serde(deserialize_with = "null_default")]
     revision: Int64,
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "deserialize_bool")]
     physical: bool,
 }
 

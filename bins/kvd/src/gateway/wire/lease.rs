@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::header::Header;
-use super::scalar::{is_zero, null_default, Bytes, Int64};
+use super::scalar::{deserialize_bool, is_zero, null_default, Bytes, Int64};
 use crate::gateway::backend::{LeaseList, LeaseTimeToLive};
 use crate::{LeaseGrantRequest, LeaseGrantResponse};
 
@@ -91,7 +91,7 @@ impl WireLeaseKeepAliveResponse {
 pub struct WireLeaseTimeToLiveRequest {
     #[serde(rename = "ID", deserialize_with = "null_default")]
     id: Int64,
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "deserialize_bool")]
     keys: bool,
 }
 

@@ -22,6 +22,64 @@ pub(crate) fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
+/// Reads a `bool` field: `true`, `false` or `null` (false); anything else gets Go's error.
+pub(crate) fn deserialize_bool<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<bool, D::Error> {
+    deserializer.deserialize_any(BoolVisitor)
+}
+
+/// The [`Visitor`] behind [`deserialize_bool`].
+struct BoolVisitor;
+
+impl BoolVisitor {
+    fn wrong_kind<E: de::Error>(kind: &str) -> E {
+        E::custom(format!(
+            "json: cannot unmarshal {kind} into Go value of type bool"
+        ))
+    }
+}
+
+impl<'de> Visitor<'de> for BoolVisitor {
+    type Value = bool;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a boolean")
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<bool, E> {
+        Ok(value)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+        Err(Self::wrong_kind("string"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Err(Self::wrong_kind("number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Err(Self::wrong_kind("number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Err(Self::wrong_kind("number"))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
+        Err(Self::wrong_kind("array"))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
+        Err(Self::wrong_kind("object"))
+    }
+}
+
 /// An `int64`: written as a string, read from a number or a string.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Int64(pub i64);
@@ -240,6 +298,24 @@ mod tests {
             "\"18446744073709551615\""
         );
         assert!(serde_json::from_str::<Uint64>("-1").is_err());
+    }
+
+    #[test]
+    fn bools_take_null_and_refuse_other_kinds_as_go_does() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Flag {
+            #[serde(deserialize_with = "deserialize_bool")]
+            flag: bool,
+        }
+        let read = |text: &str| serde_json::from_str::<Flag>(text).map(|value| value.flag);
+        assert!(read(r#"{"flag":true}"#).unwrap());
+        assert!(!read(r#"{"flag":null}"#).unwrap());
+        let error = read(r#"{"flag":"yes"}"#).unwrap_err().to_string();
+        assert!(
+            error.starts_with("json: cannot unmarshal string into Go value of type bool"),
+            "{error}"
+        );
+        assert!(read(r#"{"flag":1}"#).is_err());
     }
 
     #[test]

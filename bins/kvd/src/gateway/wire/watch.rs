@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::header::Header;
 use super::kv::WireKeyValue;
 use super::scalar::{
-    deserialize_enum, is_zero, null_default, serialize_enum, Bytes, Int64, ProtoEnum,
+    deserialize_bool, deserialize_enum, is_zero, null_default, serialize_enum, Bytes, Int64,
+    ProtoEnum,
 };
 use crate::{Event, EventKind};
 
@@ -59,19 +60,19 @@ pub struct WireWatchCreateRequest {
     #[serde(deserialize_with = "null_default", alias = "startRevision")]
     pub start_revision: Int64,
     /// Send progress notifications while nothing happens.
-    #[serde(deserialize_with = "null_default", alias = "progressNotify")]
+    #[serde(deserialize_with = "deserialize_bool", alias = "progressNotify")]
     pub progress_notify: bool,
     /// Event kinds to leave out.
     #[serde(deserialize_with = "null_default")]
     pub filters: Vec<WireFilter>,
     /// Send each event's previous key-value pair.
-    #[serde(deserialize_with = "null_default", alias = "prevKv")]
+    #[serde(deserialize_with = "deserialize_bool", alias = "prevKv")]
     pub prev_kv: bool,
     /// The id the client wants, or 0 to let the server choose.
     #[serde(deserialize_with = "null_default", alias = "watchId")]
     pub watch_id: Int64,
     /// Whether the client accepts fragmented answers; answers here are never fragmented.
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "deserialize_bool")]
     pub fragment: bool,
 }
 
