@@ -49,6 +49,9 @@ const INIT_PATH: &str = "init";
 /// Errors booting or stopping a lab.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
+    /// A guest name that is not in the lab.
+    #[error("no guest called {0:?} in this lab")]
+    NoSuchGuest(String),
     /// The lab's specification is unusable.
     #[error("lab `{lab}`: {problem}")]
     Spec {
@@ -429,6 +432,28 @@ impl crate::Run {
         let slots = &lab.guests;
         lab.hosts = self.each(&plans, "boot", |plan| setup.boot(plan, &slots[plan.index]))?;
         Ok(lab)
+    }
+
+    /// Pulls the plug on guest `name` (SIGKILL to its QEMU), as a crash or power loss would:
+    /// nothing in the guest gets to run. Its host stays in the lab but answers no more.
+    pub fn crash(&self, lab: &Lab, name: &str) -> Result<Stopped, TaskFailed> {
+        self.task(&format!("crash [{name}]"), || {
+            let index = lab
+                .hosts
+                .iter()
+                .position(|host| host.name() == name)
+                .ok_or_else(|| LabError::NoSuchGuest(name.to_owned()))?;
+            if self.is_dry_run() {
+                return Ok::<_, LabError>(Stopped(Ending::AlreadyGone));
+            }
+            Ok(match lock(&lab.guests[index]).take() {
+                Some(mut running) => {
+                    running.vm.kill();
+                    Stopped(Ending::Killed)
+                }
+                None => Stopped(Ending::AlreadyGone),
+            })
+        })
     }
 
     /// Stops every guest of `lab` gracefully (agent poweroff, then QMP), in parallel.

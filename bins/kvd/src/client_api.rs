@@ -83,9 +83,9 @@ async fn answer(gateway: Gateway<Node>, request: Request<Incoming>) -> Response<
     match gateway.handle(request).await {
         Handled::Response(response) => response,
         Handled::NotMine(_) => {
-            let mut response = Response::new(GatewayBody::Full(Some(Bytes::from_static(
+            let mut response = Response::new(GatewayBody::from(Bytes::from_static(
                 b"404 page not found\n",
-            ))));
+            )));
             *response.status_mut() = StatusCode::NOT_FOUND;
             response
         }

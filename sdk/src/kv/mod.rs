@@ -18,10 +18,12 @@
 //! systems outside the store. [`KeepAlive::lost`] tells the holder when it knows the lease is
 //! gone.
 
+pub mod deploy;
 mod election;
 mod lock;
 mod queue;
 
+pub use deploy::{DeployError, KvDeployment};
 pub use election::{Election, Leadership};
 pub use lock::{Lock, LockError};
 pub use sinew_proto::kv::*;

@@ -121,7 +121,10 @@ mod tests {
             1
         );
         // Lease 1's revocation was applied by then.
-        assert_eq!(clock.tick(1, &leases[1..], start + Duration::from_secs(3)), [2]);
+        assert_eq!(
+            clock.tick(1, &leases[1..], start + Duration::from_secs(3)),
+            [2]
+        );
     }
 
     #[test]
