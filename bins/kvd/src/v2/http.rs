@@ -9,7 +9,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as HttpBody;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 
 use crate::v2::backend::Backend;
 use crate::v2::error::{Code, Error};
@@ -25,6 +25,7 @@ pub const MAX_FORM_BYTES: usize = 10 << 20;
 
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
 
 /// Serves a request if it belongs to the v2 API (`/v2/...`, `/version`, `/health`), and
 /// returns `None` for any other path so that the caller can route it elsewhere. Never
@@ -36,6 +37,14 @@ where
     T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = request.uri().path().to_owned();
+    let owned = path.starts_with("/v2/") || path == "/version" || path == "/health";
+    if !owned {
+        return None;
+    }
+    let clean = clean_request_path(&path);
+    if clean != path {
+        return Some(redirect(&request, &clean));
+    }
     let response = match path.as_str() {
         "/version" => cluster::version(&request),
         "/health" => cluster::health(backend, &request).await,
@@ -52,14 +61,50 @@ where
             } else if let Some(id) = path.strip_prefix("/v2/members/") {
                 let id = id.to_owned();
                 cluster::members(backend, request, &id).await
-            } else if path.starts_with("/v2/") {
-                text(StatusCode::NOT_FOUND, "404 page not found\n")
             } else {
-                return None;
+                text(StatusCode::NOT_FOUND, "404 page not found\n")
             }
         }
     };
     Some(response)
+}
+
+/// Go's `cleanPath`, which its HTTP router applies before routing: `path.Clean`, keeping
+/// a trailing slash.
+fn clean_request_path(path: &str) -> String {
+    let mut clean = crate::v2::path::clean(path);
+    if path.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    clean
+}
+
+/// Go's router answer to an unclean path: a permanent redirect to the clean one, with an
+/// HTML note for `GET`.
+fn redirect<T>(request: &Request<T>, clean: &str) -> Response<Body> {
+    let location = match request.uri().query() {
+        Some(query) => format!("{clean}?{query}"),
+        None => clean.to_owned(),
+    };
+    let method = request.method();
+    let mut response = if method == Method::GET {
+        let escaped = location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;");
+        let body = format!("<a href=\"{escaped}\">Moved Permanently</a>.\n\n");
+        with_body(StatusCode::MOVED_PERMANENTLY, HTML, body)
+    } else if method == Method::HEAD {
+        with_body(StatusCode::MOVED_PERMANENTLY, HTML, Bytes::new())
+    } else {
+        let mut response = Response::new(full(Bytes::new()));
+        *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        response
+    };
+    set(&mut response, "location", &location);
+    response
 }
 
 /// Unix time in milliseconds by this node's clock.
@@ -140,19 +185,13 @@ pub(crate) fn cluster_header<B: Backend>(backend: &B, response: &mut Response<Bo
     );
 }
 
-/// etcd's answer to a key event: JSON plus index, Raft and cluster headers; 201 when the
-/// event created the node.
-pub(crate) fn event_response<B: Backend>(backend: &B, event: &Event, bare: bool) -> Response<Body> {
-    let created = match event.action {
-        crate::v2::Action::Create => true,
-        crate::v2::Action::Set => event.prev_node.is_none(),
-        _ => false,
-    };
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+/// etcd's answer to a key event: JSON plus index, Raft and cluster headers.
+pub(crate) fn event_response<B: Backend>(
+    backend: &B,
+    event: &Event,
+    status: StatusCode,
+    bare: bool,
+) -> Response<Body> {
     let mut body = if bare {
         bare_event(event)
     } else {
@@ -162,6 +201,20 @@ pub(crate) fn event_response<B: Backend>(backend: &B, event: &Event, bare: bool)
     let mut response = json(status, body);
     key_headers(backend, &mut response, event.etcd_index);
     response
+}
+
+/// The status of a write's answer: 201 when it created the node, else 200.
+pub(crate) fn write_status(event: &Event) -> StatusCode {
+    let created = match event.action {
+        crate::v2::Action::Create => true,
+        crate::v2::Action::Set => event.prev_node.is_none(),
+        _ => false,
+    };
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
 }
 
 /// `noValueOnSuccess`: the action alone.

@@ -20,7 +20,7 @@ use crate::v2::error::Error;
 use crate::v2::form::{decode_path, Form};
 use crate::v2::http::{
     error_response, event_response, invalid_form, json, key_headers, method_not_allowed, now_ms,
-    read_body, Body,
+    read_body, write_status, Body,
 };
 use crate::v2::node::Event;
 use crate::v2::request::KeyRequest;
@@ -172,7 +172,12 @@ async fn write<B: Backend>(
     let event = events
         .first()
         .ok_or_else(|| Error::raft("the write was applied without an event"))?;
-    Ok(event_response(backend.as_ref(), event, bare))
+    Ok(event_response(
+        backend.as_ref(),
+        event,
+        write_status(event),
+        bare,
+    ))
 }
 
 async fn get<B: Backend>(backend: &Arc<B>, request: KeyRequest) -> Result<Response<Body>, Error> {
@@ -188,7 +193,12 @@ async fn get<B: Backend>(backend: &Arc<B>, request: KeyRequest) -> Result<Respon
         &GETS_FAIL
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    Ok(event_response(backend.as_ref(), &result?, false))
+    Ok(event_response(
+        backend.as_ref(),
+        &result?,
+        StatusCode::OK,
+        false,
+    ))
 }
 
 /// `wait=true`: answers at once from history, or sends the headers and waits for the
@@ -205,7 +215,12 @@ async fn watch<B: Backend>(backend: &Arc<B>, request: KeyRequest) -> Result<Resp
         .await??;
     let (since, etcd_index) = match start {
         WatchStart::Found(event) if !request.stream => {
-            return Ok(event_response(backend.as_ref(), &event, false));
+            return Ok(event_response(
+                backend.as_ref(),
+                &event,
+                StatusCode::OK,
+                false,
+            ));
         }
         WatchStart::Found(event) => (event.index(), event.etcd_index),
         WatchStart::Pending { since, etcd_index } => (since, etcd_index),

@@ -202,11 +202,17 @@ impl Store {
             (Some(_), false) => Some(update.value.clone()),
             (None, _) => None,
         };
-        let next = self.index + 1;
         let prev = self.repr(&path, &entry, false, now);
+        // etcd's node write fails silently on a directory, so an updated directory keeps
+        // its modified index while the event carries the new one.
+        let modified_index = if entry.is_dir() {
+            entry.modified_index
+        } else {
+            self.index + 1
+        };
         let updated = Entry {
             value,
-            modified_index: next,
+            modified_index,
             expires_at: expiry(update.ttl, now),
             ..entry
         };
@@ -332,7 +338,7 @@ impl Store {
         })
     }
 
-    /// Stores an updated node and returns its event.
+    /// Stores an updated node with the next index and returns its event.
     fn commit(
         &mut self,
         action: Action,
@@ -342,8 +348,11 @@ impl Store {
         refresh: bool,
         now: u64,
     ) -> Event {
-        let node = self.repr(path, &entry, false, now);
-        self.index = entry.modified_index;
+        self.index += 1;
+        let node = Node {
+            modified_index: self.index,
+            ..self.repr(path, &entry, false, now)
+        };
         self.nodes.insert(path.to_owned(), entry);
         Event {
             action,

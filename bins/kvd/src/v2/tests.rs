@@ -611,3 +611,27 @@ fn keys_nested_too_deep_are_refused() {
     let listing = store.get("/", true, T0).unwrap();
     assert!(!listing.to_json().is_empty());
 }
+
+#[test]
+fn updating_a_directory_keeps_its_stored_index_as_etcd_does() {
+    let mut store = Store::new();
+    apply(&mut store, mkdir("/u")).unwrap();
+    let update = Op::Update(Update {
+        key: "/u".into(),
+        value: String::new(),
+        ttl: Ttl {
+            seconds: Some(60),
+            refresh: false,
+        },
+    });
+    let updated = apply(&mut store, update).unwrap();
+    assert_eq!((updated.node.modified_index, updated.node.ttl), (2, 60));
+    let got = store.get("/u", false, T0).unwrap();
+    assert_eq!((got.node.modified_index, got.node.ttl), (1, 60));
+    let with_value = Op::Update(Update {
+        key: "/u".into(),
+        value: "v".into(),
+        ttl: Ttl::default(),
+    });
+    assert_eq!(code(apply(&mut store, with_value)), (102, "/u".into(), 2));
+}
