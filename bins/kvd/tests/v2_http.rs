@@ -592,6 +592,18 @@ async fn keys_answer_like_etcd() {
         ("GET", "/v2/keys/sp%20ace", None),
         ("GET", "/v2/keys/form", None),
         ("DELETE", "/v2/keys/form?recursive=true", None),
+        ("DELETE", "/v2/keys/?prevValue=x", None),
+        ("POST", "/v2/keys/qd?dir=true", None),
+        ("PUT", "/v2/keys/t?prevExist=false&prevValue=x", Some("value=y")),
+        ("PUT", "/v2/keys/missing?prevIndex=5", Some("value=y")),
+        ("GET", "/v2/keys/t?recursive=true", None),
+        ("PUT", "/v2/keys/slash/", Some("value=s")),
+        ("GET", "/v2/keys//slash", None),
+        ("PUT", "/v2/keys/./slash", Some("value=s")),
+        ("GET", "/v2/keysfoo", None),
+        ("GET", "/v2/keys/t?wait=true&waitIndex=1&recursive=abc", None),
+        ("PUT", "/v2/keys/t?ttl=18446744073709551616", Some("value=x")),
+        ("PUT", "/v2/keys/t?prevIndex=99999", Some("value=x")),
     ];
     for (method, target, form) in steps {
         pair.same(method, target, *form).await;

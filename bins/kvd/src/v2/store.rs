@@ -265,7 +265,8 @@ impl Store {
         self.check_depth(&path)?;
         let entry = match self.lookup(&path)? {
             Some(entry) => entry.clone(),
-            None => return Err(Error::new(Code::NotFile, "/", self.index)),
+            // etcd names the root by its internal path, which its API trims to nothing.
+            None => return Err(Error::new(Code::NotFile, "", self.index)),
         };
         self.compare(&path, &entry, &cad.prev_value, cad.prev_index)?;
         Ok(self.remove(Action::CompareAndDelete, &path, &entry, now))
