@@ -594,15 +594,27 @@ async fn keys_answer_like_etcd() {
         ("DELETE", "/v2/keys/form?recursive=true", None),
         ("DELETE", "/v2/keys/?prevValue=x", None),
         ("POST", "/v2/keys/qd?dir=true", None),
-        ("PUT", "/v2/keys/t?prevExist=false&prevValue=x", Some("value=y")),
+        (
+            "PUT",
+            "/v2/keys/t?prevExist=false&prevValue=x",
+            Some("value=y"),
+        ),
         ("PUT", "/v2/keys/missing?prevIndex=5", Some("value=y")),
         ("GET", "/v2/keys/t?recursive=true", None),
         ("PUT", "/v2/keys/slash/", Some("value=s")),
         ("GET", "/v2/keys//slash", None),
         ("PUT", "/v2/keys/./slash", Some("value=s")),
         ("GET", "/v2/keysfoo", None),
-        ("GET", "/v2/keys/t?wait=true&waitIndex=1&recursive=abc", None),
-        ("PUT", "/v2/keys/t?ttl=18446744073709551616", Some("value=x")),
+        (
+            "GET",
+            "/v2/keys/t?wait=true&waitIndex=1&recursive=abc",
+            None,
+        ),
+        (
+            "PUT",
+            "/v2/keys/t?ttl=18446744073709551616",
+            Some("value=x"),
+        ),
         ("PUT", "/v2/keys/t?prevIndex=99999", Some("value=x")),
     ];
     for (method, target, form) in steps {
@@ -920,4 +932,70 @@ async fn etcdctl_v2_works_against_kvd_as_against_etcd() {
             .unwrap();
         assert_eq!((code, stdout.as_str()), (0, "seen\n"), "{stderr}");
     }
+}
+
+/// The first `count` newline-terminated JSON documents of a streamed body.
+async fn stream_lines(addr: SocketAddr, target: &str, count: usize) -> Vec<Value> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let request = Request::get(target)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("send the request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while text.iter().filter(|&&byte| byte == b'\n').count() < count {
+        let frame = body
+            .frame()
+            .await
+            .expect("more of the stream")
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            text.extend_from_slice(&data);
+        }
+    }
+    text.split(|&byte| byte == b'\n')
+        .take(count)
+        .map(|line| {
+            let mut json = serde_json::from_slice(line).expect("a JSON event per line");
+            mask_expirations(&mut json);
+            json
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_watches_send_every_change_like_etcd() {
+    let pair = start_pair().await;
+    let target = "/v2/keys/s?wait=true&stream=true&recursive=true";
+    let (etcd_addr, kvd_addr) = (pair.etcd.addr, pair.kvd.addr);
+    let etcd = tokio::spawn(async move { stream_lines(etcd_addr, target, 3).await });
+    let kvd = tokio::spawn(async move { stream_lines(kvd_addr, target, 3).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pair.same("PUT", "/v2/keys/s/a", Some("value=1")).await;
+    pair.same("PUT", "/v2/keys/elsewhere", Some("value=x"))
+        .await;
+    pair.same("PUT", "/v2/keys/s/b?ttl=60", Some("value=2"))
+        .await;
+    pair.same("DELETE", "/v2/keys/s?recursive=true", None).await;
+    let timeout = Duration::from_secs(10);
+    let etcd = tokio::time::timeout(timeout, etcd)
+        .await
+        .expect("etcd streamed")
+        .unwrap();
+    let kvd = tokio::time::timeout(timeout, kvd)
+        .await
+        .expect("kvd streamed")
+        .unwrap();
+    assert_eq!(kvd, etcd);
+    let actions: Vec<_> = kvd.iter().map(|event| event["action"].clone()).collect();
+    assert_eq!(actions, ["set", "set", "delete"]);
 }

@@ -51,12 +51,10 @@ pub use command::{
     Command, CompareAndDelete, CompareAndSwap, Create, Delete, Op, Set, Ttl, Update,
 };
 pub use error::{Code, Error};
-pub use form::{Form, FormError};
 pub use history::HISTORY_CAPACITY;
 pub use http::{handle, Body, MAX_FORM_BYTES};
 pub use node::{Action, Event, Node};
 pub use path::MAX_DEPTH;
-pub use request::KeyRequest;
 pub use snapshot::SnapshotError;
 pub use stats::Stats;
 pub use store::{Store, WatchStart};

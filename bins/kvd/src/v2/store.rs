@@ -69,6 +69,15 @@ impl Store {
         self.index
     }
 
+    /// The soonest time (unix ms) a node expires, if any has a TTL: the leader proposes
+    /// [`Op::Expire`] once its clock reaches it.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.nodes
+            .values()
+            .filter_map(|entry| entry.expires_at)
+            .min()
+    }
+
     /// Counts of applied writes by kind and outcome, and of expired nodes.
     pub fn stats(&self) -> Stats {
         self.stats

@@ -376,6 +376,7 @@ fn ttl_counts_down_from_the_command_time_and_expires_on_command() {
         Some("2026-11-22T06:53:39Z")
     );
     assert_eq!(store.get("/t", false, T0 + 2_500).unwrap().node.ttl, 8);
+    assert_eq!(store.next_expiry(), Some(T0 + 10_000));
     // An expiry before the deadline removes nothing and uses no index.
     assert!(store
         .apply(&Command {
@@ -400,6 +401,7 @@ fn ttl_counts_down_from_the_command_time_and_expires_on_command() {
     );
     assert_eq!(code(store.get("/t", false, T0 + 10_000)).0, 100);
     assert_eq!(store.stats().expired, 1);
+    assert_eq!(store.next_expiry(), None);
 }
 
 #[test]
