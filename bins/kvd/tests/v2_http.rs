@@ -999,3 +999,66 @@ async fn streamed_watches_send_every_change_like_etcd() {
     let actions: Vec<_> = kvd.iter().map(|event| event["action"].clone()).collect();
     assert_eq!(actions, ["set", "set", "delete"]);
 }
+
+async fn raw_put(addr: SocketAddr, target: &str, body: &'static [u8]) -> Reply {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let request = Request::put(target)
+        .header("host", addr.to_string())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(body)))
+        .expect("request");
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("send the request");
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("read the body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_errors_not_panics() {
+    let kvd = start_kvd().await;
+    let error_code = |reply: &Reply| (reply.status, reply.json()["errorCode"].as_u64());
+    let not_utf8 = raw_put(kvd.addr, "/v2/keys/k", b"value=\xff\xfe").await;
+    assert_eq!(error_code(&not_utf8), (400, Some(210)));
+    let bad_escape = raw_put(kvd.addr, "/v2/keys/k", b"value=%").await;
+    assert_eq!(error_code(&bad_escape), (400, Some(210)));
+    let bad_path = call(kvd.addr, "GET", "/v2/keys/%ff", None).await;
+    assert_eq!(error_code(&bad_path), (400, Some(210)));
+    let deep = format!("/v2/keys{}", "/a".repeat(v2::MAX_DEPTH + 1));
+    let too_deep = call(kvd.addr, "PUT", &deep, Some("value=x")).await;
+    assert_eq!(error_code(&too_deep), (400, Some(209)));
+    let forever = call(
+        kvd.addr,
+        "PUT",
+        "/v2/keys/k?ttl=18446744073709551615",
+        Some("value=x"),
+    )
+    .await;
+    assert_eq!(forever.status, 201);
+    assert!(forever.json()["node"]["ttl"].as_i64().unwrap() > 0);
+    let garbage = post(kvd.addr, "/v2/members", "application/json", "{not json").await;
+    assert_eq!(garbage.status, 400);
+    let bad_id = call(kvd.addr, "DELETE", "/v2/members/zz", None).await;
+    assert_eq!(
+        (bad_id.status, bad_id.json()["message"].as_str()),
+        (404, Some("No such member: zz"))
+    );
+    // Still serving.
+    let listing = call(kvd.addr, "GET", "/v2/keys/", None).await;
+    assert_eq!(listing.status, 200);
+}
