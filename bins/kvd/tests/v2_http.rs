@@ -594,6 +594,8 @@ async fn keys_answer_like_etcd() {
         ("DELETE", "/v2/keys/form?recursive=true", None),
         ("DELETE", "/v2/keys/?prevValue=x", None),
         ("POST", "/v2/keys/qd?dir=true", None),
+        ("POST", "/v2/keys/", Some("value=at-root")),
+        ("PUT", "/v2/keys/?prevExist=false", Some("value=r")),
         (
             "PUT",
             "/v2/keys/t?prevExist=false&prevValue=x",

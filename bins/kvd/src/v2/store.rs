@@ -180,10 +180,13 @@ impl Store {
     }
 
     fn create(&mut self, create: &Create, now: u64) -> Result<Event, Error> {
-        let mut path = self.writable(&create.key)?;
-        if create.in_order {
-            path = clean(&format!("{path}/{:020}", self.index + 1));
-        }
+        // An in-order key may go under the root itself: only the final path must be writable.
+        let key = if create.in_order {
+            format!("{}/{:020}", clean(&create.key), self.index + 1)
+        } else {
+            create.key.clone()
+        };
+        let path = self.writable(&key)?;
         let ttl = Ttl {
             seconds: create.ttl,
             refresh: false,

@@ -326,6 +326,16 @@ fn in_order_keys_are_zero_padded_indexes() {
         .map(|n| n.key)
         .collect();
     assert_eq!(keys, ["/q/00000000000000000002", "/q/00000000000000000003"]);
+    let at_root = Op::Create(Create {
+        key: "/".into(),
+        value: "r".into(),
+        in_order: true,
+        ..Create::default()
+    });
+    assert_eq!(
+        apply(&mut store, at_root).unwrap().node.key,
+        "/00000000000000000004"
+    );
     // In-order keys under a key are refused.
     assert_eq!(
         code(apply(
@@ -336,7 +346,7 @@ fn in_order_keys_are_zero_padded_indexes() {
                 ..Create::default()
             })
         )),
-        (104, "/x".into(), 3)
+        (104, "/x".into(), 4)
     );
 }
 
