@@ -63,10 +63,16 @@ where
     let response = match method {
         Method::GET | Method::HEAD if parsed.wait => watch(backend, parsed).await,
         Method::GET | Method::HEAD => get(backend, parsed).await,
-        _ => match write_command(&method, &parsed) {
-            Some(command) => write(backend, command, parsed.no_value_on_success).await,
-            None => Err(invalid_form("unsupported method")),
-        },
+        Method::PUT => write(backend, put_op(&parsed), parsed.no_value_on_success).await,
+        Method::POST => {
+            write(
+                backend,
+                create_op(&parsed, true),
+                parsed.no_value_on_success,
+            )
+            .await
+        }
+        _ => write(backend, delete_op(&parsed), parsed.no_value_on_success).await,
     };
     let mut response = response.unwrap_or_else(|error| error_response(backend.as_ref(), &error));
     if method == Method::HEAD {
@@ -103,72 +109,64 @@ where
     KeyRequest::parse(&method, &key, &form)
 }
 
-/// The command a write request stands for, as etcd's applier chooses it.
-fn write_command(method: &Method, request: &KeyRequest) -> Option<Command> {
+/// The write a `PUT` stands for, as etcd's applier chooses it.
+fn put_op(request: &KeyRequest) -> Op {
     let ttl = Ttl {
         seconds: request.ttl,
         refresh: request.refresh,
     };
-    let key = request.key.clone();
-    let value = request.value.clone();
+    let (key, value) = (request.key.clone(), request.value.clone());
     let conditional = request.prev_index > 0 || !request.prev_value.is_empty();
-    let cas = || {
-        Op::CompareAndSwap(CompareAndSwap {
-            key: key.clone(),
-            value: value.clone(),
+    match request.prev_exist {
+        Some(false) => create_op(request, false),
+        Some(_) | None if conditional => Op::CompareAndSwap(CompareAndSwap {
+            key,
+            value,
             prev_value: request.prev_value.clone(),
             prev_index: request.prev_index,
             ttl,
-        })
-    };
-    let create = |in_order| {
-        Op::Create(Create {
-            key: key.clone(),
-            value: value.clone(),
-            dir: request.dir,
-            in_order,
-            ttl: request.ttl,
-        })
-    };
-    let op = match *method {
-        Method::PUT => match request.prev_exist {
-            Some(true) if conditional => cas(),
-            Some(true) => Op::Update(Update {
-                key: key.clone(),
-                value: value.clone(),
-                ttl,
-            }),
-            Some(false) => create(false),
-            None if conditional => cas(),
-            None => Op::Set(Set {
-                key: key.clone(),
-                value: value.clone(),
-                dir: request.dir,
-                ttl,
-            }),
-        },
-        Method::POST => create(true),
-        Method::DELETE if conditional => Op::CompareAndDelete(CompareAndDelete {
-            key: key.clone(),
-            prev_value: request.prev_value.clone(),
-            prev_index: request.prev_index,
         }),
-        Method::DELETE => Op::Delete(Delete {
-            key: key.clone(),
+        Some(_) => Op::Update(Update { key, value, ttl }),
+        None => Op::Set(Set {
+            key,
+            value,
             dir: request.dir,
-            recursive: request.recursive,
+            ttl,
         }),
-        _ => return None,
-    };
-    Some(Command { now: now_ms(), op })
+    }
 }
 
-async fn write<B: Backend>(
-    backend: &Arc<B>,
-    command: Command,
-    bare: bool,
-) -> Result<Response<Body>, Error> {
-    let events = backend.propose(command).await?;
+/// A create: `PUT` with `prevExist=false`, or `POST` for an in-order key.
+fn create_op(request: &KeyRequest, in_order: bool) -> Op {
+    Op::Create(Create {
+        key: request.key.clone(),
+        value: request.value.clone(),
+        dir: request.dir,
+        in_order,
+        ttl: request.ttl,
+    })
+}
+
+/// The write a `DELETE` stands for.
+fn delete_op(request: &KeyRequest) -> Op {
+    if request.prev_index > 0 || !request.prev_value.is_empty() {
+        Op::CompareAndDelete(CompareAndDelete {
+            key: request.key.clone(),
+            prev_value: request.prev_value.clone(),
+            prev_index: request.prev_index,
+        })
+    } else {
+        Op::Delete(Delete {
+            key: request.key.clone(),
+            dir: request.dir,
+            recursive: request.recursive,
+        })
+    }
+}
+
+/// Proposes a write stamped with this node's clock (the leader may restamp it).
+async fn write<B: Backend>(backend: &Arc<B>, op: Op, bare: bool) -> Result<Response<Body>, Error> {
+    let events = backend.propose(Command { now: now_ms(), op }).await?;
     let event = events
         .first()
         .ok_or_else(|| Error::raft("the write was applied without an event"))?;
