@@ -647,3 +647,96 @@ fn updating_a_directory_keeps_its_stored_index_as_etcd_does() {
     });
     assert_eq!(code(apply(&mut store, with_value)), (102, "/u".into(), 2));
 }
+
+/// A fixed pseudo-random sequence of commands over a few keys, so that every operation
+/// meets every kind of node.
+fn scripted_commands(count: u64) -> Vec<Command> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % bound
+    };
+    let keys = ["/a", "/a/b", "/a/b/c", "/d", "/d/_h", "/e"];
+    (0..count)
+        .map(|step| {
+            let key = keys[usize::try_from(next(6)).unwrap()].to_owned();
+            let value = format!("v{}", next(3));
+            let ttl = Ttl {
+                seconds: (next(4) == 0).then(|| next(5)),
+                refresh: false,
+            };
+            let op = match next(8) {
+                0 => Op::Set(Set {
+                    key,
+                    value,
+                    dir: next(4) == 0,
+                    ttl,
+                }),
+                1 => Op::Create(Create {
+                    key,
+                    value,
+                    dir: false,
+                    in_order: next(2) == 0,
+                    ttl: ttl.seconds,
+                }),
+                2 => Op::Update(Update { key, value, ttl }),
+                3 => Op::CompareAndSwap(CompareAndSwap {
+                    key,
+                    value,
+                    prev_value: format!("v{}", next(3)),
+                    prev_index: next(3),
+                    ttl,
+                }),
+                4 => Op::Delete(Delete {
+                    key,
+                    dir: next(2) == 0,
+                    recursive: next(2) == 0,
+                }),
+                5 => Op::CompareAndDelete(CompareAndDelete {
+                    key,
+                    prev_value: format!("v{}", next(3)),
+                    prev_index: 0,
+                }),
+                _ => Op::Expire,
+            };
+            Command {
+                now: T0 + step * 700,
+                op,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn replicas_agree_and_a_snapshot_resumes_where_it_was_taken() {
+    let commands = scripted_commands(600);
+    let mut leader = Store::new();
+    let mut follower = Store::new();
+    let mut late = None;
+    let mut answers = Vec::new();
+    for (step, command) in commands.iter().enumerate() {
+        // Commands go through the Raft encoding, as on a real follower.
+        let decoded: Command =
+            serde_json::from_slice(&serde_json::to_vec(command).unwrap()).unwrap();
+        let answer = leader.apply(command);
+        assert_eq!(follower.apply(&decoded), answer, "step {step}");
+        answers.push(answer);
+        if step == 300 {
+            late = Some(Store::restore(&leader.snapshot().unwrap()).unwrap());
+        }
+    }
+    assert_eq!(follower, leader);
+    let mut late = late.unwrap();
+    for (command, answer) in commands[301..].iter().zip(&answers[301..]) {
+        assert_eq!(&late.apply(command), answer);
+    }
+    assert_eq!(late, leader);
+    // The script did exercise successes, refusals and expiries.
+    let stats = leader.stats();
+    assert!(
+        stats.sets_success > 0 && stats.delete_fail > 0 && stats.expired > 0,
+        "{stats:?}"
+    );
+}
