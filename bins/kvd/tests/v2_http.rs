@@ -837,6 +837,7 @@ async fn a_disconnected_watcher_is_cleaned_up() {
             kvd.backend.events.receiver_count(),
         )
     };
+    assert!(v2::serves("/v2/keys/x") && v2::serves("/health") && !v2::serves("/v3/kv/range"));
     let baseline = watchers().await;
     let mut stream = TcpStream::connect(kvd.addr).await.unwrap();
     let request = format!(

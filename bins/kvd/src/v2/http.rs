@@ -27,9 +27,10 @@ const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
-/// Serves a request if it belongs to the v2 API (`/v2/...`, `/version`, `/health`), and
-/// returns `None` for any other path so that the caller can route it elsewhere. Never
-/// panics on input: every malformed request gets etcd's error answer.
+/// Serves a request if it belongs to the v2 API (see [`serves`]), and returns `None` for
+/// any other path. The request is consumed either way: route on [`serves`] first when
+/// other handlers share the server. Never panics on input: every malformed request gets
+/// etcd's error answer.
 pub async fn handle<B, T>(backend: &Arc<B>, request: Request<T>) -> Option<Response<Body>>
 where
     B: Backend,
@@ -37,8 +38,7 @@ where
     T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = request.uri().path().to_owned();
-    let owned = path.starts_with("/v2/") || path == "/version" || path == "/health";
-    if !owned {
+    if !serves(&path) {
         return None;
     }
     let clean = clean_request_path(&path);
@@ -67,6 +67,12 @@ where
         }
     };
     Some(response)
+}
+
+/// Whether [`handle`] answers requests for `path` (`/v2/...`, `/version`, `/health`), so
+/// that a router can decide before handing the request over.
+pub fn serves(path: &str) -> bool {
+    path.starts_with("/v2/") || path == "/version" || path == "/health"
 }
 
 /// Go's `cleanPath`, which its HTTP router applies before routing: `path.Clean`, keeping
