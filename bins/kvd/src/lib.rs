@@ -64,6 +64,7 @@ pub mod response;
 pub mod snapshot;
 pub mod store;
 mod txn;
+pub mod v2;
 mod writer;
 
 pub use command::{
