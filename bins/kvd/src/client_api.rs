@@ -1,11 +1,12 @@
-//! The client listener of a node: etcd's v3 JSON gateway, with everything else answered
-//! with etcd's 404 page.
+//! The client listener of a node: etcd's v2 API (`/v2/...`, `/version`, `/health`) and its
+//! v3 JSON gateway (`/v3/...`), with everything else answered with etcd's 404 page.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
@@ -13,8 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::gateway::{self, Gateway, GatewayBody, Handled};
-use crate::http_server;
 use crate::node::Node;
+use crate::{http_server, v2};
 
 /// How long a watch may stay silent before the gateway reports progress, when it asked.
 const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
@@ -47,10 +48,11 @@ impl ClientApi {
             })?;
             addrs.push(listener.local_addr()?);
             let serving = gateway.clone();
+            let v2_node = Arc::new(node.clone());
             let mut stopping = stop.subscribe();
             servers.spawn(http_server::serve(
                 listener,
-                move |request| answer(serving.clone(), request),
+                move |request| answer(serving.clone(), Arc::clone(&v2_node), request),
                 async move {
                     // A dropped sender also means stop.
                     let _ = stopping.wait_for(|stop| *stop).await;
@@ -79,15 +81,23 @@ impl ClientApi {
     }
 }
 
-async fn answer(gateway: Gateway<Node>, request: Request<Incoming>) -> Response<GatewayBody> {
-    match gateway.handle(request).await {
-        Handled::Response(response) => response,
-        Handled::NotMine(_) => {
-            let mut response = Response::new(GatewayBody::from(Bytes::from_static(
-                b"404 page not found\n",
-            )));
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            response
-        }
+async fn answer(
+    gateway: Gateway<Node>,
+    node: Arc<Node>,
+    request: Request<Incoming>,
+) -> Response<v2::Body> {
+    if v2::serves(request.uri().path()) {
+        return v2::handle(&node, request).await.unwrap_or_else(not_found);
     }
+    match gateway.handle(request).await {
+        Handled::Response(response) => response.map(BodyExt::boxed_unsync),
+        Handled::NotMine(_) => not_found(),
+    }
+}
+
+fn not_found() -> Response<v2::Body> {
+    let body = GatewayBody::from(Bytes::from_static(b"404 page not found\n"));
+    let mut response = Response::new(body.boxed_unsync());
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
 }

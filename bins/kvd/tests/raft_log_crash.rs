@@ -17,7 +17,7 @@ use std::process::{Command as Process, Stdio};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::log_id;
 use openraft::{EntryPayload, RaftLogId, RaftLogReader};
-use sinew_kvd::raft::{Entry, LogStore};
+use sinew_kvd::raft::{Entry, LogStore, Request};
 use sinew_kvd::{Command, PutRequest};
 
 /// Set for the child: the data directory to append to.
@@ -55,11 +55,11 @@ const ROUNDS: [KillAt; 3] = [
 fn entry(index: u64) -> Entry {
     Entry {
         log_id: log_id(1 + index / 50, 1, index),
-        payload: EntryPayload::Normal(Command::Put(PutRequest {
+        payload: EntryPayload::Normal(Request::V3(Command::Put(PutRequest {
             key: format!("crash/{index:08}").into_bytes(),
             value: vec![index.to_le_bytes()[0]; 512],
             ..PutRequest::default()
-        })),
+        }))),
     }
 }
 

@@ -19,10 +19,10 @@ use tokio::sync::watch;
 
 use crate::gateway::NodeStatus;
 use crate::raft::{
-    LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, SnapshotFileError, StateMachine,
-    Transport, TypeConfig,
+    LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, Reply, Request, SnapshotFileError,
+    StateMachine, Transport, TypeConfig,
 };
-use crate::{Applied, Command, KvError, RangeRequest, RangeResponse};
+use crate::{v2, Applied, Command, KvError, RangeRequest, RangeResponse};
 
 mod backend;
 mod config;
@@ -31,6 +31,7 @@ mod identity;
 mod leases;
 mod members;
 mod peer_server;
+mod v2_backend;
 
 pub use backend::SERVER_VERSION;
 pub use config::{
@@ -89,6 +90,9 @@ struct Inner {
     transport: Transport,
     leases: LeaseClock,
     shutdown: watch::Sender<bool>,
+    started: std::time::SystemTime,
+    /// Whether a v2 expiry proposal is in flight, so ticks do not pile them up.
+    expiring: std::sync::atomic::AtomicBool,
 }
 
 /// A running node; clones share it.
@@ -135,6 +139,8 @@ impl Node {
                 transport,
                 leases: LeaseClock::default(),
                 shutdown: watch::channel(false).0,
+                started: std::time::SystemTime::now(),
+                expiring: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         peer_server::start(&node).await?;
@@ -202,6 +208,23 @@ impl Node {
         self.inner.raft.metrics().borrow().current_term
     }
 
+    /// When this member started, as RFC 3339 (etcd's `startTime`).
+    pub fn started_at(&self) -> String {
+        let millis = self
+            .inner
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        v2::time::expiration_string(millis)
+    }
+
+    /// How long this member has run.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed().unwrap_or_default()
+    }
+
     /// The leader's id, if one is known.
     pub fn leader(&self) -> Option<NodeId> {
         self.inner.raft.metrics().borrow().current_leader
@@ -227,12 +250,32 @@ impl Node {
     pub async fn propose(&self, command: Command) -> Result<Applied, NodeError> {
         let command = self.with_minimum_ttl(command);
         command.validate()?;
+        match self.propose_request(Request::V3(command)).await? {
+            Reply::V3(answer) => Ok(answer?),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Replicates a v2 command; the outer error says why it was not replicated, the inner
+    /// one why the v2 store refused it.
+    pub async fn propose_v2(
+        &self,
+        command: v2::Command,
+    ) -> Result<Result<Vec<v2::Event>, v2::Error>, NodeError> {
+        match self.propose_request(Request::V2(command)).await? {
+            Reply::V2(answer) => Ok(answer),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Replicates `request` through the leader, waiting for a leader while there is none.
+    async fn propose_request(&self, request: Request) -> Result<Reply, NodeError> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
-            match self.propose_here(&command, deadline).await {
+            match self.propose_here(&request, deadline).await {
                 Err(Redirect::To(leader)) => {
                     match self
-                        .forward::<_, Applied>(&leader, paths::PROPOSE, &command, deadline)
+                        .forward::<_, Reply>(&leader, paths::PROPOSE, &request, deadline)
                         .await
                     {
                         Err(NodeError::NoLeader) => self.pause(deadline).await?,
@@ -241,29 +284,28 @@ impl Node {
                 }
                 Err(Redirect::Unknown) => self.pause(deadline).await?,
                 Err(Redirect::Failed(error)) => return Err(error),
-                Ok(applied) => return Ok(applied),
+                Ok(reply) => return Ok(reply),
             }
         }
     }
 
-    /// Proposes on this node only; a follower answers with where to go instead.
+    /// Proposes on this node only; a follower answers with where to go instead. A v2
+    /// command gets this node's clock, which only matters where it is accepted: on the
+    /// leader, whose clock alone decides v2 expiry times.
     async fn propose_here(
         &self,
-        command: &Command,
+        request: &Request,
         deadline: tokio::time::Instant,
-    ) -> Result<Applied, Redirect> {
-        let written =
-            tokio::time::timeout_at(deadline, self.inner.raft.client_write(command.clone()))
-                .await
-                .map_err(|_| Redirect::Failed(NodeError::Timeout))?;
+    ) -> Result<Reply, Redirect> {
+        let mut request = request.clone();
+        if let Request::V2(command) = &mut request {
+            command.now = v2::now_ms();
+        }
+        let written = tokio::time::timeout_at(deadline, self.inner.raft.client_write(request))
+            .await
+            .map_err(|_| Redirect::Failed(NodeError::Timeout))?;
         match written {
-            Ok(response) => match response.data {
-                Some(Ok(applied)) => Ok(applied),
-                Some(Err(error)) => Err(Redirect::Failed(error.into())),
-                None => Err(Redirect::Failed(NodeError::Storage(
-                    "a command entry was applied without an answer".to_owned(),
-                ))),
-            },
+            Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Err(forward.leader_node.map_or(Redirect::Unknown, Redirect::To))
             }
@@ -518,6 +560,7 @@ impl Node {
                 self.inner.leases.stand_down();
                 continue;
             }
+            self.expire_v2();
             let leases = self.inner.machine.read(crate::Store::leases);
             let expired = self
                 .inner
@@ -541,6 +584,33 @@ impl Node {
     }
 }
 
+impl Node {
+    /// As leader, proposes the v2 store's expiry (etcd's SYNC) once its earliest TTL ran out.
+    fn expire_v2(&self) {
+        use std::sync::atomic::Ordering;
+        let now = v2::now_ms();
+        let due = self
+            .inner
+            .machine
+            .read_v2(v2::Store::next_expiry)
+            .is_some_and(|next| next <= now);
+        if !due || self.inner.expiring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let expire = v2::Command {
+                now,
+                op: v2::Op::Expire,
+            };
+            if let Err(error) = node.propose_v2(expire).await {
+                tracing::warn!(%error, "cannot expire v2 keys");
+            }
+            node.inner.expiring.store(false, Ordering::Release);
+        });
+    }
+}
+
 /// Where a request must go when this member cannot serve it.
 enum Redirect {
     /// To this leader.
@@ -549,6 +619,11 @@ enum Redirect {
     Unknown,
     /// Nowhere: it failed.
     Failed(NodeError),
+}
+
+/// The error for an answer of the wrong kind, which only a bug can produce.
+fn unexpected(reply: &Reply) -> NodeError {
+    NodeError::Storage(format!("the state machine answered with {reply:?}"))
 }
 
 fn fatal(error: &openraft::error::Fatal<NodeId>) -> NodeError {

@@ -19,8 +19,7 @@ use super::members::MemberChange;
 use super::{Node, NodeError, Redirect, StartError};
 use crate::http_server;
 use crate::raft::network::paths as raft_paths;
-use crate::raft::TypeConfig;
-use crate::Command;
+use crate::raft::{Reply, Request as Proposal, TypeConfig};
 
 /// Where a member serves forwarded requests, under its peer URL.
 pub mod paths {
@@ -90,7 +89,7 @@ async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>>
             })
             .await
         }
-        paths::PROPOSE => answer(&body, |command: Command| propose(&node, command)).await,
+        paths::PROPOSE => answer(&body, |request: Proposal| propose(&node, request)).await,
         paths::READ_INDEX => answer(&body, |(): ()| read_index(&node)).await,
         paths::LEASE_KEEPALIVE => answer(&body, |id: i64| node.clone().keepalive_here(id)).await,
         paths::LEASE_REMAINING => answer(&body, |id: i64| node.clone().remaining_here(id)).await,
@@ -114,9 +113,9 @@ async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>>
 }
 
 /// A forwarded proposal; a member that lost the lead says so, and the follower looks again.
-async fn propose(node: &Node, command: Command) -> Result<crate::Applied, NodeError> {
+async fn propose(node: &Node, request: Proposal) -> Result<Reply, NodeError> {
     let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
-    node.propose_here(&command, deadline)
+    node.propose_here(&request, deadline)
         .await
         .map_err(redirect_error)
 }

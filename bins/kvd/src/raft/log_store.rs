@@ -375,7 +375,7 @@ mod tests {
     fn entry(term: u64, index: u64) -> Entry {
         Entry {
             log_id: log_id(term, 1, index),
-            payload: EntryPayload::Normal(put(index)),
+            payload: EntryPayload::Normal(crate::raft::Request::V3(put(index))),
         }
     }
 

@@ -7,7 +7,9 @@
 
 use std::io::Cursor;
 
-use crate::{Applied, Command, KvError};
+use serde::{Deserialize, Serialize};
+
+use crate::{v2, Applied, Command, KvError};
 
 mod log_storage;
 pub mod log_store;
@@ -27,15 +29,34 @@ pub use transport::{Transport, TransportError};
 /// A Raft node's id.
 pub type NodeId = u64;
 
-/// What applying one log entry answers: `None` for entries that carry no [`Command`] (blank
-/// entries a new leader appends, membership changes), else the store's answer or refusal.
-pub type Reply = Option<Result<Applied, KvError>>;
+/// What a log entry carries: a change to the v3 store or to the v2 store, which etcd keeps
+/// apart and so does kvd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// A v3 command.
+    V3(Command),
+    /// A v2 command.
+    V2(v2::Command),
+}
+
+/// What applying one log entry answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Entries that carry no request: blank entries a new leader appends, membership changes.
+    None,
+    /// The v3 store's answer or refusal.
+    V3(Result<Applied, KvError>),
+    /// The v2 store's events or refusal.
+    V2(Result<Vec<v2::Event>, v2::Error>),
+}
 
 openraft::declare_raft_types!(
-    /// openraft's type configuration for kvd: entries carry [`Command`]s, nodes are
+    /// openraft's type configuration for kvd: entries carry [`Request`]s, nodes are
     /// [`Member`]s (a name and URLs) named by a [`NodeId`], snapshots are bytes.
     pub TypeConfig:
-        D = Command,
+        D = Request,
         R = Reply,
         NodeId = NodeId,
         Node = Member,

@@ -48,7 +48,7 @@ pub enum SnapshotFileError {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: crate::SnapshotError,
+        source: super::state_machine::RestoreError,
     },
 }
 

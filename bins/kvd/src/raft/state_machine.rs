@@ -1,6 +1,6 @@
-//! The Raft state machine: the MVCC [`Store`] that committed entries are applied to, the log
-//! id and membership applied last, and the node's snapshots, implementing openraft's
-//! storage-v2 [`RaftStateMachine`].
+//! The Raft state machine: the v3 MVCC [`Store`] and the [`v2::Store`] that committed entries
+//! are applied to, the log id and membership applied last, and the node's snapshots,
+//! implementing openraft's storage-v2 [`RaftStateMachine`].
 //!
 //! The store lives in memory. Durability comes from the Raft log, which holds every
 //! acknowledged entry on disk, and from the snapshot file: on restart the state machine starts
@@ -20,21 +20,63 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageError, StorageIOError};
 use tokio::sync::broadcast;
 
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
 use super::snapshot_file::{SnapshotFile, SnapshotFileError};
-use super::{Entry, LogId, NodeId, Reply, SnapshotMeta, StoredMembership, TypeConfig};
+use super::{Entry, LogId, NodeId, Reply, Request, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::gateway::WatchBatch;
-use crate::{Event, Store};
+use crate::{v2, Event, Store};
 
 /// How many applied batches a slow watcher may fall behind before it must catch up from the
 /// store's history instead.
 const BATCH_BACKLOG: usize = 4096;
 
+/// Why a snapshot's state could not be restored.
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    /// The snapshot is not the two stores' snapshots.
+    #[error("the snapshot does not hold kvd's two stores: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The v3 store's part is unusable.
+    #[error("v3 store: {0}")]
+    V3(#[from] crate::SnapshotError),
+    /// The v2 store's part is unusable.
+    #[error("v2 store: {0}")]
+    V2(#[from] v2::SnapshotError),
+}
+
+/// A snapshot's state: each store's own snapshot.
+#[derive(Serialize, Deserialize)]
+struct Stores {
+    #[serde(with = "crate::base64_bytes")]
+    v3: Vec<u8>,
+    #[serde(with = "crate::base64_bytes")]
+    v2: Vec<u8>,
+}
+
 /// What the state machine holds besides snapshots.
 #[derive(Debug, Default)]
 struct Applied {
     store: Store,
+    v2: v2::Store,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+}
+
+impl Applied {
+    fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
+        let stores = Stores {
+            v3: self.store.snapshot().map_err(std::io::Error::other)?,
+            v2: self.v2.snapshot().map_err(std::io::Error::other)?,
+        };
+        serde_json::to_vec(&stores).map_err(std::io::Error::other)
+    }
+}
+
+fn restore(bytes: &[u8]) -> Result<(Store, v2::Store), RestoreError> {
+    let stores: Stores = serde_json::from_slice(bytes).map_err(RestoreError::Decode)?;
+    Ok((Store::restore(&stores.v3)?, v2::Store::restore(&stores.v2)?))
 }
 
 /// The state machine of one node; clones share it.
@@ -43,6 +85,7 @@ pub struct StateMachine {
     applied: Arc<RwLock<Applied>>,
     current_snapshot: Arc<Mutex<Option<SnapshotFile>>>,
     batches: broadcast::Sender<WatchBatch>,
+    v2_events: broadcast::Sender<v2::Event>,
     data_dir: PathBuf,
 }
 
@@ -51,20 +94,26 @@ impl StateMachine {
     pub fn open(data_dir: &Path) -> Result<Self, SnapshotFileError> {
         let snapshot = SnapshotFile::load(data_dir)?;
         let applied = match &snapshot {
-            Some(file) => Applied {
-                store: Store::restore(&file.data).map_err(|source| SnapshotFileError::Restore {
-                    path: data_dir.join(SnapshotFile::FILE_NAME),
-                    source,
-                })?,
-                last_applied: file.meta.last_log_id,
-                membership: file.meta.last_membership.clone(),
-            },
+            Some(file) => {
+                let (store, v2) =
+                    restore(&file.data).map_err(|source| SnapshotFileError::Restore {
+                        path: data_dir.join(SnapshotFile::FILE_NAME),
+                        source,
+                    })?;
+                Applied {
+                    store,
+                    v2,
+                    last_applied: file.meta.last_log_id,
+                    membership: file.meta.last_membership.clone(),
+                }
+            }
             None => Applied::default(),
         };
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
             current_snapshot: Arc::new(Mutex::new(snapshot)),
             batches: broadcast::channel(BATCH_BACKLOG).0,
+            v2_events: broadcast::channel(BATCH_BACKLOG).0,
             data_dir: data_dir.to_path_buf(),
         })
     }
@@ -78,6 +127,22 @@ impl StateMachine {
                 .unwrap_or_else(PoisonError::into_inner)
                 .store,
         )
+    }
+
+    /// Runs `read` on the v2 store as it is now.
+    pub fn read_v2<T>(&self, read: impl FnOnce(&v2::Store) -> T) -> T {
+        read(
+            &self
+                .applied
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .v2,
+        )
+    }
+
+    /// Every v2 event applied from now on.
+    pub fn subscribe_v2(&self) -> broadcast::Receiver<v2::Event> {
+        self.v2_events.subscribe()
     }
 
     /// The id of the last entry applied.
@@ -176,7 +241,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
             let data = applied
-                .store
                 .snapshot()
                 .map_err(|error| StorageIOError::write_snapshot(None, AnyError::new(&error)))?;
             SnapshotFile {
@@ -210,28 +274,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut replies = Vec::new();
         let mut changes = Vec::new();
+        let mut v2_changes = Vec::new();
         {
             let mut applied = self.applied.write().unwrap_or_else(PoisonError::into_inner);
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 let reply = match entry.payload {
-                    EntryPayload::Blank => None,
-                    EntryPayload::Normal(command) => {
+                    EntryPayload::Blank => Reply::None,
+                    EntryPayload::Normal(Request::V3(command)) => {
                         let result = applied.store.apply_with_events(&command);
                         if let Ok(done) = &result {
                             changes.extend(done.events.iter().cloned());
                         }
-                        Some(result)
+                        Reply::V3(result)
+                    }
+                    EntryPayload::Normal(Request::V2(command)) => {
+                        let result = applied.v2.apply(&command);
+                        if let Ok(events) = &result {
+                            v2_changes.extend(events.iter().cloned());
+                        }
+                        Reply::V2(result)
                     }
                     EntryPayload::Membership(membership) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        None
+                        Reply::None
                     }
                 };
                 replies.push(reply);
             }
         }
         self.publish(changes);
+        for event in v2_changes {
+            // Nobody waiting is fine.
+            let _ = self.v2_events.send(event);
+        }
         Ok(replies)
     }
 
@@ -253,7 +329,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let store = Store::restore(&data).map_err(|error| {
+        let (store, v2) = restore(&data).map_err(|error| {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&error))
         })?;
         self.save_snapshot(SnapshotFile {
@@ -269,6 +345,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .events_since(seen + 1, b"\0", b"\0")
                 .unwrap_or_default();
             applied.store = store;
+            applied.v2 = v2;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
             missed

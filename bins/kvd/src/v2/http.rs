@@ -114,7 +114,7 @@ fn redirect<T>(request: &Request<T>, clean: &str) -> Response<Body> {
 }
 
 /// Unix time in milliseconds by this node's clock.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| {

@@ -39,7 +39,7 @@ mod request;
 mod snapshot;
 mod stats;
 mod store;
-mod time;
+pub(crate) mod time;
 mod watch;
 
 pub use backend::{
@@ -52,7 +52,7 @@ pub use command::{
 };
 pub use error::{Code, Error};
 pub use history::HISTORY_CAPACITY;
-pub use http::{handle, serves, Body, MAX_FORM_BYTES};
+pub use http::{handle, now_ms, serves, Body, MAX_FORM_BYTES};
 pub use node::{Action, Event, Node};
 pub use path::MAX_DEPTH;
 pub use snapshot::SnapshotError;
