@@ -11,8 +11,8 @@ use sinew_vm::{deb, elf};
 
 pub mod kv_cluster;
 
-/// Guest binaries every guest test needs.
-pub const GUEST_BINS: [&str; 2] = ["sinew-init", "sinew-probe"];
+/// Guest binaries the guest tests need, built for both architectures in one cargo call.
+pub const GUEST_BINS: [&str; 4] = ["sinew-init", "sinew-probe", "kvd", "kvctl"];
 
 /// A quiet run for tests: no spinners, warnings only.
 pub fn run(name: &str) -> Run {

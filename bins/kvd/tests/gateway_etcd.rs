@@ -1,5 +1,5 @@
-//! Side by side with a real etcd 3.4: the same requests against etcd's gateway and kvd's must
-//! give the same HTTP status and the same JSON, once what legitimately differs is set aside
+//! Side by side with a real etcd 3.4: the same requests against etcd and the real `kvd` binary
+//! (both one-member clusters started with the same flags) must
 //! (cluster and member ids, the Raft term, seconds left on a lease, the order of the lease
 //! list). Needs `etcd` on the PATH (`apt-get install etcd-server`); fails without it.
 
@@ -12,12 +12,12 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 use support::client::{call, post, Answer, Stream};
 use support::etcd::Etcd;
-use support::{b64, json, Server};
+use support::{b64, json};
 
 /// An etcd and a kvd gateway, both fresh.
 struct Pair {
     etcd: Etcd,
-    kvd: Server,
+    kvd: Etcd,
 }
 
 /// Drops what legitimately differs between two members of different clusters.
@@ -53,7 +53,7 @@ impl Pair {
     async fn start() -> Self {
         Self {
             etcd: Etcd::start().await,
-            kvd: Server::start().await,
+            kvd: Etcd::start_kvd().await,
         }
     }
 

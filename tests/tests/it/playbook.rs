@@ -93,3 +93,31 @@ fn two_arch_cross_compiles_plans_on_aarch64_and_runs_verbosely_on_x86_64() {
         );
     }
 }
+
+#[test]
+fn kv_cluster_survives_losing_the_leaders_guest() {
+    prepared();
+    let paths = sinew::paths::Paths::from_env();
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&paths.workspace)
+        .args(["run", "--quiet", "-p", "sinew-playbooks", "--bin", "kv-cluster"])
+        .output()
+        .expect("cargo runs the playbook");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kv-cluster failed:\n{stderr}");
+    let before = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("leader before the crash: "))
+        .expect("the playbook names the first leader");
+    let after = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("leader after the crash: "))
+        .expect("the playbook names the new leader");
+    assert_ne!(before, after, "{stdout}");
+    assert!(
+        stdout.contains("20 of 20 acknowledged writes present after losing the leader"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("crash [") && stderr.contains("kv cluster healthy"), "{stderr}");
+}

@@ -1,5 +1,6 @@
-//! A real etcd (Debian's etcd-server, 3.4) on loopback ports with a temporary data directory,
-//! killed when dropped.
+//! A real etcd (Debian's etcd-server, 3.4), or the real `kvd` started with the same etcd
+//! flags, as a one-member cluster on loopback ports with a temporary data directory, killed
+//! when dropped.
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -25,11 +26,20 @@ fn free_port() -> u16 {
 impl Etcd {
     /// Starts etcd and waits until it answers; fails the test if etcd is not installed.
     pub async fn start() -> Self {
+        Self::start_program("etcd").await
+    }
+
+    /// Starts this crate's `kvd` binary with the same flags and waits until it answers.
+    pub async fn start_kvd() -> Self {
+        Self::start_program(env!("CARGO_BIN_EXE_kvd")).await
+    }
+
+    async fn start_program(program: &str) -> Self {
         let data = tempfile::tempdir().expect("data directory");
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
+        let child = Command::new(program)
             .args(["--name", "gateway-test", "--data-dir"])
             .arg(data.path().join("etcd"))
             .args(["--listen-client-urls", &client_url])
@@ -42,7 +52,7 @@ impl Etcd {
             .spawn()
             .unwrap_or_else(|error| {
                 panic!(
-                    "cannot run etcd ({error}); the side-by-side tests need etcd 3.4: \
+                    "cannot run {program} ({error}); the side-by-side tests need etcd 3.4: \
                      apt-get install etcd-server"
                 )
             });
@@ -64,7 +74,7 @@ impl Etcd {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "etcd did not become ready");
+            assert!(Instant::now() < deadline, "the server did not become ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
