@@ -1,6 +1,6 @@
 //! Shared by the `run_*` tests: a busybox root filesystem, a private state directory and
 //! the `sinew-run` binary. Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
