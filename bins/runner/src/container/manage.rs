@@ -29,7 +29,7 @@ pub enum ManageError {
     #[error("container {0} did not stop")]
     Stuck(String),
     /// Removing its directory.
-    #[error("removing {path}: {source}")]
+    #[error("removing {path}")]
     Remove {
         /// The directory.
         path: String,
@@ -38,7 +38,7 @@ pub enum ManageError {
         source: std::io::Error,
     },
     /// Forking the supervisor.
-    #[error("starting the detached supervisor: {0}")]
+    #[error("starting the detached supervisor")]
     Fork(#[source] nix::Error),
     /// The detached supervisor reported a failure.
     #[error(transparent)]

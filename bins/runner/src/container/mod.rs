@@ -28,7 +28,7 @@ pub enum RunError {
     #[error(transparent)]
     State(#[from] StateError),
     /// Creating a file or directory of the container.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         /// What was being done.
         what: &'static str,
@@ -48,13 +48,13 @@ pub enum RunError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     /// cgroup setup.
-    #[error("cgroup: {0}")]
+    #[error("cgroup setup")]
     Cgroup(#[from] CgroupError),
     /// Network setup.
-    #[error("network: {0}")]
+    #[error("network setup")]
     Net(#[from] NetError),
     /// Publishing a port.
-    #[error("publishing ports: {0}")]
+    #[error("publishing ports")]
     Ports(#[source] std::io::Error),
     /// Namespaces, rootfs or exec.
     #[error(transparent)]

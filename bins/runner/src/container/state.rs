@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading or writing a file of the state directory.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         /// What was being done.
         what: &'static str,
@@ -23,7 +23,7 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// `state.json` does not parse.
-    #[error("{path}: invalid state: {source}")]
+    #[error("{path}: invalid state")]
     Corrupt {
         /// The file.
         path: PathBuf,

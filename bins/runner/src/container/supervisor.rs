@@ -27,7 +27,7 @@ pub enum Echo {
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
     /// A syscall of the supervision loop failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Os {
         /// What was being done.
         what: &'static str,

@@ -15,7 +15,7 @@ use crate::container::state::ContainerDir;
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
     /// The lease directory or lock could not be used.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         /// What was being done.
         what: &'static str,

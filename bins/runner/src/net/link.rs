@@ -12,10 +12,10 @@ use super::subnet::Subnet;
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// Opening the netlink socket or the runtime driving it.
-    #[error("netlink socket: {0}")]
+    #[error("opening a netlink socket")]
     Socket(#[source] std::io::Error),
     /// A request the kernel refused.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Request {
         /// What was being done.
         what: String,
@@ -27,7 +27,7 @@ pub enum LinkError {
     #[error("link {0} not found")]
     Missing(String),
     /// Entering the container's network namespace.
-    #[error("entering the network namespace of pid {pid}: {source}")]
+    #[error("entering the network namespace of pid {pid}")]
     Setns {
         /// The container's init.
         pid: i32,
@@ -170,8 +170,8 @@ pub async fn delete(handle: &Handle, name: &str) -> Result<(), LinkError> {
     }
 }
 
-/// Inside the container: renames `peer` to `eth0`, gives it `address`, brings it up and
-/// routes everything through the bridge.
+/// Inside the container: renames `peer` to `eth0` with the overlay's MTU, gives it
+/// `address`, brings it up and routes everything through the bridge.
 pub async fn configure_inside(
     handle: &Handle,
     peer: &str,
@@ -191,6 +191,14 @@ pub async fn configure_inside(
         .execute()
         .await
         .map_err(req("renaming the container interface to eth0"))?;
+    if let Some(mtu) = subnet.mtu {
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(req(format!("setting the MTU of eth0 to {mtu}")))?;
+    }
     handle
         .address()
         .add(index, IpAddr::V4(address), subnet.prefix)

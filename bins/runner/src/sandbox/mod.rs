@@ -31,7 +31,7 @@ const CHILD_STACK: usize = 512 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// A pipe or the clone itself failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Os {
         /// What was being done.
         what: &'static str,
@@ -200,7 +200,7 @@ fn child_main(
             Ok(()) => exec.run(sys),
         },
     };
-    let message = err.to_string();
+    let message = format!("{err}: {}", err.source);
     // SAFETY: writing a valid buffer to our end of the error pipe.
     unsafe { libc::write(fds.errors, message.as_ptr().cast(), message.len()) };
     SETUP_FAILED as isize

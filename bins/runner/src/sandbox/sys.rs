@@ -10,7 +10,7 @@ use nix::unistd::{Gid, Uid};
 
 /// A failed kernel call: what was attempted, on what, and the OS error.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {target}: {source}")]
+#[error("{op} {target}")]
 pub struct SysError {
     /// The operation, e.g. `mount overlay`.
     pub op: &'static str,
