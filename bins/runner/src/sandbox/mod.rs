@@ -162,6 +162,20 @@ struct ChildFds {
     stderr: RawFd,
 }
 
+/// The container side of the setup, in order: root filesystem, loopback, identity.
+fn prepare_child(
+    sys: &dyn Sys,
+    rootfs: &RootfsPlan,
+    exec: &Exec,
+    ns: Namespaces,
+) -> Result<(), SysError> {
+    rootfs::enter(sys, rootfs)?;
+    if ns.network {
+        sys.loopback_up()?;
+    }
+    exec.setup(sys)
+}
+
 fn child_main(
     sys: &dyn Sys,
     rootfs: &RootfsPlan,
@@ -183,25 +197,71 @@ fn child_main(
     }
     // The supervisor blocks the signals it handles; the program must start with none blocked.
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    let mut byte = [0u8; 1];
-    // SAFETY: reading one byte into a valid buffer.
-    if unsafe { libc::read(fds.go, byte.as_mut_ptr().cast(), 1) } != 1 {
-        // The supervisor gave up before starting us.
-        return SETUP_FAILED as isize;
-    }
-    let err = match rootfs::enter(sys, rootfs) {
+    // Assemble the container while the supervisor moves us into the cgroup (which can
+    // wait for an RCU grace period) and plugs in the network; exec only after its go-ahead.
+    let err = match prepare_child(sys, rootfs, exec, ns) {
         Err(e) => e,
-        Ok(()) => match if ns.network {
-            sys.loopback_up()
-        } else {
-            Ok(())
-        } {
-            Err(e) => e,
-            Ok(()) => exec.run(sys),
-        },
+        Ok(()) => {
+            let mut byte = [0u8; 1];
+            // SAFETY: reading one byte into a valid buffer.
+            if unsafe { libc::read(fds.go, byte.as_mut_ptr().cast(), 1) } != 1 {
+                // The supervisor gave up before starting us.
+                return SETUP_FAILED as isize;
+            }
+            exec.exec(sys)
+        }
     };
     let message = format!("{err}: {}", err.source);
     // SAFETY: writing a valid buffer to our end of the error pipe.
     unsafe { libc::write(fds.errors, message.as_ptr().cast(), message.len()) };
     SETUP_FAILED as isize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fake::FakeSys;
+    use std::path::Path;
+
+    fn exec() -> Exec {
+        Exec::prepare(&ProcessSpec {
+            args: vec!["/bin/true".into()],
+            env: vec![],
+            cwd: "/srv".into(),
+            uid: 5,
+            gid: 6,
+            hostname: "h".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_child_pivots_before_touching_its_identity() {
+        let sys = FakeSys::default();
+        let plan = RootfsPlan::in_container_dir(Path::new("/img"), Path::new("/c"));
+        prepare_child(&sys, &plan, &exec(), Namespaces { network: true }).unwrap();
+        let calls = sys.calls();
+        let tail: Vec<&str> = calls[calls.len() - 5..]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            vec![
+                "pivot_root /c/rootfs",
+                "loopback_up",
+                "sethostname h",
+                "set_user 5:6",
+                "chdir /srv"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_host_network_is_left_alone() {
+        let sys = FakeSys::default();
+        let plan = RootfsPlan::in_container_dir(Path::new("/img"), Path::new("/c"));
+        prepare_child(&sys, &plan, &exec(), Namespaces { network: false }).unwrap();
+        assert!(!sys.calls().iter().any(|c| c == "loopback_up"));
+    }
 }

@@ -102,12 +102,8 @@ impl Exec {
         })
     }
 
-    /// Runs inside the container after `pivot_root`: hostname, user, working directory,
-    /// then exec. Returns only on failure.
-    pub fn run(&self, sys: &dyn Sys) -> SysError {
-        if let Err(e) = self.setup(sys) {
-            return e;
-        }
+    /// Executes the program, trying each `PATH` candidate in turn. Returns only on failure.
+    pub fn exec(&self, sys: &dyn Sys) -> SysError {
         let mut last = None;
         for program in &self.candidates {
             let err = sys.exec(program, &self.argv, &self.envp);
@@ -124,7 +120,8 @@ impl Exec {
         })
     }
 
-    fn setup(&self, sys: &dyn Sys) -> Result<(), SysError> {
+    /// Runs inside the container after `pivot_root`: hostname, user, working directory.
+    pub fn setup(&self, sys: &dyn Sys) -> Result<(), SysError> {
         sys.sethostname(&self.hostname)?;
         sys.set_user(self.uid, self.gid)?;
         sys.chdir(&self.cwd)
@@ -151,7 +148,8 @@ mod tests {
     fn sets_up_identity_then_searches_path() {
         let sys = FakeSys::default();
         let exec = Exec::prepare(&spec(&["echo", "hi"], &["PATH=/usr/bin:/bin"])).unwrap();
-        let err = exec.run(&sys);
+        exec.setup(&sys).unwrap();
+        let err = exec.exec(&sys);
         assert_eq!(err.errno(), Some(libc::ENOENT));
         assert_eq!(
             sys.calls(),
@@ -172,19 +170,19 @@ mod tests {
             ..FakeSys::default()
         };
         let exec = Exec::prepare(&spec(&["/opt/app"], &[])).unwrap();
-        assert_eq!(exec.run(&sys).errno(), Some(libc::EINVAL));
+        assert_eq!(exec.exec(&sys).errno(), Some(libc::EINVAL));
         assert_eq!(sys.calls().last().unwrap(), "exec /opt/app /opt/app");
     }
 
     #[test]
-    fn a_failing_setup_step_never_execs() {
+    fn a_failing_setup_step_stops_before_chdir() {
         let sys = FakeSys {
             fail: vec!["set_user".into()],
             ..FakeSys::default()
         };
         let exec = Exec::prepare(&spec(&["true"], &[])).unwrap();
-        exec.run(&sys);
-        assert!(!sys.calls().iter().any(|c| c.starts_with("exec")));
+        assert!(exec.setup(&sys).is_err());
+        assert_eq!(sys.calls(), vec!["sethostname box", "set_user 1000:1001"]);
     }
 
     #[test]

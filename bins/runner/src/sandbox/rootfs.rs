@@ -99,13 +99,24 @@ fn mount_root(sys: &dyn Sys, plan: &RootfsPlan) -> Result<(), SysError> {
         plan.upper.display(),
         plan.work.display()
     );
-    let overlay = Mount {
-        source: "overlay",
-        fstype: Some("overlay"),
-        flags: MsFlags::empty(),
-        data: Some(&options),
+    // The upper layer lives and dies with the container: "volatile" skips the sync of
+    // the upper filesystem at unmount, which otherwise stalls every container exit on a
+    // journal commit. Kernels before 5.10 refuse the option; retry without it.
+    let volatile = format!("{options},volatile");
+    let overlay = |data: &str| {
+        let mount = Mount {
+            source: "overlay",
+            fstype: Some("overlay"),
+            flags: MsFlags::empty(),
+            data: Some(data),
+        };
+        sys.mount(&plan.merged, &mount)
     };
-    match sys.mount(&plan.merged, &overlay) {
+    let result = match overlay(&volatile) {
+        Err(e) if e.errno() == Some(libc::EINVAL) => overlay(&options),
+        other => other,
+    };
+    match result {
         Ok(()) => Ok(()),
         Err(err)
             if matches!(
@@ -116,18 +127,12 @@ fn mount_root(sys: &dyn Sys, plan: &RootfsPlan) -> Result<(), SysError> {
             tracing::warn!(error = %err, "overlayfs unavailable; copying the rootfs instead");
             sys.copy_tree(&plan.lower, &plan.copy)?;
             let bind = Mount {
-                source: "",
+                source: path_str(&plan.copy),
                 fstype: None,
                 flags: MsFlags::MS_BIND | MsFlags::MS_REC,
                 data: None,
             };
-            sys.mount(
-                &plan.merged,
-                &Mount {
-                    source: path_str(&plan.copy),
-                    ..bind
-                },
-            )
+            sys.mount(&plan.merged, &bind)
         }
         Err(err) => Err(err),
     }
@@ -211,7 +216,7 @@ mod tests {
         );
         assert_eq!(
             calls[1],
-            "mount overlay /c/1/rootfs (empty) lowerdir=/images/busybox,upperdir=/c/1/upper,workdir=/c/1/work"
+            "mount overlay /c/1/rootfs (empty) lowerdir=/images/busybox,upperdir=/c/1/upper,workdir=/c/1/work,volatile"
         );
         let proc = calls
             .iter()
@@ -259,12 +264,29 @@ mod tests {
         };
         enter(&sys, &plan()).unwrap();
         let calls = sys.calls();
-        assert_eq!(calls[2], "copy /images/busybox /c/1/copy");
         assert!(
-            calls[3].starts_with("mount - /c/1/rootfs MS_BIND | MS_REC"),
+            calls[1].ends_with(",volatile") && calls[2].ends_with("workdir=/c/1/work"),
+            "{calls:?}"
+        );
+        assert_eq!(calls[3], "copy /images/busybox /c/1/copy");
+        assert!(
+            calls[4].starts_with("mount - /c/1/rootfs MS_BIND | MS_REC"),
             "{calls:?}"
         );
         assert_eq!(calls.last().unwrap(), "pivot_root /c/1/rootfs");
+    }
+
+    #[test]
+    fn kernels_without_volatile_overlays_get_a_plain_one() {
+        let volatile = "mount overlay /c/1/rootfs (empty) lowerdir=/images/busybox,upperdir=/c/1/upper,workdir=/c/1/work,volatile";
+        let sys = FakeSys {
+            fail: vec![volatile.into()],
+            ..FakeSys::default()
+        };
+        enter(&sys, &plan()).unwrap();
+        let calls = sys.calls();
+        assert_eq!(calls[2], "mount overlay /c/1/rootfs (empty) lowerdir=/images/busybox,upperdir=/c/1/upper,workdir=/c/1/work");
+        assert!(!calls.iter().any(|c| c.starts_with("copy")), "{calls:?}");
     }
 
     #[test]
