@@ -1,6 +1,6 @@
 //! Helpers shared by the image and trust tests (included with `#[path]`; as its own test
 //! target it holds no tests).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::fs;
 use std::io::Write;
@@ -23,15 +23,22 @@ use sinew_runner::image::{sign_layout, Digest, FetchOptions, Store};
 use sinew_runner::trust::{KeyStore, Prefix, TrustScope};
 
 /// A temporary sinew-run state directory plus a scratch area.
+#[derive(Debug)]
 pub struct Env {
     pub tmp: tempfile::TempDir,
 }
 
-impl Env {
-    pub fn new() -> Env {
+impl Default for Env {
+    fn default() -> Env {
         Env {
             tmp: tempfile::tempdir().unwrap(),
         }
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env::default()
     }
 
     pub fn state(&self) -> PathBuf {
@@ -161,6 +168,7 @@ pub fn sign_at(cert: &Cert, data: &[u8], time: SystemTime) -> Vec<u8> {
 }
 
 /// One entry of a hand-made layer; paths are written raw, so `..` and `/` survive.
+#[derive(Debug)]
 pub enum Entry<'a> {
     File(&'a str, &'a [u8]),
     FileOwned(&'a str, &'a [u8], u32, u64, u64),
