@@ -1,4 +1,5 @@
 //! Image building through the CLI: determinism, multi-arch indexes, config, signing.
+#![allow(clippy::unwrap_used)]
 
 #[path = "image_support.rs"]
 mod support;

@@ -1,5 +1,6 @@
 //! Every refusal of `fetch`: each asserts the specific error and that nothing reached the
 //! store.
+#![allow(clippy::unwrap_used)]
 
 #[path = "image_support.rs"]
 mod support;

@@ -1,5 +1,6 @@
 //! Layer rendering: whiteouts and opaque directories across layers, links, modes, owners,
 //! compression sniffing.
+#![allow(clippy::unwrap_used)]
 
 #[path = "image_support.rs"]
 mod support;
