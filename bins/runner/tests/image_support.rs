@@ -351,8 +351,9 @@ pub fn read_manifest(layout: &Path) -> (Descriptor, Manifest) {
 pub fn ensure_tool(command: &str, package: &str) {
     let present = Command::new("sh")
         .args(["-c", &format!("command -v {command}")])
-        .status()
+        .output()
         .unwrap()
+        .status
         .success();
     if !present {
         let status = Command::new("apt-get")
