@@ -372,3 +372,52 @@ fn insecure_option_skips_verification_with_a_warning() {
         b"hello"
     );
 }
+
+#[test]
+fn layer_not_matching_the_config_diff_id_is_refused() {
+    use sinew_runner::image::oci::{ImageConfig, MEDIA_CONFIG};
+    use sinew_runner::image::Digest;
+
+    let env = Env::new();
+    let cert = new_cert("a");
+    env.trust(&cert, Some("example.com/app"));
+    let layout = env.path("img");
+    let mut top = write_layout(
+        &layout,
+        NAME,
+        &[(MEDIA_LAYER_GZIP, gzip(&tar_layer(&good_layer())))],
+    );
+    let (_, mut manifest) = read_manifest(&layout);
+    let mut config: ImageConfig =
+        serde_json::from_slice(&fs::read(blob_path(&layout, &manifest.config.digest)).unwrap())
+            .unwrap();
+    let wrong = Digest::of(b"another layer").to_string();
+    config.rootfs.diff_ids = vec![wrong.clone()];
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = Digest::of(&config_bytes);
+    fs::write(
+        blob_path(&layout, &config_digest.to_string()),
+        &config_bytes,
+    )
+    .unwrap();
+    manifest.config.digest = config_digest.to_string();
+    manifest.config.size = config_bytes.len() as u64;
+    manifest.config.media_type = MEDIA_CONFIG.to_owned();
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_digest = Digest::of(&manifest_bytes);
+    fs::write(
+        blob_path(&layout, &manifest_digest.to_string()),
+        &manifest_bytes,
+    )
+    .unwrap();
+    top.digest = manifest_digest.to_string();
+    top.size = manifest_bytes.len() as u64;
+    write_index(&layout, &top);
+    sinew_runner::image::sign_layout(&layout, &cert).unwrap();
+    match refused(&env, &layout) {
+        FetchError::Unpack(UnpackError::DiffIdMismatch { expected, .. }) => {
+            assert_eq!(expected, wrong)
+        }
+        other => panic!("expected DiffIdMismatch, got {other}"),
+    }
+}

@@ -214,6 +214,7 @@ fn concurrent_fetches_keep_the_store_consistent() {
                     &format!("example.com/race:{}", i % 3),
                     layout.to_str().unwrap(),
                 ])
+                .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()

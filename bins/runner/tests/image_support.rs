@@ -241,6 +241,18 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+/// The digest of a layer's uncompressed tar.
+pub fn diff_id(layer: &[u8]) -> String {
+    let mut tar = Vec::new();
+    if layer.starts_with(&[0x1f, 0x8b]) {
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(layer), &mut tar)
+            .unwrap();
+    } else {
+        tar = layer.to_vec();
+    }
+    Digest::of(&tar).to_string()
+}
+
 fn write_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> Descriptor {
     let digest = Digest::of(bytes);
     let blobs = layout.join("blobs/sha256");
@@ -272,7 +284,7 @@ pub fn write_layout(layout: &Path, name: &str, layers: &[(&str, Vec<u8>)]) -> De
         },
         rootfs: RootFs {
             kind: "layers".to_owned(),
-            diff_ids: layer_descs.iter().map(|d| d.digest.clone()).collect(),
+            diff_ids: layers.iter().map(|(_, bytes)| diff_id(bytes)).collect(),
         },
     };
     let config = write_blob(layout, MEDIA_CONFIG, &serde_json::to_vec(&config).unwrap());

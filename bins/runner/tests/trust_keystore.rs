@@ -109,3 +109,57 @@ fn prefix_trust_covers_the_name_and_below_but_not_siblings() {
         );
     }
 }
+
+#[test]
+fn key_generate_makes_a_signing_subkey_with_the_requested_expiry() {
+    use sequoia_openpgp::parse::Parse;
+    use sequoia_openpgp::policy::StandardPolicy;
+
+    let env = Env::new();
+    let key = env.path("k.pgp");
+    let printed = env.ok(&[
+        "key",
+        "generate",
+        "--userid",
+        "Exp <e@example.com>",
+        "--out",
+        key.to_str().unwrap(),
+        "--expires-in",
+        "2d",
+    ]);
+    let cert = sequoia_openpgp::Cert::from_file(&key).unwrap();
+    assert_eq!(printed.trim(), cert.fingerprint().to_hex());
+    assert!(cert.is_tsk());
+    let policy = StandardPolicy::new();
+    let valid = cert.with_policy(&policy, None).unwrap();
+    let expiry = valid.primary_key().key_expiration_time().unwrap();
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    assert!((2 * 86_400 - 120..=2 * 86_400).contains(&left), "{left}");
+    assert_eq!(valid.keys().subkeys().for_signing().count(), 1);
+    let out = env.run(&[
+        "key",
+        "generate",
+        "--userid",
+        "x",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success(),
+        "an existing key file must not be overwritten"
+    );
+    let out = env.run(&[
+        "key",
+        "generate",
+        "--userid",
+        "x",
+        "--out",
+        env.path("y").to_str().unwrap(),
+        "--expires-in",
+        "2w",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unit s, m, h or d"));
+}

@@ -150,6 +150,14 @@ pub fn fetch(
     fetch.run(keys, options, top)
 }
 
+/// What rendering a manifest needs: where to render, the staged layers, the config bytes.
+struct Rendering<'a> {
+    dir: &'a Path,
+    layers: &'a [(PathBuf, &'a Descriptor)],
+    diff_ids: &'a [String],
+    config: &'a [u8],
+}
+
 struct Fetch<'a> {
     store: &'a Store,
     source: &'a Source,
@@ -187,6 +195,16 @@ impl Fetch<'_> {
         let config_bytes = self.stage_document(&manifest.config, "config")?;
         let config: ImageConfig = parse(&self.image, "config", &config_bytes)?;
         let count = manifest.layers.len();
+        if config.rootfs.diff_ids.len() != count {
+            return Err(FetchError::BadDocument {
+                image: self.image.clone(),
+                what: "config".to_owned(),
+                reason: format!(
+                    "it lists {} diff_ids for {count} layers",
+                    config.rootfs.diff_ids.len()
+                ),
+            });
+        }
         let mut layers = Vec::new();
         for (index, layer) in manifest.layers.iter().enumerate() {
             let path = self.stage(layer, &format!("layer {} of {count}", index + 1))?;
@@ -194,8 +212,14 @@ impl Fetch<'_> {
         }
         let manifest_digest = Digest::parse(&manifest_desc.digest)?;
         let render_dir = self.staging.join("render");
+        let rendering = Rendering {
+            dir: &render_dir,
+            layers: &layers,
+            diff_ids: &config.rootfs.diff_ids,
+            config: &config_bytes,
+        };
         if !self.store.rootfs_dir(&manifest_digest).is_dir() {
-            self.render(&render_dir, &layers, &config_bytes)?;
+            self.render(&rendering)?;
         }
         let record = ImageRecord {
             name: self.image.clone(),
@@ -218,7 +242,7 @@ impl Fetch<'_> {
                 .collect(),
             config: runtime_config(&config),
         };
-        self.commit(&record, &manifest_digest, &render_dir)?;
+        self.commit(&record, &manifest_digest, &rendering)?;
         Ok(record)
     }
 
@@ -333,19 +357,20 @@ impl Fetch<'_> {
         Ok(path)
     }
 
-    fn render(
-        &self,
-        dir: &Path,
-        layers: &[(PathBuf, &Descriptor)],
-        config: &[u8],
-    ) -> Result<(), FetchError> {
+    fn render(&self, rendering: &Rendering<'_>) -> Result<(), FetchError> {
+        let Rendering {
+            dir,
+            layers,
+            diff_ids,
+            config,
+        } = rendering;
         let rootfs = dir.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(|source| FetchError::Staging {
             path: rootfs.clone(),
             source,
         })?;
-        for (path, layer) in layers {
-            apply_layer(&rootfs, path, &layer.media_type, &layer.digest)?;
+        for ((path, layer), diff_id) in layers.iter().zip(diff_ids.iter()) {
+            apply_layer(&rootfs, path, &layer.media_type, &layer.digest, diff_id)?;
         }
         let config_path = dir.join("config.json");
         fs::write(&config_path, config).map_err(|source| FetchError::Staging {
@@ -354,12 +379,13 @@ impl Fetch<'_> {
         })
     }
 
-    /// Publishes blobs, the rendered rootfs and the record under the exclusive store lock.
+    /// Publishes blobs, the rendered rootfs and the record under the exclusive store lock. A
+    /// rendering skipped because the rootfs existed is done now if `gc` removed it meanwhile.
     fn commit(
         &self,
         record: &ImageRecord,
         manifest: &Digest,
-        render_dir: &Path,
+        rendering: &Rendering<'_>,
     ) -> Result<(), FetchError> {
         let _lock = self.store.lock(true)?;
         for (digest, _, path) in &self.staged {
@@ -370,7 +396,10 @@ impl Fetch<'_> {
         }
         let rootfs = self.store.rootfs_dir(manifest);
         if !rootfs.is_dir() {
-            fs::rename(render_dir, &rootfs).map_err(|source| FetchError::Staging {
+            if !rendering.dir.is_dir() {
+                self.render(rendering)?;
+            }
+            fs::rename(rendering.dir, &rootfs).map_err(|source| FetchError::Staging {
                 path: rootfs,
                 source,
             })?;

@@ -17,6 +17,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use flate2::read::MultiGzDecoder;
+
+use super::digest::{Digest, HashingReader};
 use tar::{Archive, EntryType};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -68,6 +70,16 @@ pub enum UnpackError {
         /// The link target as written in the tar.
         target: String,
     },
+    /// The uncompressed layer does not hash to the config's diff_id.
+    #[error("layer {layer}: uncompressed content hashes to {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        /// The layer digest.
+        layer: String,
+        /// The diff_id in the config.
+        expected: String,
+        /// What the content hashes to.
+        actual: String,
+    },
     /// The entry is a character or block device.
     #[error("layer {layer}: entry {path:?} is a device node, which images may not carry")]
     DeviceNode {
@@ -106,12 +118,14 @@ pub enum UnpackError {
     },
 }
 
-/// Applies the layer file `layer_file` (named `layer` in errors) onto `rootfs`.
+/// Applies the layer file `layer_file` (named `layer` in errors) onto `rootfs`, after checking
+/// that its uncompressed content hashes to `diff_id` (from the image config).
 pub fn apply_layer(
     rootfs: &Path,
     layer_file: &Path,
     media_type: &str,
     layer: &str,
+    diff_id: &str,
 ) -> Result<(), UnpackError> {
     if !media_type.contains("tar") || media_type.contains("zstd") {
         return Err(UnpackError::UnsupportedMediaType {
@@ -124,12 +138,20 @@ pub fn apply_layer(
         layer,
         as_root: nix::unistd::geteuid().is_root(),
     };
-    unpacker.for_each_entry(layer_file, |u, entry, components| {
+    let actual = unpacker.for_each_entry(layer_file, |u, entry, components| {
         u.apply_whiteout(entry, components)
     })?;
+    if actual.to_string() != diff_id {
+        return Err(UnpackError::DiffIdMismatch {
+            layer: layer.to_owned(),
+            expected: diff_id.to_owned(),
+            actual: actual.to_string(),
+        });
+    }
     unpacker.for_each_entry(layer_file, |u, entry, components| {
         u.extract(entry, components)
-    })
+    })?;
+    Ok(())
 }
 
 struct Unpacker<'a> {
@@ -139,6 +161,7 @@ struct Unpacker<'a> {
 }
 
 type Components = Vec<OsString>;
+type LayerReader = HashingReader<Box<dyn Read>>;
 
 impl Unpacker<'_> {
     fn for_each_entry(
@@ -146,12 +169,13 @@ impl Unpacker<'_> {
         layer_file: &Path,
         mut visit: impl FnMut(
             &Self,
-            &mut tar::Entry<'_, Box<dyn Read>>,
+            &mut tar::Entry<'_, LayerReader>,
             Components,
         ) -> Result<(), UnpackError>,
-    ) -> Result<(), UnpackError> {
+    ) -> Result<Digest, UnpackError> {
         let file_err = |source| self.io_err(&layer_file.display().to_string(), source);
-        let mut archive = Archive::new(open_maybe_gzip(layer_file).map_err(file_err)?);
+        let reader = HashingReader::new(open_maybe_gzip(layer_file).map_err(file_err)?);
+        let mut archive = Archive::new(reader);
         for entry in archive.entries().map_err(file_err)? {
             let mut entry = entry.map_err(file_err)?;
             if entry.header().entry_type() == EntryType::XGlobalHeader {
@@ -161,14 +185,17 @@ impl Unpacker<'_> {
             let components = self.components(&path)?;
             visit(self, &mut entry, components)?;
         }
-        Ok(())
+        // The diff_id covers the whole stream, padding after the end-of-archive marker included.
+        let mut reader = archive.into_inner();
+        io::copy(&mut reader, &mut io::sink()).map_err(file_err)?;
+        Ok(reader.finish())
     }
 
     /// First pass: `.wh.name` deletes `name` from lower layers, `.wh..wh..opq` empties its
     /// directory.
     fn apply_whiteout(
         &self,
-        _entry: &mut tar::Entry<'_, Box<dyn Read>>,
+        _entry: &mut tar::Entry<'_, LayerReader>,
         mut components: Components,
     ) -> Result<(), UnpackError> {
         let Some(name) = components.pop() else {
@@ -201,7 +228,7 @@ impl Unpacker<'_> {
     /// Second pass: everything but whiteouts.
     fn extract(
         &self,
-        entry: &mut tar::Entry<'_, Box<dyn Read>>,
+        entry: &mut tar::Entry<'_, LayerReader>,
         mut components: Components,
     ) -> Result<(), UnpackError> {
         let Some(name) = components.pop() else {
@@ -382,7 +409,7 @@ impl Unpacker<'_> {
             .resolve(&components, false, shown)
             .map_err(|_| escape())?;
         match fs::symlink_metadata(&source) {
-            Ok(meta) if !meta.is_dir() && source != self.rootfs => Ok(source),
+            Ok(meta) if !meta.is_dir() => Ok(source),
             _ => Err(escape()),
         }
     }
