@@ -8,6 +8,8 @@
 //! name) and `tmp/` (staging for fetches in progress). There is no daemon: concurrent
 //! processes coordinate with `flock` on `<dir>/lock` and publish with rename.
 
+#![warn(missing_docs)]
+
 pub mod image;
 pub mod signing;
 pub mod trust;

@@ -421,3 +421,64 @@ fn layer_not_matching_the_config_diff_id_is_refused() {
         other => panic!("expected DiffIdMismatch, got {other}"),
     }
 }
+
+#[test]
+fn expired_signature_is_refused() {
+    use sequoia_openpgp::armor;
+    use sequoia_openpgp::packet::signature::SignatureBuilder;
+    use sequoia_openpgp::policy::StandardPolicy;
+    use sequoia_openpgp::serialize::Serialize;
+    use sequoia_openpgp::types::SignatureType;
+    use sequoia_openpgp::Packet;
+
+    let env = Env::new();
+    let day_ago = SystemTime::now() - Duration::from_secs(86_400);
+    let cert = sequoia_openpgp::cert::CertBuilder::new()
+        .add_userid("sig-expiry")
+        .add_signing_subkey()
+        .set_creation_time(day_ago)
+        .generate()
+        .unwrap()
+        .0;
+    env.trust(&cert, Some("example.com/app"));
+    let layout = env.path("img");
+    let top = write_layout(
+        &layout,
+        NAME,
+        &[(MEDIA_LAYER_GZIP, gzip(&tar_layer(&good_layer())))],
+    );
+    let signed = fs::read(blob_path(&layout, &top.digest)).unwrap();
+    let policy = StandardPolicy::new();
+    let mut keypair = cert
+        .keys()
+        .with_policy(&policy, None)
+        .for_signing()
+        .unencrypted_secret()
+        .next()
+        .unwrap()
+        .key()
+        .clone()
+        .into_keypair()
+        .unwrap();
+    let signature = SignatureBuilder::new(SignatureType::Binary)
+        .set_signature_creation_time(SystemTime::now() - Duration::from_secs(7_200))
+        .unwrap()
+        .set_signature_validity_period(Duration::from_secs(3_600))
+        .unwrap()
+        .sign_message(&mut keypair, &signed)
+        .unwrap();
+    let mut armored = Vec::new();
+    let mut writer = armor::Writer::new(&mut armored, armor::Kind::Signature).unwrap();
+    Packet::from(signature).serialize(&mut writer).unwrap();
+    writer.finalize().unwrap();
+    fs::write(env.path("img.asc"), armored).unwrap();
+    match refused(&env, &layout) {
+        FetchError::Verify(VerifyError::SignatureExpired {
+            image, fingerprint, ..
+        }) => {
+            assert_eq!(image, NAME);
+            assert_eq!(fingerprint, cert.fingerprint().to_hex());
+        }
+        other => panic!("expected SignatureExpired, got {other}"),
+    }
+}

@@ -265,13 +265,9 @@ impl Fetch<'_> {
         let name = ImageName::parse(&self.image)?;
         let trusted = keys.trusted_for(&name)?;
         let known = keys.list()?;
-        Ok(verify_detached(
-            &self.image,
-            signed,
-            &signature,
-            &trusted,
-            &known,
-        )?)
+        let fingerprint = verify_detached(&self.image, signed, &signature, &trusted, &known)?;
+        tracing::debug!(image = %self.image, key = %fingerprint, signature = %location, "signature verified");
+        Ok(fingerprint)
     }
 
     fn select_platform<'i>(
@@ -351,6 +347,7 @@ impl Fetch<'_> {
         }
         file.sync_all().map_err(staging_err)?;
         let size = file.metadata().map_err(staging_err)?.len();
+        tracing::debug!(image = %self.image, blob = %digest, size, what, "blob staged and its digest checked");
         if !self.staged.iter().any(|(d, _, _)| *d == digest) {
             self.staged.push((digest, size, path.clone()));
         }
@@ -370,6 +367,7 @@ impl Fetch<'_> {
             source,
         })?;
         for ((path, layer), diff_id) in layers.iter().zip(diff_ids.iter()) {
+            tracing::debug!(image = %self.image, layer = %layer.digest, "applying layer");
             apply_layer(&rootfs, path, &layer.media_type, &layer.digest, diff_id)?;
         }
         let config_path = dir.join("config.json");
