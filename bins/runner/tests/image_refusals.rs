@@ -482,3 +482,14 @@ fn expired_signature_is_refused() {
         other => panic!("expected SignatureExpired, got {other}"),
     }
 }
+
+#[test]
+fn whiteout_naming_a_parent_is_refused() {
+    for marker in ["etc/.wh...", "etc/.wh..", "etc/.wh."] {
+        let error = unpack_refusal(&[Entry::Dir("etc"), Entry::File(marker, b"")]);
+        assert!(
+            matches!(&error, UnpackError::BadWhiteout { path, .. } if path == marker),
+            "{error}"
+        );
+    }
+}

@@ -80,6 +80,14 @@ pub enum UnpackError {
         /// What the content hashes to.
         actual: String,
     },
+    /// A whiteout that names no sibling (`.wh.`, `.wh..`, `.wh...`).
+    #[error("layer {layer}: whiteout {path:?} does not name an entry")]
+    BadWhiteout {
+        /// The layer digest.
+        layer: String,
+        /// The entry path.
+        path: String,
+    },
     /// The entry is a character or block device.
     #[error("layer {layer}: entry {path:?} is a device node, which images may not carry")]
     DeviceNode {
@@ -205,6 +213,12 @@ impl Unpacker<'_> {
             return Ok(());
         };
         let shown = display(&components, &name);
+        if name != OPAQUE_MARKER && matches!(hidden, "" | "." | "..") {
+            return Err(UnpackError::BadWhiteout {
+                layer: self.layer.to_owned(),
+                path: shown,
+            });
+        }
         let dir = self.resolve(&components, true, &shown)?;
         if name == OPAQUE_MARKER {
             return match fs::read_dir(&dir) {
