@@ -179,21 +179,71 @@ impl Fetch<'_> {
         } else {
             Some(self.verify(keys, options, &top_bytes)?)
         };
-        let (manifest_desc, manifest_bytes, architecture) = if is_index(top, &top_bytes) {
-            let index: Index = parse(&self.image, "image index", &top_bytes)?;
-            let arch = match &options.arch {
-                Some(arch) => oci_arch(arch)?,
-                None => host_arch()?,
-            };
-            let chosen = self.select_platform(&index, arch)?.clone();
-            let bytes = self.stage_document(&chosen, "manifest")?;
-            (chosen, bytes, arch.to_owned())
-        } else {
-            (top.clone(), top_bytes, String::new())
-        };
+        let (manifest_desc, manifest_bytes, architecture) =
+            self.pick_manifest(options, top, top_bytes)?;
         let manifest: Manifest = parse(&self.image, "manifest", &manifest_bytes)?;
         let config_bytes = self.stage_document(&manifest.config, "config")?;
         let config: ImageConfig = parse(&self.image, "config", &config_bytes)?;
+        let layers = self.stage_layers(&manifest, &config)?;
+        let manifest_digest = Digest::parse(&manifest_desc.digest)?;
+        let render_dir = self.staging.join("render");
+        let rendering = Rendering {
+            dir: &render_dir,
+            layers: &layers,
+            diff_ids: &config.rootfs.diff_ids,
+            config: &config_bytes,
+        };
+        if !self.store.rootfs_dir(&manifest_digest).is_dir() {
+            self.render(&rendering)?;
+        }
+        let record = ImageRecord {
+            name: self.image.clone(),
+            manifest_digest: manifest_digest.to_string(),
+            top_digest: top.digest.clone(),
+            architecture: architecture.unwrap_or_else(|| config.architecture.clone()),
+            size: self.staged.iter().map(|(_, size, _)| size).sum(),
+            fetched_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            signed_by,
+            blobs: self
+                .staged
+                .iter()
+                .map(|(digest, _, _)| digest.to_string())
+                .collect(),
+            config: runtime_config(&config),
+        };
+        self.commit(&record, &manifest_digest, &rendering)?;
+        Ok(record)
+    }
+
+    /// The image manifest: the top-level blob itself, or the entry of the top-level index for
+    /// the wanted architecture (returned too, as the index is what names it).
+    fn pick_manifest(
+        &mut self,
+        options: &FetchOptions,
+        top: &Descriptor,
+        top_bytes: Vec<u8>,
+    ) -> Result<(Descriptor, Vec<u8>, Option<String>), FetchError> {
+        if !is_index(top, &top_bytes) {
+            return Ok((top.clone(), top_bytes, None));
+        }
+        let index: Index = parse(&self.image, "image index", &top_bytes)?;
+        let arch = match &options.arch {
+            Some(arch) => oci_arch(arch)?,
+            None => host_arch()?,
+        };
+        let chosen = self.select_platform(&index, arch)?.clone();
+        let bytes = self.stage_document(&chosen, "manifest")?;
+        Ok((chosen, bytes, Some(arch.to_owned())))
+    }
+
+    /// Stages every layer, after checking the config has one diff_id per layer.
+    fn stage_layers<'m>(
+        &mut self,
+        manifest: &'m Manifest,
+        config: &ImageConfig,
+    ) -> Result<Vec<(PathBuf, &'m Descriptor)>, FetchError> {
         let count = manifest.layers.len();
         if config.rootfs.diff_ids.len() != count {
             return Err(FetchError::BadDocument {
@@ -210,40 +260,7 @@ impl Fetch<'_> {
             let path = self.stage(layer, &format!("layer {} of {count}", index + 1))?;
             layers.push((path, layer));
         }
-        let manifest_digest = Digest::parse(&manifest_desc.digest)?;
-        let render_dir = self.staging.join("render");
-        let rendering = Rendering {
-            dir: &render_dir,
-            layers: &layers,
-            diff_ids: &config.rootfs.diff_ids,
-            config: &config_bytes,
-        };
-        if !self.store.rootfs_dir(&manifest_digest).is_dir() {
-            self.render(&rendering)?;
-        }
-        let record = ImageRecord {
-            name: self.image.clone(),
-            manifest_digest: manifest_digest.to_string(),
-            top_digest: top.digest.clone(),
-            architecture: if architecture.is_empty() {
-                config.architecture.clone()
-            } else {
-                architecture
-            },
-            size: self.staged.iter().map(|(_, size, _)| size).sum(),
-            fetched_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            signed_by,
-            blobs: self
-                .staged
-                .iter()
-                .map(|(digest, _, _)| digest.to_string())
-                .collect(),
-            config: runtime_config(&config),
-        };
-        self.commit(&record, &manifest_digest, &rendering)?;
-        Ok(record)
+        Ok(layers)
     }
 
     fn verify(
