@@ -126,6 +126,24 @@ fn list_rm_and_gc_free_exactly_the_unreferenced_content() {
     let again: serde_json::Value =
         serde_json::from_str(&env.ok(&["gc", "--format", "json"])).unwrap();
     assert_eq!(again["bytes_freed"], 0);
+
+    let mut dead = Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    let abandoned = env.state().join(format!("tmp/stage-{}-abc", dead.id()));
+    fs::create_dir_all(&abandoned).unwrap();
+    fs::write(abandoned.join("blob"), b"12345").unwrap();
+    let live = env
+        .state()
+        .join(format!("tmp/stage-{}-abc", std::process::id()));
+    fs::create_dir_all(&live).unwrap();
+    let swept: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--format", "json"])).unwrap();
+    assert_eq!(swept["staging_removed"], 1);
+    assert_eq!(swept["bytes_freed"], 5);
+    assert!(
+        !abandoned.exists() && live.exists(),
+        "only staging of dead fetches is swept"
+    );
     let out = env.run(&["image", "rm", "example.com/none:1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no image named"));
