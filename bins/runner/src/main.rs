@@ -1,17 +1,20 @@
-//! sinew-run: signed OCI containers, verified with sequoia-openpgp, run in namespaces.
+//! `sinew-run`: the command line; everything it does lives in the `sinew_runner` library.
 
 mod cli;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SINEW_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    let code = cli::Cli::parse().execute();
-    std::process::exit(code);
+fn main() -> ExitCode {
+    cli::init_tracing();
+    let cli = cli::Cli::parse();
+    let failure = cli.command.failure_code();
+    match cli::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("sinew-run: {error:#}");
+            ExitCode::from(failure)
+        }
+    }
 }

@@ -10,8 +10,9 @@ use clap::Args;
 use sinew_runner::cgroup::Limits;
 use sinew_runner::container::manage;
 use sinew_runner::container::{
-    self, ContainerDir, Echo, ImageConfig, ImageSource, Overrides, RunOptions, State,
+    self, ContainerDir, Echo, ImageSource, Overrides, RunOptions, State,
 };
+use sinew_runner::image::{RuntimeConfig, Store};
 use sinew_runner::net::{NetMode, OverlayConfig, PortSpec};
 
 /// `sinew-run run`.
@@ -146,8 +147,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Runs a container; returns its exit code (foreground) or 0 once started (detached).
-pub fn run(dir: &Path, args: RunArgs) -> anyhow::Result<i32> {
-    let image = image_source(&args)?;
+pub fn run(dir: &Path, args: RunArgs) -> anyhow::Result<u8> {
+    let image = image_source(dir, &args)?;
     let limits = Limits::parse(args.memory.as_deref(), args.cpus.as_deref(), args.pids)?;
     if !args.publish.is_empty() && args.net != NetMode::Overlay {
         bail!("-p needs --net=overlay: published ports are proxied to the container's overlay address");
@@ -190,33 +191,41 @@ pub fn run(dir: &Path, args: RunArgs) -> anyhow::Result<i32> {
             state.id
         );
     }
-    Ok(state.exit_code.unwrap_or(0))
+    Ok(state
+        .exit_code
+        .map_or(0, |code| u8::try_from(code).unwrap_or(u8::MAX)))
 }
 
-fn image_source(args: &RunArgs) -> anyhow::Result<ImageSource> {
+fn image_source(dir: &Path, args: &RunArgs) -> anyhow::Result<ImageSource> {
     match (&args.rootfs_dir, &args.image) {
         (Some(rootfs), _) => Ok(ImageSource {
             name: rootfs.display().to_string(),
             manifest_digest: None,
             rootfs: std::fs::canonicalize(rootfs)
                 .with_context(|| format!("--rootfs-dir {}", rootfs.display()))?,
-            config: ImageConfig::default(),
+            config: RuntimeConfig::default(),
         }),
-        (None, Some(image)) => bail!(
-            "image {image:?}: the image store is not available in this build; use --rootfs-dir"
-        ),
+        (None, Some(image)) => {
+            // Fetched images were verified and rendered once; resolving is a lookup.
+            let store = Store::open(dir)
+                .with_context(|| format!("opening the image store in {}", dir.display()))?;
+            let rendered = store
+                .resolve(image)
+                .with_context(|| format!("image {image:?}"))?;
+            Ok(rendered.into())
+        }
         (None, None) => bail!("an IMAGE or --rootfs-dir is required"),
     }
 }
 
 /// Lists containers.
-pub fn list(dir: &Path, args: ListArgs) -> anyhow::Result<i32> {
+pub fn list(dir: &Path, args: ListArgs) -> anyhow::Result<()> {
     let states = manage::list(dir).context("listing containers")?;
     let mut out = std::io::stdout().lock();
     if args.format == Format::Json {
         serde_json::to_writer_pretty(&mut out, &states)?;
         writeln!(out)?;
-        return Ok(0);
+        return Ok(());
     }
     writeln!(
         out,
@@ -241,11 +250,11 @@ pub fn list(dir: &Path, args: ListArgs) -> anyhow::Result<i32> {
                 .unwrap_or_else(|| "-".into())
         )?;
     }
-    Ok(0)
+    Ok(())
 }
 
 /// Shows one container.
-pub fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<i32> {
+pub fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
     let state = ContainerDir::find(dir, &args.id)
         .and_then(|d| d.current())
         .context("reading the container state")?;
@@ -253,10 +262,10 @@ pub fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     if args.format == Format::Json {
         serde_json::to_writer_pretty(&mut out, &state)?;
         writeln!(out)?;
-        return Ok(0);
+        return Ok(());
     }
     print_status(&mut out, &state)?;
-    Ok(0)
+    Ok(())
 }
 
 fn print_status(out: &mut impl Write, s: &State) -> std::io::Result<()> {
@@ -301,28 +310,28 @@ fn print_status(out: &mut impl Write, s: &State) -> std::io::Result<()> {
 }
 
 /// Stops a container.
-pub fn stop(dir: &Path, args: StopArgs) -> anyhow::Result<i32> {
+pub fn stop(dir: &Path, args: StopArgs) -> anyhow::Result<()> {
     let state = manage::stop(dir, &args.id, args.timeout)
         .with_context(|| format!("stopping {}", args.id))?;
     println!("{}", state.id);
-    Ok(0)
+    Ok(())
 }
 
 /// Removes a container.
-pub fn rm(dir: &Path, args: RmArgs) -> anyhow::Result<i32> {
+pub fn rm(dir: &Path, args: RmArgs) -> anyhow::Result<()> {
     let id = manage::remove(dir, &args.id, args.force)
         .with_context(|| format!("removing {}", args.id))?;
     println!("{id}");
-    Ok(0)
+    Ok(())
 }
 
 /// Prints a container's log.
-pub fn logs(dir: &Path, args: LogsArgs) -> anyhow::Result<i32> {
+pub fn logs(dir: &Path, args: LogsArgs) -> anyhow::Result<()> {
     let container = ContainerDir::find(dir, &args.id).context("finding the container")?;
     let mut log = std::fs::File::open(container.log())
         .with_context(|| format!("opening {}", container.log().display()))?;
     std::io::copy(&mut log, &mut std::io::stdout().lock()).context("writing the log")?;
-    Ok(0)
+    Ok(())
 }
 
 #[cfg(test)]

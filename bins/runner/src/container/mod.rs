@@ -17,7 +17,7 @@ use crate::sandbox::{
     self, Exec, Namespaces, ProcessError, RealSys, RootfsPlan, SandboxError, Stdio,
 };
 
-pub use spec::{ImageConfig, ImageSource, Overrides, SpecError};
+pub use spec::{ImageSource, Overrides, SpecError};
 pub use state::{ContainerDir, State, StateError, Status};
 pub use supervisor::{Echo, SuperviseError};
 

@@ -2,23 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::image::{Rendered, RuntimeConfig};
 use crate::sandbox::user::{self, UserError};
 use crate::sandbox::ProcessSpec;
-
-/// The runtime part of an image's config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageConfig {
-    /// Entrypoint, prepended to the command.
-    pub entrypoint: Vec<String>,
-    /// Default command (arguments to the entrypoint).
-    pub cmd: Vec<String>,
-    /// `KEY=VALUE` environment.
-    pub env: Vec<String>,
-    /// Working directory.
-    pub working_dir: Option<String>,
-    /// `user`, `uid`, `user:group` or `uid:gid`.
-    pub user: Option<String>,
-}
 
 /// A rendered image, ready to be the lower layer of containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +16,18 @@ pub struct ImageSource {
     /// The rendered root filesystem (read-only, shared).
     pub rootfs: PathBuf,
     /// Its runtime config.
-    pub config: ImageConfig,
+    pub config: RuntimeConfig,
+}
+
+impl From<Rendered> for ImageSource {
+    fn from(image: Rendered) -> Self {
+        ImageSource {
+            name: image.name,
+            manifest_digest: Some(image.manifest_digest),
+            rootfs: image.rootfs,
+            config: image.config,
+        }
+    }
 }
 
 /// Command-line overrides of the image config.
@@ -72,7 +69,7 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 /// Merges image config and overrides into the process to execute.
 pub fn process_spec(
     rootfs: &Path,
-    config: &ImageConfig,
+    config: &RuntimeConfig,
     o: &Overrides,
     id: &str,
 ) -> Result<ProcessSpec, SpecError> {
@@ -136,8 +133,8 @@ pub fn process_spec(
 mod tests {
     use super::*;
 
-    fn config() -> ImageConfig {
-        ImageConfig {
+    fn config() -> RuntimeConfig {
+        RuntimeConfig {
             entrypoint: vec!["/bin/app".into()],
             cmd: vec!["--serve".into()],
             env: vec!["PATH=/bin".into(), "MODE=prod".into()],
@@ -213,14 +210,14 @@ mod tests {
             process_spec(Path::new("/x"), &config(), &rel, "id"),
             Err(SpecError::Workdir(_))
         ));
-        let empty = ImageConfig::default();
+        let empty = RuntimeConfig::default();
         assert!(matches!(
             process_spec(Path::new("/x"), &empty, &Overrides::default(), "id"),
             Err(SpecError::NoProgram)
         ));
         let default_path = process_spec(
             Path::new("/x"),
-            &ImageConfig {
+            &RuntimeConfig {
                 cmd: vec!["sh".into()],
                 ..empty
             },
