@@ -241,7 +241,7 @@ mod tests {
         let plan = RootfsPlan::in_container_dir(Path::new("/img"), Path::new("/c"));
         prepare_child(&sys, &plan, &exec(), Namespaces { network: true }).unwrap();
         let calls = sys.calls();
-        let tail: Vec<&str> = calls[calls.len() - 5..]
+        let tail: Vec<&str> = calls[calls.len() - 6..]
             .iter()
             .map(String::as_str)
             .collect();
@@ -251,6 +251,7 @@ mod tests {
                 "pivot_root /c/rootfs",
                 "loopback_up",
                 "sethostname h",
+                "mkdir /srv",
                 "set_user 5:6",
                 "chdir /srv"
             ]

@@ -120,9 +120,12 @@ impl Exec {
         })
     }
 
-    /// Runs inside the container after `pivot_root`: hostname, user, working directory.
+    /// Runs inside the container after `pivot_root`: hostname, working directory (created
+    /// if missing), user, then changes into the working directory.
     pub fn setup(&self, sys: &dyn Sys) -> Result<(), SysError> {
         sys.sethostname(&self.hostname)?;
+        // As runc does: a working directory the image lacks is created (in the upper layer).
+        sys.mkdir_all(&self.cwd)?;
         sys.set_user(self.uid, self.gid)?;
         sys.chdir(&self.cwd)
     }
@@ -155,6 +158,7 @@ mod tests {
             sys.calls(),
             vec![
                 "sethostname box",
+                "mkdir /srv",
                 "set_user 1000:1001",
                 "chdir /srv",
                 "exec /usr/bin/echo echo hi",
@@ -182,7 +186,10 @@ mod tests {
         };
         let exec = Exec::prepare(&spec(&["true"], &[])).unwrap();
         assert!(exec.setup(&sys).is_err());
-        assert_eq!(sys.calls(), vec!["sethostname box", "set_user 1000:1001"]);
+        assert_eq!(
+            sys.calls(),
+            vec!["sethostname box", "mkdir /srv", "set_user 1000:1001"]
+        );
     }
 
     #[test]
