@@ -1,10 +1,14 @@
-//! Which cgroup hierarchy to use, decided from the mount table and the controllers the
-//! unified hierarchy actually holds.
+//! Which cgroup hierarchy to use, decided with `statfs` on the conventional mount points
+//! (as runc and systemd do: reading the mount table costs milliseconds per run here) and
+//! the controllers the unified hierarchy actually holds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::Sys;
+use crate::sandbox::{FsKind, Sys};
+
+/// Where every systemd host and sinew guest mounts the cgroup hierarchies.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The cgroup hierarchy limits go through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,40 +40,24 @@ impl Mode {
 
 /// Controllers a v2 hierarchy must offer to be preferred over v1.
 const REQUIRED_V2: [&str; 2] = ["memory", "pids"];
+/// v1 controllers containers are placed in.
+const V1_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
-/// Decides from `/proc/self/mountinfo` text. A cgroup2 mount wins when its root lists the
-/// required controllers (a unified host, or a sinew guest); otherwise the v1 controller
-/// mounts are used (legacy and hybrid hosts, where controllers are bound to v1).
-pub fn detect(sys: &dyn Sys, mountinfo: &str) -> Mode {
-    let mut v2_roots = Vec::new();
-    let mut controllers = BTreeMap::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(mount_point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let mut right = right.split(' ');
-        let (fstype, super_options) = (right.next(), right.nth(1).unwrap_or(""));
-        let mount_point = PathBuf::from(unescape(mount_point));
-        match fstype {
-            Some("cgroup2") => v2_roots.push(mount_point),
-            Some("cgroup") => {
-                for option in super_options.split(',') {
-                    if matches!(option, "memory" | "pids" | "cpu") {
-                        controllers
-                            .entry(option.to_string())
-                            .or_insert_with(|| mount_point.clone());
-                    }
-                }
-            }
-            _ => {}
+/// Decides under `root` (normally [`CGROUP_ROOT`]). A cgroup2 mount wins when it holds
+/// the required controllers: `root` itself on unified hosts and sinew guests, or
+/// `root/unified` on a hybrid host that gave it controllers. Otherwise the v1 controller
+/// mounts `root/<controller>` are used (legacy and hybrid hosts).
+pub fn detect(sys: &dyn Sys, root: &Path) -> Mode {
+    for candidate in [root.to_path_buf(), root.join("unified")] {
+        if sys.fs_kind(&candidate) == Some(FsKind::Cgroup2) && holds_required(sys, &candidate) {
+            return Mode::Unified { root: candidate };
         }
     }
-    if let Some(root) = v2_roots.into_iter().find(|root| holds_required(sys, root)) {
-        return Mode::Unified { root };
-    }
+    let controllers: BTreeMap<String, PathBuf> = V1_CONTROLLERS
+        .iter()
+        .map(|c| (c.to_string(), root.join(c)))
+        .filter(|(_, path)| sys.fs_kind(path) == Some(FsKind::Cgroup1))
+        .collect();
     if controllers.is_empty() {
         Mode::None
     } else {
@@ -86,82 +74,74 @@ fn holds_required(sys: &dyn Sys, root: &Path) -> bool {
         .all(|c| available.split_whitespace().any(|a| a == *c))
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sandbox::fake::FakeSys;
 
-    const HYBRID: &str = "\
-22 27 0:21 / /proc rw,relatime - proc proc rw
-30 29 0:25 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-31 29 0:26 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-32 29 0:27 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
-33 29 0:28 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
-34 29 0:29 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
+    fn fake(filesystems: &[(&str, FsKind)], files: &[(&str, &str)]) -> FakeSys {
+        let mut sys = FakeSys::with_files(files);
+        sys.filesystems = filesystems
+            .iter()
+            .map(|(p, k)| (PathBuf::from(p), *k))
+            .collect();
+        sys
+    }
 
-    const UNIFIED: &str = "\
-22 27 0:21 / /proc rw,relatime - proc proc rw
-29 23 0:24 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate
-";
+    const HYBRID: [(&str, FsKind); 5] = [
+        ("/cg", FsKind::Other),
+        ("/cg/memory", FsKind::Cgroup1),
+        ("/cg/pids", FsKind::Cgroup1),
+        ("/cg/cpu", FsKind::Cgroup1),
+        ("/cg/unified", FsKind::Cgroup2),
+    ];
 
     #[test]
     fn hybrid_host_with_an_empty_unified_mount_uses_v1() {
-        let sys = FakeSys::with_files(&[("/sys/fs/cgroup/unified/cgroup.controllers", "\n")]);
-        let Mode::Legacy { controllers } = detect(&sys, HYBRID) else {
+        let sys = fake(&HYBRID, &[("/cg/unified/cgroup.controllers", "hugetlb\n")]);
+        let Mode::Legacy { controllers } = detect(&sys, Path::new("/cg")) else {
             panic!("expected v1")
         };
         assert_eq!(controllers.len(), 3);
-        assert_eq!(
-            controllers["memory"],
-            PathBuf::from("/sys/fs/cgroup/memory")
-        );
-        assert_eq!(controllers["cpu"], PathBuf::from("/sys/fs/cgroup/cpu"));
+        assert_eq!(controllers["memory"], PathBuf::from("/cg/memory"));
+        assert_eq!(controllers["cpu"], PathBuf::from("/cg/cpu"));
     }
 
     #[test]
     fn unified_host_with_controllers_uses_v2() {
-        let sys = FakeSys::with_files(&[(
-            "/sys/fs/cgroup/cgroup.controllers",
-            "cpuset cpu io memory hugetlb pids\n",
-        )]);
+        let sys = fake(
+            &[("/cg", FsKind::Cgroup2)],
+            &[("/cg/cgroup.controllers", "cpuset cpu io memory pids\n")],
+        );
         assert_eq!(
-            detect(&sys, UNIFIED),
+            detect(&sys, Path::new("/cg")),
             Mode::Unified {
-                root: PathBuf::from("/sys/fs/cgroup")
+                root: PathBuf::from("/cg")
             }
         );
     }
 
     #[test]
     fn hybrid_host_whose_unified_mount_holds_the_controllers_uses_v2() {
-        let sys =
-            FakeSys::with_files(&[("/sys/fs/cgroup/unified/cgroup.controllers", "memory pids\n")]);
+        let sys = fake(
+            &HYBRID,
+            &[("/cg/unified/cgroup.controllers", "memory pids\n")],
+        );
         assert_eq!(
-            detect(&sys, HYBRID),
+            detect(&sys, Path::new("/cg")),
             Mode::Unified {
-                root: PathBuf::from("/sys/fs/cgroup/unified")
+                root: PathBuf::from("/cg/unified")
             }
         );
     }
 
     #[test]
-    fn no_cgroup_mounts_means_none() {
-        assert_eq!(
-            detect(
-                &FakeSys::default(),
-                "22 27 0:21 / /proc rw - proc proc rw\n"
-            ),
-            Mode::None
+    fn a_v2_root_without_controllers_and_no_v1_means_none() {
+        let sys = fake(
+            &[("/cg", FsKind::Cgroup2)],
+            &[("/cg/cgroup.controllers", "\n")],
         );
+        assert_eq!(detect(&sys, Path::new("/cg")), Mode::None);
+        assert_eq!(detect(&FakeSys::default(), Path::new("/cg")), Mode::None);
     }
 }

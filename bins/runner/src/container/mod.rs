@@ -195,8 +195,7 @@ fn start_and_supervise(
     let process = spec::process_spec(&plan.lower, &opts.image.config, &opts.overrides, &opts.id)?;
     let exec = Exec::prepare(&process)?;
     let sys = RealSys;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mode = cgroup::detect(&sys, &mountinfo);
+    let mode = cgroup::detect(&sys, Path::new(cgroup::CGROUP_ROOT));
     state.cgroup = mode.name().to_string();
     let cgroup = held
         .cgroup
@@ -224,13 +223,14 @@ fn start_and_supervise(
     };
     let namespaces = Namespaces {
         network: opts.net != NetMode::Host,
+        join_cgroup: cgroup.self_join_files(),
     };
     let stdio = Stdio {
         stdin,
         stdout: stdout_w,
         stderr: stderr_w,
     };
-    let pending = sandbox::spawn(&sys, plan, &exec, namespaces, stdio)?;
+    let pending = sandbox::spawn(&sys, plan, &exec, &namespaces, stdio)?;
     let pid = pending.pid();
     let joined = cgroup
         .add(&sys, pid.as_raw())

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
-use super::sys::{Mount, Sys, SysError, SysResult};
+use super::sys::{FsKind, Mount, Sys, SysError, SysResult};
 
 /// Records calls as readable strings, e.g. `mount overlay /c/rootfs lowerdir=...`.
 #[derive(Debug, Default)]
@@ -17,6 +17,8 @@ pub struct FakeSys {
     pub files: RefCell<BTreeMap<PathBuf, String>>,
     /// Calls whose recorded string starts with one of these fail with EINVAL.
     pub fail: Vec<String>,
+    /// Filesystem kinds by path, for `fs_kind`.
+    pub filesystems: BTreeMap<PathBuf, FsKind>,
 }
 
 impl FakeSys {
@@ -106,6 +108,9 @@ impl Sys for FakeSys {
     }
     fn exists(&self, path: &Path) -> bool {
         self.files.borrow().contains_key(path)
+    }
+    fn fs_kind(&self, path: &Path) -> Option<FsKind> {
+        self.filesystems.get(path).copied()
     }
     fn sethostname(&self, name: &str) -> SysResult<()> {
         self.record(format!("sethostname {name}"))

@@ -13,6 +13,7 @@ pub mod user;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -20,7 +21,7 @@ use nix::unistd::Pid;
 
 pub use process::{Exec, ProcessError, ProcessSpec};
 pub use rootfs::RootfsPlan;
-pub use sys::{RealSys, Sys, SysError};
+pub use sys::{FsKind, RealSys, Sys, SysError};
 
 /// Exit status of a child that failed before executing the program.
 const SETUP_FAILED: i32 = 125;
@@ -59,11 +60,14 @@ pub struct Stdio {
     pub stderr: OwnedFd,
 }
 
-/// Which namespaces to create besides mount, PID, UTS and IPC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the child sets up besides mount, PID, UTS and IPC namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespaces {
     /// A fresh network namespace (only `lo`, brought up).
     pub network: bool,
+    /// cgroup files the child writes "0" into to join them itself, first thing
+    /// (see `Cgroup::self_join_files`).
+    pub join_cgroup: Vec<PathBuf>,
 }
 
 /// A cloned child waiting for the go-ahead: put it in its cgroup and network first.
@@ -113,7 +117,7 @@ pub fn spawn(
     sys: &dyn Sys,
     rootfs: &RootfsPlan,
     exec: &Exec,
-    namespaces: Namespaces,
+    namespaces: &Namespaces,
     stdio: Stdio,
 ) -> Result<Pending, SandboxError> {
     let (go_r, go_w) =
@@ -162,13 +166,17 @@ struct ChildFds {
     stderr: RawFd,
 }
 
-/// The container side of the setup, in order: root filesystem, loopback, identity.
+/// The container side of the setup, in order: cgroup (by host paths, so before the
+/// pivot), root filesystem, loopback, identity.
 fn prepare_child(
     sys: &dyn Sys,
     rootfs: &RootfsPlan,
     exec: &Exec,
-    ns: Namespaces,
+    ns: &Namespaces,
 ) -> Result<(), SysError> {
+    for file in &ns.join_cgroup {
+        sys.write_file(file, "0")?;
+    }
     rootfs::enter(sys, rootfs)?;
     if ns.network {
         sys.loopback_up()?;
@@ -180,7 +188,7 @@ fn child_main(
     sys: &dyn Sys,
     rootfs: &RootfsPlan,
     exec: &Exec,
-    ns: Namespaces,
+    ns: &Namespaces,
     fds: &ChildFds,
 ) -> isize {
     // SAFETY: plain syscalls on descriptors this process owns; nothing else uses them.
@@ -239,8 +247,19 @@ mod tests {
     fn the_child_pivots_before_touching_its_identity() {
         let sys = FakeSys::default();
         let plan = RootfsPlan::in_container_dir(Path::new("/img"), Path::new("/c"));
-        prepare_child(&sys, &plan, &exec(), Namespaces { network: true }).unwrap();
+        let ns = Namespaces {
+            network: true,
+            join_cgroup: vec![
+                PathBuf::from("/cg/memory/c/tasks"),
+                PathBuf::from("/cg/pids/c/tasks"),
+            ],
+        };
+        prepare_child(&sys, &plan, &exec(), &ns).unwrap();
         let calls = sys.calls();
+        assert_eq!(
+            calls[..2],
+            ["write /cg/memory/c/tasks 0", "write /cg/pids/c/tasks 0"]
+        );
         let tail: Vec<&str> = calls[calls.len() - 6..]
             .iter()
             .map(String::as_str)
@@ -262,7 +281,11 @@ mod tests {
     fn the_host_network_is_left_alone() {
         let sys = FakeSys::default();
         let plan = RootfsPlan::in_container_dir(Path::new("/img"), Path::new("/c"));
-        prepare_child(&sys, &plan, &exec(), Namespaces { network: false }).unwrap();
+        let ns = Namespaces {
+            network: false,
+            join_cgroup: Vec::new(),
+        };
+        prepare_child(&sys, &plan, &exec(), &ns).unwrap();
         assert!(!sys.calls().iter().any(|c| c == "loopback_up"));
     }
 }

@@ -56,6 +56,17 @@ pub struct Mount<'a> {
     pub data: Option<&'a str>,
 }
 
+/// What kind of filesystem a path is on, as far as cgroup detection cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsKind {
+    /// A cgroup v1 hierarchy.
+    Cgroup1,
+    /// The cgroup v2 hierarchy.
+    Cgroup2,
+    /// Anything else (tmpfs, ...).
+    Other,
+}
+
 /// The kernel interface used by the sandbox and the cgroup code.
 pub trait Sys {
     /// `mount(2)` on `target`.
@@ -78,6 +89,8 @@ pub trait Sys {
     fn read_file(&self, path: &Path) -> SysResult<String>;
     /// Whether a path exists.
     fn exists(&self, path: &Path) -> bool;
+    /// The filesystem `path` is on (`statfs`), `None` if it does not exist.
+    fn fs_kind(&self, path: &Path) -> Option<FsKind>;
     /// Sets the UTS hostname.
     fn sethostname(&self, name: &str) -> SysResult<()>;
     /// Brings the loopback interface of the current network namespace up.
@@ -158,6 +171,17 @@ impl Sys for RealSys {
 
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+
+    fn fs_kind(&self, path: &Path) -> Option<FsKind> {
+        let kind = nix::sys::statfs::statfs(path).ok()?.filesystem_type();
+        Some(if kind == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+            FsKind::Cgroup2
+        } else if kind == nix::sys::statfs::CGROUP_SUPER_MAGIC {
+            FsKind::Cgroup1
+        } else {
+            FsKind::Other
+        })
     }
 
     fn sethostname(&self, name: &str) -> SysResult<()> {
