@@ -72,6 +72,15 @@ fn build(env: &Env, out: &str, arches: &[&str], key: Option<&str>) -> String {
     env.ok(&args)
 }
 
+/// An ELF header (64-bit little-endian) for `machine` followed by filler.
+fn fake_elf(machine: u16) -> Vec<u8> {
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    elf.resize(18, 0);
+    elf.extend_from_slice(&machine.to_le_bytes());
+    elf.extend_from_slice(b"not really code");
+    elf
+}
+
 fn layout_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut files = vec![(
         "index.json".to_owned(),
@@ -95,6 +104,9 @@ fn layout_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn build_is_deterministic() {
     let env = Env::new();
+    let arm_binary = env.path("arm-binary");
+    fs::write(&arm_binary, fake_elf(183)).unwrap();
+    let arm = format!("arm64={}", arm_binary.display());
     let first = build(&env, "a", &["x86_64=/bin/busybox"], None);
     let second = build(&env, "b", &["x86_64=/bin/busybox"], None);
     assert_eq!(first, second, "same input must print the same digests");
@@ -103,22 +115,9 @@ fn build_is_deterministic() {
         layout_files(&env.path("b")),
         "same input, same bytes"
     );
-    let third = build(
-        &env,
-        "c",
-        &["amd64=/bin/busybox", "arm64=/bin/busybox"],
-        None,
-    );
+    let third = build(&env, "c", &["amd64=/bin/busybox", &arm], None);
     assert_ne!(first, third);
-    assert_eq!(
-        third,
-        build(
-            &env,
-            "d",
-            &["amd64=/bin/busybox", "arm64=/bin/busybox"],
-            None
-        )
-    );
+    assert_eq!(third, build(&env, "d", &["amd64=/bin/busybox", &arm], None));
 }
 
 #[test]
@@ -160,7 +159,7 @@ fn multi_arch_index_picks_the_requested_architecture() {
     let env = Env::new();
     let key = cli_key(&env);
     let arm_binary = env.path("arm-binary");
-    fs::write(&arm_binary, b"pretend aarch64 binary").unwrap();
+    fs::write(&arm_binary, fake_elf(183)).unwrap();
     build(
         &env,
         "img",
@@ -184,7 +183,7 @@ fn multi_arch_index_picks_the_requested_architecture() {
     let rendered = env.store().resolve("example.com/tool:1").unwrap();
     assert_eq!(
         fs::read(rendered.rootfs.join("bin/busybox")).unwrap(),
-        b"pretend aarch64 binary"
+        fake_elf(183)
     );
 
     env.ok(&[
@@ -248,4 +247,30 @@ fn build_refuses_bad_input_with_clear_errors() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be an absolute path"));
+    let out_dir = env.path("o");
+    let out = env.run(&[
+        "image",
+        "build",
+        "--name",
+        "example.com/x:1",
+        "--arch",
+        "aarch64=/bin/busybox",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("/bin/busybox is built for amd64, not for arm64"));
+    let out = env.run(&[
+        "image",
+        "build",
+        "--name",
+        "example.com/x:1",
+        "--arch",
+        "x86_64=/etc/passwd",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/etc/passwd is not an ELF executable"));
 }

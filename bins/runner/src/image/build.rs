@@ -18,7 +18,7 @@ use super::oci::{
     Descriptor, ExecConfig, ImageConfig, Index, Manifest, Platform, RootFs, ANNOTATION_REF_NAME,
     MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_MANIFEST,
 };
-use super::platform::{oci_arch, ArchError};
+use super::platform::{arch_of_elf_machine, elf_machine, oci_arch, ArchError};
 use crate::signing::{sign_detached, SignError};
 
 /// Why an image could not be built or signed.
@@ -34,6 +34,22 @@ pub enum BuildError {
         name: String,
         /// The architecture.
         arch: String,
+    },
+    /// The binary is not an ELF executable.
+    #[error("{path} is not an ELF executable; --arch expects a (static) binary")]
+    NotElf {
+        /// The binary.
+        path: PathBuf,
+    },
+    /// The binary is built for another machine than the architecture it was given for.
+    #[error("{path} is built for {found}, not for {expected}")]
+    WrongArch {
+        /// The binary.
+        path: PathBuf,
+        /// The architecture it was given for.
+        expected: String,
+        /// What its ELF header says.
+        found: String,
     },
     /// A destination path inside the image is not absolute or holds `..`.
     #[error("destination {0:?} must be an absolute path inside the image without '..' (e.g. /etc/app.conf)")]
@@ -143,6 +159,7 @@ pub fn build(spec: &BuildSpec) -> Result<Built, BuildError> {
     let mut manifests: Vec<(String, Descriptor)> = Vec::new();
     for (arch, binary) in &spec.binaries {
         let arch = oci_arch(arch)?;
+        check_elf_machine(binary, arch)?;
         if manifests.iter().any(|(a, _)| a == arch) {
             return Err(BuildError::DuplicateArch {
                 name: spec.name.clone(),
@@ -248,6 +265,42 @@ pub fn sign_layout(layout: &Path, cert: &Cert) -> Result<PathBuf, BuildError> {
         source,
     })?;
     Ok(out)
+}
+
+/// Checks the ELF header's `e_machine` (little- or big-endian, per `EI_DATA`) against `arch`.
+fn check_elf_machine(binary: &Path, arch: &str) -> Result<(), BuildError> {
+    let mut header = [0u8; 20];
+    fs::File::open(binary)
+        .and_then(|mut file| io::Read::read_exact(&mut file, &mut header))
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::UnexpectedEof => BuildError::NotElf {
+                path: binary.to_owned(),
+            },
+            _ => BuildError::ReadInput {
+                path: binary.to_owned(),
+                source,
+            },
+        })?;
+    if header[..4] != *b"\x7fELF" {
+        return Err(BuildError::NotElf {
+            path: binary.to_owned(),
+        });
+    }
+    let bytes = [header[18], header[19]];
+    let machine = if header[5] == 2 {
+        u16::from_be_bytes(bytes)
+    } else {
+        u16::from_le_bytes(bytes)
+    };
+    if elf_machine(arch) == Some(machine) {
+        return Ok(());
+    }
+    Err(BuildError::WrongArch {
+        path: binary.to_owned(),
+        expected: arch.to_owned(),
+        found: arch_of_elf_machine(machine)
+            .map_or_else(|| format!("ELF machine {machine}"), str::to_owned),
+    })
 }
 
 /// `<layout>.asc`.
