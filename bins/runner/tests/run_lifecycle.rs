@@ -143,3 +143,31 @@ fn rm_force_kills_a_running_container() {
     );
     assert!(!dir.path().join("containers").join(&id).exists());
 }
+
+#[test]
+fn a_detached_container_that_cannot_start_reports_why() {
+    let dir = state_dir();
+    let out = run_cmd(dir.path(), &["-d"], &["/bin/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("exec /bin/nope: No such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+    let id = only_container(dir.path())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let state = status_json(dir.path(), &id);
+    assert_eq!(state["status"], "failed");
+    assert!(
+        state["error"]
+            .as_str()
+            .unwrap()
+            .contains("exec /bin/nope: No such file or directory"),
+        "{state}"
+    );
+}
