@@ -10,6 +10,7 @@
 //! `cargo bench -p sinew-tests --bench container`; `SINEW_BENCH_RUNS=N` runs per runtime
 //! (default 30). The last line is `RATIO container_start=<sinew-run p50 / crun p50>`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,7 +36,7 @@ fn main() -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("sinew-bench-container")
         .tempdir()?;
-    let sinew_run = build_sinew_run()?;
+    let sinew_run = build_sinew_run(work.path())?;
     let rootfs = prepare_image(&sinew_run, work.path())?;
     let bundle = crun_bundle(work.path(), &rootfs)?;
 
@@ -81,12 +82,16 @@ fn reexec_in_private_ns() -> anyhow::Error {
     anyhow::Error::new(err).context("re-executing under unshare --mount (util-linux)")
 }
 
-/// The static sinew-run binary for this machine, built like every shipped binary.
-fn build_sinew_run() -> Result<PathBuf> {
+/// The static sinew-run binary for this machine, built like every shipped binary; the
+/// stored artifact is read-only, so an executable copy goes into `work`.
+fn build_sinew_run(work: &Path) -> Result<PathBuf> {
     let arch = Arch::host().context("sinew-run is built for x86_64 and aarch64 hosts only")?;
     let artifacts =
         sinew_tests::run("bench-container").build(&Build::bins(&["sinew-run"]).archs(&[arch]))?;
-    Ok(artifacts.get("sinew-run", arch)?.path.clone())
+    let binary = work.join("sinew-run");
+    std::fs::copy(&artifacts.get("sinew-run", arch)?.path, &binary)?;
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
+    Ok(binary)
 }
 
 fn sinew(sinew_run: &Path, work: &Path) -> Command {
