@@ -1,0 +1,267 @@
+//! The store through the CLI: list, rm, gc, HTTP sources, verified reads, concurrent fetches.
+#![allow(clippy::unwrap_used)]
+
+#[path = "image_support.rs"]
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sinew_runner::image::{fetch, BlobError, Digest, FetchError, StoreError};
+use support::*;
+
+fn signed(env: &Env, dir: &str, name: &str, content: &[u8]) -> PathBuf {
+    let cert = new_cert("store");
+    env.trust(&cert, Some("example.com"));
+    signed_layout(
+        env,
+        dir,
+        name,
+        &cert,
+        &[Entry::Dir("data"), Entry::File("data/file", content)],
+    )
+}
+
+/// Serves files under `root` over HTTP/1.1 on 127.0.0.1; returns the base URL.
+fn serve(root: PathBuf) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut request = String::new();
+            BufReader::new(&stream).read_line(&mut request).unwrap();
+            let path = request
+                .split(' ')
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/');
+            let head = |status: &str, len: usize| {
+                format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+            };
+            match fs::read(root.join(path)) {
+                Ok(body) if !path.contains("..") => {
+                    let _ = stream.write_all(head("200 OK", body.len()).as_bytes());
+                    let _ = stream.write_all(&body);
+                }
+                _ => {
+                    let _ = stream.write_all(head("404 Not Found", 0).as_bytes());
+                }
+            }
+        }
+    });
+    base
+}
+
+fn tree_size(path: &Path) -> u64 {
+    let meta = fs::symlink_metadata(path).unwrap();
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .unwrap()
+        .map(|e| tree_size(&e.unwrap().path()))
+        .sum()
+}
+
+fn entries(dir: &Path) -> usize {
+    fs::read_dir(dir).unwrap().count()
+}
+
+#[test]
+fn list_rm_and_gc_free_exactly_the_unreferenced_content() {
+    let env = Env::new();
+    let one = signed(&env, "one", "example.com/one:1", b"first");
+    let two = signed(&env, "two", "example.com/two:1", b"second");
+    env.ok(&["fetch", one.to_str().unwrap()]);
+    env.ok(&["fetch", two.to_str().unwrap()]);
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["image", "list", "--format", "json"])).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["example.com/one:1", "example.com/two:1"]);
+    let one_digest = listed[0]["manifest_digest"].as_str().unwrap().to_owned();
+    let one_size = listed[0]["size"].as_u64().unwrap();
+    assert!(one_size > 0 && listed[0]["fetched_unix"].as_u64().unwrap() > 0);
+    let table = env.ok(&["image", "list"]);
+    assert!(
+        table.lines().count() == 3 && table.contains("example.com/two:1"),
+        "{table}"
+    );
+
+    assert_eq!(entries(&env.state().join("blobs/sha256")), 6);
+    let one_rendered = tree_size(
+        &env.state()
+            .join("rootfs")
+            .join(&one_digest["sha256:".len()..]),
+    );
+    assert!(one_rendered >= b"first".len() as u64);
+    let removed = env.ok(&[
+        "image",
+        "rm",
+        &one_digest["sha256:".len().."sha256:".len() + 10],
+    ]);
+    assert!(removed.contains("example.com/one:1"), "{removed}");
+    let report: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--format", "json"])).unwrap();
+    assert_eq!(report["blobs_removed"], 3);
+    assert_eq!(report["rootfs_removed"], 1);
+    assert_eq!(
+        report["bytes_freed"].as_u64().unwrap(),
+        one_size + one_rendered
+    );
+    assert_eq!(entries(&env.state().join("blobs/sha256")), 3);
+    assert!(env.store().resolve("example.com/one:1").is_err());
+    let kept = env.store().resolve("example.com/two:1").unwrap();
+    assert_eq!(fs::read(kept.rootfs.join("data/file")).unwrap(), b"second");
+
+    let again: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--format", "json"])).unwrap();
+    assert_eq!(again["bytes_freed"], 0);
+
+    let mut dead = Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    let abandoned = env.state().join(format!("tmp/stage-{}-abc", dead.id()));
+    fs::create_dir_all(&abandoned).unwrap();
+    fs::write(abandoned.join("blob"), b"12345").unwrap();
+    let live = env
+        .state()
+        .join(format!("tmp/stage-{}-abc", std::process::id()));
+    fs::create_dir_all(&live).unwrap();
+    let swept: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--format", "json"])).unwrap();
+    assert_eq!(swept["staging_removed"], 1);
+    assert_eq!(swept["bytes_freed"], 5);
+    assert!(
+        !abandoned.exists() && live.exists(),
+        "only staging of dead fetches is swept"
+    );
+    let out = env.run(&["image", "rm", "example.com/none:1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no image named"));
+}
+
+#[test]
+fn fetch_over_http_from_a_layout_and_from_an_archive() {
+    let env = Env::new();
+    let layout = signed(&env, "site/app", "example.com/http:1", b"over http");
+    let status = Command::new("tar")
+        .args(["-cf", "site/app.tar", "-C", "site/app", "."])
+        .current_dir(env.tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::copy(
+        format!("{}.asc", layout.display()),
+        env.path("site/app.tar.asc"),
+    )
+    .unwrap();
+    let base = serve(env.path("site"));
+
+    env.ok(&["fetch", &format!("{base}/app")]);
+    let rendered = env.store().resolve("example.com/http:1").unwrap();
+    assert_eq!(
+        fs::read(rendered.rootfs.join("data/file")).unwrap(),
+        b"over http"
+    );
+
+    env.ok(&[
+        "fetch",
+        "--name",
+        "example.com/http:archive",
+        &format!("{base}/app.tar"),
+    ]);
+    assert!(env.store().resolve("example.com/http:archive").is_ok());
+
+    let out = env.run(&[
+        "fetch",
+        "--name",
+        "example.com/http:2",
+        &format!("{base}/app"),
+        "--signature",
+        &format!("{base}/missing.asc"),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is unsigned"));
+
+    let out = env.run(&["fetch", "https://127.0.0.1:1/app"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported"));
+}
+
+#[test]
+fn stored_blobs_are_checked_when_read_back() {
+    let env = Env::new();
+    let layout = signed(&env, "img", "example.com/check:1", b"check");
+    let record = fetch(&env.store(), &env.keys(), &env.options(&layout)).unwrap();
+    let (_, manifest) = read_manifest(&layout);
+    let stored = env
+        .state()
+        .join("blobs/sha256")
+        .join(manifest.layers[0].digest.trim_start_matches("sha256:"));
+    fs::write(&stored, b"rotten").unwrap();
+    env.store().remove(&record.name).unwrap();
+    match fetch(&env.store(), &env.keys(), &env.options(&layout)).unwrap_err() {
+        FetchError::Store(StoreError::Blob(BlobError::Corrupt { expected, actual })) => {
+            assert_eq!(expected.to_string(), manifest.layers[0].digest);
+            assert_eq!(actual, Digest::of(b"rotten"));
+        }
+        other => panic!("expected a corrupt blob, got {other}"),
+    }
+}
+
+#[test]
+fn concurrent_fetches_keep_the_store_consistent() {
+    let env = Env::new();
+    let layout = signed(&env, "img", "example.com/race:1", b"race");
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_sinew-run"))
+                .arg("--dir")
+                .arg(env.state())
+                .args([
+                    "fetch",
+                    "--name",
+                    &format!("example.com/race:{}", i % 3),
+                    layout.to_str().unwrap(),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(env.store().list().unwrap().len(), 3);
+    assert_eq!(entries(&env.state().join("rootfs")), 1);
+    assert_eq!(entries(&env.state().join("tmp")), 0);
+    for blob in fs::read_dir(env.state().join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap();
+        let digest = Digest::of(&fs::read(blob.path()).unwrap());
+        assert_eq!(digest.hex(), blob.file_name().to_str().unwrap());
+    }
+    for i in 0..3 {
+        let rendered = env
+            .store()
+            .resolve(&format!("example.com/race:{i}"))
+            .unwrap();
+        assert_eq!(
+            fs::read(rendered.rootfs.join("data/file")).unwrap(),
+            b"race"
+        );
+    }
+}
