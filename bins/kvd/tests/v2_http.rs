@@ -4,6 +4,8 @@
 //! aside. kvd runs as a single in-memory node: `v2::Store` behind a mutex, served by
 //! hyper on loopback. Debian's `etcdctl` in v2 mode drives both too.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -267,13 +269,7 @@ fn free_port() -> u16 {
 }
 
 fn etcd_binary(name: &str) -> PathBuf {
-    let found = ["/usr/bin", "/usr/local/bin"]
-        .iter()
-        .map(|dir| PathBuf::from(dir).join(name))
-        .find(|path| path.exists());
-    found.unwrap_or_else(|| {
-        panic!("{name} is not installed: apt-get install etcd-server etcd-client")
-    })
+    support::etcd::installed(name)
 }
 
 async fn start_etcd() -> Etcd {

@@ -1,7 +1,7 @@
 //! Image building through the CLI: determinism, multi-arch indexes, config, signing.
 #![allow(clippy::unwrap_used)]
 
-#[path = "image_support.rs"]
+#[path = "image_support/mod.rs"]
 mod support;
 
 use std::fs;

@@ -2,7 +2,7 @@
 //! compression sniffing.
 #![allow(clippy::unwrap_used)]
 
-#[path = "image_support.rs"]
+#[path = "image_support/mod.rs"]
 mod support;
 
 use std::fs;

@@ -1,7 +1,7 @@
 //! The store through the CLI: list, rm, gc, HTTP sources, verified reads, concurrent fetches.
 #![allow(clippy::unwrap_used)]
 
-#[path = "image_support.rs"]
+#[path = "image_support/mod.rs"]
 mod support;
 
 use std::fs;

@@ -35,6 +35,9 @@ impl Etcd {
     }
 
     async fn start_program(program: &str) -> Self {
+        if program == "etcd" {
+            installed("etcd");
+        }
         let data = tempfile::tempdir().expect("data directory");
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
@@ -86,4 +89,20 @@ impl Drop for Etcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The path of etcd's `program` (`etcd` or `etcdctl`), installing Debian's etcd 3.4 first if
+/// it is missing, as the rest of the suite installs what it needs (root on Debian).
+pub fn installed(program: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new("/usr/bin").join(program);
+    if !path.exists() {
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "etcd-server", "etcd-client"])
+            .status();
+        assert!(
+            status.is_ok_and(|status| status.success()) && path.exists(),
+            "{program} is not installed and could not be: apt-get install etcd-server etcd-client"
+        );
+    }
+    path
 }

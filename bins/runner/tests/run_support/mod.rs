@@ -30,6 +30,13 @@ pub fn rootfs() -> &'static Path {
             std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
                 .unwrap();
             std::os::unix::fs::chown(root.join("home/app"), Some(1000), Some(1000)).unwrap();
+            if !std::path::Path::new("/bin/busybox").exists() {
+                let installed = Command::new("apt-get")
+                    .args(["install", "-y", "busybox-static"])
+                    .status()
+                    .unwrap();
+                assert!(installed.success(), "apt-get install busybox-static failed");
+            }
             std::fs::copy("/bin/busybox", root.join("bin/busybox"))
                 .expect("busybox-static must be installed");
             let list = Command::new("/bin/busybox").arg("--list").output().unwrap();

@@ -1,5 +1,4 @@
-//! Helpers shared by the image and trust tests (included with `#[path]`; as its own test
-//! target it holds no tests).
+//! Helpers shared by the image and trust tests, included by each with `#[path]`.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::fs;
@@ -37,7 +36,10 @@ impl Default for Env {
 }
 
 impl Env {
+    /// A fresh environment; installs busybox-static first if it is missing, since the
+    /// images the tests build carry it.
     pub fn new() -> Env {
+        ensure_tool("busybox", "busybox-static");
         Env::default()
     }
 
