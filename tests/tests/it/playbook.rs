@@ -100,7 +100,14 @@ fn kv_cluster_survives_losing_the_leaders_guest() {
     let paths = sinew::paths::Paths::from_env();
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&paths.workspace)
-        .args(["run", "--quiet", "-p", "sinew-playbooks", "--bin", "kv-cluster"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "sinew-playbooks",
+            "--bin",
+            "kv-cluster",
+        ])
         .output()
         .expect("cargo runs the playbook");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -119,5 +126,8 @@ fn kv_cluster_survives_losing_the_leaders_guest() {
         stdout.contains("20 of 20 acknowledged writes present after losing the leader"),
         "{stdout}"
     );
-    assert!(stderr.contains("crash [") && stderr.contains("kv cluster healthy"), "{stderr}");
+    assert!(
+        stderr.contains("crash [") && stderr.contains("kv cluster healthy"),
+        "{stderr}"
+    );
 }
