@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
         if !missing.is_empty() {
             bail!("acknowledged writes missing after the crash: {missing:?}");
         }
-        Ok(Counted(WRITES))
+        Ok(Counted(WRITES, sinew::Status::Ok))
     })?;
     run.say(format!(
         "{} of {WRITES} acknowledged writes present after losing the leader",
@@ -137,17 +137,22 @@ impl sinew::Outcome for Leader {
     }
 }
 
-/// A count of things checked.
+/// A count of keys written (changed) or found (ok).
 #[derive(Debug)]
-struct Counted(usize);
+struct Counted(usize, sinew::Status);
 
 impl sinew::Outcome for Counted {
     fn status(&self) -> sinew::Status {
-        sinew::Status::Ok
+        self.1
     }
 
     fn detail(&self) -> Option<String> {
-        Some(format!("{} present", self.0))
+        let verb = if self.1 == sinew::Status::Changed {
+            "written"
+        } else {
+            "present"
+        };
+        Some(format!("{} {verb}", self.0))
     }
 }
 
