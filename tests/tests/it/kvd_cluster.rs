@@ -195,3 +195,81 @@ fn a_lease_expires_through_the_api_and_sigterm_stops_a_member_cleanly() -> Resul
         Ok(())
     })
 }
+
+#[test]
+fn kvctl_drives_a_kvd_cluster_with_etcdctls_commands_and_exit_codes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = kvd(dir.path(), 3)?;
+    let Server::Kvd(kvd_path) = &cluster.server else {
+        anyhow::bail!("a kvd cluster");
+    };
+    let kvctl_path = kvd_path.with_file_name("kvctl");
+    let endpoints = format!("--endpoints={}", cluster.endpoints().join(","));
+    let kvctl = |args: &[&str], stdin: &str| -> Result<(i32, String)> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&kvctl_path)
+            .arg(&endpoints)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())?;
+        let out = child.wait_with_output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+
+    ensure!(kvctl(&["put", "app/a", "1"], "")? == (0, "OK\n".to_owned()));
+    ensure!(kvctl(&["put", "app/b"], "from stdin")?.0 == 0);
+    ensure!(
+        kvctl(&["get", "--prefix", "app/"], "")? == (0, "app/a\n1\napp/b\nfrom stdin\n".to_owned())
+    );
+    let txn = "value(\"app/a\") = \"1\"\n\nput app/a 2\n\nget app/a\n";
+    ensure!(kvctl(&["txn"], txn)? == (0, "SUCCESS\n\nOK\n".to_owned()));
+    ensure!(kvctl(&["txn"], txn)? == (0, "FAILURE\n\napp/a\n2\n".to_owned()));
+    let (code, granted) = kvctl(&["lease", "grant", "60"], "")?;
+    let lease = granted
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        code == 0 && granted.ends_with("granted with TTL(60s)\n"),
+        "{granted}"
+    );
+    ensure!(kvctl(&["put", "--lease", &lease, "leased", "x"], "")?.0 == 0);
+    let (_, ttl) = kvctl(&["lease", "timetolive", "--keys", &lease], "")?;
+    ensure!(ttl.contains("attached keys([leased])"), "{ttl}");
+    ensure!(kvctl(&["del", "--prefix", "app/"], "")? == (0, "2\n".to_owned()));
+    let (_, members) = kvctl(&["member", "list"], "")?;
+    ensure!(
+        members.lines().count() == 3 && members.contains("started, kvd0"),
+        "{members}"
+    );
+    ensure!(kvctl(&["endpoint", "health"], "")?.0 == 0);
+    let snapshot = dir.path().join("backup.db");
+    let (code, saved) = kvctl(&["snapshot", "save", &snapshot.display().to_string()], "")?;
+    ensure!(
+        code == 0 && saved.starts_with("Snapshot saved at"),
+        "{saved}"
+    );
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&snapshot)?)?;
+    ensure!(
+        saved.get("v3").is_some() && saved.get("v2").is_some(),
+        "a copy of both stores"
+    );
+
+    ensure!(
+        kvctl(&["put", "", "x"], "")?.0 == 1,
+        "a refused request exits 1"
+    );
+    ensure!(kvctl(&["get"], "")?.0 == 2, "a bad command line exits 2");
+    Ok(())
+}

@@ -67,6 +67,15 @@ impl WatchHistory {
     }
 }
 
+/// A member's whole state as `maintenance/snapshot` streams it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateSnapshot {
+    /// The store revision the copy was taken at.
+    pub revision: i64,
+    /// The state, in the member's own snapshot format.
+    pub data: Vec<u8>,
+}
+
 /// A lease's remaining time, as a keep-alive answers it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaseKeepAlive {
@@ -219,4 +228,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// This member's state.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, BackendError>> + Send;
+
+    /// A copy of this member's whole state, for `maintenance/snapshot` (a backup).
+    fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, BackendError>> + Send;
 }

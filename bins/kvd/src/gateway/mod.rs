@@ -23,12 +23,13 @@ mod lease;
 mod route;
 mod server;
 mod size;
+mod snapshot;
 mod watch;
 mod wire;
 
 pub use backend::{
     Backend, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded, NodeIdentity,
-    NodeStatus, WatchBatch, WatchHistory,
+    NodeStatus, StateSnapshot, WatchBatch, WatchHistory,
 };
 pub use body::GatewayBody;
 pub use error::{BackendError, Code, Status};

@@ -10,6 +10,8 @@ pub enum Endpoint {
     Watch,
     /// `lease/keepalive` (streaming both ways).
     LeaseKeepAlive,
+    /// `maintenance/snapshot` (a streamed answer).
+    Snapshot,
 }
 
 /// A call with one request and one answer.
@@ -67,6 +69,7 @@ pub fn route(path: &str) -> Route {
     let unary = match rest {
         "watch" => return Route::Endpoint(Endpoint::Watch),
         "lease/keepalive" => return Route::Endpoint(Endpoint::LeaseKeepAlive),
+        "maintenance/snapshot" => return Route::Endpoint(Endpoint::Snapshot),
         "kv/range" => Unary::Range,
         "kv/put" => Unary::Put,
         "kv/deleterange" => Unary::DeleteRange,

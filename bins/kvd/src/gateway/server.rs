@@ -28,7 +28,7 @@ use crate::gateway::error::{Code, Status};
 use crate::gateway::route::{route, Endpoint, Route, Unary};
 use crate::gateway::size::{DEFAULT_MAX_REQUEST_BYTES, GRPC_OVERHEAD_BYTES};
 use crate::gateway::wire::Header;
-use crate::gateway::{keepalive, watch as watch_stream};
+use crate::gateway::{keepalive, snapshot, watch as watch_stream};
 
 /// How long shutdown waits for open connections to finish their answers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -172,6 +172,7 @@ impl<B: Backend> Gateway<B> {
         match endpoint {
             Endpoint::Watch => self.stream(body, watch_stream::run).await,
             Endpoint::LeaseKeepAlive => self.stream(body, keepalive::run).await,
+            Endpoint::Snapshot => self.stream(body, snapshot::run).await,
             Endpoint::Unary(unary) => self
                 .unary(unary, body)
                 .await

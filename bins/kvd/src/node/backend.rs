@@ -3,7 +3,7 @@
 
 use crate::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
-    NodeIdentity, NodeStatus, WatchBatch, WatchHistory,
+    NodeIdentity, NodeStatus, StateSnapshot, WatchBatch, WatchHistory,
 };
 use crate::{Applied, Command, RangeRequest, RangeResponse, Store};
 
@@ -167,5 +167,14 @@ impl Backend for Node {
 
     async fn status(&self) -> Result<NodeStatus, BackendError> {
         Ok(Node::status(self))
+    }
+
+    async fn snapshot(&self) -> Result<StateSnapshot, BackendError> {
+        self.read_barrier().await?;
+        let (revision, data) = self
+            .machine()
+            .state()
+            .map_err(|error| BackendError::Unavailable(format!("etcdserver: {error}")))?;
+        Ok(StateSnapshot { revision, data })
     }
 }

@@ -145,6 +145,12 @@ impl StateMachine {
         self.v2_events.subscribe()
     }
 
+    /// A copy of both stores as they are now, in the snapshot format, with the v3 revision.
+    pub fn state(&self) -> Result<(i64, Vec<u8>), std::io::Error> {
+        let applied = self.applied.read().unwrap_or_else(PoisonError::into_inner);
+        Ok((applied.store.revision(), applied.snapshot()?))
+    }
+
     /// The id of the last entry applied.
     pub fn last_applied(&self) -> Option<LogId> {
         self.applied

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sinew_kvd::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
-    NodeIdentity, NodeStatus, WatchBatch, WatchHistory,
+    NodeIdentity, NodeStatus, StateSnapshot, WatchBatch, WatchHistory,
 };
 use sinew_kvd::{Applied, Command, RangeRequest, RangeResponse, Response, Store};
 use tokio::sync::broadcast;
@@ -254,6 +254,18 @@ impl Backend for MemoryBackend {
             raft_applied_index: state.applied_index,
             errors: Vec::new(),
             is_learner: false,
+        })
+    }
+
+    async fn snapshot(&self) -> Result<StateSnapshot, BackendError> {
+        let state = self.state();
+        let data = state
+            .store
+            .snapshot()
+            .map_err(|error| BackendError::Unavailable(error.to_string()))?;
+        Ok(StateSnapshot {
+            revision: state.store.revision(),
+            data,
         })
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::header::Header;
-use super::scalar::{deserialize_bool, is_zero, null_default, Int64, Uint64};
+use super::scalar::{deserialize_bool, is_zero, null_default, Bytes, Int64, Uint64};
 use crate::gateway::backend::{Member, NodeStatus};
 
 /// `etcdserverpb.Member`.
@@ -155,6 +155,27 @@ impl WireStatusResponse {
             errors: status.errors.clone(),
             db_size_in_use: Int64(status.db_size_in_use),
             is_learner: status.is_learner,
+        }
+    }
+}
+
+/// `etcdserverpb.SnapshotResponse`: one chunk of a member's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct WireSnapshotResponse {
+    header: Header,
+    #[serde(skip_serializing_if = "is_zero")]
+    remaining_bytes: Uint64,
+    #[serde(skip_serializing_if = "is_zero")]
+    blob: Bytes,
+}
+
+impl WireSnapshotResponse {
+    /// A chunk, with how many bytes follow it.
+    pub fn new(header: Header, remaining_bytes: u64, blob: &[u8]) -> Self {
+        Self {
+            header,
+            remaining_bytes: Uint64(remaining_bytes),
+            blob: Bytes(blob.to_vec()),
         }
     }
 }
