@@ -36,10 +36,12 @@
 
 pub mod build;
 pub mod host;
+pub mod image;
 mod janitor;
 pub mod kv;
 pub mod lab;
 mod outcome;
+pub mod overlay;
 pub mod paths;
 mod report;
 mod run;

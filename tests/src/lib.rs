@@ -12,7 +12,7 @@ use sinew_vm::{deb, elf};
 pub mod kv_cluster;
 
 /// Guest binaries the guest tests need, built for both architectures in one cargo call.
-pub const GUEST_BINS: [&str; 4] = ["sinew-init", "sinew-probe", "kvd", "kvctl"];
+pub const GUEST_BINS: [&str; 5] = ["sinew-init", "sinew-probe", "kvd", "kvctl", "sinew-run"];
 
 /// A quiet run for tests: no spinners, warnings only.
 pub fn run(name: &str) -> Run {

@@ -131,3 +131,93 @@ fn kv_cluster_survives_losing_the_leaders_guest() {
         "{stderr}"
     );
 }
+
+#[test]
+fn signed_container_runs_verified_on_both_arches_and_refuses_a_tampered_copy() {
+    prepared();
+    let paths = sinew::paths::Paths::from_env();
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&paths.workspace)
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "sinew-playbooks",
+            "--bin",
+            "signed-container",
+        ])
+        .output()
+        .expect("cargo runs the playbook");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "signed-container failed:\n{stderr}");
+    for (host, machine) in [("amd", "x86_64"), ("arm", "aarch64")] {
+        let line = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{host}: ")))
+            .unwrap_or_else(|| panic!("no output from {host}:\n{stdout}"));
+        let probe: serde_json::Value = serde_json::from_str(line).expect("the probe's JSON");
+        assert_eq!(probe["compiled_for"], machine, "{line}");
+        assert_eq!(
+            probe["hostname"], "probe",
+            "the container's own UTS namespace: {line}"
+        );
+    }
+    let refusal = stderr
+        .lines()
+        .find(|line| line.contains("refused: "))
+        .unwrap_or_else(|| panic!("no refusal shown:\n{stderr}"));
+    assert!(
+        refusal.contains("tampered with"),
+        "the refusal says the layer was tampered with: {refusal}"
+    );
+    assert!(stderr.contains("0 failed"), "{stderr}");
+}
+
+#[test]
+fn overlay_connects_containers_across_guests_of_both_arches() {
+    prepared();
+    let paths = sinew::paths::Paths::from_env();
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&paths.workspace)
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "sinew-playbooks",
+            "--bin",
+            "overlay",
+        ])
+        .output()
+        .expect("cargo runs the playbook");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "overlay failed:\n{stderr}");
+    let subnets: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_once(": subnet ").map(|(_, subnet)| subnet))
+        .collect();
+    assert_eq!(subnets.len(), 3, "one subnet per guest:\n{stdout}");
+    let mut distinct = subnets.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "subnets must differ: {subnets:?}");
+    for client in ["n1", "n3"] {
+        let reply = stdout
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(&format!("{client} -> "))
+                    .and_then(|rest| rest.split_once(": ").map(|(_, reply)| reply))
+            })
+            .unwrap_or_else(|| panic!("no reply reached {client}:\n{stdout}"));
+        let reply: serde_json::Value = serde_json::from_str(reply).expect("the echo's JSON");
+        assert_eq!(
+            reply["echo"],
+            format!("hello from a container on {client}"),
+            "{reply}"
+        );
+        assert_eq!(reply["server"]["compiled_for"], "aarch64", "{reply}");
+        assert_eq!(reply["server"]["hostname"], "echo", "{reply}");
+    }
+    assert!(stderr.contains("0 failed"), "{stderr}");
+}

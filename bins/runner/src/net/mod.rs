@@ -58,6 +58,21 @@ pub enum NetError {
     /// A netlink step.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// IPv4 forwarding could not be switched on.
+    #[error("cannot enable IPv4 forwarding ({IP_FORWARD}), which containers on the overlay need to reach other hosts: {0}")]
+    Forwarding(std::io::Error),
+}
+
+/// The host's IPv4 forwarding switch.
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Container traffic crosses the host from the bridge to the overlay device, so the host
+/// must forward (as docker switches it on for its bridge).
+fn enable_forwarding() -> Result<(), NetError> {
+    match std::fs::read_to_string(IP_FORWARD) {
+        Ok(current) if current.trim() == "1" => Ok(()),
+        _ => std::fs::write(IP_FORWARD, "1").map_err(NetError::Forwarding),
+    }
 }
 
 /// The host side of a container's overlay link, before the container exists.
@@ -72,6 +87,7 @@ pub struct Prepared {
 /// Leases an address and creates the bridge (if needed) and the veth pair.
 pub fn prepare(state_dir: &Path, config: &OverlayConfig, id: &str) -> Result<Prepared, NetError> {
     let subnet = Subnet::read(&config.subnet_file)?;
+    enable_forwarding()?;
     let lease = ipam::allocate(state_dir, &config.bridge, &subnet, id)?;
     let short: String = id.chars().take(10).collect();
     let prepared = Prepared {

@@ -122,10 +122,19 @@ impl Sys for RealSys {
         // pivot_root(".", ".") stacks the old root on top of the new one, so no directory
         // has to be created inside the image for it; unmounting "." then drops it.
         nix::unistd::chdir(new_root).map_err(|e| SysError::new("chdir", new_root.display(), e))?;
-        nix::unistd::pivot_root(".", ".")
-            .map_err(|e| SysError::new("pivot_root", new_root.display(), e))?;
-        nix::mount::umount2(".", MntFlags::MNT_DETACH)
-            .map_err(|e| SysError::new("umount old root", ".", e))?;
+        match nix::unistd::pivot_root(".", ".") {
+            Ok(()) => nix::mount::umount2(".", MntFlags::MNT_DETACH)
+                .map_err(|e| SysError::new("umount old root", ".", e))?,
+            // The initial ramfs cannot be pivoted away from (sinew guests run from it): move
+            // the new root over "/" and chroot, as runc's no-pivot mode does. The old root
+            // stays underneath, out of reach of a process without CAP_SYS_CHROOT.
+            Err(nix::errno::Errno::EINVAL) if root_is_initramfs() => {
+                nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                    .map_err(|e| SysError::new("move new root over /", new_root.display(), e))?;
+                nix::unistd::chroot(".").map_err(|e| SysError::new("chroot", ".", e))?;
+            }
+            Err(e) => return Err(SysError::new("pivot_root", new_root.display(), e)),
+        }
         nix::unistd::chdir("/").map_err(|e| SysError::new("chdir", "/", e))
     }
 
@@ -243,4 +252,34 @@ fn loopback_up() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether "/" is the kernel's initial ramfs, which `pivot_root` refuses to move.
+fn root_is_initramfs() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|table| root_fstype(&table) == Some("rootfs"))
+}
+
+/// The file system type of the bottom mount on "/" in a `/proc/self/mountinfo` table.
+fn root_fstype(mountinfo: &str) -> Option<&str> {
+    mountinfo.lines().find_map(|line| {
+        let (fields, rest) = line.split_once(" - ")?;
+        (fields.split(' ').nth(4) == Some("/")).then(|| rest.split(' ').next())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_fstype_reads_the_first_mount_on_slash() {
+        let initramfs = "1 1 0:2 / / rw - rootfs rootfs rw,size=1024k\n\
+                         20 1 0:20 / /proc rw,relatime - proc proc rw\n";
+        assert_eq!(root_fstype(initramfs), Some("rootfs"));
+        let disk = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n\
+                    23 22 0:21 / /sys rw - sysfs sysfs rw\n";
+        assert_eq!(root_fstype(disk), Some("ext4"));
+        assert_eq!(root_fstype("garbage\n"), None);
+    }
 }
