@@ -268,12 +268,19 @@ fn lladdr(message: &NeighbourMessage) -> Option<Mac> {
         })
 }
 
+/// The IPv4 destination of a neighbour or FDB entry; in a bridge-family (FDB) message
+/// the parser does not know the address family, so it arrives as four raw bytes.
 fn destination(message: &NeighbourMessage) -> Option<Ipv4Addr> {
     message
         .attributes
         .iter()
         .find_map(|attribute| match attribute {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(address)) => Some(*address),
+            NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
+                <[u8; 4]>::try_from(bytes.as_slice())
+                    .ok()
+                    .map(Ipv4Addr::from)
+            }
             _ => None,
         })
 }
