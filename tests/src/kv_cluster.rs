@@ -125,7 +125,7 @@ pub struct Member {
     pub data_dir: PathBuf,
 }
 
-/// A running cluster on loopback; every member is killed on drop.
+/// A running cluster (on loopback unless started elsewhere); every member is killed on drop.
 #[derive(Debug)]
 pub struct KvCluster {
     /// The server it runs.
@@ -140,13 +140,20 @@ impl KvCluster {
     /// Starts `size` members of `server` under `dir` (both fsync every write), with the v2
     /// API enabled, and waits until the cluster answers.
     pub fn start(server: Server, dir: &Path, size: usize) -> Result<Self> {
+        Self::start_on(server, dir, size, Ipv4Addr::LOCALHOST)
+    }
+
+    /// As [`KvCluster::start`], with every member listening on `host` instead of
+    /// loopback (for clients in network namespaces that reach the root namespace over a
+    /// bridge holding `host`).
+    pub fn start_on(server: Server, dir: &Path, size: usize, host: Ipv4Addr) -> Result<Self> {
         installed();
         let members = (0..size)
             .map(|index| {
                 Ok(Member {
                     name: format!("{}{index}", server.name()),
-                    client_url: format!("http://127.0.0.1:{}", free_port()?),
-                    peer_url: format!("http://127.0.0.1:{}", free_port()?),
+                    client_url: format!("http://{host}:{}", free_port()?),
+                    peer_url: format!("http://{host}:{}", free_port()?),
                     data_dir: dir.join(format!("{}{index}", server.name())),
                 })
             })

@@ -10,6 +10,7 @@ use sinew::{Arch, Build, Options, Run};
 use sinew_vm::{deb, elf};
 
 pub mod kv_cluster;
+pub mod overlay_bed;
 
 /// Guest binaries the guest tests need, built for both architectures in one cargo call.
 pub const GUEST_BINS: [&str; 5] = ["sinew-init", "sinew-probe", "kvd", "kvctl", "sinew-run"];

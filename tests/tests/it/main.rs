@@ -6,5 +6,6 @@ mod guests;
 mod kv_client;
 mod kvd_cluster;
 mod leftovers;
+mod overlay;
 mod playbook;
 mod vm;

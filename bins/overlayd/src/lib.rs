@@ -1,0 +1,21 @@
+//! overlayd: flannel's VXLAN overlay, in Rust. Every host leases a subnet of the cluster
+//! network in the KV store (etcd's v3 API, served by kvd or etcd), and for every other
+//! host's lease keeps a route, a permanent neighbour and an FDB entry on its VXLAN device,
+//! so that containers on any host reach containers on any other.
+//!
+//! The binary is a thin command line over [`daemon::run`]; the kernel is reached through
+//! the [`dataplane::Dataplane`] trait, implemented with rtnetlink by
+//! [`dataplane::Netlink`].
+
+#![warn(missing_docs)]
+
+pub mod alloc;
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod duration;
+pub mod ipv4net;
+pub mod lease;
+pub mod mac;
+pub mod subnet_env;
+pub mod sync;

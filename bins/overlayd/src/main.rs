@@ -1,0 +1,20 @@
+//! `overlayd`: the command line; everything it does lives in the `sinew_overlayd` library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    cli::init_tracing();
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("overlayd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

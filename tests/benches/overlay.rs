@@ -1,0 +1,224 @@
+//! Overlay benchmark on the namespace test bed: three hosts running release overlayd
+//! against a release kvd, the underlay a 1500-MTU veth/bridge segment.
+//!
+//! 1. Convergence: a new lease is written (a host joining) and the clock runs until every
+//!    host's VXLAN device has its route, neighbour and FDB entry, polled with `ip` and
+//!    `bridge`; p50/p99 over `SINEW_BENCH_JOINS` joins (default 40).
+//! 2. Throughput: iperf3 TCP container→container across hosts over the overlay, and
+//!    host→host over the underlay, alternating, `SINEW_BENCH_SECONDS` (default 5) each,
+//!    two rounds; the median of each is compared.
+//!
+//! Prints a table, then `convergence p50=..ms p99=..ms (goal p99 <= 100 ms)`, and last
+//! `RATIO overlay_throughput=<overlay/underlay>`.
+//!
+//! `cargo bench -p sinew-tests --bench overlay`
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sinew_tests::kv_cluster::Server;
+use sinew_tests::median;
+use sinew_tests::overlay_bed::{block_on, entries_in, Bed, HostSubnet, DEFAULT_CONFIG, PREFIX};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> Result<()> {
+    let joins = env_number("SINEW_BENCH_JOINS", 40);
+    let seconds = env_number("SINEW_BENCH_SECONDS", 5);
+    sinew::setup::ensure_tools(
+        &[sinew::setup::Tool {
+            program: "iperf3",
+            package: "iperf3",
+        }],
+        false,
+    )?;
+    let mut bed = Bed::new(3, Server::kvd(true)?, Some(DEFAULT_CONFIG), true)?;
+    let mut subnets = Vec::new();
+    for index in 0..3 {
+        bed.start(index)?;
+    }
+    for index in 0..3 {
+        subnets.push(bed.attach_container(index)?);
+    }
+    for index in 0..3 {
+        bed.wait_entries(index, PATIENCE, |entries| {
+            subnets
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .all(|(other, subnet)| entries.reaches(&subnet.network(), bed.hosts[other].address))
+        })?;
+    }
+
+    let mut convergence = measure_convergence(&bed, &subnets, joins)?;
+    let mut underlay = Vec::new();
+    let mut overlay = Vec::new();
+    for _ in 0..2 {
+        underlay.push(iperf(
+            &bed,
+            &bed.hosts[1].netns,
+            &bed.hosts[0].netns,
+            bed.hosts[1].address,
+            seconds,
+        )?);
+        overlay.push(iperf(
+            &bed,
+            &bed.hosts[1].container_netns,
+            &bed.hosts[0].container_netns,
+            subnets[1].container(),
+            seconds,
+        )?);
+    }
+    let (p50, p99) = (
+        percentile(&mut convergence, 0.50),
+        percentile(&mut convergence, 0.99),
+    );
+    let underlay_gbps = median(&mut underlay) / 1e9;
+    let overlay_gbps = median(&mut overlay) / 1e9;
+    println!("{:<48} {:>12}", "measure", "value");
+    println!("{:<48} {:>12}", "joins measured", convergence.len());
+    println!("{:<48} {:>12.1}", "convergence p50 (ms)", p50);
+    println!("{:<48} {:>12.1}", "convergence p99 (ms)", p99);
+    println!(
+        "{:<48} {:>12.1}",
+        "convergence max (ms)",
+        convergence.iter().copied().fold(0.0, f64::max)
+    );
+    println!(
+        "{:<48} {:>12.2}",
+        "underlay TCP host→host, MTU 1500 (Gbit/s)", underlay_gbps
+    );
+    println!(
+        "{:<48} {:>12.2}",
+        "overlay TCP container→container, MTU 1450 (Gbit/s)", overlay_gbps
+    );
+    println!("convergence p50={p50:.1}ms p99={p99:.1}ms (goal p99 <= 100 ms)");
+    println!(
+        "RATIO overlay_throughput={:.3}",
+        overlay_gbps / underlay_gbps
+    );
+    Ok(())
+}
+
+/// Nearest-rank percentile of `samples` (sorted in place).
+fn percentile(samples: &mut [f64], fraction: f64) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (fraction * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+/// Writes `joins` leases of made-up hosts, one at a time, and times each until all three
+/// hosts have its entries; each is deleted (and seen gone) before the next.
+fn measure_convergence(bed: &Bed, subnets: &[HostSubnet], joins: u64) -> Result<Vec<f64>> {
+    let kv = bed.kv()?;
+    let taken: Vec<String> = subnets.iter().map(HostSubnet::network).collect();
+    let free: Vec<u8> = (100..=250u8)
+        .filter(|third| !taken.contains(&format!("10.5.{third}.0/24")))
+        .collect();
+    let [a, b, c, _] = bed.gateway.octets();
+    let mut samples = Vec::new();
+    for join in 0..joins {
+        let index = usize::try_from(join)? % free.len();
+        let subnet = format!("10.5.{}.0/24", free[index]);
+        let public_ip = Ipv4Addr::new(a, b, c, 100 + u8::try_from(join % 100)?);
+        let key = format!("{PREFIX}/subnets/10.5.{}.0-24", free[index]);
+        let value = format!(
+            r#"{{"PublicIP":"{public_ip}","BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"0a:58:ff:00:00:{:02x}"}}}}"#,
+            join % 256
+        );
+        let written = Instant::now();
+        block_on(kv.put(key.clone(), value))??;
+        let mut pollers = Vec::new();
+        for host in 0..3 {
+            let netns = bed.hosts[host].netns.clone();
+            let subnet = subnet.clone();
+            pollers.push(std::thread::spawn(move || -> Result<Duration> {
+                loop {
+                    if entries_in(&netns)?.reaches(&subnet, public_ip) {
+                        return Ok(written.elapsed());
+                    }
+                    if written.elapsed() > PATIENCE {
+                        bail!("{netns} never got {subnet}");
+                    }
+                }
+            }));
+        }
+        let mut slowest = Duration::ZERO;
+        for poller in pollers {
+            let took = poller
+                .join()
+                .map_err(|_| anyhow::anyhow!("a poller panicked"))??;
+            slowest = slowest.max(took);
+        }
+        samples.push(slowest.as_secs_f64() * 1000.0);
+        block_on(kv.delete(&sinew_proto::kv::DeleteRangeRequest {
+            key: key.into_bytes(),
+            ..Default::default()
+        }))??;
+        for host in 0..3 {
+            bed.wait_entries(host, PATIENCE, |entries| entries.forgot(&subnet, public_ip))?;
+        }
+    }
+    Ok(samples)
+}
+
+/// TCP throughput in bit/s from `client_netns` to an iperf3 server in `server_netns`.
+fn iperf(
+    bed: &Bed,
+    server_netns: &str,
+    client_netns: &str,
+    server: Ipv4Addr,
+    seconds: u64,
+) -> Result<f64> {
+    let address = server.to_string();
+    let mut daemon: Child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            server_netns,
+            "iperf3",
+            "-s",
+            "-1",
+            "-B",
+            &address,
+            "-p",
+            "5201",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the iperf3 server")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let result = bed.exec(
+        client_netns,
+        "iperf3",
+        &[
+            "-c",
+            &address,
+            "-p",
+            "5201",
+            "-t",
+            &seconds.to_string(),
+            "-J",
+        ],
+    );
+    // The one-off server exits after the test; kill it if the client failed.
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let report: serde_json::Value = serde_json::from_str(&result?)?;
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3's report has no end.sum_received.bits_per_second")
+}

@@ -1,0 +1,584 @@
+//! A test bed for overlayd on one machine: "hosts" that are network namespaces on an
+//! underlay bridge in the root namespace, one KV server listening on the bridge's address,
+//! overlayd running in each host, and per host a "container" namespace plugged into a
+//! bridge that holds the host's `FLANNEL_SUBNET`.
+//!
+//! The bed builds itself with `ip` (overlayd itself never shells out). Every name starts
+//! with a prefix unique to the bed, so beds in parallel tests do not collide; dropping the
+//! bed stops the daemons and deletes its namespaces and links.
+
+use std::fs::OpenOptions;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use sinew_proto::kv::KvClient;
+
+use crate::kv_cluster::{KvCluster, Server};
+
+/// The key prefix the bed's hosts use.
+pub const PREFIX: &str = "/sinew-test/network";
+/// The overlay network config the bed writes unless told otherwise.
+pub const DEFAULT_CONFIG: &str =
+    r#"{"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1}}"#;
+/// The VXLAN device overlayd makes for VNI 1.
+pub const DEVICE: &str = "flannel.1";
+
+/// Runs `ip` (or another tool) and fails with its stderr if it fails.
+pub fn sh(program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    ensure!(
+        output.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// overlayd, built now (once per process and profile) from this workspace.
+pub fn overlayd(release: bool) -> Result<PathBuf> {
+    static DEBUG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static RELEASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = if release { &RELEASE } else { &DEBUG };
+    built
+        .get_or_init(|| build_overlayd(release).map_err(|error| format!("{error:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_overlayd(release: bool) -> Result<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests crate lives in the workspace")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build.current_dir(workspace).args([
+        "build",
+        "--quiet",
+        "-p",
+        "sinew-overlayd",
+        "--bin",
+        "overlayd",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build for overlayd")?;
+    ensure!(
+        status.success(),
+        "cargo build -p sinew-overlayd failed: {status}"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("overlayd"))
+}
+
+/// A host's `subnet.env`, as far as the bed needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostSubnet {
+    /// The bridge address (`FLANNEL_SUBNET`'s address).
+    pub gateway: Ipv4Addr,
+    /// The prefix length.
+    pub prefix_len: u8,
+    /// `FLANNEL_MTU`.
+    pub mtu: u32,
+}
+
+impl HostSubnet {
+    /// Parses `subnet.env` text.
+    pub fn parse(text: &str) -> Option<Self> {
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+        };
+        let (gateway, prefix_len) = value("FLANNEL_SUBNET")?.split_once('/')?;
+        Some(Self {
+            gateway: gateway.parse().ok()?,
+            prefix_len: prefix_len.parse().ok()?,
+            mtu: value("FLANNEL_MTU")?.parse().ok()?,
+        })
+    }
+
+    /// The subnet as overlayd leases it, `a.b.c.0/n`.
+    pub fn network(&self) -> String {
+        let mask = u32::MAX << (32 - u32::from(self.prefix_len));
+        format!(
+            "{}/{}",
+            Ipv4Addr::from(u32::from(self.gateway) & mask),
+            self.prefix_len
+        )
+    }
+
+    /// The container's address: the one after the gateway.
+    pub fn container(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.gateway) + 1)
+    }
+}
+
+/// One host of the bed.
+#[derive(Debug)]
+pub struct Host {
+    /// Its network namespace.
+    pub netns: String,
+    /// Its container's network namespace, once attached.
+    pub container_netns: String,
+    /// Its underlay address.
+    pub address: Ipv4Addr,
+    /// Where its overlayd writes `subnet.env`.
+    pub subnet_file: PathBuf,
+    /// Its overlayd's log.
+    pub log: PathBuf,
+    daemon: Option<Child>,
+    attached: bool,
+}
+
+/// What a host's VXLAN device holds, as `ip` and `bridge` print it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    /// `ip route show dev flannel.1` lines.
+    pub routes: Vec<String>,
+    /// `ip neigh show dev flannel.1 nud permanent` lines.
+    pub neighbours: Vec<String>,
+    /// `bridge fdb show dev flannel.1` lines with a `dst`.
+    pub fdb: Vec<String>,
+}
+
+impl Entries {
+    /// Whether the device reaches the host with `subnet` (`a.b.c.0/n`) at `public_ip`:
+    /// a route via the subnet's address, its neighbour entry, and an FDB entry to
+    /// `public_ip` with that neighbour's MAC.
+    pub fn reaches(&self, subnet: &str, public_ip: Ipv4Addr) -> bool {
+        let vtep = subnet.split('/').next().unwrap_or_default();
+        let route = self
+            .routes
+            .iter()
+            .any(|line| line.starts_with(&format!("{subnet} via {vtep} ")));
+        let mac = self.neighbours.iter().find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(vtep)).then(|| {
+                line.split_whitespace()
+                    .skip_while(|word| *word != "lladdr")
+                    .nth(1)
+                    .map(str::to_owned)
+            })?
+        });
+        let fdb = mac.is_some_and(|mac| {
+            self.fdb.iter().any(|line| {
+                line.starts_with(&format!("{mac} ")) && line.contains(&format!("dst {public_ip} "))
+            })
+        });
+        route && fdb
+    }
+
+    /// Whether nothing on the device mentions `subnet`'s VTEP address or `public_ip`.
+    pub fn forgot(&self, subnet: &str, public_ip: Ipv4Addr) -> bool {
+        let vtep = subnet.split('/').next().unwrap_or_default();
+        !self
+            .routes
+            .iter()
+            .any(|line| line.starts_with(&format!("{subnet} ")))
+            && !self
+                .neighbours
+                .iter()
+                .any(|line| line.starts_with(&format!("{vtep} ")))
+            && !self
+                .fdb
+                .iter()
+                .any(|line| line.contains(&format!("dst {public_ip} ")))
+    }
+}
+
+/// The bed; everything is torn down on drop.
+#[derive(Debug)]
+pub struct Bed {
+    /// The unique name prefix.
+    pub name: String,
+    /// The underlay bridge in the root namespace.
+    pub bridge: String,
+    /// The bridge's address, where the KV server listens.
+    pub gateway: Ipv4Addr,
+    /// The KV endpoint the hosts use.
+    pub endpoint: String,
+    /// The hosts.
+    pub hosts: Vec<Host>,
+    overlayd: PathBuf,
+    extra_args: Vec<String>,
+    kv: Option<KvCluster>,
+    dir: tempfile::TempDir,
+}
+
+/// A counter for unique names and underlay networks.
+static BEDS: AtomicU32 = AtomicU32::new(0);
+
+impl Bed {
+    /// Builds a bed of `hosts` hosts with `server` as the KV store, and writes `config`
+    /// (if any) as the network config. No overlayd runs yet.
+    pub fn new(hosts: usize, server: Server, config: Option<&str>, release: bool) -> Result<Self> {
+        ensure!(hosts <= 200, "at most 200 hosts");
+        let overlayd = overlayd(release)?;
+        let serial = BEDS.fetch_add(1, Ordering::Relaxed);
+        let name = format!("ov{:x}{serial:x}", std::process::id() % 0x10000);
+        let octet = u8::try_from((std::process::id() * 7 + serial) % 200 + 20)?;
+        let gateway = Ipv4Addr::new(10, 213, octet, 1);
+        let dir = tempfile::Builder::new().prefix("overlay-bed").tempdir()?;
+        let mut bed = Self {
+            bridge: format!("{name}br"),
+            name,
+            gateway,
+            endpoint: String::new(),
+            hosts: Vec::new(),
+            overlayd,
+            extra_args: Vec::new(),
+            kv: None,
+            dir,
+        };
+        bed.build_underlay(hosts)?;
+        let kv = KvCluster::start_on(server, bed.dir.path(), 1, gateway)?;
+        bed.endpoint = kv.endpoints()[0].clone();
+        bed.kv = Some(kv);
+        if let Some(config) = config {
+            bed.put(&format!("{PREFIX}/config"), config)?;
+        }
+        Ok(bed)
+    }
+
+    /// Extra flags for every overlayd started from now on.
+    pub fn with_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|arg| (*arg).to_owned()).collect();
+    }
+
+    fn build_underlay(&mut self, hosts: usize) -> Result<()> {
+        sh("ip", &["link", "add", &self.bridge, "type", "bridge"])?;
+        sh(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", self.gateway),
+                "dev",
+                &self.bridge,
+            ],
+        )?;
+        sh("ip", &["link", "set", &self.bridge, "up"])?;
+        let [a, b, c, _] = self.gateway.octets();
+        for index in 0..hosts {
+            let netns = format!("{}-h{index}", self.name);
+            let address = Ipv4Addr::new(a, b, c, u8::try_from(10 + index)?);
+            let outside = format!("{}h{index}", self.name);
+            sh("ip", &["netns", "add", &netns])?;
+            self.hosts.push(Host {
+                container_netns: format!("{}-c{index}", self.name),
+                subnet_file: self.dir.path().join(format!("h{index}/subnet.env")),
+                log: self.dir.path().join(format!("h{index}.log")),
+                netns: netns.clone(),
+                address,
+                daemon: None,
+                attached: false,
+            });
+            sh(
+                "ip",
+                &[
+                    "link", "add", &outside, "mtu", "1500", "type", "veth", "peer", "name", "eth0",
+                    "netns", &netns,
+                ],
+            )?;
+            sh(
+                "ip",
+                &["link", "set", &outside, "master", &self.bridge, "up"],
+            )?;
+            sh("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    &netns,
+                    "addr",
+                    "add",
+                    &format!("{address}/24"),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
+            sh("ip", &["-n", &netns, "link", "set", "eth0", "up"])?;
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &netns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A KV client for the bed's server.
+    pub fn kv(&self) -> Result<KvClient> {
+        Ok(KvClient::new([self.endpoint.clone()])?)
+    }
+
+    /// Writes `key` = `value` in the KV store.
+    pub fn put(&self, key: &str, value: &str) -> Result<()> {
+        let kv = self.kv()?;
+        block_on(kv.put(key, value))??;
+        Ok(())
+    }
+
+    /// Starts overlayd on host `index`.
+    pub fn start(&mut self, index: usize) -> Result<()> {
+        let host = &mut self.hosts[index];
+        ensure!(
+            host.daemon.is_none(),
+            "overlayd already runs on host {index}"
+        );
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&host.log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &host.netns])
+            .arg(&self.overlayd)
+            .args([
+                "--etcd-endpoints",
+                &self.endpoint,
+                "--etcd-prefix",
+                PREFIX,
+                "--iface",
+                "eth0",
+            ])
+            .arg("--subnet-file")
+            .arg(&host.subnet_file)
+            .args([
+                "--subnet-lease-ttl",
+                "60s",
+                "--subnet-lease-renew-margin",
+                "20s",
+            ])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting overlayd")?;
+        host.daemon = Some(child);
+        Ok(())
+    }
+
+    /// Stops overlayd on host `index` with SIGTERM and waits for it.
+    pub fn stop(&mut self, index: usize) -> Result<()> {
+        let host = &mut self.hosts[index];
+        let mut child = host.daemon.take().context("overlayd is not running")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let status = child.wait()?;
+        ensure!(
+            status.success(),
+            "overlayd on host {index} exited with {status}"
+        );
+        Ok(())
+    }
+
+    /// Whether overlayd on host `index` is still running.
+    pub fn running(&mut self, index: usize) -> Result<bool> {
+        match self.hosts[index].daemon.as_mut() {
+            Some(child) => Ok(child.try_wait()?.is_none()),
+            None => Ok(false),
+        }
+    }
+
+    /// Host `index`'s overlayd log so far.
+    pub fn log(&self, index: usize) -> String {
+        std::fs::read_to_string(&self.hosts[index].log).unwrap_or_default()
+    }
+
+    /// Waits until host `index` has a `subnet.env`, and returns it.
+    pub fn wait_subnet(&mut self, index: usize, patience: Duration) -> Result<HostSubnet> {
+        let started = Instant::now();
+        loop {
+            if let Some(subnet) = std::fs::read_to_string(&self.hosts[index].subnet_file)
+                .ok()
+                .and_then(|text| HostSubnet::parse(&text))
+            {
+                return Ok(subnet);
+            }
+            if !self.running(index)? {
+                bail!(
+                    "overlayd on host {index} is not running; its log:\n{}",
+                    self.log(index)
+                );
+            }
+            if started.elapsed() > patience {
+                bail!(
+                    "host {index} has no subnet.env after {patience:?}; log:\n{}",
+                    self.log(index)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Gives host `index` a container namespace: a bridge `cbr0` holding the host's
+    /// gateway address, a veth into the container, which gets the next address and a
+    /// default route through the bridge.
+    pub fn attach_container(&mut self, index: usize) -> Result<HostSubnet> {
+        let subnet = self.wait_subnet(index, Duration::from_secs(30))?;
+        let host = &mut self.hosts[index];
+        let (netns, container) = (host.netns.as_str(), host.container_netns.as_str());
+        let mtu = subnet.mtu.to_string();
+        sh("ip", &["netns", "add", container])?;
+        host.attached = true;
+        sh(
+            "ip",
+            &[
+                "-n", netns, "link", "add", "cbr0", "mtu", &mtu, "type", "bridge",
+            ],
+        )?;
+        let gateway = format!("{}/{}", subnet.gateway, subnet.prefix_len);
+        sh("ip", &["-n", netns, "addr", "add", &gateway, "dev", "cbr0"])?;
+        sh("ip", &["-n", netns, "link", "set", "cbr0", "up"])?;
+        sh(
+            "ip",
+            &[
+                "-n", netns, "link", "add", "veth0", "mtu", &mtu, "type", "veth", "peer", "name",
+                "eth0", "netns", container,
+            ],
+        )?;
+        sh(
+            "ip",
+            &["-n", netns, "link", "set", "veth0", "master", "cbr0", "up"],
+        )?;
+        let address = format!("{}/{}", subnet.container(), subnet.prefix_len);
+        sh("ip", &["-n", container, "link", "set", "lo", "up"])?;
+        sh(
+            "ip",
+            &["-n", container, "addr", "add", &address, "dev", "eth0"],
+        )?;
+        sh("ip", &["-n", container, "link", "set", "eth0", "up"])?;
+        sh(
+            "ip",
+            &[
+                "-n",
+                container,
+                "route",
+                "add",
+                "default",
+                "via",
+                &subnet.gateway.to_string(),
+            ],
+        )?;
+        Ok(subnet)
+    }
+
+    /// What host `index`'s VXLAN device holds.
+    pub fn entries(&self, index: usize) -> Result<Entries> {
+        entries_in(&self.hosts[index].netns)
+    }
+
+    /// Waits until `check` holds for host `index`'s entries; returns the last entries seen.
+    pub fn wait_entries(
+        &self,
+        index: usize,
+        patience: Duration,
+        check: impl Fn(&Entries) -> bool,
+    ) -> Result<Entries> {
+        let started = Instant::now();
+        loop {
+            let entries = self.entries(index)?;
+            if check(&entries) {
+                return Ok(entries);
+            }
+            if started.elapsed() > patience {
+                bail!(
+                    "host {index}'s {DEVICE} did not reach the expected state in {patience:?}: {entries:#?}\nlog:\n{}",
+                    self.log(index)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `ip netns exec <netns> <program> <args>`.
+    pub fn exec(&self, netns: &str, program: &str, args: &[&str]) -> Result<String> {
+        let mut all = vec!["netns", "exec", netns, program];
+        all.extend_from_slice(args);
+        sh("ip", &all)
+    }
+}
+
+/// What the VXLAN device in network namespace `netns` holds.
+pub fn entries_in(netns: &str) -> Result<Entries> {
+    let lines = |text: String| -> Vec<String> { text.lines().map(str::to_owned).collect() };
+    Ok(Entries {
+        routes: lines(sh("ip", &["-n", netns, "route", "show", "dev", DEVICE])?),
+        neighbours: lines(sh(
+            "ip",
+            &[
+                "-n",
+                netns,
+                "neigh",
+                "show",
+                "dev",
+                DEVICE,
+                "nud",
+                "permanent",
+            ],
+        )?),
+        fdb: lines(sh("bridge", &["-n", netns, "fdb", "show", "dev", DEVICE])?)
+            .into_iter()
+            .filter(|line| line.contains(" dst "))
+            .collect(),
+    })
+}
+
+/// Runs `work` on a thread of its own that has entered network namespace `netns`.
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> std::thread::JoinHandle<Result<T>> {
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering {path}"))?;
+        work()
+    })
+}
+
+/// Runs `future` on a runtime of its own.
+pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future))
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for host in &mut self.hosts {
+            if let Some(mut child) = host.daemon.take() {
+                // Already dead is fine.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            if host.attached {
+                let _ = sh("ip", &["netns", "del", &host.container_netns]);
+            }
+            let _ = sh("ip", &["netns", "del", &host.netns]);
+        }
+        let _ = sh("ip", &["link", "del", &self.bridge]);
+    }
+}

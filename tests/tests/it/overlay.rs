@@ -1,0 +1,256 @@
+//! overlayd on the namespace test bed (real kernel VXLAN, real kvd or etcd): containers
+//! reach each other across hosts, leaving hosts are forgotten, restarts keep subnets,
+//! concurrent starts never share a subnet, bad config is reported and later picked up.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use sinew_tests::kv_cluster::Server;
+use sinew_tests::overlay_bed::{
+    block_on, in_netns, Bed, HostSubnet, DEFAULT_CONFIG, DEVICE, PREFIX,
+};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn started(hosts: usize, server: Server, config: &str) -> Result<(Bed, Vec<HostSubnet>)> {
+    let mut bed = Bed::new(hosts, server, Some(config), false)?;
+    for index in 0..hosts {
+        bed.start(index)?;
+    }
+    let subnets = (0..hosts)
+        .map(|index| bed.wait_subnet(index, PATIENCE))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((bed, subnets))
+}
+
+/// Waits until every host's device reaches every other host.
+fn converged(bed: &Bed, subnets: &[HostSubnet]) -> Result<()> {
+    for index in 0..subnets.len() {
+        bed.wait_entries(index, PATIENCE, |entries| {
+            subnets
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .all(|(other, subnet)| entries.reaches(&subnet.network(), bed.hosts[other].address))
+        })?;
+    }
+    Ok(())
+}
+
+fn wait_log(bed: &mut Bed, index: usize, needle: &str) -> Result<()> {
+    let started = Instant::now();
+    while !bed.log(index).contains(needle) {
+        ensure!(
+            bed.running(index)?,
+            "overlayd exited; log:\n{}",
+            bed.log(index)
+        );
+        if started.elapsed() > PATIENCE {
+            bail!("overlayd never logged {needle:?}; log:\n{}", bed.log(index));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Sends `message` from container namespace `from` to a TCP echo server in `to` at
+/// `address`, and returns what came back.
+fn tcp_echo(from: &str, to: &str, address: Ipv4Addr, message: &'static [u8]) -> Result<Vec<u8>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = in_netns(to, move || {
+        let listener = TcpListener::bind((address, 7777)).context("binding the echo server")?;
+        ready_tx.send(()).context("signalling readiness")?;
+        let (mut stream, _) = listener.accept()?;
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received)?;
+        stream.write_all(&received)?;
+        Ok(())
+    });
+    ready_rx
+        .recv_timeout(PATIENCE)
+        .context("the echo server never listened")?;
+    let client = in_netns(from, move || {
+        let mut stream =
+            TcpStream::connect_timeout(&(address, 7777).into(), Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(message)?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut echoed = Vec::new();
+        stream.read_to_end(&mut echoed)?;
+        Ok(echoed)
+    });
+    let echoed = client
+        .join()
+        .map_err(|_| anyhow::anyhow!("the client panicked"))??;
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server panicked"))??;
+    Ok(echoed)
+}
+
+#[test]
+fn containers_ping_and_echo_across_hosts() -> Result<()> {
+    let (mut bed, subnets) = started(3, Server::kvd(false)?, DEFAULT_CONFIG)?;
+    let distinct: HashSet<String> = subnets.iter().map(HostSubnet::network).collect();
+    assert_eq!(distinct.len(), 3, "{subnets:?}");
+    for subnet in &subnets {
+        assert!(subnet.network().starts_with("10.5."), "{subnet:?}");
+        assert_eq!(subnet.prefix_len, 24);
+        assert_eq!(subnet.mtu, 1450, "underlay MTU 1500 minus 50");
+    }
+    for index in 0..3 {
+        bed.attach_container(index)?;
+    }
+    converged(&bed, &subnets)?;
+    for (from, to) in [(0, 1), (1, 2), (2, 0)] {
+        let target = subnets[to].container().to_string();
+        let output = bed.exec(
+            &bed.hosts[from].container_netns,
+            "ping",
+            &["-c", "2", "-W", "2", &target],
+        )?;
+        assert!(output.contains("2 received"), "{output}");
+    }
+    let echoed = tcp_echo(
+        &bed.hosts[0].container_netns,
+        &bed.hosts[2].container_netns,
+        subnets[2].container(),
+        b"hello across the overlay",
+    )?;
+    assert_eq!(echoed, b"hello across the overlay");
+    for (index, subnet) in subnets.iter().enumerate() {
+        assert!(bed.running(index)?);
+        let log = bed.log(index);
+        assert!(
+            log.contains(&format!("acquired subnet {}", subnet.network())),
+            "{log}"
+        );
+        assert!(log.contains("remote added: subnet"), "{log}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_leaving_host_is_removed_from_the_others_on_etcd() -> Result<()> {
+    let (mut bed, subnets) = started(3, Server::Etcd, DEFAULT_CONFIG)?;
+    converged(&bed, &subnets)?;
+    let leaving = subnets[2].network();
+    let leaving_ip = bed.hosts[2].address;
+    bed.stop(2)?;
+    // Stopped, not gone: its lease still stands, so the others keep reaching it.
+    std::thread::sleep(Duration::from_millis(500));
+    for index in 0..2 {
+        assert!(bed.entries(index)?.reaches(&leaving, leaving_ip));
+    }
+    let kv = bed.kv()?;
+    let key = format!("{PREFIX}/subnets/{}", leaving.replace('/', "-"));
+    let pair = block_on(kv.get(key.clone()))??.context("the leaving host's lease")?;
+    assert_ne!(pair.lease, 0, "the lease key is attached to a KV lease");
+    block_on(kv.lease_revoke(pair.lease))??;
+    for index in 0..2 {
+        let entries = bed.wait_entries(index, PATIENCE, |entries| {
+            entries.forgot(&leaving, leaving_ip)
+        })?;
+        let staying = subnets[1 - index].network();
+        assert!(
+            entries.reaches(&staying, bed.hosts[1 - index].address),
+            "{entries:#?}"
+        );
+        assert!(bed
+            .log(index)
+            .contains(&format!("remote removed: subnet {leaving}")));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_restart_keeps_the_subnet_and_the_data_plane() -> Result<()> {
+    let (mut bed, subnets) = started(2, Server::kvd(false)?, DEFAULT_CONFIG)?;
+    converged(&bed, &subnets)?;
+    bed.stop(0)?;
+    assert!(bed.log(0).contains("SIGTERM: stopping"));
+    // The device and its entries stay while overlayd is down.
+    let entries = bed.entries(0)?;
+    assert!(
+        entries.reaches(&subnets[1].network(), bed.hosts[1].address),
+        "{entries:#?}"
+    );
+    // Only the lease can give the subnet back: the old subnet.env is gone.
+    std::fs::remove_file(&bed.hosts[0].subnet_file)?;
+    bed.start(0)?;
+    let again = bed.wait_subnet(0, PATIENCE)?;
+    assert_eq!(again, subnets[0]);
+    converged(&bed, &subnets)?;
+    let log = bed.log(0);
+    assert!(log.contains("adopted the existing VXLAN device"), "{log}");
+    assert_eq!(
+        log.matches(&format!("acquired subnet {}", subnets[0].network()))
+            .count(),
+        2,
+        "{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn hosts_starting_at_once_never_share_a_subnet() -> Result<()> {
+    // Exactly four subnets for four hosts: every host must win a different one.
+    let config = r#"{"Network": "10.6.0.0/16", "SubnetLen": 24, "SubnetMin": "10.6.1.0", "SubnetMax": "10.6.4.0"}"#;
+    let (bed, subnets) = started(4, Server::kvd(false)?, config)?;
+    let distinct: HashSet<String> = subnets.iter().map(HostSubnet::network).collect();
+    let expected: HashSet<String> = (1..=4).map(|n| format!("10.6.{n}.0/24")).collect();
+    assert_eq!(distinct, expected);
+    let kv = bed.kv()?;
+    let leases = block_on(kv.get_prefix(format!("{PREFIX}/subnets/")))??;
+    assert_eq!(leases.kvs.len(), 4);
+    let holders: HashSet<String> = leases
+        .kvs
+        .iter()
+        .map(|pair| {
+            let value: serde_json::Value = serde_json::from_slice(&pair.value)?;
+            Ok(value["PublicIP"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect::<Result<_>>()?;
+    assert_eq!(holders.len(), 4, "{holders:?}");
+    converged(&bed, &subnets)?;
+    Ok(())
+}
+
+#[test]
+fn bad_config_is_reported_and_picked_up_once_fixed() -> Result<()> {
+    let mut bed = Bed::new(1, Server::kvd(false)?, Some("{\"Network\": "), false)?;
+    bed.start(0)?;
+    let key = format!("{PREFIX}/config");
+    wait_log(&mut bed, 0, "is not the JSON expected")?;
+    bed.put(&key, r#"{"Network": "10.5.0.0/16", "SubnetLen": 31}"#)?;
+    wait_log(
+        &mut bed,
+        0,
+        "SubnetLen: 31 is impossible for Network 10.5.0.0/16",
+    )?;
+    bed.put(
+        &key,
+        r#"{"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}}"#,
+    )?;
+    wait_log(&mut bed, 0, "Backend.Type: \"udp\" is not supported")?;
+    assert!(
+        !bed.hosts[0].subnet_file.exists(),
+        "no subnet before a valid config"
+    );
+    bed.put(&key, DEFAULT_CONFIG)?;
+    let subnet = bed.wait_subnet(0, PATIENCE)?;
+    assert!(subnet.network().starts_with("10.5."), "{subnet:?}");
+    let device = bed.exec(&bed.hosts[0].netns, "ip", &["-d", "link", "show", DEVICE])?;
+    assert!(device.contains("vxlan id 1 "), "{device}");
+    assert!(device.contains("dstport 8472"), "{device}");
+    assert!(device.contains("nolearning"), "{device}");
+    assert!(device.contains("mtu 1450"), "{device}");
+    // Breaking it again while running is reported, and the daemon keeps going.
+    bed.put(&key, "[]")?;
+    wait_log(&mut bed, 0, "keeping the current one")?;
+    assert!(bed.running(0)?);
+    Ok(())
+}
