@@ -13,7 +13,14 @@ pub mod kv_cluster;
 pub mod overlay_bed;
 
 /// Guest binaries the guest tests need, built for both architectures in one cargo call.
-pub const GUEST_BINS: [&str; 5] = ["sinew-init", "sinew-probe", "kvd", "kvctl", "sinew-run"];
+pub const GUEST_BINS: [&str; 6] = [
+    "sinew-init",
+    "sinew-probe",
+    "kvd",
+    "kvctl",
+    "sinew-run",
+    "overlayd",
+];
 
 /// A quiet run for tests: no spinners, warnings only.
 pub fn run(name: &str) -> Run {

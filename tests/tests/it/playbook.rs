@@ -218,6 +218,16 @@ fn overlay_connects_containers_across_guests_of_both_arches() {
         );
         assert_eq!(reply["server"]["compiled_for"], "aarch64", "{reply}");
         assert_eq!(reply["server"]["hostname"], "echo", "{reply}");
+        let subnet = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{client}: subnet ")))
+            .expect("the client's subnet");
+        let network = subnet.rsplit_once('.').expect("a.b.c.d/n").0;
+        let from = reply["from"].as_str().expect("the client's address");
+        assert!(
+            from.starts_with(&format!("{network}.")),
+            "the server sees the client container's own address {from}, from {client}'s subnet {subnet}: no NAT"
+        );
     }
     assert!(stderr.contains("0 failed"), "{stderr}");
 }
