@@ -35,12 +35,25 @@ fn main() -> anyhow::Result<()> {
         host.exec(&[SINEW_RUN_PATH, "fetch", &archive])
     })?;
     let outputs = run.each(lab.hosts(), "run the signed image", |host| {
-        host.exec(&[SINEW_RUN_PATH, "run", "--hostname", "probe", IMAGE])
+        host.exec(&[
+            SINEW_RUN_PATH,
+            "run",
+            "--hostname",
+            "probe",
+            "--memory",
+            "64M",
+            "--pids",
+            "32",
+            IMAGE,
+        ])
     })?;
     if !run.is_dry_run() {
         for (host, output) in lab.hosts().iter().zip(&outputs) {
             run.say(format!("{host}: {}", output.stdout_text().trim()));
         }
+        run.each(lab.hosts(), "limits went through", |host| {
+            limits_hierarchy(&host.exec(&[SINEW_RUN_PATH, "list", "--format", "json"])?)
+        })?;
     }
     run.shutdown(lab)?;
     run.finish()?;
@@ -105,5 +118,33 @@ impl sinew::Outcome for Refused {
 
     fn detail(&self) -> Option<String> {
         Some(format!("refused: {}", self.0))
+    }
+}
+
+/// The cgroup hierarchy the last container's limits went through, from `sinew-run list`.
+fn limits_hierarchy(list: &Exec) -> anyhow::Result<Hierarchy> {
+    let containers: serde_json::Value = serde_json::from_str(&list.stdout_text())?;
+    let last = containers
+        .as_array()
+        .and_then(|all| all.iter().max_by_key(|c| c["started_at"].as_u64()))
+        .context("sinew-run lists no container")?;
+    let cgroup = last["cgroup"].as_str().unwrap_or_default();
+    if cgroup == "none" || cgroup.is_empty() {
+        bail!("the container ran without its limits: {last}");
+    }
+    Ok(Hierarchy(cgroup.to_owned()))
+}
+
+/// Which cgroup hierarchy enforced a container's limits.
+#[derive(Debug)]
+struct Hierarchy(String);
+
+impl sinew::Outcome for Hierarchy {
+    fn status(&self) -> Status {
+        Status::Ok
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(format!("cgroup {}: memory 64M, pids 32", self.0))
     }
 }

@@ -167,6 +167,15 @@ fn signed_container_runs_verified_on_both_arches_and_refuses_a_tampered_copy() {
         .lines()
         .find(|line| line.contains("refused: "))
         .unwrap_or_else(|| panic!("no refusal shown:\n{stderr}"));
+    let limits: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("cgroup v2: memory 64M, pids 32"))
+        .collect();
+    assert_eq!(
+        limits.len(),
+        2,
+        "limits through the guests' unified cgroup2:\n{stderr}"
+    );
     assert!(
         refusal.contains("tampered with"),
         "the refusal says the layer was tampered with: {refusal}"
