@@ -174,3 +174,20 @@ fn a_missing_program_is_a_clear_error() {
     );
     assert_eq!(state["status"], "failed");
 }
+
+#[test]
+fn root_in_the_container_keeps_only_dockers_default_capabilities_without_chroot() {
+    let dir = state_dir();
+    let script = "grep -E '^Cap(Inh|Bnd|Amb)' /proc/self/status; \
+                  mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo mount-refused; \
+                  chroot / true 2>/dev/null && echo chrooted || echo chroot-refused";
+    let out = run(dir.path(), &[], &["sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW
+    // MKNOD AUDIT_WRITE SETFCAP: Docker's 0xa80425fb without SYS_CHROOT (bit 18).
+    assert_eq!(
+        stdout(&out),
+        "CapInh:\t0000000000000000\nCapBnd:\t00000000a80025fb\nCapAmb:\t0000000000000000\n\
+         mount-refused\nchroot-refused\n"
+    );
+}

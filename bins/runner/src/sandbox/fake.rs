@@ -70,6 +70,9 @@ impl Sys for FakeSys {
             target.display()
         ))
     }
+    fn limit_capabilities(&self) -> SysResult<()> {
+        self.record("limit_capabilities".to_owned())
+    }
     fn pivot_root(&self, new_root: &Path) -> SysResult<()> {
         self.record(format!("pivot_root {}", new_root.display()))
     }

@@ -2,6 +2,7 @@
 //! and (optionally) network namespaces; the child waits until the supervisor has put it in
 //! its cgroup and network, then assembles its root filesystem and executes the program.
 
+pub mod capabilities;
 mod copy;
 #[cfg(test)]
 pub mod fake;
@@ -260,7 +261,7 @@ mod tests {
             calls[..2],
             ["write /cg/memory/c/tasks 0", "write /cg/pids/c/tasks 0"]
         );
-        let tail: Vec<&str> = calls[calls.len() - 6..]
+        let tail: Vec<&str> = calls[calls.len() - 7..]
             .iter()
             .map(String::as_str)
             .collect();
@@ -271,6 +272,7 @@ mod tests {
                 "loopback_up",
                 "sethostname h",
                 "mkdir /srv",
+                "limit_capabilities",
                 "set_user 5:6",
                 "chdir /srv"
             ]

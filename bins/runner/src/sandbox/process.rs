@@ -121,11 +121,13 @@ impl Exec {
     }
 
     /// Runs inside the container after `pivot_root`: hostname, working directory (created
-    /// if missing), user, then changes into the working directory.
+    /// if missing), capabilities, user, then changes into the working directory.
     pub fn setup(&self, sys: &dyn Sys) -> Result<(), SysError> {
         sys.sethostname(&self.hostname)?;
         // As runc does: a working directory the image lacks is created (in the upper layer).
         sys.mkdir_all(&self.cwd)?;
+        // Before the user changes: dropping from the bounding set needs CAP_SETPCAP.
+        sys.limit_capabilities()?;
         sys.set_user(self.uid, self.gid)?;
         sys.chdir(&self.cwd)
     }
@@ -159,6 +161,7 @@ mod tests {
             vec![
                 "sethostname box",
                 "mkdir /srv",
+                "limit_capabilities",
                 "set_user 1000:1001",
                 "chdir /srv",
                 "exec /usr/bin/echo echo hi",
@@ -188,7 +191,12 @@ mod tests {
         assert!(exec.setup(&sys).is_err());
         assert_eq!(
             sys.calls(),
-            vec!["sethostname box", "mkdir /srv", "set_user 1000:1001"]
+            vec![
+                "sethostname box",
+                "mkdir /srv",
+                "limit_capabilities",
+                "set_user 1000:1001"
+            ]
         );
     }
 

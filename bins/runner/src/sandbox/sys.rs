@@ -97,6 +97,9 @@ pub trait Sys {
     fn loopback_up(&self) -> SysResult<()>;
     /// Switches to the given user and group, dropping supplementary groups.
     fn set_user(&self, uid: u32, gid: u32) -> SysResult<()>;
+    /// Drops every capability a container does not keep from the bounding set, and clears
+    /// the inheritable and ambient sets, so that no exec can gain them back.
+    fn limit_capabilities(&self) -> SysResult<()>;
     /// Changes the working directory.
     fn chdir(&self, path: &Path) -> SysResult<()>;
     /// Replaces the process image; returns only on failure.
@@ -206,6 +209,26 @@ impl Sys for RealSys {
         nix::unistd::setgroups(&[gid]).map_err(|e| SysError::new("setgroups", gid, e))?;
         nix::unistd::setgid(gid).map_err(|e| SysError::new("setgid", gid, e))?;
         nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| SysError::new("setuid", uid, e))
+    }
+
+    fn limit_capabilities(&self) -> SysResult<()> {
+        let failed = |what: &'static str, e: caps::errors::CapsError| {
+            SysError::new(
+                "limit capabilities",
+                what,
+                std::io::Error::other(e.to_string()),
+            )
+        };
+        for cap in
+            caps::read(None, caps::CapSet::Bounding).map_err(|e| failed("bounding set", e))?
+        {
+            if !super::capabilities::is_kept(cap) {
+                caps::drop(None, caps::CapSet::Bounding, cap)
+                    .map_err(|e| failed("bounding set", e))?;
+            }
+        }
+        caps::clear(None, caps::CapSet::Inheritable).map_err(|e| failed("inheritable set", e))?;
+        caps::clear(None, caps::CapSet::Ambient).map_err(|e| failed("ambient set", e))
     }
 
     fn chdir(&self, path: &Path) -> SysResult<()> {
