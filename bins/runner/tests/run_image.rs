@@ -140,3 +140,38 @@ fn an_unknown_image_is_a_clear_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn gc_keeps_the_rootfs_of_a_removed_image_while_a_container_runs_on_it() {
+    let dir = state_dir();
+    fetch_signed_image(dir.path());
+    let id = ok(
+        dir.path(),
+        &["run", "-d", "example.com/hello:1", "--", "sleep", "30"],
+    )
+    .trim()
+    .to_owned();
+    let digest = status_json(dir.path(), &id)["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rendered = dir
+        .path()
+        .join("rootfs")
+        .join(digest.trim_start_matches("sha256:"));
+    ok(dir.path(), &["image", "rm", "example.com/hello:1"]);
+
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(dir.path(), &["gc", "--format", "json"])).unwrap();
+    assert_eq!(report["rootfs_removed"], 0, "{report}");
+    assert_eq!(report["rootfs_in_use"], 1, "{report}");
+    assert!(rendered.join("rootfs/bin/busybox").exists());
+    assert_eq!(status_json(dir.path(), &id)["status"], "running");
+
+    ok(dir.path(), &["stop", &id, "--timeout", "1s"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(dir.path(), &["gc", "--format", "json"])).unwrap();
+    assert_eq!(report["rootfs_removed"], 1, "{report}");
+    assert_eq!(report["rootfs_in_use"], 0, "{report}");
+    assert!(!rendered.exists());
+}

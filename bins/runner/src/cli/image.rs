@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use sinew_runner::image::{build, sign_layout, BuildSpec, ExtraFile, ImageRecord, Store};
+use sinew_runner::container::manage;
+use sinew_runner::container::state::Status;
+use sinew_runner::image::{build, sign_layout, BuildSpec, Digest, ExtraFile, ImageRecord, Store};
 use sinew_runner::signing::load_cert;
 
 /// Image commands.
@@ -105,15 +107,27 @@ pub fn run(dir: &Path, command: ImageCommand) -> anyhow::Result<()> {
 }
 
 pub fn gc(dir: &Path, args: GcArgs) -> anyhow::Result<()> {
-    let report = open(dir)?.gc().context("collecting garbage")?;
+    let in_use = running_manifests(dir)?;
+    let report = open(dir)?.gc(&in_use).context("collecting garbage")?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&report).context("encoding the report")?),
         Format::Table => println!(
-            "freed {} bytes: {} blobs, {} rendered root filesystems, {} abandoned staging directories",
-            report.bytes_freed, report.blobs_removed, report.rootfs_removed, report.staging_removed
+            "freed {} bytes: {} blobs, {} rendered root filesystems, {} abandoned staging directories; kept {} root filesystems in use by running containers",
+            report.bytes_freed, report.blobs_removed, report.rootfs_removed, report.staging_removed, report.rootfs_in_use
         ),
     }
     Ok(())
+}
+
+/// Manifests whose rendered root filesystems running (or starting) containers sit on.
+fn running_manifests(dir: &Path) -> anyhow::Result<Vec<Digest>> {
+    let states = manage::list(dir).context("listing containers")?;
+    Ok(states
+        .iter()
+        .filter(|state| matches!(state.status, Status::Running | Status::Created))
+        .filter_map(|state| state.manifest_digest.as_deref())
+        .filter_map(|digest| Digest::parse(digest).ok())
+        .collect())
 }
 
 fn open(dir: &Path) -> anyhow::Result<Store> {

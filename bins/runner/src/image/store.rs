@@ -106,6 +106,8 @@ pub struct GcReport {
     pub blobs_removed: usize,
     /// Unreferenced rendered root filesystems deleted.
     pub rootfs_removed: usize,
+    /// Rendered root filesystems of removed images kept because containers still run on them.
+    pub rootfs_in_use: usize,
     /// Abandoned staging directories of dead fetches deleted.
     pub staging_removed: usize,
     /// Bytes freed in total.
@@ -190,8 +192,9 @@ impl Store {
     }
 
     /// Deletes blobs and rendered root filesystems no image references, and staging
-    /// directories left by fetches that died.
-    pub fn gc(&self) -> Result<GcReport, StoreError> {
+    /// directories left by fetches that died. Rendered root filesystems of the manifests in
+    /// `in_use` (those running containers sit on) are kept even when no image names them.
+    pub fn gc(&self, in_use: &[Digest]) -> Result<GcReport, StoreError> {
         let _lock = self.lock(true)?;
         let records = self.list()?;
         let mut report = GcReport::default();
@@ -209,7 +212,9 @@ impl Store {
             let referenced = records
                 .iter()
                 .any(|r| r.manifest_digest.strip_prefix("sha256:") == Some(&name));
-            if !referenced {
+            if !referenced && in_use.iter().any(|digest| digest.hex() == name) {
+                report.rootfs_in_use += 1;
+            } else if !referenced {
                 report.bytes_freed += remove_tree(&path)?;
                 report.rootfs_removed += 1;
             }
