@@ -94,25 +94,24 @@ fn two_arch_cross_compiles_plans_on_aarch64_and_runs_verbosely_on_x86_64() {
     }
 }
 
-#[test]
-fn kv_cluster_survives_losing_the_leaders_guest() {
+/// Runs a playbook of this workspace to success; its stdout and stderr.
+fn run_playbook(name: &str) -> (String, String) {
     prepared();
     let paths = sinew::paths::Paths::from_env();
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&paths.workspace)
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "sinew-playbooks",
-            "--bin",
-            "kv-cluster",
-        ])
+        .args(["run", "--quiet", "-p", "sinew-playbooks", "--bin", name])
         .output()
         .expect("cargo runs the playbook");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kv-cluster failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{name} failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn kv_cluster_survives_losing_the_leaders_guest() {
+    let (stdout, stderr) = run_playbook("kv-cluster");
     let before = stdout
         .lines()
         .find_map(|line| line.strip_prefix("leader before the crash: "))
@@ -134,23 +133,7 @@ fn kv_cluster_survives_losing_the_leaders_guest() {
 
 #[test]
 fn signed_container_runs_verified_on_both_arches_and_refuses_a_tampered_copy() {
-    prepared();
-    let paths = sinew::paths::Paths::from_env();
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&paths.workspace)
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "sinew-playbooks",
-            "--bin",
-            "signed-container",
-        ])
-        .output()
-        .expect("cargo runs the playbook");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "signed-container failed:\n{stderr}");
+    let (stdout, stderr) = run_playbook("signed-container");
     for (host, machine) in [("amd", "x86_64"), ("arm", "aarch64")] {
         let line = stdout
             .lines()
@@ -185,23 +168,7 @@ fn signed_container_runs_verified_on_both_arches_and_refuses_a_tampered_copy() {
 
 #[test]
 fn overlay_connects_containers_across_guests_of_both_arches() {
-    prepared();
-    let paths = sinew::paths::Paths::from_env();
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&paths.workspace)
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "sinew-playbooks",
-            "--bin",
-            "overlay",
-        ])
-        .output()
-        .expect("cargo runs the playbook");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "overlay failed:\n{stderr}");
+    let (stdout, stderr) = run_playbook("overlay");
     let subnets: Vec<&str> = stdout
         .lines()
         .filter_map(|line| line.split_once(": subnet ").map(|(_, subnet)| subnet))
