@@ -72,26 +72,26 @@ fn main() -> Result<()> {
         percentile(&mut convergence, 0.50),
         percentile(&mut convergence, 0.99),
     );
-    println!("{:<56} {:>10}", "measure", "value");
-    println!("{:<56} {:>10}", "joins measured", convergence.len());
-    println!("{:<56} {:>10.1}", "convergence p50 (ms)", p50);
-    println!("{:<56} {:>10.1}", "convergence p99 (ms)", p99);
+    println!("{:<62} {:>10}", "measure", "value");
+    println!("{:<62} {:>10}", "joins measured", convergence.len());
+    println!("{:<62} {:>10.1}", "convergence p50 (ms)", p50);
+    println!("{:<62} {:>10.1}", "convergence p99 (ms)", p99);
     let max = convergence.iter().copied().fold(0.0, f64::max);
-    println!("{:<56} {:>10.1}", "convergence max (ms)", max);
+    println!("{:<62} {:>10.1}", "convergence max (ms)", max);
     for (gro, (underlay, overlay)) in &rows {
         let gro = if *gro { "on" } else { "off" };
         println!(
-            "{:<56} {:>10.2}",
+            "{:<62} {:>10.2}",
             format!("underlay TCP host→host, MTU 1500, GRO {gro} (Gbit/s)"),
             underlay / 1e9
         );
         println!(
-            "{:<56} {:>10.2}",
+            "{:<62} {:>10.2}",
             format!("overlay TCP container→container, MTU 1450, GRO {gro} (Gbit/s)"),
             overlay / 1e9
         );
         println!(
-            "{:<56} {:>10.3}",
+            "{:<62} {:>10.3}",
             format!("overlay/underlay, GRO {gro}"),
             overlay / underlay
         );
