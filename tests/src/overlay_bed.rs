@@ -213,7 +213,7 @@ pub struct Bed {
     /// The hosts.
     pub hosts: Vec<Host>,
     overlayd: PathBuf,
-    extra_args: Vec<String>,
+    lease_timing: (String, String),
     kv: Option<KvCluster>,
     dir: tempfile::TempDir,
 }
@@ -239,7 +239,7 @@ impl Bed {
             endpoint: String::new(),
             hosts: Vec::new(),
             overlayd,
-            extra_args: Vec::new(),
+            lease_timing: ("60s".to_owned(), "20s".to_owned()),
             kv: None,
             dir,
         };
@@ -253,9 +253,10 @@ impl Bed {
         Ok(bed)
     }
 
-    /// Extra flags for every overlayd started from now on.
-    pub fn with_args(&mut self, args: &[&str]) {
-        self.extra_args = args.iter().map(|arg| (*arg).to_owned()).collect();
+    /// The lease TTL and renewal margin for every overlayd started from now on (default
+    /// `60s` and `20s`).
+    pub fn set_lease_timing(&mut self, ttl: &str, renew_margin: &str) {
+        self.lease_timing = (ttl.to_owned(), renew_margin.to_owned());
     }
 
     fn build_underlay(&mut self, hosts: usize) -> Result<()> {
@@ -326,6 +327,31 @@ impl Bed {
         Ok(())
     }
 
+    /// Turns GRO on or off on both ends of every host's underlay veth. A veth has it off
+    /// by default; physical NICs have it on, so the benchmark measures with it on.
+    pub fn set_underlay_gro(&self, on: bool) -> Result<()> {
+        static ETHTOOL: OnceLock<Result<(), String>> = OnceLock::new();
+        ETHTOOL
+            .get_or_init(|| {
+                let tool = sinew::setup::Tool {
+                    program: "ethtool",
+                    package: "ethtool",
+                };
+                sinew::setup::ensure_tools(&[tool], false)
+                    .map(|_| ())
+                    .map_err(|error| format!("{error:#}"))
+            })
+            .clone()
+            .map_err(anyhow::Error::msg)?;
+        let state = if on { "on" } else { "off" };
+        for (index, host) in self.hosts.iter().enumerate() {
+            let outside = format!("{}h{index}", self.name);
+            sh("ethtool", &["-K", &outside, "gro", state])?;
+            self.exec(&host.netns, "ethtool", &["-K", "eth0", "gro", state])?;
+        }
+        Ok(())
+    }
+
     /// A KV client for the bed's server.
     pub fn kv(&self) -> Result<KvClient> {
         Ok(KvClient::new([self.endpoint.clone()])?)
@@ -362,13 +388,8 @@ impl Bed {
             ])
             .arg("--subnet-file")
             .arg(&host.subnet_file)
-            .args([
-                "--subnet-lease-ttl",
-                "60s",
-                "--subnet-lease-renew-margin",
-                "20s",
-            ])
-            .args(&self.extra_args)
+            .args(["--subnet-lease-ttl", &self.lease_timing.0])
+            .args(["--subnet-lease-renew-margin", &self.lease_timing.1])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

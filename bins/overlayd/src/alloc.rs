@@ -286,20 +286,6 @@ impl Allocator {
         held.expires = Instant::now() + secs(answer.ttl);
         Ok(true)
     }
-
-    /// Rewrites our lease's value (a new VTEP MAC), keeping its KV lease.
-    pub async fn republish(&self, held: &Held, attrs: &LeaseAttrs) -> Result<(), AllocError> {
-        self.kv
-            .put_request(&PutRequest {
-                key: held.key.clone().into_bytes(),
-                value: attrs.to_json(),
-                lease: held.lease_id,
-                ..PutRequest::default()
-            })
-            .await
-            .map_err(kv("updating the subnet lease"))?;
-        Ok(())
-    }
 }
 
 fn secs(ttl: i64) -> Duration {

@@ -254,3 +254,45 @@ fn bad_config_is_reported_and_picked_up_once_fixed() -> Result<()> {
     assert!(bed.running(0)?);
     Ok(())
 }
+
+#[test]
+fn a_short_lease_is_renewed_and_a_lost_one_reacquired() -> Result<()> {
+    let mut bed = Bed::new(2, Server::kvd(false)?, Some(DEFAULT_CONFIG), false)?;
+    bed.set_lease_timing("3s", "2s");
+    bed.start(0)?;
+    bed.start(1)?;
+    let subnets = [bed.wait_subnet(0, PATIENCE)?, bed.wait_subnet(1, PATIENCE)?];
+    converged(&bed, &subnets)?;
+    let kv = bed.kv()?;
+    let key = format!(
+        "{PREFIX}/subnets/{}",
+        subnets[0].network().replace('/', "-")
+    );
+    let first = block_on(kv.get(key.clone()))??.context("host 0's lease")?;
+    // Three TTLs later the same KV lease still holds the key: it was renewed.
+    std::thread::sleep(Duration::from_secs(9));
+    let later = block_on(kv.get(key.clone()))??.context("host 0's lease after 9 s")?;
+    assert_eq!(later.lease, first.lease);
+    let ttl = block_on(kv.lease_time_to_live(first.lease, false))??;
+    assert!(ttl.ttl > 0, "{ttl:?}");
+    // Revoked under a running host: it notices, takes the same subnet again, and the
+    // other host keeps (or gets back) its entries.
+    block_on(kv.lease_revoke(first.lease))??;
+    wait_log(&mut bed, 0, "lost the lease of subnet")?;
+    let started = Instant::now();
+    let again = loop {
+        if let Some(pair) = block_on(kv.get(key.clone()))?? {
+            break pair;
+        }
+        ensure!(
+            started.elapsed() < PATIENCE,
+            "the subnet was never leased again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(again.lease, first.lease);
+    assert_eq!(bed.wait_subnet(0, PATIENCE)?, subnets[0]);
+    converged(&bed, &subnets)?;
+    assert!(bed.running(0)? && bed.running(1)?);
+    Ok(())
+}
