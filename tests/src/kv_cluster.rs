@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use sinew::setup::{ensure_tools, Tool};
 use sinew_proto::kv::KvClient;
 
@@ -24,14 +24,8 @@ pub enum Server {
 impl Server {
     /// kvd, built now (once per process and profile) from this workspace.
     pub fn kvd(release: bool) -> Result<Self> {
-        static DEBUG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-        static RELEASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-        let built = if release { &RELEASE } else { &DEBUG };
-        built
-            .get_or_init(|| build_kvd(release).map_err(|error| format!("{error:#}")))
-            .clone()
-            .map(Self::Kvd)
-            .map_err(anyhow::Error::msg)
+        let dir = crate::host_bins("sinew-kvd", &["kvd", "kvctl"], release)?;
+        Ok(Self::Kvd(dir.join("kvd")))
     }
 
     fn program(&self) -> &std::ffi::OsStr {
@@ -48,37 +42,6 @@ impl Server {
             Self::Kvd(_) => "kvd",
         }
     }
-}
-
-fn build_kvd(release: bool) -> Result<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the tests crate lives in the workspace")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build.current_dir(workspace).args([
-        "build",
-        "--quiet",
-        "-p",
-        "sinew-kvd",
-        "--bin",
-        "kvd",
-        "--bin",
-        "kvctl",
-    ]);
-    if release {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build for kvd")?;
-    ensure!(
-        status.success(),
-        "cargo build -p sinew-kvd failed: {status}"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), PathBuf::from);
-    Ok(target
-        .join(if release { "release" } else { "debug" })
-        .join("kvd"))
 }
 
 /// Installs etcd and etcdctl once per process if they are missing (as root on Debian), and

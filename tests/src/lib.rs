@@ -2,10 +2,12 @@
 //! the machine (QEMU, musl targets, kernels, guest builds), static busybox for each
 //! architecture, and checks for leftover processes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use sinew::{Arch, Build, Options, Run};
 use sinew_vm::{deb, elf};
 
@@ -61,6 +63,50 @@ fn prepare() -> Result<()> {
         busybox(arch)?;
     }
     Ok(())
+}
+
+/// Builds host binaries `bins` of workspace `package` now (once per process, package and
+/// profile) and returns the directory that holds them.
+pub fn host_bins(package: &str, bins: &[&str], release: bool) -> Result<PathBuf> {
+    /// Each build's outcome by package and profile; errors as text, so they can be cloned.
+    type Builds = HashMap<(String, bool), Result<PathBuf, String>>;
+    static BUILT: OnceLock<Mutex<Builds>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Mutex::default)
+        .lock()
+        .map_err(|_| anyhow::anyhow!("an earlier build of {package} panicked"))?;
+    built
+        .entry((package.to_owned(), release))
+        .or_insert_with(|| build_host_bins(package, bins, release).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_host_bins(package: &str, bins: &[&str], release: bool) -> Result<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests crate lives in the workspace")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(workspace)
+        .args(["build", "--quiet", "-p", package]);
+    for bin in bins {
+        build.args(["--bin", bin]);
+    }
+    if release {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .with_context(|| format!("running cargo build for {package}"))?;
+    ensure!(
+        status.success(),
+        "cargo build -p {package} failed: {status}"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    Ok(target.join(if release { "release" } else { "debug" }))
 }
 
 /// Where the tests cache kernels and packages: the SDK's own cache, so that tests,

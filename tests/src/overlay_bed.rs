@@ -10,7 +10,7 @@
 use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -46,42 +46,30 @@ pub fn sh(program: &str, args: &[&str]) -> Result<String> {
 
 /// overlayd, built now (once per process and profile) from this workspace.
 pub fn overlayd(release: bool) -> Result<PathBuf> {
-    static DEBUG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    static RELEASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = if release { &RELEASE } else { &DEBUG };
-    built
-        .get_or_init(|| build_overlayd(release).map_err(|error| format!("{error:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    Ok(crate::host_bins("sinew-overlayd", &["overlayd"], release)?.join("overlayd"))
 }
 
-fn build_overlayd(release: bool) -> Result<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the tests crate lives in the workspace")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build.current_dir(workspace).args([
-        "build",
-        "--quiet",
-        "-p",
-        "sinew-overlayd",
-        "--bin",
-        "overlayd",
-    ]);
-    if release {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build for overlayd")?;
-    ensure!(
-        status.success(),
-        "cargo build -p sinew-overlayd failed: {status}"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), PathBuf::from);
-    Ok(target
-        .join(if release { "release" } else { "debug" })
-        .join("overlayd"))
+/// `ip` and `ping`, which the bed and its tests drive, installed once if missing.
+fn tools() -> Result<()> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let tools = [
+                sinew::setup::Tool {
+                    program: "ip",
+                    package: "iproute2",
+                },
+                sinew::setup::Tool {
+                    program: "ping",
+                    package: "iputils-ping",
+                },
+            ];
+            sinew::setup::ensure_tools(&tools, false)
+                .map(|_| ())
+                .map_err(|error| format!("{error:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// A host's `subnet.env`, as far as the bed needs it.
@@ -226,6 +214,7 @@ impl Bed {
     /// (if any) as the network config. No overlayd runs yet.
     pub fn new(hosts: usize, server: Server, config: Option<&str>, release: bool) -> Result<Self> {
         ensure!(hosts <= 200, "at most 200 hosts");
+        tools()?;
         let overlayd = overlayd(release)?;
         let serial = BEDS.fetch_add(1, Ordering::Relaxed);
         let name = format!("ov{:x}{serial:x}", std::process::id() % 0x10000);
