@@ -235,7 +235,6 @@ impl LogStore {
         {
             let mut meta = txn.open_table(META)?;
             let last_purged = read_meta::<LogId>(&meta, LAST_PURGED)?;
-            self.carry_committed(&mut meta)?;
             let mut log = txn.open_table(LOG)?;
             let mut expected = match log.last()? {
                 Some((index, _)) => Some(index.value() + 1),
@@ -253,6 +252,8 @@ impl LogStore {
                 expected = Some(log_id.index + 1);
                 last = Some(log_id);
             }
+            // Last, so that a refused append leaves the recorded committed log id in memory.
+            self.carry_committed(&mut meta)?;
         }
         txn.commit()?;
         Ok(last)
@@ -646,6 +647,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         store.write_entries(entries(1, 1..=3)).unwrap();
+        store.write_committed(Some(log_id(1, 1, 3)));
 
         let gap = store.write_entries(entries(1, [4, 5, 7]));
         let overlap = store.write_entries(entries(1, 3..=4));
@@ -664,8 +666,9 @@ mod tests {
                 found: 3
             })
         ));
-        // Neither batch left anything behind.
+        // Neither batch left anything behind, nor lost the committed log id recorded.
         assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2, 3]);
+        assert_eq!(store.committed().unwrap(), Some(log_id(1, 1, 3)));
     }
 
     #[test]
