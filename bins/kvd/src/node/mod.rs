@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
 use serde::Serialize;
 use thiserror::Error;
@@ -31,6 +31,7 @@ mod identity;
 mod leases;
 mod members;
 mod peer_server;
+mod proposer;
 mod v2_backend;
 
 pub use backend::SERVER_VERSION;
@@ -43,6 +44,7 @@ pub use members::{MemberChange, MemberInfo};
 
 use leases::LeaseClock;
 use peer_server::paths;
+use proposer::Proposer;
 
 /// How long a request may wait for a leader, a commit or a read index.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,6 +88,7 @@ struct Inner {
     cluster_id: u64,
     config: NodeConfig,
     raft: Raft<TypeConfig>,
+    proposer: Proposer,
     machine: StateMachine,
     transport: Transport,
     leases: LeaseClock,
@@ -134,6 +137,7 @@ impl Node {
                 id,
                 cluster_id: identity.cluster_id,
                 config,
+                proposer: Proposer::start(raft.clone()),
                 raft,
                 machine,
                 transport,
@@ -301,19 +305,9 @@ impl Node {
         if let Request::V2(command) = &mut request {
             command.now = v2::now_ms();
         }
-        let written = tokio::time::timeout_at(deadline, self.inner.raft.client_write(request))
+        tokio::time::timeout_at(deadline, self.inner.proposer.propose(request))
             .await
-            .map_err(|_| Redirect::Failed(NodeError::Timeout))?;
-        match written {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(forward.leader_node.map_or(Redirect::Unknown, Redirect::To))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(error))) => {
-                Err(Redirect::Failed(NodeError::BadRequest(error.to_string())))
-            }
-            Err(RaftError::Fatal(error)) => Err(Redirect::Failed(fatal(&error))),
-        }
+            .map_err(|_| Redirect::Failed(NodeError::Timeout))?
     }
 
     /// Raises a lease grant's TTL to the minimum, as etcd does before proposing.
@@ -612,6 +606,7 @@ impl Node {
 }
 
 /// Where a request must go when this member cannot serve it.
+#[derive(Debug, Clone)]
 enum Redirect {
     /// To this leader.
     To(Member),

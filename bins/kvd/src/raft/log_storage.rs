@@ -81,10 +81,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId>,
     ) -> Result<(), StorageError<NodeId>> {
-        off_runtime(self, StorageIOError::write, move |store| {
-            store.write_committed(committed)
-        })
-        .await
+        self.write_committed(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<NodeId>> {

@@ -4,9 +4,10 @@
 //! Every change is one redb write transaction, so a crash leaves either all of it or none of
 //! it. Entries, the vote, truncation and purging are committed with
 //! [`Durability::Immediate`]: when the call returns, the change is on disk. The committed log
-//! id is only a hint for restart (openraft re-applies up to it) and is committed without
-//! waiting for the disk; after a crash it may be older than the last one written, never newer,
-//! because the next durable commit carries it to disk.
+//! id is only a hint for restart (openraft re-applies up to it): it is kept in memory and
+//! written by the next durable transaction, or when the store closes, so recording it costs
+//! no transaction of its own (the leader records one per commit). After a crash it may be
+//! older than the last one recorded, never newer.
 //!
 //! Entries are stored as JSON under their index, so the log must stay contiguous:
 //! [`LogStore::write_entries`] refuses an entry that does not directly follow the last one
@@ -36,11 +37,11 @@ use std::fmt;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use openraft::{LogState, RaftLogId};
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -140,8 +141,43 @@ pub enum LogStoreError {
 /// redb serialises their writes.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     path: PathBuf,
+}
+
+/// What clones share: the database and the committed log id not written to it yet.
+struct Shared {
+    db: Database,
+    /// The last committed log id recorded that no transaction has carried to the file yet.
+    unsaved_committed: Mutex<Option<Option<LogId>>>,
+}
+
+impl Shared {
+    fn take_unsaved_committed(&self) -> Option<Option<LogId>> {
+        self.unsaved_committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl Drop for Shared {
+    /// A clean close keeps the last committed log id recorded.
+    fn drop(&mut self) {
+        let Some(committed) = self.take_unsaved_committed() else {
+            return;
+        };
+        let saved = encode(&committed, "committed log id").and_then(|value| {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            txn.open_table(META)?.insert(COMMITTED, value.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        });
+        if let Err(error) = saved {
+            tracing::warn!(%error, "cannot save the committed log id while closing the Raft log");
+        }
+    }
 }
 
 impl fmt::Debug for LogStore {
@@ -169,7 +205,10 @@ impl LogStore {
             source,
         })?;
         let store = Self {
-            db: Arc::new(db),
+            shared: Arc::new(Shared {
+                db,
+                unsaved_committed: Mutex::new(None),
+            }),
             path,
         };
         let txn = store.begin_write(Durability::Immediate)?;
@@ -194,7 +233,8 @@ impl LogStore {
         let txn = self.begin_write(Durability::Immediate)?;
         let mut last = None;
         {
-            let last_purged = read_meta::<LogId>(&txn.open_table(META)?, LAST_PURGED)?;
+            let mut meta = txn.open_table(META)?;
+            let last_purged = read_meta::<LogId>(&meta, LAST_PURGED)?;
             let mut log = txn.open_table(LOG)?;
             let mut expected = match log.last()? {
                 Some((index, _)) => Some(index.value() + 1),
@@ -212,6 +252,8 @@ impl LogStore {
                 expected = Some(log_id.index + 1);
                 last = Some(log_id);
             }
+            // Last, so that a refused append leaves the recorded committed log id in memory.
+            self.carry_committed(&mut meta)?;
         }
         txn.commit()?;
         Ok(last)
@@ -225,7 +267,7 @@ impl LogStore {
     {
         let bounds: (Bound<u64>, Bound<u64>) =
             (range.start_bound().cloned(), range.end_bound().cloned());
-        let txn = self.db.begin_read()?;
+        let txn = self.shared.db.begin_read()?;
         let log = txn.open_table(LOG)?;
         let mut entries = Vec::new();
         for item in log.range(bounds)? {
@@ -238,7 +280,7 @@ impl LogStore {
     /// The last purged log id and the last log id (the last purged one when the log is
     /// empty).
     pub fn log_state(&self) -> Result<LogState<TypeConfig>, LogStoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.shared.db.begin_read()?;
         let last_purged_log_id = read_meta::<LogId>(&txn.open_table(META)?, LAST_PURGED)?;
         let last_entry = match txn.open_table(LOG)?.last()? {
             Some((index, bytes)) => Some(*decode_entry(index.value(), bytes.value())?.get_log_id()),
@@ -253,6 +295,7 @@ impl LogStore {
     /// Deletes the entries from index `since` on (a conflicting suffix), durably.
     pub fn truncate_from(&self, since: u64) -> Result<(), LogStoreError> {
         let txn = self.begin_write(Durability::Immediate)?;
+        self.carry_committed(&mut txn.open_table(META)?)?;
         txn.open_table(LOG)?.retain_in(since.., |_, _| false)?;
         txn.commit()?;
         Ok(())
@@ -274,6 +317,7 @@ impl LogStore {
                 }
             }
             meta.insert(LAST_PURGED, encode(&upto, "last purged log id")?.as_slice())?;
+            self.carry_committed(&mut meta)?;
             txn.open_table(LOG)?
                 .retain_in(..=upto.index, |_, _| false)?;
         }
@@ -283,47 +327,63 @@ impl LogStore {
 
     /// Saves the vote, durably.
     pub fn write_vote(&self, vote: &Vote) -> Result<(), LogStoreError> {
-        self.write_meta(VOTE, &encode(vote, "vote")?, Durability::Immediate)
+        let value = encode(vote, "vote")?;
+        let txn = self.begin_write(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(VOTE, value.as_slice())?;
+            self.carry_committed(&mut meta)?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// The last saved vote.
     pub fn vote(&self) -> Result<Option<Vote>, LogStoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.shared.db.begin_read()?;
         read_meta(&txn.open_table(META)?, VOTE)
     }
 
-    /// Saves the committed log id without waiting for the disk: a crash may lose it until the
-    /// next durable write (see the module documentation).
-    pub fn write_committed(&self, committed: Option<LogId>) -> Result<(), LogStoreError> {
-        self.write_meta(
-            COMMITTED,
-            &encode(&committed, "committed log id")?,
-            Durability::None,
-        )
+    /// Records the committed log id; the next durable write, or closing the store, saves it
+    /// (see the module documentation).
+    pub fn write_committed(&self, committed: Option<LogId>) {
+        *self
+            .shared
+            .unsaved_committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(committed);
     }
 
-    /// The last saved committed log id.
+    /// The last recorded committed log id.
     pub fn committed(&self) -> Result<Option<LogId>, LogStoreError> {
-        let txn = self.db.begin_read()?;
+        if let Some(unsaved) = *self
+            .shared
+            .unsaved_committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Ok(unsaved);
+        }
+        let txn = self.shared.db.begin_read()?;
         Ok(read_meta::<Option<LogId>>(&txn.open_table(META)?, COMMITTED)?.flatten())
     }
 
-    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, LogStoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(durability)?;
-        Ok(txn)
+    /// Writes the committed log id recorded since the last transaction into `meta`, so the
+    /// transaction being built carries it to disk.
+    fn carry_committed(&self, meta: &mut Table<&str, &[u8]>) -> Result<(), LogStoreError> {
+        if let Some(committed) = self.shared.take_unsaved_committed() {
+            meta.insert(
+                COMMITTED,
+                encode(&committed, "committed log id")?.as_slice(),
+            )?;
+        }
+        Ok(())
     }
 
-    fn write_meta(
-        &self,
-        key: &str,
-        value: &[u8],
-        durability: Durability,
-    ) -> Result<(), LogStoreError> {
-        let txn = self.begin_write(durability)?;
-        txn.open_table(META)?.insert(key, value)?;
-        txn.commit()?;
-        Ok(())
+    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, LogStoreError> {
+        let mut txn = self.shared.db.begin_write()?;
+        txn.set_durability(durability)?;
+        Ok(txn)
     }
 }
 
@@ -460,7 +520,7 @@ mod tests {
             store.write_entries(entries(1, 1..=6)).unwrap();
             store.write_vote(&Vote::new_committed(3, 2)).unwrap();
             store.purge_upto(log_id(1, 1, 2)).unwrap();
-            store.write_committed(Some(log_id(1, 1, 5))).unwrap();
+            store.write_committed(Some(log_id(1, 1, 5)));
             store.write_entries(entries(3, 7..=8)).unwrap();
         }
 
@@ -587,6 +647,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         store.write_entries(entries(1, 1..=3)).unwrap();
+        store.write_committed(Some(log_id(1, 1, 3)));
 
         let gap = store.write_entries(entries(1, [4, 5, 7]));
         let overlap = store.write_entries(entries(1, 3..=4));
@@ -605,8 +666,9 @@ mod tests {
                 found: 3
             })
         ));
-        // Neither batch left anything behind.
+        // Neither batch left anything behind, nor lost the committed log id recorded.
         assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2, 3]);
+        assert_eq!(store.committed().unwrap(), Some(log_id(1, 1, 3)));
     }
 
     #[test]
@@ -614,11 +676,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
 
-        store.write_committed(Some(log_id(1, 1, 4))).unwrap();
+        store.write_committed(Some(log_id(1, 1, 4)));
         assert_eq!(store.committed().unwrap(), Some(log_id(1, 1, 4)));
-        store.write_committed(None).unwrap();
+        store.write_committed(None);
 
         assert_eq!(store.committed().unwrap(), None);
+    }
+
+    #[test]
+    fn the_last_committed_log_id_recorded_survives_a_clean_close() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.write_entries(entries(1, 1..=3)).unwrap();
+            store.write_committed(Some(log_id(1, 1, 2)));
+            store.write_committed(Some(log_id(1, 1, 3)));
+            // A clone going away does not close the store.
+            drop(store.clone());
+            assert_eq!(store.committed().unwrap(), Some(log_id(1, 1, 3)));
+        }
+
+        let store = LogStore::open(dir.path()).unwrap();
+
+        assert_eq!(store.committed().unwrap(), Some(log_id(1, 1, 3)));
     }
 
     #[test]
@@ -626,7 +706,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         store.write_entries(entries(1, 1..=2)).unwrap();
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.shared.db.begin_write().unwrap();
         txn.open_table(LOG)
             .unwrap()
             .insert(2, b"{not json".as_slice())

@@ -38,6 +38,9 @@ pub enum Request {
     V3(Command),
     /// A v2 command.
     V2(v2::Command),
+    /// Requests proposed together, applied one after the other in this order (group commit:
+    /// one entry, so one log write, for many writes).
+    Batch(Vec<Request>),
 }
 
 /// What applying one log entry answers.
@@ -50,6 +53,8 @@ pub enum Reply {
     V3(Result<Applied, KvError>),
     /// The v2 store's events or refusal.
     V2(Result<Vec<v2::Event>, v2::Error>),
+    /// A [`Request::Batch`]'s replies, one per request, in its order.
+    Batch(Vec<Reply>),
 }
 
 openraft::declare_raft_types!(

@@ -65,6 +65,37 @@ struct Applied {
 }
 
 impl Applied {
+    /// Applies one request, collecting the events it caused.
+    fn apply(
+        &mut self,
+        request: Request,
+        changes: &mut Vec<Event>,
+        v2_changes: &mut Vec<v2::Event>,
+    ) -> Reply {
+        match request {
+            Request::V3(command) => {
+                let result = self.store.apply_with_events(&command);
+                if let Ok(done) = &result {
+                    changes.extend(done.events.iter().cloned());
+                }
+                Reply::V3(result)
+            }
+            Request::V2(command) => {
+                let result = self.v2.apply(&command);
+                if let Ok(events) = &result {
+                    v2_changes.extend(events.iter().cloned());
+                }
+                Reply::V2(result)
+            }
+            Request::Batch(requests) => Reply::Batch(
+                requests
+                    .into_iter()
+                    .map(|request| self.apply(request, changes, v2_changes))
+                    .collect(),
+            ),
+        }
+    }
+
     fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
         let stores = Stores {
             v3: self.store.snapshot().map_err(std::io::Error::other)?,
@@ -287,19 +318,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 applied.last_applied = Some(entry.log_id);
                 let reply = match entry.payload {
                     EntryPayload::Blank => Reply::None,
-                    EntryPayload::Normal(Request::V3(command)) => {
-                        let result = applied.store.apply_with_events(&command);
-                        if let Ok(done) = &result {
-                            changes.extend(done.events.iter().cloned());
-                        }
-                        Reply::V3(result)
-                    }
-                    EntryPayload::Normal(Request::V2(command)) => {
-                        let result = applied.v2.apply(&command);
-                        if let Ok(events) = &result {
-                            v2_changes.extend(events.iter().cloned());
-                        }
-                        Reply::V2(result)
+                    EntryPayload::Normal(request) => {
+                        applied.apply(request, &mut changes, &mut v2_changes)
                     }
                     EntryPayload::Membership(membership) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use sinew_kvd::{EventKind, Response};
+use sinew_kvd::node::NodeError;
+use sinew_kvd::{Command, EventKind, KvError, PutRequest, Response, Store};
 
 use crate::harness::{get, put, Cluster};
 
@@ -126,4 +127,61 @@ async fn a_watcher_on_a_follower_sees_every_change_in_order_across_a_leader_chan
     }
     let expected: Vec<String> = (0..10).map(|index| index.to_string()).collect();
     assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_log_entries_and_each_gets_its_own_answer() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower(leader);
+    let index_before = cluster.node(leader).status().raft_index;
+    let revision_before = cluster.node(leader).machine().read(Store::revision);
+
+    let writes: Vec<_> = (0..64)
+        .map(|index| {
+            // Every fourth write goes through the follower; every eighth is refused.
+            let node = cluster
+                .node(if index % 4 == 0 { follower } else { leader })
+                .clone();
+            let command = if index % 8 == 7 {
+                Command::Put(PutRequest {
+                    key: format!("missing{index:02}").into_bytes(),
+                    ignore_value: true,
+                    ..PutRequest::default()
+                })
+            } else {
+                put(&format!("key{index:02}"), &index.to_string())
+            };
+            tokio::spawn(async move { node.propose(command).await })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    for (index, write) in writes.into_iter().enumerate() {
+        match write.await.unwrap() {
+            Ok(applied) => {
+                assert_ne!(index % 8, 7, "write {index} should have been refused");
+                let Response::Put(put) = applied.response else {
+                    panic!("write {index} was answered with {:?}", applied.response);
+                };
+                revisions.push(put.header.revision);
+            }
+            Err(error) => {
+                assert_eq!(index % 8, 7, "write {index} failed: {error}");
+                assert_eq!(error, NodeError::Kv(KvError::KeyNotFound));
+            }
+        }
+    }
+
+    // 56 accepted puts, each its own revision.
+    revisions.sort_unstable();
+    let expected: Vec<i64> = (revision_before + 1..=revision_before + 56).collect();
+    assert_eq!(revisions, expected);
+    // Fewer log entries than writes: concurrent proposals travelled together.
+    let entries = cluster.node(leader).status().raft_index - index_before;
+    assert!(entries < 64, "64 writes took {entries} log entries");
+    for index in 0..64 {
+        let value = get(cluster.node(follower), &format!("key{index:02}"), false).await;
+        let expected = (index % 8 != 7).then(|| index.to_string());
+        assert_eq!(value, expected, "key{index:02}");
+    }
 }
