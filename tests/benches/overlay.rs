@@ -50,15 +50,7 @@ fn main() -> Result<()> {
     for index in 0..3 {
         subnets.push(bed.attach_container(index)?);
     }
-    for index in 0..3 {
-        bed.wait_entries(index, PATIENCE, |entries| {
-            subnets
-                .iter()
-                .enumerate()
-                .filter(|(other, _)| *other != index)
-                .all(|(other, subnet)| entries.reaches(&subnet.network(), bed.hosts[other].address))
-        })?;
-    }
+    bed.wait_converged(&subnets, PATIENCE)?;
 
     let mut convergence = measure_convergence(&bed, &subnets, joins)?;
     // Veths do no GRO by default; physical NICs do. The ratio is taken with GRO on the

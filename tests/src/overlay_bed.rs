@@ -498,6 +498,22 @@ impl Bed {
         entries_in(&self.hosts[index].netns)
     }
 
+    /// Waits until every host's device reaches every other host (`subnets[i]` is host i's).
+    pub fn wait_converged(&self, subnets: &[HostSubnet], patience: Duration) -> Result<()> {
+        for index in 0..subnets.len() {
+            self.wait_entries(index, patience, |entries| {
+                subnets
+                    .iter()
+                    .enumerate()
+                    .filter(|(other, _)| *other != index)
+                    .all(|(other, subnet)| {
+                        entries.reaches(&subnet.network(), self.hosts[other].address)
+                    })
+            })?;
+        }
+        Ok(())
+    }
+
     /// Waits until `check` holds for host `index`'s entries; returns the last entries seen.
     pub fn wait_entries(
         &self,

@@ -26,20 +26,6 @@ fn started(hosts: usize, server: Server, config: &str) -> Result<(Bed, Vec<HostS
     Ok((bed, subnets))
 }
 
-/// Waits until every host's device reaches every other host.
-fn converged(bed: &Bed, subnets: &[HostSubnet]) -> Result<()> {
-    for index in 0..subnets.len() {
-        bed.wait_entries(index, PATIENCE, |entries| {
-            subnets
-                .iter()
-                .enumerate()
-                .filter(|(other, _)| *other != index)
-                .all(|(other, subnet)| entries.reaches(&subnet.network(), bed.hosts[other].address))
-        })?;
-    }
-    Ok(())
-}
-
 fn wait_log(bed: &mut Bed, index: usize, needle: &str) -> Result<()> {
     let started = Instant::now();
     while !bed.log(index).contains(needle) {
@@ -104,7 +90,7 @@ fn containers_ping_and_echo_across_hosts() -> Result<()> {
     for index in 0..3 {
         bed.attach_container(index)?;
     }
-    converged(&bed, &subnets)?;
+    bed.wait_converged(&subnets, PATIENCE)?;
     for (from, to) in [(0, 1), (1, 2), (2, 0)] {
         let target = subnets[to].container().to_string();
         let output = bed.exec(
@@ -136,7 +122,7 @@ fn containers_ping_and_echo_across_hosts() -> Result<()> {
 #[test]
 fn a_leaving_host_is_removed_from_the_others_on_etcd() -> Result<()> {
     let (mut bed, subnets) = started(3, Server::Etcd, DEFAULT_CONFIG)?;
-    converged(&bed, &subnets)?;
+    bed.wait_converged(&subnets, PATIENCE)?;
     let leaving = subnets[2].network();
     let leaving_ip = bed.hosts[2].address;
     bed.stop(2)?;
@@ -169,7 +155,7 @@ fn a_leaving_host_is_removed_from_the_others_on_etcd() -> Result<()> {
 #[test]
 fn a_restart_keeps_the_subnet_and_the_data_plane() -> Result<()> {
     let (mut bed, subnets) = started(2, Server::kvd(false)?, DEFAULT_CONFIG)?;
-    converged(&bed, &subnets)?;
+    bed.wait_converged(&subnets, PATIENCE)?;
     bed.stop(0)?;
     assert!(bed.log(0).contains("SIGTERM: stopping"));
     // The device and its entries stay while overlayd is down.
@@ -183,7 +169,7 @@ fn a_restart_keeps_the_subnet_and_the_data_plane() -> Result<()> {
     bed.start(0)?;
     let again = bed.wait_subnet(0, PATIENCE)?;
     assert_eq!(again, subnets[0]);
-    converged(&bed, &subnets)?;
+    bed.wait_converged(&subnets, PATIENCE)?;
     let log = bed.log(0);
     assert!(log.contains("adopted the existing VXLAN device"), "{log}");
     assert_eq!(
@@ -215,7 +201,7 @@ fn hosts_starting_at_once_never_share_a_subnet() -> Result<()> {
         })
         .collect::<Result<_>>()?;
     assert_eq!(holders.len(), 4, "{holders:?}");
-    converged(&bed, &subnets)?;
+    bed.wait_converged(&subnets, PATIENCE)?;
     Ok(())
 }
 
@@ -262,7 +248,7 @@ fn a_short_lease_is_renewed_and_a_lost_one_reacquired() -> Result<()> {
     bed.start(0)?;
     bed.start(1)?;
     let subnets = [bed.wait_subnet(0, PATIENCE)?, bed.wait_subnet(1, PATIENCE)?];
-    converged(&bed, &subnets)?;
+    bed.wait_converged(&subnets, PATIENCE)?;
     let kv = bed.kv()?;
     let key = format!(
         "{PREFIX}/subnets/{}",
@@ -292,7 +278,7 @@ fn a_short_lease_is_renewed_and_a_lost_one_reacquired() -> Result<()> {
     };
     assert_ne!(again.lease, first.lease);
     assert_eq!(bed.wait_subnet(0, PATIENCE)?, subnets[0]);
-    converged(&bed, &subnets)?;
+    bed.wait_converged(&subnets, PATIENCE)?;
     assert!(bed.running(0)? && bed.running(1)?);
     Ok(())
 }
