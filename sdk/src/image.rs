@@ -211,8 +211,8 @@ impl Outcome for SignedImage {
     }
 }
 
-/// Builds, packs and signs `spec` under `dir` (one subdirectory per digest). Already
-/// built and signed images are reused.
+/// Builds, packs and signs `spec` under `dir` (`<digest>/<key fingerprint>/`). An image
+/// already built and signed with the same key is reused.
 pub fn build_signed(
     spec: &ImageSpec,
     bins: &Artifacts,
@@ -240,7 +240,10 @@ pub fn build_signed(
         ..BuildSpec::default()
     })?;
     let digest = built.top_digest.to_string();
-    let home = dir.join(built.top_digest.hex());
+    // One home per image and key: a signature made with another key is not reused.
+    let home = dir
+        .join(built.top_digest.hex())
+        .join(key.fingerprint().to_lowercase());
     let archive = home.join("image.tar");
     let signature = home.join("image.tar.asc");
     let status = if signature.exists() {
@@ -254,6 +257,8 @@ pub fn build_signed(
         if home.exists() {
             fs::remove_dir_all(&home).map_err(io_error("removing", &home))?;
         }
+        let parent = home.parent().unwrap_or(dir);
+        fs::create_dir_all(parent).map_err(io_error("creating", parent))?;
         let scratch = scratch.keep();
         fs::rename(&scratch, &home).map_err(io_error("storing", &scratch))?;
         Status::Changed
