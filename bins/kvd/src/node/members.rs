@@ -16,6 +16,9 @@ use crate::raft::{Member, NodeId};
 /// How far behind the leader's log a learner may be and still be promoted.
 const PROMOTION_LAG: u64 = 1000;
 
+/// How long a membership change waits before it tries again behind one still in progress.
+const MEMBERSHIP_RETRY: Duration = Duration::from_millis(50);
+
 /// A member as the cluster API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
@@ -99,11 +102,25 @@ impl Node {
         .await
     }
 
-    /// Applies a membership change; this member must lead.
+    /// Applies a membership change; this member must lead. A change that finds another one
+    /// still being committed (a learner's promotion, a member publishing its name) waits for
+    /// it, up to the request timeout, rather than failing a request that is fine.
     pub(super) async fn change_members_here(
         self,
         change: MemberChange,
     ) -> Result<MemberChanged, NodeError> {
+        let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
+        loop {
+            match self.clone().change_members_once(change.clone()).await {
+                Err(NodeError::MembershipBusy) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(MEMBERSHIP_RETRY).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn change_members_once(self, change: MemberChange) -> Result<MemberChanged, NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }

@@ -639,6 +639,8 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
         // Followers that fall this far behind catch up from a snapshot instead.
         max_in_snapshot_log_to_keep: 5000,
         max_payload_entries: 1000,
+        // A chunk must reach the follower within `install_snapshot_timeout` (200 ms).
+        snapshot_max_chunk_size: 1 << 20,
         ..openraft::Config::default()
     }
     .validate()

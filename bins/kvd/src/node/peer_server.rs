@@ -18,7 +18,7 @@ use super::identity::Identity;
 use super::members::MemberChange;
 use super::{Node, NodeError, Redirect, StartError};
 use crate::http_server;
-use crate::raft::network::paths as raft_paths;
+use crate::raft::network::{paths as raft_paths, SnapshotChunk};
 use crate::raft::{Reply, Request as Proposal, TypeConfig};
 
 /// Where a member serves forwarded requests, under its peer URL.
@@ -84,8 +84,8 @@ async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>>
         }
         raft_paths::VOTE => answer(&body, |rpc: VoteRequest<u64>| raft.vote(rpc)).await,
         raft_paths::SNAPSHOT => {
-            answer(&body, |rpc: InstallSnapshotRequest<TypeConfig>| {
-                raft.install_snapshot(rpc)
+            answer(&body, |chunk: SnapshotChunk| {
+                raft.install_snapshot(InstallSnapshotRequest::from(chunk))
             })
             .await
         }

@@ -25,6 +25,11 @@ const IN_FLIGHT: usize = 2;
 /// this bounds an entry, and a batch of entries, well under the peer body limit.
 const MAX_BATCH: usize = 64;
 
+/// A batch stops growing once its requests reach this many bytes in the log's encoding, so
+/// that an entry stays small enough to reach followers within one heartbeat (see
+/// [`crate::raft::APPEND_ENTRIES_BYTES`]); a single larger request still goes alone.
+const MAX_BATCH_BYTES: usize = 256 << 10;
+
 /// One proposal waiting for its entry.
 struct Waiting {
     request: Request,
@@ -76,10 +81,14 @@ async fn run(raft: Raft<TypeConfig>, mut waiting: mpsc::UnboundedReceiver<Waitin
         let Some(first) = waiting.recv().await else {
             return;
         };
+        let mut bytes = encoded_len(&first.request);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match waiting.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => {
+                    bytes += encoded_len(&next.request);
+                    batch.push(next);
+                }
                 Err(_) => break,
             }
         }
@@ -139,5 +148,26 @@ async fn client_write(raft: &Raft<TypeConfig>, request: Request) -> Result<Reply
             Err(Redirect::Failed(NodeError::BadRequest(error.to_string())))
         }
         Err(RaftError::Fatal(error)) => Err(Redirect::Failed(fatal(&error))),
+    }
+}
+/// How many bytes `request` takes in the log (serde_json, as the log store writes it).
+fn encoded_len(request: &Request) -> usize {
+    let mut counter = ByteCounter(0);
+    // Requests are plain data, so encoding cannot fail; a failure would only count short.
+    let _ = serde_json::to_writer(&mut counter, request);
+    counter.0
+}
+
+/// A writer that keeps only the count of what was written.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

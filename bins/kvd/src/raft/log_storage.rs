@@ -16,6 +16,10 @@ use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageError, St
 use super::log_store::{LogStore, LogStoreError};
 use super::{Entry, LogId, NodeId, TypeConfig, Vote};
 
+/// How many bytes of stored entries one AppendEntries carries at most (one entry always goes,
+/// however large): a follower receives, decodes and writes this well within a heartbeat.
+pub const APPEND_ENTRIES_BYTES: usize = 512 << 10;
+
 /// One of `StorageIOError`'s constructors, which name what was being read or written.
 type MakeIoError = fn(AnyError) -> StorageIOError<NodeId>;
 
@@ -48,6 +52,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         self.entries(range)
+            .map_err(|error| storage_error(StorageIOError::read_logs, &error))
+    }
+
+    /// What the leader sends a follower in one AppendEntries: bounded in bytes, because
+    /// openraft 0.9 gives the whole call one heartbeat interval, and a call that never fits
+    /// would be resent forever while the follower falls behind.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        self.entries_within(start..end, APPEND_ENTRIES_BYTES)
             .map_err(|error| storage_error(StorageIOError::read_logs, &error))
     }
 }

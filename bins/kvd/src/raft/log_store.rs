@@ -265,13 +265,27 @@ impl LogStore {
     where
         R: RangeBounds<u64>,
     {
+        self.entries_within(range, usize::MAX)
+    }
+
+    /// Like [`LogStore::entries`], but stops once the entries taken reach `max_bytes` in
+    /// their stored encoding; the first entry is always taken, however large.
+    pub fn entries_within<R>(&self, range: R, max_bytes: usize) -> Result<Vec<Entry>, LogStoreError>
+    where
+        R: RangeBounds<u64>,
+    {
         let bounds: (Bound<u64>, Bound<u64>) =
             (range.start_bound().cloned(), range.end_bound().cloned());
         let txn = self.shared.db.begin_read()?;
         let log = txn.open_table(LOG)?;
         let mut entries = Vec::new();
+        let mut taken = 0usize;
         for item in log.range(bounds)? {
+            if !entries.is_empty() && taken >= max_bytes {
+                break;
+            }
             let (index, bytes) = item?;
+            taken = taken.saturating_add(bytes.value().len());
             entries.push(decode_entry(index.value(), bytes.value())?);
         }
         Ok(entries)
@@ -577,6 +591,25 @@ mod tests {
         store.truncate_from(4).unwrap();
 
         assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_byte_bounded_read_stops_after_the_entry_that_reaches_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=5)).unwrap();
+        let one = encode(&entries(1, 1..=1)[0], "entry").unwrap().len();
+
+        assert_eq!(indexes(&store.entries_within(2.., 0).unwrap()), [2]);
+        assert_eq!(indexes(&store.entries_within(2.., 1).unwrap()), [2]);
+        assert_eq!(
+            indexes(&store.entries_within(2.., one + 1).unwrap()),
+            [2, 3]
+        );
+        assert_eq!(
+            indexes(&store.entries_within(2..4, usize::MAX).unwrap()),
+            [2, 3]
+        );
     }
 
     #[test]

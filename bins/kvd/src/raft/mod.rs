@@ -19,6 +19,7 @@ pub mod snapshot_file;
 pub mod state_machine;
 pub mod transport;
 
+pub use log_storage::APPEND_ENTRIES_BYTES;
 pub use log_store::{LogStore, LogStoreError};
 pub use member::Member;
 pub use network::PeerNetwork;

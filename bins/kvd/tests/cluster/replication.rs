@@ -185,3 +185,46 @@ async fn concurrent_writes_share_log_entries_and_each_gets_its_own_answer() {
         assert_eq!(value, expected, "key{index:02}");
     }
 }
+
+/// Puts `count` values of `size` bytes at once, alternately through the leader and a
+/// follower, and checks every member has all of them.
+async fn put_concurrently_and_read_everywhere(count: usize, size: usize) {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower(leader);
+    let value = "x".repeat(size);
+
+    let puts = (0..count).map(|index| {
+        let node = cluster.node(if index % 2 == 0 { leader } else { follower });
+        let command = put(&format!("big{index}"), &value);
+        async move { node.propose(command).await }
+    });
+    let results = futures::future::join_all(puts).await;
+
+    for (index, result) in results.into_iter().enumerate() {
+        result.unwrap_or_else(|error| panic!("put big{index} of {size} bytes: {error}"));
+    }
+    for index in 0..3 {
+        for key in 0..count {
+            let read = get(cluster.node(index), &format!("big{key}"), false).await;
+            assert_eq!(
+                read.map(|value| value.len()),
+                Some(size),
+                "big{key} on n{index}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_values_near_the_request_limit_all_commit() {
+    // The harness's --max-request-bytes is 1.5 MiB; each entry then outgrows what one
+    // AppendEntries may carry, so each goes alone.
+    put_concurrently_and_read_everywhere(8, 1400 * 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_100_kib_values_all_commit() {
+    // 6.4 MB at once: batches and AppendEntries are cut by bytes, not only by count.
+    put_concurrently_and_read_everywhere(64, 100 * 1024).await;
+}
