@@ -51,7 +51,8 @@ fn serve(root: PathBuf, tls: Option<Arc<rustls::ServerConfig>>) -> String {
     base
 }
 
-/// Answers one GET with the file under `root`, or 404.
+/// Answers one GET with the file under `root`, a 302 to the content of `<file>.location`
+/// when that exists instead, or 404.
 fn answer(root: &Path, mut stream: impl Read + Write) {
     let mut request = String::new();
     if BufReader::new(&mut stream).read_line(&mut request).is_err() {
@@ -65,6 +66,13 @@ fn answer(root: &Path, mut stream: impl Read + Write) {
     let head = |status: &str, len: usize| {
         format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
     };
+    if let Ok(location) = fs::read_to_string(root.join(format!("{path}.location"))) {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return;
+    }
     match fs::read(root.join(path)) {
         Ok(body) if !path.contains("..") => {
             let _ = stream.write_all(head("200 OK", body.len()).as_bytes());
@@ -262,6 +270,20 @@ fn fetch_over_http_from_a_layout_and_from_an_archive() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is unsigned"));
+
+    fs::write(
+        env.path("site/moved.tar.location"),
+        format!("{base}/app.tar"),
+    )
+    .unwrap();
+    let out = env.run(&["fetch", &format!("{base}/moved.tar")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("redirects are not followed")
+            && stderr.contains(&format!("{base}/app.tar")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Where an image comes from: an OCI layout directory, an OCI archive (a tar of a layout,
-//! optionally gzip), or an `http://` or `https://` URL of either. Archives are unpacked into the fetch's
-//! staging directory first, keeping only the layout's own files.
+//! optionally gzip), or an `http://` or `https://` URL of either. Archives are unpacked into
+//! the fetch's staging directory first, keeping only the layout's own files.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
