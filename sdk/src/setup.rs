@@ -1,5 +1,5 @@
-//! Getting a machine ready to run playbooks: QEMU for each guest architecture, the musl
-//! rust targets, and Debian's stock cloud kernels.
+//! Getting a machine ready to run playbooks: QEMU and a C cross-compiler for each guest
+//! architecture, the musl rust targets, and Debian's stock cloud kernels.
 //!
 //! What is missing is installed when that is possible without asking (root, Debian's
 //! `apt-get`, and `SINEW_NO_INSTALL` unset); otherwise the error gives the exact command.
@@ -69,6 +69,22 @@ pub fn qemu(arch: Arch) -> Tool {
     }
 }
 
+/// The C compiler that cross-compiles C and assembly in guest builds for `arch` (ring, under
+/// rustls in sinew-run), as `.cargo/config.toml` names it: the host's gcc serves x86_64,
+/// clang serves aarch64.
+pub fn cross_cc(arch: Arch) -> Tool {
+    match arch {
+        Arch::X86_64 => Tool {
+            program: "gcc",
+            package: "gcc",
+        },
+        Arch::Aarch64 => Tool {
+            program: "clang",
+            package: "clang",
+        },
+    }
+}
+
 /// What a setup step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
@@ -125,7 +141,8 @@ impl Outcome for ReadyKernel {
 }
 
 impl crate::Run {
-    /// Makes sure QEMU and the rust targets for `archs` are installed (one task), and that
+    /// Makes sure QEMU, the C cross-compilers and the rust targets for `archs` are installed
+    /// (one task), and that
     /// a kernel for each architecture is cached (one task each). Returns the kernels, in
     /// the order of `archs`.
     pub fn prepare(&self, archs: &[Arch]) -> Result<Vec<Kernel>, crate::TaskFailed> {
@@ -158,9 +175,9 @@ impl crate::Run {
     }
 }
 
-/// Installs QEMU for `archs` and their rust targets where missing.
+/// Installs QEMU and the C cross-compiler for `archs` and their rust targets where missing.
 pub fn ensure_host(archs: &[Arch], dry_run: bool) -> Result<Prepared, SetupError> {
-    let tools: Vec<Tool> = archs.iter().map(|&a| qemu(a)).collect();
+    let tools: Vec<Tool> = archs.iter().flat_map(|&a| [qemu(a), cross_cc(a)]).collect();
     let mut prepared = ensure_tools(&tools, dry_run)?;
     let targets = ensure_rust_targets(archs, dry_run)?;
     prepared.installed.extend(targets.installed);
@@ -340,6 +357,12 @@ mod tests {
     fn qemu_tools_name_the_debian_packages() {
         assert_eq!(qemu(Arch::X86_64).package, "qemu-system-x86");
         assert_eq!(qemu(Arch::Aarch64).program, "qemu-system-aarch64");
+    }
+
+    #[test]
+    fn aarch64_guest_builds_need_clang() {
+        assert_eq!(cross_cc(Arch::Aarch64).package, "clang");
+        assert_eq!(cross_cc(Arch::X86_64).program, "gcc");
     }
 
     #[test]

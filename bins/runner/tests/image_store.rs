@@ -1,14 +1,15 @@
-//! The store through the CLI: list, rm, gc, HTTP sources, verified reads, concurrent fetches.
+//! The store through the CLI: list, rm, gc, HTTP and HTTPS sources, verified reads, concurrent fetches.
 #![allow(clippy::unwrap_used)]
 
 #[path = "image_support/mod.rs"]
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use sinew_runner::image::{fetch, BlobError, Digest, FetchError, StoreError};
 use support::*;
@@ -25,35 +26,125 @@ fn signed(env: &Env, dir: &str, name: &str, content: &[u8]) -> PathBuf {
     )
 }
 
-/// Serves files under `root` over HTTP/1.1 on 127.0.0.1; returns the base URL.
-fn serve(root: PathBuf) -> String {
+/// Serves files under `root` over HTTP/1.1 on 127.0.0.1, or over HTTPS when `tls` is
+/// given; returns the base URL. Failed connections (a client refusing the certificate) are
+/// dropped and the next one served.
+fn serve(root: PathBuf, tls: Option<Arc<rustls::ServerConfig>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            let mut request = String::new();
-            BufReader::new(&stream).read_line(&mut request).unwrap();
-            let path = request
-                .split(' ')
-                .nth(1)
-                .unwrap_or("/")
-                .trim_start_matches('/');
-            let head = |status: &str, len: usize| {
-                format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
-            };
-            match fs::read(root.join(path)) {
-                Ok(body) if !path.contains("..") => {
-                    let _ = stream.write_all(head("200 OK", body.len()).as_bytes());
-                    let _ = stream.write_all(&body);
-                }
-                _ => {
-                    let _ = stream.write_all(head("404 Not Found", 0).as_bytes());
+            let Ok(stream) = stream else { continue };
+            match &tls {
+                None => answer(&root, stream),
+                Some(config) => {
+                    let session = rustls::ServerConnection::new(config.clone()).unwrap();
+                    let mut stream = rustls::StreamOwned::new(session, stream);
+                    answer(&root, &mut stream);
+                    stream.conn.send_close_notify();
+                    let _ = stream.flush();
                 }
             }
         }
     });
     base
+}
+
+/// Answers one GET with the file under `root`, a 302 to the content of `<file>.location`
+/// when that exists instead, or 404.
+fn answer(root: &Path, mut stream: impl Read + Write) {
+    let mut request = String::new();
+    if BufReader::new(&mut stream).read_line(&mut request).is_err() {
+        return;
+    }
+    let path = request
+        .split(' ')
+        .nth(1)
+        .unwrap_or("/")
+        .trim_start_matches('/');
+    let head = |status: &str, len: usize| {
+        format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+    };
+    if let Ok(location) = fs::read_to_string(root.join(format!("{path}.location"))) {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return;
+    }
+    match fs::read(root.join(path)) {
+        Ok(body) if !path.contains("..") => {
+            let _ = stream.write_all(head("200 OK", body.len()).as_bytes());
+            let _ = stream.write_all(&body);
+        }
+        _ => {
+            let _ = stream.write_all(head("404 Not Found", 0).as_bytes());
+        }
+    }
+}
+
+/// A signed layout at `site/app` plus its archive `site/app.tar` with the same signature
+/// beside it; returns the `site` directory.
+fn site(env: &Env, name: &str, content: &[u8]) -> PathBuf {
+    let layout = signed(env, "site/app", name, content);
+    let status = Command::new("tar")
+        .args(["-cf", "site/app.tar", "-C", "site/app", "."])
+        .current_dir(env.tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::copy(
+        format!("{}.asc", layout.display()),
+        env.path("site/app.tar.asc"),
+    )
+    .unwrap();
+    env.path("site")
+}
+
+/// A test CA: its certificate (PEM) and the issuer that signs server certificates.
+struct TestCa {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "sinew-run test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa {
+            pem,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A rustls server configuration presenting a certificate for `names`, issued by this CA.
+    fn server(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        Arc::new(config)
+    }
 }
 
 fn tree_size(path: &Path) -> u64 {
@@ -152,19 +243,7 @@ fn list_rm_and_gc_free_exactly_the_unreferenced_content() {
 #[test]
 fn fetch_over_http_from_a_layout_and_from_an_archive() {
     let env = Env::new();
-    let layout = signed(&env, "site/app", "example.com/http:1", b"over http");
-    let status = Command::new("tar")
-        .args(["-cf", "site/app.tar", "-C", "site/app", "."])
-        .current_dir(env.tmp.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    fs::copy(
-        format!("{}.asc", layout.display()),
-        env.path("site/app.tar.asc"),
-    )
-    .unwrap();
-    let base = serve(env.path("site"));
+    let base = serve(site(&env, "example.com/http:1", b"over http"), None);
 
     env.ok(&["fetch", &format!("{base}/app")]);
     let rendered = env.store().resolve("example.com/http:1").unwrap();
@@ -192,8 +271,90 @@ fn fetch_over_http_from_a_layout_and_from_an_archive() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is unsigned"));
 
-    let out = env.run(&["fetch", "https://127.0.0.1:1/app"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported"));
+    fs::write(
+        env.path("site/moved.tar.location"),
+        format!("{base}/app.tar"),
+    )
+    .unwrap();
+    let out = env.run(&["fetch", &format!("{base}/moved.tar")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("redirects are not followed")
+            && stderr.contains(&format!("{base}/app.tar")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn fetch_over_https_trusts_the_given_ca_and_nothing_else() {
+    let env = Env::new();
+    let root = site(&env, "example.com/https:1", b"over https");
+    let ca = TestCa::new();
+    let ca_file = env.path("ca.pem");
+    fs::write(&ca_file, &ca.pem).unwrap();
+    let ca_file = ca_file.to_str().unwrap();
+    let base = serve(root.clone(), Some(ca.server(&["127.0.0.1", "localhost"])));
+
+    let out = env.run(&["fetch", &format!("{base}/app.tar")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("certificate not trusted") && stderr.contains("--ca-cert"),
+        "{stderr}"
+    );
+    env.assert_store_empty();
+
+    env.ok(&["fetch", "--ca-cert", ca_file, &format!("{base}/app.tar")]);
+    let rendered = env.store().resolve("example.com/https:1").unwrap();
+    assert_eq!(
+        fs::read(rendered.rootfs.join("data/file")).unwrap(),
+        b"over https"
+    );
+    let localhost = base.replace("127.0.0.1", "localhost");
+    let out = Command::new(env!("CARGO_BIN_EXE_sinew-run"))
+        .arg("--dir")
+        .arg(env.state())
+        .args(["fetch", "--name", "example.com/https:layout"])
+        .arg(format!("{localhost}/app"))
+        .env("SINEW_RUN_CA_CERT", ca_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.store().resolve("example.com/https:layout").is_ok());
+
+    let elsewhere = serve(root, Some(ca.server(&["images.example.com"])));
+    let out = env.run(&[
+        "fetch",
+        "--name",
+        "example.com/https:2",
+        "--ca-cert",
+        ca_file,
+        &format!("{elsewhere}/app.tar"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("certificate name mismatch") && stderr.contains("images.example.com"),
+        "{stderr}"
+    );
+    assert!(env.store().resolve("example.com/https:2").is_err());
+
+    let out = env.run(&[
+        "fetch",
+        "--ca-cert",
+        "/nonexistent/ca.pem",
+        &format!("{base}/app"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--ca-cert /nonexistent/ca.pem"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,16 +1,17 @@
 //! `sinew-run fetch`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use sinew_runner::image::{fetch, FetchOptions, Store};
 use sinew_runner::trust::KeyStore;
 
-/// `fetch SOURCE [--name NAME] [--signature SIG] [--insecure-options=image] [--arch ARCH]`.
+/// `fetch SOURCE [--name NAME] [--signature SIG] [--insecure-options=image] [--arch ARCH]
+/// [--ca-cert FILE]...`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// OCI layout directory, OCI archive (.tar, .tar.gz), or http:// URL of either.
+    /// OCI layout directory, OCI archive (.tar, .tar.gz), or http:// or https:// URL of either.
     source: String,
     /// Image name (default: the layout's org.opencontainers.image.ref.name when it is a full name).
     #[arg(long)]
@@ -24,6 +25,10 @@ pub struct FetchArgs {
     /// Architecture to pick from a multi-arch image (default: the host's).
     #[arg(long)]
     arch: Option<String>,
+    /// PEM file of CA certificates to trust for https:// besides the system roots
+    /// (SSL_CERT_FILE / SSL_CERT_DIR replace those); repeatable, or one bundle.
+    #[arg(long = "ca-cert", env = "SINEW_RUN_CA_CERT", value_name = "FILE")]
+    ca_certs: Vec<PathBuf>,
 }
 
 pub fn run(dir: &Path, args: FetchArgs) -> anyhow::Result<()> {
@@ -45,6 +50,7 @@ pub fn run(dir: &Path, args: FetchArgs) -> anyhow::Result<()> {
         signature: args.signature,
         insecure_skip_verify,
         arch: args.arch,
+        ca_certs: args.ca_certs,
     };
     let record = fetch(&store, &KeyStore::in_state_dir(dir), &options)
         .with_context(|| format!("fetching {}", args.source))?;

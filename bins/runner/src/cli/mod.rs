@@ -32,7 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Trust, list or remove OpenPGP keys for image-name prefixes.
     Trust(trust::TrustArgs),
-    /// Fetch an image (layout directory, OCI archive, or http:// URL), verify and render it.
+    /// Fetch an image (layout directory, OCI archive, or http(s):// URL), verify and render it.
     Fetch(fetch::FetchArgs),
     /// Build, list and remove images.
     #[command(subcommand)]

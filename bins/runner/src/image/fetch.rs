@@ -23,7 +23,7 @@ use crate::trust::{ImageName, KeyStore, PrefixError, TrustError};
 /// What to fetch and how.
 #[derive(Debug, Clone, Default)]
 pub struct FetchOptions {
-    /// Layout directory, archive, or `http://` URL of either.
+    /// Layout directory, archive, or `http://` / `https://` URL of either.
     pub source: String,
     /// Image name; default: the `org.opencontainers.image.ref.name` annotation when it is a
     /// full name.
@@ -34,6 +34,8 @@ pub struct FetchOptions {
     pub insecure_skip_verify: bool,
     /// Architecture to pick from an image index; default: the host's.
     pub arch: Option<String>,
+    /// PEM files of CA certificates trusted for `https://` besides the system roots.
+    pub ca_certs: Vec<PathBuf>,
 }
 
 /// Why a fetch was refused or failed.
@@ -136,7 +138,7 @@ pub fn fetch(
     options: &FetchOptions,
 ) -> Result<ImageRecord, FetchError> {
     let staging = store.staging()?;
-    let source = Source::open(&options.source, staging.path())?;
+    let source = Source::open(&options.source, staging.path(), &options.ca_certs)?;
     let layout: Index = parse(&options.source, "index.json", &source.index_json()?)?;
     let top = select_top(&options.source, &layout, options.name.as_deref())?;
     let name = image_name(&options.source, top, options.name.as_deref())?;
@@ -273,7 +275,7 @@ impl Fetch<'_> {
             .signature
             .clone()
             .unwrap_or_else(|| default_signature_location(&options.source));
-        let Some(signature) = read_signature(&location)? else {
+        let Some(signature) = read_signature(&location, &options.ca_certs)? else {
             return Err(FetchError::Unsigned {
                 image: self.image.clone(),
                 location,

@@ -11,6 +11,7 @@ pub mod oci;
 mod platform;
 mod source;
 mod store;
+mod tls;
 mod unpack;
 
 pub use blobs::{BlobError, BlobStore};
@@ -21,4 +22,5 @@ pub use http::HttpError;
 pub use platform::{host_arch, oci_arch, ArchError};
 pub use source::SourceError;
 pub use store::{GcReport, ImageRecord, Rendered, RuntimeConfig, Store, StoreError};
+pub use tls::{Roots, TlsError, TlsFailure};
 pub use unpack::{apply_layer, UnpackError};

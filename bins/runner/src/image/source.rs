@@ -1,6 +1,6 @@
 //! Where an image comes from: an OCI layout directory, an OCI archive (a tar of a layout,
-//! optionally gzip), or an `http://` URL of either. Archives are unpacked into the fetch's
-//! staging directory first, keeping only the layout's own files.
+//! optionally gzip), or an `http://` or `https://` URL of either. Archives are unpacked into
+//! the fetch's staging directory first, keeping only the layout's own files.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -14,14 +14,14 @@ use super::unpack::open_maybe_gzip;
 pub const MAX_DOCUMENT: u64 = 4 << 20;
 /// Largest signature file read into memory.
 const MAX_SIGNATURE: u64 = 1 << 20;
-/// Largest archive downloaded over HTTP.
+/// Largest archive downloaded over HTTP(S).
 const MAX_ARCHIVE: u64 = 16 << 30;
 
 /// Why a source could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The path is neither a directory nor a file.
-    #[error("image source {0} does not exist (expected an OCI layout directory, an OCI archive or an http:// URL)")]
+    #[error("image source {0} does not exist (expected an OCI layout directory, an OCI archive or an http(s):// URL)")]
     Missing(String),
     /// The archive holds no `index.json`.
     #[error("image source {0} is not an OCI archive: no index.json inside")]
@@ -44,7 +44,7 @@ pub enum SourceError {
 pub enum Source {
     /// A layout directory on disk (possibly an unpacked archive).
     Dir(PathBuf),
-    /// A layout served over HTTP under a base URL.
+    /// A layout served over HTTP(S) under a base URL.
     Http {
         /// The base URL, without trailing `/`.
         base: String,
@@ -54,10 +54,11 @@ pub enum Source {
 }
 
 impl Source {
-    /// Opens `source`; archives are unpacked under `staging`.
-    pub fn open(source: &str, staging: &Path) -> Result<Source, SourceError> {
+    /// Opens `source`; archives are unpacked under `staging`. HTTPS servers are trusted
+    /// when the system roots or a certificate in `ca_files` vouch for them.
+    pub fn open(source: &str, staging: &Path, ca_files: &[PathBuf]) -> Result<Source, SourceError> {
         if is_url(source) {
-            let client = HttpClient::new()?;
+            let client = HttpClient::new(ca_files)?;
             if is_archive_name(source) {
                 let archive = staging.join("archive");
                 let mut file = create(&archive)?;
@@ -139,11 +140,15 @@ impl Source {
     }
 }
 
-/// Reads the detached signature at `location` (a path or URL); `None` when it does not exist.
-pub fn read_signature(location: &str) -> Result<Option<Vec<u8>>, SourceError> {
+/// Reads the detached signature at `location` (a path or URL, HTTPS trusted as for
+/// [`Source::open`]); `None` when it does not exist.
+pub fn read_signature(
+    location: &str,
+    ca_files: &[PathBuf],
+) -> Result<Option<Vec<u8>>, SourceError> {
     let mut out = Vec::new();
     if is_url(location) {
-        return match HttpClient::new()?.get(location, &mut out, MAX_SIGNATURE) {
+        return match HttpClient::new(ca_files)?.get(location, &mut out, MAX_SIGNATURE) {
             Ok(_) => Ok(Some(out)),
             Err(HttpError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
