@@ -25,6 +25,9 @@ pub enum BuildError {
     /// A build needs at least one binary and one architecture.
     #[error("nothing to build: give at least one binary and one architecture")]
     Empty,
+    /// The cross-compiling toolchain could not be installed.
+    #[error("preparing the toolchain: {0}")]
+    Toolchain(#[from] crate::setup::SetupError),
     /// cargo could not be started.
     #[error("running cargo in {workspace}: {source}")]
     Cargo {
@@ -218,6 +221,9 @@ pub fn target_dir(paths: &Paths) -> PathBuf {
 pub fn build(paths: &Paths, spec: &Build, dry_run: bool) -> Result<Artifacts, BuildError> {
     if spec.bins.is_empty() || spec.archs.is_empty() {
         return Err(BuildError::Empty);
+    }
+    if !dry_run {
+        crate::setup::ensure_toolchain(&spec.archs, false)?;
     }
     let target_dir = target_dir(paths);
     let mut args: Vec<String> = vec!["build".into(), "--release".into()];

@@ -175,10 +175,21 @@ impl crate::Run {
     }
 }
 
-/// Installs QEMU and the C cross-compiler for `archs` and their rust targets where missing.
+/// Installs QEMU, the C cross-compiler and the rust target for each of `archs` where missing.
 pub fn ensure_host(archs: &[Arch], dry_run: bool) -> Result<Prepared, SetupError> {
-    let tools: Vec<Tool> = archs.iter().flat_map(|&a| [qemu(a), cross_cc(a)]).collect();
-    let mut prepared = ensure_tools(&tools, dry_run)?;
+    let qemus: Vec<Tool> = archs.iter().map(|&a| qemu(a)).collect();
+    let mut prepared = ensure_tools(&qemus, dry_run)?;
+    prepared
+        .installed
+        .extend(ensure_toolchain(archs, dry_run)?.installed);
+    Ok(prepared)
+}
+
+/// Installs what cross-compiling for `archs` needs where missing: the C compiler that
+/// crates with C code use (`.cargo/config.toml` names it per target) and the rust target.
+pub fn ensure_toolchain(archs: &[Arch], dry_run: bool) -> Result<Prepared, SetupError> {
+    let compilers: Vec<Tool> = archs.iter().map(|&a| cross_cc(a)).collect();
+    let mut prepared = ensure_tools(&compilers, dry_run)?;
     let targets = ensure_rust_targets(archs, dry_run)?;
     prepared.installed.extend(targets.installed);
     Ok(prepared)
