@@ -142,9 +142,8 @@ impl Outcome for ReadyKernel {
 
 impl crate::Run {
     /// Makes sure QEMU, the C cross-compilers and the rust targets for `archs` are installed
-    /// (one task), and that
-    /// a kernel for each architecture is cached (one task each). Returns the kernels, in
-    /// the order of `archs`.
+    /// (one task), and that a kernel for each architecture is cached (one task each).
+    /// Returns the kernels, in the order of `archs`.
     pub fn prepare(&self, archs: &[Arch]) -> Result<Vec<Kernel>, crate::TaskFailed> {
         let ctx = self.ctx();
         let dry = ctx.dry_run();
