@@ -6,9 +6,13 @@
 //!    `bridge`; p50/p99 over `SINEW_BENCH_JOINS` joins (default 40).
 //! 2. Throughput: iperf3 TCP container→container across hosts over the overlay, and
 //!    host→host over the underlay, `SINEW_BENCH_SECONDS` (default 5) each, in
-//!    `SINEW_BENCH_ROUNDS` (default 5) back-to-back pairs whose order alternates; the ratio is
+//!    `SINEW_BENCH_ROUNDS` (default 9) back-to-back pairs whose order alternates; the ratio is
 //!    the median of the pairs' ratios; once with the underlay veths' GRO off (a veth's
-//!    default) and once on (a physical NIC's default, and the `RATIO`).
+//!    default) and once on (a physical NIC's default, and the `RATIO`). Each host gets a
+//!    CPU of its own, as separate machines would have: its iperf3 is pinned there and its
+//!    received frames are processed there (`Bed::give_hosts_cpus`), for both measurements.
+//! 3. The same throughput pairs with flannel's DirectRouting on (hosts on one segment
+//!    route to each other without VXLAN), printed apart from the ratio.
 //!
 //! Prints a table, then `convergence p50=..ms p99=..ms (goal p99 <= 100 ms)`, and last
 //! `RATIO overlay_throughput=<overlay/underlay>`.
@@ -22,7 +26,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sinew_tests::kv_cluster::Server;
 use sinew_tests::median;
-use sinew_tests::overlay_bed::{block_on, entries_in, Bed, HostSubnet, DEFAULT_CONFIG, PREFIX};
+use sinew_tests::overlay_bed::{
+    block_on, entries_in, Bed, HostSubnet, DEFAULT_CONFIG, DIRECT_CONFIG, PREFIX,
+};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -36,7 +42,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn main() -> Result<()> {
     let joins = env_number("SINEW_BENCH_JOINS", 40);
     let seconds = env_number("SINEW_BENCH_SECONDS", 5);
-    let rounds = env_number("SINEW_BENCH_ROUNDS", 5);
+    let rounds = env_number("SINEW_BENCH_ROUNDS", 9);
     sinew::setup::ensure_tools(
         &[sinew::setup::Tool {
             program: "iperf3",
@@ -53,6 +59,7 @@ fn main() -> Result<()> {
         subnets.push(bed.attach_container(index)?);
     }
     bed.wait_converged(&subnets, PATIENCE)?;
+    bed.give_hosts_cpus()?;
 
     let mut convergence = measure_convergence(&bed, &subnets, joins)?;
     // Veths do no GRO by default; physical NICs do. The ratio is taken with GRO on the
@@ -62,9 +69,23 @@ fn main() -> Result<()> {
         bed.set_underlay_gro(gro)?;
         rows.push((gro, throughput(&bed, &subnets, seconds, rounds)?));
     }
+    // flannel's DirectRouting on the same underlay, reported on its own (no VXLAN at all
+    // between hosts on one segment, so not the overlay's ratio).
+    bed.put(&format!("{PREFIX}/config"), DIRECT_CONFIG)?;
+    bed.wait_converged_directly(&subnets, PATIENCE)?;
+    let direct = throughput(&bed, &subnets, seconds, rounds)?;
     let (p50, p99) = (
         percentile(&mut convergence, 0.50),
         percentile(&mut convergence, 0.99),
+    );
+    let congestion = bed.exec(
+        &bed.hosts[0].netns,
+        "cat",
+        &["/proc/sys/net/ipv4/tcp_congestion_control"],
+    )?;
+    println!(
+        "TCP congestion control: {} (the machine's default)",
+        congestion.trim()
     );
     println!("{:<62} {:>10}", "measure", "value");
     println!("{:<62} {:>10}", "joins measured", convergence.len());
@@ -90,6 +111,16 @@ fn main() -> Result<()> {
             measured.ratio
         );
     }
+    println!(
+        "{:<62} {:>10.2}",
+        "DirectRouting TCP container→container, GRO on (Gbit/s)",
+        direct.overlay / 1e9
+    );
+    println!(
+        "{:<62} {:>10.3}",
+        format!("DirectRouting/underlay, median of {rounds} paired rounds"),
+        direct.ratio
+    );
     println!("convergence p50={p50:.1}ms p99={p99:.1}ms (goal p99 <= 100 ms)");
     let (_, with_gro) = &rows[rows.len() - 1];
     println!("RATIO overlay_throughput={:.3}", with_gro.ratio);
@@ -114,11 +145,12 @@ fn throughput(bed: &Bed, subnets: &[HostSubnet], seconds: u64, rounds: u64) -> R
     let mut overlay = Vec::new();
     let mut ratios = Vec::new();
     for round in 0..rounds {
+        let (server, client) = (bed.host_cpu(1), bed.host_cpu(0));
         let host = || {
             iperf(
                 bed,
-                &bed.hosts[1].netns,
-                &bed.hosts[0].netns,
+                (&bed.hosts[1].netns, server),
+                (&bed.hosts[0].netns, client),
                 bed.hosts[1].address,
                 seconds,
             )
@@ -126,8 +158,8 @@ fn throughput(bed: &Bed, subnets: &[HostSubnet], seconds: u64, rounds: u64) -> R
         let container = || {
             iperf(
                 bed,
-                &bed.hosts[1].container_netns,
-                &bed.hosts[0].container_netns,
+                (&bed.hosts[1].container_netns, server),
+                (&bed.hosts[0].container_netns, client),
                 subnets[1].container(),
                 seconds,
             )
@@ -217,11 +249,12 @@ fn measure_convergence(bed: &Bed, subnets: &[HostSubnet], joins: u64) -> Result<
     Ok(samples)
 }
 
-/// TCP throughput in bit/s from `client_netns` to an iperf3 server in `server_netns`.
+/// TCP throughput in bit/s from an iperf3 client to an iperf3 server, each given as its
+/// network namespace and the CPU it is pinned to.
 fn iperf(
     bed: &Bed,
-    server_netns: &str,
-    client_netns: &str,
+    (server_netns, server_cpu): (&str, usize),
+    (client_netns, client_cpu): (&str, usize),
     server: Ipv4Addr,
     seconds: u64,
 ) -> Result<f64> {
@@ -231,6 +264,9 @@ fn iperf(
             "netns",
             "exec",
             server_netns,
+            "taskset",
+            "-c",
+            &server_cpu.to_string(),
             "iperf3",
             "-s",
             "-1",
@@ -246,8 +282,11 @@ fn iperf(
     std::thread::sleep(Duration::from_millis(300));
     let result = bed.exec(
         client_netns,
-        "iperf3",
+        "taskset",
         &[
+            "-c",
+            &client_cpu.to_string(),
+            "iperf3",
             "-c",
             &address,
             "-p",

@@ -26,6 +26,9 @@ pub const PREFIX: &str = "/sinew-test/network";
 /// The overlay network config the bed writes unless told otherwise.
 pub const DEFAULT_CONFIG: &str =
     r#"{"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1}}"#;
+/// [`DEFAULT_CONFIG`] with flannel's DirectRouting on.
+pub const DIRECT_CONFIG: &str =
+    r#"{"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1, "DirectRouting": true}}"#;
 /// The VXLAN device overlayd makes for VNI 1.
 pub const DEVICE: &str = "flannel.1";
 
@@ -341,6 +344,30 @@ impl Bed {
         Ok(())
     }
 
+    /// The CPU that host `index` runs on once [`Bed::give_hosts_cpus`] is called: hosts
+    /// take the machine's CPUs in turn.
+    pub fn host_cpu(&self, index: usize) -> usize {
+        index % std::thread::available_parallelism().map_or(1, usize::from)
+    }
+
+    /// Makes each host behave like a machine of its own: the kernel's receive processing
+    /// for its underlay veth (everything after a frame reaches `eth0`: decapsulation,
+    /// forwarding, the container's TCP) runs on [`Bed::host_cpu`] through RPS. Without
+    /// this a veth processes received frames on the sending CPU, so one CPU would do both
+    /// hosts' network work and the other only copy to the reader. Callers pin their
+    /// processes in a host to the same CPU.
+    pub fn give_hosts_cpus(&self) -> Result<()> {
+        for (index, host) in self.hosts.iter().enumerate() {
+            let mask = format!("{:x}", 1u64 << self.host_cpu(index));
+            let script = format!(
+                "for queue in /sys/class/net/eth0/queues/rx-*; do echo {mask} > $queue/rps_cpus; done"
+            );
+            self.exec(&host.netns, "sh", &["-c", &script])
+                .with_context(|| format!("setting RPS on {}'s eth0", host.netns))?;
+        }
+        Ok(())
+    }
+
     /// A KV client for the bed's server.
     pub fn kv(&self) -> Result<KvClient> {
         Ok(KvClient::new([self.endpoint.clone()])?)
@@ -502,16 +529,47 @@ impl Bed {
     pub fn wait_converged(&self, subnets: &[HostSubnet], patience: Duration) -> Result<()> {
         for index in 0..subnets.len() {
             self.wait_entries(index, patience, |entries| {
-                subnets
-                    .iter()
-                    .enumerate()
-                    .filter(|(other, _)| *other != index)
-                    .all(|(other, subnet)| {
-                        entries.reaches(&subnet.network(), self.hosts[other].address)
-                    })
+                self.others(index, subnets)
+                    .all(|(subnet, address)| entries.reaches(&subnet, address))
             })?;
         }
         Ok(())
+    }
+
+    /// Waits until every host reaches every other host the DirectRouting way: a route via
+    /// its public IP through the underlay, and nothing for it on the device. (Sync deletes
+    /// before it adds, so once the routes are there the device entries are already gone.)
+    pub fn wait_converged_directly(
+        &self,
+        subnets: &[HostSubnet],
+        patience: Duration,
+    ) -> Result<()> {
+        for index in 0..subnets.len() {
+            self.wait_underlay_routes(index, patience, |routes| {
+                self.others(index, subnets).all(|(subnet, address)| {
+                    let direct = format!("{subnet} via {address} ");
+                    routes.iter().any(|line| line.starts_with(&direct))
+                })
+            })?;
+            self.wait_entries(index, patience, |entries| {
+                self.others(index, subnets)
+                    .all(|(subnet, address)| entries.forgot(&subnet, address))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The subnet and public IP of every host but `index` (`subnets[i]` is host i's).
+    fn others<'a>(
+        &'a self,
+        index: usize,
+        subnets: &'a [HostSubnet],
+    ) -> impl Iterator<Item = (String, Ipv4Addr)> + 'a {
+        subnets
+            .iter()
+            .enumerate()
+            .filter(move |(other, _)| *other != index)
+            .map(|(other, subnet)| (subnet.network(), self.hosts[other].address))
     }
 
     /// Waits until `check` holds for host `index`'s entries; returns the last entries seen.
@@ -521,15 +579,47 @@ impl Bed {
         patience: Duration,
         check: impl Fn(&Entries) -> bool,
     ) -> Result<Entries> {
+        let what = format!("host {index}'s {DEVICE}");
+        self.wait_for(index, patience, &what, || self.entries(index), check)
+    }
+
+    /// Waits until `check` holds for host `index`'s underlay routes; returns the last seen.
+    pub fn wait_underlay_routes(
+        &self,
+        index: usize,
+        patience: Duration,
+        check: impl Fn(&[String]) -> bool,
+    ) -> Result<Vec<String>> {
+        let netns = &self.hosts[index].netns;
+        let what = format!("host {index}'s underlay routes");
+        self.wait_for(
+            index,
+            patience,
+            &what,
+            || underlay_routes_in(netns),
+            |routes| check(routes),
+        )
+    }
+
+    /// Polls `read` until `check` holds of what it read, for at most `patience`; `what`
+    /// names it in the error, which carries host `index`'s overlayd log.
+    fn wait_for<T: std::fmt::Debug>(
+        &self,
+        index: usize,
+        patience: Duration,
+        what: &str,
+        read: impl Fn() -> Result<T>,
+        check: impl Fn(&T) -> bool,
+    ) -> Result<T> {
         let started = Instant::now();
         loop {
-            let entries = self.entries(index)?;
-            if check(&entries) {
-                return Ok(entries);
+            let state = read()?;
+            if check(&state) {
+                return Ok(state);
             }
             if started.elapsed() > patience {
                 bail!(
-                    "host {index}'s {DEVICE} did not reach the expected state in {patience:?}: {entries:#?}\nlog:\n{}",
+                    "{what} did not reach the expected state in {patience:?}: {state:#?}\nlog:\n{}",
                     self.log(index)
                 );
             }
@@ -568,6 +658,13 @@ pub fn entries_in(netns: &str) -> Result<Entries> {
             .filter(|line| line.contains(" dst "))
             .collect(),
     })
+}
+
+/// `ip route show dev eth0` lines in network namespace `netns`: the underlay's routes,
+/// DirectRouting's among them.
+pub fn underlay_routes_in(netns: &str) -> Result<Vec<String>> {
+    let routes = sh("ip", &["-n", netns, "route", "show", "dev", "eth0"])?;
+    Ok(routes.lines().map(str::to_owned).collect())
 }
 
 /// Runs `work` on a thread of its own that has entered network namespace `netns`.

@@ -130,7 +130,8 @@ pub struct VxlanBackend {
     pub vni: u32,
     /// The UDP port.
     pub port: u16,
-    /// flannel's DirectRouting: asked for, but overlayd always routes through VXLAN.
+    /// flannel's DirectRouting: hosts on the underlay's own segment are routed to
+    /// directly, without VXLAN.
     pub direct_routing: bool,
 }
 

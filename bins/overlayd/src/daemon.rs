@@ -24,7 +24,7 @@ use crate::config::NetworkConfig;
 use crate::dataplane::{Dataplane, DataplaneError, Device, DeviceSpec, IfaceSelector, Underlay};
 use crate::lease::{self, Lease, LeaseAttrs};
 use crate::subnet_env::{self, SubnetEnv};
-use crate::sync::{RemoteChange, Syncer};
+use crate::sync::{Direct, RemoteChange, Syncer};
 
 /// The VXLAN overhead: outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8 bytes.
 pub const VXLAN_OVERHEAD: u32 = 50;
@@ -121,9 +121,24 @@ pub async fn run<D: Dataplane>(
     );
     let mut config = wait_for_config(&kv, &settings.prefix).await;
     loop {
+        let old_device = device_name(&config.0);
         let overlay = Overlay::start(settings, &kv, kernel, &underlay, public_ip, config).await;
         config = overlay.serve().await;
+        if device_name(&config.0) != old_device {
+            // A new VNI means a new device; the old one would keep its address and its
+            // neighbour and FDB entries for nothing.
+            retrying("deleting the old VXLAN device", async || {
+                kernel.delete_device(&old_device).await
+            })
+            .await;
+            tracing::info!("deleted {old_device}, the device of the previous VNI");
+        }
     }
+}
+
+/// The VXLAN device's name under `config`: `flannel.<VNI>`.
+fn device_name(config: &NetworkConfig) -> String {
+    format!("flannel.{}", config.backend.vni)
 }
 
 fn config_key(prefix: &str) -> String {
@@ -181,6 +196,7 @@ struct Overlay<'a, D> {
     config: NetworkConfig,
     config_revision: i64,
     device: Device,
+    direct: Direct,
     attrs: LeaseAttrs,
     mtu: u32,
     held: Held,
@@ -198,14 +214,20 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
         public_ip: Ipv4Addr,
         (config, config_revision): (NetworkConfig, i64),
     ) -> Self {
-        if config.backend.direct_routing {
-            tracing::warn!(
-                "DirectRouting is set but not implemented: all traffic goes through VXLAN"
+        let direct = Direct {
+            underlay: underlay.index,
+            network: config.network,
+            segment: config.backend.direct_routing.then(|| underlay.segment()),
+        };
+        if let Some(segment) = direct.segment {
+            tracing::info!(
+                "DirectRouting: hosts on {segment} are routed through {} without VXLAN",
+                underlay.name
             );
         }
         let mtu = underlay.mtu.saturating_sub(VXLAN_OVERHEAD);
         let spec = DeviceSpec {
-            name: format!("flannel.{}", config.backend.vni),
+            name: device_name(&config),
             vni: config.backend.vni,
             local: underlay.address,
             underlay: underlay.index,
@@ -244,7 +266,8 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
             device,
             attrs,
             mtu,
-            syncer: Syncer::new(device.index, held.subnet, public_ip),
+            syncer: Syncer::new(device.index, direct, held.subnet, public_ip),
+            direct,
             renew_at: Instant::now(),
             held,
         };
@@ -276,7 +299,12 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
         };
         let path = &self.settings.subnet_file;
         retrying("writing subnet.env", async || env.write(path)).await;
-        self.syncer = Syncer::new(self.device.index, held.subnet, self.attrs.public_ip);
+        self.syncer = Syncer::new(
+            self.device.index,
+            self.direct,
+            held.subnet,
+            self.attrs.public_ip,
+        );
         self.renew_at = held.expires - self.settings.renew_margin;
     }
 

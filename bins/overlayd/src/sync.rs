@@ -1,7 +1,9 @@
 //! Keeping the kernel in step with the remote leases: the state wanted (for each remote
-//! host a route, a permanent neighbour and an FDB entry) is computed from the leases,
-//! compared with what the device has, and only the difference is applied, deletions
-//! first so that a changed MAC or address never leaves the old entry behind.
+//! host a route, a permanent neighbour and an FDB entry; with DirectRouting, for a host on
+//! the underlay's own segment only a route via its public IP through the underlay) is
+//! computed from the leases, compared with what the kernel has, and only the difference
+//! is applied, deletions first so that a changed MAC or address never leaves the old
+//! entry behind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -17,11 +19,33 @@ use crate::lease::{Lease, LeaseAttrs};
 #[error("bringing the VXLAN device in step with the leases")]
 pub struct SyncError(#[from] pub DataplaneError);
 
-/// The entries the device should hold.
+/// The underlay's part in the overlay: its routes into the overlay network are
+/// overlayd's (DirectRouting's), and with DirectRouting on, hosts on its segment are
+/// reached through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Direct {
+    /// The underlay's index.
+    pub underlay: u32,
+    /// The overlay network.
+    pub network: Ipv4Net,
+    /// The underlay's segment if DirectRouting is on.
+    pub segment: Option<Ipv4Net>,
+}
+
+impl Direct {
+    fn reaches(&self, public_ip: Ipv4Addr) -> bool {
+        self.segment
+            .is_some_and(|segment| segment.contains(public_ip))
+    }
+}
+
+/// The entries the kernel should hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
-    /// Routes to remote subnets.
+    /// Routes to remote subnets through the VXLAN device.
     pub routes: BTreeSet<Route>,
+    /// Routes to remote subnets through the underlay (DirectRouting).
+    pub direct: BTreeSet<Route>,
     /// Remote VTEP addresses and MACs.
     pub neighbours: BTreeSet<Neighbour>,
     /// Remote MACs and public IPs.
@@ -71,16 +95,19 @@ pub enum RemoteChange {
 #[derive(Debug, Clone)]
 pub struct Syncer {
     device: u32,
+    direct: Direct,
     own_subnet: Ipv4Net,
     own_ip: Ipv4Addr,
     remotes: BTreeMap<Ipv4Net, LeaseAttrs>,
 }
 
 impl Syncer {
-    /// A syncer for `device`, on the host holding `own_subnet` at `own_ip`.
-    pub fn new(device: u32, own_subnet: Ipv4Net, own_ip: Ipv4Addr) -> Self {
+    /// A syncer for `device` and the underlay, on the host holding `own_subnet` at
+    /// `own_ip`.
+    pub fn new(device: u32, direct: Direct, own_subnet: Ipv4Net, own_ip: Ipv4Addr) -> Self {
         Self {
             device,
+            direct,
             own_subnet,
             own_ip,
             remotes: BTreeMap::new(),
@@ -142,6 +169,13 @@ impl Syncer {
     pub fn desired(&self) -> Desired {
         let mut desired = Desired::default();
         for (subnet, attrs) in &self.remotes {
+            if self.direct.reaches(attrs.public_ip) {
+                desired.direct.insert(Route {
+                    subnet: *subnet,
+                    gateway: attrs.public_ip,
+                });
+                continue;
+            }
             let (route, neighbour, fdb) = entries(subnet, attrs);
             desired.routes.insert(route);
             desired.neighbours.insert(neighbour);
@@ -150,21 +184,28 @@ impl Syncer {
         desired
     }
 
-    /// Reads what the device holds and applies the difference to what it should hold.
+    /// Reads what the kernel holds and applies the difference to what it should hold.
     pub async fn reconcile<D: Dataplane>(&self, kernel: &mut D) -> Result<Applied, SyncError> {
         let desired = self.desired();
-        let device = self.device;
+        let (device, underlay) = (self.device, self.direct.underlay);
         let mut applied = Applied::default();
 
         let routes = kernel.routes(device).await?;
+        let mut direct = kernel.routes(underlay).await?;
+        // Only routes into the overlay network are ours; the underlay carries others.
+        direct.retain(|route| self.direct.network.contains_net(&route.subnet));
         let neighbours = kernel.neighbours(device).await?;
         let fdb = kernel.fdb(device).await?;
         let (add_routes, del_routes) = difference(&routes, &desired.routes);
+        let (add_direct, del_direct) = difference(&direct, &desired.direct);
         let (add_neighbours, del_neighbours) = difference(&neighbours, &desired.neighbours);
         let (add_fdb, del_fdb) = difference(&fdb, &desired.fdb);
 
         for route in &del_routes {
             kernel.del_route(device, route).await?;
+        }
+        for route in &del_direct {
+            kernel.del_route(underlay, route).await?;
         }
         for neighbour in &del_neighbours {
             kernel.del_neighbour(device, neighbour).await?;
@@ -172,7 +213,8 @@ impl Syncer {
         for entry in &del_fdb {
             kernel.del_fdb(device, entry).await?;
         }
-        applied.deleted = del_routes.len() + del_neighbours.len() + del_fdb.len();
+        applied.deleted =
+            del_routes.len() + del_direct.len() + del_neighbours.len() + del_fdb.len();
         // Neighbour and FDB first, so that the route is usable the moment it appears.
         for neighbour in &add_neighbours {
             kernel.add_neighbour(device, neighbour).await?;
@@ -183,7 +225,10 @@ impl Syncer {
         for route in &add_routes {
             kernel.add_route(device, route).await?;
         }
-        applied.added = add_routes.len() + add_neighbours.len() + add_fdb.len();
+        for route in &add_direct {
+            kernel.add_route(underlay, route).await?;
+        }
+        applied.added = add_routes.len() + add_direct.len() + add_neighbours.len() + add_fdb.len();
         Ok(applied)
     }
 }
@@ -199,7 +244,7 @@ fn difference<T: Ord + Copy>(present: &[T], wanted: &BTreeSet<T>) -> (Vec<T>, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::fake::{FakeKernel, DEVICE};
+    use crate::dataplane::fake::{FakeKernel, DEVICE, UNDERLAY};
     use crate::dataplane::DeviceSpec;
     use crate::mac::Mac;
 
@@ -230,8 +275,25 @@ mod tests {
         }
     }
 
+    fn direct(on: bool) -> Direct {
+        Direct {
+            underlay: UNDERLAY,
+            network: "10.5.0.0/16".parse().expect("a network"),
+            segment: on.then(|| "192.168.0.0/24".parse().expect("a network")),
+        }
+    }
+
+    fn syncer_with(direct: Direct) -> Syncer {
+        Syncer::new(
+            DEVICE,
+            direct,
+            "10.5.9.0/24".parse().expect("a network"),
+            ME,
+        )
+    }
+
     fn syncer() -> Syncer {
-        Syncer::new(DEVICE, "10.5.9.0/24".parse().expect("a network"), ME)
+        syncer_with(direct(false))
     }
 
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -368,5 +430,62 @@ mod tests {
             "{:?}",
             kernel.changes
         );
+    }
+
+    fn route(subnet: &str, gateway: [u8; 4]) -> Route {
+        Route {
+            subnet: subnet.parse().expect("a network"),
+            gateway: Ipv4Addr::from(gateway),
+        }
+    }
+
+    #[test]
+    fn direct_routing_routes_hosts_on_the_segment_through_the_underlay() {
+        let mut kernel = kernel();
+        // A route the underlay carries that is not the overlay's.
+        let foreign = route("172.16.0.0/12", [192, 168, 0, 1]);
+        kernel.direct_routes.insert(foreign);
+        let mut syncer = syncer_with(direct(true));
+        let mut far = lease("10.5.2.0/24", 2, 2);
+        far.attrs.public_ip = Ipv4Addr::new(192, 168, 7, 2);
+        syncer.replace_all([lease("10.5.1.0/24", 1, 1), far]);
+        block_on(syncer.reconcile(&mut kernel)).expect("synced");
+        assert_eq!(
+            kernel.changes,
+            [
+                "add neigh 10.5.2.0 lladdr 0a:58:00:00:00:02",
+                "add fdb 0a:58:00:00:00:02 dst 192.168.7.2",
+                "add route 10.5.2.0/24 via 10.5.2.0",
+                "add route 10.5.1.0/24 via 192.168.0.1 dev eth0",
+            ]
+        );
+        assert!(kernel.direct_routes.contains(&foreign));
+        kernel.changes.clear();
+        block_on(syncer.reconcile(&mut kernel)).expect("synced");
+        assert!(kernel.changes.is_empty(), "{:?}", kernel.changes);
+    }
+
+    #[test]
+    fn turning_direct_routing_off_moves_hosts_back_to_vxlan() {
+        let mut kernel = kernel();
+        let foreign = route("172.16.0.0/12", [192, 168, 0, 1]);
+        kernel.direct_routes.insert(foreign);
+        let mut syncer = syncer_with(direct(true));
+        syncer.replace_all([lease("10.5.1.0/24", 1, 1)]);
+        block_on(syncer.reconcile(&mut kernel)).expect("synced");
+        kernel.changes.clear();
+        let mut syncer = syncer_with(direct(false));
+        syncer.replace_all([lease("10.5.1.0/24", 1, 1)]);
+        block_on(syncer.reconcile(&mut kernel)).expect("synced");
+        assert_eq!(
+            kernel.changes,
+            [
+                "del route 10.5.1.0/24 via 192.168.0.1 dev eth0",
+                "add neigh 10.5.1.0 lladdr 0a:58:00:00:00:01",
+                "add fdb 0a:58:00:00:00:01 dst 192.168.0.1",
+                "add route 10.5.1.0/24 via 10.5.1.0",
+            ]
+        );
+        assert_eq!(kernel.direct_routes.iter().collect::<Vec<_>>(), [&foreign]);
     }
 }

@@ -1,6 +1,7 @@
 //! overlayd on the namespace test bed (real kernel VXLAN, real kvd or etcd): containers
 //! reach each other across hosts, leaving hosts are forgotten, restarts keep subnets,
-//! concurrent starts never share a subnet, bad config is reported and later picked up.
+//! concurrent starts never share a subnet, bad config is reported and later picked up,
+//! DirectRouting skips VXLAN on one segment, a new VNI replaces the device.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use sinew_tests::kv_cluster::Server;
 use sinew_tests::overlay_bed::{
-    block_on, in_netns, Bed, HostSubnet, DEFAULT_CONFIG, DEVICE, PREFIX,
+    block_on, in_netns, Bed, HostSubnet, DEFAULT_CONFIG, DEVICE, DIRECT_CONFIG, PREFIX,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -23,6 +24,15 @@ fn started(hosts: usize, server: Server, config: &str) -> Result<(Bed, Vec<HostS
     let subnets = (0..hosts)
         .map(|index| bed.wait_subnet(index, PATIENCE))
         .collect::<Result<Vec<_>>>()?;
+    Ok((bed, subnets))
+}
+
+/// A started bed with a container attached to every host.
+fn attached(hosts: usize, config: &str) -> Result<(Bed, Vec<HostSubnet>)> {
+    let (mut bed, subnets) = started(hosts, Server::kvd(false)?, config)?;
+    for index in 0..hosts {
+        bed.attach_container(index)?;
+    }
     Ok((bed, subnets))
 }
 
@@ -79,7 +89,7 @@ fn tcp_echo(from: &str, to: &str, address: Ipv4Addr, message: &'static [u8]) -> 
 
 #[test]
 fn containers_ping_and_echo_across_hosts() -> Result<()> {
-    let (mut bed, subnets) = started(3, Server::kvd(false)?, DEFAULT_CONFIG)?;
+    let (mut bed, subnets) = attached(3, DEFAULT_CONFIG)?;
     let distinct: HashSet<String> = subnets.iter().map(HostSubnet::network).collect();
     assert_eq!(distinct.len(), 3, "{subnets:?}");
     for subnet in &subnets {
@@ -87,18 +97,9 @@ fn containers_ping_and_echo_across_hosts() -> Result<()> {
         assert_eq!(subnet.prefix_len, 24);
         assert_eq!(subnet.mtu, 1450, "underlay MTU 1500 minus 50");
     }
-    for index in 0..3 {
-        bed.attach_container(index)?;
-    }
     bed.wait_converged(&subnets, PATIENCE)?;
     for (from, to) in [(0, 1), (1, 2), (2, 0)] {
-        let target = subnets[to].container().to_string();
-        let output = bed.exec(
-            &bed.hosts[from].container_netns,
-            "ping",
-            &["-c", "2", "-W", "2", &target],
-        )?;
-        assert!(output.contains("2 received"), "{output}");
+        ping(&bed, from, &subnets[to])?;
     }
     let echoed = tcp_echo(
         &bed.hosts[0].container_netns,
@@ -202,6 +203,86 @@ fn hosts_starting_at_once_never_share_a_subnet() -> Result<()> {
         .collect::<Result<_>>()?;
     assert_eq!(holders.len(), 4, "{holders:?}");
     bed.wait_converged(&subnets, PATIENCE)?;
+    Ok(())
+}
+
+fn ping(bed: &Bed, from: usize, to: &HostSubnet) -> Result<()> {
+    let target = to.container().to_string();
+    let output = bed.exec(
+        &bed.hosts[from].container_netns,
+        "ping",
+        &["-c", "2", "-W", "2", &target],
+    )?;
+    ensure!(output.contains("2 received"), "{output}");
+    Ok(())
+}
+
+#[test]
+fn direct_routing_skips_vxlan_on_one_segment_and_can_be_turned_off() -> Result<()> {
+    let (bed, subnets) = attached(2, DIRECT_CONFIG)?;
+    bed.wait_converged_directly(&subnets, PATIENCE)?;
+    ping(&bed, 0, &subnets[1])?;
+    ping(&bed, 1, &subnets[0])?;
+    // Turned off, each host goes back to VXLAN and drops its direct route.
+    bed.put(&format!("{PREFIX}/config"), DEFAULT_CONFIG)?;
+    for (index, other) in [(0, 1), (1, 0)] {
+        let (subnet, address) = (subnets[other].network(), bed.hosts[other].address);
+        bed.wait_entries(index, PATIENCE, |entries| entries.reaches(&subnet, address))?;
+        let direct = format!("{subnet} ");
+        bed.wait_underlay_routes(index, PATIENCE, |routes| {
+            !routes.iter().any(|line| line.starts_with(&direct))
+        })?;
+    }
+    ping(&bed, 0, &subnets[1])?;
+    Ok(())
+}
+
+#[test]
+fn a_new_vni_replaces_the_old_device() -> Result<()> {
+    let (mut bed, subnets) = attached(2, DEFAULT_CONFIG)?;
+    bed.wait_converged(&subnets, PATIENCE)?;
+    bed.put(
+        &format!("{PREFIX}/config"),
+        r#"{"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan", "VNI": 2}}"#,
+    )?;
+    for index in 0..2 {
+        wait_log(&mut bed, index, "deleted flannel.1")?;
+        let links = bed.exec(&bed.hosts[index].netns, "ip", &["-d", "link", "show"])?;
+        assert!(!links.contains("flannel.1:"), "{links}");
+        assert!(links.contains("vxlan id 2 "), "{links}");
+    }
+    // Each host published its new device's MAC; wait until the other has it.
+    for (index, other) in [(0, 1), (1, 0)] {
+        let mac = bed.exec(
+            &bed.hosts[other].netns,
+            "cat",
+            &["/sys/class/net/flannel.2/address"],
+        )?;
+        let (vtep, address) = (subnets[other].network(), bed.hosts[other].address);
+        let vtep = vtep.split('/').next().unwrap_or_default().to_owned();
+        let wanted = [
+            ("neigh", format!("{vtep} lladdr {} ", mac.trim())),
+            ("fdb", format!("{} dst {address} ", mac.trim())),
+        ];
+        let started = Instant::now();
+        loop {
+            let netns = &bed.hosts[index].netns;
+            let neigh = bed.exec(netns, "ip", &["neigh", "show", "dev", "flannel.2"])?;
+            let fdb = sinew_tests::overlay_bed::sh(
+                "bridge",
+                &["-n", netns, "fdb", "show", "dev", "flannel.2"],
+            )?;
+            if neigh.contains(&wanted[0].1) && fdb.contains(&wanted[1].1) {
+                break;
+            }
+            ensure!(
+                started.elapsed() < PATIENCE,
+                "host {index} never learnt {wanted:?}: {neigh}\n{fdb}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    ping(&bed, 0, &subnets[1])?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! An in-memory kernel for unit tests: one underlay, one VXLAN device, and sets of
-//! routes, neighbours and FDB entries, with a log of every change made.
+//! routes (on either), neighbours and FDB entries, with a log of every change made.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -12,6 +12,8 @@ use crate::mac::Mac;
 
 /// The fake's device index.
 pub const DEVICE: u32 = 7;
+/// The fake underlay's index.
+pub const UNDERLAY: u32 = 2;
 
 /// A kernel in memory.
 #[derive(Debug, Default)]
@@ -22,6 +24,8 @@ pub struct FakeKernel {
     pub address: Option<Ipv4Addr>,
     /// Routes through it.
     pub routes: BTreeSet<Route>,
+    /// Routes through the underlay (DirectRouting's).
+    pub direct_routes: BTreeSet<Route>,
     /// Its neighbours.
     pub neighbours: BTreeSet<Neighbour>,
     /// Its FDB.
@@ -38,14 +42,24 @@ impl FakeKernel {
             Err(DataplaneError::Link(format!("no device {device}")))
         }
     }
+
+    /// The routes of `device` (the VXLAN device or the underlay) and how the log names it.
+    fn routes_of(&mut self, device: u32) -> Result<(&mut BTreeSet<Route>, &str), DataplaneError> {
+        if device == UNDERLAY {
+            return Ok((&mut self.direct_routes, " dev eth0"));
+        }
+        self.check(device)?;
+        Ok((&mut self.routes, ""))
+    }
 }
 
 impl Dataplane for FakeKernel {
     async fn underlay(&mut self, selector: &IfaceSelector) -> Result<Underlay, DataplaneError> {
         let underlay = Underlay {
-            index: 2,
+            index: UNDERLAY,
             name: "eth0".to_owned(),
             address: Ipv4Addr::new(192, 168, 0, 9),
+            prefix_len: 24,
             mtu: 1500,
         };
         match selector {
@@ -64,6 +78,22 @@ impl Dataplane for FakeKernel {
         })
     }
 
+    async fn delete_device(&mut self, name: &str) -> Result<(), DataplaneError> {
+        if self
+            .device
+            .as_ref()
+            .is_some_and(|device| device.name == name)
+        {
+            self.device = None;
+            self.address = None;
+            self.routes.clear();
+            self.neighbours.clear();
+            self.fdb.clear();
+        }
+        self.changes.push(format!("del link {name}"));
+        Ok(())
+    }
+
     async fn set_address(&mut self, device: u32, address: Ipv4Addr) -> Result<(), DataplaneError> {
         self.check(device)?;
         self.address = Some(address);
@@ -71,23 +101,23 @@ impl Dataplane for FakeKernel {
     }
 
     async fn routes(&mut self, device: u32) -> Result<Vec<Route>, DataplaneError> {
-        self.check(device)?;
-        Ok(self.routes.iter().copied().collect())
+        let (routes, _) = self.routes_of(device)?;
+        Ok(routes.iter().copied().collect())
     }
 
     async fn add_route(&mut self, device: u32, route: &Route) -> Result<(), DataplaneError> {
-        self.check(device)?;
-        self.changes
-            .push(format!("add route {} via {}", route.subnet, route.gateway));
-        self.routes.insert(*route);
+        let (routes, dev) = self.routes_of(device)?;
+        routes.insert(*route);
+        let change = format!("add route {} via {}{dev}", route.subnet, route.gateway);
+        self.changes.push(change);
         Ok(())
     }
 
     async fn del_route(&mut self, device: u32, route: &Route) -> Result<(), DataplaneError> {
-        self.check(device)?;
-        self.changes
-            .push(format!("del route {} via {}", route.subnet, route.gateway));
-        self.routes.remove(route);
+        let (routes, dev) = self.routes_of(device)?;
+        routes.remove(route);
+        let change = format!("del route {} via {}{dev}", route.subnet, route.gateway);
+        self.changes.push(change);
         Ok(())
     }
 

@@ -73,8 +73,18 @@ pub struct Underlay {
     pub name: String,
     /// Its IPv4 address (the VXLAN source address).
     pub address: Ipv4Addr,
+    /// That address's prefix length.
+    pub prefix_len: u8,
     /// Its MTU.
     pub mtu: u32,
+}
+
+impl Underlay {
+    /// The L2 segment the underlay is on: hosts with a public IP in it are reachable
+    /// without a gateway (where DirectRouting needs no VXLAN).
+    pub fn segment(&self) -> Ipv4Net {
+        Ipv4Net::new(self.address, self.prefix_len.min(32)).expect("a prefix of at most 32")
+    }
 }
 
 /// The VXLAN device wanted.
@@ -103,12 +113,14 @@ pub struct Device {
     pub mac: Mac,
 }
 
-/// A route to a remote subnet: via its VTEP address, on-link, through the device.
+/// A route to a remote subnet, on-link through a device: via the remote VTEP address
+/// through the VXLAN device, or (DirectRouting) via the remote public IP through the
+/// underlay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route {
     /// The remote subnet.
     pub subnet: Ipv4Net,
-    /// The remote VTEP address (the subnet's network address).
+    /// The remote VTEP address (the subnet's network address), or the remote public IP.
     pub gateway: Ipv4Addr,
 }
 
@@ -145,6 +157,9 @@ pub trait Dataplane {
         spec: &DeviceSpec,
     ) -> impl Future<Output = Result<Device, DataplaneError>>;
 
+    /// Deletes the link named `name`, with everything on it; one already gone is fine.
+    fn delete_device(&mut self, name: &str) -> impl Future<Output = Result<(), DataplaneError>>;
+
     /// Gives the device `address/32` as its only IPv4 address.
     fn set_address(
         &mut self,
@@ -152,7 +167,7 @@ pub trait Dataplane {
         address: Ipv4Addr,
     ) -> impl Future<Output = Result<(), DataplaneError>>;
 
-    /// The routes through the device.
+    /// The routes via a gateway through the device.
     fn routes(&mut self, device: u32) -> impl Future<Output = Result<Vec<Route>, DataplaneError>>;
 
     /// Adds a route through the device.

@@ -134,20 +134,26 @@ impl Netlink {
             .ok_or_else(|| DataplaneError::NoUnderlay("no default route; pass --iface".to_owned()))
     }
 
-    async fn underlay_of(&self, index: u32) -> Result<Underlay, DataplaneError> {
+    /// The underlay on link `index`, with `wanted` as its address or else its first one.
+    async fn underlay_of(
+        &self,
+        index: u32,
+        wanted: Option<Ipv4Addr>,
+    ) -> Result<Underlay, DataplaneError> {
         let link = self.link_by_index(index).await?;
         let name = link_name(&link).unwrap_or_default();
-        let address = self
+        let (address, prefix_len) = self
             .ipv4_addresses(index)
             .await?
-            .first()
-            .map(|(address, _)| *address)
+            .into_iter()
+            .find(|(address, _)| wanted.is_none_or(|wanted| wanted == *address))
             .ok_or_else(|| DataplaneError::NoUnderlay(format!("{name} has no IPv4 address")))?;
         Ok(Underlay {
             index,
             mtu: link_mtu(&link).unwrap_or(1500),
             name,
             address,
+            prefix_len,
         })
     }
 
@@ -288,7 +294,14 @@ fn destination(message: &NeighbourMessage) -> Option<Ipv4Addr> {
 /// Deleting what is already gone is success.
 fn gone_is_fine(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Error> {
     match result {
-        Err(error) if matches!(errno(&error), Some(libc::ENOENT | libc::ESRCH)) => Ok(()),
+        Err(error)
+            if matches!(
+                errno(&error),
+                Some(libc::ENOENT | libc::ESRCH | libc::ENODEV)
+            ) =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
@@ -298,13 +311,13 @@ impl Dataplane for Netlink {
         match selector {
             IfaceSelector::DefaultRoute => {
                 let index = self.default_route_link().await?;
-                self.underlay_of(index).await
+                self.underlay_of(index, None).await
             }
             IfaceSelector::Name(name) => {
                 let link = self.link_by_name(name).await?.ok_or_else(|| {
                     DataplaneError::NoUnderlay(format!("no interface named {name}"))
                 })?;
-                self.underlay_of(link.header.index).await
+                self.underlay_of(link.header.index, None).await
             }
             IfaceSelector::Address(address) => {
                 let messages: Vec<_> = self
@@ -325,9 +338,7 @@ impl Dataplane for Netlink {
                     })
                     .map(|message| message.header.index)
                     .ok_or_else(|| DataplaneError::NoUnderlay(format!("no interface holds {address}")))?;
-                let mut underlay = self.underlay_of(index).await?;
-                underlay.address = *address;
-                Ok(underlay)
+                self.underlay_of(index, Some(*address)).await
             }
         }
     }
@@ -369,6 +380,14 @@ impl Dataplane for Netlink {
             index: link.header.index,
             mac,
         })
+    }
+
+    async fn delete_device(&mut self, name: &str) -> Result<(), DataplaneError> {
+        let Some(link) = self.link_by_name(name).await? else {
+            return Ok(());
+        };
+        gone_is_fine(self.handle.link().del(link.header.index).execute().await)
+            .map_err(request(format!("deleting {name}")))
     }
 
     async fn set_address(&mut self, device: u32, address: Ipv4Addr) -> Result<(), DataplaneError> {
