@@ -48,6 +48,8 @@ use proposer::Proposer;
 
 /// How long a request may wait for a leader, a commit or a read index.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a start waits for an earlier holder of the log file to let go of it.
+const LOG_RELEASE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The smallest TTL a lease is granted, in seconds: one and a half election timeouts,
 /// rounded up, as etcd computes it, so a leader change cannot expire a kept-alive lease.
@@ -119,7 +121,7 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Self, StartError> {
         config.validate()?;
         let id = config.member_id();
-        let log = LogStore::open(&config.data_dir)?;
+        let log = open_log(&config.data_dir).await?;
         let machine = StateMachine::open(&config.data_dir)?;
         let transport = Transport::default();
         let identity = identity::establish(&config, id, &transport).await?;
@@ -645,4 +647,22 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
     }
     .validate()
     .map_err(|error| StartError::Raft(error.to_string()))
+}
+
+/// Opens the log in `data_dir`, waiting up to [`LOG_RELEASE_PATIENCE`] while the file is
+/// still open elsewhere: a node restarted in the same process can race the old node's last
+/// tasks, which may hold the database for a moment after `shutdown` returns.
+async fn open_log(data_dir: &std::path::Path) -> Result<LogStore, LogStoreError> {
+    let deadline = Instant::now() + LOG_RELEASE_PATIENCE;
+    loop {
+        match LogStore::open(data_dir) {
+            Err(LogStoreError::Open {
+                source: redb::DatabaseError::DatabaseAlreadyOpen,
+                ..
+            }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
 }
