@@ -7,9 +7,10 @@
 //! never on a command line. Guests boot in parallel; each is ready when its agent answers
 //! an authenticated handshake.
 //!
-//! Acceleration: KVM is tried where `/dev/kvm` works and this host is not known to hang
-//! under it; a guest that prints nothing on its console within `SINEW_KVM_DEADLINE`
-//! seconds (default 8) is restarted under TCG, and the host is remembered as hanging.
+//! Acceleration: KVM is tried where `/dev/kvm` works and this host is not known to fail
+//! under it; a guest whose QEMU exits at startup, or that prints nothing on its console
+//! within `SINEW_KVM_DEADLINE` seconds (default 8), is restarted under TCG, and the host
+//! is remembered as failing.
 //! `SINEW_ACCEL=kvm|tcg` forces either.
 
 use std::collections::BTreeSet;
@@ -26,7 +27,7 @@ use sinew_vm::accel::{self, Accel};
 use sinew_vm::console::ConsoleError;
 use sinew_vm::initramfs::Initramfs;
 use sinew_vm::kernel::Kernel;
-use sinew_vm::machine::{Ending, Vm};
+use sinew_vm::machine::{Ending, Vm, VmError};
 use sinew_vm::qemu::{self, ControlNic, DataNic};
 use sinew_vm::switch::Switch;
 use sinew_vm::Arch;
@@ -92,7 +93,7 @@ pub enum LabError {
     Secret(#[from] sinew_proto::SecretError),
     /// QEMU could not be started or controlled.
     #[error(transparent)]
-    Vm(#[from] sinew_vm::machine::VmError),
+    Vm(#[from] VmError),
     /// The data-plane switch could not start.
     #[error(transparent)]
     Switch(#[from] sinew_vm::switch::SwitchError),
@@ -681,25 +682,33 @@ impl LabSetup<'_> {
                 }),
                 ..qemu::MachineSpec::new(&m.name, kernel, &initrd, &self.dir)
             };
-            let vm = self.spawner.spawn(vm_spec)?;
+            let vm = match self.spawner.spawn(vm_spec) {
+                // Some hosts refuse KVM outright (QEMU aborts setting up the vCPU) rather
+                // than hanging: just as final a verdict.
+                Err(LabError::Vm(err @ VmError::EarlyExit { .. }))
+                    if accel == Accel::Kvm && !candidates.is_empty() =>
+                {
+                    self.kvm_failed(&m.name, &err.to_string());
+                    fell_back = true;
+                    continue;
+                }
+                spawned => spawned?,
+            };
             let registration = janitor::process_group(vm.pid() as i32);
             *lock(slot) = Some(Running {
                 vm,
                 _registration: registration,
             });
             if accel == Accel::Kvm && !candidates.is_empty() {
-                let works = self.console_speaks(slot, kvm_deadline());
-                if let Err(err) = accel::remember(&self.ctx.paths.state, works) {
-                    tracing::warn!("cannot remember whether KVM works here: {err}");
-                }
-                if !works {
-                    tracing::warn!(guest = %m.name, "no console output under KVM; restarting under TCG");
+                if !self.console_speaks(slot, kvm_deadline()) {
                     if let Some(mut running) = lock(slot).take() {
                         running.vm.kill();
                     }
+                    self.kvm_failed(&m.name, "no console output");
                     fell_back = true;
                     continue;
                 }
+                self.remember_kvm(true);
             }
             let agent = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             let client = self.wait_ready(plan, slot, agent, started, &console_log)?;
@@ -718,6 +727,19 @@ impl LabSetup<'_> {
                 booted: Some(booted.clone()),
             };
             return Ok(Host::new(self.ctx.clone(), address, Some(client)));
+        }
+    }
+
+    /// Records that KVM does not boot guests here, and says so: `guest` is restarted
+    /// under TCG.
+    fn kvm_failed(&self, guest: &str, why: &str) {
+        self.remember_kvm(false);
+        tracing::warn!(guest, "KVM failed ({why}); restarting under TCG");
+    }
+
+    fn remember_kvm(&self, works: bool) {
+        if let Err(err) = accel::remember(&self.ctx.paths.state, works) {
+            tracing::warn!("cannot remember whether KVM works here: {err}");
         }
     }
 
@@ -869,10 +891,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Spawns QEMU from one long-lived thread. QEMU gets `PR_SET_PDEATHSIG`, which fires when
 /// the *thread* that forked it ends; boot tasks run on short-lived threads, so they ask
 /// this thread to spawn. It lives as long as the lab.
-type SpawnRequest = (
-    qemu::MachineSpec,
-    mpsc::Sender<Result<Vm, sinew_vm::machine::VmError>>,
-);
+type SpawnRequest = (qemu::MachineSpec, mpsc::Sender<Result<Vm, VmError>>);
 
 #[derive(Debug)]
 struct Spawner {

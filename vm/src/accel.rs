@@ -1,8 +1,9 @@
-//! Choosing between KVM and TCG, and remembering hosts where KVM hangs.
+//! Choosing between KVM and TCG, and remembering hosts where KVM fails.
 //!
 //! On nested-virtualisation hosts `/dev/kvm` can open fine while guests hang before
-//! printing anything. The caller boots with the first of [`candidates`], and if the
-//! console stays silent past a short deadline kills the guest, calls
+//! printing anything, or QEMU aborts setting up the vCPU. The caller boots with the
+//! first of [`candidates`], and if QEMU exits at startup or the console stays silent
+//! past a short deadline, kills the guest, calls
 //! [`remember`]`(state_dir, false)` and boots again with the next candidate; the
 //! verdict is stored per host kernel and CPU model, so the wait is paid once per host.
 
@@ -41,10 +42,10 @@ impl fmt::Display for Accel {
 /// Which accelerators to try, from [`ACCEL_ENV`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccelPolicy {
-    /// KVM when it is usable and not known to hang here, else TCG.
+    /// KVM when it is usable and not known to fail here, else TCG.
     #[default]
     Auto,
-    /// KVM only, even on a host remembered as hanging (to re-test it).
+    /// KVM only, even on a host remembered as failing (to re-test it).
     Kvm,
     /// TCG only.
     Tcg,
@@ -110,7 +111,7 @@ pub fn candidates(arch: Arch, state_dir: &Path) -> Result<Vec<Accel>, AccelError
 ///
 /// Under [`AccelPolicy::Auto`]: `[Kvm, Tcg]` when `arch` is the host's, `/dev/kvm`
 /// opens read-write and this host is not remembered (in `state_dir`) as one where
-/// KVM guests hang; otherwise `[Tcg]`.
+/// KVM guests fail; otherwise `[Tcg]`.
 pub fn candidates_for(
     policy: AccelPolicy,
     arch: Arch,
@@ -140,7 +141,7 @@ pub fn remember(state_dir: &Path, kvm_works: bool) -> Result<(), AccelError> {
         source,
     };
     std::fs::create_dir_all(state_dir).map_err(write)?;
-    let verdict = if kvm_works { "works" } else { "hangs" };
+    let verdict = if kvm_works { "works" } else { "fails" };
     let (release, cpu) = host_identity();
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(
@@ -157,7 +158,7 @@ pub fn remembered(state_dir: &Path) -> Option<bool> {
     let text = std::fs::read_to_string(state_path(state_dir)).ok()?;
     match text.lines().next()? {
         "kvm works" => Some(true),
-        "kvm hangs" => Some(false),
+        "kvm fails" => Some(false),
         _ => None,
     }
 }

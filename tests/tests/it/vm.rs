@@ -350,26 +350,32 @@ async fn shutdown_quits_a_guest_that_ignores_the_power_button() -> Result<()> {
 }
 
 #[tokio::test]
-async fn kvm_probe_ends_in_a_booted_guest_and_remembers_hangs() -> Result<()> {
+async fn kvm_probe_ends_in_a_booted_guest_and_remembers_failures() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let state = dir.path().join("state");
     let arch = Arch::host().context("host is x86_64 or aarch64")?;
     let image = image(arch, dir.path(), "exec sleep 100000")?;
-    // What the SDK does: a KVM guest that prints nothing within a few seconds is
-    // taken for hung (nested virtualisation), killed, and TCG is used instead.
+    // What the SDK does: a KVM guest whose QEMU exits at startup, or that prints nothing
+    // within a few seconds (nested virtualisation), is given up, and TCG is used instead.
     for accel in accel::candidates_for(AccelPolicy::Auto, arch, &state)? {
         let mut spec = spec("probe", &image, dir.path());
         spec.accel = accel;
-        let vm = Vm::spawn(spec)?;
+        let spawned = Vm::spawn(spec);
         if accel == Accel::Kvm {
-            let speaks = vm
-                .console()
-                .wait_for_output(Duration::from_secs(5))
-                .await
-                .is_ok();
+            let speaks = match &spawned {
+                Ok(vm) => vm
+                    .console()
+                    .wait_for_output(Duration::from_secs(5))
+                    .await
+                    .is_ok(),
+                Err(err) => {
+                    assert!(matches!(err, VmError::EarlyExit { .. }), "{err}");
+                    false
+                }
+            };
             accel::remember(&state, speaks)?;
             if !speaks {
-                drop(vm);
+                drop(spawned);
                 assert_eq!(
                     accel::candidates_for(AccelPolicy::Auto, arch, &state)?,
                     [Accel::Tcg]
@@ -377,6 +383,7 @@ async fn kvm_probe_ends_in_a_booted_guest_and_remembers_hangs() -> Result<()> {
                 continue;
             }
         }
+        let vm = spawned?;
         ready(&vm, &image).await?;
         println!(
             "{arch} guest booted under {accel}; KVM verdict: {:?}",
