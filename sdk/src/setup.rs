@@ -194,6 +194,10 @@ pub fn ensure_toolchain(archs: &[Arch], dry_run: bool) -> Result<Prepared, Setup
     Ok(prepared)
 }
 
+/// Makes apt wait for a lock another apt or dpkg holds (a parallel install, unattended
+/// upgrades) instead of failing at once.
+const APT_LOCK_WAIT: [&str; 2] = ["-o", "DPkg::Lock::Timeout=600"];
+
 /// Installs the Debian packages of the `tools` not found on `PATH`.
 pub fn ensure_tools(tools: &[Tool], dry_run: bool) -> Result<Prepared, SetupError> {
     let mut packages: Vec<&str> = tools
@@ -218,8 +222,12 @@ pub fn ensure_tools(tools: &[Tool], dry_run: bool) -> Result<Prepared, SetupErro
             command: format!("sudo sh -c '{command}'"),
         });
     }
-    run("apt-get", &["update", "-q"])?;
-    let mut args: Vec<String> = vec!["install".into(), "-y".into(), "-q".into()];
+    run(
+        "apt-get",
+        &[APT_LOCK_WAIT[0], APT_LOCK_WAIT[1], "update", "-q"],
+    )?;
+    let mut args: Vec<String> = APT_LOCK_WAIT.map(String::from).into();
+    args.extend(["install", "-y", "-q"].map(String::from));
     args.extend(packages.iter().map(|p| p.to_string()));
     args.extend(qemu_utils_pins(&packages));
     run(

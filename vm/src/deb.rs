@@ -130,7 +130,8 @@ pub(crate) fn ensure_arch(arch: Arch) -> Result<(), DebError> {
         });
     }
     run(Command::new("dpkg").args(["--add-architecture", da]))?;
-    run(Command::new("apt-get").arg("update"))?;
+    // Waits for a lock another apt holds rather than failing at once.
+    run(Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=600", "update"]))?;
     Ok(())
 }
 

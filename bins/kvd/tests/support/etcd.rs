@@ -97,7 +97,14 @@ pub fn installed(program: &str) -> std::path::PathBuf {
     let path = std::path::Path::new("/usr/bin").join(program);
     if !path.exists() {
         let status = Command::new("apt-get")
-            .args(["install", "-y", "etcd-server", "etcd-client"])
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "install",
+                "-y",
+                "etcd-server",
+                "etcd-client",
+            ])
             .status();
         assert!(
             status.is_ok_and(|status| status.success()) && path.exists(),

@@ -371,7 +371,7 @@ pub fn ensure_tool(command: &str, package: &str) {
         .success();
     if !present {
         let status = Command::new("apt-get")
-            .args(["install", "-y", package])
+            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", package])
             .status()
             .unwrap();
         assert!(status.success(), "apt-get install {package} failed");

@@ -32,7 +32,13 @@ pub fn rootfs() -> &'static Path {
             std::os::unix::fs::chown(root.join("home/app"), Some(1000), Some(1000)).unwrap();
             if !std::path::Path::new("/bin/busybox").exists() {
                 let installed = Command::new("apt-get")
-                    .args(["install", "-y", "busybox-static"])
+                    .args([
+                        "-o",
+                        "DPkg::Lock::Timeout=600",
+                        "install",
+                        "-y",
+                        "busybox-static",
+                    ])
                     .status()
                     .unwrap();
                 assert!(installed.success(), "apt-get install busybox-static failed");
