@@ -44,7 +44,7 @@ pub fn prepared() {
 fn prepare() -> Result<()> {
     let run = run("prepare");
     run.prepare(&Arch::ALL)?;
-    run.task("test tools: busybox, qemu-user", || {
+    run.task("test tools: busybox, qemu-user, cpio", || {
         use sinew::setup::{ensure_tools, Tool};
         let tools = [
             Tool {
@@ -54,6 +54,11 @@ fn prepare() -> Result<()> {
             Tool {
                 program: "qemu-aarch64-static",
                 package: "qemu-user-static",
+            },
+            // Tests list initramfs images with GNU cpio, a second opinion on our writer.
+            Tool {
+                program: "cpio",
+                package: "cpio",
             },
         ];
         ensure_tools(&tools, false)

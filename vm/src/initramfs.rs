@@ -309,7 +309,32 @@ mod tests {
         image
     }
 
+    /// Installs GNU cpio from Debian's package if it is missing (the suite runs as root
+    /// and installs what it needs).
+    fn ensure_cpio() {
+        static CHECKED: std::sync::Once = std::sync::Once::new();
+        CHECKED.call_once(|| {
+            if Command::new("cpio").arg("--version").output().is_err() {
+                let status = Command::new("apt-get")
+                    .args([
+                        "-o",
+                        "DPkg::Lock::Timeout=600",
+                        "install",
+                        "-y",
+                        "-q",
+                        "cpio",
+                    ])
+                    .status();
+                assert!(
+                    status.is_ok_and(|status| status.success()),
+                    "GNU cpio is missing and `apt-get install cpio` failed"
+                );
+            }
+        });
+    }
+
     fn run_cpio(args: &[&str], dir: &Path, input: &[u8]) -> String {
+        ensure_cpio();
         let mut child = Command::new("cpio")
             .args(args)
             .current_dir(dir)
