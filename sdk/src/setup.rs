@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use sinew_vm::deb::APT_LOCK_WAIT;
 use sinew_vm::kernel::Kernel;
 use sinew_vm::Arch;
 
@@ -194,10 +195,6 @@ pub fn ensure_toolchain(archs: &[Arch], dry_run: bool) -> Result<Prepared, Setup
     Ok(prepared)
 }
 
-/// Makes apt wait for a lock another apt or dpkg holds (a parallel install, unattended
-/// upgrades) instead of failing at once.
-const APT_LOCK_WAIT: [&str; 2] = ["-o", "DPkg::Lock::Timeout=600"];
-
 /// Installs the Debian packages of the `tools` not found on `PATH`.
 pub fn ensure_tools(tools: &[Tool], dry_run: bool) -> Result<Prepared, SetupError> {
     let mut packages: Vec<&str> = tools
@@ -224,7 +221,7 @@ pub fn ensure_tools(tools: &[Tool], dry_run: bool) -> Result<Prepared, SetupErro
     }
     run(
         "apt-get",
-        &[APT_LOCK_WAIT[0], APT_LOCK_WAIT[1], "update", "-q"],
+        &[APT_LOCK_WAIT.as_slice(), &["update", "-q"]].concat(),
     )?;
     let mut args: Vec<String> = APT_LOCK_WAIT.map(String::from).into();
     args.extend(["install", "-y", "-q"].map(String::from));

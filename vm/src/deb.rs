@@ -8,6 +8,11 @@ use std::process::Command;
 
 use crate::Arch;
 
+/// apt options that make it wait for a lock another apt or dpkg holds (a parallel
+/// install, unattended upgrades) instead of failing at once; for every apt-get that
+/// changes the machine.
+pub const APT_LOCK_WAIT: [&str; 2] = ["-o", "DPkg::Lock::Timeout=600"];
+
 /// Environment variable naming a directory of pre-downloaded `.deb` files. When
 /// set, packages are taken from there and apt is never asked (air-gapped setups).
 pub const DEB_DIR_ENV: &str = "SINEW_DEB_DIR";
@@ -130,8 +135,7 @@ pub(crate) fn ensure_arch(arch: Arch) -> Result<(), DebError> {
         });
     }
     run(Command::new("dpkg").args(["--add-architecture", da]))?;
-    // Waits for a lock another apt holds rather than failing at once.
-    run(Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=600", "update"]))?;
+    run(Command::new("apt-get").args(APT_LOCK_WAIT).arg("update"))?;
     Ok(())
 }
 

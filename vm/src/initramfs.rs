@@ -316,14 +316,8 @@ mod tests {
         CHECKED.call_once(|| {
             if Command::new("cpio").arg("--version").output().is_err() {
                 let status = Command::new("apt-get")
-                    .args([
-                        "-o",
-                        "DPkg::Lock::Timeout=600",
-                        "install",
-                        "-y",
-                        "-q",
-                        "cpio",
-                    ])
+                    .args(crate::deb::APT_LOCK_WAIT)
+                    .args(["install", "-y", "-q", "cpio"])
                     .status();
                 assert!(
                     status.is_ok_and(|status| status.success()),
