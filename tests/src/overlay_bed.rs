@@ -205,6 +205,7 @@ pub struct Bed {
     pub hosts: Vec<Host>,
     overlayd: PathBuf,
     lease_timing: (String, String),
+    fast_path: Option<&'static str>,
     kv: Option<KvCluster>,
     dir: tempfile::TempDir,
 }
@@ -232,6 +233,7 @@ impl Bed {
             hosts: Vec::new(),
             overlayd,
             lease_timing: ("60s".to_owned(), "20s".to_owned()),
+            fast_path: None,
             kv: None,
             dir,
         };
@@ -249,6 +251,54 @@ impl Bed {
     /// `60s` and `20s`).
     pub fn set_lease_timing(&mut self, ttl: &str, renew_margin: &str) {
         self.lease_timing = (ttl.to_owned(), renew_margin.to_owned());
+    }
+
+    /// `--fast-path` for every overlayd started from now on (default: overlayd's own).
+    pub fn set_fast_path(&mut self, mode: &'static str) {
+        self.fast_path = Some(mode);
+    }
+
+    /// Whether host `index` has the fast path's programs on its VXLAN device and its
+    /// container's veth.
+    pub fn fast_path_attached(&self, index: usize) -> Result<bool> {
+        let netns = &self.hosts[index].netns;
+        let on = |device: &str, program: &str| -> Result<bool> {
+            let filters = self.exec(netns, "tc", &["filter", "show", "dev", device, "ingress"])?;
+            Ok(filters.contains(program) && filters.contains("direct-action"))
+        };
+        Ok(on(DEVICE, "sinew_rx")? && on("veth0", "sinew_tx")?)
+    }
+
+    /// Waits until [`Bed::fast_path_attached`] holds for host `index`.
+    pub fn wait_fast_path(&mut self, index: usize, patience: Duration) -> Result<()> {
+        let started = Instant::now();
+        while !self.fast_path_attached(index)? {
+            ensure!(
+                self.running(index)?,
+                "overlayd on host {index} exited; log:\n{}",
+                self.log(index)
+            );
+            ensure!(
+                started.elapsed() < patience,
+                "host {index} has no fast path after {patience:?}; log:\n{}",
+                self.log(index)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// A link's packet counters in host `index`: (received, sent).
+    pub fn packets(&self, index: usize, link: &str) -> Result<(u64, u64)> {
+        let netns = &self.hosts[index].netns;
+        let read = |counter: &str| -> Result<u64> {
+            let path = format!("/sys/class/net/{link}/statistics/{counter}");
+            let text = self.exec(netns, "cat", &[&path])?;
+            text.trim()
+                .parse()
+                .with_context(|| format!("{path} holds {text:?}, not a count"))
+        };
+        Ok((read("rx_packets")?, read("tx_packets")?))
     }
 
     fn build_underlay(&mut self, hosts: usize) -> Result<()> {
@@ -406,6 +456,7 @@ impl Bed {
             .arg(&host.subnet_file)
             .args(["--subnet-lease-ttl", &self.lease_timing.0])
             .args(["--subnet-lease-renew-margin", &self.lease_timing.1])
+            .args(self.fast_path.iter().flat_map(|mode| ["--fast-path", mode]))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -10,7 +10,9 @@ use clap::Parser;
 use sinew_overlayd::daemon::{self, Settings};
 use sinew_overlayd::dataplane::{IfaceSelector, Netlink};
 use sinew_overlayd::duration;
+use sinew_overlayd::fastpath::{FastPath, Mode};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 
 /// flannel's VXLAN overlay: a subnet lease per host in the KV store, a VXLAN device kept
 /// in step with the other hosts' leases, and subnet.env for the container runtime.
@@ -57,6 +59,12 @@ pub struct Cli {
     /// How long a subnet lease lives without renewal: 24h, 30s, or plain seconds.
     #[arg(long, env = "FLANNELD_SUBNET_LEASE_TTL", default_value = "24h")]
     subnet_lease_ttl: String,
+
+    /// eBPF forwarding between the VXLAN device and container veths on the bridge that
+    /// holds this host's subnet, past the host's IP stack and netfilter: auto (if the
+    /// kernel can), on (fail if it cannot) or off (the kernel's path only).
+    #[arg(long, env = "OVERLAYD_FAST_PATH", value_enum, default_value = "auto")]
+    fast_path: Mode,
 }
 
 /// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
@@ -70,25 +78,26 @@ pub fn init_tracing() {
         .init();
 }
 
-fn settings(cli: Cli) -> Result<Settings> {
+fn settings(cli: &Cli) -> Result<Settings> {
     let renew_margin = duration::parse(&cli.subnet_lease_renew_margin, Duration::from_secs(60))
         .context("--subnet-lease-renew-margin")?;
     let lease_ttl = duration::parse(&cli.subnet_lease_ttl, Duration::from_secs(1))
         .context("--subnet-lease-ttl")?;
     Ok(Settings {
-        endpoints: cli.etcd_endpoints,
-        prefix: cli.etcd_prefix,
+        endpoints: cli.etcd_endpoints.clone(),
+        prefix: cli.etcd_prefix.clone(),
         iface: IfaceSelector::from_flag(cli.iface.as_deref()),
         public_ip: cli.public_ip,
-        subnet_file: cli.subnet_file,
+        subnet_file: cli.subnet_file.clone(),
         lease_ttl,
         renew_margin,
     })
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; the data plane and the lease stay in place.
+/// Runs the daemon until SIGTERM or SIGINT; the data plane and the lease stay in place,
+/// only the fast path is detached (the kernel's path needs no daemon to keep it right).
 pub fn run(cli: Cli) -> Result<()> {
-    let settings = settings(cli)?;
+    let settings = settings(&cli)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -97,13 +106,31 @@ pub fn run(cli: Cli) -> Result<()> {
         let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
         let mut kernel = Netlink::open().context("opening netlink")?;
-        tokio::select! {
-            outcome = daemon::run(&settings, &mut kernel) => {
-                outcome.context("overlayd cannot run")?;
+        let mut fast_path = FastPath::open(cli.fast_path).context("--fast-path")?;
+        let (targets, watching) = watch::channel(None);
+        let fast = async {
+            match &mut fast_path {
+                Some(fast_path) => fast_path.run(watching).await,
+                None => std::future::pending().await,
             }
-            _ = terminate.recv() => tracing::info!("SIGTERM: stopping, leaving the VXLAN device, its entries and the lease in place"),
-            _ = interrupt.recv() => tracing::info!("SIGINT: stopping, leaving the VXLAN device, its entries and the lease in place"),
+        };
+        let outcome = tokio::select! {
+            outcome = daemon::run(&settings, &mut kernel, &targets) => {
+                outcome.context("overlayd cannot run").map(drop)
+            }
+            outcome = fast => outcome.context("--fast-path on").map(drop),
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: stopping, leaving the VXLAN device, its entries and the lease in place");
+                Ok(())
+            }
+            _ = interrupt.recv() => {
+                tracing::info!("SIGINT: stopping, leaving the VXLAN device, its entries and the lease in place");
+                Ok(())
+            }
+        };
+        if let Some(fast_path) = &mut fast_path {
+            fast_path.stop().await;
         }
-        Ok(())
+        outcome
     })
 }

@@ -17,11 +17,14 @@ use sinew_proto::kv::{
     WatchCreateRequest,
 };
 use thiserror::Error;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::alloc::{AllocError, Allocator, Held};
 use crate::config::NetworkConfig;
 use crate::dataplane::{Dataplane, DataplaneError, Device, DeviceSpec, IfaceSelector, Underlay};
+use crate::error_chain as chain;
+use crate::fastpath::Target;
 use crate::lease::{self, Lease, LeaseAttrs};
 use crate::subnet_env::{self, SubnetEnv};
 use crate::sync::{Direct, RemoteChange, Syncer};
@@ -69,18 +72,6 @@ pub enum DaemonError {
     Underlay(#[source] DataplaneError),
 }
 
-/// An error and its causes on one line.
-fn chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Runs `attempt` until it succeeds, logging each failure, with growing pauses.
 async fn retrying<T, E: StdError>(what: &str, mut attempt: impl AsyncFnMut() -> Result<T, E>) -> T {
     let mut pause = Duration::from_millis(250);
@@ -96,10 +87,12 @@ async fn retrying<T, E: StdError>(what: &str, mut attempt: impl AsyncFnMut() -> 
     }
 }
 
-/// Runs the daemon with `kernel` until the future is dropped.
+/// Runs the daemon with `kernel` until the future is dropped; `fast_path` learns each
+/// VXLAN device and subnet as they are set up.
 pub async fn run<D: Dataplane>(
     settings: &Settings,
     kernel: &mut D,
+    fast_path: &watch::Sender<Option<Target>>,
 ) -> Result<Infallible, DaemonError> {
     if settings.renew_margin >= settings.lease_ttl {
         return Err(DaemonError::Margin {
@@ -122,7 +115,10 @@ pub async fn run<D: Dataplane>(
     let mut config = wait_for_config(&kv, &settings.prefix).await;
     loop {
         let old_device = device_name(&config.0);
-        let overlay = Overlay::start(settings, &kv, kernel, &underlay, public_ip, config).await;
+        let overlay = Overlay::start(
+            settings, &kv, kernel, fast_path, &underlay, public_ip, config,
+        )
+        .await;
         config = overlay.serve().await;
         if device_name(&config.0) != old_device {
             // A new VNI means a new device; the old one would keep its address and its
@@ -192,6 +188,7 @@ struct Overlay<'a, D> {
     settings: &'a Settings,
     kv: &'a KvClient,
     kernel: &'a mut D,
+    fast_path: &'a watch::Sender<Option<Target>>,
     allocator: Allocator,
     config: NetworkConfig,
     config_revision: i64,
@@ -210,6 +207,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
         settings: &'a Settings,
         kv: &'a KvClient,
         kernel: &'a mut D,
+        fast_path: &'a watch::Sender<Option<Target>>,
         underlay: &Underlay,
         public_ip: Ipv4Addr,
         (config, config_revision): (NetworkConfig, i64),
@@ -260,6 +258,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
             settings,
             kv,
             kernel,
+            fast_path,
             allocator,
             config,
             config_revision,
@@ -299,6 +298,10 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
         };
         let path = &self.settings.subnet_file;
         retrying("writing subnet.env", async || env.write(path)).await;
+        self.fast_path.send_replace(Some(Target {
+            vxlan: device,
+            subnet: held.subnet,
+        }));
         self.syncer = Syncer::new(
             self.device.index,
             self.direct,

@@ -17,7 +17,20 @@ use sinew_tests::overlay_bed::{
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn started(hosts: usize, server: Server, config: &str) -> Result<(Bed, Vec<HostSubnet>)> {
+    started_with(hosts, server, config, None)
+}
+
+/// [`started`], with overlayd's `--fast-path` set if `fast_path` is given.
+fn started_with(
+    hosts: usize,
+    server: Server,
+    config: &str,
+    fast_path: Option<&'static str>,
+) -> Result<(Bed, Vec<HostSubnet>)> {
     let mut bed = Bed::new(hosts, server, Some(config), false)?;
+    if let Some(mode) = fast_path {
+        bed.set_fast_path(mode);
+    }
     for index in 0..hosts {
         bed.start(index)?;
     }
@@ -29,7 +42,16 @@ fn started(hosts: usize, server: Server, config: &str) -> Result<(Bed, Vec<HostS
 
 /// A started bed with a container attached to every host.
 fn attached(hosts: usize, config: &str) -> Result<(Bed, Vec<HostSubnet>)> {
-    let (mut bed, subnets) = started(hosts, Server::kvd(false)?, config)?;
+    attached_with(hosts, config, None)
+}
+
+/// [`attached`], with overlayd's `--fast-path` set if `fast_path` is given.
+fn attached_with(
+    hosts: usize,
+    config: &str,
+    fast_path: Option<&'static str>,
+) -> Result<(Bed, Vec<HostSubnet>)> {
+    let (mut bed, subnets) = started_with(hosts, Server::kvd(false)?, config, fast_path)?;
     for index in 0..hosts {
         bed.attach_container(index)?;
     }
@@ -89,7 +111,8 @@ fn tcp_echo(from: &str, to: &str, address: Ipv4Addr, message: &'static [u8]) -> 
 
 #[test]
 fn containers_ping_and_echo_across_hosts() -> Result<()> {
-    let (mut bed, subnets) = attached(3, DEFAULT_CONFIG)?;
+    // The kernel's own path, as flannel has it.
+    let (mut bed, subnets) = attached_with(3, DEFAULT_CONFIG, Some("off"))?;
     let distinct: HashSet<String> = subnets.iter().map(HostSubnet::network).collect();
     assert_eq!(distinct.len(), 3, "{subnets:?}");
     for subnet in &subnets {
@@ -203,6 +226,73 @@ fn hosts_starting_at_once_never_share_a_subnet() -> Result<()> {
         .collect::<Result<_>>()?;
     assert_eq!(holders.len(), 4, "{holders:?}");
     bed.wait_converged(&subnets, PATIENCE)?;
+    Ok(())
+}
+
+#[test]
+fn the_fast_path_carries_container_traffic_past_the_host_stack() -> Result<()> {
+    let (mut bed, subnets) = attached_with(2, DEFAULT_CONFIG, Some("on"))?;
+    bed.wait_converged(&subnets, PATIENCE)?;
+    // The first packets take the kernel's path, which teaches the bridge where each
+    // container is; the fast path picks that up from the FDB.
+    ping(&bed, 0, &subnets[1])?;
+    ping(&bed, 1, &subnets[0])?;
+    for index in 0..2 {
+        bed.wait_fast_path(index, PATIENCE)?;
+    }
+    let bridge_before = bed.packets(1, "cbr0")?;
+    let veth_before = bed.packets(1, "veth0")?;
+    let output = bed.exec(
+        &bed.hosts[0].container_netns,
+        "ping",
+        &[
+            "-c",
+            "50",
+            "-i",
+            "0.01",
+            "-W",
+            "2",
+            &subnets[1].container().to_string(),
+        ],
+    )?;
+    ensure!(output.contains("50 received"), "{output}");
+    // Forwarded twice, once by each host's programs, as the kernel would: 64 - 2.
+    ensure!(output.contains("ttl=62"), "{output}");
+    let echoed = tcp_echo(
+        &bed.hosts[1].container_netns,
+        &bed.hosts[0].container_netns,
+        subnets[0].container(),
+        b"past the bridge",
+    )?;
+    assert_eq!(echoed, b"past the bridge");
+    let bridge_after = bed.packets(1, "cbr0")?;
+    let veth_after = bed.packets(1, "veth0")?;
+    // Requests went straight into the container (the host-side veth sent none of them)
+    // and replies straight to the VXLAN device (the bridge passed none up to the host).
+    let sent_by_veth = veth_after.1 - veth_before.1;
+    let bridge_up = bridge_after.0 - bridge_before.0;
+    let from_container = veth_after.0 - veth_before.0;
+    assert!(
+        from_container >= 50,
+        "the container sent {from_container} packets"
+    );
+    assert!(
+        sent_by_veth < 5,
+        "{sent_by_veth} packets took the bridge into the container"
+    );
+    assert!(
+        bridge_up < 5,
+        "{bridge_up} packets took the bridge up to the host"
+    );
+    // Stopped, overlayd takes the fast path away; the kernel's path carries on.
+    bed.stop(1)?;
+    ensure!(!bed.fast_path_attached(1)?, "the filters outlived overlayd");
+    ping(&bed, 0, &subnets[1])?;
+    let veth_kernel = bed.packets(1, "veth0")?;
+    ensure!(
+        veth_kernel.1 >= veth_after.1 + 2,
+        "the pings after the stop did not take the bridge: {veth_after:?} then {veth_kernel:?}"
+    );
     Ok(())
 }
 
