@@ -4,7 +4,8 @@
 //! host has leased its subnet and written `subnet.env` for the container runner.
 //!
 //! Guests need the kernel modules in [`GUEST_MODULES`] (VXLAN for the overlay, bridge and
-//! veth for containers on it): add them to each [`crate::MachineSpec::modules`].
+//! veth for containers on it, tc's clsact and bpf classifier for overlayd's eBPF fast
+//! path): add them to each [`crate::MachineSpec::modules`].
 
 use std::time::{Duration, Instant};
 
@@ -25,9 +26,10 @@ pub const SUBNET_FILE: &str = "/run/flannel/subnet.env";
 pub const PREFIX: &str = "/coreos.com/network";
 /// The service name overlayd runs under.
 pub const SERVICE: &str = "overlayd";
-/// Kernel modules a guest on the overlay needs: the VXLAN device, and a bridge and veth
-/// pairs for its containers.
-pub const GUEST_MODULES: [&str; 3] = ["vxlan", "bridge", "veth"];
+/// Kernel modules a guest on the overlay needs: the VXLAN device, a bridge and veth pairs
+/// for its containers, and the clsact qdisc and bpf classifier that overlayd's fast path
+/// attaches with (without them overlayd stays on the kernel's path).
+pub const GUEST_MODULES: [&str; 5] = ["vxlan", "bridge", "veth", "sch_ingress", "cls_bpf"];
 
 /// How long every host may take to lease a subnet (guests may be emulated).
 const LEASE_PATIENCE: Duration = Duration::from_secs(120);

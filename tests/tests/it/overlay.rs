@@ -1,7 +1,8 @@
 //! overlayd on the namespace test bed (real kernel VXLAN, real kvd or etcd): containers
 //! reach each other across hosts, leaving hosts are forgotten, restarts keep subnets,
 //! concurrent starts never share a subnet, bad config is reported and later picked up,
-//! DirectRouting skips VXLAN on one segment, a new VNI replaces the device.
+//! DirectRouting skips VXLAN on one segment, a new VNI replaces the device, the eBPF fast
+//! path carries container traffic past the host's stack and goes away with overlayd.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};

@@ -9,7 +9,8 @@
 //! overlayd keeps it in step with the host: it finds the bridge holding an address of the
 //! leased subnet (what flannel's CNI bridge plugin and sinew's runner both make), attaches
 //! `tx` to each container veth on it, `rx` to the VXLAN device, and mirrors the bridge's
-//! FDB into the ports map; rtnetlink events (links, addresses, FDB) trigger a resync. A
+//! FDB into the ports map (see [`plan`] for why entries outlive the bridge's ageing);
+//! rtnetlink events (links, addresses, FDB) trigger a resync. A
 //! packet the programs cannot place (no FDB entry yet, no resolved neighbour, TTL spent,
 //! anything not IPv4) takes the kernel's path as before.
 //!
@@ -91,7 +92,8 @@ impl FastPathError {
     fn is_unsupported(&self) -> bool {
         match self {
             Self::Bpf(_) => true,
-            Self::Tc(error) => !matches!(error.errno, libc::ENODEV | libc::ENOENT | libc::EPIPE),
+            // ENOENT here is a qdisc or classifier kind the kernel does not know.
+            Self::Tc(error) => !matches!(error.errno, libc::ENODEV | libc::EPIPE),
             Self::Socket(_) | Self::Dump { .. } => false,
         }
     }
@@ -230,7 +232,7 @@ impl FastPath {
     /// Brings filters and the ports map in line with the plan for `target`.
     async fn reconcile(&mut self, target: Target) -> Result<(), FastPathError> {
         let (links, fdb) = self.tables().await?;
-        let plan = plan(&target, &links, &fdb);
+        let plan = plan(&target, &links, &fdb, &self.macs);
         let Some(bridge) = plan.bridge else {
             if !self.said_waiting {
                 tracing::info!(

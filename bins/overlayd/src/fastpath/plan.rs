@@ -66,8 +66,12 @@ pub struct Plan {
     pub macs: BTreeMap<Mac, u32>,
 }
 
-/// Works out the plan for `target` from the host's links and the bridge FDB.
-pub fn plan(target: &Target, links: &[Link], fdb: &[FdbEntry]) -> Plan {
+/// Works out the plan for `target` from the host's links and the bridge FDB. `known` is
+/// what the ports map holds now: a MAC stays behind its port while that port is on the
+/// bridge, also after the bridge ages its FDB entry out, because with the fast path on a
+/// container's frames no longer cross the bridge to refresh it. The FDB still wins when
+/// it places a MAC elsewhere.
+pub fn plan(target: &Target, links: &[Link], fdb: &[FdbEntry], known: &BTreeMap<Mac, u32>) -> Plan {
     let bridge = links.iter().find(|link| {
         link.kind == LinkKind::Bridge
             && link.index != target.vxlan
@@ -90,6 +94,11 @@ pub fn plan(target: &Target, links: &[Link], fdb: &[FdbEntry]) -> Plan {
     for entry in fdb {
         if !entry.local && ports.contains(&entry.port) {
             macs.entry(entry.mac).or_insert(entry.port);
+        }
+    }
+    for (&mac, &port) in known {
+        if ports.contains(&port) {
+            macs.entry(mac).or_insert(port);
         }
     }
     Plan {
@@ -172,7 +181,7 @@ mod tests {
                 local: false,
             },
         ];
-        let plan = plan(&target(), &links, &fdb);
+        let plan = plan(&target(), &links, &fdb, &BTreeMap::new());
         assert_eq!(plan.bridge, Some(5));
         assert_eq!(plan.ports, BTreeSet::from([6, 10]));
         assert_eq!(plan.macs, BTreeMap::from([(mac(0x16), 6), (mac(0x1a), 10)]));
@@ -190,6 +199,33 @@ mod tests {
             mac: mac(0x16),
             local: false,
         }];
-        assert_eq!(plan(&target(), &links, &fdb), Plan::default());
+        assert_eq!(
+            plan(&target(), &links, &fdb, &BTreeMap::new()),
+            Plan::default()
+        );
+    }
+
+    #[test]
+    fn a_mac_stays_behind_its_port_until_the_port_goes_or_the_fdb_moves_it() {
+        let links = [
+            link(5, LinkKind::Bridge, None, &["10.5.7.1"]),
+            link(6, LinkKind::Veth, Some(5), &[]),
+            link(10, LinkKind::Veth, Some(5), &[]),
+        ];
+        let known = BTreeMap::from([
+            // aged out of the FDB, port still there
+            (mac(0x16), 6),
+            // port 8 is gone
+            (mac(0x18), 8),
+            // the FDB now has it behind port 10
+            (mac(0x1a), 6),
+        ]);
+        let fdb = [FdbEntry {
+            port: 10,
+            mac: mac(0x1a),
+            local: false,
+        }];
+        let plan = plan(&target(), &links, &fdb, &known);
+        assert_eq!(plan.macs, BTreeMap::from([(mac(0x16), 6), (mac(0x1a), 10)]));
     }
 }
