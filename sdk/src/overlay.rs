@@ -237,6 +237,48 @@ fn write_config(
 }
 
 /// Waits for `host`'s subnet file and returns its `FLANNEL_SUBNET`.
+/// How overlay traffic passes between a host's VXLAN device and its containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataPath {
+    /// overlayd's eBPF fast path.
+    FastPath,
+    /// The fast path waits for the container bridge to appear; the kernel's path until then.
+    Waiting,
+    /// The kernel's path: the fast path is off, unavailable, or not started yet.
+    Kernel,
+}
+
+impl std::fmt::Display for DataPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::FastPath => "eBPF fast path",
+            Self::Waiting => "kernel path (fast path waiting for a container bridge)",
+            Self::Kernel => "kernel path",
+        })
+    }
+}
+
+/// The data path overlayd on `host` last reported in its log.
+pub fn data_path(host: &Host) -> Result<DataPath, HostError> {
+    use sinew_overlayd::fastpath::{LOG_ON, LOG_UNAVAILABLE, LOG_WAITING};
+    let logs = host.service_logs(SERVICE, 10_000)?;
+    Ok(logs
+        .iter()
+        .rev()
+        .find_map(|line| {
+            if line.contains(LOG_ON) {
+                Some(DataPath::FastPath)
+            } else if line.contains(LOG_WAITING) {
+                Some(DataPath::Waiting)
+            } else if line.contains(LOG_UNAVAILABLE) {
+                Some(DataPath::Kernel)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(DataPath::Kernel))
+}
+
 fn wait_subnet(host: &Host) -> Result<String, OverlayError> {
     let started = Instant::now();
     loop {

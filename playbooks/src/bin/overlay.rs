@@ -1,13 +1,14 @@
 //! `overlay`: flannel's job across guests of both architectures. Three guests run kvd, then
 //! overlayd, which leases each a subnet in the KV store and builds the VXLAN mesh over the
 //! data-plane segment. A signed container on the aarch64 guest serves a TCP echo on its
-//! overlay address; containers on both x86_64 guests reach it across the overlay.
+//! overlay address; containers on both x86_64 guests reach it across the overlay. Each
+//! guest then says which data path overlayd took (its eBPF fast path where the kernel can).
 //!
 //! `cargo run --bin overlay [-- --dry-run | -v]`
 
 use anyhow::Context;
 use sinew::image::{host_archive_path, ImageSpec, SINEW_RUN_PATH};
-use sinew::overlay::{NetworkConfig, GUEST_MODULES};
+use sinew::overlay::{data_path, NetworkConfig, GUEST_MODULES};
 use sinew::{Arch, Build, Host, LabSpec, MachineSpec, Run, Status};
 
 const IMAGE: &str = "sinew.example/demo/probe:1";
@@ -84,6 +85,9 @@ fn main() -> anyhow::Result<()> {
     )?;
     for (host, reply) in clients.iter().zip(&replies) {
         run.say(format!("{host} -> {target}: {}", reply.stdout_text()));
+    }
+    for host in lab.hosts() {
+        run.say(format!("{host}: data path: {}", data_path(host)?));
     }
     run.shutdown(lab)?;
     run.finish()?;

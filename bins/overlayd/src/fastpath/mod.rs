@@ -44,6 +44,13 @@ pub use tc::TcError;
 
 use crate::mac::Mac;
 
+/// The start of the log line saying the programs are loaded and being attached.
+pub const LOG_ON: &str = "fast path on";
+/// The start of the log line saying there is no bridge to work with yet.
+pub const LOG_WAITING: &str = "fast path waiting";
+/// The start of the log line saying this kernel cannot run it (under `auto`).
+pub const LOG_UNAVAILABLE: &str = "fast path unavailable";
+
 /// A full resync this often even without events, in case one was missed.
 const RESYNC: Duration = Duration::from_secs(30);
 /// Events this close together are handled with one resync.
@@ -180,7 +187,7 @@ impl FastPath {
                             return Err(error);
                         }
                         tracing::warn!(
-                            "the fast path cannot run here, overlay traffic takes the kernel's path: {}",
+                            "{LOG_UNAVAILABLE} on this kernel, overlay traffic takes the kernel's path: {}",
                             crate::error_chain(&error)
                         );
                         return std::future::pending().await;
@@ -236,7 +243,7 @@ impl FastPath {
         let Some(bridge) = plan.bridge else {
             if !self.said_waiting {
                 tracing::info!(
-                    "fast path: waiting for a bridge with an address in {}",
+                    "{LOG_WAITING} for a bridge with an address in {}",
                     target.subnet
                 );
                 self.said_waiting = true;
@@ -297,7 +304,7 @@ impl FastPath {
             .as_ref()
             .map_or(1, |loaded| loaded.generation + 1);
         tracing::info!(
-            "fast path on: VXLAN device {vxlan} ⇄ container veths on bridge {bridge}, past the host's IP stack"
+            "{LOG_ON}: VXLAN device {vxlan} ⇄ container veths on bridge {bridge}, past the host's IP stack"
         );
         self.loaded = Some(Loaded {
             bridge,
