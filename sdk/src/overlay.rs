@@ -260,10 +260,13 @@ impl std::fmt::Display for DataPath {
 
 /// The data path overlayd on `host` last reported in its log.
 pub fn data_path(host: &Host) -> Result<DataPath, HostError> {
+    Ok(reported_data_path(&host.service_logs(SERVICE, 10_000)?))
+}
+
+/// The data path the last of overlayd's fast-path log lines in `logs` reports.
+fn reported_data_path(logs: &[String]) -> DataPath {
     use sinew_overlayd::fastpath::{LOG_ON, LOG_UNAVAILABLE, LOG_WAITING};
-    let logs = host.service_logs(SERVICE, 10_000)?;
-    Ok(logs
-        .iter()
+    logs.iter()
         .rev()
         .find_map(|line| {
             if line.contains(LOG_ON) {
@@ -276,7 +279,7 @@ pub fn data_path(host: &Host) -> Result<DataPath, HostError> {
                 None
             }
         })
-        .unwrap_or(DataPath::Kernel))
+        .unwrap_or(DataPath::Kernel)
 }
 
 fn wait_subnet(host: &Host) -> Result<String, OverlayError> {
@@ -306,6 +309,29 @@ fn wait_subnet(host: &Host) -> Result<String, OverlayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_fast_path_line_of_overlayds_log_tells_the_data_path() {
+        use sinew_overlayd::fastpath::{LOG_ON, LOG_UNAVAILABLE, LOG_WAITING};
+        let lines = |text: &[&String]| text.iter().map(|line| (*line).clone()).collect::<Vec<_>>();
+        let on = &format!("INFO {LOG_ON}: VXLAN device 4 ⇄ container veths on bridge 7");
+        let waiting = &format!("INFO {LOG_WAITING} for a bridge with an address in 10.5.3.0/24");
+        let unavailable = &format!("WARN {LOG_UNAVAILABLE} on this kernel: loading BPF program");
+        let other = &"INFO remote added: subnet 10.5.9.0/24 at 10.0.0.9".to_owned();
+        assert_eq!(
+            reported_data_path(&lines(&[waiting, on, other])),
+            DataPath::FastPath
+        );
+        assert_eq!(
+            reported_data_path(&lines(&[on, waiting])),
+            DataPath::Waiting
+        );
+        assert_eq!(
+            reported_data_path(&lines(&[on, unavailable])),
+            DataPath::Kernel
+        );
+        assert_eq!(reported_data_path(&lines(&[other])), DataPath::Kernel);
+    }
 
     #[test]
     fn config_json_is_flannels() {
