@@ -17,28 +17,28 @@
 //! Traffic it forwards does not pass the host's netfilter hooks, as with any tc redirect.
 
 mod bpf;
+#[cfg(test)]
+mod fake;
+mod kernel;
 mod plan;
 mod program;
 mod tc;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedReceiver;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
-use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
-use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::{Handle, MulticastGroup};
+use rtnetlink::MulticastGroup;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use bpf::BpfError;
+pub use kernel::{FastPathKernel, NetlinkBpf, Role};
 pub use plan::{plan, FdbEntry, Link, LinkKind, Plan, Target};
 pub use tc::TcError;
 
@@ -55,8 +55,6 @@ pub const LOG_UNAVAILABLE: &str = "fast path unavailable";
 const RESYNC: Duration = Duration::from_secs(30);
 /// Events this close together are handled with one resync.
 const SETTLE: Duration = Duration::from_millis(20);
-/// Room for this many container MACs on the bridge.
-const MAX_CONTAINERS: u32 = 16 * 1024;
 
 /// `--fast-path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -96,7 +94,7 @@ pub enum FastPathError {
 impl FastPathError {
     /// Whether this kernel cannot run the fast path at all (as opposed to a link that
     /// vanished between a listing and a request, which the next resync gets over).
-    fn is_unsupported(&self) -> bool {
+    pub fn is_unsupported(&self) -> bool {
         match self {
             Self::Bpf(_) => true,
             // ENOENT here is a qdisc or classifier kind the kernel does not know.
@@ -106,35 +104,136 @@ impl FastPathError {
     }
 }
 
-/// The programs loaded for one bridge and VXLAN device.
+/// What the fast path has put in place through a kernel, and how to change it.
 #[derive(Debug)]
-struct Loaded {
-    bridge: u32,
-    vxlan: u32,
-    rx: bpf::Program,
-    tx: bpf::Program,
+pub struct Reconciler<K> {
+    kernel: K,
+    /// The bridge and VXLAN device the loaded programs are for.
+    loaded: Option<(u32, u32)>,
     /// Bumped at every load, so that each link gets the new programs.
     generation: u64,
-}
-
-/// The fast path's state on this host.
-#[derive(Debug)]
-pub struct FastPath {
-    mode: Mode,
-    handle: Handle,
-    events: UnboundedReceiver<(
-        NetlinkMessage<RouteNetlinkMessage>,
-        rtnetlink::sys::SocketAddr,
-    )>,
-    driver: JoinHandle<()>,
-    ports_map: Option<bpf::HashMap<6, 4>>,
-    loaded: Option<Loaded>,
     /// Links carrying our filter, with the generation of the program attached.
     attached: BTreeMap<u32, u64>,
     /// What the ports map holds.
     macs: BTreeMap<Mac, u32>,
     /// Whether "no bridge yet" was said since the last change.
     said_waiting: bool,
+}
+
+impl<K: FastPathKernel> Reconciler<K> {
+    /// Nothing in place yet.
+    pub fn new(kernel: K) -> Self {
+        Self {
+            kernel,
+            loaded: None,
+            generation: 0,
+            attached: BTreeMap::new(),
+            macs: BTreeMap::new(),
+            said_waiting: false,
+        }
+    }
+
+    /// Brings filters and the ports map in line with the plan for `target`.
+    pub async fn reconcile(&mut self, target: Target) -> Result<(), FastPathError> {
+        let (links, fdb) = self.kernel.tables().await?;
+        let plan = plan(&target, &links, &fdb, &self.macs);
+        let Some(bridge) = plan.bridge else {
+            if !self.said_waiting {
+                tracing::info!(
+                    "{LOG_WAITING} for a bridge with an address in {}",
+                    target.subnet
+                );
+                self.said_waiting = true;
+            }
+            self.stop().await;
+            return Ok(());
+        };
+        self.said_waiting = false;
+        if self.loaded != Some((bridge, target.vxlan)) {
+            self.kernel.load(bridge, target.vxlan)?;
+            self.loaded = Some((bridge, target.vxlan));
+            self.generation += 1;
+            tracing::info!(
+                "{LOG_ON}: VXLAN device {} ⇄ container veths on bridge {bridge}, past the host's IP stack",
+                target.vxlan
+            );
+        }
+        let wanted: BTreeSet<u32> = plan.ports.iter().copied().chain([target.vxlan]).collect();
+        let stale: Vec<u32> = self
+            .attached
+            .keys()
+            .filter(|index| !wanted.contains(index))
+            .copied()
+            .collect();
+        for index in stale {
+            self.attached.remove(&index);
+            self.kernel.detach(index).await?;
+        }
+        for &index in &wanted {
+            if self.attached.get(&index) == Some(&self.generation) {
+                continue;
+            }
+            let role = if index == target.vxlan {
+                Role::Rx
+            } else {
+                Role::Tx
+            };
+            self.kernel.attach(index, role).await?;
+            self.attached.insert(index, self.generation);
+            tracing::debug!(link = index, program = role.name(), "fast path attached");
+        }
+        self.mirror(&plan.macs)
+    }
+
+    /// Detaches every filter and empties the map; traffic takes the kernel's path.
+    pub async fn stop(&mut self) {
+        for index in std::mem::take(&mut self.attached).into_keys() {
+            if let Err(error) = self.kernel.detach(index).await {
+                tracing::warn!("{}", crate::error_chain(&error));
+            }
+        }
+        for mac in std::mem::take(&mut self.macs).into_keys() {
+            if let Err(error) = self.kernel.clear_port(mac) {
+                tracing::warn!("{}", crate::error_chain(&error));
+            }
+        }
+        self.loaded = None;
+    }
+
+    /// Makes the ports map hold exactly `wanted`.
+    fn mirror(&mut self, wanted: &BTreeMap<Mac, u32>) -> Result<(), FastPathError> {
+        let gone: Vec<Mac> = self
+            .macs
+            .keys()
+            .filter(|mac| !wanted.contains_key(mac))
+            .copied()
+            .collect();
+        for mac in gone {
+            self.kernel.clear_port(mac)?;
+            self.macs.remove(&mac);
+        }
+        for (&mac, &port) in wanted {
+            if self.macs.get(&mac) != Some(&port) {
+                self.kernel.set_port(mac, port)?;
+                self.macs.insert(mac, port);
+                tracing::debug!(%mac, port, "fast path: container MAC behind port");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fast path on this host: a [`Reconciler`] on the real kernel, driven by rtnetlink
+/// events.
+#[derive(Debug)]
+pub struct FastPath {
+    mode: Mode,
+    events: UnboundedReceiver<(
+        NetlinkMessage<RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
+    driver: JoinHandle<()>,
+    state: Reconciler<NetlinkBpf>,
 }
 
 impl Drop for FastPath {
@@ -159,14 +258,9 @@ impl FastPath {
             rtnetlink::new_multicast_connection(&groups).map_err(FastPathError::Socket)?;
         Ok(Some(Self {
             mode,
-            handle,
             events,
             driver: tokio::spawn(connection),
-            ports_map: None,
-            loaded: None,
-            attached: BTreeMap::new(),
-            macs: BTreeMap::new(),
-            said_waiting: false,
+            state: Reconciler::new(NetlinkBpf::new(handle)),
         }))
     }
 
@@ -180,9 +274,9 @@ impl FastPath {
         loop {
             let target = *targets.borrow_and_update();
             if let Some(target) = target {
-                if let Err(error) = self.reconcile(target).await {
+                if let Err(error) = self.state.reconcile(target).await {
                     if error.is_unsupported() {
-                        self.stop().await;
+                        self.state.stop().await;
                         if self.mode == Mode::On {
                             return Err(error);
                         }
@@ -221,178 +315,7 @@ impl FastPath {
 
     /// Detaches every filter and empties the map; traffic takes the kernel's path.
     pub async fn stop(&mut self) {
-        for index in std::mem::take(&mut self.attached).into_keys() {
-            if let Err(error) = tc::detach(&self.handle, index).await {
-                tracing::warn!("{error}");
-            }
-        }
-        if let Some(map) = &self.ports_map {
-            for mac in std::mem::take(&mut self.macs).into_keys() {
-                if let Err(error) = map.remove(&mac.0) {
-                    tracing::warn!("{}", crate::error_chain(&error));
-                }
-            }
-        }
-        self.loaded = None;
-    }
-
-    /// Brings filters and the ports map in line with the plan for `target`.
-    async fn reconcile(&mut self, target: Target) -> Result<(), FastPathError> {
-        let (links, fdb) = self.tables().await?;
-        let plan = plan(&target, &links, &fdb, &self.macs);
-        let Some(bridge) = plan.bridge else {
-            if !self.said_waiting {
-                tracing::info!(
-                    "{LOG_WAITING} for a bridge with an address in {}",
-                    target.subnet
-                );
-                self.said_waiting = true;
-            }
-            self.stop().await;
-            return Ok(());
-        };
-        self.said_waiting = false;
-        let generation = self.load(bridge, target.vxlan)?;
-        let wanted: BTreeSet<u32> = plan.ports.iter().copied().chain([target.vxlan]).collect();
-        let stale: Vec<u32> = self
-            .attached
-            .keys()
-            .filter(|index| !wanted.contains(index))
-            .copied()
-            .collect();
-        for index in stale {
-            self.attached.remove(&index);
-            tc::detach(&self.handle, index).await?;
-        }
-        for &index in &wanted {
-            if self.attached.get(&index) == Some(&generation) {
-                continue;
-            }
-            let loaded = self.loaded.as_ref().expect("loaded above");
-            let (program, name) = if index == target.vxlan {
-                (&loaded.rx, "sinew_rx")
-            } else {
-                (&loaded.tx, "sinew_tx")
-            };
-            tc::ensure_clsact(&self.handle, index).await?;
-            tc::attach(&self.handle, index, program, name).await?;
-            self.attached.insert(index, generation);
-            tracing::debug!(link = index, program = name, "fast path attached");
-        }
-        self.mirror(&plan.macs)?;
-        Ok(())
-    }
-
-    /// Loads the programs for `bridge` and `vxlan` unless they already are; returns their
-    /// generation.
-    fn load(&mut self, bridge: u32, vxlan: u32) -> Result<u64, FastPathError> {
-        if let Some(loaded) = &self.loaded {
-            if (loaded.bridge, loaded.vxlan) == (bridge, vxlan) {
-                return Ok(loaded.generation);
-            }
-        }
-        let map = match &self.ports_map {
-            Some(map) => map,
-            None => self
-                .ports_map
-                .insert(bpf::HashMap::create("sinew_ports", MAX_CONTAINERS)?),
-        };
-        let rx = bpf::Program::load_classifier("sinew_rx", &program::rx(bridge, map.fd()))?;
-        let tx = bpf::Program::load_classifier("sinew_tx", &program::tx(vxlan))?;
-        let generation = self
-            .loaded
-            .as_ref()
-            .map_or(1, |loaded| loaded.generation + 1);
-        tracing::info!(
-            "{LOG_ON}: VXLAN device {vxlan} ⇄ container veths on bridge {bridge}, past the host's IP stack"
-        );
-        self.loaded = Some(Loaded {
-            bridge,
-            vxlan,
-            rx,
-            tx,
-            generation,
-        });
-        Ok(generation)
-    }
-
-    /// Makes the ports map hold exactly `wanted`.
-    fn mirror(&mut self, wanted: &BTreeMap<Mac, u32>) -> Result<(), FastPathError> {
-        let map = self.ports_map.as_ref().expect("created with the programs");
-        let gone: Vec<Mac> = self
-            .macs
-            .keys()
-            .filter(|mac| !wanted.contains_key(mac))
-            .copied()
-            .collect();
-        for mac in gone {
-            map.remove(&mac.0)?;
-            self.macs.remove(&mac);
-        }
-        for (&mac, &port) in wanted {
-            if self.macs.get(&mac) != Some(&port) {
-                map.insert(&mac.0, &port.to_ne_bytes())?;
-                self.macs.insert(mac, port);
-                tracing::debug!(%mac, port, "fast path: container MAC behind port");
-            }
-        }
-        Ok(())
-    }
-
-    /// The host's links (with their IPv4 addresses) and the bridge FDB.
-    async fn tables(&self) -> Result<(Vec<Link>, Vec<FdbEntry>), FastPathError> {
-        let links: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| FastPathError::Dump {
-                what: "listing links",
-                source,
-            })?;
-        let addresses: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| FastPathError::Dump {
-                what: "listing addresses",
-                source,
-            })?;
-        let neighbours: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| FastPathError::Dump {
-                what: "listing the bridge FDB",
-                source,
-            })?;
-        let links = links
-            .iter()
-            .map(|message| {
-                let mut link = link_view(message);
-                link.addresses = addresses
-                    .iter()
-                    .filter(|address| address.header.index == link.index)
-                    .flat_map(|address| &address.attributes)
-                    .filter_map(|attribute| match attribute {
-                        AddressAttribute::Local(IpAddr::V4(local)) => Some(*local),
-                        _ => None,
-                    })
-                    .collect();
-                link
-            })
-            .collect();
-        let fdb = neighbours.iter().filter_map(fdb_entry).collect();
-        Ok((links, fdb))
+        self.state.stop().await;
     }
 }
 
@@ -409,51 +332,171 @@ fn relevant(message: &NetlinkMessage<RouteNetlinkMessage>) -> bool {
     }
 }
 
-fn link_view(message: &LinkMessage) -> Link {
-    let mut link = Link {
-        index: message.header.index,
-        kind: LinkKind::Other,
-        master: None,
-        peer_elsewhere: false,
-        addresses: Vec::new(),
-    };
-    for attribute in &message.attributes {
-        match attribute {
-            LinkAttribute::Controller(master) => link.master = Some(*master),
-            LinkAttribute::LinkNetNsId(_) => link.peer_elsewhere = true,
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    match info {
-                        LinkInfo::Kind(InfoKind::Bridge) => link.kind = LinkKind::Bridge,
-                        LinkInfo::Kind(InfoKind::Veth) => link.kind = LinkKind::Veth,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    link
-}
-
-fn fdb_entry(message: &NeighbourMessage) -> Option<FdbEntry> {
-    let mac = message
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            NeighbourAttribute::LinkLayerAddress(bytes) => Mac::from_slice(bytes),
-            _ => None,
-        })?;
-    Some(FdbEntry {
-        port: message.header.ifindex,
-        mac,
-        local: message.header.state == NeighbourState::Permanent,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fake::FakeKernel;
+
+    const VXLAN: u32 = 3;
+    const BRIDGE: u32 = 5;
+
+    fn target() -> Target {
+        Target {
+            vxlan: VXLAN,
+            subnet: "10.5.7.0/24".parse().expect("a subnet"),
+        }
+    }
+
+    fn bridge(index: u32) -> Link {
+        Link {
+            index,
+            kind: LinkKind::Bridge,
+            master: None,
+            peer_elsewhere: false,
+            addresses: vec!["10.5.7.1".parse().expect("an address")],
+        }
+    }
+
+    fn container_veth(index: u32, bridge: u32) -> Link {
+        Link {
+            index,
+            kind: LinkKind::Veth,
+            master: Some(bridge),
+            peer_elsewhere: true,
+            addresses: Vec::new(),
+        }
+    }
+
+    fn mac(last: u8) -> Mac {
+        Mac([0x0a, 0x58, 0, 0, 0, last])
+    }
+
+    fn learned(port: u32, last: u8) -> FdbEntry {
+        FdbEntry {
+            port,
+            mac: mac(last),
+            local: false,
+        }
+    }
+
+    /// A host with the VXLAN device, the bridge and two containers on it.
+    fn host() -> FakeKernel {
+        FakeKernel {
+            links: vec![
+                Link {
+                    index: VXLAN,
+                    kind: LinkKind::Other,
+                    master: None,
+                    peer_elsewhere: false,
+                    addresses: vec!["10.5.7.0".parse().expect("an address")],
+                },
+                bridge(BRIDGE),
+                container_veth(6, BRIDGE),
+                container_veth(10, BRIDGE),
+            ],
+            fdb: vec![learned(6, 0x16), learned(10, 0x1a)],
+            ..FakeKernel::default()
+        }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn rx_goes_on_the_vxlan_device_tx_on_container_veths_and_the_fdb_into_the_map() {
+        let mut fast = Reconciler::new(host());
+        block_on(fast.reconcile(target())).expect("reconciled");
+        let kernel = &fast.kernel;
+        assert_eq!(kernel.loads, [(BRIDGE, VXLAN)]);
+        assert_eq!(
+            kernel.filters,
+            BTreeMap::from([
+                (VXLAN, (Role::Rx, 1)),
+                (6, (Role::Tx, 1)),
+                (10, (Role::Tx, 1))
+            ])
+        );
+        assert_eq!(
+            kernel.ports,
+            BTreeMap::from([(mac(0x16), 6), (mac(0x1a), 10)])
+        );
+        // Nothing changed, nothing done.
+        let before = fast.kernel.changes.len();
+        block_on(fast.reconcile(target())).expect("reconciled");
+        assert_eq!(fast.kernel.changes[before..], [] as [String; 0]);
+    }
+
+    #[test]
+    fn a_leaving_veth_is_detached_and_a_new_bridge_reloads_everything() {
+        let mut fast = Reconciler::new(host());
+        block_on(fast.reconcile(target())).expect("reconciled");
+        fast.kernel.links.retain(|link| link.index != 6);
+        fast.kernel.fdb.retain(|entry| entry.port != 6);
+        block_on(fast.reconcile(target())).expect("reconciled");
+        assert_eq!(
+            fast.kernel.filters.keys().copied().collect::<Vec<_>>(),
+            [VXLAN, 10]
+        );
+        assert_eq!(fast.kernel.ports, BTreeMap::from([(mac(0x1a), 10)]));
+
+        // The runtime made its bridge again: new index, the container back on it.
+        fast.kernel.links = vec![bridge(11), container_veth(12, 11)];
+        fast.kernel.fdb = vec![learned(12, 0x1a)];
+        block_on(fast.reconcile(target())).expect("reconciled");
+        assert_eq!(fast.kernel.loads, [(BRIDGE, VXLAN), (11, VXLAN)]);
+        assert_eq!(
+            fast.kernel.filters,
+            BTreeMap::from([(VXLAN, (Role::Rx, 2)), (12, (Role::Tx, 2))])
+        );
+        assert_eq!(fast.kernel.ports, BTreeMap::from([(mac(0x1a), 12)]));
+    }
+
+    #[test]
+    fn without_its_bridge_the_fast_path_steps_aside_until_one_is_back() {
+        let mut fast = Reconciler::new(host());
+        block_on(fast.reconcile(target())).expect("reconciled");
+        fast.kernel.links.retain(|link| link.index != BRIDGE);
+        block_on(fast.reconcile(target())).expect("reconciled");
+        assert!(fast.kernel.filters.is_empty(), "{:?}", fast.kernel.filters);
+        assert!(fast.kernel.ports.is_empty(), "{:?}", fast.kernel.ports);
+        fast.kernel.links.push(bridge(BRIDGE));
+        block_on(fast.reconcile(target())).expect("reconciled");
+        assert_eq!(fast.kernel.loads.len(), 2);
+        assert_eq!(fast.kernel.filters.len(), 3);
+    }
+
+    #[test]
+    fn stopping_detaches_everything_and_empties_the_map() {
+        let mut fast = Reconciler::new(host());
+        block_on(fast.reconcile(target())).expect("reconciled");
+        block_on(fast.stop());
+        assert!(fast.kernel.filters.is_empty(), "{:?}", fast.kernel.filters);
+        assert!(fast.kernel.ports.is_empty(), "{:?}", fast.kernel.ports);
+    }
+
+    #[test]
+    fn a_vanished_link_is_retried_but_refused_programs_mean_no_fast_path() {
+        let mut kernel = host();
+        kernel.vanishing.insert(10);
+        let mut fast = Reconciler::new(kernel);
+        let error = block_on(fast.reconcile(target())).expect_err("link 10 vanished");
+        assert!(!error.is_unsupported(), "{error}");
+        fast.kernel.vanishing.clear();
+        block_on(fast.reconcile(target())).expect("reconciled");
+        assert!(fast.kernel.filters.contains_key(&10));
+
+        let mut kernel = host();
+        kernel.refuse_programs = true;
+        let mut fast = Reconciler::new(kernel);
+        let error = block_on(fast.reconcile(target())).expect_err("the verifier refused");
+        assert!(error.is_unsupported(), "{error}");
+        assert!(crate::error_chain(&error).contains("invalid func unknown#155"));
+        assert!(fast.kernel.filters.is_empty());
+    }
 
     #[test]
     fn the_kernels_verifier_accepts_both_programs() {
