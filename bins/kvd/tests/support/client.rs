@@ -32,10 +32,24 @@ impl Answer {
 
 /// Sends `method path` with `body` and reads the whole answer.
 pub async fn call(addr: SocketAddr, method: Method, path: &str, body: impl Into<Bytes>) -> Answer {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    try_call(addr, method, path, body)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// [`call`], with a failed connection or exchange as an error naming the step.
+pub async fn try_call(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: impl Into<Bytes>,
+) -> Result<Answer, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .expect("handshake");
+        .map_err(|error| format!("handshake: {error}"))?;
     tokio::spawn(connection);
     let request = Request::builder()
         .method(method)
@@ -43,7 +57,10 @@ pub async fn call(addr: SocketAddr, method: Method, path: &str, body: impl Into<
         .header("host", addr.to_string())
         .body(Full::new(body.into()))
         .expect("request");
-    let response = sender.send_request(request).await.expect("response");
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|error| format!("response: {error:?}"))?;
     let status = response.status();
     let headers = response.headers().clone();
     let content_type = response
@@ -55,14 +72,14 @@ pub async fn call(addr: SocketAddr, method: Method, path: &str, body: impl Into<
         .into_body()
         .collect()
         .await
-        .expect("body")
+        .map_err(|error| format!("body: {error}"))?
         .to_bytes();
-    Answer {
+    Ok(Answer {
         status,
         headers,
         content_type,
         body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
-    }
+    })
 }
 
 /// POSTs a JSON body.

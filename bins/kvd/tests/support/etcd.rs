@@ -6,7 +6,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::client::post;
+use hyper::Method;
+
+use super::client::try_call;
 
 /// A running etcd.
 pub struct Etcd {
@@ -71,8 +73,9 @@ impl Etcd {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
-                let answer = post(self.addr, "/v3/maintenance/status", "{}").await;
+            // A server still starting may accept a connection and then reset it.
+            let status = try_call(self.addr, Method::POST, "/v3/maintenance/status", "{}").await;
+            if let Ok(answer) = status {
                 if answer.status.is_success() && answer.json()["leader"].is_string() {
                     return;
                 }
