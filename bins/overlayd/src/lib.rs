@@ -32,3 +32,15 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+mod test_support {
+    /// Runs `future` to completion on a fresh single-threaded runtime.
+    pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
+    }
+}

@@ -247,6 +247,7 @@ mod tests {
     use crate::dataplane::fake::{FakeKernel, DEVICE, UNDERLAY};
     use crate::dataplane::DeviceSpec;
     use crate::mac::Mac;
+    use crate::test_support::block_on;
 
     const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 9);
 
@@ -294,13 +295,6 @@ mod tests {
 
     fn syncer() -> Syncer {
         syncer_with(direct(false))
-    }
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime")
-            .block_on(future)
     }
 
     #[test]

@@ -335,6 +335,7 @@ fn relevant(message: &NetlinkMessage<RouteNetlinkMessage>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::block_on;
     use fake::FakeKernel;
 
     const VXLAN: u32 = 3;
@@ -397,13 +398,6 @@ mod tests {
             fdb: vec![learned(6, 0x16), learned(10, 0x1a)],
             ..FakeKernel::default()
         }
-    }
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime")
-            .block_on(future)
     }
 
     #[test]
