@@ -7,13 +7,13 @@
 //! 2. Throughput: iperf3 TCP container→container across hosts over the overlay, and
 //!    host→host over the underlay, `SINEW_BENCH_SECONDS` (default 5) each, in
 //!    `SINEW_BENCH_ROUNDS` (default 9) back-to-back pairs whose order alternates; the ratio is
-//!    the median of the pairs' ratios; once with the underlay veths' GRO off (a veth's
-//!    default) and once on (a physical NIC's default, and the `RATIO`). Each host gets a
-//!    CPU of its own, as separate machines would have: its iperf3 is pinned there and its
-//!    received frames are processed there (`Bed::give_hosts_cpus`), for both measurements.
-//!    Both on the kernel's path (`--fast-path off`, flannel's data path), then, with GRO
-//!    on, through overlayd's eBPF fast path (`--fast-path on`; its default `auto` uses it
-//!    wherever the kernel can), whose ratio is the `RATIO`.
+//!    the median of the pairs' ratios. On the kernel's path (`--fast-path off`, flannel's
+//!    data path) once with the underlay veths' GRO off (a veth's default) and once on (a
+//!    physical NIC's default); then, GRO on, through overlayd's eBPF fast path
+//!    (`--fast-path on`; its default `auto` uses it wherever the kernel can), whose ratio
+//!    is the `RATIO`. Each host gets a CPU of its own, as separate machines would have:
+//!    its iperf3 is pinned there and its received frames are processed there
+//!    (`Bed::give_hosts_cpus`), for both measurements.
 //! 3. The same throughput pairs with flannel's DirectRouting on (hosts on one segment
 //!    route to each other without VXLAN), printed apart from the ratio.
 //!
@@ -73,7 +73,7 @@ fn main() -> Result<()> {
         bed.set_underlay_gro(gro)?;
         rows.push((gro, throughput(&bed, &subnets, seconds, rounds)?));
     }
-    switch_fast_path(&mut bed, &subnets, "on")?;
+    turn_fast_path_on(&mut bed, &subnets)?;
     let fast = throughput(&bed, &subnets, seconds, rounds)?;
     // flannel's DirectRouting on the same underlay, reported on its own (no VXLAN at all
     // between hosts on one segment, so not the overlay's ratio).
@@ -142,10 +142,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Restarts every host's overlayd with `--fast-path <mode>` and waits until the overlay
-/// works again (with the fast path's programs in place if `mode` is `on`).
-fn switch_fast_path(bed: &mut Bed, subnets: &[HostSubnet], mode: &'static str) -> Result<()> {
-    bed.set_fast_path(mode);
+/// Restarts every host's overlayd with `--fast-path on` and waits until the overlay works
+/// again with the fast path's programs in place.
+fn turn_fast_path_on(bed: &mut Bed, subnets: &[HostSubnet]) -> Result<()> {
+    bed.set_fast_path("on");
     for index in 0..bed.hosts.len() {
         bed.stop(index)?;
         bed.start(index)?;
@@ -160,10 +160,8 @@ fn switch_fast_path(bed: &mut Bed, subnets: &[HostSubnet], mode: &'static str) -
             &["-c", "1", "-W", "2", &next.container().to_string()],
         )?;
     }
-    if mode == "on" {
-        for index in 0..bed.hosts.len() {
-            bed.wait_fast_path(index, PATIENCE)?;
-        }
+    for index in 0..bed.hosts.len() {
+        bed.wait_fast_path(index, PATIENCE)?;
     }
     Ok(())
 }
