@@ -80,6 +80,11 @@ impl NetlinkBpf {
     }
 }
 
+/// Wraps a failed listing's netlink error with what was being listed.
+fn dump(what: &'static str) -> impl FnOnce(rtnetlink::Error) -> FastPathError {
+    move |source| FastPathError::Dump { what, source }
+}
+
 impl FastPathKernel for NetlinkBpf {
     async fn tables(&mut self) -> Result<(Vec<Link>, Vec<FdbEntry>), FastPathError> {
         let links: Vec<LinkMessage> = self
@@ -89,10 +94,7 @@ impl FastPathKernel for NetlinkBpf {
             .execute()
             .try_collect()
             .await
-            .map_err(|source| FastPathError::Dump {
-                what: "listing links",
-                source,
-            })?;
+            .map_err(dump("listing links"))?;
         let addresses: Vec<_> = self
             .handle
             .address()
@@ -100,10 +102,7 @@ impl FastPathKernel for NetlinkBpf {
             .execute()
             .try_collect()
             .await
-            .map_err(|source| FastPathError::Dump {
-                what: "listing addresses",
-                source,
-            })?;
+            .map_err(dump("listing addresses"))?;
         let neighbours: Vec<NeighbourMessage> = self
             .handle
             .neighbours()
@@ -112,10 +111,7 @@ impl FastPathKernel for NetlinkBpf {
             .execute()
             .try_collect()
             .await
-            .map_err(|source| FastPathError::Dump {
-                what: "listing the bridge FDB",
-                source,
-            })?;
+            .map_err(dump("listing the bridge FDB"))?;
         let links = links
             .iter()
             .map(|message| {
