@@ -236,7 +236,6 @@ fn write_config(
     Ok(ConfigWrite(true))
 }
 
-/// Waits for `host`'s subnet file and returns its `FLANNEL_SUBNET`.
 /// How overlay traffic passes between a host's VXLAN device and its containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataPath {
@@ -282,6 +281,7 @@ fn reported_data_path(logs: &[String]) -> DataPath {
         .unwrap_or(DataPath::Kernel)
 }
 
+/// Waits for `host`'s subnet file and returns its `FLANNEL_SUBNET`.
 fn wait_subnet(host: &Host) -> Result<String, OverlayError> {
     let started = Instant::now();
     loop {
