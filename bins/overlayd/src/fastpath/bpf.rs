@@ -137,6 +137,11 @@ fn owned(fd: libc::c_long) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// An open descriptor as `bpf(2)` and netlink attributes take it.
+fn descriptor(fd: &OwnedFd) -> u32 {
+    u32::try_from(fd.as_raw_fd()).expect("an open descriptor is not negative")
+}
+
 /// A BPF hash map with fixed-size keys and values.
 #[derive(Debug)]
 pub struct HashMap<const K: usize, const V: usize> {
@@ -199,7 +204,7 @@ impl<const K: usize, const V: usize> HashMap<K, V> {
     }
 
     fn fd_u32(&self) -> u32 {
-        u32::try_from(self.fd.as_raw_fd()).expect("an open descriptor is not negative")
+        descriptor(&self.fd)
     }
 
     fn element_error(&self, what: &'static str, source: std::io::Error) -> BpfError {
@@ -261,7 +266,7 @@ impl Program {
 
     /// The descriptor a tc filter attaches the program by.
     pub fn fd(&self) -> u32 {
-        u32::try_from(self.fd.as_raw_fd()).expect("an open descriptor is not negative")
+        descriptor(&self.fd)
     }
 }
 

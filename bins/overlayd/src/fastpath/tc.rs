@@ -30,8 +30,13 @@ pub struct TcError {
     pub errno: i32,
 }
 
+/// An empty tc message about link `index`.
+fn on_link(index: u32) -> TcMessage {
+    TcMessage::with_index(i32::try_from(index).expect("interface indexes fit an int"))
+}
+
 fn ingress_filter(index: u32) -> TcMessage {
-    let mut message = TcMessage::with_index(i32::try_from(index).expect("an interface index"));
+    let mut message = on_link(index);
     message.header.parent = TcHandle {
         major: 0xffff,
         minor: TcHandle::MIN_INGRESS,
@@ -77,7 +82,7 @@ async fn send(
 /// Gives link `index` a `clsact` qdisc; one already there (or an `ingress` qdisc, which
 /// takes ingress filters as well) is kept.
 pub async fn ensure_clsact(handle: &Handle, index: u32) -> Result<(), TcError> {
-    let mut message = TcMessage::with_index(i32::try_from(index).expect("an interface index"));
+    let mut message = on_link(index);
     message.header.parent = TcHandle::CLSACT;
     message.header.handle = TcHandle {
         major: 0xffff,
