@@ -24,8 +24,7 @@ pub enum Server {
 impl Server {
     /// kvd, built now (once per process and profile) from this workspace.
     pub fn kvd(release: bool) -> Result<Self> {
-        let dir = crate::host_bins("sinew-kvd", &["kvd", "kvctl"], release)?;
-        Ok(Self::Kvd(dir.join("kvd")))
+        Ok(Self::Kvd(crate::host_bins(release)?.join("kvd")))
     }
 
     fn program(&self) -> &std::ffi::OsStr {

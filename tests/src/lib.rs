@@ -35,14 +35,15 @@ pub fn run(name: &str) -> Run {
 /// is missing and how to get it.
 pub fn prepared() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| prepare().map_err(|e| format!("{e:#}")));
+    let ready = READY.get_or_init(|| prepare(&run("prepare")).map_err(|e| format!("{e:#}")));
     if let Err(e) = ready {
         panic!("preparing the machine for guest tests failed: {e}");
     }
 }
 
-fn prepare() -> Result<()> {
-    let run = run("prepare");
+/// What [`prepared`] does, as tasks of `run`: the `sinew-test-prepare` binary runs it
+/// on its own, so that CI shows the machine's preparation apart from the tests.
+pub fn prepare(run: &Run) -> Result<()> {
     run.prepare(&Arch::ALL)?;
     run.task("test tools: busybox, qemu-user, cpio", || {
         use sinew::setup::{ensure_tools, Tool};
@@ -70,24 +71,29 @@ fn prepare() -> Result<()> {
     Ok(())
 }
 
-/// Builds host binaries `bins` of workspace `package` now (once per process, package and
-/// profile) and returns the directory that holds them.
-pub fn host_bins(package: &str, bins: &[&str], release: bool) -> Result<PathBuf> {
-    /// Each build's outcome by package and profile; errors as text, so they can be cloned.
-    type Builds = HashMap<(String, bool), Result<PathBuf, String>>;
-    static BUILT: OnceLock<Mutex<Builds>> = OnceLock::new();
+/// The directory that holds this workspace's host binaries (kvd, kvctl, overlayd, the
+/// playbooks, ...), all built now, once per process and profile.
+///
+/// The test profile builds them with `--workspace --tests`, which resolves dependency
+/// features exactly as `cargo test --workspace` does: the binaries reuse the test build's
+/// dependencies instead of compiling them again with one package's own feature set
+/// (`cargo build -p sinew-kvd` would rebuild some sixty crates). The release profile, for
+/// benchmarks, builds them optimised.
+pub fn host_bins(release: bool) -> Result<PathBuf> {
+    /// Each profile's outcome; errors as text, so they can be cloned.
+    static BUILT: OnceLock<Mutex<HashMap<bool, Result<PathBuf, String>>>> = OnceLock::new();
     let mut built = BUILT
         .get_or_init(Mutex::default)
         .lock()
-        .map_err(|_| anyhow::anyhow!("an earlier build of {package} panicked"))?;
+        .map_err(|_| anyhow::anyhow!("an earlier build of the host binaries panicked"))?;
     built
-        .entry((package.to_owned(), release))
-        .or_insert_with(|| build_host_bins(package, bins, release).map_err(|e| format!("{e:#}")))
+        .entry(release)
+        .or_insert_with(|| build_host_bins(release).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-fn build_host_bins(package: &str, bins: &[&str], release: bool) -> Result<PathBuf> {
+fn build_host_bins(release: bool) -> Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("the tests crate lives in the workspace")?;
@@ -95,19 +101,14 @@ fn build_host_bins(package: &str, bins: &[&str], release: bool) -> Result<PathBu
     let mut build = Command::new(cargo);
     build
         .current_dir(workspace)
-        .args(["build", "--quiet", "-p", package]);
-    for bin in bins {
-        build.args(["--bin", bin]);
-    }
-    if release {
-        build.arg("--release");
-    }
+        .args(["build", "--quiet", "--workspace", "--bins"]);
+    build.arg(if release { "--release" } else { "--tests" });
     let status = build
         .status()
-        .with_context(|| format!("running cargo build for {package}"))?;
+        .context("running cargo build for the workspace's binaries")?;
     ensure!(
         status.success(),
-        "cargo build -p {package} failed: {status}"
+        "cargo build of the workspace's binaries failed: {status}"
     );
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace.join("target"), PathBuf::from);

@@ -49,7 +49,7 @@ pub fn sh(program: &str, args: &[&str]) -> Result<String> {
 
 /// overlayd, built now (once per process and profile) from this workspace.
 pub fn overlayd(release: bool) -> Result<PathBuf> {
-    Ok(crate::host_bins("sinew-overlayd", &["overlayd"], release)?.join("overlayd"))
+    Ok(crate::host_bins(release)?.join("overlayd"))
 }
 
 /// `ip` and `ping`, which the bed and its tests drive, installed once if missing.

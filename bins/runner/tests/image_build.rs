@@ -1,5 +1,4 @@
 //! Image building through the CLI: determinism, multi-arch indexes, config, signing.
-#![allow(clippy::unwrap_used)]
 
 #[path = "image_support/mod.rs"]
 mod support;

@@ -1,6 +1,5 @@
 //! Interop with real tools: images made by umoci (and copied by skopeo into an OCI archive),
 //! signatures made by GnuPG, and sinew signatures checked by `gpg --verify`.
-#![allow(clippy::unwrap_used)]
 
 #[path = "image_support/mod.rs"]
 mod support;

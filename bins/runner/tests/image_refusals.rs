@@ -1,6 +1,5 @@
 //! Every refusal of `fetch`: each asserts the specific error and that nothing reached the
 //! store.
-#![allow(clippy::unwrap_used)]
 
 #[path = "image_support/mod.rs"]
 mod support;

@@ -1,6 +1,5 @@
 //! Layer rendering: whiteouts and opaque directories across layers, links, modes, owners,
 //! compression sniffing.
-#![allow(clippy::unwrap_used)]
 
 #[path = "image_support/mod.rs"]
 mod support;

@@ -1,5 +1,4 @@
 //! The store through the CLI: list, rm, gc, HTTP and HTTPS sources, verified reads, concurrent fetches.
-#![allow(clippy::unwrap_used)]
 
 #[path = "image_support/mod.rs"]
 mod support;

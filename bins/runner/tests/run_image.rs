@@ -1,6 +1,5 @@
 //! `sinew-run run IMAGE`: a signed image fetched into the store runs with its config
 //! (entrypoint, cmd, env, workdir, user), and flags override each part.
-#![allow(clippy::unwrap_used)]
 
 mod run_support;
 

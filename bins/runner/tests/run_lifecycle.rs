@@ -1,6 +1,5 @@
 //! Signals reach the container's init (SIGKILL after the grace period), and detached
 //! containers are listed, inspected, stopped, logged and removed.
-#![allow(clippy::unwrap_used)]
 
 mod run_support;
 

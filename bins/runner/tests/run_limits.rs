@@ -1,6 +1,5 @@
 //! Limits from flags are enforced through the host's cgroup hierarchy (v1 controllers on
 //! this hybrid host, v2 where unified), and the cgroup is gone when the container ends.
-#![allow(clippy::unwrap_used)]
 
 mod run_support;
 

@@ -2,7 +2,6 @@
 //! subnet in `subnet.env`, routes via it, and publishes ports on the host's loopback.
 //! The overlay test runs sinew-run inside a network namespace of its own, so the bridge,
 //! the veth and the published port never touch the host's network.
-#![allow(clippy::unwrap_used)]
 
 mod run_support;
 

@@ -1,6 +1,5 @@
 //! A container runs its program with the requested identity, in its own PID, mount and
 //! UTS namespaces, on an overlay that leaves the shared rootfs untouched.
-#![allow(clippy::unwrap_used)]
 
 mod run_support;
 

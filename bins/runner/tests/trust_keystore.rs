@@ -1,6 +1,5 @@
 //! `sinew-run trust`: keys stored per prefix in rkt's layout, listed, removed, and matched on
 //! whole name segments when verifying.
-#![allow(clippy::unwrap_used)]
 
 #[path = "image_support/mod.rs"]
 mod support;

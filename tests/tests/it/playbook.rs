@@ -97,12 +97,12 @@ fn two_arch_cross_compiles_plans_on_aarch64_and_runs_verbosely_on_x86_64() {
 /// Runs a playbook of this workspace to success; its stdout and stderr.
 fn run_playbook(name: &str) -> (String, String) {
     prepared();
-    let paths = sinew::paths::Paths::from_env();
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&paths.workspace)
-        .args(["run", "--quiet", "-p", "sinew-playbooks", "--bin", name])
+    let playbook = sinew_tests::host_bins(false)
+        .expect("the workspace's binaries build")
+        .join(name);
+    let out = Command::new(&playbook)
         .output()
-        .expect("cargo runs the playbook");
+        .unwrap_or_else(|e| panic!("running {}: {e}", playbook.display()));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{name} failed:\n{stderr}");

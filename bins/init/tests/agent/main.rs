@@ -1,7 +1,6 @@
 //! `sinew-init agent` on the host, driven through the real client over loopback TCP.
 
 // The harness is test code too: panicking is how it reports a broken setup.
-#![allow(clippy::unwrap_used)]
 
 mod auth;
 mod exec;
