@@ -42,16 +42,13 @@ pub use client::{
 pub use digest::{DigestParseError, Sha256Digest};
 pub use facts::{Facts, InterfaceAddress, NetInterface};
 pub use frame::{Frame, FrameError, FrameKind, DATA_CHUNK_LEN, MAX_FRAME_LEN};
-pub use handshake::{HandshakeError, ServerHello};
+pub use handshake::{HandshakeError, ServerHello, PROTOCOL_VERSION};
 pub use remote_error::{ErrorKind, RemoteError};
 pub use request::{ExecRequest, PutRequest, Request};
 pub use response::{ExitStatus, FileInfo, FileStat, Response};
 pub use secret::{Secret, SecretError, SECRET_LEN};
 pub use service::{RestartPolicy, ServiceSpec, ServiceState, ServiceStatus};
 pub use termination::Termination;
-
-/// Version of the agent protocol. Client and agent must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Default TCP port of the agent in a guest.
 pub const DEFAULT_AGENT_PORT: u16 = 7070;
