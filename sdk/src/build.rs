@@ -200,6 +200,7 @@ impl Outcome for Artifacts {
     }
 }
 
+// Extends `Run` (run.rs) with builds; indexed in `Run`'s doc comment.
 impl crate::Run {
     /// Cross-compiles `spec` as a task (`build NAMES (ARCHS)`).
     pub fn build(&self, spec: &Build) -> Result<Artifacts, crate::TaskFailed> {

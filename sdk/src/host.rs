@@ -12,11 +12,10 @@ use sinew_proto::{
     AgentClient, ClientError, ExecRequest, ExitStatus, Facts, OutputStream, Secret, ServiceChange,
     ServiceSpec, ServiceStatus,
 };
-use sinew_vm::Arch;
+use sinew_vm::{Accel, Arch};
 use tokio::sync::Mutex;
 
 use crate::build::Artifact;
-use crate::lab::Booted;
 use crate::outcome::{last_lines, Outcome, Status};
 use crate::run::Ctx;
 
@@ -125,6 +124,36 @@ pub(crate) struct HostAddress {
     pub(crate) secret: Secret,
     pub(crate) console_log: PathBuf,
     pub(crate) booted: Option<Booted>,
+}
+
+/// How a guest booted.
+#[derive(Debug, Clone)]
+pub struct Booted {
+    /// Acceleration it runs under.
+    pub accel: Accel,
+    /// Spawn to ready agent.
+    pub ready_after: Duration,
+    /// True when KVM hung and it was restarted under TCG.
+    pub fell_back: bool,
+}
+
+impl std::fmt::Display for Booted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let accel = match self.accel {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        };
+        let fallback = if self.fell_back {
+            " (kvm hung, fell back)"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{accel}{fallback}, agent ready after {:.2}s",
+            self.ready_after.as_secs_f64()
+        )
+    }
 }
 
 impl Host {

@@ -334,6 +334,7 @@ pub fn host_archive_path(image: &SignedImage) -> String {
     format!("{HOST_IMAGE_DIR}/{}.tar", image.digest.replace(':', "-"))
 }
 
+// Extends `Run` (run.rs) with images; indexed in `Run`'s doc comment.
 impl Run {
     /// The run's image-signing key for `user_id`, generated on first use and kept in the
     /// state directory (`keys/<user id>.key`).

@@ -34,7 +34,7 @@ use sinew_vm::Arch;
 use sinew_vm::MacAddr;
 
 use crate::build::{Artifact, Build};
-use crate::host::{Host, HostAddress};
+use crate::host::{Booted, Host, HostAddress};
 use crate::janitor::{self, Registration};
 use crate::outcome::{Outcome, Status, TaskFailed};
 use crate::run::Ctx;
@@ -288,36 +288,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How a guest booted.
-#[derive(Debug, Clone)]
-pub struct Booted {
-    /// Acceleration it runs under.
-    pub accel: Accel,
-    /// Spawn to ready agent.
-    pub ready_after: Duration,
-    /// True when KVM hung and it was restarted under TCG.
-    pub fell_back: bool,
-}
-
-impl std::fmt::Display for Booted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let accel = match self.accel {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        };
-        let fallback = if self.fell_back {
-            " (kvm hung, fell back)"
-        } else {
-            ""
-        };
-        write!(
-            f,
-            "{accel}{fallback}, agent ready after {:.2}s",
-            self.ready_after.as_secs_f64()
-        )
-    }
-}
-
 /// A base initramfs made for one architecture.
 #[derive(Debug, Clone)]
 pub struct BaseImage {
@@ -362,6 +332,7 @@ impl Outcome for Stopped {
     }
 }
 
+// Extends `Run` (run.rs) with lab boot, crash and shutdown; indexed in `Run`'s doc comment.
 impl crate::Run {
     /// Boots `spec`: prerequisites, agent build, boot media, then every guest in parallel.
     pub fn boot(&self, spec: &LabSpec) -> Result<Lab, TaskFailed> {

@@ -159,6 +159,7 @@ pub fn service(host: &Host, endpoints: &str) -> ServiceSpec {
     )
 }
 
+// Extends `Run` (run.rs) with the overlay; indexed in `Run`'s doc comment.
 impl Run {
     /// Writes `config` to the KV store (unless it is already there), installs overlayd on
     /// every host (from `bins`), starts it as a service, and waits until every host has

@@ -77,6 +77,20 @@ impl Ctx {
 /// run.finish()?;
 /// # Ok(()) }
 /// ```
+///
+/// # Methods by topic
+///
+/// Each domain keeps its methods in its own `impl Run` block, in the file named here:
+///
+/// - Starting, tasks and output (`run.rs`): [`Run::from_args`], [`Run::with_options`],
+///   [`Run::is_dry_run`], [`Run::paths`], [`Run::task`], [`Run::each`], [`Run::say`],
+///   [`Run::tally`], [`Run::finish`].
+/// - Build (`build.rs`): [`Run::build`].
+/// - Prepare the machine (`setup.rs`): [`Run::prepare`].
+/// - Lab boot and shutdown (`lab.rs`): [`Run::boot`], [`Run::crash`], [`Run::shutdown`].
+/// - Images (`image.rs`): [`Run::signing_key`], [`Run::build_image`], [`Run::install_image`].
+/// - KV cluster (`kv/deploy.rs`): [`Run::deploy_kv`].
+/// - Overlay (`overlay.rs`): [`Run::deploy_overlay`].
 #[derive(Debug)]
 pub struct Run {
     ctx: Arc<Ctx>,

@@ -141,6 +141,7 @@ impl Outcome for ReadyKernel {
     }
 }
 
+// Extends `Run` (run.rs) with machine preparation; indexed in `Run`'s doc comment.
 impl crate::Run {
     /// Makes sure QEMU, the C cross-compilers and the rust targets for `archs` are installed
     /// (one task), and that a kernel for each architecture is cached (one task each).

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::machine::Process;
+use crate::process::Process;
 
 /// How often the log file is re-read while waiting.
 const POLL: Duration = Duration::from_millis(20);

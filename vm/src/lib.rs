@@ -28,6 +28,7 @@ pub mod kernel;
 mod mac;
 pub mod machine;
 pub mod modules;
+mod process;
 pub mod qemu;
 pub mod qmp;
 pub mod switch;

@@ -6,14 +6,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::console::{qemu_output, Console};
+use crate::process::Process;
 use crate::qemu::host_tsc_khz;
 use crate::qmp::{Qmp, QmpError};
 use crate::{args, Accel, Arch, MachineSpec};
@@ -412,76 +411,4 @@ fn preflight(spec: &MachineSpec) -> Result<(), VmError> {
         });
     }
     Ok(())
-}
-
-/// The QEMU child, shared between a [`Vm`] and its [`Console`].
-#[derive(Debug, Clone)]
-pub(crate) struct Process(Arc<Mutex<ProcessState>>);
-
-#[derive(Debug)]
-struct ProcessState {
-    child: Child,
-    status: Option<ExitStatus>,
-}
-
-impl Process {
-    pub(crate) fn new(child: Child) -> Process {
-        Process(Arc::new(Mutex::new(ProcessState {
-            child,
-            status: None,
-        })))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ProcessState> {
-        // The state stays consistent even if a holder panicked: it is only a
-        // child handle and a cached status.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn pid(&self) -> u32 {
-        self.lock().child.id()
-    }
-
-    fn try_wait(&self) -> std::io::Result<Option<ExitStatus>> {
-        let mut state = self.lock();
-        if state.status.is_none() {
-            state.status = state.child.try_wait()?;
-        }
-        Ok(state.status)
-    }
-
-    /// The exit status if QEMU has exited. A failing `waitpid` (only possible if
-    /// someone else reaps our children) counts as still running and is logged.
-    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
-        self.try_wait().unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "waitpid on QEMU failed");
-            None
-        })
-    }
-
-    /// SIGKILLs QEMU's process group unless it already exited, and reaps it.
-    /// Returns the status and whether a signal was sent.
-    pub(crate) fn kill(&self) -> std::io::Result<(ExitStatus, bool)> {
-        let mut state = self.lock();
-        if let Some(status) = state.status {
-            return Ok((status, false));
-        }
-        if let Some(status) = state.child.try_wait()? {
-            state.status = Some(status);
-            return Ok((status, false));
-        }
-        // Not reaped yet, so neither its pid nor its group id can have been reused.
-        // The group catches anything QEMU started; the pid itself is signalled too
-        // in case it never became a group leader.
-        let pid = Pid::from_raw(i32::try_from(state.child.id()).unwrap_or(i32::MAX));
-        for result in [killpg(pid, Signal::SIGKILL), kill(pid, Signal::SIGKILL)] {
-            match result {
-                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let status = state.child.wait()?;
-        state.status = Some(status);
-        Ok((status, true))
-    }
 }

@@ -14,7 +14,7 @@ use sinew_proto::{
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::server::Flow;
+use crate::flow::Flow;
 
 /// Why a file operation failed.
 #[derive(Debug, Error)]

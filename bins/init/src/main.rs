@@ -10,6 +10,7 @@ mod cmdline;
 mod exec;
 mod facts;
 mod files;
+mod flow;
 mod kernel_modules;
 mod logging;
 mod mounts;

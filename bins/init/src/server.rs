@@ -12,21 +12,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::exec::Launcher;
+use crate::flow::Flow;
 use crate::services::Services;
 use crate::shutdown::Reason;
 use crate::{facts, files};
 
 /// How long an unauthenticated peer may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Whether a connection goes on after a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Serve the next request.
-    Continue,
-    /// Close the connection.
-    Close,
-}
 
 /// Everything requests act on.
 #[derive(Debug)]

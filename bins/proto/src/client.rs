@@ -687,7 +687,7 @@ async fn digest_file(path: &Path) -> io::Result<(u64, Sha256Digest)> {
 mod tests {
     use super::*;
     use crate::frame::Frame;
-    use crate::response::Termination;
+    use crate::termination::Termination;
     use tokio::io::DuplexStream;
 
     /// A scripted agent: accepts one client and hands the channel to `script`.

@@ -21,7 +21,9 @@ use crate::channel::{hmac_with_key, Channel, Role};
 use crate::frame::{read_body, write_body, FrameError, FrameKind};
 use crate::remote_error::{ErrorKind, RemoteError};
 use crate::secret::Secret;
-use crate::PROTOCOL_VERSION;
+
+/// Version of the agent protocol. Client and agent must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
 
 const CLIENT_PROOF_LABEL: &[u8] = b"sinew-agent-v1 client";
 const SERVER_PROOF_LABEL: &[u8] = b"sinew-agent-v1 server";

@@ -33,6 +33,7 @@ pub mod request;
 pub mod response;
 pub mod secret;
 pub mod service;
+pub mod termination;
 
 pub use channel::{Channel, ChannelError, MAX_PAYLOAD_LEN};
 pub use client::{
@@ -41,15 +42,13 @@ pub use client::{
 pub use digest::{DigestParseError, Sha256Digest};
 pub use facts::{Facts, InterfaceAddress, NetInterface};
 pub use frame::{Frame, FrameError, FrameKind, DATA_CHUNK_LEN, MAX_FRAME_LEN};
-pub use handshake::{HandshakeError, ServerHello};
+pub use handshake::{HandshakeError, ServerHello, PROTOCOL_VERSION};
 pub use remote_error::{ErrorKind, RemoteError};
 pub use request::{ExecRequest, PutRequest, Request};
-pub use response::{ExitStatus, FileInfo, FileStat, Response, Termination};
+pub use response::{ExitStatus, FileInfo, FileStat, Response};
 pub use secret::{Secret, SecretError, SECRET_LEN};
 pub use service::{RestartPolicy, ServiceSpec, ServiceState, ServiceStatus};
-
-/// Version of the agent protocol. Client and agent must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub use termination::Termination;
 
 /// Default TCP port of the agent in a guest.
 pub const DEFAULT_AGENT_PORT: u16 = 7070;

@@ -9,6 +9,7 @@ use crate::digest::Sha256Digest;
 use crate::facts::Facts;
 use crate::remote_error::RemoteError;
 use crate::service::ServiceStatus;
+use crate::termination::Termination;
 
 /// The control message that ends the agent's answer to a [`crate::Request`] (or, for `Put`,
 /// the one that tells the client whether to send data).
@@ -59,38 +60,6 @@ pub enum Response {
     /// The request failed. The connection stays usable unless the error was about the
     /// connection itself.
     Error(RemoteError),
-}
-
-/// How a program ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "how", rename_all = "snake_case")]
-pub enum Termination {
-    /// It exited with this code.
-    Exited {
-        /// The exit code, 0 to 255.
-        code: i32,
-    },
-    /// It was killed by this signal.
-    Signaled {
-        /// The signal number, e.g. 9 for SIGKILL.
-        signal: i32,
-    },
-}
-
-impl Termination {
-    /// Whether it exited with code 0.
-    pub fn success(&self) -> bool {
-        matches!(self, Termination::Exited { code: 0 })
-    }
-}
-
-impl fmt::Display for Termination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Termination::Exited { code } => write!(f, "exited with code {code}"),
-            Termination::Signaled { signal } => write!(f, "killed by signal {signal}"),
-        }
-    }
 }
 
 /// The end of an exec.

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::response::Termination;
+use crate::termination::Termination;
 
 /// A long-running program the agent keeps running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -114,6 +114,7 @@ pub fn service(host: &Host, hosts: &[Host]) -> ServiceSpec {
     )
 }
 
+// Extends `Run` (run.rs) with the KV cluster; indexed in `Run`'s doc comment.
 impl Run {
     /// Installs kvd and kvctl on every host (from `bins`, built for each host's
     /// architecture), starts kvd as a service forming one cluster over the data-plane
