@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::janitor;
 use crate::outcome::{BoxError, Outcome, Status, TaskFailed};
 use crate::paths::Paths;
-use crate::report::{Reporter, Tally};
+use crate::report::{Progress, Reporter, Tally};
 
 /// How a run behaves; `Run::from_args` fills it from the command line.
 #[derive(Debug, Clone, Default)]
@@ -144,6 +144,20 @@ impl Run {
         T: Outcome,
         E: Into<BoxError>,
     {
+        run_task(&self.ctx.reporter, name.to_string(), |_| f())
+    }
+
+    /// Like [`Run::task`], for a long step: `f` reports how far it has got through the
+    /// [`Progress`] it is given, which its line shows while it runs.
+    pub fn task_with_progress<T, E>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Progress) -> Result<T, E>,
+    ) -> Result<T, TaskFailed>
+    where
+        T: Outcome,
+        E: Into<BoxError>,
+    {
         run_task(&self.ctx.reporter, name.to_string(), f)
     }
 
@@ -166,7 +180,7 @@ impl Run {
                 .iter()
                 .map(|item| {
                     let f = &f;
-                    scope.spawn(move || run_task(reporter, format!("{name} [{item}]"), || f(item)))
+                    scope.spawn(move || run_task(reporter, format!("{name} [{item}]"), |_| f(item)))
                 })
                 .collect();
             handles
@@ -225,14 +239,14 @@ impl Drop for Run {
 pub(crate) fn run_task<T, E>(
     reporter: &Reporter,
     name: String,
-    f: impl FnOnce() -> Result<T, E>,
+    f: impl FnOnce(&Progress) -> Result<T, E>,
 ) -> Result<T, TaskFailed>
 where
     T: Outcome,
     E: Into<BoxError>,
 {
     let line = reporter.start(name.clone());
-    match f() {
+    match f(line.progress()) {
         Ok(value) => {
             line.finish(value.status(), value.detail().as_deref());
             Ok(value)
