@@ -55,21 +55,29 @@ impl fmt::Display for Compiled {
 #[derive(Debug, Deserialize)]
 struct Message {
     reason: String,
-    target: Option<Target>,
+    package_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Target {
-    name: String,
-}
-
-/// The crate a `compiler-artifact` message reports finished; `None` for any other line.
+/// The package a `compiler-artifact` message reports a unit of finished; `None` for any
+/// other line. The package, not the target: a build script's target is `build-script-build`.
 fn finished_crate(line: &str) -> Option<String> {
     let message: Message = serde_json::from_str(line).ok()?;
     (message.reason == "compiler-artifact")
-        .then_some(message.target)
+        .then_some(message.package_id)
         .flatten()
-        .map(|t| t.name)
+        .map(|id| package_name(&id).to_string())
+}
+
+/// The name in a package ID: `SOURCE#NAME@VERSION`, or `SOURCE#VERSION` when the name is the
+/// source's last path segment (cargo 1.77 on); `NAME VERSION (SOURCE)` before that.
+fn package_name(id: &str) -> &str {
+    match id.rsplit_once('#') {
+        Some((source, fragment)) => match fragment.split_once('@') {
+            Some((name, _version)) => name,
+            None => source.rsplit('/').next().unwrap_or(source),
+        },
+        None => id.split(' ').next().unwrap_or(id),
+    }
 }
 
 /// Reads cargo's stdout to its end, calling `report` after each finished unit; returns
@@ -181,7 +189,7 @@ mod tests {
 {"reason":"build-script-executed","package_id":"registry+https://github.com/rust-lang/crates.io-index#libc@0.2.155","linked_libs":[],"linked_paths":[],"cfgs":["freebsd11"],"env":[],"out_dir":"/t/out"}
 {"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#libc@0.2.155","manifest_path":"/r/libc/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"libc","src_path":"/r/libc/src/lib.rs","edition":"2015","doc":true,"doctest":true,"test":true},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false},"features":["std"],"filenames":["/t/liblibc.rlib"],"executable":null,"fresh":false}
 {"reason":"compiler-message","package_id":"path+file:///w/probe#0.1.0","manifest_path":"/w/probe/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"sinew-probe","src_path":"/w/probe/src/main.rs"},"message":{"rendered":"warning: unused\n","level":"warning"}}
-{"reason":"compiler-artifact","package_id":"path+file:///w/probe#0.1.0","manifest_path":"/w/probe/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"sinew-probe","src_path":"/w/probe/src/main.rs","edition":"2021","doc":true,"doctest":false,"test":true},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false},"features":[],"filenames":["/t/sinew-probe"],"executable":"/t/sinew-probe","fresh":false}
+{"reason":"compiler-artifact","package_id":"path+file:///w/bins/probe#sinew-probe@0.1.0","manifest_path":"/w/bins/probe/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"sinew-probe","src_path":"/w/bins/probe/src/main.rs","edition":"2021","doc":true,"doctest":false,"test":true},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false},"features":[],"filenames":["/t/sinew-probe"],"executable":"/t/sinew-probe","fresh":false}
 {"reason":"build-finished","success":true}
 "#;
 
@@ -194,12 +202,25 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "1/3 crates compiled, latest build-script-build",
+                "1/3 crates compiled, latest libc",
                 "2/3 crates compiled, latest libc",
                 "3/3 crates compiled, latest sinew-probe",
             ]
         );
         assert_eq!(finished_crate("   Compiling libc v0.2.155"), None);
+    }
+
+    #[test]
+    fn package_ids_name_their_package_in_every_form() {
+        assert_eq!(package_name("path+file:///w/bins/kvd#0.1.0"), "kvd");
+        assert_eq!(
+            package_name("git+https://github.com/a/b?branch=x#openraft@0.9.1"),
+            "openraft"
+        );
+        assert_eq!(
+            package_name("libc 0.2.155 (registry+https://github.com/rust-lang/crates.io-index)"),
+            "libc"
+        );
     }
 
     #[test]
