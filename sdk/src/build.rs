@@ -363,15 +363,20 @@ mod tests {
         assert!(matches!(dynamic, BuildError::NotStatic { .. }), "{dynamic}");
     }
 
+    /// Directories for a build under `dir`, none of them created.
+    pub(super) fn paths_in(dir: &Path) -> Paths {
+        Paths {
+            cache: dir.join("cache"),
+            state: dir.join("state"),
+            runtime: dir.to_path_buf(),
+            workspace: dir.join("ws"),
+        }
+    }
+
     #[test]
     fn dry_run_plans_one_cargo_call_and_builds_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths = Paths {
-            cache: dir.path().join("cache"),
-            state: dir.path().join("state"),
-            runtime: dir.path().to_path_buf(),
-            workspace: dir.path().join("ws"),
-        };
+        let paths = paths_in(dir.path());
         let spec = Build::bins(&["a", "b"]);
         let plan = build(&paths, &spec, true, &Progress::default()).expect("dry run");
         assert_eq!(plan.status(), Status::Planned);

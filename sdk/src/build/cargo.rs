@@ -244,12 +244,7 @@ mod tests {
     #[test]
     fn the_count_is_kept_per_build_and_lockfile() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths = Paths {
-            cache: dir.path().join("cache"),
-            state: dir.path().join("state"),
-            runtime: dir.path().to_path_buf(),
-            workspace: dir.path().join("ws"),
-        };
+        let paths = crate::build::tests::paths_in(dir.path());
         let args = |bin: &str| vec!["build".to_string(), "--bin".into(), bin.into()];
         let first = count_file(&paths, &args("a"));
         assert_eq!(first, count_file(&paths, &args("a")));
