@@ -4,7 +4,10 @@
 //! (`--target` given once per architecture). Each result is checked to be a static ELF of
 //! the right machine, then stored by content under the cache (`artifacts/<sha256>/<name>`),
 //! so an artifact handed out never changes under its holder and identical builds are
-//! recognised: a build whose outputs are all already in the store reports `ok`.
+//! recognised: a build whose outputs are all already in the store reports `ok`. While cargo
+//! runs, the task line counts the crates compiled (see `cargo`).
+
+mod cargo;
 
 use std::fmt;
 use std::fs;
@@ -13,10 +16,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use sinew_vm::Arch;
-use xshell::{cmd, Shell};
 
-use crate::outcome::{last_lines, Outcome, Status};
+use crate::outcome::{Outcome, Status};
 use crate::paths::Paths;
+use crate::report::Progress;
 use crate::stored::store_once;
 
 /// Errors building or checking an artifact.
@@ -28,14 +31,14 @@ pub enum BuildError {
     /// The cross-compiling toolchain could not be installed.
     #[error("preparing the toolchain: {0}")]
     Toolchain(#[from] crate::setup::SetupError),
-    /// cargo could not be started.
+    /// cargo could not be started, or its output not read.
     #[error("running cargo in {workspace}: {source}")]
     Cargo {
         /// Where cargo ran.
         workspace: PathBuf,
-        /// Why it could not start.
+        /// Why.
         #[source]
-        source: xshell::Error,
+        source: io::Error,
     },
     /// cargo ran and failed.
     #[error("cargo build failed (`{command}`):\n{tail}")]
@@ -202,11 +205,12 @@ impl Outcome for Artifacts {
 
 // Extends `Run` (run.rs) with builds; indexed in `Run`'s doc comment.
 impl crate::Run {
-    /// Cross-compiles `spec` as a task (`build NAMES (ARCHS)`).
+    /// Cross-compiles `spec` as a task (`build NAMES (ARCHS)`) that counts the crates
+    /// compiled as it goes.
     pub fn build(&self, spec: &Build) -> Result<Artifacts, crate::TaskFailed> {
         let ctx = self.ctx();
-        self.task(&format!("build {}", spec.describe()), || {
-            build(&ctx.paths, spec, ctx.dry_run())
+        self.task_with_progress(&format!("build {}", spec.describe()), |progress| {
+            build(&ctx.paths, spec, ctx.dry_run(), progress)
         })
     }
 }
@@ -218,8 +222,14 @@ pub fn target_dir(paths: &Paths) -> PathBuf {
     paths.workspace.join("target").join("sinew-guest")
 }
 
-/// Builds `spec` in the workspace, checks and stores each result.
-pub fn build(paths: &Paths, spec: &Build, dry_run: bool) -> Result<Artifacts, BuildError> {
+/// Builds `spec` in the workspace, checks and stores each result; cargo's progress goes to
+/// `progress`.
+pub fn build(
+    paths: &Paths,
+    spec: &Build,
+    dry_run: bool,
+    progress: &Progress,
+) -> Result<Artifacts, BuildError> {
     if spec.bins.is_empty() || spec.archs.is_empty() {
         return Err(BuildError::Empty);
     }
@@ -227,7 +237,11 @@ pub fn build(paths: &Paths, spec: &Build, dry_run: bool) -> Result<Artifacts, Bu
         crate::setup::ensure_toolchain(&spec.archs, false)?;
     }
     let target_dir = target_dir(paths);
-    let mut args: Vec<String> = vec!["build".into(), "--release".into()];
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "--release".into(),
+        cargo::MESSAGE_FORMAT.into(),
+    ];
     args.push("--target-dir".into());
     args.push(target_dir.display().to_string());
     for arch in &spec.archs {
@@ -265,7 +279,7 @@ pub fn build(paths: &Paths, spec: &Build, dry_run: bool) -> Result<Artifacts, Bu
             plan: Some(format!("cargo {}", args.join(" "))),
         });
     }
-    run_cargo(&paths.workspace, &args)?;
+    cargo::run(paths, &args, progress)?;
     let store = paths.cache.join("artifacts");
     let mut items = Vec::new();
     let mut stored = 0;
@@ -278,30 +292,6 @@ pub fn build(paths: &Paths, spec: &Build, dry_run: bool) -> Result<Artifacts, Bu
         items,
         stored,
         plan: None,
-    })
-}
-
-fn run_cargo(workspace: &Path, args: &[String]) -> Result<(), BuildError> {
-    let sh = Shell::new().map_err(|source| BuildError::Cargo {
-        workspace: workspace.into(),
-        source,
-    })?;
-    sh.change_dir(workspace);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = cmd!(sh, "{cargo} {args...}")
-        .quiet()
-        .ignore_status()
-        .output()
-        .map_err(|source| BuildError::Cargo {
-            workspace: workspace.into(),
-            source,
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(BuildError::Failed {
-        command: format!("cargo {}", args.join(" ")),
-        tail: last_lines(&String::from_utf8_lossy(&output.stderr), 30, "\n"),
     })
 }
 
@@ -374,17 +364,22 @@ mod tests {
         assert!(matches!(dynamic, BuildError::NotStatic { .. }), "{dynamic}");
     }
 
+    /// Directories for a build under `dir`, none of them created.
+    pub(super) fn paths_in(dir: &Path) -> Paths {
+        Paths {
+            cache: dir.join("cache"),
+            state: dir.join("state"),
+            runtime: dir.to_path_buf(),
+            workspace: dir.join("ws"),
+        }
+    }
+
     #[test]
     fn dry_run_plans_one_cargo_call_and_builds_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths = Paths {
-            cache: dir.path().join("cache"),
-            state: dir.path().join("state"),
-            runtime: dir.path().to_path_buf(),
-            workspace: dir.path().join("ws"),
-        };
+        let paths = paths_in(dir.path());
         let spec = Build::bins(&["a", "b"]);
-        let plan = build(&paths, &spec, true).expect("dry run");
+        let plan = build(&paths, &spec, true, &Progress::default()).expect("dry run");
         assert_eq!(plan.status(), Status::Planned);
         assert_eq!(plan.iter().count(), 4);
         let detail = plan.detail().expect("plan detail");

@@ -29,8 +29,9 @@
 //! }
 //! ```
 //!
-//! Every task prints a line: a spinner while it runs, then `ok` (nothing needed doing),
-//! `changed`, `failed` or `plan` (with `--dry-run`) and its duration. Tasks over several
+//! Every task prints a line: a spinner while it runs (with its [`Progress`] for long
+//! steps), then `ok` (nothing needed doing), `changed`, `failed` or `plan` (with
+//! `--dry-run`) and its duration. Tasks over several
 //! hosts ([`Run::each`]) run in parallel. Libraries return typed errors; a playbook's
 //! `main` uses `anyhow`.
 
@@ -52,7 +53,7 @@ pub use build::{Artifact, Artifacts, Build};
 pub use host::{Exec, Host, HostError, Put};
 pub use lab::{Lab, LabSpec, MachineSpec};
 pub use outcome::{BoxError, Outcome, Status, TaskFailed};
-pub use report::Tally;
+pub use report::{Progress, Tally};
 pub use run::{Options, Run, RunError, RunFailed};
 pub use sinew_proto::{
     Facts, RestartPolicy, ServiceChange, ServiceSpec, ServiceState, ServiceStatus,

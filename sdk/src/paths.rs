@@ -4,7 +4,7 @@
 //!   guest kernels, content-addressed build artifacts. Safe to delete.
 //! - state (`SINEW_STATE_DIR`, else `$XDG_STATE_HOME/sinew`, else `~/.local/state/sinew`):
 //!   guest console logs of the last run of each lab, what was learnt about this host
-//!   (whether KVM works).
+//!   (whether KVM works), how many units each build compiled last time.
 //! - runtime (`$XDG_RUNTIME_DIR`, else the temp dir): one private directory per running lab
 //!   for sockets and boot media holding secrets, removed when the lab ends.
 //! - workspace (`SINEW_WORKSPACE`, else the workspace this SDK was compiled in): where

@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::janitor;
 use crate::outcome::{BoxError, Outcome, Status, TaskFailed};
 use crate::paths::Paths;
-use crate::report::{Reporter, Tally};
+use crate::report::{Progress, Reporter, Tally};
 
 /// How a run behaves; `Run::from_args` fills it from the command line.
 #[derive(Debug, Clone, Default)]
@@ -83,7 +83,8 @@ impl Ctx {
 /// Each domain keeps its methods in its own `impl Run` block, in the file named here:
 ///
 /// - Starting, tasks and output (`run.rs`): [`Run::from_args`], [`Run::with_options`],
-///   [`Run::is_dry_run`], [`Run::paths`], [`Run::task`], [`Run::each`], [`Run::say`],
+///   [`Run::is_dry_run`], [`Run::paths`], [`Run::task`], [`Run::task_with_progress`],
+///   [`Run::each`], [`Run::say`],
 ///   [`Run::tally`], [`Run::finish`].
 /// - Build (`build.rs`): [`Run::build`].
 /// - Prepare the machine (`setup.rs`): [`Run::prepare`].
@@ -158,6 +159,20 @@ impl Run {
         T: Outcome,
         E: Into<BoxError>,
     {
+        run_task(&self.ctx.reporter, name.to_string(), |_| f())
+    }
+
+    /// Like [`Run::task`], for a long step: `f` reports how far it has got through the
+    /// [`Progress`] it is given, which its line shows while it runs.
+    pub fn task_with_progress<T, E>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Progress) -> Result<T, E>,
+    ) -> Result<T, TaskFailed>
+    where
+        T: Outcome,
+        E: Into<BoxError>,
+    {
         run_task(&self.ctx.reporter, name.to_string(), f)
     }
 
@@ -180,7 +195,7 @@ impl Run {
                 .iter()
                 .map(|item| {
                     let f = &f;
-                    scope.spawn(move || run_task(reporter, format!("{name} [{item}]"), || f(item)))
+                    scope.spawn(move || run_task(reporter, format!("{name} [{item}]"), |_| f(item)))
                 })
                 .collect();
             handles
@@ -239,14 +254,14 @@ impl Drop for Run {
 pub(crate) fn run_task<T, E>(
     reporter: &Reporter,
     name: String,
-    f: impl FnOnce() -> Result<T, E>,
+    f: impl FnOnce(&Progress) -> Result<T, E>,
 ) -> Result<T, TaskFailed>
 where
     T: Outcome,
     E: Into<BoxError>,
 {
     let line = reporter.start(name.clone());
-    match f() {
+    match f(line.progress()) {
         Ok(value) => {
             line.finish(value.status(), value.detail().as_deref());
             Ok(value)

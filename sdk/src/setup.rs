@@ -13,6 +13,7 @@ use sinew_vm::Arch;
 
 use crate::outcome::{last_lines, Outcome, Status};
 use crate::paths::Paths;
+use crate::report::Progress;
 
 /// Errors preparing the machine.
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +145,8 @@ impl Outcome for ReadyKernel {
 // Extends `Run` (run.rs) with machine preparation; indexed in `Run`'s doc comment.
 impl crate::Run {
     /// Makes sure QEMU, the C cross-compilers and the rust targets for `archs` are installed
-    /// (one task), and that a kernel for each architecture is cached (one task each).
-    /// Returns the kernels, in the order of `archs`.
+    /// (one task), and that a kernel for each architecture is cached (one task each, which
+    /// shows a download's progress). Returns the kernels, in the order of `archs`.
     pub fn prepare(&self, archs: &[Arch]) -> Result<Vec<Kernel>, crate::TaskFailed> {
         let ctx = self.ctx();
         let dry = ctx.dry_run();
@@ -169,7 +170,8 @@ impl crate::Run {
                 })?;
                 continue;
             }
-            let ready = self.task(&name, || ensure_kernel(&ctx.paths, arch))?;
+            let ready = self
+                .task_with_progress(&name, |progress| ensure_kernel(&ctx.paths, arch, progress))?;
             kernels.push(ready.kernel);
         }
         Ok(kernels)
@@ -307,8 +309,13 @@ pub fn ensure_rust_targets(archs: &[Arch], dry_run: bool) -> Result<Prepared, Se
     })
 }
 
-/// The cached kernel for `arch`, fetched first if missing.
-pub fn ensure_kernel(paths: &Paths, arch: Arch) -> Result<ReadyKernel, SetupError> {
+/// The cached kernel for `arch`, fetched first if missing; a download's progress goes to
+/// `progress`.
+pub fn ensure_kernel(
+    paths: &Paths,
+    arch: Arch,
+    progress: &Progress,
+) -> Result<ReadyKernel, SetupError> {
     match Kernel::find(&paths.cache, arch) {
         Ok(kernel) => Ok(ReadyKernel {
             kernel,
@@ -316,7 +323,9 @@ pub fn ensure_kernel(paths: &Paths, arch: Arch) -> Result<ReadyKernel, SetupErro
         }),
         Err(missing) if !may_install() => Err(missing.into()),
         Err(_) => Ok(ReadyKernel {
-            kernel: Kernel::fetch(&paths.cache, arch)?,
+            kernel: Kernel::fetch(&paths.cache, arch, &|downloaded| {
+                progress.set_message(downloaded.to_string())
+            })?,
             fetched: true,
         }),
     }

@@ -3,8 +3,12 @@
 //! offline hosts, and unpacked with `dpkg -x` into a cache, atomically.
 
 use std::ffi::OsStr;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
 
 use crate::Arch;
 
@@ -68,6 +72,33 @@ pub enum DebError {
     },
 }
 
+/// How often a download in progress is measured.
+const DOWNLOAD_POLL: Duration = Duration::from_millis(250);
+
+/// How much of a package has arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Bytes on disk so far.
+    pub bytes: u64,
+    /// The package's size as apt knows it, if it does.
+    pub total: Option<u64>,
+}
+
+impl fmt::Display for Downloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        match self.total {
+            Some(total) => write!(
+                f,
+                "{:.1} MiB of {:.1} MiB downloaded",
+                mib(self.bytes),
+                mib(total)
+            ),
+            None => write!(f, "{:.1} MiB downloaded", mib(self.bytes)),
+        }
+    }
+}
+
 /// A `.deb` file in the local package directory, from its `name_version_arch.deb` name.
 #[derive(Debug, Clone)]
 pub(crate) struct LocalDeb {
@@ -85,7 +116,7 @@ pub fn fetch(package: &str, arch: Arch, dest: &Path) -> Result<PathBuf, DebError
     let parent = dest.parent().unwrap_or(Path::new("."));
     create_dir_all(parent)?;
     let work = work_dir(parent)?;
-    let deb = obtain(package, arch, work.path())?;
+    let deb = obtain(package, arch, work.path(), &|_| {})?;
     let root = unpack(&deb, work.path())?;
     commit(&root, dest)?;
     Ok(dest.to_owned())
@@ -148,8 +179,14 @@ pub(crate) fn apt_show(package: &str, arch: Arch) -> Result<String, DebError> {
     ]))
 }
 
-/// Puts the `.deb` of `package` for `arch` into (or finds it for) `work`.
-pub(crate) fn obtain(package: &str, arch: Arch, work: &Path) -> Result<PathBuf, DebError> {
+/// Puts the `.deb` of `package` for `arch` into (or finds it for) `work`, telling
+/// `on_progress` how much of a download has arrived as it goes.
+pub(crate) fn obtain(
+    package: &str,
+    arch: Arch,
+    work: &Path,
+    on_progress: &(dyn Fn(Downloaded) + Sync),
+) -> Result<PathBuf, DebError> {
     if let Some(dir) = local_dir() {
         return local_debs(&dir, arch)?
             .into_iter()
@@ -164,13 +201,16 @@ pub(crate) fn obtain(package: &str, arch: Arch, work: &Path) -> Result<PathBuf, 
     }
     let download = work.join("download");
     create_dir_all(&download)?;
-    run(Command::new("apt-get")
-        .args([
-            "download",
-            "-q",
-            &format!("{package}:{}", arch.debian_arch()),
-        ])
-        .current_dir(&download))?;
+    let total = download_size(package, arch);
+    watch_download(&download, total, on_progress, || {
+        run(Command::new("apt-get")
+            .args([
+                "download",
+                "-q",
+                &format!("{package}:{}", arch.debian_arch()),
+            ])
+            .current_dir(&download))
+    })?;
     let mut entries = std::fs::read_dir(&download)
         .map_err(|source| io_err("cannot read", &download, source))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -180,6 +220,61 @@ pub(crate) fn obtain(package: &str, arch: Arch, work: &Path) -> Result<PathBuf, 
         debian_arch: arch.debian_arch(),
         dir: download,
     })
+}
+
+/// The size of the candidate `.deb` of `package` for `arch`, from apt's package list.
+fn download_size(package: &str, arch: Arch) -> Option<u64> {
+    apt_show(package, arch)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Size:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Runs `download` while measuring what it has written under `dir`: apt-get prints no
+/// progress without a terminal, but writes the package there as it arrives.
+fn watch_download<T>(
+    dir: &Path,
+    total: Option<u64>,
+    on_progress: &(dyn Fn(Downloaded) + Sync),
+    download: impl FnOnce() -> T,
+) -> T {
+    let measure = &|| {
+        on_progress(Downloaded {
+            bytes: bytes_under(dir),
+            total,
+        })
+    };
+    let (done, finished) = mpsc::channel::<()>();
+    let result = thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(DOWNLOAD_POLL) {
+                measure();
+            }
+        });
+        let result = download();
+        drop(done);
+        result
+    });
+    measure();
+    result
+}
+
+/// The bytes in the files under `dir`, subdirectories included.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => bytes_under(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// A scratch directory next to the final destination, so that the final rename
@@ -244,4 +339,52 @@ fn run(command: &mut Command) -> Result<String, DebError> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn a_download_shows_mebibytes_of_its_total() {
+        let part = Downloaded {
+            bytes: 22 * 1024 * 1024,
+            total: Some(72_225_000),
+        };
+        assert_eq!(part.to_string(), "22.0 MiB of 68.9 MiB downloaded");
+        let unknown = Downloaded {
+            bytes: 1536 * 1024,
+            total: None,
+        };
+        assert_eq!(unknown.to_string(), "1.5 MiB downloaded");
+    }
+
+    #[test]
+    fn a_download_is_measured_as_it_grows_and_once_at_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seen = Mutex::new(Vec::new());
+        let file = dir.path().join("partial").join("linux.deb");
+        let written = watch_download(
+            dir.path(),
+            Some(3000),
+            &|d| seen.lock().expect("seen").push(d.bytes),
+            || {
+                std::fs::create_dir_all(file.parent().expect("parent")).expect("partial dir");
+                for size in [1000, 2000, 3000] {
+                    std::fs::write(&file, vec![0u8; size]).expect("write");
+                    thread::sleep(DOWNLOAD_POLL + DOWNLOAD_POLL / 2);
+                }
+                "done"
+            },
+        );
+        assert_eq!(written, "done");
+        let seen = seen.into_inner().expect("seen");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert!(
+            seen.iter().any(|&b| b < 3000),
+            "never measured mid-way: {seen:?}"
+        );
+        assert_eq!(seen.last(), Some(&3000));
+    }
 }

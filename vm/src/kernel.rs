@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::deb::{self, DebError};
+use crate::deb::{self, DebError, Downloaded};
 use crate::Arch;
 
 /// A bootable guest kernel and its modules.
@@ -90,8 +90,13 @@ impl Kernel {
     /// foreign architecture first if needed, which needs root), downloads it with
     /// `apt-get download` and unpacks it with `dpkg -x`; a kernel already cached is
     /// not downloaded again. With `SINEW_DEB_DIR` set, the newest matching `.deb`
-    /// in that directory is used and apt is not asked.
-    pub fn fetch(cache_dir: &Path, arch: Arch) -> Result<Kernel, KernelError> {
+    /// in that directory is used and apt is not asked. A download reports how much has
+    /// arrived to `on_progress`, a few times a second.
+    pub fn fetch(
+        cache_dir: &Path,
+        arch: Arch,
+        on_progress: &(dyn Fn(Downloaded) + Sync),
+    ) -> Result<Kernel, KernelError> {
         if let Some(dir) = Self::env_override(arch) {
             return Kernel::from_tree(&dir, arch);
         }
@@ -112,7 +117,7 @@ impl Kernel {
             };
             deb::create_dir_all(&dir).map_err(pkg_err)?;
             let work = deb::work_dir(&dir).map_err(pkg_err)?;
-            let root = deb::obtain(package, arch, work.path())
+            let root = deb::obtain(package, arch, work.path(), on_progress)
                 .and_then(|deb| deb::unpack(&deb, work.path()));
             let root = match root {
                 Ok(root) => root,

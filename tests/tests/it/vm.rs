@@ -38,7 +38,8 @@ struct Image {
 /// `SINEW-READY <machine> <release> modules=<n>` and then runs `role`.
 fn image(arch: Arch, dir: &Path, role: &str) -> Result<Image> {
     // `find` first: asking apt what is newest costs seconds per call.
-    let kernel = Kernel::find(&cache_dir(), arch).or_else(|_| Kernel::fetch(&cache_dir(), arch))?;
+    let kernel =
+        Kernel::find(&cache_dir(), arch).or_else(|_| Kernel::fetch(&cache_dir(), arch, &|_| {}))?;
     let wanted = qemu::required_modules(arch);
     let resolved = modules::resolve(&kernel.modules_dir, wanted)?;
     let mut init = String::from(
@@ -149,7 +150,7 @@ fn real_kernels_resolve_their_virtio_modules_in_load_order() -> Result<()> {
         ),
     ];
     for (arch, names) in expected {
-        let kernel = Kernel::fetch(&cache_dir(), arch)?;
+        let kernel = Kernel::fetch(&cache_dir(), arch, &|_| {})?;
         assert_eq!(Kernel::find(&cache_dir(), arch)?.release, kernel.release);
         assert!(
             kernel
