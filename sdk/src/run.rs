@@ -84,8 +84,7 @@ impl Ctx {
 ///
 /// - Starting, tasks and output (`run.rs`): [`Run::from_args`], [`Run::with_options`],
 ///   [`Run::is_dry_run`], [`Run::paths`], [`Run::task`], [`Run::task_with_progress`],
-///   [`Run::each`], [`Run::say`],
-///   [`Run::tally`], [`Run::finish`].
+///   [`Run::each`], [`Run::say`], [`Run::tally`], [`Run::finish`].
 /// - Build (`build.rs`): [`Run::build`].
 /// - Prepare the machine (`setup.rs`): [`Run::prepare`].
 /// - Lab boot and shutdown (`lab.rs`): [`Run::boot`], [`Run::crash`], [`Run::shutdown`].
