@@ -11,7 +11,6 @@ mod exec;
 mod facts;
 mod files;
 mod kernel_modules;
-mod logging;
 mod mounts;
 mod network;
 mod reaper;
@@ -28,6 +27,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sinew_proto::Secret;
+use sinew_support::error_chain;
+use sinew_support::logging::Logging;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -73,30 +74,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("sinew-init: {}", describe(&error));
+            eprintln!("sinew-init: {}", error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-/// The error and its causes on one line. Errors here spell out their cause in their own
-/// message, so a cause already quoted by the message before it is not repeated.
-fn describe(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&message);
-        }
-    }
-    text
-}
-
 fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
-    logging::init(None, true);
+    Logging::new("RUST_LOG", "info").for_console().init();
     let secret = Secret::load(&args.secret_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -144,7 +129,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn describe_does_not_repeat_causes() {
+    fn failures_do_not_repeat_causes() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
         let error = anyhow::Error::new(sinew_proto::SecretError::Read {
             path: "/etc/sinew/agent.key".into(),
@@ -152,7 +137,7 @@ mod tests {
         })
         .context("loading the secret");
         assert_eq!(
-            describe(&error),
+            error_chain(error.as_ref()),
             "loading the secret: cannot read agent secret /etc/sinew/agent.key: No such file"
         );
     }
