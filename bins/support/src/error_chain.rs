@@ -40,19 +40,16 @@ mod tests {
         }
     }
 
-    fn failure(text: &str, cause: Option<Failure>) -> Failure {
-        Failure(text.to_owned(), cause.map(Box::new))
+    /// An error whose message is `texts[0]`, caused by one whose message is `texts[1]`, ...
+    fn failure(texts: &[&str]) -> Failure {
+        let (text, causes) = texts.split_first().expect("a message");
+        let cause = (!causes.is_empty()).then(|| Box::new(failure(causes)));
+        Failure((*text).to_owned(), cause)
     }
 
     #[test]
     fn joins_the_causes_in_order() {
-        let error = failure(
-            "starting",
-            Some(failure(
-                "reading /etc/x",
-                Some(failure("no such file", None)),
-            )),
-        );
+        let error = failure(&["starting", "reading /etc/x", "no such file"]);
         assert_eq!(
             error_chain(&error),
             "starting: reading /etc/x: no such file"
@@ -61,13 +58,11 @@ mod tests {
 
     #[test]
     fn skips_a_cause_the_line_already_carries() {
-        let error = failure(
+        let error = failure(&[
             "loading the secret",
-            Some(failure(
-                "cannot read /etc/key: No such file",
-                Some(failure("No such file", None)),
-            )),
-        );
+            "cannot read /etc/key: No such file",
+            "No such file",
+        ]);
         assert_eq!(
             error_chain(&error),
             "loading the secret: cannot read /etc/key: No such file"
@@ -76,6 +71,6 @@ mod tests {
 
     #[test]
     fn an_error_without_causes_is_its_message() {
-        assert_eq!(error_chain(&failure("refused", None)), "refused");
+        assert_eq!(error_chain(&failure(&["refused"])), "refused");
     }
 }

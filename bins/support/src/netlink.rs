@@ -1,6 +1,9 @@
 //! rtnetlink requests and listings whose errors say what was being done.
 
 use futures::{TryStream, TryStreamExt};
+use rtnetlink::packet_route::neighbour::NeighbourMessage;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::Handle;
 use thiserror::Error;
 
 /// The kernel refused a request or a listing.
@@ -25,4 +28,22 @@ where
     S: TryStream<Error = rtnetlink::Error>,
 {
     listing.try_collect().await.map_err(request(what))
+}
+
+/// Lists a neighbour table: ARP entries for [`AddressFamily::Inet`], the bridges' FDB for
+/// [`AddressFamily::Bridge`].
+pub async fn neighbours(
+    handle: &Handle,
+    family: AddressFamily,
+    what: &str,
+) -> Result<Vec<NeighbourMessage>, NetlinkError> {
+    dump(
+        handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute(),
+        what,
+    )
+    .await
 }

@@ -14,7 +14,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 use sinew_proto::mac::MacAddr;
-use sinew_support::netlink::{dump, request};
+use sinew_support::netlink::{dump, neighbours, request};
 use tokio::task::JoinHandle;
 
 use super::{
@@ -485,15 +485,7 @@ impl Dataplane for Netlink {
     }
 
     async fn neighbours(&mut self, device: u32) -> Result<Vec<Neighbour>, DataplaneError> {
-        let messages: Vec<_> = dump(
-            self.handle
-                .neighbours()
-                .get()
-                .set_address_family(AddressFamily::Inet)
-                .execute(),
-            "listing neighbours",
-        )
-        .await?;
+        let messages = neighbours(&self.handle, AddressFamily::Inet, "listing neighbours").await?;
         Ok(messages
             .iter()
             .filter(|message| {
@@ -547,15 +539,7 @@ impl Dataplane for Netlink {
     }
 
     async fn fdb(&mut self, device: u32) -> Result<Vec<FdbEntry>, DataplaneError> {
-        let messages: Vec<_> = dump(
-            self.handle
-                .neighbours()
-                .get()
-                .set_address_family(AddressFamily::Bridge)
-                .execute(),
-            "listing the FDB",
-        )
-        .await?;
+        let messages = neighbours(&self.handle, AddressFamily::Bridge, "listing the FDB").await?;
         Ok(messages
             .iter()
             .filter(|message| message.header.ifindex == device)

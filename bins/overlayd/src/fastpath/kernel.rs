@@ -11,7 +11,7 @@ use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, N
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::Handle;
 use sinew_proto::mac::MacAddr;
-use sinew_support::netlink::dump;
+use sinew_support::netlink::{dump, neighbours};
 
 use super::plan::{FdbEntry, Link, LinkKind};
 use super::{bpf, program, tc, FastPathError};
@@ -86,12 +86,9 @@ impl FastPathKernel for NetlinkBpf {
             dump(self.handle.link().get().execute(), "listing links").await?;
         let addresses: Vec<_> =
             dump(self.handle.address().get().execute(), "listing addresses").await?;
-        let neighbours: Vec<NeighbourMessage> = dump(
-            self.handle
-                .neighbours()
-                .get()
-                .set_address_family(AddressFamily::Bridge)
-                .execute(),
+        let fdb = neighbours(
+            &self.handle,
+            AddressFamily::Bridge,
             "listing the bridge FDB",
         )
         .await?;
@@ -111,7 +108,7 @@ impl FastPathKernel for NetlinkBpf {
                 link
             })
             .collect();
-        let fdb = neighbours.iter().filter_map(fdb_entry).collect();
+        let fdb = fdb.iter().filter_map(fdb_entry).collect();
         Ok((links, fdb))
     }
 
