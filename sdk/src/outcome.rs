@@ -3,6 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+use sinew_support::error_chain;
+
 /// A boxed error as tasks may return it: any `std::error::Error`, or an `anyhow::Error`.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -100,21 +102,6 @@ impl StdError for TaskFailed {}
 pub(crate) fn last_lines(text: &str, n: usize, separator: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join(separator)
-}
-
-/// `error: cause: cause`, skipping a cause whose text its parent already carries.
-pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

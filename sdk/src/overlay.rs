@@ -9,6 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use sinew_proto::overlay::{
+    SubnetEnv, LOG_FAST_PATH_ON, LOG_FAST_PATH_UNAVAILABLE, LOG_FAST_PATH_WAITING,
+};
 use thiserror::Error;
 
 use crate::build::{Artifacts, BuildError};
@@ -21,7 +24,7 @@ use crate::{Run, ServiceSpec, TaskFailed};
 /// Where overlayd is installed on a host.
 pub const OVERLAYD_PATH: &str = "/usr/local/bin/overlayd";
 /// Where overlayd writes the host's subnet (flannel's default).
-pub const SUBNET_FILE: &str = "/run/flannel/subnet.env";
+pub use sinew_proto::overlay::SUBNET_FILE;
 /// flannel's default key prefix.
 pub const PREFIX: &str = "/coreos.com/network";
 /// The service name overlayd runs under.
@@ -265,15 +268,14 @@ pub fn data_path(host: &Host) -> Result<DataPath, HostError> {
 
 /// The data path the last of overlayd's fast-path log lines in `logs` reports.
 fn reported_data_path(logs: &[String]) -> DataPath {
-    use sinew_overlayd::fastpath::{LOG_ON, LOG_UNAVAILABLE, LOG_WAITING};
     logs.iter()
         .rev()
         .find_map(|line| {
-            if line.contains(LOG_ON) {
+            if line.contains(LOG_FAST_PATH_ON) {
                 Some(DataPath::FastPath)
-            } else if line.contains(LOG_WAITING) {
+            } else if line.contains(LOG_FAST_PATH_WAITING) {
                 Some(DataPath::Waiting)
-            } else if line.contains(LOG_UNAVAILABLE) {
+            } else if line.contains(LOG_FAST_PATH_UNAVAILABLE) {
                 Some(DataPath::Kernel)
             } else {
                 None
@@ -286,13 +288,9 @@ fn reported_data_path(logs: &[String]) -> DataPath {
 fn wait_subnet(host: &Host) -> Result<String, OverlayError> {
     let started = Instant::now();
     loop {
-        if let Ok(env) = host.get(SUBNET_FILE) {
-            let text = String::from_utf8_lossy(&env).into_owned();
-            if let Some(subnet) = text
-                .lines()
-                .find_map(|line| line.strip_prefix("FLANNEL_SUBNET="))
-            {
-                return Ok(subnet.trim().to_owned());
+        if let Ok(text) = host.get(SUBNET_FILE) {
+            if let Ok(env) = SubnetEnv::parse(&String::from_utf8_lossy(&text)) {
+                return Ok(format!("{}/{}", env.gateway, env.prefix_len));
             }
         }
         if started.elapsed() > LEASE_PATIENCE {
@@ -313,11 +311,12 @@ mod tests {
 
     #[test]
     fn the_last_fast_path_line_of_overlayds_log_tells_the_data_path() {
-        use sinew_overlayd::fastpath::{LOG_ON, LOG_UNAVAILABLE, LOG_WAITING};
         let lines = |text: &[&String]| text.iter().map(|line| (*line).clone()).collect::<Vec<_>>();
-        let on = &format!("INFO {LOG_ON}: VXLAN device 4 ⇄ container veths on bridge 7");
-        let waiting = &format!("INFO {LOG_WAITING} for a bridge with an address in 10.5.3.0/24");
-        let unavailable = &format!("WARN {LOG_UNAVAILABLE} on this kernel: loading BPF program");
+        let on = &format!("INFO {LOG_FAST_PATH_ON}: VXLAN device 4 ⇄ container veths on bridge 7");
+        let waiting =
+            &format!("INFO {LOG_FAST_PATH_WAITING} for a bridge with an address in 10.5.3.0/24");
+        let unavailable =
+            &format!("WARN {LOG_FAST_PATH_UNAVAILABLE} on this kernel: loading BPF program");
         let other = &"INFO remote added: subnet 10.5.9.0/24 at 10.0.0.9".to_owned();
         assert_eq!(
             reported_data_path(&lines(&[waiting, on, other])),

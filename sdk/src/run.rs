@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::thread;
 
 use clap::{ArgAction, Parser};
+use sinew_support::logging::Logging;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -303,10 +304,5 @@ fn init_logging(verbose: u8) {
         0 | 1 => "warn,openraft=warn",
         _ => "debug,openraft=warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SINEW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    Logging::new("SINEW_LOG", default).init();
 }

@@ -27,10 +27,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use sinew_proto::overlay::SubnetEnv;
 use sinew_tests::kv_cluster::Server;
 use sinew_tests::median;
 use sinew_tests::overlay_bed::{
-    block_on, entries_in, Bed, HostSubnet, DEFAULT_CONFIG, DIRECT_CONFIG, PREFIX,
+    block_on, container_of, entries_in, Bed, DEFAULT_CONFIG, DIRECT_CONFIG, PREFIX,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -144,7 +145,7 @@ fn main() -> Result<()> {
 
 /// Restarts every host's overlayd with `--fast-path on` and waits until the overlay works
 /// again with the fast path's programs in place.
-fn turn_fast_path_on(bed: &mut Bed, subnets: &[HostSubnet]) -> Result<()> {
+fn turn_fast_path_on(bed: &mut Bed, subnets: &[SubnetEnv]) -> Result<()> {
     bed.set_fast_path("on");
     for index in 0..bed.hosts.len() {
         bed.stop(index)?;
@@ -157,7 +158,7 @@ fn turn_fast_path_on(bed: &mut Bed, subnets: &[HostSubnet]) -> Result<()> {
         bed.exec(
             &bed.hosts[index].container_netns,
             "ping",
-            &["-c", "1", "-W", "2", &next.container().to_string()],
+            &["-c", "1", "-W", "2", &container_of(next).to_string()],
         )?;
     }
     for index in 0..bed.hosts.len() {
@@ -179,7 +180,7 @@ struct Throughput {
 
 /// `rounds` pairs of iperf3 runs, host→host over the underlay and container→container over
 /// the overlay, the order of the pair alternating from round to round.
-fn throughput(bed: &Bed, subnets: &[HostSubnet], seconds: u64, rounds: u64) -> Result<Throughput> {
+fn throughput(bed: &Bed, subnets: &[SubnetEnv], seconds: u64, rounds: u64) -> Result<Throughput> {
     let mut underlay = Vec::new();
     let mut overlay = Vec::new();
     let mut ratios = Vec::new();
@@ -199,7 +200,7 @@ fn throughput(bed: &Bed, subnets: &[HostSubnet], seconds: u64, rounds: u64) -> R
                 bed,
                 (&bed.hosts[1].container_netns, server),
                 (&bed.hosts[0].container_netns, client),
-                subnets[1].container(),
+                container_of(&subnets[1]),
                 seconds,
             )
         };
@@ -233,9 +234,12 @@ fn percentile(samples: &mut [f64], fraction: f64) -> f64 {
 
 /// Writes `joins` leases of made-up hosts, one at a time, and times each until all three
 /// hosts have its entries; each is deleted (and seen gone) before the next.
-fn measure_convergence(bed: &Bed, subnets: &[HostSubnet], joins: u64) -> Result<Vec<f64>> {
+fn measure_convergence(bed: &Bed, subnets: &[SubnetEnv], joins: u64) -> Result<Vec<f64>> {
     let kv = bed.kv()?;
-    let taken: Vec<String> = subnets.iter().map(HostSubnet::network).collect();
+    let taken: Vec<String> = subnets
+        .iter()
+        .map(|subnet| subnet.subnet().to_string())
+        .collect();
     let free: Vec<u8> = (100..=250u8)
         .filter(|third| !taken.contains(&format!("10.5.{third}.0/24")))
         .collect();

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use sinew_proto::kv::KvClient;
+use sinew_proto::overlay::SubnetEnv;
 
 use crate::kv_cluster::{KvCluster, Server};
 
@@ -75,46 +76,10 @@ fn tools() -> Result<()> {
         .map_err(anyhow::Error::msg)
 }
 
-/// A host's `subnet.env`, as far as the bed needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostSubnet {
-    /// The bridge address (`FLANNEL_SUBNET`'s address).
-    pub gateway: Ipv4Addr,
-    /// The prefix length.
-    pub prefix_len: u8,
-    /// `FLANNEL_MTU`.
-    pub mtu: u32,
-}
-
-impl HostSubnet {
-    /// Parses `subnet.env` text.
-    pub fn parse(text: &str) -> Option<Self> {
-        let value = |key: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-        };
-        let (gateway, prefix_len) = value("FLANNEL_SUBNET")?.split_once('/')?;
-        Some(Self {
-            gateway: gateway.parse().ok()?,
-            prefix_len: prefix_len.parse().ok()?,
-            mtu: value("FLANNEL_MTU")?.parse().ok()?,
-        })
-    }
-
-    /// The subnet as overlayd leases it, `a.b.c.0/n`.
-    pub fn network(&self) -> String {
-        let mask = u32::MAX << (32 - u32::from(self.prefix_len));
-        format!(
-            "{}/{}",
-            Ipv4Addr::from(u32::from(self.gateway) & mask),
-            self.prefix_len
-        )
-    }
-
-    /// The container's address: the one after the gateway.
-    pub fn container(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.gateway) + 1)
-    }
+/// The address of the container [`Bed::attach_container`] gives a host: the one after
+/// the host's gateway.
+pub fn container_of(subnet: &SubnetEnv) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.gateway) + 1)
 }
 
 /// One host of the bed.
@@ -494,13 +459,10 @@ impl Bed {
     }
 
     /// Waits until host `index` has a `subnet.env`, and returns it.
-    pub fn wait_subnet(&mut self, index: usize, patience: Duration) -> Result<HostSubnet> {
+    pub fn wait_subnet(&mut self, index: usize, patience: Duration) -> Result<SubnetEnv> {
         let started = Instant::now();
         loop {
-            if let Some(subnet) = std::fs::read_to_string(&self.hosts[index].subnet_file)
-                .ok()
-                .and_then(|text| HostSubnet::parse(&text))
-            {
+            if let Ok(subnet) = SubnetEnv::read(&self.hosts[index].subnet_file) {
                 return Ok(subnet);
             }
             if !self.running(index)? {
@@ -522,7 +484,7 @@ impl Bed {
     /// Gives host `index` a container namespace: a bridge `cbr0` holding the host's
     /// gateway address, a veth into the container, which gets the next address and a
     /// default route through the bridge.
-    pub fn attach_container(&mut self, index: usize) -> Result<HostSubnet> {
+    pub fn attach_container(&mut self, index: usize) -> Result<SubnetEnv> {
         let subnet = self.wait_subnet(index, Duration::from_secs(30))?;
         let host = &mut self.hosts[index];
         let (netns, container) = (host.netns.as_str(), host.container_netns.as_str());
@@ -549,7 +511,7 @@ impl Bed {
             "ip",
             &["-n", netns, "link", "set", "veth0", "master", "cbr0", "up"],
         )?;
-        let address = format!("{}/{}", subnet.container(), subnet.prefix_len);
+        let address = format!("{}/{}", container_of(&subnet), subnet.prefix_len);
         sh("ip", &["-n", container, "link", "set", "lo", "up"])?;
         sh(
             "ip",
@@ -577,7 +539,7 @@ impl Bed {
     }
 
     /// Waits until every host's device reaches every other host (`subnets[i]` is host i's).
-    pub fn wait_converged(&self, subnets: &[HostSubnet], patience: Duration) -> Result<()> {
+    pub fn wait_converged(&self, subnets: &[SubnetEnv], patience: Duration) -> Result<()> {
         for index in 0..subnets.len() {
             self.wait_entries(index, patience, |entries| {
                 self.others(index, subnets)
@@ -590,11 +552,7 @@ impl Bed {
     /// Waits until every host reaches every other host the DirectRouting way: a route via
     /// its public IP through the underlay, and nothing for it on the device. (Sync deletes
     /// before it adds, so once the routes are there the device entries are already gone.)
-    pub fn wait_converged_directly(
-        &self,
-        subnets: &[HostSubnet],
-        patience: Duration,
-    ) -> Result<()> {
+    pub fn wait_converged_directly(&self, subnets: &[SubnetEnv], patience: Duration) -> Result<()> {
         for index in 0..subnets.len() {
             self.wait_underlay_routes(index, patience, |routes| {
                 self.others(index, subnets).all(|(subnet, address)| {
@@ -614,13 +572,13 @@ impl Bed {
     fn others<'a>(
         &'a self,
         index: usize,
-        subnets: &'a [HostSubnet],
+        subnets: &'a [SubnetEnv],
     ) -> impl Iterator<Item = (String, Ipv4Addr)> + 'a {
         subnets
             .iter()
             .enumerate()
             .filter(move |(other, _)| *other != index)
-            .map(|(other, subnet)| (subnet.network(), self.hosts[other].address))
+            .map(|(other, subnet)| (subnet.subnet().to_string(), self.hosts[other].address))
     }
 
     /// Waits until `check` holds for host `index`'s entries; returns the last entries seen.

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use sinew_proto::Secret;
+use sinew_support::logging::Logging;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -15,7 +16,7 @@ use crate::exec::Launcher;
 use crate::reaper::ProcessTable;
 use crate::server::{self, Agent};
 use crate::services::Services;
-use crate::{cmdline, facts, kernel_modules, logging, mounts, network, shutdown};
+use crate::{cmdline, facts, kernel_modules, mounts, network, shutdown};
 
 /// The agent secret, put in the initramfs by the host; never on the command line.
 const AGENT_KEY: &str = "/etc/sinew/agent.key";
@@ -34,7 +35,10 @@ pub fn run() -> ! {
     match boot() {
         Err(error) => {
             // Printed directly as well: logging may not be up yet.
-            eprintln!("sinew-init: fatal: {}", crate::describe(&error));
+            eprintln!(
+                "sinew-init: fatal: {}",
+                sinew_support::error_chain(error.as_ref())
+            );
             shutdown::power_off_now()
         }
         Ok(never) => match never {},
@@ -49,7 +53,9 @@ fn boot() -> anyhow::Result<Infallible> {
     ensure_console_stdio();
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let (params, cmdline_errors) = cmdline::parse(&cmdline);
-    logging::init(params.log_filter.as_deref(), false);
+    Logging::new("RUST_LOG", params.log_filter.as_deref().unwrap_or("info"))
+        .for_console()
+        .init();
     if let Err(error) = cad {
         tracing::warn!(%error, "cannot disable Ctrl-Alt-Del reboot");
     }

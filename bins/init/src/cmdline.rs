@@ -1,9 +1,8 @@
 //! The `sinew.*` keys of the kernel command line.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
+use sinew_proto::mac::MacAddr;
 use sinew_proto::DEFAULT_AGENT_PORT;
 use thiserror::Error;
 
@@ -16,7 +15,8 @@ pub struct BootParams {
     pub interfaces: Vec<InterfaceConfig>,
     /// `sinew.agent_port=PORT`, default 7070.
     pub agent_port: u16,
-    /// `sinew.log=FILTER`, a tracing filter such as `debug` or `sinew_init=trace`.
+    /// `sinew.log=FILTER`, a tracing filter such as `debug` or `sinew_init=trace`; a
+    /// `RUST_LOG=` the kernel hands on as a variable wins, as for every sinew program.
     pub log_filter: Option<String>,
 }
 
@@ -28,37 +28,6 @@ impl Default for BootParams {
             agent_port: DEFAULT_AGENT_PORT,
             log_filter: None,
         }
-    }
-}
-
-/// A hardware (MAC) address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl FromStr for MacAddr {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut bytes = [0u8; 6];
-        let mut parts = text.split(':');
-        for byte in &mut bytes {
-            let part = parts.next().ok_or(())?;
-            if part.len() != 2 {
-                return Err(());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| ())?;
-        }
-        match parts.next() {
-            Some(_) => Err(()),
-            None => Ok(Self(bytes)),
-        }
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
     }
 }
 
@@ -170,7 +139,7 @@ fn parse_interface(value: &str) -> Result<InterfaceConfig, &'static str> {
         .next()
         .ok_or("missing MAC address")?
         .parse::<MacAddr>()
-        .map_err(|()| "bad MAC address")?;
+        .map_err(|_| "bad MAC address")?;
     let (address, prefix_len) = fields
         .next()
         .ok_or("missing address")?
@@ -284,13 +253,5 @@ mod tests {
         assert!(reasons[2].contains("prefix length too large"));
         assert!(reasons[3].contains("different IP versions"));
         assert_eq!(errors[7], CmdlineError::Unknown("sinew.colour=blue".into()));
-    }
-
-    #[test]
-    fn mac_display_round_trips() {
-        let mac: MacAddr = "52:54:00:AB:cd:ef".parse().unwrap();
-        assert_eq!(mac.to_string(), "52:54:00:ab:cd:ef");
-        assert!("52:54:00:ab:cd:ef:00".parse::<MacAddr>().is_err());
-        assert!("5254.00ab.cdef".parse::<MacAddr>().is_err());
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use nix::ifaddrs::getifaddrs;
 use nix::net::if_::InterfaceFlags;
 use nix::sys::socket::SockaddrStorage;
+use sinew_proto::mac::MacAddr;
 use sinew_proto::{ErrorKind, Facts, InterfaceAddress, NetInterface, RemoteError};
 use thiserror::Error;
 
@@ -113,7 +114,7 @@ fn interfaces() -> Result<Vec<NetInterface>, FactsError> {
         if let Some(link) = address.as_link_addr() {
             // Loopback and tunnels report an all-zero or empty hardware address.
             if let Some(mac) = link.addr().filter(|mac| mac.iter().any(|&byte| byte != 0)) {
-                interface.mac = Some(format_mac(&mac));
+                interface.mac = Some(MacAddr(mac).to_string());
             }
         } else if let Some(ip) = ip_of(&address) {
             let prefix_len = entry
@@ -144,11 +145,6 @@ fn prefix_len_of(netmask: IpAddr) -> u8 {
         IpAddr::V6(mask) => u128::from(mask).leading_ones(),
     };
     u8::try_from(ones).unwrap_or(u8::MAX)
-}
-
-fn format_mac(mac: &[u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ mod facts;
 mod files;
 mod flow;
 mod kernel_modules;
-mod logging;
 mod mounts;
 mod network;
 mod reaper;
@@ -29,6 +28,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sinew_proto::Secret;
+use sinew_support::error_chain;
+use sinew_support::logging::Logging;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -74,30 +75,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("sinew-init: {}", describe(&error));
+            eprintln!("sinew-init: {}", error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-/// The error and its causes on one line. Errors here spell out their cause in their own
-/// message, so a cause already quoted by the message before it is not repeated.
-fn describe(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&message);
-        }
-    }
-    text
-}
-
 fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
-    logging::init(None, true);
+    Logging::new("RUST_LOG", "info").for_console().init();
     let secret = Secret::load(&args.secret_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -145,7 +130,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn describe_does_not_repeat_causes() {
+    fn failures_do_not_repeat_causes() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
         let error = anyhow::Error::new(sinew_proto::SecretError::Read {
             path: "/etc/sinew/agent.key".into(),
@@ -153,7 +138,7 @@ mod tests {
         })
         .context("loading the secret");
         assert_eq!(
-            describe(&error),
+            error_chain(error.as_ref()),
             "loading the secret: cannot read agent secret /etc/sinew/agent.key: No such file"
         );
     }

@@ -6,10 +6,11 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use sinew_proto::mac::MacAddr;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::cmdline::{InterfaceConfig, MacAddr};
+use crate::cmdline::InterfaceConfig;
 
 /// How long to wait for a link to appear: virtio-net probes asynchronously after its module
 /// is loaded.

@@ -1,6 +1,5 @@
-//! Flags (flannel's names, also read from `FLANNELD_*` variables), logging, signals.
+//! Flags (flannel's names, also read from `FLANNELD_*` variables) and signals.
 
-use std::io::IsTerminal;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use sinew_overlayd::daemon::{self, Settings};
 use sinew_overlayd::dataplane::{IfaceSelector, Netlink};
 use sinew_overlayd::duration;
 use sinew_overlayd::fastpath::{FastPath, Mode};
+use sinew_proto::overlay::SUBNET_FILE;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -45,11 +45,7 @@ pub struct Cli {
     public_ip: Option<Ipv4Addr>,
 
     /// Where to write the subnet file for the container runtime.
-    #[arg(
-        long,
-        env = "FLANNELD_SUBNET_FILE",
-        default_value = "/run/flannel/subnet.env"
-    )]
+    #[arg(long, env = "FLANNELD_SUBNET_FILE", default_value = SUBNET_FILE)]
     subnet_file: PathBuf,
 
     /// How long before expiry the lease is renewed: 60m, 30s, or plain minutes.
@@ -65,17 +61,6 @@ pub struct Cli {
     /// kernel can), on (fail if it cannot) or off (the kernel's path only).
     #[arg(long, env = "OVERLAYD_FAST_PATH", value_enum, default_value = "auto")]
     fast_path: Mode,
-}
-
-/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 fn settings(cli: &Cli) -> Result<Settings> {

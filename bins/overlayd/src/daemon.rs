@@ -9,13 +9,15 @@
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sinew_proto::kv::{
     prefix_end, EventType, KvClient, KvClientError, RangeRequest, Watch, WatchBatch,
     WatchCreateRequest,
 };
+use sinew_proto::overlay::{Ipv4Cidr, SubnetEnv};
+use sinew_support::error_chain;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -23,10 +25,9 @@ use tokio::time::Instant;
 use crate::alloc::{AllocError, Allocator, Held};
 use crate::config::NetworkConfig;
 use crate::dataplane::{Dataplane, DataplaneError, Device, DeviceSpec, IfaceSelector, Underlay};
-use crate::error_chain as chain;
 use crate::fastpath::Target;
+use crate::ipv4net::Ipv4Net;
 use crate::lease::{self, Lease, LeaseAttrs};
-use crate::subnet_env::{self, SubnetEnv};
 use crate::sync::{Direct, RemoteChange, Syncer};
 
 /// The VXLAN overhead: outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8 bytes.
@@ -79,7 +80,10 @@ async fn retrying<T, E: StdError>(what: &str, mut attempt: impl AsyncFnMut() -> 
         match attempt().await {
             Ok(value) => return value,
             Err(error) => {
-                tracing::warn!("{what} failed, retrying in {pause:?}: {}", chain(&error));
+                tracing::warn!(
+                    "{what} failed, retrying in {pause:?}: {}",
+                    error_chain(&error)
+                );
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
             }
@@ -137,6 +141,13 @@ fn device_name(config: &NetworkConfig) -> String {
     format!("flannel.{}", config.backend.vni)
 }
 
+/// The subnet an earlier run wrote to `subnet.env`, if the file is there and valid: the
+/// one to ask for again.
+fn written_subnet(path: &Path) -> Option<Ipv4Net> {
+    let subnet = SubnetEnv::read(path).ok()?.subnet();
+    Ipv4Net::new(subnet.address, subnet.prefix_len)
+}
+
 fn config_key(prefix: &str) -> String {
     format!("{}/config", prefix.trim_end_matches('/'))
 }
@@ -160,7 +171,7 @@ async fn wait_for_config(kv: &KvClient, prefix: &str) -> (NetworkConfig, i64) {
                 Ok(config) => return (config, revision),
                 Err(error) => tracing::error!(
                     "the network config at {key} is invalid, waiting for it to change: {}",
-                    chain(&error)
+                    error_chain(&error)
                 ),
             },
         }
@@ -249,7 +260,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
             vni: config.backend.vni,
         };
         let allocator = Allocator::new(kv.clone(), &settings.prefix, settings.lease_ttl);
-        let preferred = subnet_env::read_subnet(&settings.subnet_file);
+        let preferred = written_subnet(&settings.subnet_file);
         let held = retrying("acquiring a subnet", async || {
             allocator.acquire(&config, &attrs, preferred).await
         })
@@ -291,8 +302,13 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
         })
         .await;
         let env = SubnetEnv {
-            network: self.config.network,
-            subnet: held.subnet,
+            network: Ipv4Cidr {
+                address: self.config.network.network(),
+                prefix_len: self.config.network.prefix_len(),
+            },
+            // The bridge's address: the subnet's first host.
+            gateway: held.subnet.host(1).unwrap_or(held.subnet.network()),
+            prefix_len: held.subnet.prefix_len(),
             mtu: self.mtu,
             ip_masq: false,
         };
@@ -334,7 +350,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
                         Some(Ok(batch)) => match self.apply(batch) {
                             Outcome::Changed => {
                                 if let Err(error) = self.syncer.reconcile(self.kernel).await {
-                                    tracing::warn!("{}; resyncing", chain(&error));
+                                    tracing::warn!("{}; resyncing", error_chain(&error));
                                     break;
                                 }
                             }
@@ -344,7 +360,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
                             }
                         },
                         Some(Err(error)) => {
-                            tracing::warn!("the lease watch failed, resyncing: {}", chain(&error));
+                            tracing::warn!("the lease watch failed, resyncing: {}", error_chain(&error));
                             break;
                         }
                         None => {
@@ -385,7 +401,9 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
                 .filter_map(|pair| {
                     let key = String::from_utf8_lossy(&pair.key);
                     let lease = Lease::parse(&key, &pair.value)
-                        .map_err(|error| tracing::warn!("ignoring a lease: {}", chain(&error)))
+                        .map_err(|error| {
+                            tracing::warn!("ignoring a lease: {}", error_chain(&error))
+                        })
                         .ok()?;
                     if key == self.held.key {
                         own_intact = lease.attrs == self.attrs;
@@ -406,7 +424,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
                     return range.header.revision;
                 }
                 Err(error) => {
-                    tracing::warn!("{}; retrying", chain(&error));
+                    tracing::warn!("{}; retrying", error_chain(&error));
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -438,7 +456,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
                 EventType::Put => match Lease::parse(&key, &event.kv.value) {
                     Ok(lease) => self.syncer.put(lease),
                     Err(error) => {
-                        tracing::warn!("ignoring a lease: {}", chain(&error));
+                        tracing::warn!("ignoring a lease: {}", error_chain(&error));
                         self.syncer.remove(&subnet)
                     }
                 },
@@ -461,7 +479,10 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
         let batch = match batch {
             Some(Ok(batch)) => batch,
             Some(Err(error)) => {
-                tracing::warn!("the config watch failed, watching again: {}", chain(&error));
+                tracing::warn!(
+                    "the config watch failed, watching again: {}",
+                    error_chain(&error)
+                );
                 *watch = self.kv.watch(WatchCreateRequest {
                     key: key.as_bytes().to_vec(),
                     ..WatchCreateRequest::default()
@@ -490,7 +511,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
             Err(error) => {
                 tracing::error!(
                     "the network config at {key} is invalid, keeping the current one until it changes: {}",
-                    chain(&error)
+                    error_chain(&error)
                 );
                 None
             }
@@ -516,7 +537,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
             Err(error) => {
                 tracing::warn!(
                     "renewing the subnet lease failed, retrying in 1s: {}",
-                    chain(&error)
+                    error_chain(&error)
                 );
                 self.renew_at = Instant::now() + Duration::from_secs(1);
                 true

@@ -7,10 +7,10 @@
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
+use sinew_proto::mac::MacAddr;
 use thiserror::Error;
 
 use crate::ipv4net::Ipv4Net;
-use crate::mac::Mac;
 
 /// A lease key or value is not flannel's.
 #[derive(Debug, Error)]
@@ -43,7 +43,7 @@ pub struct LeaseAttrs {
     /// The address other hosts send VXLAN packets to.
     pub public_ip: Ipv4Addr,
     /// The MAC of the host's VXLAN device.
-    pub vtep_mac: Mac,
+    pub vtep_mac: MacAddr,
     /// The VNI.
     pub vni: u32,
 }
@@ -72,7 +72,7 @@ struct WireBackend {
     #[serde(rename = "VNI", default)]
     vni: u32,
     #[serde(rename = "VtepMAC")]
-    vtep_mac: Mac,
+    vtep_mac: MacAddr,
 }
 
 /// The key prefix of every lease: `<prefix>/subnets/`.

@@ -17,21 +17,7 @@ pub mod duration;
 pub mod fastpath;
 pub mod ipv4net;
 pub mod lease;
-pub mod mac;
-pub mod subnet_env;
 pub mod sync;
-
-/// An error and its causes on one line, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 /// What the unit tests of several modules share.
 #[cfg(test)]

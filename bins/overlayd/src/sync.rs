@@ -246,8 +246,8 @@ mod tests {
     use super::*;
     use crate::dataplane::fake::{FakeKernel, DEVICE, UNDERLAY};
     use crate::dataplane::DeviceSpec;
-    use crate::mac::Mac;
     use crate::test_support::block_on;
+    use sinew_proto::mac::MacAddr;
 
     const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 9);
 
@@ -256,7 +256,7 @@ mod tests {
             subnet: subnet.parse().expect("a network"),
             attrs: LeaseAttrs {
                 public_ip: Ipv4Addr::new(192, 168, 0, host),
-                vtep_mac: Mac([0x0a, 0x58, 0, 0, 0, mac_tail]),
+                vtep_mac: MacAddr([0x0a, 0x58, 0, 0, 0, mac_tail]),
                 vni: 1,
             },
         }

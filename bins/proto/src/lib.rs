@@ -28,6 +28,8 @@ pub mod frame;
 pub mod handshake;
 #[cfg(feature = "kv-client")]
 pub mod kv;
+pub mod mac;
+pub mod overlay;
 pub mod remote_error;
 pub mod request;
 pub mod response;

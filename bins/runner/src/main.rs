@@ -5,9 +5,10 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use sinew_support::logging::Logging;
 
 fn main() -> ExitCode {
-    cli::init_tracing();
+    Logging::new("RUST_LOG", "info").init();
     let cli = cli::Cli::parse();
     let failure = cli.command.failure_code();
     match cli::run(cli) {

@@ -10,14 +10,15 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use sinew_proto::overlay::SubnetEnv;
 use sinew_tests::kv_cluster::Server;
 use sinew_tests::overlay_bed::{
-    block_on, in_netns, Bed, HostSubnet, DEFAULT_CONFIG, DEVICE, DIRECT_CONFIG, PREFIX,
+    block_on, container_of, in_netns, Bed, DEFAULT_CONFIG, DEVICE, DIRECT_CONFIG, PREFIX,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn started(hosts: usize, server: Server, config: &str) -> Result<(Bed, Vec<HostSubnet>)> {
+fn started(hosts: usize, server: Server, config: &str) -> Result<(Bed, Vec<SubnetEnv>)> {
     started_with(hosts, server, config, None)
 }
 
@@ -27,7 +28,7 @@ fn started_with(
     server: Server,
     config: &str,
     fast_path: Option<&'static str>,
-) -> Result<(Bed, Vec<HostSubnet>)> {
+) -> Result<(Bed, Vec<SubnetEnv>)> {
     let mut bed = Bed::new(hosts, server, Some(config), false)?;
     if let Some(mode) = fast_path {
         bed.set_fast_path(mode);
@@ -42,7 +43,7 @@ fn started_with(
 }
 
 /// A started bed with a container attached to every host.
-fn attached(hosts: usize, config: &str) -> Result<(Bed, Vec<HostSubnet>)> {
+fn attached(hosts: usize, config: &str) -> Result<(Bed, Vec<SubnetEnv>)> {
     attached_with(hosts, config, None)
 }
 
@@ -51,7 +52,7 @@ fn attached_with(
     hosts: usize,
     config: &str,
     fast_path: Option<&'static str>,
-) -> Result<(Bed, Vec<HostSubnet>)> {
+) -> Result<(Bed, Vec<SubnetEnv>)> {
     let (mut bed, subnets) = started_with(hosts, Server::kvd(false)?, config, fast_path)?;
     for index in 0..hosts {
         bed.attach_container(index)?;
@@ -114,10 +115,16 @@ fn tcp_echo(from: &str, to: &str, address: Ipv4Addr, message: &'static [u8]) -> 
 fn containers_ping_and_echo_across_hosts() -> Result<()> {
     // The kernel's own path, as flannel has it.
     let (mut bed, subnets) = attached_with(3, DEFAULT_CONFIG, Some("off"))?;
-    let distinct: HashSet<String> = subnets.iter().map(HostSubnet::network).collect();
+    let distinct: HashSet<String> = subnets
+        .iter()
+        .map(|subnet| subnet.subnet().to_string())
+        .collect();
     assert_eq!(distinct.len(), 3, "{subnets:?}");
     for subnet in &subnets {
-        assert!(subnet.network().starts_with("10.5."), "{subnet:?}");
+        assert!(
+            subnet.subnet().to_string().starts_with("10.5."),
+            "{subnet:?}"
+        );
         assert_eq!(subnet.prefix_len, 24);
         assert_eq!(subnet.mtu, 1450, "underlay MTU 1500 minus 50");
     }
@@ -128,7 +135,7 @@ fn containers_ping_and_echo_across_hosts() -> Result<()> {
     let echoed = tcp_echo(
         &bed.hosts[0].container_netns,
         &bed.hosts[2].container_netns,
-        subnets[2].container(),
+        container_of(&subnets[2]),
         b"hello across the overlay",
     )?;
     assert_eq!(echoed, b"hello across the overlay");
@@ -136,7 +143,7 @@ fn containers_ping_and_echo_across_hosts() -> Result<()> {
         assert!(bed.running(index)?);
         let log = bed.log(index);
         assert!(
-            log.contains(&format!("acquired subnet {}", subnet.network())),
+            log.contains(&format!("acquired subnet {}", subnet.subnet().to_string())),
             "{log}"
         );
         assert!(log.contains("remote added: subnet"), "{log}");
@@ -148,7 +155,7 @@ fn containers_ping_and_echo_across_hosts() -> Result<()> {
 fn a_leaving_host_is_removed_from_the_others_on_etcd() -> Result<()> {
     let (mut bed, subnets) = started(3, Server::Etcd, DEFAULT_CONFIG)?;
     bed.wait_converged(&subnets, PATIENCE)?;
-    let leaving = subnets[2].network();
+    let leaving = subnets[2].subnet().to_string();
     let leaving_ip = bed.hosts[2].address;
     bed.stop(2)?;
     // Stopped, not gone: its lease still stands, so the others keep reaching it.
@@ -165,7 +172,7 @@ fn a_leaving_host_is_removed_from_the_others_on_etcd() -> Result<()> {
         let entries = bed.wait_entries(index, PATIENCE, |entries| {
             entries.forgot(&leaving, leaving_ip)
         })?;
-        let staying = subnets[1 - index].network();
+        let staying = subnets[1 - index].subnet().to_string();
         assert!(
             entries.reaches(&staying, bed.hosts[1 - index].address),
             "{entries:#?}"
@@ -186,7 +193,7 @@ fn a_restart_keeps_the_subnet_and_the_data_plane() -> Result<()> {
     // The device and its entries stay while overlayd is down.
     let entries = bed.entries(0)?;
     assert!(
-        entries.reaches(&subnets[1].network(), bed.hosts[1].address),
+        entries.reaches(&subnets[1].subnet().to_string(), bed.hosts[1].address),
         "{entries:#?}"
     );
     // Only the lease can give the subnet back: the old subnet.env is gone.
@@ -198,8 +205,11 @@ fn a_restart_keeps_the_subnet_and_the_data_plane() -> Result<()> {
     let log = bed.log(0);
     assert!(log.contains("adopted the existing VXLAN device"), "{log}");
     assert_eq!(
-        log.matches(&format!("acquired subnet {}", subnets[0].network()))
-            .count(),
+        log.matches(&format!(
+            "acquired subnet {}",
+            subnets[0].subnet().to_string()
+        ))
+        .count(),
         2,
         "{log}"
     );
@@ -211,7 +221,10 @@ fn hosts_starting_at_once_never_share_a_subnet() -> Result<()> {
     // Exactly four subnets for four hosts: every host must win a different one.
     let config = r#"{"Network": "10.6.0.0/16", "SubnetLen": 24, "SubnetMin": "10.6.1.0", "SubnetMax": "10.6.4.0"}"#;
     let (bed, subnets) = started(4, Server::kvd(false)?, config)?;
-    let distinct: HashSet<String> = subnets.iter().map(HostSubnet::network).collect();
+    let distinct: HashSet<String> = subnets
+        .iter()
+        .map(|subnet| subnet.subnet().to_string())
+        .collect();
     let expected: HashSet<String> = (1..=4).map(|n| format!("10.6.{n}.0/24")).collect();
     assert_eq!(distinct, expected);
     let kv = bed.kv()?;
@@ -253,7 +266,7 @@ fn the_fast_path_carries_container_traffic_past_the_host_stack() -> Result<()> {
             "0.01",
             "-W",
             "2",
-            &subnets[1].container().to_string(),
+            &container_of(&subnets[1]).to_string(),
         ],
     )?;
     ensure!(output.contains("50 received"), "{output}");
@@ -262,7 +275,7 @@ fn the_fast_path_carries_container_traffic_past_the_host_stack() -> Result<()> {
     let echoed = tcp_echo(
         &bed.hosts[1].container_netns,
         &bed.hosts[0].container_netns,
-        subnets[0].container(),
+        container_of(&subnets[0]),
         b"past the bridge",
     )?;
     assert_eq!(echoed, b"past the bridge");
@@ -297,8 +310,8 @@ fn the_fast_path_carries_container_traffic_past_the_host_stack() -> Result<()> {
     Ok(())
 }
 
-fn ping(bed: &Bed, from: usize, to: &HostSubnet) -> Result<()> {
-    let target = to.container().to_string();
+fn ping(bed: &Bed, from: usize, to: &SubnetEnv) -> Result<()> {
+    let target = container_of(to).to_string();
     let output = bed.exec(
         &bed.hosts[from].container_netns,
         "ping",
@@ -317,7 +330,10 @@ fn direct_routing_skips_vxlan_on_one_segment_and_can_be_turned_off() -> Result<(
     // Turned off, each host goes back to VXLAN and drops its direct route.
     bed.put(&format!("{PREFIX}/config"), DEFAULT_CONFIG)?;
     for (index, other) in [(0, 1), (1, 0)] {
-        let (subnet, address) = (subnets[other].network(), bed.hosts[other].address);
+        let (subnet, address) = (
+            subnets[other].subnet().to_string(),
+            bed.hosts[other].address,
+        );
         bed.wait_entries(index, PATIENCE, |entries| entries.reaches(&subnet, address))?;
         let direct = format!("{subnet} ");
         bed.wait_underlay_routes(index, PATIENCE, |routes| {
@@ -349,7 +365,10 @@ fn a_new_vni_replaces_the_old_device() -> Result<()> {
             "cat",
             &["/sys/class/net/flannel.2/address"],
         )?;
-        let (vtep, address) = (subnets[other].network(), bed.hosts[other].address);
+        let (vtep, address) = (
+            subnets[other].subnet().to_string(),
+            bed.hosts[other].address,
+        );
         let vtep = vtep.split('/').next().unwrap_or_default().to_owned();
         let wanted = [
             ("neigh", format!("{vtep} lladdr {} ", mac.trim())),
@@ -400,7 +419,10 @@ fn bad_config_is_reported_and_picked_up_once_fixed() -> Result<()> {
     );
     bed.put(&key, DEFAULT_CONFIG)?;
     let subnet = bed.wait_subnet(0, PATIENCE)?;
-    assert!(subnet.network().starts_with("10.5."), "{subnet:?}");
+    assert!(
+        subnet.subnet().to_string().starts_with("10.5."),
+        "{subnet:?}"
+    );
     let device = bed.exec(&bed.hosts[0].netns, "ip", &["-d", "link", "show", DEVICE])?;
     assert!(device.contains("vxlan id 1 "), "{device}");
     assert!(device.contains("dstport 8472"), "{device}");
@@ -424,7 +446,7 @@ fn a_short_lease_is_renewed_and_a_lost_one_reacquired() -> Result<()> {
     let kv = bed.kv()?;
     let key = format!(
         "{PREFIX}/subnets/{}",
-        subnets[0].network().replace('/', "-")
+        subnets[0].subnet().to_string().replace('/', "-")
     );
     let first = block_on(kv.get(key.clone()))??.context("host 0's lease")?;
     // Three TTLs later the same KV lease still holds the key: it was renewed.

@@ -4,11 +4,12 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use sinew_proto::mac::MacAddr;
+
 use super::{
     Dataplane, DataplaneError, Device, DeviceSpec, FdbEntry, IfaceSelector, Neighbour, Route,
     Underlay,
 };
-use crate::mac::Mac;
 
 /// The fake's device index.
 pub const DEVICE: u32 = 7;
@@ -74,7 +75,7 @@ impl Dataplane for FakeKernel {
         self.device = Some(spec.clone());
         Ok(Device {
             index: DEVICE,
-            mac: Mac([0x0a, 0x58, 0, 0, 0, 9]),
+            mac: MacAddr([0x0a, 0x58, 0, 0, 0, 9]),
         })
     }
 

@@ -11,10 +11,11 @@ pub mod fake;
 use std::future::Future;
 use std::net::Ipv4Addr;
 
+use sinew_proto::mac::MacAddr;
+use sinew_support::netlink::NetlinkError;
 use thiserror::Error;
 
 use crate::ipv4net::Ipv4Net;
-use crate::mac::Mac;
 
 pub use netlink::Netlink;
 
@@ -25,14 +26,8 @@ pub enum DataplaneError {
     #[error("opening a netlink socket")]
     Socket(#[source] std::io::Error),
     /// The kernel refused a request.
-    #[error("{what}")]
-    Request {
-        /// What was being done.
-        what: String,
-        /// The netlink error.
-        #[source]
-        source: rtnetlink::Error,
-    },
+    #[error(transparent)]
+    Request(#[from] NetlinkError),
     /// No interface matches `--iface` (or none holds the default route).
     #[error("no underlay interface: {0}")]
     NoUnderlay(String),
@@ -110,7 +105,7 @@ pub struct Device {
     /// Its index.
     pub index: u32,
     /// Its MAC, published as the lease's VtepMAC.
-    pub mac: Mac,
+    pub mac: MacAddr,
 }
 
 /// A route to a remote subnet, on-link through a device: via the remote VTEP address
@@ -130,14 +125,14 @@ pub struct Neighbour {
     /// The remote VTEP address.
     pub ip: Ipv4Addr,
     /// The remote device's MAC.
-    pub mac: Mac,
+    pub mac: MacAddr,
 }
 
 /// An FDB entry: frames for the remote device's MAC go to the remote host's public IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FdbEntry {
     /// The remote device's MAC.
-    pub mac: Mac,
+    pub mac: MacAddr,
     /// The remote host's public IP.
     pub remote: Ipv4Addr,
 }

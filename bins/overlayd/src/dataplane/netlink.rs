@@ -13,6 +13,8 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan, RouteMessageBuilder};
+use sinew_proto::mac::MacAddr;
+use sinew_support::netlink::{dump, neighbours, request};
 use tokio::task::JoinHandle;
 
 use super::{
@@ -20,7 +22,6 @@ use super::{
     Underlay,
 };
 use crate::ipv4net::Ipv4Net;
-use crate::mac::Mac;
 
 /// The main routing table.
 const MAIN_TABLE: u32 = 254;
@@ -36,11 +37,6 @@ impl Drop for Netlink {
     fn drop(&mut self) {
         self.driver.abort();
     }
-}
-
-fn request(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> DataplaneError {
-    let what = what.into();
-    move |source| DataplaneError::Request { what, source }
 }
 
 /// The kernel's errno in a netlink error, if it is one.
@@ -72,7 +68,7 @@ impl Netlink {
         match links.try_next().await {
             Ok(link) => Ok(link),
             Err(error) if errno(&error) == Some(libc::ENODEV) => Ok(None),
-            Err(error) => Err(request(format!("looking up link {name}"))(error)),
+            Err(error) => Err(request(format!("looking up link {name}"))(error).into()),
         }
     }
 
@@ -89,15 +85,15 @@ impl Netlink {
     }
 
     async fn ipv4_addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, DataplaneError> {
-        let messages: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request(format!("listing the addresses of link {index}")))?;
+        let messages: Vec<_> = dump(
+            self.handle
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .execute(),
+            format!("listing the addresses of link {index}"),
+        )
+        .await?;
         Ok(messages
             .iter()
             .filter(|message| message.header.index == index)
@@ -158,13 +154,14 @@ impl Netlink {
     }
 
     async fn ipv4_routes(&self) -> Result<Vec<RouteMessage>, DataplaneError> {
-        self.handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("listing IPv4 routes"))
+        Ok(dump(
+            self.handle
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute(),
+            "listing IPv4 routes",
+        )
+        .await?)
     }
 
     async fn create_device(&self, spec: &DeviceSpec) -> Result<(), DataplaneError> {
@@ -181,7 +178,8 @@ impl Netlink {
             .add(message)
             .execute()
             .await
-            .map_err(request(format!("creating VXLAN device {}", spec.name)))
+            .map_err(request(format!("creating VXLAN device {}", spec.name)))?;
+        Ok(())
     }
 }
 
@@ -214,11 +212,11 @@ fn link_mtu(link: &LinkMessage) -> Option<u32> {
         })
 }
 
-fn link_mac(link: &LinkMessage) -> Option<Mac> {
+fn link_mac(link: &LinkMessage) -> Option<MacAddr> {
     link.attributes
         .iter()
         .find_map(|attribute| match attribute {
-            LinkAttribute::Address(bytes) => Mac::from_slice(bytes),
+            LinkAttribute::Address(bytes) => MacAddr::from_slice(bytes),
             _ => None,
         })
 }
@@ -264,12 +262,12 @@ fn neighbour_message(family: AddressFamily, device: u32) -> NeighbourMessage {
     message
 }
 
-fn lladdr(message: &NeighbourMessage) -> Option<Mac> {
+fn lladdr(message: &NeighbourMessage) -> Option<MacAddr> {
     message
         .attributes
         .iter()
         .find_map(|attribute| match attribute {
-            NeighbourAttribute::LinkLayerAddress(bytes) => Mac::from_slice(bytes),
+            NeighbourAttribute::LinkLayerAddress(bytes) => MacAddr::from_slice(bytes),
             _ => None,
         })
 }
@@ -320,15 +318,15 @@ impl Dataplane for Netlink {
                 self.underlay_of(link.header.index, None).await
             }
             IfaceSelector::Address(address) => {
-                let messages: Vec<_> = self
-                    .handle
-                    .address()
-                    .get()
-                    .set_address_filter(IpAddr::V4(*address))
-                    .execute()
-                    .try_collect()
-                    .await
-                    .map_err(request(format!("looking up address {address}")))?;
+                let messages: Vec<_> = dump(
+                    self.handle
+                        .address()
+                        .get()
+                        .set_address_filter(IpAddr::V4(*address))
+                        .execute(),
+                    format!("looking up address {address}"),
+                )
+                .await?;
                 let index = messages
                     .iter()
                     .find(|message| {
@@ -386,8 +384,10 @@ impl Dataplane for Netlink {
         let Some(link) = self.link_by_name(name).await? else {
             return Ok(());
         };
-        gone_is_fine(self.handle.link().del(link.header.index).execute().await)
-            .map_err(request(format!("deleting {name}")))
+        Ok(
+            gone_is_fine(self.handle.link().del(link.header.index).execute().await)
+                .map_err(request(format!("deleting {name}")))?,
+        )
     }
 
     async fn set_address(&mut self, device: u32, address: Ipv4Addr) -> Result<(), DataplaneError> {
@@ -397,18 +397,16 @@ impl Dataplane for Netlink {
                 present = true;
                 continue;
             }
-            let messages: Vec<_> = self
-                .handle
-                .address()
-                .get()
-                .set_link_index_filter(device)
-                .set_address_filter(IpAddr::V4(existing))
-                .execute()
-                .try_collect()
-                .await
-                .map_err(request(format!(
-                    "looking up {existing} on the VXLAN device"
-                )))?;
+            let messages: Vec<_> = dump(
+                self.handle
+                    .address()
+                    .get()
+                    .set_link_index_filter(device)
+                    .set_address_filter(IpAddr::V4(existing))
+                    .execute(),
+                format!("looking up {existing} on the VXLAN device"),
+            )
+            .await?;
             for message in messages {
                 gone_is_fine(self.handle.address().del(message).execute().await)
                     .map_err(request(format!("removing the old address {existing}")))?;
@@ -467,7 +465,8 @@ impl Dataplane for Netlink {
             .map_err(request(format!(
                 "adding route {} via {}",
                 route.subnet, route.gateway
-            )))
+            )))?;
+        Ok(())
     }
 
     async fn del_route(&mut self, device: u32, route: &Route) -> Result<(), DataplaneError> {
@@ -481,19 +480,12 @@ impl Dataplane for Netlink {
         .map_err(request(format!(
             "deleting route {} via {}",
             route.subnet, route.gateway
-        )))
+        )))?;
+        Ok(())
     }
 
     async fn neighbours(&mut self, device: u32) -> Result<Vec<Neighbour>, DataplaneError> {
-        let messages: Vec<_> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("listing neighbours"))?;
+        let messages = neighbours(&self.handle, AddressFamily::Inet, "listing neighbours").await?;
         Ok(messages
             .iter()
             .filter(|message| {
@@ -525,7 +517,8 @@ impl Dataplane for Netlink {
             .map_err(request(format!(
                 "adding neighbour {} lladdr {}",
                 neighbour.ip, neighbour.mac
-            )))
+            )))?;
+        Ok(())
     }
 
     async fn del_neighbour(
@@ -539,20 +532,14 @@ impl Dataplane for Netlink {
             .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
                 neighbour.ip,
             )));
-        gone_is_fine(self.handle.neighbours().del(message).execute().await)
-            .map_err(request(format!("deleting neighbour {}", neighbour.ip)))
+        Ok(
+            gone_is_fine(self.handle.neighbours().del(message).execute().await)
+                .map_err(request(format!("deleting neighbour {}", neighbour.ip)))?,
+        )
     }
 
     async fn fdb(&mut self, device: u32) -> Result<Vec<FdbEntry>, DataplaneError> {
-        let messages: Vec<_> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("listing the FDB"))?;
+        let messages = neighbours(&self.handle, AddressFamily::Bridge, "listing the FDB").await?;
         Ok(messages
             .iter()
             .filter(|message| message.header.ifindex == device)
@@ -578,7 +565,8 @@ impl Dataplane for Netlink {
             .map_err(request(format!(
                 "adding FDB entry {} dst {}",
                 entry.mac, entry.remote
-            )))
+            )))?;
+        Ok(())
     }
 
     async fn del_fdb(&mut self, device: u32, entry: &FdbEntry) -> Result<(), DataplaneError> {
@@ -592,8 +580,13 @@ impl Dataplane for Netlink {
             .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
                 entry.remote,
             )));
-        gone_is_fine(self.handle.neighbours().del(message).execute().await).map_err(request(
-            format!("deleting FDB entry {} dst {}", entry.mac, entry.remote),
-        ))
+        Ok(
+            gone_is_fine(self.handle.neighbours().del(message).execute().await).map_err(
+                request(format!(
+                    "deleting FDB entry {} dst {}",
+                    entry.mac, entry.remote
+                )),
+            )?,
+        )
     }
 }

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sinew_proto::mac::MacAddr;
+
 use super::kernel::{FastPathKernel, Role};
 use super::plan::{FdbEntry, Link};
 use super::{BpfError, FastPathError, TcError};
-use crate::mac::Mac;
 
 /// A kernel in memory.
 #[derive(Debug, Default)]
@@ -24,7 +25,7 @@ pub struct FakeKernel {
     /// Our filters: link → the program and the load it came from (1-based).
     pub filters: BTreeMap<u32, (Role, usize)>,
     /// The ports map.
-    pub ports: BTreeMap<Mac, u32>,
+    pub ports: BTreeMap<MacAddr, u32>,
     /// Every change, as `attach 6 sinew_tx`, `set 0a:..:16 6` and so on.
     pub changes: Vec<String>,
 }
@@ -65,13 +66,13 @@ impl FastPathKernel for FakeKernel {
         Ok(())
     }
 
-    fn set_port(&mut self, mac: Mac, port: u32) -> Result<(), FastPathError> {
+    fn set_port(&mut self, mac: MacAddr, port: u32) -> Result<(), FastPathError> {
         self.ports.insert(mac, port);
         self.changes.push(format!("set {mac} {port}"));
         Ok(())
     }
 
-    fn clear_port(&mut self, mac: Mac) -> Result<(), FastPathError> {
+    fn clear_port(&mut self, mac: MacAddr) -> Result<(), FastPathError> {
         self.ports.remove(&mac);
         self.changes.push(format!("clear {mac}"));
         Ok(())

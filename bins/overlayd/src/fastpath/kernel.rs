@@ -5,16 +5,16 @@
 use std::future::Future;
 use std::net::IpAddr;
 
-use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::Handle;
+use sinew_proto::mac::MacAddr;
+use sinew_support::netlink::{dump, neighbours};
 
 use super::plan::{FdbEntry, Link, LinkKind};
 use super::{bpf, program, tc, FastPathError};
-use crate::mac::Mac;
 
 /// Room for this many container MACs on the bridge.
 const MAX_CONTAINERS: u32 = 16 * 1024;
@@ -55,10 +55,10 @@ pub trait FastPathKernel {
     fn detach(&mut self, index: u32) -> impl Future<Output = Result<(), FastPathError>>;
 
     /// Puts `mac` behind `port` in the ports map.
-    fn set_port(&mut self, mac: Mac, port: u32) -> Result<(), FastPathError>;
+    fn set_port(&mut self, mac: MacAddr, port: u32) -> Result<(), FastPathError>;
 
     /// Takes `mac` out of the ports map.
-    fn clear_port(&mut self, mac: Mac) -> Result<(), FastPathError>;
+    fn clear_port(&mut self, mac: MacAddr) -> Result<(), FastPathError>;
 }
 
 /// The fast path on rtnetlink and `bpf(2)`.
@@ -80,38 +80,18 @@ impl NetlinkBpf {
     }
 }
 
-/// Wraps a failed listing's netlink error with what was being listed.
-fn dump(what: &'static str) -> impl FnOnce(rtnetlink::Error) -> FastPathError {
-    move |source| FastPathError::Dump { what, source }
-}
-
 impl FastPathKernel for NetlinkBpf {
     async fn tables(&mut self) -> Result<(Vec<Link>, Vec<FdbEntry>), FastPathError> {
-        let links: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(dump("listing links"))?;
-        let addresses: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(dump("listing addresses"))?;
-        let neighbours: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(dump("listing the bridge FDB"))?;
+        let links: Vec<LinkMessage> =
+            dump(self.handle.link().get().execute(), "listing links").await?;
+        let addresses: Vec<_> =
+            dump(self.handle.address().get().execute(), "listing addresses").await?;
+        let fdb = neighbours(
+            &self.handle,
+            AddressFamily::Bridge,
+            "listing the bridge FDB",
+        )
+        .await?;
         let links = links
             .iter()
             .map(|message| {
@@ -128,7 +108,7 @@ impl FastPathKernel for NetlinkBpf {
                 link
             })
             .collect();
-        let fdb = neighbours.iter().filter_map(fdb_entry).collect();
+        let fdb = fdb.iter().filter_map(fdb_entry).collect();
         Ok((links, fdb))
     }
 
@@ -163,12 +143,12 @@ impl FastPathKernel for NetlinkBpf {
         Ok(tc::detach(&self.handle, index).await?)
     }
 
-    fn set_port(&mut self, mac: Mac, port: u32) -> Result<(), FastPathError> {
+    fn set_port(&mut self, mac: MacAddr, port: u32) -> Result<(), FastPathError> {
         let map = self.ports_map.as_ref().expect("made with the programs");
         Ok(map.insert(&mac.0, &port.to_ne_bytes())?)
     }
 
-    fn clear_port(&mut self, mac: Mac) -> Result<(), FastPathError> {
+    fn clear_port(&mut self, mac: MacAddr) -> Result<(), FastPathError> {
         match &self.ports_map {
             Some(map) => Ok(map.remove(&mac.0)?),
             None => Ok(()),
@@ -208,7 +188,7 @@ fn fdb_entry(message: &NeighbourMessage) -> Option<FdbEntry> {
         .attributes
         .iter()
         .find_map(|attribute| match attribute {
-            NeighbourAttribute::LinkLayerAddress(bytes) => Mac::from_slice(bytes),
+            NeighbourAttribute::LinkLayerAddress(bytes) => MacAddr::from_slice(bytes),
             _ => None,
         })?;
     Some(FdbEntry {

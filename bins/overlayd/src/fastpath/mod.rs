@@ -33,6 +33,10 @@ use futures::StreamExt;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::MulticastGroup;
+use sinew_proto::mac::MacAddr;
+use sinew_proto::overlay::{LOG_FAST_PATH_ON, LOG_FAST_PATH_UNAVAILABLE, LOG_FAST_PATH_WAITING};
+use sinew_support::error_chain;
+use sinew_support::netlink::NetlinkError;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -41,15 +45,6 @@ pub use bpf::BpfError;
 pub use kernel::{FastPathKernel, NetlinkBpf, Role};
 pub use plan::{plan, FdbEntry, Link, LinkKind, Plan, Target};
 pub use tc::TcError;
-
-use crate::mac::Mac;
-
-/// The start of the log line saying the programs are loaded and being attached.
-pub const LOG_ON: &str = "fast path on";
-/// The start of the log line saying there is no bridge to work with yet.
-pub const LOG_WAITING: &str = "fast path waiting";
-/// The start of the log line saying this kernel cannot run it (under `auto`).
-pub const LOG_UNAVAILABLE: &str = "fast path unavailable";
 
 /// A full resync this often even without events, in case one was missed.
 const RESYNC: Duration = Duration::from_secs(30);
@@ -81,14 +76,8 @@ pub enum FastPathError {
     #[error(transparent)]
     Tc(#[from] TcError),
     /// Listing links, addresses or the FDB failed.
-    #[error("{what}")]
-    Dump {
-        /// What was being listed.
-        what: &'static str,
-        /// The netlink error.
-        #[source]
-        source: rtnetlink::Error,
-    },
+    #[error(transparent)]
+    Dump(#[from] NetlinkError),
 }
 
 impl FastPathError {
@@ -99,7 +88,7 @@ impl FastPathError {
             Self::Bpf(_) => true,
             // ENOENT here is a qdisc or classifier kind the kernel does not know.
             Self::Tc(error) => !matches!(error.errno, libc::ENODEV | libc::EPIPE),
-            Self::Socket(_) | Self::Dump { .. } => false,
+            Self::Socket(_) | Self::Dump(_) => false,
         }
     }
 }
@@ -115,7 +104,7 @@ pub struct Reconciler<K> {
     /// Links carrying our filter, with the generation of the program attached.
     attached: BTreeMap<u32, u64>,
     /// What the ports map holds.
-    macs: BTreeMap<Mac, u32>,
+    macs: BTreeMap<MacAddr, u32>,
     /// Whether "no bridge yet" was said since the last change.
     said_waiting: bool,
 }
@@ -140,7 +129,7 @@ impl<K: FastPathKernel> Reconciler<K> {
         let Some(bridge) = plan.bridge else {
             if !self.said_waiting {
                 tracing::info!(
-                    "{LOG_WAITING} for a bridge with an address in {}",
+                    "{LOG_FAST_PATH_WAITING} for a bridge with an address in {}",
                     target.subnet
                 );
                 self.said_waiting = true;
@@ -154,7 +143,7 @@ impl<K: FastPathKernel> Reconciler<K> {
             self.loaded = Some((bridge, target.vxlan));
             self.generation += 1;
             tracing::info!(
-                "{LOG_ON}: VXLAN device {} ⇄ container veths on bridge {bridge}, past the host's IP stack",
+                "{LOG_FAST_PATH_ON}: VXLAN device {} ⇄ container veths on bridge {bridge}, past the host's IP stack",
                 target.vxlan
             );
         }
@@ -189,20 +178,20 @@ impl<K: FastPathKernel> Reconciler<K> {
     pub async fn stop(&mut self) {
         for index in std::mem::take(&mut self.attached).into_keys() {
             if let Err(error) = self.kernel.detach(index).await {
-                tracing::warn!("{}", crate::error_chain(&error));
+                tracing::warn!("{}", error_chain(&error));
             }
         }
         for mac in std::mem::take(&mut self.macs).into_keys() {
             if let Err(error) = self.kernel.clear_port(mac) {
-                tracing::warn!("{}", crate::error_chain(&error));
+                tracing::warn!("{}", error_chain(&error));
             }
         }
         self.loaded = None;
     }
 
     /// Makes the ports map hold exactly `wanted`.
-    fn mirror(&mut self, wanted: &BTreeMap<Mac, u32>) -> Result<(), FastPathError> {
-        let gone: Vec<Mac> = self
+    fn mirror(&mut self, wanted: &BTreeMap<MacAddr, u32>) -> Result<(), FastPathError> {
+        let gone: Vec<MacAddr> = self
             .macs
             .keys()
             .filter(|mac| !wanted.contains_key(mac))
@@ -281,14 +270,14 @@ impl FastPath {
                             return Err(error);
                         }
                         tracing::warn!(
-                            "{LOG_UNAVAILABLE} on this kernel, overlay traffic takes the kernel's path: {}",
-                            crate::error_chain(&error)
+                            "{LOG_FAST_PATH_UNAVAILABLE} on this kernel, overlay traffic takes the kernel's path: {}",
+                            error_chain(&error)
                         );
                         return std::future::pending().await;
                     }
                     tracing::warn!(
                         "updating the fast path failed, retrying at the next change: {}",
-                        crate::error_chain(&error)
+                        error_chain(&error)
                     );
                 }
             }
@@ -368,8 +357,8 @@ mod tests {
         }
     }
 
-    fn mac(last: u8) -> Mac {
-        Mac([0x0a, 0x58, 0, 0, 0, last])
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([0x0a, 0x58, 0, 0, 0, last])
     }
 
     fn learned(port: u32, last: u8) -> FdbEntry {
@@ -488,7 +477,7 @@ mod tests {
         let mut fast = Reconciler::new(kernel);
         let error = block_on(fast.reconcile(target())).expect_err("the verifier refused");
         assert!(error.is_unsupported(), "{error}");
-        assert!(crate::error_chain(&error).contains("invalid func unknown#155"));
+        assert!(error_chain(&error).contains("invalid func unknown#155"));
         assert!(fast.kernel.filters.is_empty());
     }
 
@@ -501,9 +490,9 @@ mod tests {
         map.remove(&[0x0a, 0x58, 0, 0, 0, 1])
             .expect("removing it again is fine");
         bpf::Program::load_classifier("sinew_rx", &program::rx(5, map.fd()))
-            .unwrap_or_else(|error| panic!("{}", crate::error_chain(&error)));
+            .unwrap_or_else(|error| panic!("{}", error_chain(&error)));
         bpf::Program::load_classifier("sinew_tx", &program::tx(3))
-            .unwrap_or_else(|error| panic!("{}", crate::error_chain(&error)));
+            .unwrap_or_else(|error| panic!("{}", error_chain(&error)));
     }
 
     #[test]
@@ -512,7 +501,7 @@ mod tests {
         let Err(error) = bpf::Program::load_classifier("sinew_bad", &program::unset_r0()) else {
             panic!("the verifier accepted a program returning an unset register");
         };
-        let text = crate::error_chain(&error);
+        let text = error_chain(&error);
         assert!(text.contains("loading BPF program sinew_bad"), "{text}");
         assert!(text.contains("R0 !read_ok"), "{text}");
     }

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
+use sinew_proto::mac::MacAddr;
+
 use crate::ipv4net::Ipv4Net;
-use crate::mac::Mac;
 
 /// Where the fast path works: this host's VXLAN device and subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,7 @@ pub struct FdbEntry {
     /// The port the MAC is behind.
     pub port: u32,
     /// The MAC.
-    pub mac: Mac,
+    pub mac: MacAddr,
     /// The port's own address (`permanent`), rather than a learned or static neighbour.
     pub local: bool,
 }
@@ -63,7 +64,7 @@ pub struct Plan {
     /// `bpf_redirect_peer` can cross.
     pub ports: BTreeSet<u32>,
     /// Container MAC → the port it sits behind.
-    pub macs: BTreeMap<Mac, u32>,
+    pub macs: BTreeMap<MacAddr, u32>,
 }
 
 /// Works out the plan for `target` from the host's links and the bridge FDB. `known` is
@@ -71,7 +72,12 @@ pub struct Plan {
 /// bridge, also after the bridge ages its FDB entry out, because with the fast path on a
 /// container's frames no longer cross the bridge to refresh it. The FDB still wins when
 /// it places a MAC elsewhere.
-pub fn plan(target: &Target, links: &[Link], fdb: &[FdbEntry], known: &BTreeMap<Mac, u32>) -> Plan {
+pub fn plan(
+    target: &Target,
+    links: &[Link],
+    fdb: &[FdbEntry],
+    known: &BTreeMap<MacAddr, u32>,
+) -> Plan {
     let bridge = links.iter().find(|link| {
         link.kind == LinkKind::Bridge
             && link.index != target.vxlan
@@ -134,8 +140,8 @@ mod tests {
         }
     }
 
-    fn mac(last: u8) -> Mac {
-        Mac([0x0a, 0x58, 0, 0, 0, last])
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([0x0a, 0x58, 0, 0, 0, last])
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use sinew_proto::overlay::SUBNET_FILE;
 use sinew_runner::cgroup::Limits;
 use sinew_runner::container::manage;
 use sinew_runner::container::{
@@ -56,7 +57,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "SINEW_SUBNET_FILE",
-        default_value = "/run/flannel/subnet.env"
+        default_value = SUBNET_FILE
     )]
     pub subnet_file: PathBuf,
     /// Host bridge for --net=overlay.

@@ -84,13 +84,3 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logs(args) => done(containers::logs(&cli.dir, args)),
     }
 }
-
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}

@@ -105,7 +105,7 @@ fn supervise_detached(state_dir: &Path, opts: &RunOptions, report: OwnedFd) -> i
         Ok(state) => state.exit_code.unwrap_or(0),
         Err(e) => {
             if let Some(mut r) = report.take() {
-                let _ = r.write_all(super::error_chain(&e).as_bytes());
+                let _ = r.write_all(sinew_support::error_chain(&e).as_bytes());
             }
             125
         }

@@ -173,7 +173,7 @@ pub fn run(
             held.release();
             state.status = Status::Failed;
             state.finished_at = Some(state::now());
-            state.error = Some(error_chain(&e));
+            state.error = Some(sinew_support::error_chain(&e));
             dir.write(&state)?;
             Err(e)
         }
@@ -268,18 +268,6 @@ fn start_and_supervise(
     state.finished_at = Some(state::now());
     state.oom_killed = cgroup.oom_killed(&sys);
     Ok(())
-}
-
-/// An error and its causes on one line, as `anyhow` prints them with `{:#}`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
+use sinew_proto::overlay::SubnetEnv;
 
-use super::subnet::Subnet;
 use crate::container::state::ContainerDir;
 
 /// Allocation failed.
@@ -28,6 +28,10 @@ pub enum IpamError {
     /// Every address is leased to a running container.
     #[error("no free address left in {0}")]
     Exhausted(String),
+    /// The subnet's prefix length is outside 8 to 30: too many addresses to go through,
+    /// or none besides the bridge's.
+    #[error("subnet {0} has no room for containers: its prefix length must be 8 to 30")]
+    Unusable(String),
 }
 
 /// An address leased to one container until released.
@@ -50,9 +54,13 @@ impl Lease {
 pub fn allocate(
     state_dir: &Path,
     bridge: &str,
-    subnet: &Subnet,
+    subnet: &SubnetEnv,
     id: &str,
 ) -> Result<Lease, IpamError> {
+    let name = || format!("{}/{}", subnet.gateway, subnet.prefix_len);
+    if !(8..=30).contains(&subnet.prefix_len) {
+        return Err(IpamError::Unusable(name()));
+    }
     let dir = state_dir.join("net").join(bridge);
     std::fs::create_dir_all(&dir).map_err(|source| IpamError::Io {
         what: "creating",
@@ -60,7 +68,7 @@ pub fn allocate(
         source,
     })?;
     let _lock = lock(&dir.join("lock"))?;
-    for address in subnet.hosts() {
+    for address in hosts(subnet) {
         let file = dir.join(address.to_string());
         match std::fs::read_to_string(&file) {
             Ok(owner) if ContainerDir::new(state_dir, owner.trim()).is_locked() => continue,
@@ -81,10 +89,17 @@ pub fn allocate(
         })?;
         return Ok(Lease { address, file });
     }
-    Err(IpamError::Exhausted(format!(
-        "{}/{}",
-        subnet.gateway, subnet.prefix
-    )))
+    Err(IpamError::Exhausted(name()))
+}
+
+/// Host addresses containers may get, in order: the subnet minus network, broadcast and
+/// the gateway.
+fn hosts(subnet: &SubnetEnv) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    let network = u32::from(subnet.subnet().address);
+    let broadcast = network | (u32::MAX >> subnet.prefix_len);
+    (network + 1..broadcast)
+        .map(Ipv4Addr::from)
+        .filter(move |address| *address != subnet.gateway)
 }
 
 fn lock(path: &Path) -> Result<Flock<File>, IpamError> {
@@ -115,10 +130,45 @@ mod tests {
         c.lock().unwrap()
     }
 
+    /// A `subnet.env` whose `FLANNEL_SUBNET` is `cidr`.
+    fn subnet(cidr: &str) -> SubnetEnv {
+        SubnetEnv::parse(&format!(
+            "FLANNEL_NETWORK=10.0.0.0/8\nFLANNEL_SUBNET={cidr}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn hosts_are_the_subnet_less_network_broadcast_and_gateway() {
+        let addresses: Vec<_> = hosts(&subnet("10.5.3.1/24")).collect();
+        assert_eq!(addresses.first(), Some(&Ipv4Addr::new(10, 5, 3, 2)));
+        assert_eq!(addresses.last(), Some(&Ipv4Addr::new(10, 5, 3, 254)));
+        assert_eq!(addresses.len(), 253);
+        // The gateway need not be the first address.
+        assert_eq!(
+            hosts(&subnet("10.9.0.5/30")).collect::<Vec<_>>(),
+            vec![Ipv4Addr::new(10, 9, 0, 6)]
+        );
+    }
+
+    #[test]
+    fn a_subnet_without_room_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for cidr in ["10.5.3.1/31", "10.5.3.1/7"] {
+            assert!(
+                matches!(
+                    allocate(dir.path(), "br", &subnet(cidr), "a"),
+                    Err(IpamError::Unusable(_))
+                ),
+                "{cidr}"
+            );
+        }
+    }
+
     #[test]
     fn hands_out_distinct_addresses_and_reuses_released_and_stale_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let subnet = Subnet::parse("FLANNEL_SUBNET=10.5.3.1/29").unwrap();
+        let subnet = subnet("10.5.3.1/29");
         let _a_lock = running(dir.path(), "a");
         let b_lock = running(dir.path(), "b");
         let _c_lock = running(dir.path(), "c");
@@ -145,7 +195,7 @@ mod tests {
     #[test]
     fn a_full_subnet_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let subnet = Subnet::parse("FLANNEL_SUBNET=10.9.0.5/30").unwrap();
+        let subnet = subnet("10.9.0.5/30");
         let _lock = running(dir.path(), "a");
         allocate(dir.path(), "br", &subnet, "a").unwrap();
         assert!(matches!(

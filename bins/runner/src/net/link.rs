@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
-
-use super::subnet::Subnet;
+use sinew_proto::overlay::SubnetEnv;
+use sinew_support::netlink::{request, NetlinkError};
 
 /// A netlink step failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,14 +15,8 @@ pub enum LinkError {
     #[error("opening a netlink socket")]
     Socket(#[source] std::io::Error),
     /// A request the kernel refused.
-    #[error("{what}")]
-    Request {
-        /// What was being done.
-        what: String,
-        /// The netlink error.
-        #[source]
-        source: rtnetlink::Error,
-    },
+    #[error(transparent)]
+    Request(#[from] NetlinkError),
     /// A link that should exist does not.
     #[error("link {0} not found")]
     Missing(String),
@@ -35,11 +29,6 @@ pub enum LinkError {
         #[source]
         source: std::io::Error,
     },
-}
-
-fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
-    let what = what.into();
-    move |source| LinkError::Request { what, source }
 }
 
 /// Runs `f` with a netlink handle on a single-threaded runtime of its own: no threads
@@ -65,12 +54,16 @@ async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, LinkError>
     match links.try_next().await {
         Ok(link) => Ok(link.map(|l| l.header.index)),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(req(format!("looking up {name}"))(e)),
+        Err(e) => Err(request(format!("looking up {name}"))(e).into()),
     }
 }
 
 /// Creates the bridge with the subnet's gateway address if needed, and brings it up.
-pub async fn ensure_bridge(handle: &Handle, name: &str, subnet: &Subnet) -> Result<u32, LinkError> {
+pub async fn ensure_bridge(
+    handle: &Handle,
+    name: &str,
+    subnet: &SubnetEnv,
+) -> Result<u32, LinkError> {
     if index_of(handle, name).await?.is_none() {
         match handle
             .link()
@@ -79,7 +72,7 @@ pub async fn ensure_bridge(handle: &Handle, name: &str, subnet: &Subnet) -> Resu
             .await
         {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-            other => other.map_err(req(format!("creating bridge {name}")))?,
+            other => other.map_err(request(format!("creating bridge {name}")))?,
         }
     }
     let index = index_of(handle, name)
@@ -87,14 +80,14 @@ pub async fn ensure_bridge(handle: &Handle, name: &str, subnet: &Subnet) -> Resu
         .ok_or_else(|| LinkError::Missing(name.to_string()))?;
     match handle
         .address()
-        .add(index, IpAddr::V4(subnet.gateway), subnet.prefix)
+        .add(index, IpAddr::V4(subnet.gateway), subnet.prefix_len)
         .execute()
         .await
     {
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-        other => other.map_err(req(format!(
+        other => other.map_err(request(format!(
             "adding {}/{} to {name}",
-            subnet.gateway, subnet.prefix
+            subnet.gateway, subnet.prefix_len
         )))?,
     }
     handle
@@ -102,7 +95,7 @@ pub async fn ensure_bridge(handle: &Handle, name: &str, subnet: &Subnet) -> Resu
         .set(LinkUnspec::new_with_index(index).up().build())
         .execute()
         .await
-        .map_err(req(format!("bringing {name} up")))?;
+        .map_err(request(format!("bringing {name} up")))?;
     Ok(index)
 }
 
@@ -112,18 +105,14 @@ pub async fn create_veth(
     host: &str,
     peer: &str,
     bridge: u32,
-    mtu: Option<u32>,
+    mtu: u32,
 ) -> Result<(), LinkError> {
-    let mut veth = LinkVeth::new(host, peer);
-    if let Some(mtu) = mtu {
-        veth = veth.mtu(mtu);
-    }
     handle
         .link()
-        .add(veth.build())
+        .add(LinkVeth::new(host, peer).mtu(mtu).build())
         .execute()
         .await
-        .map_err(req(format!("creating veth {host}")))?;
+        .map_err(request(format!("creating veth {host}")))?;
     let index = index_of(handle, host)
         .await?
         .ok_or_else(|| LinkError::Missing(host.to_string()))?;
@@ -137,7 +126,8 @@ pub async fn create_veth(
         )
         .execute()
         .await
-        .map_err(req(format!("plugging {host} into the bridge")))
+        .map_err(request(format!("plugging {host} into the bridge")))?;
+    Ok(())
 }
 
 /// Moves link `name` into the network namespace of `pid`.
@@ -154,20 +144,21 @@ pub async fn move_to_netns(handle: &Handle, name: &str, pid: i32) -> Result<(), 
         )
         .execute()
         .await
-        .map_err(req(format!("moving {name} into the container")))
+        .map_err(request(format!("moving {name} into the container")))?;
+    Ok(())
 }
 
 /// Deletes link `name` if it exists.
 pub async fn delete(handle: &Handle, name: &str) -> Result<(), LinkError> {
-    match index_of(handle, name).await? {
-        Some(index) => handle
+    if let Some(index) = index_of(handle, name).await? {
+        handle
             .link()
             .del(index)
             .execute()
             .await
-            .map_err(req(format!("deleting {name}"))),
-        None => Ok(()),
+            .map_err(request(format!("deleting {name}")))?;
     }
+    Ok(())
 }
 
 /// Inside the container: renames `peer` to `eth0` with the overlay's MTU, gives it
@@ -176,7 +167,7 @@ pub async fn configure_inside(
     handle: &Handle,
     peer: &str,
     address: Ipv4Addr,
-    subnet: &Subnet,
+    subnet: &SubnetEnv,
 ) -> Result<(), LinkError> {
     let index = index_of(handle, peer)
         .await?
@@ -190,27 +181,29 @@ pub async fn configure_inside(
         )
         .execute()
         .await
-        .map_err(req("renaming the container interface to eth0"))?;
-    if let Some(mtu) = subnet.mtu {
-        handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
-            .execute()
-            .await
-            .map_err(req(format!("setting the MTU of eth0 to {mtu}")))?;
-    }
+        .map_err(request("renaming the container interface to eth0"))?;
+    let mtu = subnet.mtu;
     handle
-        .address()
-        .add(index, IpAddr::V4(address), subnet.prefix)
+        .link()
+        .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
         .execute()
         .await
-        .map_err(req(format!("adding {address}/{} to eth0", subnet.prefix)))?;
+        .map_err(request(format!("setting the MTU of eth0 to {mtu}")))?;
+    handle
+        .address()
+        .add(index, IpAddr::V4(address), subnet.prefix_len)
+        .execute()
+        .await
+        .map_err(request(format!(
+            "adding {address}/{} to eth0",
+            subnet.prefix_len
+        )))?;
     handle
         .link()
         .set(LinkUnspec::new_with_index(index).up().build())
         .execute()
         .await
-        .map_err(req("bringing eth0 up"))?;
+        .map_err(request("bringing eth0 up"))?;
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(subnet.gateway)
         .output_interface(index)
@@ -220,10 +213,11 @@ pub async fn configure_inside(
         .add(route)
         .execute()
         .await
-        .map_err(req(format!(
+        .map_err(request(format!(
             "adding the default route via {}",
             subnet.gateway
-        )))
+        )))?;
+    Ok(())
 }
 
 /// Runs `f` with netlink opened inside the network namespace of `pid`, on a thread of

@@ -5,15 +5,15 @@
 pub mod ipam;
 pub mod link;
 pub mod ports;
-pub mod subnet;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use sinew_proto::overlay::{SubnetEnv, SubnetEnvError};
+
 pub use ipam::{IpamError, Lease};
 pub use link::LinkError;
 pub use ports::{PortError, PortSpec};
-pub use subnet::{Subnet, SubnetError};
 
 /// `--net`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,7 +51,7 @@ pub struct OverlayConfig {
 pub enum NetError {
     /// Bad or missing `subnet.env`.
     #[error(transparent)]
-    Subnet(#[from] SubnetError),
+    Subnet(#[from] SubnetEnvError),
     /// No address.
     #[error(transparent)]
     Ipam(#[from] IpamError),
@@ -78,7 +78,7 @@ fn enable_forwarding() -> Result<(), NetError> {
 /// The host side of a container's overlay link, before the container exists.
 #[derive(Debug)]
 pub struct Prepared {
-    subnet: Subnet,
+    subnet: SubnetEnv,
     lease: Lease,
     host_link: String,
     peer_link: String,
@@ -86,7 +86,7 @@ pub struct Prepared {
 
 /// Leases an address and creates the bridge (if needed) and the veth pair.
 pub fn prepare(state_dir: &Path, config: &OverlayConfig, id: &str) -> Result<Prepared, NetError> {
-    let subnet = Subnet::read(&config.subnet_file)?;
+    let subnet = SubnetEnv::read(&config.subnet_file)?;
     enable_forwarding()?;
     let lease = ipam::allocate(state_dir, &config.bridge, &subnet, id)?;
     let short: String = id.chars().take(10).collect();

@@ -11,16 +11,11 @@ mod txn_script;
 use std::process::ExitCode;
 
 use clap::Parser;
+use sinew_support::logging::Logging;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KVCTL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    Logging::new("KVCTL_LOG", "warn").init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -10,20 +10,13 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sinew_kvd::client_api::ClientApi;
 use sinew_kvd::node::Node;
+use sinew_support::logging::Logging;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let flags = flags::Flags::parse_from(flags::normalise_args(std::env::args()));
-    let filter = EnvFilter::try_from_env("KVD_LOG").unwrap_or_else(|_| {
-        // openraft is chatty at info; its warnings are what an operator needs.
-        EnvFilter::new(format!("{},openraft=warn", flags.log_level))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // openraft is chatty at info; its warnings are what an operator needs.
+    Logging::new("KVD_LOG", &format!("{},openraft=warn", flags.log_level)).init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
