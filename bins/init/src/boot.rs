@@ -112,7 +112,7 @@ async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    tracing::info!(%addr, boot_ms = started.elapsed().as_millis() as u64, "agent listening");
+    tracing::info!(%addr, boot_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "agent listening");
     eprintln!("{READY_LINE}");
     let agent = Agent {
         secret,

@@ -119,7 +119,7 @@ impl ProcessTable {
             .waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(pid as i32, tx);
+            .insert(pid.cast_signed(), tx);
         self.shared.no_children.send_replace(false);
         Ok(Child {
             pid,

@@ -740,7 +740,10 @@ mod tests {
     #[tokio::test]
     async fn put_streams_chunks_after_ready() {
         let secret = Secret::generate().unwrap();
-        let data: Vec<u8> = (0..(DATA_CHUNK_LEN * 2 + 10)).map(|i| i as u8).collect();
+        let data: Vec<u8> = (0..=u8::MAX)
+            .cycle()
+            .take(DATA_CHUNK_LEN * 2 + 10)
+            .collect();
         let expected = data.clone();
         let (mut client, server) = scripted(&secret, move |mut channel| async move {
             let Request::Put(put) = recv_request(&mut channel).await else {

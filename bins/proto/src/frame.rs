@@ -126,7 +126,7 @@ mod tests {
     #[tokio::test]
     async fn oversize_length_is_refused_without_reading_the_body() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let announced = (MAX_FRAME_LEN + 1) as u32;
+        let announced = u32::try_from(MAX_FRAME_LEN + 1).unwrap();
         a.write_all(&announced.to_be_bytes()).await.unwrap();
         assert!(
             matches!(read_body(&mut b).await, Err(FrameError::TooLarge(n)) if n == MAX_FRAME_LEN + 1)

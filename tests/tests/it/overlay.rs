@@ -143,7 +143,7 @@ fn containers_ping_and_echo_across_hosts() -> Result<()> {
         assert!(bed.running(index)?);
         let log = bed.log(index);
         assert!(
-            log.contains(&format!("acquired subnet {}", subnet.subnet().to_string())),
+            log.contains(&format!("acquired subnet {}", subnet.subnet())),
             "{log}"
         );
         assert!(log.contains("remote added: subnet"), "{log}");
@@ -205,11 +205,8 @@ fn a_restart_keeps_the_subnet_and_the_data_plane() -> Result<()> {
     let log = bed.log(0);
     assert!(log.contains("adopted the existing VXLAN device"), "{log}");
     assert_eq!(
-        log.matches(&format!(
-            "acquired subnet {}",
-            subnets[0].subnet().to_string()
-        ))
-        .count(),
+        log.matches(&format!("acquired subnet {}", subnets[0].subnet()))
+            .count(),
         2,
         "{log}"
     );

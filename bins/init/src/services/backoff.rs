@@ -43,7 +43,7 @@ mod tests {
     fn doubles_up_to_the_cap_and_resets() {
         let mut backoff = Backoff::default();
         let delays: Vec<u64> = (0..11)
-            .map(|_| backoff.next_delay().as_millis() as u64)
+            .map(|_| u64::try_from(backoff.next_delay().as_millis()).unwrap())
             .collect();
         assert_eq!(
             delays,

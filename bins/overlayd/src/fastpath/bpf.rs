@@ -153,10 +153,13 @@ impl<const K: usize, const V: usize> HashMap<K, V> {
     /// Creates a map for up to `max_entries` elements.
     pub fn create(name: &str, max_entries: u32) -> Result<Self, BpfError> {
         const { assert!(K <= 512 && V <= 512, "BPF keys and values are small") };
+        // Both at most 512, as asserted above.
+        #[allow(clippy::cast_possible_truncation)]
+        let (key_size, value_size) = (K as u32, V as u32);
         let mut attr = MapCreateAttr {
             map_type: BPF_MAP_TYPE_HASH,
-            key_size: K as u32,
-            value_size: V as u32,
+            key_size,
+            value_size,
             max_entries,
             map_name: object_name(name),
             ..MapCreateAttr::default()

@@ -117,8 +117,11 @@ fn parse_cpus(text: &str) -> Result<u64, LimitsError> {
     if !cpus.is_finite() || cpus <= 0.0 {
         return Err(LimitsError::Cpus(text.to_string()));
     }
+    // Positive and finite (checked above), and `as` saturates a quota past u64::MAX.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let quota = (cpus * CPU_PERIOD_US as f64).round() as u64;
     // The kernel's minimum quota is 1 ms.
-    Ok(((cpus * CPU_PERIOD_US as f64).round() as u64).max(1000))
+    Ok(quota.max(1000))
 }
 
 #[cfg(test)]

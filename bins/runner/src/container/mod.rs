@@ -145,7 +145,7 @@ pub fn run(
         manifest_digest: opts.image.manifest_digest.clone(),
         status: Status::Created,
         pid: None,
-        supervisor_pid: std::process::id() as i32,
+        supervisor_pid: std::process::id().cast_signed(),
         started_at: state::now(),
         finished_at: None,
         exit_code: None,

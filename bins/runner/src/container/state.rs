@@ -244,7 +244,8 @@ pub fn now() -> u64 {
 
 /// RFC 3339 UTC time for `secs` since the epoch (civil-from-days, no time zone data).
 pub fn format_time(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
+    // At most u64::MAX / 86 400, well inside i64.
+    let days = (secs / 86_400).cast_signed();
     let rem = secs % 86_400;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -274,7 +275,7 @@ mod tests {
             manifest_digest: None,
             status: Status::Running,
             pid: Some(10),
-            supervisor_pid: std::process::id() as i32,
+            supervisor_pid: std::process::id().cast_signed(),
             started_at: 0,
             finished_at: None,
             exit_code: None,

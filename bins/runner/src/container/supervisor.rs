@@ -123,7 +123,7 @@ pub fn supervise(
         }
         if ready[0] {
             while let Ok(Some(info)) = signals.read_signal() {
-                let signo = info.ssi_signo as i32;
+                let signo = info.ssi_signo.cast_signed();
                 if signo == Signal::SIGCHLD as i32 {
                     exit = exit.or(reap(pid)?);
                 } else if exit.is_none() {

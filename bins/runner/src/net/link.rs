@@ -139,7 +139,7 @@ pub async fn move_to_netns(handle: &Handle, name: &str, pid: i32) -> Result<(), 
         .link()
         .set(
             LinkUnspec::new_with_index(index)
-                .setns_by_pid(pid as u32)
+                .setns_by_pid(pid.cast_unsigned())
                 .build(),
         )
         .execute()

@@ -243,6 +243,10 @@ impl Sys for RealSys {
     }
 }
 
+/// `IFF_UP` in the width of `ifreq`'s flags member.
+#[allow(clippy::cast_possible_truncation)] // IFF_UP is 1
+const IFF_UP: libc::c_short = libc::IFF_UP as libc::c_short;
+
 /// Sets IFF_UP on `lo` with two ioctls: far cheaper than a netlink round trip.
 fn loopback_up() -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -255,7 +259,7 @@ fn loopback_up() -> std::io::Result<()> {
     // SAFETY: ifreq is plain old data; zeroed is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
+        *dst = libc::c_char::from_ne_bytes([*src]);
     }
     // SAFETY: the socket is open and `req` is a valid ifreq naming an interface.
     if unsafe {
@@ -269,7 +273,7 @@ fn loopback_up() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    unsafe { req.ifr_ifru.ifru_flags |= IFF_UP };
     // SAFETY: as above.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as libc::Ioctl, &req) } < 0 {
         return Err(std::io::Error::last_os_error());
