@@ -212,6 +212,8 @@ impl LabSpec {
         Ok(())
     }
 
+    // `validate` caps a lab at 200 machines, so `10 + index` is at most 209 and fits in a u8.
+    #[allow(clippy::cast_possible_truncation)]
     fn data_ip(&self, index: usize) -> Ipv4Addr {
         let base = self.data_network.octets();
         self.machines[index]
@@ -665,7 +667,7 @@ impl LabSetup<'_> {
                 }
                 spawned => spawned?,
             };
-            let registration = janitor::process_group(vm.pid() as i32);
+            let registration = janitor::process_group(vm.pid().cast_signed());
             *lock(slot) = Some(Running {
                 vm,
                 _registration: registration,

@@ -228,6 +228,8 @@ fn percentile(samples: &mut [f64], fraction: f64) -> f64 {
     if samples.is_empty() {
         return f64::NAN;
     }
+    // `fraction` is in 0..=1, so the rank is in 0..=len, and it is clamped to 1..=len below.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let rank = (fraction * samples.len() as f64).ceil() as usize;
     samples[rank.clamp(1, samples.len()) - 1]
 }

@@ -196,7 +196,7 @@ impl Vm {
             command.pre_exec(move || {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 // The parent may have died before prctl took effect.
-                if nix::unistd::getppid().as_raw() != parent as i32 {
+                if nix::unistd::getppid().as_raw() != parent.cast_signed() {
                     // No allocation between fork and exec: a static errno, not a message.
                     return Err(nix::errno::Errno::ESRCH.into());
                 }

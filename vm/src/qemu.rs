@@ -202,7 +202,13 @@ pub fn host_tsc_khz() -> Option<u32> {
         .parse()
         .ok()?;
     let khz = (mhz * 1000.0).round();
-    (khz >= 1.0 && khz <= f64::from(u32::MAX)).then_some(khz as u32)
+    if !(khz >= 1.0 && khz <= f64::from(u32::MAX)) {
+        return None;
+    }
+    // `khz` is a whole number in 1..=u32::MAX (rounded and checked above): the cast is exact.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let khz = khz as u32;
+    Some(khz)
 }
 
 #[derive(Default)]

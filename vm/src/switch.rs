@@ -322,7 +322,11 @@ mod tests {
             frame.extend_from_slice(&[0x88, 0xb5]);
             frame.extend_from_slice(payload);
             self.0
-                .write_all(&(frame.len() as u32).to_be_bytes())
+                .write_all(
+                    &u32::try_from(frame.len())
+                        .expect("a test frame fits in u32")
+                        .to_be_bytes(),
+                )
                 .unwrap();
             self.0.write_all(&frame).unwrap();
         }

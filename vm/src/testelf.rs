@@ -8,6 +8,9 @@ pub(crate) type Segment = (u32, Vec<u8>);
 
 /// An ELF64 LE image of type `e_type` for `machine`, with the given segments and
 /// named PROGBITS sections (plus the null section and `.shstrtab`).
+// Test images hold a few small segments and sections, so every offset, size and count
+// written as a u32 or u16 fits.
+#[allow(clippy::cast_possible_truncation)]
 pub(crate) fn elf64(
     e_type: u16,
     machine: u16,

@@ -20,24 +20,29 @@ fn cli_key(env: &Env) -> String {
         "--userid",
         "Builds <b@example.com>",
         "--out",
-        key.to_str().unwrap(),
+        key.to_str().expect("the key path is UTF-8"),
     ]);
     let public = env.path("key.pub");
     env.ok(&[
         "key",
         "export",
         "--key",
-        key.to_str().unwrap(),
+        key.to_str().expect("the key path is UTF-8"),
         "--out",
-        public.to_str().unwrap(),
+        public.to_str().expect("the public key path is UTF-8"),
     ]);
-    env.ok(&["trust", "--prefix", "example.com", public.to_str().unwrap()]);
+    env.ok(&[
+        "trust",
+        "--prefix",
+        "example.com",
+        public.to_str().expect("the public key path is UTF-8"),
+    ]);
     key.display().to_string()
 }
 
 fn build(env: &Env, out: &str, arches: &[&str], key: Option<&str>) -> String {
     let conf = env.path("app.conf");
-    fs::write(&conf, "answer = 42\n").unwrap();
+    fs::write(&conf, "answer = 42\n").expect("app.conf is written");
     let out = env.path(out);
     let mut args = vec![
         "image".to_owned(),
@@ -83,15 +88,15 @@ fn fake_elf(machine: u16) -> Vec<u8> {
 fn layout_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut files = vec![(
         "index.json".to_owned(),
-        fs::read(dir.join("index.json")).unwrap(),
+        fs::read(dir.join("index.json")).expect("index.json is read"),
     )];
     let mut blobs: Vec<_> = fs::read_dir(dir.join("blobs/sha256"))
-        .unwrap()
+        .expect("the blobs directory is listed")
         .map(|e| {
-            let e = e.unwrap();
+            let e = e.expect("a blob entry is read");
             (
                 e.file_name().to_string_lossy().into_owned(),
-                fs::read(e.path()).unwrap(),
+                fs::read(e.path()).expect("a blob is read"),
             )
         })
         .collect();

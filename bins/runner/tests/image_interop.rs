@@ -16,7 +16,7 @@ fn sh(dir: &Path, script: &str) -> String {
         .arg(script)
         .current_dir(dir)
         .output()
-        .unwrap();
+        .expect("sh runs");
     assert!(
         out.status.success(),
         "{script}\nstdout: {}\nstderr: {}",
@@ -35,7 +35,7 @@ fn tools() {
 /// A GnuPG home with an ed25519 signing key; returns its armored public key file.
 fn gpg_home(env: &Env) -> String {
     let home = env.path("gnupg");
-    fs::create_dir_all(&home).unwrap();
+    fs::create_dir_all(&home).expect("the GnuPG home is created");
     sh(
         env.tmp.path(),
         "chmod 700 gnupg

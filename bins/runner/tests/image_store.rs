@@ -29,16 +29,20 @@ fn signed(env: &Env, dir: &str, name: &str, content: &[u8]) -> PathBuf {
 /// given; returns the base URL. Failed connections (a client refusing the certificate) are
 /// dropped and the next one served.
 fn serve(root: PathBuf, tls: Option<Arc<rustls::ServerConfig>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port is bound");
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let base = format!("{scheme}://{}", listener.local_addr().unwrap());
+    let base = format!(
+        "{scheme}://{}",
+        listener.local_addr().expect("the listener has an address")
+    );
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             match &tls {
                 None => answer(&root, stream),
                 Some(config) => {
-                    let session = rustls::ServerConnection::new(config.clone()).unwrap();
+                    let session = rustls::ServerConnection::new(config.clone())
+                        .expect("a TLS session is created");
                     let mut stream = rustls::StreamOwned::new(session, stream);
                     answer(&root, &mut stream);
                     stream.conn.send_close_notify();
@@ -91,13 +95,13 @@ fn site(env: &Env, name: &str, content: &[u8]) -> PathBuf {
         .args(["-cf", "site/app.tar", "-C", "site/app", "."])
         .current_dir(env.tmp.path())
         .status()
-        .unwrap();
+        .expect("tar runs");
     assert!(status.success());
     fs::copy(
         format!("{}.asc", layout.display()),
         env.path("site/app.tar.asc"),
     )
-    .unwrap();
+    .expect("the signature is copied beside the archive");
     env.path("site")
 }
 
@@ -109,7 +113,8 @@ struct TestCa {
 
 impl TestCa {
     fn new() -> TestCa {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters are valid");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
@@ -118,8 +123,11 @@ impl TestCa {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
+        let key = rcgen::KeyPair::generate().expect("a CA key is generated");
+        let pem = params
+            .self_signed(&key)
+            .expect("the CA certificate is self-signed")
+            .pem();
         TestCa {
             pem,
             issuer: rcgen::Issuer::new(params, key),
@@ -129,36 +137,37 @@ impl TestCa {
     /// A rustls server configuration presenting a certificate for `names`, issued by this CA.
     fn server(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let key = rcgen::KeyPair::generate().unwrap();
+        let key = rcgen::KeyPair::generate().expect("a server key is generated");
         let cert = rcgen::CertificateParams::new(names)
-            .unwrap()
+            .expect("server certificate parameters are valid")
             .signed_by(&key, &self.issuer)
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+            .expect("the CA signs the server certificate");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+            .expect("the server key converts to DER");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .unwrap()
+            .expect("the ring provider supports the default versions")
             .with_no_client_auth()
             .with_single_cert(vec![cert.der().clone()], key)
-            .unwrap();
+            .expect("the server certificate is accepted");
         Arc::new(config)
     }
 }
 
 fn tree_size(path: &Path) -> u64 {
-    let meta = fs::symlink_metadata(path).unwrap();
+    let meta = fs::symlink_metadata(path).expect("the path's metadata is read");
     if !meta.is_dir() {
         return meta.len();
     }
     fs::read_dir(path)
-        .unwrap()
-        .map(|e| tree_size(&e.unwrap().path()))
+        .expect("the directory is listed")
+        .map(|e| tree_size(&e.expect("a directory entry is read").path()))
         .sum()
 }
 
 fn entries(dir: &Path) -> usize {
-    fs::read_dir(dir).unwrap().count()
+    fs::read_dir(dir).expect("the directory is listed").count()
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn fetch_signed_image(dir: &Path) {
         dir.join("passwd"),
         "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
     )
-    .unwrap();
+    .expect("the passwd file is written");
     ok(
         dir,
         &[

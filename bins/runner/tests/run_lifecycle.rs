@@ -16,11 +16,16 @@ fn start_ready(dir: &std::path::Path, flags: &[&str], script: &str) -> std::proc
     let mut child = run_cmd(dir, flags, &["sh", "-c", script])
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
+        .expect("sinew-run starts");
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(
+        child
+            .stdout
+            .as_mut()
+            .expect("the container stdout is piped"),
+    )
+    .read_line(&mut line)
+    .expect("the container prints a line");
     assert_eq!(line, "ready\n");
     child
 }
@@ -30,7 +35,7 @@ fn sigterm_is_forwarded_to_the_container_init() {
     let dir = state_dir();
     let script = "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done";
     let child = start_ready(dir.path(), &[], script);
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    kill(Pid::from_raw(child.id().cast_signed()), Signal::SIGTERM).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(stdout(&out), "got-term\n");
@@ -42,7 +47,7 @@ fn an_init_ignoring_sigterm_is_killed_after_the_grace_period() {
     let script = "trap '' TERM; echo ready; while true; do sleep 0.1; done";
     let child = start_ready(dir.path(), &["--stop-timeout", "700ms"], script);
     let sent = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    kill(Pid::from_raw(child.id().cast_signed()), Signal::SIGTERM).unwrap();
     let out = child.wait_with_output().unwrap();
     let took = sent.elapsed();
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
@@ -68,7 +73,7 @@ fn detached_containers_are_listed_inspected_logged_stopped_and_removed() {
 
     let state = status_json(dir.path(), &id);
     assert_eq!(state["status"], "running");
-    let pid = state["pid"].as_i64().unwrap() as i32;
+    let pid = i32::try_from(state["pid"].as_i64().unwrap()).expect("a pid fits in i32");
     assert!(
         kill(Pid::from_raw(pid), None).is_ok(),
         "init {pid} must be alive"
@@ -133,7 +138,8 @@ fn rm_force_kills_a_running_container() {
         .output()
         .unwrap();
     let id = stdout(&out).trim().to_string();
-    let pid = status_json(dir.path(), &id)["pid"].as_i64().unwrap() as i32;
+    let pid = i32::try_from(status_json(dir.path(), &id)["pid"].as_i64().unwrap())
+        .expect("a pid fits in i32");
     let removed = cli(dir.path(), &["rm", "--force", &id]);
     assert!(removed.status.success(), "{}", stderr(&removed));
     assert!(

@@ -110,7 +110,7 @@ fn overlay_gets_an_address_reaches_the_bridge_and_publishes_a_port_on_loopback()
         "{response}"
     );
 
-    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).unwrap();
+    kill(Pid::from_raw(child.0.id().cast_signed()), Signal::SIGTERM).unwrap();
     let status = child.0.wait().unwrap();
     assert_eq!(
         status.code(),
@@ -129,7 +129,7 @@ struct KillOnDrop(std::process::Child);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         // SIGTERM lets the supervisor clean up its cgroup and lease (it escalates itself).
-        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(self.0.id().cast_signed()), Signal::SIGTERM);
         let _ = self.0.wait();
     }
 }

@@ -13,7 +13,14 @@ use support::*;
 fn key_file(env: &Env, name: &str) -> (sequoia_openpgp::Cert, String) {
     let cert = new_cert(&format!("{name} <{name}@example.com>"));
     let path = env.path(&format!("{name}.asc"));
-    fs::write(&path, cert.as_tsk().armored().to_vec().unwrap()).unwrap();
+    fs::write(
+        &path,
+        cert.as_tsk()
+            .armored()
+            .to_vec()
+            .expect("the key serializes"),
+    )
+    .expect("the key file is written");
     (cert, path.display().to_string())
 }
 

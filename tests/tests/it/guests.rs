@@ -62,7 +62,8 @@ fn put_get_round_trip_and_idempotent_reput() {
     let lab = boot(&run, "it-files", &[("files", Arch::X86_64)]);
     let host = &lab.hosts()[0];
     let data: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        // The low byte of a multiplicative hash: a varied, reproducible pattern.
+        .map(|i| (i.wrapping_mul(2654435761) >> 13).to_le_bytes()[0])
         .collect();
     let first = host.put(&data, "/srv/data/blob", 0o640).expect("put");
     assert!(first.changed());

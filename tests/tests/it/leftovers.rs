@@ -52,7 +52,7 @@ fn an_interrupted_playbook_leaves_nothing_behind() {
     let runtime = tempfile::tempdir().expect("tempdir");
     let mut child = abandon("wait", runtime.path());
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(child.id().cast_signed()),
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("send SIGINT");

@@ -35,7 +35,10 @@ async fn unauthenticated_requests_get_nothing() {
     // A request sent in place of the handshake answer.
     let mut stream = TcpStream::connect(agent.addr).await.unwrap();
     let request = br#"{"op":"exec","argv":["touch","/tmp/sinew-should-not-exist"]}"#;
-    let mut frame = ((request.len() + 1) as u32).to_be_bytes().to_vec();
+    let mut frame = u32::try_from(request.len() + 1)
+        .expect("the frame length fits in u32")
+        .to_be_bytes()
+        .to_vec();
     frame.push(FrameKind::Control as u8);
     frame.extend_from_slice(request);
     stream.write_all(&frame).await.unwrap();

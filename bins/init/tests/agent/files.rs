@@ -6,7 +6,9 @@ use tokio::net::TcpStream;
 use crate::harness::TestAgent;
 
 fn sample(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    (0..len)
+        .map(|i| u8::try_from(i * 31 % 251).expect("a value below 251 fits in u8"))
+        .collect()
 }
 
 #[tokio::test]

@@ -21,10 +21,10 @@ pub struct TestAgent {
 
 impl TestAgent {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = Secret::generate().unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory is created");
+        let secret = Secret::generate().expect("a secret is generated");
         let key = dir.path().join("agent.key");
-        secret.save(&key).unwrap();
+        secret.save(&key).expect("the secret file is written");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sinew-init"))
             .arg("agent")
             .args(["--listen", "127.0.0.1:0"])
@@ -34,19 +34,22 @@ impl TestAgent {
             .arg(dir.path().join("state"))
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
-            .stderr(File::create(dir.path().join("agent.stderr")).unwrap())
+            .stderr(
+                File::create(dir.path().join("agent.stderr"))
+                    .expect("the agent stderr file is created"),
+            )
             .spawn()
-            .unwrap();
+            .expect("the agent binary starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
+        BufReader::new(child.stdout.take().expect("the agent stdout is piped"))
             .read_line(&mut line)
-            .unwrap();
+            .expect("the agent prints its first line");
         let addr = line
             .strip_prefix("listening ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .trim()
             .parse()
-            .unwrap();
+            .expect("the agent prints a socket address");
         Self {
             child,
             addr,
@@ -58,7 +61,7 @@ impl TestAgent {
     pub async fn client(&self) -> AgentClient {
         AgentClient::connect(self.addr, &self.secret, Duration::from_secs(5))
             .await
-            .unwrap()
+            .expect("the client connects to the agent")
     }
 
     /// Polls a service's last lines until `check` accepts them or `limit` passes.
@@ -71,7 +74,12 @@ impl TestAgent {
         let mut client = self.client().await;
         let deadline = Instant::now() + limit;
         loop {
-            if check(&client.service_logs(service, 1000).await.unwrap()) {
+            if check(
+                &client
+                    .service_logs(service, 1000)
+                    .await
+                    .expect("service logs are fetched"),
+            ) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -91,7 +99,12 @@ impl TestAgent {
         let mut client = self.client().await;
         let deadline = Instant::now() + limit;
         loop {
-            if check(&client.service_status(service).await.unwrap()) {
+            if check(
+                &client
+                    .service_status(service)
+                    .await
+                    .expect("service status is fetched"),
+            ) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -110,18 +123,21 @@ impl TestAgent {
     }
 
     pub fn path_str(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_owned()
+        self.path(name)
+            .to_str()
+            .expect("the temporary path is UTF-8")
+            .to_owned()
     }
 
     pub fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        kill(Pid::from_raw(self.child.id().cast_signed()), signal).expect("the agent is signalled");
     }
 
     /// Waits for the agent to exit by itself; returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child.try_wait().expect("the agent's status is polled") {
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -137,7 +153,10 @@ impl TestAgent {
 impl Drop for TestAgent {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let _ = kill(
+                Pid::from_raw(self.child.id().cast_signed()),
+                Signal::SIGTERM,
+            );
             if self.wait_exit(Duration::from_secs(10)).is_none() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
@@ -151,7 +170,7 @@ pub async fn assert_still_serves(client: &mut AgentClient) {
     let output = client
         .exec_output(&ExecRequest::new(["true"]))
         .await
-        .unwrap();
+        .expect("`true` is executed");
     assert!(
         output.status.success(),
         "`true` failed: {:?}",
@@ -217,6 +236,7 @@ where
 
 pub fn write_executable(path: &Path, contents: &[u8], mode: u32) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, contents).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::write(path, contents).expect("the executable is written");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .expect("the executable's mode is set");
 }
