@@ -6,7 +6,7 @@ use std::future::Future;
 use tokio::sync::broadcast;
 
 use crate::gateway::error::BackendError;
-use crate::{Applied, Command, Event, RangeRequest, RangeResponse, Store};
+use crate::v3::{Applied, Command, Event, RangeRequest, RangeResponse, Store};
 
 /// Who answers a request, for the header of every response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

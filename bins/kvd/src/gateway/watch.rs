@@ -26,7 +26,7 @@ use crate::gateway::wire::watch::{
 };
 use crate::gateway::wire::Header;
 use crate::gateway::Gateway;
-use crate::{Event, EventKind};
+use crate::v3::{Event, EventKind};
 
 /// The watch id etcd answers progress requests and refused creations with.
 const STREAM_WATCH_ID: i64 = -1;

@@ -5,7 +5,7 @@ use crate::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
     NodeIdentity, NodeStatus, StateSnapshot, WatchBatch, WatchHistory,
 };
-use crate::{Applied, Command, RangeRequest, RangeResponse, Store};
+use crate::v3::{Applied, Command, RangeRequest, RangeResponse, Store};
 
 use super::members::{MemberChange, MemberInfo};
 use super::{Node, NodeError};

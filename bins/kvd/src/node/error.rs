@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::KvError;
+use crate::v3::KvError;
 
 /// Why a request failed on this node or on the leader it was forwarded to.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]

@@ -22,7 +22,8 @@ use crate::raft::{
     LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, Reply, Request, SnapshotFileError,
     StateMachine, Transport, TypeConfig,
 };
-use crate::{v2, Applied, Command, KvError, RangeRequest, RangeResponse};
+use crate::v2;
+use crate::v3::{Applied, Command, KvError, RangeRequest, RangeResponse};
 
 mod backend;
 mod config;
@@ -418,7 +419,7 @@ impl Node {
 
     /// The lease as the leader's state machine holds it once everything committed is
     /// applied; fails if this member does not lead.
-    async fn leader_lease(&self, id: i64) -> Result<Option<crate::Lease>, NodeError> {
+    async fn leader_lease(&self, id: i64) -> Result<Option<crate::v3::Lease>, NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
@@ -439,7 +440,7 @@ impl Node {
             .voter_ids()
             .any(|voter| voter == self.inner.id);
         NodeStatus {
-            revision: self.inner.machine.read(crate::Store::revision),
+            revision: self.inner.machine.read(crate::v3::Store::revision),
             version: SERVER_VERSION.to_owned(),
             db_size,
             db_size_in_use: db_size,
@@ -557,7 +558,7 @@ impl Node {
                 continue;
             }
             self.expire_v2();
-            let leases = self.inner.machine.read(crate::Store::leases);
+            let leases = self.inner.machine.read(crate::v3::Store::leases);
             let expired = self
                 .inner
                 .leases
@@ -565,7 +566,7 @@ impl Node {
             for id in expired {
                 let node = self.clone();
                 tokio::spawn(async move {
-                    let revoke = Command::LeaseRevoke(crate::LeaseRevokeRequest { id });
+                    let revoke = Command::LeaseRevoke(crate::v3::LeaseRevokeRequest { id });
                     match node.propose(revoke).await {
                         Ok(_) | Err(NodeError::Kv(KvError::LeaseNotFound)) => {
                             tracing::debug!(lease = id, "lease expired and was revoked");

@@ -9,7 +9,8 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{v2, Applied, Command, KvError};
+use crate::v2;
+use crate::v3::{Applied, Command, KvError};
 
 mod log_storage;
 pub mod log_store;

@@ -26,7 +26,8 @@ use thiserror::Error;
 use super::snapshot_file::{SnapshotFile, SnapshotFileError};
 use super::{Entry, LogId, NodeId, Reply, Request, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::gateway::WatchBatch;
-use crate::{v2, Event, Store};
+use crate::v2;
+use crate::v3::{Event, Store};
 
 /// How many applied batches a slow watcher may fall behind before it must catch up from the
 /// store's history instead.
@@ -40,7 +41,7 @@ pub enum RestoreError {
     Decode(#[source] serde_json::Error),
     /// The v3 store's part is unusable.
     #[error("v3 store: {0}")]
-    V3(#[from] crate::SnapshotError),
+    V3(#[from] crate::v3::SnapshotError),
     /// The v2 store's part is unusable.
     #[error("v2 store: {0}")]
     V2(#[from] v2::SnapshotError),

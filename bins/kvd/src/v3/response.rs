@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{Event, KeyValue};
+use crate::v3::kv::{Event, KeyValue};
 
 /// The part of every response that describes the store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,21 +94,21 @@ pub struct LeaseRevokeResponse {
     pub header: ResponseHeader,
 }
 
-/// The answer to a [`crate::Command`], one variant per command.
+/// The answer to a [`crate::v3::Command`], one variant per command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
-    /// For [`crate::Command::Put`].
+    /// For [`crate::v3::Command::Put`].
     Put(PutResponse),
-    /// For [`crate::Command::DeleteRange`].
+    /// For [`crate::v3::Command::DeleteRange`].
     DeleteRange(DeleteRangeResponse),
-    /// For [`crate::Command::Txn`].
+    /// For [`crate::v3::Command::Txn`].
     Txn(TxnResponse),
-    /// For [`crate::Command::Compact`].
+    /// For [`crate::v3::Command::Compact`].
     Compact(CompactResponse),
-    /// For [`crate::Command::LeaseGrant`].
+    /// For [`crate::v3::Command::LeaseGrant`].
     LeaseGrant(LeaseGrantResponse),
-    /// For [`crate::Command::LeaseRevoke`].
+    /// For [`crate::v3::Command::LeaseRevoke`].
     LeaseRevoke(LeaseRevokeResponse),
 }
 
