@@ -20,9 +20,7 @@
 #![warn(missing_docs)]
 
 mod base64_bytes;
-pub mod client_api;
 pub mod gateway;
-pub mod http_server;
 pub mod node;
 pub mod raft;
 pub mod v2;

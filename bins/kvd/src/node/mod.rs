@@ -6,6 +6,12 @@
 //! membership changes to the leader over the peer network; for a linearizable read it asks
 //! the leader for a read index and serves the read itself once it has applied that far
 //! (etcd's ReadIndex), so a read never sees less than what was acknowledged before it began.
+//!
+//! Module map: `config` (etcd's settings), `identity` (the data directory's member and
+//! cluster ids), `proposer` (group commit), `members` (membership changes), `leases` (the
+//! leader's lease clock), `error` ([`NodeError`]), the listeners `peer_server` (Raft and
+//! forwarded requests) and `client_server` ([`ClientApi`]: v2 and the v3 gateway) over
+//! `http_server`, and the client APIs' backends `backend` (v3) and `v2_backend`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,8 +32,10 @@ use crate::v2;
 use crate::v3::{Applied, Command, KvError, RangeRequest, RangeResponse};
 
 mod backend;
+mod client_server;
 mod config;
 mod error;
+mod http_server;
 mod identity;
 mod leases;
 mod members;
@@ -36,6 +44,7 @@ mod proposer;
 mod v2_backend;
 
 pub use backend::SERVER_VERSION;
+pub use client_server::ClientApi;
 pub use config::{
     cluster_id, member_id, parse_initial_cluster, parse_url, ClusterState, ConfigError,
     InitialMember, NodeConfig,

@@ -16,8 +16,7 @@ use tokio::net::TcpListener;
 
 use super::identity::Identity;
 use super::members::MemberChange;
-use super::{Node, NodeError, Redirect, StartError};
-use crate::http_server;
+use super::{http_server, Node, NodeError, Redirect, StartError};
 use crate::raft::network::{paths as raft_paths, SnapshotChunk};
 use crate::raft::{Reply, Request as Proposal, TypeConfig};
 
