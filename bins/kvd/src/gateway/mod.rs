@@ -29,7 +29,7 @@ mod wire;
 
 pub use backend::{
     Backend, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded, NodeIdentity,
-    NodeStatus, StateSnapshot, WatchBatch, WatchHistory,
+    NodeStatus, StateSnapshot, WatchHistory,
 };
 pub use body::GatewayBody;
 pub use error::{BackendError, Code, Status};

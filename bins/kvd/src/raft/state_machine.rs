@@ -25,9 +25,8 @@ use thiserror::Error;
 
 use super::snapshot_file::{SnapshotFile, SnapshotFileError};
 use super::{Entry, LogId, NodeId, Reply, Request, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::gateway::WatchBatch;
 use crate::v2;
-use crate::v3::{Event, Store};
+use crate::v3::{Event, Store, WatchBatch};
 
 /// How many applied batches a slow watcher may fall behind before it must catch up from the
 /// store's history instead.

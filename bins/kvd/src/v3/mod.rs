@@ -72,7 +72,7 @@ pub use kv::{Event, EventKind, KeyValue};
 pub use lease::{Lease, LeaseInfo};
 pub use response::{
     Applied, CompactResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse,
-    OpResponse, PutResponse, RangeResponse, Response, ResponseHeader, TxnResponse,
+    OpResponse, PutResponse, RangeResponse, Response, ResponseHeader, TxnResponse, WatchBatch,
 };
 pub use snapshot::SnapshotError;
 pub use store::Store;

@@ -1,4 +1,5 @@
-//! What applying a command or serving a read returns, with etcd's field names.
+//! What applying a command or serving a read returns, with etcd's field names, and the
+//! changes an applied command publishes to watchers.
 
 use serde::{Deserialize, Serialize};
 
@@ -119,5 +120,14 @@ pub struct Applied {
     /// The answer to the command.
     pub response: Response,
     /// The changes; empty when the revision did not move.
+    pub events: Vec<Event>,
+}
+
+/// The changes one applied command made, published to watchers in revision order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchBatch {
+    /// The store revision the command left.
+    pub revision: i64,
+    /// The changes, as [`Applied::events`] holds them.
     pub events: Vec<Event>,
 }
