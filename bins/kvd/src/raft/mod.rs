@@ -4,7 +4,8 @@
 //! * Log: [`durable_log`] keeps the log, the vote and the committed and purged log ids in one
 //!   redb file ([`LogStore`]); `log_traits` implements openraft's storage-v2 log traits on it.
 //! * State machine: [`state_machine`] applies entries to both stores in memory and takes
-//!   snapshots; [`snapshot_file`] keeps the last snapshot on disk.
+//!   snapshots; `snapshot_data` is a snapshot's bytes (both stores' snapshots), and
+//!   [`snapshot_file`] keeps the last snapshot on disk.
 //! * Network: [`network`] sends Raft's messages to the other members over [`transport`]
 //!   (JSON over HTTP/1.1), which also carries the requests a follower forwards; `member` is
 //!   what membership records of a member.
@@ -20,6 +21,7 @@ pub mod durable_log;
 mod log_traits;
 mod member;
 pub mod network;
+mod snapshot_data;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod transport;
@@ -28,6 +30,7 @@ pub use durable_log::{LogStore, LogStoreError};
 pub use log_traits::APPEND_ENTRIES_BYTES;
 pub use member::Member;
 pub use network::PeerNetwork;
+pub use snapshot_data::RestoreError;
 pub use snapshot_file::{SnapshotFile, SnapshotFileError};
 pub use state_machine::StateMachine;
 pub use transport::{Transport, TransportError};
