@@ -9,9 +9,10 @@
 //!
 //! Module map: `config` (etcd's settings), `identity` (the data directory's member and
 //! cluster ids), `proposer` (group commit), `members` (membership changes), `leases` (the
-//! leader's lease clock), `error` ([`NodeError`]), the listeners `peer_server` (Raft and
-//! forwarded requests) and `client_server` ([`ClientApi`]: v2 and the v3 gateway) over
-//! `http_server`, and the client APIs' backends `backend` (v3) and `v2_backend`.
+//! leader's lease clock), `error` ([`NodeError`]); the listeners `peer_server` (Raft's
+//! messages and forwarded requests, at `peer_paths`) and `client_server` ([`ClientApi`]: v2
+//! and the v3 gateway), both over `http_server`; the client APIs' backends `backend` (v3) and
+//! `v2_backend`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ mod http_server;
 mod identity;
 mod leases;
 mod members;
+mod peer_paths;
 mod peer_server;
 mod proposer;
 mod v2_backend;
@@ -52,8 +54,8 @@ pub use config::{
 pub use error::NodeError;
 pub use members::{MemberChange, MemberInfo};
 
+use error::{fatal, Redirect};
 use leases::LeaseClock;
-use peer_server::paths;
 use proposer::Proposer;
 
 /// How long a request may wait for a leader, a commit or a read index.
@@ -291,7 +293,7 @@ impl Node {
             match self.propose_here(&request, deadline).await {
                 Err(Redirect::To(leader)) => {
                     match self
-                        .forward::<_, Reply>(&leader, paths::PROPOSE, &request, deadline)
+                        .forward::<_, Reply>(&leader, peer_paths::PROPOSE, &request, deadline)
                         .await
                     {
                         Err(NodeError::NoLeader) => self.pause(deadline).await?,
@@ -357,7 +359,7 @@ impl Node {
                 Ok(index) => break index,
                 Err(Redirect::To(leader)) => {
                     match self
-                        .forward::<_, Option<LogId>>(&leader, paths::READ_INDEX, &(), deadline)
+                        .forward::<_, Option<LogId>>(&leader, peer_paths::READ_INDEX, &(), deadline)
                         .await
                     {
                         Ok(index) => break index,
@@ -404,14 +406,18 @@ impl Node {
 
     /// Renews a lease for its full TTL; `None` if no such lease exists.
     pub async fn lease_keepalive(&self, id: i64) -> Result<Option<i64>, NodeError> {
-        self.on_leader(paths::LEASE_KEEPALIVE, &id, |node| node.keepalive_here(id))
-            .await
+        self.on_leader(peer_paths::LEASE_KEEPALIVE, &id, |node| {
+            node.keepalive_here(id)
+        })
+        .await
     }
 
     /// A lease's remaining TTL in seconds; `None` if no such lease exists.
     pub async fn lease_remaining(&self, id: i64) -> Result<Option<i64>, NodeError> {
-        self.on_leader(paths::LEASE_REMAINING, &id, |node| node.remaining_here(id))
-            .await
+        self.on_leader(peer_paths::LEASE_REMAINING, &id, |node| {
+            node.remaining_here(id)
+        })
+        .await
     }
 
     /// Renews a lease on the leader, which measures its TTL.
@@ -617,27 +623,9 @@ impl Node {
     }
 }
 
-/// Where a request must go when this member cannot serve it.
-#[derive(Debug, Clone)]
-enum Redirect {
-    /// To this leader.
-    To(Member),
-    /// To a leader not known yet.
-    Unknown,
-    /// Nowhere: it failed.
-    Failed(NodeError),
-}
-
 /// The error for an answer of the wrong kind, which only a bug can produce.
 fn unexpected(reply: &Reply) -> NodeError {
     NodeError::Storage(format!("the state machine answered with {reply:?}"))
-}
-
-fn fatal(error: &openraft::error::Fatal<NodeId>) -> NodeError {
-    match error {
-        openraft::error::Fatal::Stopped => NodeError::Stopped,
-        other => NodeError::Storage(other.to_string()),
-    }
 }
 
 fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
