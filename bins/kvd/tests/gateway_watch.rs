@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use sinew_kvd::gateway::Config;
-use sinew_kvd::{Command, PutRequest};
+use sinew_kvd::v3::{Command, PutRequest};
 use support::client::{post, Stream};
 use support::memory::{CLUSTER_ID, MEMBER_ID};
 use support::{b64, MemoryBackend, Server};

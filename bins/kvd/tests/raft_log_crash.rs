@@ -18,7 +18,7 @@ use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::log_id;
 use openraft::{EntryPayload, RaftLogId, RaftLogReader};
 use sinew_kvd::raft::{Entry, LogStore, Request};
-use sinew_kvd::{Command, PutRequest};
+use sinew_kvd::v3::{Command, PutRequest};
 
 /// Set for the child: the data directory to append to.
 const CHILD_DIR_VAR: &str = "SINEW_KVD_CRASH_CHILD_DIR";

@@ -6,7 +6,7 @@ use std::future::Future;
 use tokio::sync::broadcast;
 
 use crate::gateway::error::BackendError;
-use crate::{Applied, Command, Event, RangeRequest, RangeResponse, Store};
+use crate::v3::{Applied, Command, Event, RangeRequest, RangeResponse, Store, WatchBatch};
 
 /// Who answers a request, for the header of every response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,15 +17,6 @@ pub struct NodeIdentity {
     pub member_id: u64,
     /// The Raft term this member knows.
     pub raft_term: u64,
-}
-
-/// The changes one applied command made, published to watchers in revision order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchBatch {
-    /// The store revision the command left.
-    pub revision: i64,
-    /// The changes, as [`Applied::events`] holds them.
-    pub events: Vec<Event>,
 }
 
 /// Where a new watcher starts: the changes it must first receive, read at one revision.

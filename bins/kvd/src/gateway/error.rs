@@ -5,7 +5,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::KvError;
+use crate::v3::KvError;
 
 /// Why a [`crate::gateway::Backend`] refused or failed a request. Messages are etcd's.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

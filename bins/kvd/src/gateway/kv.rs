@@ -12,7 +12,7 @@ use crate::gateway::wire::kv::{
     WireTxnResponse,
 };
 use crate::gateway::Gateway;
-use crate::{Command, CompactRequest, KvError, Response as KvResponse};
+use crate::v3::{Command, CompactRequest, KvError, Response as KvResponse};
 
 /// An answer of the wrong kind from the backend: a bug, reported rather than panicking.
 pub(crate) fn unexpected(call: &str) -> Status {

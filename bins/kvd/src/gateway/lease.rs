@@ -12,7 +12,7 @@ use crate::gateway::wire::lease::{
     WireLeaseTimeToLiveRequest, WireLeaseTimeToLiveResponse,
 };
 use crate::gateway::Gateway;
-use crate::{Command, LeaseRevokeRequest, Response as KvResponse};
+use crate::v3::{Command, LeaseRevokeRequest, Response as KvResponse};
 
 impl<B: Backend> Gateway<B> {
     pub(crate) async fn lease_grant(&self, body: &[u8]) -> Result<Response<GatewayBody>, Status> {

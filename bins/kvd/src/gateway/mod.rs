@@ -4,7 +4,7 @@
 //! etcd's wire format and error answers, so etcd's HTTP clients work against kvd.
 //!
 //! The gateway is generic over a [`Backend`], the node it fronts: the Raft node in kvd, a
-//! bare [`crate::Store`] in tests. [`serve`] runs an HTTP/1.1 server for it; [`handle`] (or
+//! bare [`crate::v3::Store`] in tests. [`serve`] runs an HTTP/1.1 server for it; [`handle`] (or
 //! [`Gateway::handle`]) answers one request and hands back requests that are not its own,
 //! so another router can serve `/v2/*`, `/version` and `/health` beside it.
 //!
@@ -29,7 +29,7 @@ mod wire;
 
 pub use backend::{
     Backend, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded, NodeIdentity,
-    NodeStatus, StateSnapshot, WatchBatch, WatchHistory,
+    NodeStatus, StateSnapshot, WatchHistory,
 };
 pub use body::GatewayBody;
 pub use error::{BackendError, Code, Status};

@@ -3,7 +3,9 @@
 //! proposals over `--max-request-bytes`). This computes the encoded length of the request
 //! as the proto would encode it, plus the few bytes of the Raft request envelope.
 
-use crate::{Command, Compare, CompareTarget, DeleteRangeRequest, Op, PutRequest, RangeRequest};
+use crate::v3::{
+    Command, Compare, CompareTarget, DeleteRangeRequest, Op, PutRequest, RangeRequest,
+};
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;

@@ -17,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{interval_at, Instant};
 
-use crate::gateway::backend::{Backend, WatchBatch, WatchHistory};
+use crate::gateway::backend::{Backend, WatchHistory};
 use crate::gateway::body::{result_chunk, JsonStream, StreamItem};
 use crate::gateway::error::{BackendError, Status};
 use crate::gateway::wire::scalar::Int64;
@@ -26,7 +26,7 @@ use crate::gateway::wire::watch::{
 };
 use crate::gateway::wire::Header;
 use crate::gateway::Gateway;
-use crate::{Event, EventKind};
+use crate::v3::{Event, EventKind, WatchBatch};
 
 /// The watch id etcd answers progress requests and refused creations with.
 const STREAM_WATCH_ID: i64 = -1;

@@ -3,9 +3,9 @@
 
 use crate::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
-    NodeIdentity, NodeStatus, StateSnapshot, WatchBatch, WatchHistory,
+    NodeIdentity, NodeStatus, StateSnapshot, WatchHistory,
 };
-use crate::{Applied, Command, RangeRequest, RangeResponse, Store};
+use crate::v3::{Applied, Command, RangeRequest, RangeResponse, Store, WatchBatch};
 
 use super::members::{MemberChange, MemberInfo};
 use super::{Node, NodeError};

@@ -1,10 +1,12 @@
-//! Why a node could not serve a request. Serialisable, because a follower forwards requests
-//! to the leader and hands the leader's refusal back unchanged.
+//! Why a node could not serve a request, and where a request goes that this member cannot
+//! serve. [`NodeError`] is serialisable, because a follower forwards requests to the leader
+//! and hands the leader's refusal back unchanged.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::KvError;
+use crate::raft::{Member, NodeId};
+use crate::v3::KvError;
 
 /// Why a request failed on this node or on the leader it was forwarded to.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
@@ -49,4 +51,23 @@ pub enum NodeError {
     /// The leader could not be reached to forward the request.
     #[error("etcdserver: leader unreachable: {0}")]
     LeaderUnreachable(String),
+}
+
+/// Where a request must go when this member cannot serve it.
+#[derive(Debug, Clone)]
+pub(super) enum Redirect {
+    /// To this leader.
+    To(Member),
+    /// To a leader not known yet.
+    Unknown,
+    /// Nowhere: it failed.
+    Failed(NodeError),
+}
+
+/// The error for openraft's fatal error: the node stopped, or its storage failed.
+pub(super) fn fatal(error: &openraft::error::Fatal<NodeId>) -> NodeError {
+    match error {
+        openraft::error::Fatal::Stopped => NodeError::Stopped,
+        other => NodeError::Storage(other.to_string()),
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::config::{cluster_id, member_id, ClusterState, NodeConfig};
-use super::peer_server::paths;
+use super::peer_paths;
 use super::StartError;
 use crate::raft::{NodeId, Transport};
 
@@ -80,7 +80,12 @@ async fn ask_running_members(
     loop {
         for url in &others {
             let answer: Result<Identity, _> = transport
-                .call(url.as_str(), paths::IDENTITY, &(), Duration::from_secs(1))
+                .call(
+                    url.as_str(),
+                    peer_paths::IDENTITY,
+                    &(),
+                    Duration::from_secs(1),
+                )
                 .await;
             match answer {
                 Ok(theirs) => return Ok(theirs.cluster_id),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::Lease;
+use crate::v3::Lease;
 
 /// How long a proposed revocation may stay unanswered before it is proposed again.
 const REVOKE_RETRY: Duration = Duration::from_secs(1);

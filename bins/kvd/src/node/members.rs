@@ -9,7 +9,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
-use super::peer_server::paths;
+use super::peer_paths;
 use super::{member_id, Node, NodeError};
 use crate::raft::{Member, NodeId};
 
@@ -96,7 +96,7 @@ impl Node {
 
     /// Applies a membership change on the leader.
     pub async fn change_members(&self, change: MemberChange) -> Result<MemberChanged, NodeError> {
-        self.on_leader(paths::MEMBER, &change, |node| {
+        self.on_leader(peer_paths::MEMBER, &change, |node| {
             node.change_members_here(change.clone())
         })
         .await
@@ -302,6 +302,6 @@ fn membership_result<T>(
         RaftError::APIError(ClientWriteError::ChangeMembershipError(other)) => {
             NodeError::BadRequest(other.to_string())
         }
-        RaftError::Fatal(fatal) => super::fatal(&fatal),
+        RaftError::Fatal(fatal) => super::error::fatal(&fatal),
     })
 }

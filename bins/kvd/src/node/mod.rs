@@ -6,6 +6,13 @@
 //! membership changes to the leader over the peer network; for a linearizable read it asks
 //! the leader for a read index and serves the read itself once it has applied that far
 //! (etcd's ReadIndex), so a read never sees less than what was acknowledged before it began.
+//!
+//! Module map: `config` (etcd's settings), `identity` (the data directory's member and
+//! cluster ids), `proposer` (group commit), `members` (membership changes), `leases` (the
+//! leader's lease clock), `error` ([`NodeError`]); the listeners `peer_server` (Raft's
+//! messages and forwarded requests, at `peer_paths`) and `client_server` ([`ClientApi`]: v2
+//! and the v3 gateway), both over `http_server`; the client APIs' backends `backend` (v3) and
+//! `v2_backend`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,19 +29,24 @@ use crate::raft::{
     LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, Reply, Request, SnapshotFileError,
     StateMachine, Transport, TypeConfig,
 };
-use crate::{v2, Applied, Command, KvError, RangeRequest, RangeResponse};
+use crate::v2;
+use crate::v3::{Applied, Command, KvError, RangeRequest, RangeResponse};
 
 mod backend;
+mod client_server;
 mod config;
 mod error;
+mod http_server;
 mod identity;
 mod leases;
 mod members;
+mod peer_paths;
 mod peer_server;
 mod proposer;
 mod v2_backend;
 
 pub use backend::SERVER_VERSION;
+pub use client_server::ClientApi;
 pub use config::{
     cluster_id, member_id, parse_initial_cluster, parse_url, ClusterState, ConfigError,
     InitialMember, NodeConfig,
@@ -42,8 +54,8 @@ pub use config::{
 pub use error::NodeError;
 pub use members::{MemberChange, MemberInfo};
 
+use error::{fatal, Redirect};
 use leases::LeaseClock;
-use peer_server::paths;
 use proposer::Proposer;
 
 /// How long a request may wait for a leader, a commit or a read index.
@@ -281,7 +293,7 @@ impl Node {
             match self.propose_here(&request, deadline).await {
                 Err(Redirect::To(leader)) => {
                     match self
-                        .forward::<_, Reply>(&leader, paths::PROPOSE, &request, deadline)
+                        .forward::<_, Reply>(&leader, peer_paths::PROPOSE, &request, deadline)
                         .await
                     {
                         Err(NodeError::NoLeader) => self.pause(deadline).await?,
@@ -347,7 +359,7 @@ impl Node {
                 Ok(index) => break index,
                 Err(Redirect::To(leader)) => {
                     match self
-                        .forward::<_, Option<LogId>>(&leader, paths::READ_INDEX, &(), deadline)
+                        .forward::<_, Option<LogId>>(&leader, peer_paths::READ_INDEX, &(), deadline)
                         .await
                     {
                         Ok(index) => break index,
@@ -394,14 +406,18 @@ impl Node {
 
     /// Renews a lease for its full TTL; `None` if no such lease exists.
     pub async fn lease_keepalive(&self, id: i64) -> Result<Option<i64>, NodeError> {
-        self.on_leader(paths::LEASE_KEEPALIVE, &id, |node| node.keepalive_here(id))
-            .await
+        self.on_leader(peer_paths::LEASE_KEEPALIVE, &id, |node| {
+            node.keepalive_here(id)
+        })
+        .await
     }
 
     /// A lease's remaining TTL in seconds; `None` if no such lease exists.
     pub async fn lease_remaining(&self, id: i64) -> Result<Option<i64>, NodeError> {
-        self.on_leader(paths::LEASE_REMAINING, &id, |node| node.remaining_here(id))
-            .await
+        self.on_leader(peer_paths::LEASE_REMAINING, &id, |node| {
+            node.remaining_here(id)
+        })
+        .await
     }
 
     /// Renews a lease on the leader, which measures its TTL.
@@ -418,7 +434,7 @@ impl Node {
 
     /// The lease as the leader's state machine holds it once everything committed is
     /// applied; fails if this member does not lead.
-    async fn leader_lease(&self, id: i64) -> Result<Option<crate::Lease>, NodeError> {
+    async fn leader_lease(&self, id: i64) -> Result<Option<crate::v3::Lease>, NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
@@ -439,7 +455,7 @@ impl Node {
             .voter_ids()
             .any(|voter| voter == self.inner.id);
         NodeStatus {
-            revision: self.inner.machine.read(crate::Store::revision),
+            revision: self.inner.machine.read(crate::v3::Store::revision),
             version: SERVER_VERSION.to_owned(),
             db_size,
             db_size_in_use: db_size,
@@ -557,7 +573,7 @@ impl Node {
                 continue;
             }
             self.expire_v2();
-            let leases = self.inner.machine.read(crate::Store::leases);
+            let leases = self.inner.machine.read(crate::v3::Store::leases);
             let expired = self
                 .inner
                 .leases
@@ -565,7 +581,7 @@ impl Node {
             for id in expired {
                 let node = self.clone();
                 tokio::spawn(async move {
-                    let revoke = Command::LeaseRevoke(crate::LeaseRevokeRequest { id });
+                    let revoke = Command::LeaseRevoke(crate::v3::LeaseRevokeRequest { id });
                     match node.propose(revoke).await {
                         Ok(_) | Err(NodeError::Kv(KvError::LeaseNotFound)) => {
                             tracing::debug!(lease = id, "lease expired and was revoked");
@@ -607,27 +623,9 @@ impl Node {
     }
 }
 
-/// Where a request must go when this member cannot serve it.
-#[derive(Debug, Clone)]
-enum Redirect {
-    /// To this leader.
-    To(Member),
-    /// To a leader not known yet.
-    Unknown,
-    /// Nowhere: it failed.
-    Failed(NodeError),
-}
-
 /// The error for an answer of the wrong kind, which only a bug can produce.
 fn unexpected(reply: &Reply) -> NodeError {
     NodeError::Storage(format!("the state machine answered with {reply:?}"))
-}
-
-fn fatal(error: &openraft::error::Fatal<NodeId>) -> NodeError {
-    match error {
-        openraft::error::Fatal::Stopped => NodeError::Stopped,
-        other => NodeError::Storage(other.to_string()),
-    }
 }
 
 fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {

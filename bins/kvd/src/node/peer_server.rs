@@ -14,28 +14,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use super::error::{NodeError, Redirect};
 use super::identity::Identity;
 use super::members::MemberChange;
-use super::{Node, NodeError, Redirect, StartError};
-use crate::http_server;
+use super::peer_paths;
+use super::{http_server, Node, StartError};
 use crate::raft::network::{paths as raft_paths, SnapshotChunk};
 use crate::raft::{Reply, Request as Proposal, TypeConfig};
-
-/// Where a member serves forwarded requests, under its peer URL.
-pub mod paths {
-    /// Propose a command (the leader answers).
-    pub const PROPOSE: &str = "/kv/propose";
-    /// The leader's read index for a follower's linearizable read.
-    pub const READ_INDEX: &str = "/kv/read-index";
-    /// Renew a lease.
-    pub const LEASE_KEEPALIVE: &str = "/kv/lease/keepalive";
-    /// A lease's remaining TTL.
-    pub const LEASE_REMAINING: &str = "/kv/lease/remaining";
-    /// Change the membership.
-    pub const MEMBER: &str = "/kv/member";
-    /// This member's and the cluster's ids.
-    pub const IDENTITY: &str = "/kv/identity";
-}
 
 /// The largest body a member accepts from a peer (a snapshot chunk or a batch of entries).
 const MAX_PEER_BODY: usize = 256 << 20;
@@ -89,17 +74,21 @@ async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>>
             })
             .await
         }
-        paths::PROPOSE => answer(&body, |request: Proposal| propose(&node, request)).await,
-        paths::READ_INDEX => answer(&body, |(): ()| read_index(&node)).await,
-        paths::LEASE_KEEPALIVE => answer(&body, |id: i64| node.clone().keepalive_here(id)).await,
-        paths::LEASE_REMAINING => answer(&body, |id: i64| node.clone().remaining_here(id)).await,
-        paths::MEMBER => {
+        peer_paths::PROPOSE => answer(&body, |request: Proposal| propose(&node, request)).await,
+        peer_paths::READ_INDEX => answer(&body, |(): ()| read_index(&node)).await,
+        peer_paths::LEASE_KEEPALIVE => {
+            answer(&body, |id: i64| node.clone().keepalive_here(id)).await
+        }
+        peer_paths::LEASE_REMAINING => {
+            answer(&body, |id: i64| node.clone().remaining_here(id)).await
+        }
+        peer_paths::MEMBER => {
             answer(&body, |change: MemberChange| {
                 node.clone().change_members_here(change)
             })
             .await
         }
-        paths::IDENTITY => {
+        peer_paths::IDENTITY => {
             answer(&body, |(): ()| async {
                 Identity {
                     member_id: node.id(),

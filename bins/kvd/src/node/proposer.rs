@@ -14,7 +14,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::{fatal, NodeError, Redirect};
+use super::error::{fatal, NodeError, Redirect};
 use crate::raft::{Reply, Request, TypeConfig};
 
 /// How many entries may be proposed and not yet applied at once: enough for the next batch

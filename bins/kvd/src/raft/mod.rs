@@ -1,28 +1,36 @@
-//! kvd's Raft plumbing on openraft 0.9: the type configuration, the durable log store and the
-//! state machine with its snapshots.
+//! kvd's Raft plumbing on openraft 0.9: the type configuration ([`TypeConfig`]: entries carry
+//! a v3 or v2 [`Request`]), the log, the state machine and the network.
 //!
-//! [`LogStore`] keeps the Raft log, the vote, the committed log id and the last purged log id
-//! in one redb file in the node's data directory and implements openraft's
-//! [`RaftLogStorage`](openraft::storage::RaftLogStorage) (storage v2) on top of it.
+//! * Log: [`durable_log`] keeps the log, the vote and the committed and purged log ids in one
+//!   redb file ([`LogStore`]); `log_traits` implements openraft's storage-v2 log traits on it.
+//! * State machine: [`state_machine`] applies entries to both stores in memory and takes
+//!   snapshots; `snapshot_data` is a snapshot's bytes (both stores' snapshots), and
+//!   [`snapshot_file`] keeps the last snapshot on disk.
+//! * Network: [`network`] sends Raft's messages to the other members over [`transport`]
+//!   (JSON over HTTP/1.1), which also carries the requests a follower forwards; `member` is
+//!   what membership records of a member.
 
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{v2, Applied, Command, KvError};
+use crate::v2;
+use crate::v3::{Applied, Command, KvError};
 
-mod log_storage;
-pub mod log_store;
+pub mod durable_log;
+mod log_traits;
 mod member;
 pub mod network;
+mod snapshot_data;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod transport;
 
-pub use log_storage::APPEND_ENTRIES_BYTES;
-pub use log_store::{LogStore, LogStoreError};
+pub use durable_log::{LogStore, LogStoreError};
+pub use log_traits::APPEND_ENTRIES_BYTES;
 pub use member::Member;
 pub use network::PeerNetwork;
+pub use snapshot_data::RestoreError;
 pub use snapshot_file::{SnapshotFile, SnapshotFileError};
 pub use state_machine::StateMachine;
 pub use transport::{Transport, TransportError};

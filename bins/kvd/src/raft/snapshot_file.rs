@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::snapshot_data::RestoreError;
 use super::SnapshotMeta;
 
 /// Why the snapshot file could not be read or written.
@@ -48,7 +49,7 @@ pub enum SnapshotFileError {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: super::state_machine::RestoreError,
+        source: RestoreError,
     },
 }
 

@@ -20,40 +20,15 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageError, StorageIOError};
 use tokio::sync::broadcast;
 
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
-
+use super::snapshot_data;
 use super::snapshot_file::{SnapshotFile, SnapshotFileError};
 use super::{Entry, LogId, NodeId, Reply, Request, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::gateway::WatchBatch;
-use crate::{v2, Event, Store};
+use crate::v2;
+use crate::v3::{Event, Store, WatchBatch};
 
 /// How many applied batches a slow watcher may fall behind before it must catch up from the
 /// store's history instead.
 const BATCH_BACKLOG: usize = 4096;
-
-/// Why a snapshot's state could not be restored.
-#[derive(Debug, Error)]
-pub enum RestoreError {
-    /// The snapshot is not the two stores' snapshots.
-    #[error("the snapshot does not hold kvd's two stores: {0}")]
-    Decode(#[source] serde_json::Error),
-    /// The v3 store's part is unusable.
-    #[error("v3 store: {0}")]
-    V3(#[from] crate::SnapshotError),
-    /// The v2 store's part is unusable.
-    #[error("v2 store: {0}")]
-    V2(#[from] v2::SnapshotError),
-}
-
-/// A snapshot's state: each store's own snapshot.
-#[derive(Serialize, Deserialize)]
-struct Stores {
-    #[serde(with = "crate::base64_bytes")]
-    v3: Vec<u8>,
-    #[serde(with = "crate::base64_bytes")]
-    v2: Vec<u8>,
-}
 
 /// What the state machine holds besides snapshots.
 #[derive(Debug, Default)]
@@ -97,17 +72,8 @@ impl Applied {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
-        let stores = Stores {
-            v3: self.store.snapshot().map_err(std::io::Error::other)?,
-            v2: self.v2.snapshot().map_err(std::io::Error::other)?,
-        };
-        serde_json::to_vec(&stores).map_err(std::io::Error::other)
+        snapshot_data::encode(&self.store, &self.v2)
     }
-}
-
-fn restore(bytes: &[u8]) -> Result<(Store, v2::Store), RestoreError> {
-    let stores: Stores = serde_json::from_slice(bytes).map_err(RestoreError::Decode)?;
-    Ok((Store::restore(&stores.v3)?, v2::Store::restore(&stores.v2)?))
 }
 
 /// The state machine of one node; clones share it.
@@ -126,11 +92,12 @@ impl StateMachine {
         let snapshot = SnapshotFile::load(data_dir)?;
         let applied = match &snapshot {
             Some(file) => {
-                let (store, v2) =
-                    restore(&file.data).map_err(|source| SnapshotFileError::Restore {
+                let (store, v2) = snapshot_data::restore(&file.data).map_err(|source| {
+                    SnapshotFileError::Restore {
                         path: data_dir.join(SnapshotFile::FILE_NAME),
                         source,
-                    })?;
+                    }
+                })?;
                 Applied {
                     store,
                     v2,
@@ -355,7 +322,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let (store, v2) = restore(&data).map_err(|error| {
+        let (store, v2) = snapshot_data::restore(&data).map_err(|error| {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&error))
         })?;
         self.save_snapshot(SnapshotFile {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sinew_kvd::node::{ClusterState, InitialMember, Node, NodeConfig};
-use sinew_kvd::{Command, PutRequest, RangeRequest};
+use sinew_kvd::v3::{Command, PutRequest, RangeRequest};
 
 pub fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use sinew_kvd::{Command, LeaseGrantRequest, PutRequest, Response};
+use sinew_kvd::v3::{Command, LeaseGrantRequest, PutRequest, Response};
 
 use crate::harness::{get, Cluster};
 

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use sinew_kvd::node::NodeError;
-use sinew_kvd::{Command, EventKind, KvError, PutRequest, Response, Store};
+use sinew_kvd::v3::{Command, EventKind, KvError, PutRequest, Response, Store};
 
 use crate::harness::{get, put, Cluster};
 
@@ -86,7 +86,7 @@ async fn a_whole_cluster_restarted_from_disk_keeps_every_acknowledged_write() {
         let node = cluster.node(index);
         assert_eq!(get(node, "key000", false).await.as_deref(), Some("0"));
         assert_eq!(get(node, "key119", false).await.as_deref(), Some("119"));
-        assert_eq!(node.machine().read(sinew_kvd::Store::revision), 121);
+        assert_eq!(node.machine().read(sinew_kvd::v3::Store::revision), 121);
     }
 }
 

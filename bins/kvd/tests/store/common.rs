@@ -1,6 +1,6 @@
 //! Small builders shared by the tests.
 
-use sinew_kvd::{
+use sinew_kvd::v3::{
     Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue,
     LeaseGrantRequest, Op, PutRequest, RangeRequest, RangeResponse, Response, Store, TxnRequest,
     TxnResponse,

@@ -1,6 +1,6 @@
 //! Compaction: what stays readable and which revisions are refused.
 
-use sinew_kvd::{Command, CompactRequest, KvError, RangeRequest, Response, Store};
+use sinew_kvd::v3::{Command, CompactRequest, KvError, RangeRequest, Response, Store};
 
 use crate::common::*;
 

@@ -1,6 +1,6 @@
 //! Leases: grant, attach, revoke, listing.
 
-use sinew_kvd::{
+use sinew_kvd::v3::{
     Command, KvError, Lease, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, Response, Store,
     MAX_LEASE_TTL,
 };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sinew_kvd::{
+use sinew_kvd::v3::{
     Command, CompactRequest, CompareResult, CompareTarget, DeleteRangeRequest, EventKind, KeyValue,
     KvError, Op, PutRequest, RangeRequest, Store, TxnRequest,
 };
@@ -290,7 +290,7 @@ fn walk(seed: u64, steps: usize) {
     if compacted == 0 {
         assert_eq!(emitted, kept, "seed {seed} emitted events");
     }
-    let changes = |events: &[sinew_kvd::Event]| -> Vec<(EventKind, KeyValue)> {
+    let changes = |events: &[sinew_kvd::v3::Event]| -> Vec<(EventKind, KeyValue)> {
         events
             .iter()
             .map(|event| (event.kind, event.kv.clone()))

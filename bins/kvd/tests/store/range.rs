@@ -1,6 +1,6 @@
 //! Range: key-range conventions, historical reads, limit, count, sort and filters.
 
-use sinew_kvd::{prefix_end, KvError, RangeRequest, SortOrder, SortTarget, Store};
+use sinew_kvd::v3::{prefix_end, KvError, RangeRequest, SortOrder, SortTarget, Store};
 
 use crate::common::*;
 

@@ -1,6 +1,6 @@
 //! Revisions, versions and put/delete rules.
 
-use sinew_kvd::{Command, KvError, PutRequest, Response, Store};
+use sinew_kvd::v3::{Command, KvError, PutRequest, Response, Store};
 
 use crate::common::*;
 

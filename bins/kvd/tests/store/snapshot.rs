@@ -1,6 +1,6 @@
 //! Snapshots and the JSON form of commands, as Raft will carry them.
 
-use sinew_kvd::{
+use sinew_kvd::v3::{
     Command, CompactRequest, Compare, CompareResult, CompareTarget, Op, PutRequest, Response,
     SnapshotError, Store, TxnRequest,
 };
@@ -50,8 +50,8 @@ fn a_restored_store_applies_later_commands_identically() {
     let mut restored = Store::restore(&store.snapshot().expect("snapshot")).expect("restore");
     for command in [
         Command::Put(put_request("c", "1")),
-        Command::LeaseGrant(sinew_kvd::LeaseGrantRequest { id: 0, ttl: 9 }),
-        Command::LeaseRevoke(sinew_kvd::LeaseRevokeRequest { id: 1 }),
+        Command::LeaseGrant(sinew_kvd::v3::LeaseGrantRequest { id: 0, ttl: 9 }),
+        Command::LeaseRevoke(sinew_kvd::v3::LeaseRevokeRequest { id: 1 }),
     ] {
         assert_eq!(store.apply(&command), restored.apply(&command));
     }
@@ -116,11 +116,11 @@ fn command_json_may_omit_default_fields() {
 
 #[test]
 fn refusals_travel_as_json_too() {
-    let error = sinew_kvd::KvError::LeaseNotFound;
+    let error = sinew_kvd::v3::KvError::LeaseNotFound;
     let json = serde_json::to_string(&error).expect("encode");
     assert_eq!(json, r#""lease_not_found""#);
     assert_eq!(
-        serde_json::from_str::<sinew_kvd::KvError>(&json).expect("decode"),
+        serde_json::from_str::<sinew_kvd::v3::KvError>(&json).expect("decode"),
         error
     );
 }

@@ -1,7 +1,7 @@
 //! Transactions: one revision, comparisons, branches, nested transactions, checks.
 
-use sinew_kvd::CompareResult::{Equal, Greater, Less, NotEqual};
-use sinew_kvd::{
+use sinew_kvd::v3::CompareResult::{Equal, Greater, Less, NotEqual};
+use sinew_kvd::v3::{
     Command, Compare, CompareResult, CompareTarget, KvError, Op, OpResponse, PutRequest,
     RangeRequest, Store, TxnRequest, MAX_TXN_OPS,
 };

@@ -1,6 +1,6 @@
 //! events_since: what a watcher resuming from a revision receives.
 
-use sinew_kvd::{Event, EventKind, KvError, Op, Store};
+use sinew_kvd::v3::{Event, EventKind, KvError, Op, Store};
 
 use crate::common::*;
 
@@ -97,9 +97,9 @@ fn events_are_filtered_by_key_range() {
 fn events_below_the_compacted_revision_are_refused() {
     let mut store = sample();
     store
-        .apply(&sinew_kvd::Command::Compact(sinew_kvd::CompactRequest {
-            revision: 4,
-        }))
+        .apply(&sinew_kvd::v3::Command::Compact(
+            sinew_kvd::v3::CompactRequest { revision: 4 },
+        ))
         .expect("compact");
     assert_eq!(store.events_since(3, b"\0", b"\0"), Err(KvError::Compacted));
     let events = store.events_since(4, b"\0", b"\0").expect("events");
@@ -112,7 +112,7 @@ fn events_below_the_compacted_revision_are_refused() {
 
 #[test]
 fn apply_with_events_returns_each_change_of_the_command_in_order() {
-    use sinew_kvd::{Command, LeaseRevokeRequest, PutRequest, TxnRequest};
+    use sinew_kvd::v3::{Command, LeaseRevokeRequest, PutRequest, TxnRequest};
     let mut store = Store::new();
     put(&mut store, "a", "1");
     let lease = grant(&mut store, 4, 10);

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use sinew_kvd::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
-    NodeIdentity, NodeStatus, StateSnapshot, WatchBatch, WatchHistory,
+    NodeIdentity, NodeStatus, StateSnapshot, WatchHistory,
 };
-use sinew_kvd::{Applied, Command, RangeRequest, RangeResponse, Response, Store};
+use sinew_kvd::v3::{Applied, Command, RangeRequest, RangeResponse, Response, Store, WatchBatch};
 use tokio::sync::broadcast;
 
 pub const CLUSTER_ID: u64 = 0x1234_5678_9abc_def0;

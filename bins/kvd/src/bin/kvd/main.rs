@@ -8,8 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use sinew_kvd::client_api::ClientApi;
-use sinew_kvd::node::Node;
+use sinew_kvd::node::{ClientApi, Node};
 use sinew_support::logging::Logging;
 use tokio::signal::unix::{signal, SignalKind};
 

@@ -7,7 +7,7 @@ use super::header::Header;
 use super::scalar::{
     deserialize_bool, deserialize_enum, is_zero, null_default, Bytes, Int64, ProtoEnum,
 };
-use crate::{
+use crate::v3::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, KeyValue, Op,
     OpResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, SortOrder, SortTarget,
     TxnRequest, TxnResponse,

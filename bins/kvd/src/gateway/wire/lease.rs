@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::header::Header;
 use super::scalar::{deserialize_bool, is_zero, null_default, Bytes, Int64};
 use crate::gateway::backend::{LeaseList, LeaseTimeToLive};
-use crate::{LeaseGrantRequest, LeaseGrantResponse};
+use crate::v3::{LeaseGrantRequest, LeaseGrantResponse};
 
 /// `etcdserverpb.LeaseGrantRequest`.
 #[derive(Debug, Clone, Default, Deserialize)]

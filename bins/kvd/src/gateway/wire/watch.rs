@@ -8,7 +8,7 @@ use super::scalar::{
     deserialize_bool, deserialize_enum, is_zero, null_default, serialize_enum, Bytes, Int64,
     ProtoEnum,
 };
-use crate::{Event, EventKind};
+use crate::v3::{Event, EventKind};
 
 /// `etcdserverpb.WatchRequest`: one of its three requests.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,8 +1,9 @@
-//! What applying a command or serving a read returns, with etcd's field names.
+//! What applying a command or serving a read returns, with etcd's field names, and the
+//! changes an applied command publishes to watchers.
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{Event, KeyValue};
+use crate::v3::kv::{Event, KeyValue};
 
 /// The part of every response that describes the store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,21 +95,21 @@ pub struct LeaseRevokeResponse {
     pub header: ResponseHeader,
 }
 
-/// The answer to a [`crate::Command`], one variant per command.
+/// The answer to a [`crate::v3::Command`], one variant per command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
-    /// For [`crate::Command::Put`].
+    /// For [`crate::v3::Command::Put`].
     Put(PutResponse),
-    /// For [`crate::Command::DeleteRange`].
+    /// For [`crate::v3::Command::DeleteRange`].
     DeleteRange(DeleteRangeResponse),
-    /// For [`crate::Command::Txn`].
+    /// For [`crate::v3::Command::Txn`].
     Txn(TxnResponse),
-    /// For [`crate::Command::Compact`].
+    /// For [`crate::v3::Command::Compact`].
     Compact(CompactResponse),
-    /// For [`crate::Command::LeaseGrant`].
+    /// For [`crate::v3::Command::LeaseGrant`].
     LeaseGrant(LeaseGrantResponse),
-    /// For [`crate::Command::LeaseRevoke`].
+    /// For [`crate::v3::Command::LeaseRevoke`].
     LeaseRevoke(LeaseRevokeResponse),
 }
 
@@ -119,5 +120,14 @@ pub struct Applied {
     /// The answer to the command.
     pub response: Response,
     /// The changes; empty when the revision did not move.
+    pub events: Vec<Event>,
+}
+
+/// The changes one applied command made, published to watchers in revision order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchBatch {
+    /// The store revision the command left.
+    pub revision: i64,
+    /// The changes, as [`Applied::events`] holds them.
     pub events: Vec<Event>,
 }

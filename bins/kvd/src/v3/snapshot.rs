@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::history::History;
-use crate::lease::Lease;
-use crate::store::Store;
+use crate::v3::history::History;
+use crate::v3::lease::Lease;
+use crate::v3::store::Store;
 
 /// The snapshot format this crate writes and reads.
 const FORMAT: u32 = 1;

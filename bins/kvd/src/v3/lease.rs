@@ -1,5 +1,5 @@
 //! Leases as the state machine keeps them: an id and a granted TTL. Expiry is the leader's
-//! business; it proposes a [`crate::Command::LeaseRevoke`] when a lease runs out.
+//! business; it proposes a [`crate::v3::Command::LeaseRevoke`] when a lease runs out.
 
 use serde::{Deserialize, Serialize};
 

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::compare::Compare;
-use crate::error::KvError;
-use crate::txn;
+use crate::v3::compare::Compare;
+use crate::v3::error::KvError;
+use crate::v3::txn;
 
 /// The most comparisons, or operations in one branch, a transaction may hold (etcd's
 /// default `--max-txn-ops`).
@@ -15,7 +15,7 @@ pub const MAX_TXN_OPS: usize = 128;
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 /// A change to the store, replicated through the Raft log and applied by every node with
-/// [`crate::Store::apply`].
+/// [`crate::v3::Store::apply`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
@@ -37,7 +37,7 @@ pub enum Command {
 impl Command {
     /// Checks what can be checked without the store (empty keys, contradictory flags, sizes,
     /// duplicate keys in a transaction), as etcd does before proposing. The API layer should
-    /// call it to refuse bad requests early; [`crate::Store::apply`] calls it again.
+    /// call it to refuse bad requests early; [`crate::v3::Store::apply`] calls it again.
     pub fn validate(&self) -> Result<(), KvError> {
         match self {
             Self::Put(put) => put.validate(),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{Event, EventKind, KeyValue};
+use crate::v3::kv::{Event, EventKind, KeyValue};
 
 /// One change to a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use std::ops::RangeBounds;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError};
 
-use super::log_store::{LogStore, LogStoreError};
+use super::durable_log::{LogStore, LogStoreError};
 use super::{Entry, LogId, NodeId, TypeConfig, Vote};
 
 /// How many bytes of stored entries one AppendEntries carries at most (one entry always goes,

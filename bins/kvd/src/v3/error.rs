@@ -33,13 +33,14 @@ pub enum KvError {
     /// A grant for a lease id that is already in use.
     #[error("etcdserver: lease already exists")]
     LeaseExists,
-    /// A grant whose TTL exceeds [`crate::MAX_LEASE_TTL`].
+    /// A grant whose TTL exceeds [`crate::v3::MAX_LEASE_TTL`].
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
     /// A transaction that writes the same key twice on one path.
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
-    /// A transaction with more than [`crate::MAX_TXN_OPS`] comparisons or operations in a branch.
+    /// A transaction with more than [`crate::v3::MAX_TXN_OPS`] comparisons or operations in a
+    /// branch.
     #[error("etcdserver: too many operations in txn request")]
     TooManyOps,
 }

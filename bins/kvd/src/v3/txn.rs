@@ -3,12 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use crate::command::{DeleteRangeRequest, Op, PutRequest, RangeRequest, TxnRequest, MAX_TXN_OPS};
-use crate::error::KvError;
-use crate::kv::Event;
-use crate::response::{OpResponse, ResponseHeader, TxnResponse};
-use crate::store::Store;
-use crate::writer::{check_put, Writer};
+use crate::v3::command::{
+    DeleteRangeRequest, Op, PutRequest, RangeRequest, TxnRequest, MAX_TXN_OPS,
+};
+use crate::v3::error::KvError;
+use crate::v3::kv::Event;
+use crate::v3::response::{OpResponse, ResponseHeader, TxnResponse};
+use crate::v3::store::Store;
+use crate::v3::writer::{check_put, Writer};
 
 /// Checks a transaction without the store: sizes and keys of every operation on every
 /// branch, then that no path writes a key twice.

@@ -4,9 +4,9 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::key_range::KeyRange;
-use crate::kv::KeyValue;
-use crate::store::Store;
+use crate::v3::key_range::KeyRange;
+use crate::v3::kv::KeyValue;
+use crate::v3::store::Store;
 
 /// How the key's field must relate to the operand.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +47,7 @@ pub struct Compare {
     /// The key.
     #[serde(with = "crate::base64_bytes")]
     pub key: Vec<u8>,
-    /// As in [`crate::RangeRequest::range_end`].
+    /// As in [`crate::v3::RangeRequest::range_end`].
     #[serde(default, with = "crate::base64_bytes")]
     pub range_end: Vec<u8>,
     /// Field and operand.

@@ -3,21 +3,21 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use crate::command::{
+use crate::v3::command::{
     Command, CompactRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest,
     RangeRequest, SortOrder, SortTarget,
 };
-use crate::error::KvError;
-use crate::history::History;
-use crate::key_range::KeyRange;
-use crate::kv::{Event, KeyValue};
-use crate::lease::{Lease, LeaseInfo};
-use crate::response::{
+use crate::v3::error::KvError;
+use crate::v3::history::History;
+use crate::v3::key_range::KeyRange;
+use crate::v3::kv::{Event, KeyValue};
+use crate::v3::lease::{Lease, LeaseInfo};
+use crate::v3::response::{
     Applied, CompactResponse, LeaseGrantResponse, LeaseRevokeResponse, RangeResponse, Response,
     ResponseHeader,
 };
-use crate::txn;
-use crate::writer::{check_put, count, Writer};
+use crate::v3::txn;
+use crate::v3::writer::{check_put, count, Writer};
 
 /// etcd's multi-version key-value state machine, in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -436,7 +436,7 @@ mod tests {
     use openraft::{EntryPayload, Membership};
 
     use super::*;
-    use crate::{Command, PutRequest};
+    use crate::v3::{Command, PutRequest};
 
     fn put(index: u64) -> Command {
         Command::Put(PutRequest {

@@ -1,12 +1,12 @@
 //! One write transaction: the changes of one command, all under the next main revision.
 
-use crate::command::{DeleteRangeRequest, PutRequest, RangeRequest};
-use crate::error::KvError;
-use crate::history::Record;
-use crate::key_range::KeyRange;
-use crate::kv::{Event, EventKind, KeyValue};
-use crate::response::{DeleteRangeResponse, PutResponse, RangeResponse, ResponseHeader};
-use crate::store::Store;
+use crate::v3::command::{DeleteRangeRequest, PutRequest, RangeRequest};
+use crate::v3::error::KvError;
+use crate::v3::history::Record;
+use crate::v3::key_range::KeyRange;
+use crate::v3::kv::{Event, EventKind, KeyValue};
+use crate::v3::response::{DeleteRangeResponse, PutResponse, RangeResponse, ResponseHeader};
+use crate::v3::store::Store;
 
 /// Applies changes to a store under revision `store.revision + 1`; reads through it see
 /// those changes. The store's revision advances in [`Writer::finish`], and only if something

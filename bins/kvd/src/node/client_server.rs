@@ -13,9 +13,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::http_server;
+use super::Node;
 use crate::gateway::{self, Gateway, GatewayBody, Handled};
-use crate::node::Node;
-use crate::{http_server, v2};
+use crate::v2;
 
 /// How long a watch may stay silent before the gateway reports progress, when it asked.
 const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
