@@ -38,7 +38,7 @@ fn int_field(value: i64) -> usize {
     if value == 0 {
         0
     } else {
-        1 + varint_len(value as u64)
+        1 + varint_len(value.cast_unsigned())
     }
 }
 
@@ -88,7 +88,7 @@ fn compare_len(compare: &Compare) -> usize {
         CompareTarget::Version(number)
         | CompareTarget::CreateRevision(number)
         | CompareTarget::ModRevision(number)
-        | CompareTarget::Lease(number) => 1 + varint_len(*number as u64),
+        | CompareTarget::Lease(number) => 1 + varint_len(number.cast_unsigned()),
     };
     bytes_field(&compare.key) + bytes_field(&compare.range_end) + operand + 4
 }

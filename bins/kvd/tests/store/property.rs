@@ -29,8 +29,15 @@ impl Rng {
         self.next() % bound
     }
 
+    /// A revision in `low..=high`.
+    fn revision_in(&mut self, low: i64, high: i64) -> i64 {
+        let span = u64::try_from(high - low + 1).expect("a non-empty range");
+        low + i64::try_from(self.below(span)).expect("below an i64 span")
+    }
+
     fn key(&mut self) -> String {
-        ["a", "b", "c", "d", "e", "f"][self.below(6) as usize].to_string()
+        let index = usize::try_from(self.below(6)).expect("below 6");
+        ["a", "b", "c", "d", "e", "f"][index].to_string()
     }
 }
 
@@ -46,7 +53,12 @@ struct Model {
 
 impl Model {
     fn revision(&self) -> i64 {
-        self.states.len() as i64 - 1
+        i64::try_from(self.states.len()).expect("a few thousand states") - 1
+    }
+
+    /// The key space at `revision`.
+    fn at(&self, revision: i64) -> &Space {
+        &self.states[usize::try_from(revision).expect("revisions are positive")]
     }
 
     fn current(&self) -> &Space {
@@ -174,7 +186,7 @@ fn random_command(rng: &mut Rng, model: &Model, store: &Store) -> Step {
             }
         }
         _ if store.compacted_revision() == store.revision() => {
-            let revision = store.revision() + rng.below(2) as i64;
+            let revision = rng.revision_in(store.revision(), store.revision() + 1);
             let error = if revision > store.revision() {
                 KvError::FutureRevision
             } else {
@@ -188,7 +200,7 @@ fn random_command(rng: &mut Rng, model: &Model, store: &Store) -> Step {
         }
         _ => {
             let low = store.compacted_revision() + 1;
-            let revision = low + rng.below((store.revision() - low + 1) as u64) as i64;
+            let revision = rng.revision_in(low, store.revision());
             (
                 Command::Compact(CompactRequest { revision }),
                 Vec::new(),
@@ -217,17 +229,11 @@ fn replay(mut space: Space, store: &Store, start: i64, model: &Model) -> Space {
     for event in store.events_since(start, b"\0", b"\0").expect("events") {
         let revision = event.kv.mod_revision;
         if let Some(prev) = &event.prev_kv {
-            assert_eq!(
-                model.states[revision as usize - 1].get(&event.kv.key),
-                Some(prev)
-            );
+            assert_eq!(model.at(revision - 1).get(&event.kv.key), Some(prev));
         }
         match event.kind {
             EventKind::Put => {
-                assert_eq!(
-                    model.states[revision as usize].get(&event.kv.key),
-                    Some(&event.kv)
-                );
+                assert_eq!(model.at(revision).get(&event.kv.key), Some(&event.kv));
                 space.insert(event.kv.key.clone(), event.kv);
             }
             EventKind::Delete => {
@@ -263,10 +269,10 @@ fn walk(seed: u64, steps: usize) {
             "seed {seed} step {step}"
         );
         let low = store.compacted_revision().max(1);
-        let probe = low + rng.below((store.revision() - low + 1) as u64) as i64;
+        let probe = rng.revision_in(low, store.revision());
         assert_eq!(
             space_at(&store, probe),
-            model.states[probe as usize],
+            *model.at(probe),
             "seed {seed} step {step} rev {probe}"
         );
     }
@@ -274,12 +280,12 @@ fn walk(seed: u64, steps: usize) {
     for revision in compacted.max(1)..=store.revision() {
         assert_eq!(
             space_at(&store, revision),
-            model.states[revision as usize],
+            *model.at(revision),
             "seed {seed} rev {revision}"
         );
     }
     let start = compacted.max(1);
-    let before = model.states[start as usize - 1].clone();
+    let before = model.at(start - 1).clone();
     assert_eq!(
         &replay(before, &store, start, &model),
         model.current(),

@@ -77,7 +77,8 @@ impl MemoryBackend {
         state.applied_index += 1;
         match &applied.response {
             Response::LeaseGrant(grant) => {
-                let deadline = Instant::now() + Duration::from_secs(grant.ttl.max(0) as u64);
+                let deadline =
+                    Instant::now() + Duration::from_secs(grant.ttl.max(0).cast_unsigned());
                 state.deadlines.insert(grant.id, deadline);
             }
             Response::LeaseRevoke(_) => {
@@ -98,7 +99,8 @@ impl MemoryBackend {
     }
 
     fn remaining(deadline: Instant) -> i64 {
-        deadline.saturating_duration_since(Instant::now()).as_secs() as i64
+        i64::try_from(deadline.saturating_duration_since(Instant::now()).as_secs())
+            .unwrap_or(i64::MAX)
     }
 }
 
@@ -147,7 +149,8 @@ impl Backend for MemoryBackend {
         let Some(info) = state.store.lease_info(id) else {
             return Ok(LeaseKeepAlive { revision, ttl: 0 });
         };
-        let deadline = Instant::now() + Duration::from_secs(info.granted_ttl.max(0) as u64);
+        let deadline =
+            Instant::now() + Duration::from_secs(info.granted_ttl.max(0).cast_unsigned());
         state.deadlines.insert(id, deadline);
         Ok(LeaseKeepAlive {
             revision,
