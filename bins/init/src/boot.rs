@@ -112,7 +112,8 @@ async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    tracing::info!(%addr, boot_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "agent listening");
+    let boot_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(%addr, boot_ms, "agent listening");
     eprintln!("{READY_LINE}");
     let agent = Agent {
         secret,
