@@ -29,7 +29,7 @@ fn overlay_gets_an_address_reaches_the_bridge_and_publishes_a_port_on_loopback()
     let subnet_file = dir.path().join("subnet.env");
     std::fs::write(
         &subnet_file,
-        "FLANNEL_NETWORK=10.213.0.0/16\nFLANNEL_SUBNET=10.213.7.1/24\nFLANNEL_MTU=1450\n",
+        "FLANNEL_NETWORK=10.213.0.0/16\nFLANNEL_SUBNET=10.213.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
     )
     .unwrap();
     let script = "ip -o -4 addr show eth0 | awk '{print $4}'; ip route | grep default; cat /sys/class/net/eth0/mtu; \
