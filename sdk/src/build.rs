@@ -9,6 +9,8 @@
 
 mod cargo;
 
+pub use cargo::nested as nested_cargo;
+
 use std::fmt;
 use std::fs;
 use std::io;

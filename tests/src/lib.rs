@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{ensure, Context, Result};
@@ -97,11 +96,8 @@ fn build_host_bins(release: bool) -> Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("the tests crate lives in the workspace")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(workspace)
-        .args(["build", "--quiet", "--workspace", "--bins"]);
+    let mut build = sinew::build::nested_cargo(workspace);
+    build.args(["build", "--quiet", "--workspace", "--bins"]);
     build.arg(if release { "--release" } else { "--tests" });
     let status = build
         .status()

@@ -2,6 +2,7 @@
 //! stdout, read as it comes, and every finished compilation unit advances the count; the
 //! compiler's diagnostics stay rendered as text on stderr, whose tail a failure carries.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
@@ -101,6 +102,48 @@ fn follow(
     Ok(compiled.done)
 }
 
+/// cargo for a build started from a running program (a playbook under `cargo run`, a test
+/// under `cargo test`): the `CARGO` that ran it, if any, in `workspace`, without the variables
+/// an outer cargo sets for the program it runs. Build scripts such as ring's name some of
+/// them in `rerun-if-env-changed`, so a nested build that kept them would rebuild those
+/// crates, and all that depends on them, whenever it runs from a different place than the
+/// last build did.
+pub fn nested(workspace: &Path) -> Command {
+    let mut command = Command::new(cargo_program());
+    command.current_dir(workspace);
+    without_outer_cargo(&mut command);
+    command
+}
+
+/// The `CARGO` that runs us, if any, so that a nested build uses the same toolchain.
+fn cargo_program() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+fn without_outer_cargo(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_outer_cargo) {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Whether cargo sets `name` for the programs it runs (`cargo run`, `cargo test`).
+fn set_by_outer_cargo(name: &str) -> bool {
+    const NAMES: [&str; 8] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "OUT_DIR",
+    ];
+    NAMES.contains(&name) || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_EXE_")
+}
+
 /// Runs `cargo ARGS` in the workspace, showing its progress on `progress` against the unit
 /// count of the same build last time, and keeps this run's count for the next.
 pub(super) fn run(paths: &Paths, args: &[String], progress: &Progress) -> Result<(), BuildError> {
@@ -146,8 +189,9 @@ fn run_counting(
     };
     let sh = Shell::new().map_err(|e| cargo_err(io::Error::other(e)))?;
     sh.change_dir(workspace);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut child = Command::from(cmd!(sh, "{cargo} {args...}"))
+    let cargo = cargo_program();
+    let mut command = Command::from(cmd!(sh, "{cargo} {args...}"));
+    let mut child = without_outer_cargo(&mut command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -192,6 +236,29 @@ mod tests {
 {"reason":"compiler-artifact","package_id":"path+file:///w/bins/probe#sinew-probe@0.1.0","manifest_path":"/w/bins/probe/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"sinew-probe","src_path":"/w/bins/probe/src/main.rs","edition":"2021","doc":true,"doctest":false,"test":true},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false},"features":[],"filenames":["/t/sinew-probe"],"executable":"/t/sinew-probe","fresh":false}
 {"reason":"build-finished","success":true}
 "#;
+
+    #[test]
+    fn a_nested_cargo_drops_what_an_outer_cargo_set_and_keeps_its_configuration() {
+        for outer in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_BIN_EXE_sinew-run",
+            "OUT_DIR",
+        ] {
+            assert!(set_by_outer_cargo(outer), "{outer}");
+        }
+        for configuration in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_INCREMENTAL",
+            "CARGO_PROFILE_DEV_DEBUG",
+            "CARGO",
+            "CC_aarch64_unknown_linux_musl",
+        ] {
+            assert!(!set_by_outer_cargo(configuration), "{configuration}");
+        }
+    }
 
     #[test]
     fn only_compiler_artifacts_count_as_finished_units() {

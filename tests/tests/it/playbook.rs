@@ -11,9 +11,8 @@ fn cross_compile_playbook() -> Vec<(Arch, PathBuf)> {
     prepared();
     let paths = sinew::paths::Paths::from_env();
     let target_dir = sinew::build::target_dir(&paths);
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cargo = sinew::build::nested_cargo(&paths.workspace);
     cargo
-        .current_dir(&paths.workspace)
         .args(["build", "--release", "--bin", "two-arch", "--target-dir"])
         .arg(&target_dir);
     for arch in Arch::ALL {
