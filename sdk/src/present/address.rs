@@ -99,7 +99,7 @@ impl Evaluator<'_> {
                         .unwrap_or(rest.len());
                     let n = rest[..digits]
                         .parse()
-                        .map_err(|_| self.syntax("line number too large"))?;
+                        .map_err(|_| syntax("line number too large"))?;
                     dot = self.step(dot, direction, n, unit)?;
                     direction = None;
                     unit = Unit::Lines;
@@ -110,9 +110,7 @@ impl Evaluator<'_> {
                 '/' => {
                     let (pattern, after) = self.pattern(&rest[1..])?;
                     if direction == Some(Direction::Backward) {
-                        return Err(
-                            self.syntax("searching backwards (`-/regexp/`) is not supported")
-                        );
+                        return Err(syntax("searching backwards (`-/regexp/`) is not supported"));
                     }
                     dot = self.search(dot.end, &pattern)?;
                     direction = None;
@@ -120,7 +118,7 @@ impl Evaluator<'_> {
                     after_sign = false;
                     continue;
                 }
-                other => return Err(self.syntax(&format!("unexpected {other:?}"))),
+                other => return Err(syntax(&format!("unexpected {other:?}"))),
             }
             after_sign = false;
             rest = &rest[1..];
@@ -150,7 +148,7 @@ impl Evaluator<'_> {
                 c => pattern.push(c),
             }
         }
-        Err(self.syntax("a /regexp/ without its closing slash"))
+        Err(syntax("a /regexp/ without its closing slash"))
     }
 
     /// The first match of `pattern` at or after `from`, else the first in the whole text.
@@ -194,11 +192,11 @@ impl Evaluator<'_> {
         for _ in 1..n {
             start = self.line_end(start);
             if start >= self.text.len() {
-                return Err(self.out_of_range("end"));
+                return Err(out_of_range("end"));
             }
         }
         if start >= self.text.len() {
-            return Err(self.out_of_range("end"));
+            return Err(out_of_range("end"));
         }
         Ok(start..self.line_end(start))
     }
@@ -211,7 +209,7 @@ impl Evaluator<'_> {
         }
         for _ in 0..n {
             if start == 0 {
-                return Err(self.out_of_range("start"));
+                return Err(out_of_range("start"));
             }
             start = self.line_start(start - 1);
         }
@@ -226,7 +224,7 @@ impl Evaluator<'_> {
             .char_indices()
             .map(|(i, c)| from + i + c.len_utf8())
             .nth(n - 1)
-            .ok_or_else(|| self.out_of_range("end"))?;
+            .ok_or_else(|| out_of_range("end"))?;
         Ok(at..at)
     }
 
@@ -239,7 +237,7 @@ impl Evaluator<'_> {
             .rev()
             .map(|(i, _)| i)
             .nth(n - 1)
-            .ok_or_else(|| self.out_of_range("start"))?;
+            .ok_or_else(|| out_of_range("start"))?;
         Ok(at..at)
     }
 
@@ -263,14 +261,14 @@ impl Evaluator<'_> {
             .find('\n')
             .map_or(self.text.len(), |i| at + i + 1)
     }
+}
 
-    fn syntax(&self, problem: &str) -> AddressError {
-        AddressError::Syntax(problem.to_owned())
-    }
+fn syntax(problem: &str) -> AddressError {
+    AddressError::Syntax(problem.to_owned())
+}
 
-    fn out_of_range(&self, end: &'static str) -> AddressError {
-        AddressError::OutOfRange(end)
-    }
+fn out_of_range(end: &'static str) -> AddressError {
+    AddressError::OutOfRange(end)
 }
 
 #[cfg(test)]

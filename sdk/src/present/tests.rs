@@ -896,3 +896,67 @@ fn truncated_and_garbled_decks_never_panic() {
         parse_both(&garbled.into_iter().collect::<String>());
     }
 }
+
+#[test]
+fn decks_of_random_lines_never_panic() {
+    let fixture = Fixture::new();
+    let vocabulary = [
+        "# T",
+        "* S",
+        "** sub",
+        "*** x",
+        "## S {#a}",
+        "### s",
+        "####",
+        "",
+        " ",
+        "  pre",
+        "\t\tpre",
+        "- item",
+        " continued",
+        "1. one",
+        "text _it_ *b* `c`",
+        "\\.dot",
+        "// c",
+        "# c",
+        ": note",
+        ":",
+        "---",
+        "```",
+        "```playbook",
+        "```sh guest=a hl=1-2",
+        "```rust playbook name=x",
+        "~~~",
+        "    ```",
+        "Tags: a, b",
+        "2 Jan 2006",
+        "@h",
+        "a@b",
+        "https://x",
+        "é",
+        ".code hello.go /START OMIT/,/END OMIT/",
+        ".play -edit hl.go HLx",
+        ".code hello.go $-2,$",
+        ".code -numbers hello.go #3,/}/+1",
+        ".code hello.go 3-#2,+",
+        ".image gopher.png _ _",
+        ".caption _x_ [[http://a][b]]",
+        ".link",
+        ".iframe x 1",
+        ".background",
+        ".html box.html",
+        "![i](gopher.png \"=1x_\")",
+        "![i](gopher.png \"=x\")",
+        "> quote",
+        "| a | b |",
+    ];
+    let mut random = XorShift(0xdec0de);
+    for _ in 0..1500 {
+        let lines: Vec<&str> = (0..1 + random.next(30))
+            .map(|_| vocabulary[random.next(vocabulary.len())])
+            .collect();
+        let deck = lines.join("\n");
+        let _ = fixture.markdown(&deck);
+        let _ = fixture.slide(&deck);
+    }
+}
