@@ -130,7 +130,7 @@ impl Evaluator<'_> {
     }
 
     /// Splits `/pattern/rest` (after the first slash) into the pattern, with `\/` meaning
-    /// a slash, and what follows the closing slash.
+    /// a slash, and what follows the closing slash (nothing when it is missing).
     fn pattern<'r>(&self, rest: &'r str) -> Result<(String, &'r str), AddressError> {
         let mut pattern = String::new();
         let mut chars = rest.char_indices();
@@ -148,12 +148,13 @@ impl Evaluator<'_> {
                 c => pattern.push(c),
             }
         }
-        Err(syntax("a /regexp/ without its closing slash"))
+        // As in Go, a last regexp may leave its closing slash out.
+        Ok((pattern, ""))
     }
 
     /// The first match of `pattern` at or after `from`, else the first in the whole text.
     fn search(&self, from: usize, pattern: &str) -> Result<Range<usize>, AddressError> {
-        let regex = regex::RegexBuilder::new(&format!("(?m:{pattern})"))
+        let regex = regex::RegexBuilder::new(&format!("(?m:{})", literal_braces(pattern)))
             .build()
             .map_err(|e| AddressError::Regex(format!("/{pattern}/: {e}")))?;
         let found = regex
@@ -263,6 +264,49 @@ impl Evaluator<'_> {
     }
 }
 
+/// `pattern` with the braces that open no `{n}`, `{n,}` or `{n,m}` escaped: Go's RE2 reads
+/// them as literal braces (`/^func main() {/` is common in decks), Rust's regex rejects them.
+fn literal_braces(pattern: &str) -> String {
+    let mut escaped = String::with_capacity(pattern.len());
+    let mut chars = pattern.char_indices();
+    let mut in_class = false;
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\\' => {
+                escaped.push(c);
+                escaped.extend(chars.next().map(|(_, next)| next));
+            }
+            '[' if !in_class => {
+                in_class = true;
+                escaped.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                escaped.push(c);
+            }
+            '{' if !in_class => match repetition_length(&pattern[at..]) {
+                Some(length) => {
+                    escaped.push_str(&pattern[at..at + length]);
+                    chars.nth(length - 2);
+                }
+                None => escaped.push_str("\\{"),
+            },
+            '}' if !in_class => escaped.push_str("\\}"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// The length of the `{n}`, `{n,}` or `{n,m}` that `text` starts with.
+fn repetition_length(text: &str) -> Option<usize> {
+    let close = text.find('}')?;
+    let counts = &text[1..close];
+    let (min, max) = counts.split_once(',').unwrap_or((counts, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    (!min.is_empty() && digits(min) && digits(max)).then_some(close + 1)
+}
+
 fn syntax(problem: &str) -> AddressError {
     AddressError::Syntax(problem.to_owned())
 }
@@ -307,6 +351,20 @@ mod tests {
     }
 
     #[test]
+    fn braces_outside_repetitions_are_literal_as_in_go() {
+        let text = "func main() {\n\tx{2}\n}\n";
+        assert_eq!(&text[select(r"/main\(\) {/", text).unwrap()], "main() {");
+        assert_eq!(literal_braces("^{{end}}"), r"^\{\{end\}\}");
+        assert_eq!(
+            literal_braces(r"a{2,3}b{2}c{1,}[{}]\{"),
+            r"a{2,3}b{2}c{1,}[{}]\{"
+        );
+        assert_eq!(select("/^}/", text).unwrap(), 20..21);
+        assert_eq!(select("/^func/,/^}/", text).unwrap(), 0..21);
+        assert_eq!(select("/main/,/^}", text).unwrap(), 5..21);
+    }
+
+    #[test]
     fn a_search_wraps_around() {
         let range = select("/four/,/two/", TEXT).unwrap();
         assert!(range.end < range.start);
@@ -326,7 +384,7 @@ mod tests {
 
     #[test]
     fn malformed_and_unmatched_addresses_say_so() {
-        for address in ["/open", "2,x", "-/two/", "99999999999999999999999"] {
+        for address in ["/two/x", "2,x", "-/two/", "99999999999999999999999"] {
             assert!(
                 matches!(select(address, TEXT), Err(AddressError::Syntax(_))),
                 "{address}"

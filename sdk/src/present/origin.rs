@@ -40,10 +40,10 @@ impl Origin {
         }
     }
 
-    /// A picture, video or background named at `line`: an address as written, or a file
-    /// next to the deck, which must exist.
+    /// A picture, video or background named at `line`: an address (`scheme://`, `//host`,
+    /// `data:`) as written, or a file next to the deck, which must exist.
     pub(super) fn asset(&self, name: &str, line: usize) -> Result<Asset, DeckError> {
-        if name.contains("://") || name.starts_with("data:") {
+        if name.contains("://") || name.starts_with("//") || name.starts_with("data:") {
             return Ok(Asset::Url(name.to_owned()));
         }
         let path = self.dir.join(name);

@@ -644,7 +644,7 @@ fn slide_errors_name_their_line() {
             4,
         ),
         (
-            "T\n\n* S\n\n.code hello.go /START\n",
+            "T\n\n* S\n\n.code hello.go /START/x\n",
             |e| {
                 matches!(
                     e,
