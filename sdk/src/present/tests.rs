@@ -960,3 +960,47 @@ fn decks_of_random_lines_never_panic() {
         let _ = fixture.slide(&deck);
     }
 }
+
+#[test]
+fn snippets_highlights_lists_and_preformatted_text_as_in_gos_testdata() {
+    let fixture = Fixture::new();
+    std::fs::write(
+        fixture.path("code.txt"),
+        "code file\nSnippet\nimportant // HL1\n",
+    )
+    .unwrap();
+    let deck = fixture
+        .slide(
+            "Code\n\n*\n\n.code code.txt /Snippet/\n.code code.txt HL1\n\n- Item 1\n on two \
+             lines.\n- Item 2.\n\n- New list.\n\n\tbefore\n\n\tafter\n\nEOF\n",
+        )
+        .unwrap();
+    let slide = &deck.slides[0];
+    assert_eq!(slide.title, "");
+    let body = &slide.body;
+    assert_eq!(body.len(), 6, "{body:#?}");
+    assert_eq!(numbered(code(&body[0])), [(2, "Snippet", false)]);
+    assert_eq!(
+        numbered(code(&body[1])),
+        [
+            (1, "code file", false),
+            (2, "Snippet", false),
+            (3, "important", true)
+        ]
+    );
+    assert_eq!(
+        body[2..4],
+        [
+            Element::List {
+                start: None,
+                items: vec!["Item 1\non two lines.".into(), "Item 2.".into()]
+            },
+            Element::List {
+                start: None,
+                items: vec!["New list.".into()]
+            },
+        ]
+    );
+    assert_eq!(code(&body[4]).text(), "before\n\nafter\n");
+    assert_eq!(body[5], Element::Paragraph { html: "EOF".into() });
+}
