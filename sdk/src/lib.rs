@@ -44,6 +44,7 @@ pub mod lab;
 mod outcome;
 pub mod overlay;
 pub mod paths;
+pub mod present;
 mod report;
 mod run;
 pub mod setup;

@@ -1,0 +1,99 @@
+//! Slide decks whose code runs live: `sinew present talk.md` serves them, as Go's `present`
+//! serves `.slide` files. This module reads a deck into a typed [`Deck`]; rendering,
+//! serving and running come after it.
+//!
+//! Two formats:
+//!
+//! - Markdown (any extension but `.slide`): slides separated by `---`, a title slide
+//!   written as Go's title block, `: ` speaker notes, pictures next to the deck, and fenced
+//!   code blocks whose info string says what Run does (module `markdown` and `fenced`):
+//!
+//!   ````markdown
+//!   # Two architectures
+//!   A sinew talk
+//!   3 Dec 2026
+//!
+//!   Ada Lovelace
+//!   ada@example.com
+//!
+//!   ---
+//!
+//!   ## Boot both
+//!
+//!   ```playbook name=two-arch
+//!   ```
+//!
+//!   ```sh guest=amd editable
+//!   uname -m
+//!   ```
+//!
+//!   : Say why aarch64 is slower here.
+//!   ````
+//!
+//! - Go's `.slide`, legacy and Markdown-enabled, as `golang.org/x/tools/present` reads it
+//!   (module `go_slide`): `*`/`##` slides, `.code`/`.play` with sam addresses, `OMIT` and
+//!   `HL` (modules `address`, `excerpt`), `.image`, `.video`, `.iframe`, `.background`,
+//!   `.caption`, `.link`, `.html`. `.play` runs Go.
+//!
+//! Files a deck names are relative to the deck; a missing one is an error when the deck is
+//! read, as is anything malformed: every [`DeckError`] names the deck, the line and what
+//! was expected. Parsing never panics.
+
+use std::path::Path;
+
+mod address;
+mod blocks;
+mod commands;
+mod deck;
+mod error;
+mod excerpt;
+mod fenced;
+mod go_slide;
+mod header;
+mod legacy_style;
+mod markdown;
+mod origin;
+mod size;
+#[cfg(test)]
+mod tests;
+
+pub use address::AddressError;
+pub use deck::{
+    Asset, Author, AuthorLine, CodeBlock, CodeLine, Deck, Element, Iframe, Image, Link, Runnable,
+    Size, Slide, Video,
+};
+pub use error::DeckError;
+
+use origin::Origin;
+
+/// Reads the deck at `path`: Go's format if it ends in `.slide`, else Markdown.
+pub fn read(path: &Path) -> Result<Deck, DeckError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DeckError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    if path.extension().is_some_and(|e| e == "slide") {
+        parse_slide(&text, path)
+    } else {
+        parse_markdown(&text, path)
+    }
+}
+
+/// Parses a Markdown deck; `file` is where it lives, for errors and relative paths.
+pub fn parse_markdown(text: &str, file: &Path) -> Result<Deck, DeckError> {
+    markdown::parse(text, &Origin::new(file))
+}
+
+/// Parses a Go `.slide` deck; `file` is where it lives, for errors and relative paths.
+pub fn parse_slide(text: &str, file: &Path) -> Result<Deck, DeckError> {
+    go_slide::parse(text, &Origin::new(file))
+}
+
+/// The text of a `: ` speaker note line (both formats).
+fn speaker_note(line: &str) -> Option<&str> {
+    if line == ":" {
+        Some("")
+    } else {
+        line.strip_prefix(": ")
+    }
+}
