@@ -344,6 +344,7 @@ fn run(command: &mut Command) -> Result<String, DebError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::sync::Mutex;
 
     #[test]
@@ -371,8 +372,10 @@ mod tests {
             &|d| seen.lock().expect("seen").push(d.bytes),
             || {
                 std::fs::create_dir_all(file.parent().expect("parent")).expect("partial dir");
-                for size in [1000, 2000, 3000] {
-                    std::fs::write(&file, vec![0u8; size]).expect("write");
+                // Appended, as a download grows: a rewrite would be seen empty mid-way.
+                let mut partial = std::fs::File::create(&file).expect("partial file");
+                for _ in 0..3 {
+                    partial.write_all(&[0u8; 1000]).expect("write");
                     thread::sleep(DOWNLOAD_POLL + DOWNLOAD_POLL / 2);
                 }
                 "done"

@@ -105,6 +105,9 @@ impl Backend for Node {
         keys: bool,
     ) -> Result<LeaseTimeToLive, BackendError> {
         let remaining = self.lease_remaining(id).await?;
+        // The remaining time is the leader's; the attached keys must be at least as new as
+        // the leader's answer, so a follower applies up to a confirmed read index first.
+        self.read_barrier().await?;
         let (revision, info) = self
             .machine()
             .read(|store| (store.revision(), store.lease_info(id)));
