@@ -1,6 +1,6 @@
 //! Slide decks whose code runs live: `sinew present talk.md` serves them, as Go's `present`
-//! serves `.slide` files. This module reads a deck into a typed [`Deck`]; rendering,
-//! serving and running come after it.
+//! serves `.slide` files. This module reads a deck into a typed [`Deck`], renders it, serves
+//! it and runs its blocks.
 //!
 //! Two formats:
 //!
@@ -35,6 +35,9 @@
 //!   `HL` (modules `address`, `excerpt`), `.image`, `.video`, `.iframe`, `.background`,
 //!   `.caption`, `.link`, `.html`. `.play` runs Go.
 //!
+//! [`serve`] serves a deck and runs its blocks ([`run`]); [`export`] writes it as a static
+//! page; [`page`] renders it.
+//!
 //! Files a deck names are relative to the deck; a missing one is an error when the deck is
 //! read, as is anything malformed: every [`DeckError`] names the deck, the line and what
 //! was expected. Parsing never panics.
@@ -47,12 +50,18 @@ mod commands;
 mod deck;
 mod error;
 mod excerpt;
+pub mod export;
 mod fenced;
+mod files;
 mod go_slide;
 mod header;
+mod html;
 mod legacy_style;
 mod markdown;
 mod origin;
+pub mod page;
+pub mod run;
+pub mod serve;
 mod size;
 #[cfg(test)]
 mod tests;
@@ -63,6 +72,8 @@ pub use deck::{
     Size, Slide, Video,
 };
 pub use error::DeckError;
+pub use files::Files;
+pub use html::block_id;
 
 use origin::Origin;
 

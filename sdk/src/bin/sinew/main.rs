@@ -1,0 +1,38 @@
+//! `sinew`: the operator's command-line tool. `sinew present` serves slide decks whose code
+//! runs live.
+
+mod present;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sinew: infrastructure as small compiled programs.
+#[derive(Debug, Parser)]
+#[command(name = "sinew", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Present(present::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    sinew_support::logging::Logging::new("SINEW_LOG", "info")
+        .for_console()
+        .init();
+    let result = match cli.command {
+        Command::Present(args) => present::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sinew: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

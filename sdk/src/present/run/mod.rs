@@ -1,0 +1,324 @@
+//! Running a deck's blocks: one job per block at a time (a new Run of a block stops the
+//! one before), each a build and then the program, every step reported as a [`RunEvent`]
+//! and stoppable. A job whose listener goes away (the tab closed, the fetch aborted) stops
+//! itself, and so does every job when the server quits.
+
+mod compile;
+mod event;
+pub mod process;
+mod scratch;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use event::RunEvent;
+pub use scratch::{Scratch, ScratchError};
+
+use super::deck::{CodeBlock, Runnable};
+use crate::paths::Paths;
+use compile::Built;
+use process::{Ended, Stream};
+
+/// The file in a deck's work directory that keeps its blocks' last output.
+const CAPTURED: &str = "captured.json";
+
+/// The state directory of the deck at `deck`: one per deck file.
+fn work_dir(paths: &Paths, deck: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let canonical = deck.canonicalize().unwrap_or_else(|_| deck.to_path_buf());
+    let key = hex::encode(Sha256::digest(canonical.as_os_str().as_encoded_bytes()));
+    paths.state.join("present").join(&key[..16])
+}
+
+/// The output captured by earlier runs of the deck whose work directory is `work`; nothing
+/// when there is none or it is unreadable.
+fn load_captured(work: &Path) -> HashMap<String, Vec<RunEvent>> {
+    std::fs::read(work.join(CAPTURED))
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default()
+}
+
+/// What to run for a block.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The block's id (`3.0`).
+    pub block: String,
+    /// What the block runs.
+    pub run: Runnable,
+    /// The code to run: the block's text, or the presenter's edit of it.
+    pub code: String,
+    /// The block's first line in a Go file (1 for other blocks), for placing diagnostics.
+    pub first_line: usize,
+}
+
+impl Job {
+    /// Block `block` (its id) as the deck has it; `None` when it does not run.
+    pub fn of(block: String, code: &CodeBlock) -> Option<Self> {
+        let run = code.run.clone()?;
+        Some(Self {
+            block,
+            code: match &run {
+                Runnable::Playbook { source } => source.clone(),
+                _ => code.text(),
+            },
+            first_line: match &run {
+                Runnable::Go { before, .. } => before.lines().count() + 1,
+                _ => 1,
+            },
+            run,
+        })
+    }
+}
+
+/// A job in flight.
+#[derive(Debug)]
+struct Running {
+    stop: Arc<watch::Sender<bool>>,
+    task: JoinHandle<()>,
+}
+
+/// Starts and stops the jobs of one deck.
+#[derive(Debug)]
+pub struct Runner {
+    scratch: Scratch,
+    /// The deck's own directory in the state directory: Go builds, captured output.
+    work: PathBuf,
+    running: Mutex<HashMap<String, Running>>,
+    /// Each block's events of its last run, for `--export`.
+    captured: Mutex<HashMap<String, Vec<RunEvent>>>,
+}
+
+impl Runner {
+    /// A runner for the deck at `deck`, whose playbook blocks build against the workspace
+    /// in `paths`; its output captured earlier is loaded.
+    pub fn new(paths: &Paths, deck: &Path) -> Self {
+        let work = work_dir(paths, deck);
+        let captured = load_captured(&work);
+        Self {
+            scratch: Scratch::new(&paths.workspace),
+            work,
+            running: Mutex::default(),
+            captured: Mutex::new(captured),
+        }
+    }
+
+    /// Starts `job`, after stopping the block's previous run; its events come on the
+    /// returned channel, and dropping the channel stops the job.
+    pub async fn start(self: &Arc<Self>, job: Job) -> mpsc::Receiver<RunEvent> {
+        self.stop(&job.block).await;
+        let (tx, rx) = mpsc::channel(256);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        // The listener leaving is a Stop; the watch ends with the job (`done` dropped).
+        let (done, job_ended) = oneshot::channel::<()>();
+        let (listener, stopper) = (tx.clone(), Arc::clone(&stop_tx));
+        tokio::spawn(async move {
+            tokio::select! {
+                () = listener.closed() => { stopper.send_replace(true); }
+                _ = job_ended => {}
+            }
+        });
+        let runner = Arc::clone(self);
+        let block = job.block.clone();
+        let task = tokio::spawn(async move {
+            runner.job(job, tx, stop_rx).await;
+            drop(done);
+        });
+        self.lock_running().insert(
+            block,
+            Running {
+                stop: stop_tx,
+                task,
+            },
+        );
+        rx
+    }
+
+    /// Stops the block's run, if any, and waits until it has ended.
+    pub async fn stop(&self, block: &str) {
+        let running = self.lock_running().remove(block);
+        if let Some(running) = running {
+            running.stop.send_replace(true);
+            let _ = running.task.await;
+        }
+    }
+
+    /// Stops every run and waits for them all.
+    pub async fn stop_all(&self) {
+        let all: Vec<Running> = self.lock_running().drain().map(|(_, r)| r).collect();
+        for running in &all {
+            running.stop.send_replace(true);
+        }
+        for running in all {
+            let _ = running.task.await;
+        }
+    }
+
+    /// The events of each block's last run (a run in flight counts as far as it got).
+    pub fn captured(&self) -> HashMap<String, Vec<RunEvent>> {
+        self.captured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `job` to its end, sending its events to `tx` and keeping them as captured.
+    async fn job(&self, job: Job, tx: mpsc::Sender<RunEvent>, mut stop: watch::Receiver<bool>) {
+        let started = Instant::now();
+        self.captured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.block.clone(), Vec::new());
+        let mut send = |event: RunEvent| {
+            if let Some(events) = self
+                .captured
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&job.block)
+            {
+                events.push(event.clone());
+            }
+            let _ = tx.try_send(event);
+        };
+        let ended = self.build_and_run(&job, &mut stop, &mut send).await;
+        let event = match ended {
+            Ok(ended) => RunEvent::Exit {
+                code: match ended {
+                    Ended::Exited(status) => status.code(),
+                    Ended::Stopped => None,
+                },
+                stopped: ended == Ended::Stopped,
+                seconds: started.elapsed().as_secs_f64(),
+            },
+            Err(message) => RunEvent::Failed { message },
+        };
+        send(event);
+        self.keep_captured();
+    }
+
+    /// Writes the captured output of every block for a later `--export`; failing to only
+    /// costs the export its output, so it is logged.
+    fn keep_captured(&self) {
+        let captured = self.captured();
+        let file = self.work.join(CAPTURED);
+        let written = serde_json::to_vec(&captured)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                std::fs::create_dir_all(&self.work)?;
+                std::fs::write(&file, json)
+            });
+        if let Err(err) = written {
+            tracing::warn!(file = %file.display(), %err, "cannot keep the runs' output");
+        }
+    }
+
+    /// Builds `job` without running it, passing on the build's events; an error says why
+    /// it failed.
+    pub async fn build_only(
+        &self,
+        job: &Job,
+        send: &mut impl FnMut(RunEvent),
+    ) -> Result<(), String> {
+        let (_never, mut stop) = watch::channel(false);
+        match self.build(job, &mut stop, send).await? {
+            Built::Executable(_) | Built::Stopped => Ok(()),
+            Built::Failed(message) => Err(message),
+        }
+    }
+
+    /// Builds and runs the job; an error says why it could not (a build's diagnostics were
+    /// sent already).
+    async fn build_and_run(
+        &self,
+        job: &Job,
+        stop: &mut watch::Receiver<bool>,
+        send: &mut impl FnMut(RunEvent),
+    ) -> Result<Ended, String> {
+        send(RunEvent::Phase {
+            text: "compiling".into(),
+        });
+        let built = self
+            .build(job, stop, send)
+            .await
+            .map_err(|e| format!("cannot build block {}: {e}", job.block))?;
+        let executable = match built {
+            Built::Executable(path) => path,
+            Built::Stopped => return Ok(Ended::Stopped),
+            Built::Failed(message) => return Err(message),
+        };
+        send(RunEvent::Phase {
+            text: "running".into(),
+        });
+        let mut command = tokio::process::Command::new(&executable);
+        // Task lines keep their colours in the slide.
+        command.env("CLICOLOR_FORCE", "1");
+        if let Some(dir) = executable.parent() {
+            command.current_dir(dir);
+        }
+        process::run(command, stop, |stream, text| {
+            send(match stream {
+                Stream::Stdout => RunEvent::Stdout { text },
+                Stream::Stderr => RunEvent::Stderr { text },
+            });
+        })
+        .await
+        .map_err(|e| format!("cannot start {}: {e}", executable.display()))
+    }
+
+    async fn build(
+        &self,
+        job: &Job,
+        stop: &mut watch::Receiver<bool>,
+        send: &mut impl FnMut(RunEvent),
+    ) -> Result<Built, String> {
+        match &job.run {
+            Runnable::Playbook { .. } => {
+                let package = self
+                    .scratch
+                    .write(&job.block, &job.code)
+                    .map_err(|e| e.to_string())?;
+                let mut cargo =
+                    tokio::process::Command::from(crate::build::nested_cargo(&package.dir));
+                cargo
+                    .args(["build", "--bin", &package.name])
+                    .env("CARGO_TARGET_DIR", self.scratch.target());
+                compile::cargo(cargo, &package.name, Some("src/main.rs"), stop, send)
+                    .await
+                    .map_err(|e| format!("cannot run cargo: {e}"))
+            }
+            Runnable::WorkspacePlaybook { name } => {
+                let mut cargo = tokio::process::Command::from(crate::build::nested_cargo(
+                    self.scratch.workspace(),
+                ));
+                cargo.args(["build", "--bin", name]);
+                compile::cargo(cargo, name, None, stop, send)
+                    .await
+                    .map_err(|e| format!("cannot run cargo: {e}"))
+            }
+            Runnable::Go { before, after } => {
+                let dir = self.work.join("go").join(&job.block);
+                let program = format!("{before}{}{after}", job.code);
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(dir.join("main.go"), program))
+                    .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+                compile::go(&dir, job.first_line, stop, send)
+                    .await
+                    .map_err(|e| format!("cannot run go: {e}"))
+            }
+            Runnable::Guest { guest, .. } => Err(format!(
+                "block {} runs on guest {guest}, and this deck has no lab to run it on",
+                job.block
+            )),
+        }
+    }
+}

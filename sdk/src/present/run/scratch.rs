@@ -1,0 +1,280 @@
+//! A playbook block built as its own package: a scratch package per block, under the
+//! workspace's target directory, with the dependencies of the workspace's `playbooks`
+//! package (sinew, anyhow, ...) and the workspace's profiles, so that its dependencies
+//! compile once, the same way the workspace compiles them, and a rebuild after an edit only
+//! compiles the block.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+/// Why a scratch package could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    /// A workspace manifest could not be read or is not what sinew's workspace looks like.
+    #[error("cannot read {}: {reason}", file.display())]
+    Manifest {
+        /// The manifest.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Writing the package failed.
+    #[error("cannot write the scratch package {}: {source}", dir.display())]
+    Write {
+        /// The package directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Where scratch packages go and what they depend on.
+#[derive(Debug, Clone)]
+pub struct Scratch {
+    /// The workspace that holds `sdk/` and `playbooks/`.
+    workspace: PathBuf,
+    /// The shared cargo target directory.
+    target: PathBuf,
+}
+
+/// A scratch package written for a block.
+#[derive(Debug, Clone)]
+pub struct Package {
+    /// Its directory (holding `Cargo.toml`).
+    pub dir: PathBuf,
+    /// Its binary's name.
+    pub name: String,
+    /// Where cargo puts the binary.
+    pub executable: PathBuf,
+}
+
+impl Scratch {
+    /// Scratch packages for `workspace`, built in `CARGO_TARGET_DIR` or `workspace/target`.
+    pub fn new(workspace: &Path) -> Self {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|t| {
+                if t.is_absolute() {
+                    t
+                } else {
+                    workspace.join(t)
+                }
+            })
+            .unwrap_or_else(|| workspace.join("target"));
+        Self {
+            workspace: workspace.to_path_buf(),
+            target,
+        }
+    }
+
+    /// The cargo target directory the packages share.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// The workspace the packages take their dependencies from.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
+    /// Writes (or updates) the package for block `block` (`3.0`) holding `source` as its
+    /// `main.rs`. Files whose content is already right are left alone, so cargo sees them
+    /// fresh.
+    pub fn write(&self, block: &str, source: &str) -> Result<Package, ScratchError> {
+        let name = format!("slide-{}", block.replace('.', "-"));
+        let dir = self.target.join("sinew-present").join(&name);
+        let manifest = self.manifest(&name)?;
+        let write = |path: PathBuf, text: &[u8]| {
+            if fs::read(&path).is_ok_and(|old| old == text) {
+                return Ok(());
+            }
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::write(&path, text)
+        };
+        let lock = fs::read(self.workspace.join("Cargo.lock")).unwrap_or_default();
+        write(dir.join("Cargo.toml"), manifest.as_bytes())
+            .and_then(|()| write(dir.join("src/main.rs"), source.as_bytes()))
+            .and_then(|()| {
+                if lock.is_empty() {
+                    Ok(())
+                } else {
+                    write(dir.join("Cargo.lock"), &lock)
+                }
+            })
+            .map_err(|source| ScratchError::Write {
+                dir: dir.clone(),
+                source,
+            })?;
+        let executable = self.target.join("debug").join(&name);
+        Ok(Package {
+            dir,
+            name,
+            executable,
+        })
+    }
+
+    /// The package's manifest: the playbooks package's dependencies with the workspace's
+    /// entries filled in, and the workspace's profiles.
+    fn manifest(&self, name: &str) -> Result<String, ScratchError> {
+        let root_file = self.workspace.join("Cargo.toml");
+        let root = read_table(&root_file)?;
+        let playbooks_file = self.workspace.join("playbooks/Cargo.toml");
+        let playbooks = read_table(&playbooks_file)?;
+        let bad = |file: &Path, reason: &str| ScratchError::Manifest {
+            file: file.to_path_buf(),
+            reason: reason.to_owned(),
+        };
+        let shared = root
+            .get("workspace")
+            .and_then(|w| w.get("dependencies"))
+            .and_then(Value::as_table)
+            .ok_or_else(|| bad(&root_file, "expected [workspace.dependencies]"))?;
+        let wanted = playbooks
+            .get("dependencies")
+            .and_then(Value::as_table)
+            .ok_or_else(|| bad(&playbooks_file, "expected [dependencies]"))?;
+        let mut dependencies = Table::new();
+        for (dep, spec) in wanted {
+            let spec = match spec.get("workspace").and_then(Value::as_bool) {
+                Some(true) => shared
+                    .get(dep)
+                    .cloned()
+                    .ok_or_else(|| bad(&root_file, &format!("no workspace dependency {dep}")))?,
+                _ => spec.clone(),
+            };
+            dependencies.insert(dep.clone(), self.absolute(spec));
+        }
+        let mut package = Table::new();
+        package.insert("name".into(), name.into());
+        package.insert("version".into(), "0.0.0".into());
+        package.insert("edition".into(), "2021".into());
+        package.insert("publish".into(), false.into());
+        let mut manifest = Table::new();
+        manifest.insert("package".into(), package.into());
+        if let Some(Value::Table(profiles)) = root.get("profile") {
+            let needed = self.reachable(dependencies.keys());
+            manifest.insert("profile".into(), only_needed(profiles, &needed).into());
+        }
+        manifest.insert("dependencies".into(), dependencies.into());
+        // Its own workspace: the package lives under the workspace's target directory.
+        manifest.insert("workspace".into(), Table::new().into());
+        Ok(format!(
+            "# Written by `sinew present` for a playbook block; rewritten on each run.\n{manifest}"
+        ))
+    }
+
+    /// The packages `roots` need, by name, from the workspace's lockfile; everything when
+    /// there is no lockfile to read.
+    fn reachable<'a>(&self, roots: impl Iterator<Item = &'a String>) -> Option<HashSet<String>> {
+        let lock = read_table(&self.workspace.join("Cargo.lock")).ok()?;
+        let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
+        for package in lock.get("package")?.as_array()? {
+            let name = package.get("name")?.as_str()?;
+            let deps = package
+                .get("dependencies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                // "name" or "name version" when several versions are locked.
+                .filter_map(|dep| dep.split(' ').next());
+            edges.entry(name).or_default().extend(deps);
+        }
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut todo: Vec<String> = roots.cloned().collect();
+        while let Some(name) = todo.pop() {
+            if let Some(deps) = edges.get(name.as_str()) {
+                todo.extend(
+                    deps.iter()
+                        .filter(|d| !seen.contains(**d))
+                        .map(|d| d.to_string()),
+                );
+            }
+            seen.insert(name);
+        }
+        Some(seen)
+    }
+
+    /// A dependency spec with a relative `path` made absolute against the workspace.
+    fn absolute(&self, spec: Value) -> Value {
+        match spec {
+            Value::Table(mut table) => {
+                if let Some(Value::String(path)) = table.get("path") {
+                    let path = self.workspace.join(path).to_string_lossy().into_owned();
+                    table.insert("path".into(), path.into());
+                }
+                Value::Table(table)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The workspace's profiles without per-package settings for packages the scratch package
+/// does not build (cargo warns about each).
+fn only_needed(profiles: &Table, needed: &Option<HashSet<String>>) -> Table {
+    let Some(needed) = needed else {
+        return profiles.clone();
+    };
+    let mut kept = profiles.clone();
+    for (_, profile) in kept.iter_mut() {
+        if let Some(Value::Table(packages)) = profile.get_mut("package") {
+            packages.retain(|name, _| name == "*" || needed.contains(name));
+        }
+    }
+    kept
+}
+
+fn read_table(file: &Path) -> Result<Table, ScratchError> {
+    let text = fs::read_to_string(file).map_err(|e| ScratchError::Manifest {
+        file: file.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    text.parse()
+        .map_err(|e: toml::de::Error| ScratchError::Manifest {
+            file: file.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_package_depends_on_the_workspace_sdk_with_the_workspace_profiles() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let scratch = Scratch {
+            workspace: workspace.to_path_buf(),
+            target: target.path().to_path_buf(),
+        };
+        let package = scratch.write("3.1", "fn main() {}\n").unwrap();
+        assert_eq!(package.name, "slide-3-1");
+        let manifest: Table = fs::read_to_string(package.dir.join("Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let sinew = &manifest["dependencies"]["sinew"]["path"];
+        assert_eq!(
+            sinew.as_str().unwrap(),
+            workspace.join("sdk").to_str().unwrap()
+        );
+        assert!(manifest["dependencies"].get("anyhow").is_some());
+        assert!(manifest["profile"]["dev"].get("debug").is_some());
+        // kvd is not built for a playbook; serde_json is.
+        let packages = &manifest["profile"]["dev"]["package"];
+        assert!(packages.get("sinew-kvd").is_none());
+        assert!(packages.get("serde_json").is_some());
+        assert_eq!(
+            fs::read_to_string(package.dir.join("src/main.rs")).unwrap(),
+            "fn main() {}\n"
+        );
+        assert!(package.executable.ends_with("debug/slide-3-1"));
+    }
+}
