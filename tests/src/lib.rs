@@ -10,6 +10,7 @@ use anyhow::{ensure, Context, Result};
 use sinew::{Arch, Build, Options, Run};
 use sinew_vm::{deb, elf};
 
+pub mod browser;
 pub mod kv_cluster;
 pub mod overlay_bed;
 
@@ -44,7 +45,7 @@ pub fn prepared() {
 /// on its own, so that CI shows the machine's preparation apart from the tests.
 pub fn prepare(run: &Run) -> Result<()> {
     run.prepare(&Arch::ALL)?;
-    run.task("test tools: busybox, qemu-user, cpio", || {
+    run.task("test tools: busybox, qemu-user, cpio, chromium, go", || {
         use sinew::setup::{ensure_tools, Tool};
         let tools = [
             Tool {
@@ -59,6 +60,17 @@ pub fn prepare(run: &Run) -> Result<()> {
             Tool {
                 program: "cpio",
                 package: "cpio",
+            },
+            // `sinew present`'s page tests, and Go `.play` blocks and Go's present beside it.
+            browser::TOOLS[0],
+            browser::TOOLS[1],
+            Tool {
+                program: "go",
+                package: "golang-go",
+            },
+            Tool {
+                program: "present",
+                package: "golang-golang-x-tools",
             },
         ];
         ensure_tools(&tools, false)

@@ -162,6 +162,7 @@ impl Command<'_> {
             lines: excerpt.lines,
             numbers,
             editable,
+            stop_on_leave: false,
             run: play.then_some(Runnable::Go {
                 before: excerpt.before,
                 after: excerpt.after,

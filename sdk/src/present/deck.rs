@@ -172,6 +172,8 @@ pub struct CodeBlock {
     pub numbers: bool,
     /// Whether the browser lets the text be edited before running (`editable`, `-edit`).
     pub editable: bool,
+    /// Whether leaving the slide stops the block's run (`stop-on-leave`).
+    pub stop_on_leave: bool,
     /// What Run does; `None` shows the code without a Run button.
     pub run: Option<Runnable>,
     /// The deck line the block comes from.

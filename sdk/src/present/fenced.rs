@@ -4,14 +4,15 @@
 //! An info string is the language, then words: `playbook` (a complete playbook, run as
 //! shown; `playbook` alone as the first word means `rust playbook`), `name=NAME` (with
 //! `playbook`: the workspace's playbook NAME instead), `guest=MACHINE` (a shell command on
-//! that machine of the deck's lab), `editable`, `numbers` and `hl=LINES` (`hl=2,4-6`).
+//! that machine of the deck's lab), `editable`, `numbers`, `hl=LINES` (`hl=2,4-6`) and
+//! `stop-on-leave` (leaving the slide stops the block's run).
 
 use super::deck::{CodeBlock, CodeLine, Runnable};
 use super::error::DeckError;
 use super::origin::Origin;
 
-const WORDS: &str = "expected playbook, name=PLAYBOOK, guest=MACHINE, editable, numbers or \
-                     hl=LINES after the language";
+const WORDS: &str = "expected playbook, name=PLAYBOOK, guest=MACHINE, editable, numbers, \
+                     hl=LINES or stop-on-leave after the language";
 
 /// An open fence: its character and length, which a closing fence must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +74,7 @@ pub(super) fn code_block(
         lines,
         numbers: options.numbers,
         editable: options.editable,
+        stop_on_leave: options.stop_on_leave,
         run,
         line,
     })
@@ -99,6 +101,7 @@ struct Options {
     name: Option<String>,
     guest: Option<String>,
     editable: bool,
+    stop_on_leave: bool,
     numbers: bool,
     highlight: Vec<usize>,
 }
@@ -148,6 +151,7 @@ impl Options {
             None => match word {
                 "playbook" => self.playbook = true,
                 "editable" => self.editable = true,
+                "stop-on-leave" => self.stop_on_leave = true,
                 "numbers" => self.numbers = true,
                 _ => return Err(format!("unknown word `{word}`: {WORDS}")),
             },

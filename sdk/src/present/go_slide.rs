@@ -295,6 +295,7 @@ impl<'a> Reader<'a> {
                 .collect(),
             numbers: false,
             editable: false,
+            stop_on_leave: false,
             run: None,
             line: number,
         })

@@ -119,10 +119,15 @@ impl Renderer<'_> {
         let mut out = String::new();
         let _ = write!(
             out,
-            "<div class=\"code{}{}\" data-block=\"{id}\" data-lang=\"{}\">",
+            "<div class=\"code{}{}\" data-block=\"{id}\" data-lang=\"{}\"{}>",
             if code.numbers { " numbers" } else { "" },
             if editable { " editable" } else { "" },
             escape(&code.language),
+            if code.stop_on_leave {
+                " data-stop-on-leave"
+            } else {
+                ""
+            },
         );
         let _ = write!(
             out,

@@ -8,4 +8,5 @@ mod kvd_cluster;
 mod leftovers;
 mod overlay;
 mod playbook;
+mod present;
 mod vm;

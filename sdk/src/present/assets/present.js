@@ -187,14 +187,20 @@
       }
     }
   }
+  // Stop asks the server, and the run's own stream then says how it ended. Quietly (a new
+  // Run, the page going away) drops the stream instead, which the server takes as Stop.
   function stop(block, quietly) {
     const controller = runs.get(block);
     if (!controller) return;
-    runs.delete(block);
     block.querySelector("button.stop").disabled = true;
-    fetch("api/stop", { method: "POST", headers: headers(), body: JSON.stringify({ block: block.dataset.block }), keepalive: true })
-      .finally(() => controller.abort());
-    if (!quietly) block.querySelector(".state").textContent = "stopping…";
+    if (quietly) {
+      runs.delete(block);
+      controller.abort();
+      return;
+    }
+    block.querySelector(".state").textContent = "stopping…";
+    fetch("api/stop", { method: "POST", headers: headers(), body: JSON.stringify({ block: block.dataset.block }) })
+      .then((response) => { if (!response.ok) controller.abort(); }, () => controller.abort());
   }
   function leaving(slide) {
     if (!slide) return;

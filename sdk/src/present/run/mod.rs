@@ -27,12 +27,14 @@ use process::{Ended, Stream};
 /// The file in a deck's work directory that keeps its blocks' last output.
 const CAPTURED: &str = "captured.json";
 
-/// The state directory of the deck at `deck`: one per deck file.
-fn work_dir(paths: &Paths, deck: &Path) -> PathBuf {
+/// A short key for the deck file at `deck`: its work directory's name, and part of its
+/// scratch packages' names.
+fn deck_key(deck: &Path) -> String {
     use sha2::{Digest, Sha256};
     let canonical = deck.canonicalize().unwrap_or_else(|_| deck.to_path_buf());
-    let key = hex::encode(Sha256::digest(canonical.as_os_str().as_encoded_bytes()));
-    paths.state.join("present").join(&key[..16])
+    let mut key = hex::encode(Sha256::digest(canonical.as_os_str().as_encoded_bytes()));
+    key.truncate(12);
+    key
 }
 
 /// The output captured by earlier runs of the deck whose work directory is `work`; nothing
@@ -98,10 +100,11 @@ impl Runner {
     /// A runner for the deck at `deck`, whose playbook blocks build against the workspace
     /// in `paths`; its output captured earlier is loaded.
     pub fn new(paths: &Paths, deck: &Path) -> Self {
-        let work = work_dir(paths, deck);
+        let key = deck_key(deck);
+        let work = paths.state.join("present").join(&key);
         let captured = load_captured(&work);
         Self {
-            scratch: Scratch::new(&paths.workspace),
+            scratch: Scratch::new(&key, &paths.workspace),
             work,
             running: Mutex::default(),
             captured: Mutex::new(captured),

@@ -34,6 +34,8 @@ pub enum ScratchError {
 /// Where scratch packages go and what they depend on.
 #[derive(Debug, Clone)]
 pub struct Scratch {
+    /// Names the deck in package names, so that two decks' blocks never share a package.
+    deck: String,
     /// The workspace that holds `sdk/` and `playbooks/`.
     workspace: PathBuf,
     /// The shared cargo target directory.
@@ -52,8 +54,9 @@ pub struct Package {
 }
 
 impl Scratch {
-    /// Scratch packages for `workspace`, built in `CARGO_TARGET_DIR` or `workspace/target`.
-    pub fn new(workspace: &Path) -> Self {
+    /// Scratch packages of the deck that `deck` names (a short key), for `workspace`, built
+    /// in `CARGO_TARGET_DIR` or `workspace/target`.
+    pub fn new(deck: &str, workspace: &Path) -> Self {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .map(|t| {
@@ -65,6 +68,7 @@ impl Scratch {
             })
             .unwrap_or_else(|| workspace.join("target"));
         Self {
+            deck: deck.to_owned(),
             workspace: workspace.to_path_buf(),
             target,
         }
@@ -80,11 +84,12 @@ impl Scratch {
         &self.workspace
     }
 
-    /// Writes (or updates) the package for block `block` (`3.0`) holding `source` as its
+    /// Writes (or updates) the package for block `block` (`3.0`), named
+    /// `slide-DECK-3-0`, holding `source` as its
     /// `main.rs`. Files whose content is already right are left alone, so cargo sees them
     /// fresh.
     pub fn write(&self, block: &str, source: &str) -> Result<Package, ScratchError> {
-        let name = format!("slide-{}", block.replace('.', "-"));
+        let name = format!("slide-{}-{}", self.deck, block.replace('.', "-"));
         let dir = self.target.join("sinew-present").join(&name);
         let manifest = self.manifest(&name)?;
         let write = |path: PathBuf, text: &[u8]| {
@@ -251,11 +256,12 @@ mod tests {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let target = tempfile::tempdir().unwrap();
         let scratch = Scratch {
+            deck: "d1".into(),
             workspace: workspace.to_path_buf(),
             target: target.path().to_path_buf(),
         };
         let package = scratch.write("3.1", "fn main() {}\n").unwrap();
-        assert_eq!(package.name, "slide-3-1");
+        assert_eq!(package.name, "slide-d1-3-1");
         let manifest: Table = fs::read_to_string(package.dir.join("Cargo.toml"))
             .unwrap()
             .parse()
@@ -275,6 +281,6 @@ mod tests {
             fs::read_to_string(package.dir.join("src/main.rs")).unwrap(),
             "fn main() {}\n"
         );
-        assert!(package.executable.ends_with("debug/slide-3-1"));
+        assert!(package.executable.ends_with("debug/slide-d1-3-1"));
     }
 }

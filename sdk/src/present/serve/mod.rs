@@ -191,7 +191,7 @@ impl Presenter {
             Ok(job) => job,
             Err(message) => return text(StatusCode::BAD_REQUEST, message),
         };
-        tracing::info!(block = %job.block, edited = ask.code.is_some(), "run");
+        tracing::info!(block = %job.block, edited = ask.code.is_some(), "run block");
         let events = self.runner.start(job).await;
         let stream = futures::stream::unfold(events, |mut events| async move {
             let event = events.recv().await?;

@@ -1,0 +1,234 @@
+//! A real browser for page tests and benchmarks: Debian's Chromium, headless, driven over
+//! WebDriver by `chromedriver` (fantoccini), and a `sinew present` server to point it at.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// A headless Chromium session; the driver and browser end when it is dropped.
+#[derive(Debug)]
+pub struct Browser {
+    /// The WebDriver session.
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free loopback port and opens a session with a window of
+    /// 1280x800 and a fresh profile.
+    pub async fn start() -> Result<Self> {
+        ensure_chromium()?;
+        let port = free_port()?;
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting chromedriver (Debian: chromium-driver)")?;
+        let profile = tempfile::tempdir().context("a browser profile directory")?;
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--window-size=1280,800",
+                    "--no-first-run", "--disable-extensions",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            bail!("capabilities are an object");
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                // chromedriver takes a moment to listen after it starts.
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => bail!("cannot open a Chromium session through chromedriver: {err}"),
+            }
+        };
+        Ok(Self {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    /// Evaluates `script` (a function body; `return` gives the result) in the page.
+    pub async fn eval(&self, script: &str) -> Result<serde_json::Value> {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .with_context(|| format!("running in the page: {script}"))
+    }
+
+    /// Polls `script` every 20 ms until it returns true, for at most `limit`.
+    pub async fn wait_until(&self, script: &str, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.eval(script).await?.as_bool() == Some(true) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("waited {limit:?} for the page: {script}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Ends the session and the driver.
+    pub async fn close(mut self) -> Result<()> {
+        let closed = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        closed.context("closing the browser session")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A `sinew present` server on a free loopback port; stopped with SIGTERM when dropped.
+#[derive(Debug)]
+pub struct Presenting {
+    /// The URL it printed.
+    pub url: String,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Presenting {
+    /// Serves `deck` with the `sinew` binary in `bins` (the workspace's host binaries) and
+    /// `args` after `present`, with `env` added.
+    pub fn start(bins: &Path, deck: &Path, args: &[&str], env: &[(&str, &Path)]) -> Result<Self> {
+        let mut command = Command::new(bins.join("sinew"));
+        command
+            .arg("present")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg(deck)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().context("starting sinew present")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        if let Some(mut stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
+                    log.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_str(&text);
+                }
+            });
+        }
+        let stdout = child.stdout.take().context("piped stdout")?;
+        let mut url = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut url)
+            .context("reading the URL sinew present prints")?;
+        let url = url.trim().to_owned();
+        if !url.starts_with("http://") {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "sinew present printed no URL; its log:\n{}",
+                log.lock().unwrap_or_else(|e| e.into_inner())
+            );
+        }
+        Ok(Self { url, child, log })
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the server to exit; returns its exit code.
+    pub fn stop(&mut self) -> Result<Option<i32>> {
+        let _ = kill(
+            Pid::from_raw(self.child.id().cast_signed()),
+            Signal::SIGTERM,
+        );
+        Ok(self
+            .child
+            .wait()
+            .context("waiting for sinew present")?
+            .code())
+    }
+}
+
+impl Drop for Presenting {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr().context("reading its port")?.port())
+}
+
+/// Installs Debian's Chromium and its WebDriver if they are missing, once per process.
+fn ensure_chromium() -> Result<()> {
+    static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| {
+            use sinew::setup::ensure_tools;
+            ensure_tools(&TOOLS, false)
+                .map(|_| ())
+                .map_err(|e| format!("{e}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// What page tests need: Chromium and chromedriver.
+pub const TOOLS: [sinew::setup::Tool; 2] = [
+    sinew::setup::Tool {
+        program: "chromium",
+        package: "chromium",
+    },
+    sinew::setup::Tool {
+        program: "chromedriver",
+        package: "chromium-driver",
+    },
+];

@@ -1,0 +1,395 @@
+//! `sinew present` in a real browser (Debian's Chromium, headless, over WebDriver): keyboard
+//! navigation, a playbook block's output streamed line by line, an edit run as edited, a
+//! compile error on its line, Stop leaving no process or guest, refusal of a foreign
+//! origin, and a screenshot with the code and its output visible.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fantoccini::key::Key;
+use fantoccini::Locator;
+use sinew_tests::browser::{Browser, Presenting};
+use sinew_tests::{host_bins, prepared, qemu_processes_mentioning};
+
+const DECK: &str = r#"# Browser deck
+Tested in Chromium
+3 Dec 2026
+
+---
+
+## Ticks
+
+```playbook editable
+fn main() {
+    for i in 1..=12 {
+        println!("tick {i}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+```
+
+: the notes of the ticks
+
+---
+
+## Broken
+
+```playbook
+fn main() {
+    let x: u32 = "not a number";
+}
+```
+
+---
+
+## A guest
+
+```playbook
+use sinew::{Arch, LabSpec, MachineSpec, Run};
+
+fn main() -> anyhow::Result<()> {
+    let run = Run::from_args("stay")?;
+    let lab = run.boot(&LabSpec::new("stay").machine(MachineSpec::new("left", Arch::X86_64)))?;
+    println!("ready {}", lab.hosts()[0].agent_address());
+    std::thread::sleep(std::time::Duration::from_secs(600));
+    Ok(())
+}
+```
+"#;
+
+const EDITED: &str = "fn main() {\n    println!(\"edited {}\", 6 * 7);\n}\n";
+
+fn deck() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("talk.md");
+    std::fs::write(&path, DECK).expect("write the deck");
+    (dir, path)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("a runtime")
+}
+
+/// Pids of live children of `server` running the scratch binary of `block` (`1-0`).
+fn block_processes(server: u32, block: &str) -> Vec<i32> {
+    let suffix = format!("-{block}");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let mut after = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace();
+            let (state, parent) = (after.next(), after.next());
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            let name = exe.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            state != Some("Z")
+                && parent == Some(server.to_string().as_str())
+                && name.starts_with("slide-")
+                && name.ends_with(&suffix)
+        })
+        .collect()
+}
+
+async fn current_slide(browser: &Browser) -> (i64, String) {
+    let current = browser
+        .eval("return window.sinewPresent.current();")
+        .await
+        .expect("current slide");
+    let hash = browser
+        .eval("return location.hash;")
+        .await
+        .expect("location hash");
+    (
+        current.as_i64().expect("a number"),
+        hash.as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+async fn press(browser: &Browser, key: Key) {
+    browser
+        .client
+        .find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .send_keys(&key.to_string())
+        .await
+        .expect("send a key");
+}
+
+async fn click(browser: &Browser, block: &str, button: &str) {
+    browser
+        .client
+        .find(Locator::Css(&format!(
+            "[data-block=\"{block}\"] button.{button}"
+        )))
+        .await
+        .expect("the button")
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn output(browser: &Browser, block: &str) -> String {
+    let script = format!(
+        "return document.querySelector('[data-block=\"{block}\"] pre.output').textContent;"
+    );
+    let text = browser.eval(&script).await.expect("the output pane");
+    text.as_str().unwrap_or_default().to_owned()
+}
+
+/// The colour of the screenshot's pixel at CSS pixel (`x`, `y`).
+fn pixel(png: &[u8], x: f64, y: f64) -> [u8; 3] {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    let channels = info.color_type.samples();
+    let (x, y) = (x as usize, y as usize);
+    let at = (y * info.width as usize + x) * channels;
+    [buf[at], buf[at + 1], buf[at + 2]]
+}
+
+async fn rect(browser: &Browser, selector: &str) -> (f64, f64, f64, f64) {
+    let script = format!(
+        "const r = document.querySelector('{selector}').getBoundingClientRect(); \
+         return [r.x, r.y, r.width, r.height];"
+    );
+    let value = browser.eval(&script).await.expect("a rectangle");
+    let n = |i: usize| value[i].as_f64().expect("a number");
+    (n(0), n(1), n(2), n(3))
+}
+
+#[test]
+fn a_deck_in_chromium_navigates_streams_edits_shows_errors_and_refuses_other_origins() {
+    let bins = host_bins(false).expect("host binaries");
+    let (_dir, deck) = deck();
+    let mut server = Presenting::start(&bins, &deck, &[], &[]).expect("sinew present starts");
+    runtime().block_on(async {
+        let browser = Browser::start().await.expect("Chromium starts");
+        browser.client.goto(&server.url).await.expect("load the deck");
+        let title = browser.client.title().await.expect("title");
+        assert_eq!(title, "Browser deck");
+
+        // Keyboard navigation, with a URL per slide.
+        assert_eq!(current_slide(&browser).await, (0, "#0".into()));
+        press(&browser, Key::Right).await;
+        assert_eq!(current_slide(&browser).await, (1, "#1".into()));
+        press(&browser, Key::End).await;
+        assert_eq!(current_slide(&browser).await, (3, "#3".into()));
+        press(&browser, Key::Home).await;
+        assert_eq!(current_slide(&browser).await.0, 0);
+        press(&browser, Key::PageDown).await;
+        assert_eq!(current_slide(&browser).await.0, 1);
+        let url = format!("{}#2", server.url);
+        browser.client.goto(&url).await.expect("a slide's URL");
+        browser.client.refresh().await.expect("reload");
+        assert_eq!(current_slide(&browser).await.0, 2, "a slide's URL opens it");
+        press(&browser, Key::Up).await;
+
+        // Run: every line shows before the next is printed (one each 200 ms).
+        browser
+            .eval(
+                "window.samples = [];
+                 const pane = document.querySelector('[data-block=\"1.0\"] pre.output');
+                 window.sampler = setInterval(() => {
+                   const n = (pane.textContent.match(/tick \\d+/g) || []).length;
+                   if (window.samples[window.samples.length - 1] !== n) window.samples.push(n);
+                 }, 10);
+                 return true;",
+            )
+            .await
+            .expect("a sampler");
+        click(&browser, "1.0", "run").await;
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"1.0\"] pre.output').textContent.includes('exited');",
+                Duration::from_secs(600),
+            )
+            .await
+            .expect("the ticks run to their end");
+        let samples = browser.eval("return window.samples;").await.expect("samples");
+        let seen: Vec<i64> = samples
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter_map(serde_json::Value::as_i64)
+            .collect();
+        assert!(
+            (1..=12).all(|n| seen.contains(&n)),
+            "each tick line showed on its own before the next: saw counts {seen:?}"
+        );
+        assert!(output(&browser, "1.0").await.contains("tick 12\n"));
+
+        // The screenshot shows the code and, under it, the output.
+        let png = browser.client.screenshot().await.expect("a screenshot");
+        if let Ok(dir) = std::env::var("CARGO_TARGET_TMPDIR") {
+            let _ = std::fs::write(Path::new(&dir).join("present-slide-1.png"), &png);
+        }
+        let (x, y, w, h) = rect(&browser, "[data-block=\"1.0\"] pre").await;
+        assert!(w > 200.0 && h > 50.0, "the code block is on screen: {w}x{h}");
+        let code = pixel(&png, x + 4.0, y + 4.0);
+        assert!(code.iter().all(|c| *c > 200), "the code block is light: {code:?}");
+        let (x, y, w, h) = rect(&browser, "[data-block=\"1.0\"] pre.output").await;
+        assert!(w > 200.0 && h > 30.0, "the output pane is on screen: {w}x{h}");
+        assert!(y + h <= 800.0, "the output pane fits the window");
+        let pane = pixel(&png, x + 4.0, y + 4.0);
+        assert!(pane.iter().all(|c| *c < 60), "the output pane is dark: {pane:?}");
+
+        // An edit runs as edited.
+        browser
+            .client
+            .execute(
+                "const pre = document.querySelector('[data-block=\"1.0\"] pre');
+                 pre.textContent = arguments[0];
+                 pre.dispatchEvent(new Event('input', { bubbles: true }));
+                 return true;",
+                vec![serde_json::Value::String(EDITED.into())],
+            )
+            .await
+            .expect("edit the block");
+        click(&browser, "1.0", "run").await;
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"1.0\"] pre.output').textContent.includes('exited');",
+                Duration::from_secs(300),
+            )
+            .await
+            .expect("the edit runs");
+        let edited = output(&browser, "1.0").await;
+        assert!(edited.contains("edited 42"), "{edited}");
+        assert!(!edited.contains("tick"), "{edited}");
+
+        // A compile error is shown, on the line it names.
+        press(&browser, Key::Right).await;
+        click(&browser, "2.0", "run").await;
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"2.0\"] .line.error') !== null;",
+                Duration::from_secs(300),
+            )
+            .await
+            .expect("the error's line is marked");
+        let marked = browser
+            .eval(
+                "return Array.from(document.querySelectorAll('[data-block=\"2.0\"] .line'))
+                   .findIndex(l => l.classList.contains('error'));",
+            )
+            .await
+            .expect("the marked line");
+        assert_eq!(marked, 1, "the second line holds the error");
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"2.0\"] .state').textContent === 'failed';",
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("the run says it failed");
+        assert!(output(&browser, "2.0").await.contains("mismatched types"));
+
+        // A page of another origin cannot run a block.
+        let port = server.url.rsplit(':').next().unwrap_or_default().trim_end_matches('/');
+        browser
+            .client
+            .goto(&format!("http://localhost:{port}/"))
+            .await
+            .expect("the deck under another origin");
+        let runs_before = server.log().matches("run block").count();
+        let sent = browser
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 fetch(arguments[0], { method: 'POST', mode: 'no-cors', body: '{\"block\":\"1.0\"}' })
+                   .then(() => done('sent'), (e) => done(String(e)));",
+                vec![serde_json::Value::String(format!(
+                    "http://127.0.0.1:{port}/api/run"
+                ))],
+            )
+            .await
+            .expect("a cross-origin request");
+        assert_eq!(sent, "sent");
+        let log = server.log();
+        assert!(
+            log.contains("refused") && log.contains("http://localhost:"),
+            "the server refused the foreign origin: {log}"
+        );
+        assert_eq!(log.matches("run block").count(), runs_before, "nothing ran");
+        browser.close().await.expect("close the browser");
+    });
+    assert_eq!(server.stop().expect("stop the server"), Some(0));
+}
+
+#[test]
+fn stop_in_chromium_leaves_no_process_no_guest_and_no_directory() {
+    prepared();
+    let bins = host_bins(false).expect("host binaries");
+    let (_dir, deck) = deck();
+    let lab_runtime = tempfile::tempdir().expect("a runtime directory");
+    let mut server = Presenting::start(
+        &bins,
+        &deck,
+        &[],
+        &[("XDG_RUNTIME_DIR", lab_runtime.path())],
+    )
+    .expect("sinew present starts");
+    runtime().block_on(async {
+        let browser = Browser::start().await.expect("Chromium starts");
+        browser
+            .client
+            .goto(&format!("{}#3", server.url))
+            .await
+            .expect("load the guest slide");
+        click(&browser, "3.0", "run").await;
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"3.0\"] pre.output').textContent.includes('ready ');",
+                Duration::from_secs(900),
+            )
+            .await
+            .expect("the block boots its guest");
+        assert_eq!(block_processes(server.pid(), "3-0").len(), 1, "the playbook runs");
+        assert_eq!(
+            qemu_processes_mentioning(lab_runtime.path()).len(),
+            1,
+            "its guest runs"
+        );
+        click(&browser, "3.0", "stop").await;
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"3.0\"] .state').textContent === 'stopped';",
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("the run stops");
+        assert!(block_processes(server.pid(), "3-0").is_empty(), "no playbook left");
+        let qemu = qemu_processes_mentioning(lab_runtime.path());
+        assert!(qemu.is_empty(), "no QEMU left: {qemu:?}");
+        let left: Vec<_> = std::fs::read_dir(lab_runtime.path())
+            .expect("the runtime directory")
+            .collect();
+        assert!(left.is_empty(), "no private directory left: {left:?}");
+
+        // Closing the tab stops a run too.
+        press(&browser, Key::Home).await;
+        press(&browser, Key::Right).await;
+        click(&browser, "1.0", "run").await;
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"1.0\"] pre.output').textContent.includes('tick 1');",
+                Duration::from_secs(600),
+            )
+            .await
+            .expect("the ticks start");
+        browser.close().await.expect("close the browser");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !block_processes(server.pid(), "1-0").is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(block_processes(server.pid(), "1-0").is_empty(), "closing the tab stopped the run");
+    });
+    assert_eq!(server.stop().expect("stop the server"), Some(0));
+}
