@@ -122,12 +122,15 @@ pub struct Presenting {
 
 impl Presenting {
     /// Serves `deck` with the `sinew` binary in `bins` (the workspace's host binaries) and
-    /// `args` after `present`, with `env` added.
+    /// `args` after `present` (on a free loopback port unless they say `--listen`), with
+    /// `env` added.
     pub fn start(bins: &Path, deck: &Path, args: &[&str], env: &[(&str, &Path)]) -> Result<Self> {
         let mut command = Command::new(bins.join("sinew"));
+        command.arg("present");
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .arg("present")
-            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .arg(deck)
             .stdout(Stdio::piped())

@@ -393,3 +393,202 @@ fn stop_in_chromium_leaves_no_process_no_guest_and_no_directory() {
     });
     assert_eq!(server.stop().expect("stop the server"), Some(0));
 }
+
+/// One HTTP/1.1 request to the server at `url`'s address; the status and the body.
+fn http(url: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("an address");
+    let address = address.replace("0.0.0.0", "127.0.0.1");
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect to the server");
+    let request = request.replace("HOST", &address);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn get(url: &str, path: &str) -> (u16, String) {
+    http(
+        url,
+        &format!("GET {path} HTTP/1.1\r\nHost: HOST\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Runs block `block` through the API and returns the whole event stream.
+fn run_block(url: &str, json: &str) -> (u16, String) {
+    http(
+        url,
+        &format!(
+            "POST /api/run HTTP/1.1\r\nHost: HOST\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{json}",
+            json.len()
+        ),
+    )
+}
+
+const HELLO_GO: &str = "package main
+
+import \"fmt\"
+
+func main() {
+\tfmt.Println(\"hello from go\")
+}
+";
+
+const GO_DECK: &str = "Go deck
+A .slide for Go's present
+
+* Hello
+
+.play hello.go
+
+* Broken
+
+.play -edit broken.go
+";
+
+fn ensure_go() {
+    let go = sinew::setup::Tool {
+        program: "go",
+        package: "golang-go",
+    };
+    sinew::setup::ensure_tools(&[go], false).expect("Go is installed");
+}
+
+#[test]
+fn go_play_blocks_run_with_the_go_toolchain_and_an_export_shows_their_output() {
+    ensure_go();
+    let bins = host_bins(false).expect("host binaries");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deck = dir.path().join("go.slide");
+    std::fs::write(&deck, GO_DECK).expect("deck");
+    std::fs::write(dir.path().join("hello.go"), HELLO_GO).expect("hello.go");
+    std::fs::write(
+        dir.path().join("broken.go"),
+        HELLO_GO.replace("fmt.Println", "fmt.Printn"),
+    )
+    .expect("broken.go");
+    let state = tempfile::tempdir().expect("a state directory");
+    let env = [("SINEW_STATE_DIR", state.path())];
+    let mut server = Presenting::start(&bins, &deck, &[], &env).expect("sinew present starts");
+
+    let (status, events) = run_block(&server.url, r#"{"block":"1.0"}"#);
+    assert_eq!(status, 200, "{events}");
+    assert!(
+        events.contains(r#"{"kind":"stdout","text":"hello from go\n"}"#),
+        "{events}"
+    );
+    assert!(events.contains(r#""kind":"exit","code":0"#), "{events}");
+
+    let (_, events) = run_block(&server.url, r#"{"block":"2.0"}"#);
+    assert!(events.contains("undefined: fmt.Printn"), "{events}");
+    assert!(events.contains(r#""line":6"#), "the error names line 6: {events}");
+    assert!(events.contains(r#""kind":"failed""#), "{events}");
+
+    // An edit of a block that is not editable is refused; of one that is, it runs.
+    let edit = serde_json::json!({"block": "1.0", "code": "package main\nfunc main() {}\n"});
+    let (status, body) = run_block(&server.url, &edit.to_string());
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not editable"), "{body}");
+    let fixed = serde_json::json!({"block": "2.0", "code": HELLO_GO.replace("hello", "fixed")});
+    let (_, events) = run_block(&server.url, &fixed.to_string());
+    assert!(events.contains("fixed from go"), "{events}");
+    assert_eq!(server.stop().expect("stop"), Some(0));
+
+    // The export opens with no server and shows each block's last output.
+    let out = dir.path().join("export");
+    let exported = std::process::Command::new(bins.join("sinew"))
+        .args(["present", "--export"])
+        .arg(&out)
+        .arg(&deck)
+        .env("SINEW_STATE_DIR", state.path())
+        .output()
+        .expect("sinew present --export");
+    assert!(exported.status.success(), "{exported:?}");
+    runtime().block_on(async {
+        let browser = Browser::start().await.expect("Chromium starts");
+        let page = format!("file://{}#1", out.join("index.html").display());
+        browser.client.goto(&page).await.expect("open the export");
+        assert!(output(&browser, "1.0").await.contains("hello from go"));
+        assert!(output(&browser, "2.0").await.contains("fixed from go"));
+        let buttons = browser
+            .eval("return document.querySelectorAll('button.run').length;")
+            .await
+            .expect("buttons");
+        assert_eq!(buttons, 0, "an export has no Run buttons");
+        browser.close().await.expect("close");
+    });
+}
+
+#[test]
+fn check_builds_every_block_and_names_the_first_that_fails() {
+    let bins = host_bins(false).expect("host binaries");
+    let (dir, deck) = deck();
+    let check = |deck: &Path| {
+        std::process::Command::new(bins.join("sinew"))
+            .args(["present", "--check"])
+            .arg(deck)
+            .output()
+            .expect("sinew present --check")
+    };
+    let out = check(&deck);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = DECK.lines().position(|l| l == "```playbook").expect("the block") + 1;
+    assert!(
+        stderr.contains(&format!("slide 2 ({}:{line}), block 0", deck.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mismatched types"), "{stderr}");
+
+    let fine = dir.path().join("fine.md");
+    let text = DECK.split("\n---\n\n## Broken").next().expect("the first slides");
+    std::fs::write(&fine, text).expect("a deck without the broken block");
+    let out = check(&fine);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 blocks built\n");
+}
+
+#[test]
+fn a_non_local_listener_needs_the_token_and_a_deck_broken_mid_talk_shows_its_error() {
+    let bins = host_bins(false).expect("host binaries");
+    let (_dir, deck) = deck();
+    let mut server = Presenting::start(&bins, &deck, &["--listen", "0.0.0.0:0"], &[])
+        .expect("sinew present starts");
+    let (base, token) = server.url.split_once("/?token=").expect("a token in the URL");
+    assert_eq!(token.len(), 32, "{}", server.url);
+    assert_eq!(get(base, "/").0, 403, "no token");
+    assert_eq!(get(base, "/?token=wrong").0, 403, "a wrong token");
+    let (status, page) = get(base, &format!("/?token={token}"));
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>Browser deck</title>"));
+    server.stop().expect("stop");
+
+    let mut server = Presenting::start(&bins, &deck, &[], &[]).expect("sinew present starts");
+    assert_eq!(get(&server.url, "/").0, 200);
+    std::fs::write(&deck, format!("{DECK}\n---\n\n```playbook\nfn main() {{}}\n")).expect("break");
+    let (status, page) = get(&server.url, "/");
+    assert_eq!(status, 500);
+    let line = DECK.lines().count() + 4;
+    assert!(
+        page.contains(&format!("{}:{line}", deck.display())) && page.contains("never closed"),
+        "{page}"
+    );
+    std::fs::write(&deck, DECK).expect("mend");
+    assert_eq!(get(&server.url, "/").0, 200, "the server kept serving");
+    assert_eq!(get(&server.url, "/../etc/passwd").0, 404);
+    server.stop().expect("stop");
+}
