@@ -101,6 +101,8 @@ pub enum Element {
     Iframe(Iframe),
     /// A block already in HTML: block quotes, tables, `.html` files.
     Html(String),
+    /// Why the slide could not be read, shown in its place (a served deck only).
+    Problem(String),
 }
 
 /// A file next to the deck or a remote address.

@@ -110,6 +110,7 @@ impl Renderer<'_> {
                 size(frame.size)
             ),
             Element::Html(html) => html.clone(),
+            Element::Problem(problem) => format!("<pre class=\"problem\">{}</pre>", escape(problem)),
         }
     }
 

@@ -20,8 +20,10 @@ use super::fenced::Fence;
 use super::header;
 use super::origin::Origin;
 
-/// Parses a Markdown deck's text.
-pub(super) fn parse(text: &str, origin: &Origin) -> Result<Deck, DeckError> {
+/// Parses a Markdown deck's text. A slide that cannot be read becomes a slide showing its
+/// error, and the error is returned beside the deck; an error that leaves no slide
+/// boundary to trust (an unclosed fence, a bad title block) fails the whole deck.
+pub(super) fn parse(text: &str, origin: &Origin) -> Result<(Deck, Vec<DeckError>), DeckError> {
     let mut chunks = split(text, origin)?
         .into_iter()
         .filter(|chunk| !chunk.is_blank())
@@ -36,9 +38,26 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<Deck, DeckError> {
         deck.authors = title.authors;
         deck.notes = first.notes;
     }
+    let mut problems = Vec::new();
     for chunk in chunks {
-        let slide = chunk.slide(deck.slides.len() + 1, origin)?;
-        deck.slides.push(slide);
+        let number = deck.slides.len() + 1;
+        let line = chunk.first_line();
+        match chunk.slide(number, origin) {
+            Ok(slide) => deck.slides.push(slide),
+            Err(problem) => {
+                deck.slides.push(Slide {
+                    number,
+                    title: String::new(),
+                    anchor: None,
+                    file: origin.file(),
+                    line,
+                    body: vec![Element::Problem(problem.to_string())],
+                    notes: Vec::new(),
+                    background: None,
+                });
+                problems.push(problem);
+            }
+        }
     }
     if deck.title.is_empty() {
         deck.title = deck
@@ -47,7 +66,7 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<Deck, DeckError> {
             .map(|s| s.title.clone())
             .unwrap_or_default();
     }
-    Ok(deck)
+    Ok((deck, problems))
 }
 
 /// The lines of one slide, speaker notes apart.
@@ -69,6 +88,15 @@ impl Chunk<'_> {
             .is_some_and(|(_, line)| line.starts_with("# "))
     }
 
+    /// The slide's first line that is not blank.
+    fn first_line(&self) -> usize {
+        self.lines
+            .iter()
+            .find(|(_, text)| !text.trim().is_empty())
+            .or(self.lines.first())
+            .map_or(1, |(line, _)| *line)
+    }
+
     fn slide(self, number: usize, origin: &Origin) -> Result<Slide, DeckError> {
         let mut snippet = Snippet::default();
         for &(line, text) in &self.lines {
@@ -87,12 +115,7 @@ impl Chunk<'_> {
             }
             _ => (String::new(), None),
         };
-        let line = self
-            .lines
-            .iter()
-            .find(|(_, text)| !text.trim().is_empty())
-            .or(self.lines.first())
-            .map_or(1, |(line, _)| *line);
+        let line = self.first_line();
         Ok(Slide {
             number,
             title,

@@ -77,22 +77,47 @@ pub use html::block_id;
 
 use origin::Origin;
 
-/// Reads the deck at `path`: Go's format if it ends in `.slide`, else Markdown.
+/// Reads the deck at `path`: Go's format if it ends in `.slide`, else Markdown. The first
+/// problem anywhere in the deck is the error.
 pub fn read(path: &Path) -> Result<Deck, DeckError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DeckError::Read {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    if path.extension().is_some_and(|e| e == "slide") {
+    let text = read_text(path)?;
+    if is_slide(path) {
         parse_slide(&text, path)
     } else {
         parse_markdown(&text, path)
     }
 }
 
+/// Reads the deck at `path` as [`read`] does, except that a Markdown slide that cannot be
+/// read shows its error in its place, so that a presenter's server keeps serving the
+/// other slides; the errors come beside the deck.
+pub fn read_tolerant(path: &Path) -> Result<(Deck, Vec<DeckError>), DeckError> {
+    let text = read_text(path)?;
+    if is_slide(path) {
+        Ok((parse_slide(&text, path)?, Vec::new()))
+    } else {
+        markdown::parse(&text, &Origin::new(path))
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, DeckError> {
+    std::fs::read_to_string(path).map_err(|source| DeckError::Read {
+        file: path.to_path_buf(),
+        source,
+    })
+}
+
+fn is_slide(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "slide")
+}
+
 /// Parses a Markdown deck; `file` is where it lives, for errors and relative paths.
 pub fn parse_markdown(text: &str, file: &Path) -> Result<Deck, DeckError> {
-    markdown::parse(text, &Origin::new(file))
+    let (deck, problems) = markdown::parse(text, &Origin::new(file))?;
+    match problems.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(deck),
+    }
 }
 
 /// Parses a Go `.slide` deck; `file` is where it lives, for errors and relative paths.

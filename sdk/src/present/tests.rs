@@ -1004,3 +1004,22 @@ fn snippets_highlights_lists_and_preformatted_text_as_in_gos_testdata() {
     assert_eq!(code(&body[4]).text(), "before\n\nafter\n");
     assert_eq!(body[5], Element::Paragraph { html: "EOF".into() });
 }
+
+#[test]
+fn a_tolerant_read_shows_a_broken_slide_in_its_place_and_keeps_the_others() {
+    let fixture = Fixture::new();
+    let deck = fixture.path("talk.md");
+    std::fs::write(
+        &deck,
+        "# T\n\n---\n\n## One\n\n```rust playbok\nfn main() {}\n```\n\n---\n\n## Two\n\ntext\n",
+    )
+    .unwrap();
+    let strict = read(&deck).unwrap_err().to_string();
+    assert!(strict.contains("talk.md:7"), "{strict}");
+    let (tolerant, problems) = read_tolerant(&deck).unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].to_string(), strict);
+    assert_eq!(tolerant.slides.len(), 2);
+    assert_eq!(tolerant.slides[0].body, vec![Element::Problem(strict)]);
+    assert_eq!(tolerant.slides[1].title, "Two");
+}

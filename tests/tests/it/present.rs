@@ -495,7 +495,10 @@ fn go_play_blocks_run_with_the_go_toolchain_and_an_export_shows_their_output() {
 
     let (_, events) = run_block(&server.url, r#"{"block":"2.0"}"#);
     assert!(events.contains("undefined: fmt.Printn"), "{events}");
-    assert!(events.contains(r#""line":6"#), "the error names line 6: {events}");
+    assert!(
+        events.contains(r#""line":6"#),
+        "the error names line 6: {events}"
+    );
     assert!(events.contains(r#""kind":"failed""#), "{events}");
 
     // An edit of a block that is not editable is refused; of one that is, it runs.
@@ -547,7 +550,11 @@ fn check_builds_every_block_and_names_the_first_that_fails() {
     let out = check(&deck);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let line = DECK.lines().position(|l| l == "```playbook").expect("the block") + 1;
+    let line = DECK
+        .lines()
+        .position(|l| l == "```playbook")
+        .expect("the block")
+        + 1;
     assert!(
         stderr.contains(&format!("slide 2 ({}:{line}), block 0", deck.display())),
         "{stderr}"
@@ -555,10 +562,17 @@ fn check_builds_every_block_and_names_the_first_that_fails() {
     assert!(stderr.contains("mismatched types"), "{stderr}");
 
     let fine = dir.path().join("fine.md");
-    let text = DECK.split("\n---\n\n## Broken").next().expect("the first slides");
+    let text = DECK
+        .split("\n---\n\n## Broken")
+        .next()
+        .expect("the first slides");
     std::fs::write(&fine, text).expect("a deck without the broken block");
     let out = check(&fine);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1 blocks built\n");
 }
 
@@ -568,7 +582,10 @@ fn a_non_local_listener_needs_the_token_and_a_deck_broken_mid_talk_shows_its_err
     let (_dir, deck) = deck();
     let mut server = Presenting::start(&bins, &deck, &["--listen", "0.0.0.0:0"], &[])
         .expect("sinew present starts");
-    let (base, token) = server.url.split_once("/?token=").expect("a token in the URL");
+    let (base, token) = server
+        .url
+        .split_once("/?token=")
+        .expect("a token in the URL");
     assert_eq!(token.len(), 32, "{}", server.url);
     assert_eq!(get(base, "/").0, 403, "no token");
     assert_eq!(get(base, "/?token=wrong").0, 403, "a wrong token");
@@ -579,13 +596,34 @@ fn a_non_local_listener_needs_the_token_and_a_deck_broken_mid_talk_shows_its_err
 
     let mut server = Presenting::start(&bins, &deck, &[], &[]).expect("sinew present starts");
     assert_eq!(get(&server.url, "/").0, 200);
-    std::fs::write(&deck, format!("{DECK}\n---\n\n```playbook\nfn main() {{}}\n")).expect("break");
+    std::fs::write(
+        &deck,
+        format!("{DECK}\n---\n\n```playbook\nfn main() {{}}\n"),
+    )
+    .expect("break");
     let (status, page) = get(&server.url, "/");
     assert_eq!(status, 500);
     let line = DECK.lines().count() + 4;
     assert!(
         page.contains(&format!("{}:{line}", deck.display())) && page.contains("never closed"),
         "{page}"
+    );
+    // A slide that cannot be read shows why, and the others are served.
+    std::fs::write(
+        &deck,
+        DECK.replace("```playbook editable", "```playbook editabel"),
+    )
+    .expect("break one slide");
+    let (status, page) = get(&server.url, "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("class=\"problem\""), "{page}");
+    assert!(
+        page.contains("editabel"),
+        "the error names the word: {page}"
+    );
+    assert!(
+        page.contains("data-block=\"2.0\""),
+        "the next slides are served"
     );
     std::fs::write(&deck, DECK).expect("mend");
     assert_eq!(get(&server.url, "/").0, 200, "the server kept serving");

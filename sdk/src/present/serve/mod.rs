@@ -126,15 +126,31 @@ impl Presenter {
         }
     }
 
+    /// The deck as it is now; a slide that cannot be read shows its problem in its place.
     fn load(&self) -> Result<(Deck, Files), String> {
-        let deck = super::read(&self.deck).map_err(|e| e.to_string())?;
+        self.load_with_problems()
+            .map(|(deck, files, _)| (deck, files))
+    }
+
+    /// As [`load`](Self::load), with each slide's problem as text.
+    fn load_with_problems(&self) -> Result<(Deck, Files, Vec<String>), String> {
+        let (deck, problems) = super::read_tolerant(&self.deck).map_err(|e| e.to_string())?;
         let files = Files::of(&deck, &self.deck);
-        Ok((deck, files))
+        Ok((
+            deck,
+            files,
+            problems.iter().map(ToString::to_string).collect(),
+        ))
     }
 
     fn page(&self) -> Response<Body> {
-        let (deck, files) = match self.load() {
-            Ok(loaded) => loaded,
+        let (deck, files) = match self.load_with_problems() {
+            Ok((deck, files, problems)) => {
+                for problem in problems {
+                    tracing::error!("{problem}");
+                }
+                (deck, files)
+            }
             Err(message) => {
                 tracing::error!("{message}");
                 return html(

@@ -1,0 +1,323 @@
+//! Presenter benchmark: Go's present (Debian's `golang-golang-x-tools`, running `.play`
+//! blocks locally with Debian's Go) against `sinew present`, driven from the same headless
+//! Chromium in one run.
+//!
+//! For each: the time from starting the server to the first slide being served; then, on
+//! a slide with a runnable block, the time from clicking Run to the first output line in
+//! the page (measured in the page, from the click to the DOM change), median over N runs
+//! after one warm-up run, first of the block as shown and then after a one-line edit (each
+//! run a new edit, so nothing is served from a cache of the same program). Go's block is
+//! hello world; sinew's is a hello playbook (a `main()` against the SDK, as in
+//! `playbooks/src/bin/`).
+//!
+//! `cargo bench -p sinew-tests --bench present`; `SINEW_BENCH_RUNS=N` runs per case
+//! (default 7). The last line is `RATIO present_run=<sinew/go present, median
+//! click-to-first-output after an edit>`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sinew_tests::browser::{free_port, Browser, Presenting};
+use sinew_tests::{host_bins, median};
+
+const GO_DECK: &str = "Hello
+Go's present
+
+* Hello, Go
+
+.play -edit hello.go
+";
+
+const HELLO_GO: &str = "package main
+
+import \"fmt\"
+
+func main() {
+\tfmt.Println(\"hello, world 0\")
+}
+";
+
+const SINEW_DECK: &str = "# Hello
+sinew present
+
+---
+
+## Hello, playbook
+
+```playbook editable
+use sinew::Run;
+
+fn main() -> anyhow::Result<()> {
+    let run = Run::from_args(\"hello\")?;
+    run.say(\"hello, world 0\");
+    run.finish()?;
+    Ok(())
+}
+```
+";
+
+/// How to reach a tool's runnable block in its page.
+struct Page {
+    /// The code element whose text is the program.
+    code: &'static str,
+    /// The Run button.
+    run: &'static str,
+    /// Where the output appears.
+    output: &'static str,
+    /// Marks the code as edited, after its text is set.
+    after_edit: &'static str,
+}
+
+const GO_PAGE: Page = Page {
+    code: "div.playground pre",
+    run: "div.buttons button.run",
+    output: "div.output pre",
+    after_edit: "",
+};
+
+const SINEW_PAGE: Page = Page {
+    code: "[data-block=\"1.0\"] pre",
+    run: "[data-block=\"1.0\"] button.run",
+    output: "[data-block=\"1.0\"] pre.output",
+    after_edit: "code.dispatchEvent(new Event('input', { bubbles: true }));",
+};
+
+fn main() -> Result<()> {
+    let runs: usize = std::env::var("SINEW_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    for tool in ["go", "present", "chromium", "chromedriver"] {
+        if !on_path(tool) {
+            bail!(
+                "`{tool}` is not on PATH: run `target/debug/sinew-test-prepare` (or apt-get \
+                 install golang-go golang-golang-x-tools chromium chromium-driver)"
+            );
+        }
+    }
+    let bins = host_bins(true)?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("hello.slide"), GO_DECK)?;
+    std::fs::write(dir.path().join("hello.go"), HELLO_GO)?;
+    let sinew_deck = dir.path().join("hello.md");
+    std::fs::write(&sinew_deck, SINEW_DECK)?;
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (go_start, mut go_server, go_url) = start_go_present(dir.path())?;
+    let started = Instant::now();
+    let sinew_server = Presenting::start(&bins, &sinew_deck, &[], &[])?;
+    let sinew_start = wait_served(&format!("{}", sinew_server.url), started)?;
+    let (go, sinew) = runtime.block_on(async {
+        let browser = Browser::start().await?;
+        let go = measure(
+            &browser,
+            &format!("{go_url}hello.slide#2"),
+            &GO_PAGE,
+            "Go",
+            runs,
+        )
+        .await?;
+        let sinew = measure(
+            &browser,
+            &format!("{}#1", sinew_server.url),
+            &SINEW_PAGE,
+            "Rust",
+            runs,
+        )
+        .await?;
+        browser.close().await?;
+        anyhow::Ok((go, sinew))
+    })?;
+    let _ = go_server.kill();
+    let _ = go_server.wait();
+    drop(sinew_server);
+
+    println!(
+        "{:<14} {:>16} {:>22} {:>24}",
+        "presenter", "start to slide", "run p50 (as shown)", "run p50 (after an edit)"
+    );
+    for (name, start, (shown, edited)) in [
+        ("go present", go_start, go),
+        ("sinew present", sinew_start, sinew),
+    ] {
+        println!(
+            "{name:<14} {:>14.1}ms {:>20.1}ms {:>22.1}ms",
+            start * 1e3,
+            shown * 1e3,
+            edited * 1e3
+        );
+    }
+    println!("runs per case: {runs}, after one warm-up run each");
+    println!("RATIO present_run={:.3}", sinew.1 / go.1);
+    Ok(())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Starts Go's present serving `dir` with local `.play` execution; returns its
+/// start-to-first-slide seconds, the process and its base URL.
+fn start_go_present(dir: &Path) -> Result<(f64, Child, String)> {
+    let port = free_port()?;
+    let started = Instant::now();
+    let child = Command::new("present")
+        .current_dir(dir)
+        .args([
+            "-http",
+            &format!("127.0.0.1:{port}"),
+            "-orighost",
+            "127.0.0.1",
+            "-use_playground=false",
+            "-play=true",
+            "-content",
+            ".",
+            "-base",
+            "/usr/share/golang-golang-x-tools/present",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting Go's present")?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let start = wait_served(&format!("{url}hello.slide"), started)?;
+    Ok((start, child, url))
+}
+
+/// Polls `url` every 2 ms until it answers 200; seconds since `started`.
+fn wait_served(url: &str, started: Instant) -> Result<f64> {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            let request =
+                format!("GET /{path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+            let mut response = String::new();
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut response).is_ok()
+                && response.starts_with("HTTP/1.1 200")
+            {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{url} was not served within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Click-to-first-output medians (as shown, after an edit) on the page at `url`.
+async fn measure(
+    browser: &Browser,
+    url: &str,
+    page: &Page,
+    language: &str,
+    runs: usize,
+) -> Result<(f64, f64)> {
+    browser.client.goto(url).await?;
+    browser
+        .wait_until(
+            &format!(
+                "return document.querySelector('{}') !== null;",
+                page.run.replace('\'', "\\'")
+            ),
+            Duration::from_secs(30),
+        )
+        .await?;
+    eprintln!("{language}: warm-up run");
+    click_to_output(browser, page, "hello, world 0", Duration::from_secs(1800)).await?;
+    let mut shown = Vec::new();
+    for _ in 0..runs {
+        shown.push(
+            click_to_output(browser, page, "hello, world 0", Duration::from_secs(120)).await?,
+        );
+    }
+    let mut edited = Vec::new();
+    for n in 1..=runs {
+        let script = format!(
+            "const code = document.querySelector('{}');
+             code.textContent = code.textContent.replace(/hello, world \\d+/, 'hello, world {n}');
+             {}
+             return true;",
+            page.code.replace('\'', "\\'"),
+            page.after_edit
+        );
+        browser.eval(&script).await?;
+        edited.push(
+            click_to_output(
+                browser,
+                page,
+                &format!("hello, world {n}"),
+                Duration::from_secs(300),
+            )
+            .await?,
+        );
+    }
+    eprintln!("{language}: as shown {shown:.3?} s, after an edit {edited:.3?} s");
+    Ok((median(&mut shown), median(&mut edited)))
+}
+
+/// Clicks Run and returns the seconds, measured in the page, until `mark` shows in the
+/// output; then waits for the run to end so that runs do not overlap.
+async fn click_to_output(
+    browser: &Browser,
+    page: &Page,
+    mark: &str,
+    limit: Duration,
+) -> Result<f64> {
+    let script = format!(
+        "window.sinewBench = null;
+         const run = document.querySelector('{run}');
+         const started = performance.now();
+         const observer = new MutationObserver(() => {{
+           const out = document.querySelector('{output}');
+           if (out && out.textContent.includes('{mark}')) {{
+             window.sinewBench = (performance.now() - started) / 1000;
+             observer.disconnect();
+           }}
+         }});
+         observer.observe(document.body, {{ childList: true, subtree: true, characterData: true }});
+         run.click();
+         return true;",
+        run = page.run.replace('\'', "\\'"),
+        output = page.output.replace('\'', "\\'"),
+    );
+    browser.eval(&script).await?;
+    let seconds = match browser
+        .wait_until("return window.sinewBench !== null;", limit)
+        .await
+    {
+        Ok(()) => browser
+            .eval("return window.sinewBench;")
+            .await?
+            .as_f64()
+            .unwrap_or(-1.0),
+        Err(_) => -1.0,
+    };
+    if seconds < 0.0 {
+        let output = browser
+            .eval(&format!(
+                "const o = document.querySelector('{}'); return o ? o.textContent : '(no output)';",
+                page.output.replace('\'', "\\'")
+            ))
+            .await?;
+        bail!("no {mark:?} within {limit:?}; the output: {output}");
+    }
+    // Let the program finish (both print one line and exit).
+    browser
+        .wait_until(
+            &format!(
+                "const o = document.querySelector('{}'); return !!o && /exited/i.test(o.textContent);",
+                page.output.replace('\'', "\\'")
+            ),
+            Duration::from_secs(60),
+        )
+        .await?;
+    Ok(seconds)
+}
