@@ -108,7 +108,7 @@ fn main() -> Result<()> {
     let (go_start, mut go_server, go_url) = start_go_present(dir.path())?;
     let started = Instant::now();
     let sinew_server = Presenting::start(&bins, &sinew_deck, &[], &[])?;
-    let sinew_start = wait_served(&format!("{}", sinew_server.url), started)?;
+    let sinew_start = wait_served(&sinew_server.url, started)?;
     let (go, sinew) = runtime.block_on(async {
         let browser = Browser::start().await?;
         let go = measure(

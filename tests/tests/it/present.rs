@@ -149,9 +149,21 @@ fn pixel(png: &[u8], x: f64, y: f64) -> [u8; 3] {
     let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
     let info = reader.next_frame(&mut buf).expect("a frame");
     let channels = info.color_type.samples();
-    let (x, y) = (x as usize, y as usize);
+    let (x, y) = (on_screen(x), on_screen(y));
     let at = (y * info.width as usize + x) * channels;
     [buf[at], buf[at + 1], buf[at + 2]]
+}
+
+/// A page coordinate as a pixel index.
+// The value is checked to be a small non-negative number first, so the cast is exact
+// up to the fraction it drops.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn on_screen(coordinate: f64) -> usize {
+    assert!(
+        (0.0..10_000.0).contains(&coordinate),
+        "{coordinate} is off screen"
+    );
+    coordinate as usize
 }
 
 async fn rect(browser: &Browser, selector: &str) -> (f64, f64, f64, f64) {
