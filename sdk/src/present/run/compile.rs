@@ -2,6 +2,7 @@
 //! about the block's `main.rs` and the executable), `go build` for `.play` blocks. Each
 //! build reports to the slide as it goes and can be stopped like the program.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -29,6 +30,8 @@ struct Message {
     #[serde(default)]
     target: Option<Target>,
     #[serde(default)]
+    filenames: Vec<PathBuf>,
+    #[serde(default)]
     executable: Option<PathBuf>,
     #[serde(default)]
     message: Option<Diagnostic>,
@@ -39,8 +42,11 @@ struct Target {
     name: String,
 }
 
+/// A compiler diagnostic, as cargo relays it and as `rustc --error-format=json` prints it.
 #[derive(Debug, Deserialize)]
 struct Diagnostic {
+    #[serde(default)]
+    message: String,
     level: String,
     rendered: Option<String>,
     #[serde(default)]
@@ -54,32 +60,44 @@ struct Span {
     is_primary: bool,
 }
 
-/// Builds binary `bin` with `cargo` (a command already in the right directory, with the
-/// build's arguments but not the message format), sending the diagnostics about `main_rs`
-/// (a path relative to the package, as cargo names it) as [`RunEvent::Diagnostic`]s with
-/// `line_offset` taken off their lines.
+/// What a cargo build produced: each target's files, by target name.
+#[derive(Debug, Default)]
+pub struct Artifacts {
+    /// Files of each finished target (a library's `.rlib` or `.so`).
+    pub files: HashMap<String, Vec<PathBuf>>,
+    /// Executables, by binary name.
+    pub executables: HashMap<String, PathBuf>,
+}
+
+/// Runs `cargo` (a command already in the right directory, with the build's arguments but
+/// not the message format; `rustc_args` go after `--`, for `cargo rustc`), sending its progress as [`RunEvent::Build`] and the diagnostics
+/// about `main_rs` (a path relative to the package, as cargo names it; `None`: errors only)
+/// as [`RunEvent::Diagnostic`]s. Returns how it ended and what it built.
 pub async fn cargo(
     mut cargo: Command,
-    bin: &str,
+    rustc_args: &[&str],
     main_rs: Option<&str>,
     stop: &mut watch::Receiver<bool>,
     send: &mut impl FnMut(RunEvent),
-) -> std::io::Result<Built> {
+) -> std::io::Result<(Ended, Artifacts)> {
     cargo.arg("--message-format=json-diagnostic-rendered-ansi");
+    if !rustc_args.is_empty() {
+        cargo.arg("--").args(rustc_args);
+    }
     cargo.env("CARGO_TERM_COLOR", "always");
     let mut stdout = String::new();
-    let mut executable = None;
+    let mut artifacts = Artifacts::default();
     let ended = process::run(cargo, stop, |stream, text| match stream {
         Stream::Stderr => send(RunEvent::Build { text }),
         Stream::Stdout => {
             stdout.push_str(&text);
             while let Some((line, rest)) = stdout.split_once('\n') {
                 if let Ok(message) = serde_json::from_str::<Message>(line) {
-                    if let Some(path) = artifact(&message, bin) {
-                        executable = Some(path);
-                    }
-                    if let Some(event) = diagnostic(message, main_rs) {
-                        send(event);
+                    artifacts.add(&message);
+                    if message.reason == "compiler-message" {
+                        if let Some(event) = message.message.and_then(|d| diagnostic(d, main_rs)) {
+                            send(event);
+                        }
                     }
                 }
                 stdout = rest.to_owned();
@@ -87,26 +105,80 @@ pub async fn cargo(
         }
     })
     .await?;
-    Ok(match (ended, executable) {
+    Ok((ended, artifacts))
+}
+
+/// Builds binary `bin` with `cargo` as [`cargo`] does.
+pub async fn cargo_bin(
+    command: Command,
+    bin: &str,
+    stop: &mut watch::Receiver<bool>,
+    send: &mut impl FnMut(RunEvent),
+) -> std::io::Result<Built> {
+    let (ended, mut artifacts) = cargo(command, &[], None, stop, send).await?;
+    Ok(match (ended, artifacts.executables.remove(bin)) {
         (Ended::Stopped, _) => Built::Stopped,
         (Ended::Exited(status), Some(path)) if status.success() => Built::Executable(path),
         (Ended::Exited(status), _) => Built::Failed(format!("the build failed ({status})")),
     })
 }
 
-/// The executable a `compiler-artifact` message reports for binary `bin`.
-fn artifact(message: &Message, bin: &str) -> Option<PathBuf> {
-    (message.reason == "compiler-artifact" && message.target.as_ref()?.name == bin)
-        .then(|| message.executable.clone())
-        .flatten()
+impl Artifacts {
+    /// Records what a `compiler-artifact` message reports.
+    fn add(&mut self, message: &Message) {
+        let Some(target) = (message.reason == "compiler-artifact")
+            .then_some(message.target.as_ref())
+            .flatten()
+        else {
+            return;
+        };
+        if let Some(executable) = &message.executable {
+            self.executables
+                .insert(target.name.clone(), executable.clone());
+        }
+        self.files
+            .insert(target.name.replace('-', "_"), message.filenames.clone());
+    }
 }
 
-/// A compiler message as an event: every error, and warnings about the block itself.
-fn diagnostic(message: Message, main_rs: Option<&str>) -> Option<RunEvent> {
-    if message.reason != "compiler-message" {
+/// Runs `rustc` (with `--error-format=json` among its arguments, in the directory that
+/// holds `main_rs`), sending its diagnostics about `main_rs` as events; returns how it
+/// ended.
+pub async fn rustc(
+    rustc: Command,
+    main_rs: &str,
+    stop: &mut watch::Receiver<bool>,
+    send: &mut impl FnMut(RunEvent),
+) -> std::io::Result<Ended> {
+    let mut stderr = String::new();
+    process::run(rustc, stop, |stream, text| match stream {
+        Stream::Stdout => send(RunEvent::Build { text }),
+        Stream::Stderr => {
+            stderr.push_str(&text);
+            while let Some((line, rest)) = stderr.split_once('\n') {
+                match serde_json::from_str::<Diagnostic>(line) {
+                    Ok(message) => {
+                        if let Some(event) = diagnostic(message, Some(main_rs)) {
+                            send(event);
+                        }
+                    }
+                    Err(_) => send(RunEvent::Build {
+                        text: format!("{line}\n"),
+                    }),
+                }
+                stderr = rest.to_owned();
+            }
+        }
+    })
+    .await
+}
+
+/// A diagnostic as an event: every error, and warnings about the block itself; rustc's
+/// closing count of errors says nothing the slide does not show.
+fn diagnostic(diagnostic: Diagnostic, main_rs: Option<&str>) -> Option<RunEvent> {
+    if diagnostic.message.starts_with("aborting due to") {
         return None;
     }
-    let diagnostic = message.message?;
     let line = diagnostic
         .spans
         .iter()
@@ -176,9 +248,9 @@ mod tests {
 
     #[test]
     fn errors_in_the_block_name_its_line_and_other_warnings_are_dropped() {
-        let error = r#"{"reason":"compiler-message","message":{"level":"error","rendered":"error[E0425]","spans":[{"file_name":"src/main.rs","line_start":4,"is_primary":true}]}}"#;
-        let warning = r#"{"reason":"compiler-message","message":{"level":"warning","rendered":"w","spans":[{"file_name":"/x/lib.rs","line_start":9,"is_primary":true}]}}"#;
-        let parse = |line| serde_json::from_str::<Message>(line).unwrap();
+        let error = r#"{"$message_type":"diagnostic","level":"error","rendered":"error[E0425]","spans":[{"file_name":"src/main.rs","line_start":4,"is_primary":true}]}"#;
+        let warning = r#"{"level":"warning","rendered":"w","spans":[{"file_name":"/x/lib.rs","line_start":9,"is_primary":true}]}"#;
+        let parse = |line| serde_json::from_str::<Diagnostic>(line).unwrap();
         assert_eq!(
             diagnostic(parse(error), Some("src/main.rs")),
             Some(RunEvent::Diagnostic {
@@ -191,11 +263,23 @@ mod tests {
     }
 
     #[test]
-    fn an_artifact_names_the_executable_of_its_binary() {
-        let line = r#"{"reason":"compiler-artifact","target":{"name":"hello"},"executable":"/t/debug/hello"}"#;
-        let message = serde_json::from_str::<Message>(line).unwrap();
-        assert_eq!(artifact(&message, "hello"), Some("/t/debug/hello".into()));
-        assert_eq!(artifact(&message, "other"), None);
+    fn artifacts_name_libraries_and_executables() {
+        let mut artifacts = Artifacts::default();
+        for line in [
+            r#"{"reason":"compiler-artifact","target":{"name":"hello"},"filenames":["/t/debug/hello"],"executable":"/t/debug/hello"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"serde-json"},"filenames":["/t/libserde_json-1.rlib"]}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ] {
+            artifacts.add(&serde_json::from_str::<Message>(line).unwrap());
+        }
+        assert_eq!(
+            artifacts.executables["hello"],
+            PathBuf::from("/t/debug/hello")
+        );
+        assert_eq!(
+            artifacts.files["serde_json"],
+            vec![PathBuf::from("/t/libserde_json-1.rlib")]
+        );
     }
 
     #[test]

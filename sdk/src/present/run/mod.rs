@@ -7,6 +7,7 @@ mod compile;
 mod event;
 pub mod process;
 mod scratch;
+mod sdk;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use super::deck::{CodeBlock, Runnable};
 use crate::paths::Paths;
 use compile::Built;
 use process::{Ended, Stream};
+use sdk::Sdk;
 
 /// The file in a deck's work directory that keeps its blocks' last output.
 const CAPTURED: &str = "captured.json";
@@ -92,6 +94,8 @@ pub struct Runner {
     /// The deck's own directory in the state directory: Go builds, captured output.
     work: PathBuf,
     running: Mutex<HashMap<String, Running>>,
+    /// The SDK as a shared library, once built (one build at a time).
+    sdk: tokio::sync::Mutex<Option<Sdk>>,
     /// Each block's events of its last run, for `--export`.
     captured: Mutex<HashMap<String, Vec<RunEvent>>>,
 }
@@ -107,6 +111,7 @@ impl Runner {
             scratch: Scratch::new(&key, &paths.workspace),
             work,
             running: Mutex::default(),
+            sdk: tokio::sync::Mutex::default(),
             captured: Mutex::new(captured),
         }
     }
@@ -265,6 +270,12 @@ impl Runner {
         let mut command = tokio::process::Command::new(&executable);
         // Task lines keep their colours in the slide.
         command.env("CLICOLOR_FORCE", "1");
+        if matches!(job.run, Runnable::Playbook { .. }) {
+            if let Some(sdk) = self.sdk.lock().await.as_ref() {
+                let (name, value) = sdk.env();
+                command.env(name, value);
+            }
+        }
         if let Some(dir) = executable.parent() {
             command.current_dir(dir);
         }
@@ -278,6 +289,19 @@ impl Runner {
         .map_err(|e| format!("cannot start {}: {e}", executable.display()))
     }
 
+    /// The SDK library, built on first use; `None` when stopped while building.
+    async fn sdk(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        send: &mut impl FnMut(RunEvent),
+    ) -> Result<Option<Sdk>, String> {
+        let mut built = self.sdk.lock().await;
+        if built.is_none() {
+            *built = Sdk::build(&self.scratch, stop, send).await?;
+        }
+        Ok(built.clone())
+    }
+
     async fn build(
         &self,
         job: &Job,
@@ -286,25 +310,21 @@ impl Runner {
     ) -> Result<Built, String> {
         match &job.run {
             Runnable::Playbook { .. } => {
+                let Some(sdk) = self.sdk(stop, send).await? else {
+                    return Ok(Built::Stopped);
+                };
                 let package = self
                     .scratch
                     .write(&job.block, &job.code)
                     .map_err(|e| e.to_string())?;
-                let mut cargo =
-                    tokio::process::Command::from(crate::build::nested_cargo(&package.dir));
-                cargo
-                    .args(["build", "--bin", &package.name])
-                    .env("CARGO_TARGET_DIR", self.scratch.target());
-                compile::cargo(cargo, &package.name, Some("src/main.rs"), stop, send)
-                    .await
-                    .map_err(|e| format!("cannot run cargo: {e}"))
+                sdk.compile(&package, stop, send).await
             }
             Runnable::WorkspacePlaybook { name } => {
                 let mut cargo = tokio::process::Command::from(crate::build::nested_cargo(
                     self.scratch.workspace(),
                 ));
                 cargo.args(["build", "--bin", name]);
-                compile::cargo(cargo, name, None, stop, send)
+                compile::cargo_bin(cargo, name, stop, send)
                     .await
                     .map_err(|e| format!("cannot run cargo: {e}"))
             }

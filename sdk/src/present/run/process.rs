@@ -187,8 +187,18 @@ mod tests {
         stopper.await.unwrap();
         assert_eq!(ended, Ended::Stopped);
         let pid = Pid::from_raw(child_pid.trim().parse().unwrap());
-        // The background sleep was in the group: it is gone (or a zombie of init's).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(state.is_empty() || state.contains(") Z"), "{state}");
+        // The background sleep was in the group: it dies (SIGKILL is delivered a moment
+        // later) and is gone, or a zombie of init's.
+        let gone = || {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            state.is_empty() || state.contains(") Z")
+        };
+        for _ in 0..100 {
+            if gone() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone(), "the group's background sleep still runs");
     }
 }

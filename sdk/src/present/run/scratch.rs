@@ -1,8 +1,12 @@
-//! A playbook block built as its own package: a scratch package per block, under the
-//! workspace's target directory, with the dependencies of the workspace's `playbooks`
-//! package (sinew, anyhow, ...) and the workspace's profiles, so that its dependencies
-//! compile once, the same way the workspace compiles them, and a rebuild after an edit only
-//! compiles the block.
+//! Where playbook blocks are built, under the workspace's target directory.
+//!
+//! The SDK is built once as a shared library: a package (`sinew-present/sdk`) whose only
+//! code re-exports `sinew`, with the dependencies of the workspace's `playbooks` package
+//! (sinew, anyhow, ...) and the workspace's profiles, so that cargo compiles its
+//! dependencies the way the workspace does (and reuses what the workspace compiled). A
+//! block is then one `main.rs` (`sinew-present/slide-DECK-3-0/src/main.rs`) that rustc
+//! compiles and links against that library in a fraction of a second: linking the SDK and
+//! its three hundred crates statically into every edit's binary took most of a second.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -42,15 +46,26 @@ pub struct Scratch {
     target: PathBuf,
 }
 
-/// A scratch package written for a block.
+/// A block's source, written where it is built.
 #[derive(Debug, Clone)]
 pub struct Package {
+    /// Its directory (holding `src/main.rs`).
+    pub dir: PathBuf,
+    /// Its binary's name (also its crate's, with `_` for `-`).
+    pub name: String,
+    /// Where the binary goes.
+    pub executable: PathBuf,
+}
+
+/// The SDK package, written.
+#[derive(Debug, Clone)]
+pub struct SdkPackage {
     /// Its directory (holding `Cargo.toml`).
     pub dir: PathBuf,
-    /// Its binary's name.
-    pub name: String,
-    /// Where cargo puts the binary.
-    pub executable: PathBuf,
+    /// The library's crate name.
+    pub lib: String,
+    /// The crates a block may use by name (`sinew`, `anyhow`, ...).
+    pub crates: Vec<String>,
 }
 
 impl Scratch {
@@ -84,48 +99,66 @@ impl Scratch {
         &self.workspace
     }
 
-    /// Writes (or updates) the package for block `block` (`3.0`), named
-    /// `slide-DECK-3-0`, holding `source` as its
-    /// `main.rs`. Files whose content is already right are left alone, so cargo sees them
-    /// fresh.
+    /// Writes block `block` (`3.0`) of the deck as `slide-DECK-3-0/src/main.rs` holding
+    /// `source`, left alone when it already holds it.
     pub fn write(&self, block: &str, source: &str) -> Result<Package, ScratchError> {
         let name = format!("slide-{}-{}", self.deck, block.replace('.', "-"));
         let dir = self.target.join("sinew-present").join(&name);
-        let manifest = self.manifest(&name)?;
-        let write = |path: PathBuf, text: &[u8]| {
-            if fs::read(&path).is_ok_and(|old| old == text) {
-                return Ok(());
+        write_if_changed(&dir.join("src/main.rs"), source.as_bytes()).map_err(|source| {
+            ScratchError::Write {
+                dir: dir.clone(),
+                source,
             }
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            fs::write(&path, text)
-        };
+        })?;
+        Ok(Package {
+            executable: dir.join(&name),
+            dir,
+            name,
+        })
+    }
+
+    /// Writes the SDK package: a `dylib` that re-exports `sinew`.
+    pub fn write_sdk(&self) -> Result<SdkPackage, ScratchError> {
+        const NAME: &str = "sinew-present-sdk";
+        let dir = self.target.join("sinew-present").join("sdk");
+        let mut manifest = self.manifest(NAME)?;
+        let crates = manifest
+            .get("dependencies")
+            .and_then(Value::as_table)
+            .map(|deps| deps.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut lib = Table::new();
+        lib.insert("path".into(), "src/lib.rs".into());
+        lib.insert("crate-type".into(), Value::Array(vec!["dylib".into()]));
+        manifest.insert("lib".into(), lib.into());
+        let manifest = format!(
+            "# Written by `sinew present`: the SDK as one shared library for playbook blocks.\n\
+             {manifest}"
+        );
         let lock = fs::read(self.workspace.join("Cargo.lock")).unwrap_or_default();
-        write(dir.join("Cargo.toml"), manifest.as_bytes())
-            .and_then(|()| write(dir.join("src/main.rs"), source.as_bytes()))
+        write_if_changed(&dir.join("Cargo.toml"), manifest.as_bytes())
+            .and_then(|()| write_if_changed(&dir.join("src/lib.rs"), b"pub use sinew::*;\n"))
             .and_then(|()| {
                 if lock.is_empty() {
                     Ok(())
                 } else {
-                    write(dir.join("Cargo.lock"), &lock)
+                    write_if_changed(&dir.join("Cargo.lock"), &lock)
                 }
             })
             .map_err(|source| ScratchError::Write {
                 dir: dir.clone(),
                 source,
             })?;
-        let executable = self.target.join("debug").join(&name);
-        Ok(Package {
+        Ok(SdkPackage {
             dir,
-            name,
-            executable,
+            lib: NAME.replace('-', "_"),
+            crates,
         })
     }
 
     /// The package's manifest: the playbooks package's dependencies with the workspace's
     /// entries filled in, and the workspace's profiles.
-    fn manifest(&self, name: &str) -> Result<String, ScratchError> {
+    fn manifest(&self, name: &str) -> Result<Table, ScratchError> {
         let root_file = self.workspace.join("Cargo.toml");
         let root = read_table(&root_file)?;
         let playbooks_file = self.workspace.join("playbooks/Cargo.toml");
@@ -168,9 +201,7 @@ impl Scratch {
         manifest.insert("dependencies".into(), dependencies.into());
         // Its own workspace: the package lives under the workspace's target directory.
         manifest.insert("workspace".into(), Table::new().into());
-        Ok(format!(
-            "# Written by `sinew present` for a playbook block; rewritten on each run.\n{manifest}"
-        ))
+        Ok(manifest)
     }
 
     /// The packages `roots` need, by name, from the workspace's lockfile; everything when
@@ -235,6 +266,18 @@ fn only_needed(profiles: &Table, needed: &Option<HashSet<String>>) -> Table {
     kept
 }
 
+/// Writes `text` to `path` (and its directory) unless it already holds it, so that cargo
+/// and rustc see an unchanged file as fresh.
+fn write_if_changed(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    if fs::read(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(path, text)
+}
+
 fn read_table(file: &Path) -> Result<Table, ScratchError> {
     let text = fs::read_to_string(file).map_err(|e| ScratchError::Manifest {
         file: file.to_path_buf(),
@@ -252,7 +295,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_block_package_depends_on_the_workspace_sdk_with_the_workspace_profiles() {
+    fn the_sdk_package_is_a_dylib_of_the_playbooks_dependencies_with_the_workspace_profiles() {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let target = tempfile::tempdir().unwrap();
         let scratch = Scratch {
@@ -260,9 +303,11 @@ mod tests {
             workspace: workspace.to_path_buf(),
             target: target.path().to_path_buf(),
         };
-        let package = scratch.write("3.1", "fn main() {}\n").unwrap();
-        assert_eq!(package.name, "slide-d1-3-1");
-        let manifest: Table = fs::read_to_string(package.dir.join("Cargo.toml"))
+        let sdk = scratch.write_sdk().unwrap();
+        assert_eq!(sdk.lib, "sinew_present_sdk");
+        assert!(sdk.crates.contains(&"sinew".to_owned()));
+        assert!(sdk.crates.contains(&"anyhow".to_owned()));
+        let manifest: Table = fs::read_to_string(sdk.dir.join("Cargo.toml"))
             .unwrap()
             .parse()
             .unwrap();
@@ -271,16 +316,19 @@ mod tests {
             sinew.as_str().unwrap(),
             workspace.join("sdk").to_str().unwrap()
         );
-        assert!(manifest["dependencies"].get("anyhow").is_some());
+        assert_eq!(manifest["lib"]["crate-type"][0].as_str(), Some("dylib"));
         assert!(manifest["profile"]["dev"].get("debug").is_some());
         // kvd is not built for a playbook; serde_json is.
         let packages = &manifest["profile"]["dev"]["package"];
         assert!(packages.get("sinew-kvd").is_none());
         assert!(packages.get("serde_json").is_some());
+
+        let block = scratch.write("3.1", "fn main() {}\n").unwrap();
+        assert_eq!(block.name, "slide-d1-3-1");
         assert_eq!(
-            fs::read_to_string(package.dir.join("src/main.rs")).unwrap(),
+            fs::read_to_string(block.dir.join("src/main.rs")).unwrap(),
             "fn main() {}\n"
         );
-        assert!(package.executable.ends_with("debug/slide-d1-3-1"));
+        assert_eq!(block.executable, block.dir.join("slide-d1-3-1"));
     }
 }
