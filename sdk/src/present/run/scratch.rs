@@ -267,15 +267,19 @@ fn only_needed(profiles: &Table, needed: &Option<HashSet<String>>) -> Table {
 }
 
 /// Writes `text` to `path` (and its directory) unless it already holds it, so that cargo
-/// and rustc see an unchanged file as fresh.
+/// and rustc see an unchanged file as fresh. The file is replaced whole (written aside,
+/// then renamed): two servers sharing the target directory may write the SDK package at
+/// once, and neither's cargo may read half a manifest.
 fn write_if_changed(path: &Path, text: &[u8]) -> std::io::Result<()> {
     if fs::read(path).is_ok_and(|old| old == text) {
         return Ok(());
     }
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    fs::write(path, text)
+    let parent = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    let mut aside = tempfile::NamedTempFile::new_in(parent)?;
+    std::io::Write::write_all(&mut aside, text)?;
+    aside.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn read_table(file: &Path) -> Result<Table, ScratchError> {
