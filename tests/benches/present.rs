@@ -223,10 +223,7 @@ async fn measure(
     browser.client.goto(url).await?;
     browser
         .wait_until(
-            &format!(
-                "return document.querySelector('{}') !== null;",
-                page.run.replace('\'', "\\'")
-            ),
+            &format!("return document.querySelector('{}') !== null;", page.run),
             Duration::from_secs(30),
         )
         .await?;
@@ -245,8 +242,7 @@ async fn measure(
              code.textContent = code.textContent.replace(/hello, world \\d+/, 'hello, world {n}');
              {}
              return true;",
-            page.code.replace('\'', "\\'"),
-            page.after_edit
+            page.code, page.after_edit
         );
         browser.eval(&script).await?;
         edited.push(
@@ -285,8 +281,8 @@ async fn click_to_output(
          observer.observe(document.body, {{ childList: true, subtree: true, characterData: true }});
          run.click();
          return true;",
-        run = page.run.replace('\'', "\\'"),
-        output = page.output.replace('\'', "\\'"),
+        run = page.run,
+        output = page.output,
     );
     browser.eval(&script).await?;
     let seconds = match browser
@@ -304,7 +300,7 @@ async fn click_to_output(
         let output = browser
             .eval(&format!(
                 "const o = document.querySelector('{}'); return o ? o.textContent : '(no output)';",
-                page.output.replace('\'', "\\'")
+                page.output
             ))
             .await?;
         bail!("no {mark:?} within {limit:?}; the output: {output}");
@@ -314,7 +310,7 @@ async fn click_to_output(
         .wait_until(
             &format!(
                 "const o = document.querySelector('{}'); return !!o && /exited/i.test(o.textContent);",
-                page.output.replace('\'', "\\'")
+                page.output
             ),
             Duration::from_secs(60),
         )

@@ -17,7 +17,8 @@ use super::deck::{CodeBlock, CodeLine, Deck, Element, Slide};
 use super::error::DeckError;
 use super::fenced::Fence;
 use super::header;
-use super::legacy_style::{escape, style};
+use super::html::escape;
+use super::legacy_style::style;
 use super::origin::Origin;
 use super::speaker_note;
 

@@ -12,7 +12,8 @@ pub fn block_id(slide: usize, index: usize) -> String {
     format!("{slide}.{index}")
 }
 
-/// `text` with `&`, `<`, `>`, `"` and `'` escaped, for text and attribute values.
+/// `text` with `&`, `<`, `>`, `"` and `'` escaped, for text and attribute values, as Go's
+/// `html/template` escapes them.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -20,7 +21,7 @@ pub fn escape(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
+            '"' => out.push_str("&#34;"),
             '\'' => out.push_str("&#39;"),
             c => out.push(c),
         }

@@ -2,25 +2,11 @@
 //! marker inside becomes a space, a doubled marker the marker itself) and `[[url][label]]`
 //! links, the rules of Go present's `style.go`.
 
+use super::html::escape;
+
 /// `text` escaped for HTML, then styled.
 pub(super) fn style(text: &str) -> String {
     font(&escape(text))
-}
-
-/// Escapes HTML's special characters.
-pub(super) fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&#34;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 /// Applies font markers and links to already escaped text.
