@@ -141,6 +141,28 @@ async fn output(browser: &Browser, block: &str) -> String {
     text.as_str().unwrap_or_default().to_owned()
 }
 
+/// Whether block 1.0 of the deck at `deck` holds [`EDITED`] and its binary was linked
+/// after that source was written. The block's directory is named by the deck's key, the
+/// first 12 hex digits of the sha256 of the deck's canonical path.
+fn edit_built(deck: &Path) -> bool {
+    use sha2::{Digest, Sha256};
+    let canonical = deck.canonicalize().expect("the deck's path");
+    let key = hex::encode(Sha256::digest(canonical.as_os_str().as_encoded_bytes()));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let name = format!("slide-{}-1-0", &key[..12]);
+    let dir = target.join("sinew-present").join(&name);
+    let main_rs = dir.join("src/main.rs");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified());
+    std::fs::read_to_string(&main_rs).is_ok_and(|source| source == EDITED)
+        && matches!(
+            (modified(&main_rs), modified(&dir.join(&name))),
+            (Ok(written), Ok(linked)) if linked > written
+        )
+}
+
 /// The colour of the screenshot's pixel at CSS pixel (`x`, `y`).
 fn pixel(png: &[u8], x: f64, y: f64) -> [u8; 3] {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
@@ -264,6 +286,14 @@ fn a_deck_in_chromium_navigates_streams_edits_shows_errors_and_refuses_other_ori
             )
             .await
             .expect("edit the block");
+        // The edit is built while the presenter pauses, before Run is pressed.
+        let built = tokio::time::timeout(Duration::from_secs(300), async {
+            while !edit_built(&deck) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(built.is_ok(), "the edit was built before Run");
         click(&browser, "1.0", "run").await;
         browser
             .wait_until(

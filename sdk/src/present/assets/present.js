@@ -212,8 +212,20 @@
     const stopButton = block.querySelector("button.stop");
     if (stopButton) stopButton.addEventListener("click", () => stop(block));
     const pre = block.querySelector("pre");
-    if (block.classList.contains("editable"))
-      pre.addEventListener("input", () => block.classList.add("edited"));
+    if (block.classList.contains("editable")) {
+      // An edit is built while the presenter pauses typing, so Run finds it built.
+      let pause;
+      pre.addEventListener("input", () => {
+        block.classList.add("edited");
+        clearTimeout(pause);
+        pause = setTimeout(() => {
+          fetch("api/build", {
+            method: "POST", headers: headers(),
+            body: JSON.stringify({ block: block.dataset.block, code: code(block) }),
+          }).catch(() => {});
+        }, 300);
+      });
+    }
     const captured = config.captured && config.captured[block.dataset.block];
     if (captured) captured.forEach((event) => render(block, event));
   });

@@ -94,6 +94,9 @@ pub struct Runner {
     /// The deck's own directory in the state directory: Go builds, captured output.
     work: PathBuf,
     running: Mutex<HashMap<String, Running>>,
+    /// One lock per block: a Run waits for an edit's build in flight (and then finds it
+    /// fresh) instead of racing it.
+    build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The SDK as a shared library, once built (one build at a time).
     sdk: tokio::sync::Mutex<Option<Sdk>>,
     /// Each block's events of its last run, for `--export`.
@@ -111,6 +114,7 @@ impl Runner {
             scratch: Scratch::new(&key, &paths.workspace),
             work,
             running: Mutex::default(),
+            build_locks: Mutex::default(),
             sdk: tokio::sync::Mutex::default(),
             captured: Mutex::new(captured),
         }
@@ -230,6 +234,27 @@ impl Runner {
         }
     }
 
+    /// Starts building `job` (a playbook block being edited) in the background, so that a
+    /// Run of the same code finds it built; the build's events are dropped (Run shows them
+    /// again if it has to build).
+    pub fn prebuild(self: &Arc<Self>, job: Job) {
+        if !matches!(job.run, Runnable::Playbook { .. }) {
+            return;
+        }
+        let runner = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(err) = runner.build_only(&job, &mut |_| {}).await {
+                tracing::debug!(block = %job.block, %err, "an edit does not build (yet)");
+            }
+        });
+    }
+
+    /// The lock that keeps two builds of `block` from writing its binary at once.
+    fn block_lock(&self, block: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.build_locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(block.to_owned()).or_default())
+    }
+
     /// Builds `job` without running it, passing on the build's events; an error says why
     /// it failed.
     pub async fn build_only(
@@ -313,6 +338,8 @@ impl Runner {
                 let Some(sdk) = self.sdk(stop, send).await? else {
                     return Ok(Built::Stopped);
                 };
+                let lock = self.block_lock(&job.block);
+                let _one_build_at_a_time = lock.lock().await;
                 let package = self
                     .scratch
                     .write(&job.block, &job.code)

@@ -1,7 +1,8 @@
 //! The presenter's HTTP server (hyper): the deck page (read again on each load, so edits to
 //! the deck show on reload and a deck broken mid-talk shows its error without stopping the
-//! server), the deck's files, and the two actions: `POST /api/run` answers with the run's
-//! events as a server-sent event stream for as long as it runs, `POST /api/stop` stops it.
+//! server), the deck's files, and the actions: `POST /api/run` answers with the run's
+//! events as a server-sent event stream for as long as it runs, `POST /api/stop` stops it,
+//! `POST /api/build` builds an edit while the presenter types.
 
 mod guard;
 
@@ -116,6 +117,7 @@ impl Presenter {
             (&Method::GET, "/" | "/index.html") => self.page(),
             (&Method::POST, "/api/run") => self.run(request).await,
             (&Method::POST, "/api/stop") => self.stop(request).await,
+            (&Method::POST, "/api/build") => self.prebuild(request).await,
             (&Method::GET | &Method::HEAD, _) => self.file(&path).await,
             _ => text(StatusCode::NOT_FOUND, format!("no {path} here")),
         };
@@ -218,6 +220,21 @@ impl Presenter {
             .header(CACHE_CONTROL, "no-store")
             .body(StreamBody::new(stream).boxed())
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, String::new()))
+    }
+
+    /// Builds an edit as it is typed, so that Run finds it built.
+    async fn prebuild(&self, request: Request<Incoming>) -> Response<Body> {
+        let ask: RunRequest = match json_body(request).await {
+            Ok(ask) => ask,
+            Err(response) => return response,
+        };
+        match self.load().and_then(|(deck, _)| self.job(&deck, &ask)) {
+            Ok(job) => {
+                self.runner.prebuild(job);
+                text(StatusCode::ACCEPTED, format!("building {}", ask.block))
+            }
+            Err(message) => text(StatusCode::BAD_REQUEST, message),
+        }
     }
 
     async fn stop(&self, request: Request<Incoming>) -> Response<Body> {
