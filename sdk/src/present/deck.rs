@@ -13,12 +13,24 @@ pub struct Deck {
     pub date: Option<String>,
     /// `Tags:` of the title block, in order.
     pub tags: Vec<String>,
+    /// The guests `guest=` blocks run on (`Lab:`), booted when the first such block runs
+    /// and kept across slides.
+    pub lab: Vec<LabMachine>,
     /// One block per author, as in the title block.
     pub authors: Vec<Author>,
     /// Speaker notes of the title slide, one per `: ` line.
     pub notes: Vec<String>,
     /// The slides after the title slide, numbered from 1.
     pub slides: Vec<Slide>,
+}
+
+/// A guest of the deck's lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabMachine {
+    /// Its name, as `guest=` blocks say it.
+    pub name: String,
+    /// Its architecture.
+    pub arch: crate::Arch,
 }
 
 /// One author block: the name first, then job, email, links.

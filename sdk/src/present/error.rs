@@ -43,6 +43,34 @@ pub enum DeckError {
         /// Its text.
         text: String,
     },
+    /// A `Lab:` line that does not name machines.
+    #[error("{}:{line}: `{text}`: {expected}", file.display())]
+    BadLab {
+        /// The deck.
+        file: PathBuf,
+        /// The line.
+        line: usize,
+        /// The line's text.
+        text: String,
+        /// What is wrong and what was expected.
+        expected: String,
+    },
+    /// A `guest=` block naming a machine the deck's lab does not have.
+    #[error(
+        "{}:{line}: the block runs on guest {guest:?}, which the deck's lab does not have: \
+         expected one of {known} (a `Lab:` line in the title block names them)",
+        file.display()
+    )]
+    UnknownGuest {
+        /// The deck.
+        file: PathBuf,
+        /// The block's first line.
+        line: usize,
+        /// The name the block gives.
+        guest: String,
+        /// The lab's machines, or "none".
+        known: String,
+    },
     /// A line where a section heading was expected, or a heading nested too deep.
     #[error("{}:{line}: unexpected line {text:?}: expected {expected}", file.display())]
     UnexpectedLine {

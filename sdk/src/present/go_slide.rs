@@ -56,6 +56,7 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<Deck, DeckError> {
         subtitle: title.subtitle,
         date: title.date,
         tags: title.tags,
+        lab: title.lab,
         authors: title.authors,
         notes,
         slides: reader.slides()?,

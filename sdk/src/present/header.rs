@@ -1,7 +1,9 @@
 //! The title block, as Go's present writes it: the title line, then optional subtitle,
-//! date and `Tags:` lines, a blank line, and author blocks separated by blank lines.
+//! date and `Tags:` lines, a blank line, and author blocks separated by blank lines. sinew
+//! adds a `Lab:` line naming the guests that `guest=` blocks run on:
+//! `Lab: amd=x86_64 arm=aarch64`.
 
-use super::deck::{Author, AuthorLine, Link};
+use super::deck::{Author, AuthorLine, LabMachine, Link};
 use super::error::DeckError;
 use super::origin::Origin;
 
@@ -12,6 +14,7 @@ pub(super) struct TitleBlock {
     pub subtitle: Option<String>,
     pub date: Option<String>,
     pub tags: Vec<String>,
+    pub lab: Vec<LabMachine>,
     pub authors: Vec<Author>,
 }
 
@@ -37,6 +40,13 @@ pub(super) fn parse(lines: &[(usize, &str)], origin: &Origin) -> Result<TitleBlo
             block
                 .tags
                 .extend(tags.split(',').map(|tag| tag.trim().to_owned()));
+        } else if let Some(lab) = text.strip_prefix("Lab:") {
+            block.lab = lab_machines(lab).map_err(|expected| DeckError::BadLab {
+                file: origin.file(),
+                line: number,
+                text: text.to_owned(),
+                expected,
+            })?;
         } else if text.starts_with("Summary:") || text.starts_with("OldURL:") {
             // For Go's blog; a deck has no use for them.
         } else if is_date(text) {
@@ -67,6 +77,40 @@ pub(super) fn parse(lines: &[(usize, &str)], origin: &Origin) -> Result<TitleBlo
         block.authors.push(Author { lines: author });
     }
     Ok(block)
+}
+
+/// The machines of a `Lab:` line: `NAME=ARCH` words, each name once.
+fn lab_machines(words: &str) -> Result<Vec<LabMachine>, String> {
+    const EXPECTED: &str = "NAME=ARCH words such as `amd=x86_64 arm=aarch64`";
+    let mut machines: Vec<LabMachine> = Vec::new();
+    for word in words.split_whitespace() {
+        let (name, arch) = word
+            .split_once('=')
+            .ok_or_else(|| format!("{word:?} is not NAME=ARCH: expected {EXPECTED}"))?;
+        let arch = arch
+            .parse()
+            .map_err(|_| format!("unknown architecture {arch:?}: expected x86_64 or aarch64"))?;
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(format!(
+                "bad machine name {name:?}: expected letters, digits, - or _"
+            ));
+        }
+        if machines.iter().any(|m| m.name == name) {
+            return Err(format!("machine {name} is named twice"));
+        }
+        machines.push(LabMachine {
+            name: name.to_owned(),
+            arch,
+        });
+    }
+    if machines.is_empty() {
+        return Err(format!("no machines: expected {EXPECTED}"));
+    }
+    Ok(machines)
 }
 
 /// `@handle`, a URL (anything with `:`) or an email become links labelled as written.

@@ -14,7 +14,7 @@
 //!   `rust playbook editable`, `playbook name=two-arch`, `sh guest=amd`.
 
 use super::blocks::{self, Snippet};
-use super::deck::{Deck, Element, Slide};
+use super::deck::{CodeBlock, Deck, Element, LabMachine, Runnable, Slide};
 use super::error::DeckError;
 use super::fenced::Fence;
 use super::header;
@@ -35,6 +35,7 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<(Deck, Vec<DeckError>
         deck.subtitle = title.subtitle;
         deck.date = title.date;
         deck.tags = title.tags;
+        deck.lab = title.lab;
         deck.authors = title.authors;
         deck.notes = first.notes;
     }
@@ -42,7 +43,10 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<(Deck, Vec<DeckError>
     for chunk in chunks {
         let number = deck.slides.len() + 1;
         let line = chunk.first_line();
-        match chunk.slide(number, origin) {
+        let slide = chunk
+            .slide(number, origin)
+            .and_then(|slide| guests_known(slide, &deck.lab, origin));
+        match slide {
             Ok(slide) => deck.slides.push(slide),
             Err(problem) => {
                 deck.slides.push(Slide {
@@ -67,6 +71,33 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<(Deck, Vec<DeckError>
             .unwrap_or_default();
     }
     Ok((deck, problems))
+}
+
+/// `slide`, if each of its `guest=` blocks names a machine of `lab`.
+fn guests_known(slide: Slide, lab: &[LabMachine], origin: &Origin) -> Result<Slide, DeckError> {
+    for element in &slide.body {
+        if let Element::Code(CodeBlock {
+            run: Some(Runnable::Guest { guest, .. }),
+            line,
+            ..
+        }) = element
+        {
+            if !lab.iter().any(|m| m.name == *guest) {
+                let names: Vec<&str> = lab.iter().map(|m| m.name.as_str()).collect();
+                return Err(DeckError::UnknownGuest {
+                    file: origin.file(),
+                    line: *line,
+                    guest: guest.clone(),
+                    known: if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    },
+                });
+            }
+        }
+    }
+    Ok(slide)
 }
 
 /// The lines of one slide, speaker notes apart.

@@ -68,8 +68,8 @@ mod tests;
 
 pub use address::AddressError;
 pub use deck::{
-    Asset, Author, AuthorLine, CodeBlock, CodeLine, Deck, Element, Iframe, Image, Link, Runnable,
-    Size, Slide, Video,
+    Asset, Author, AuthorLine, CodeBlock, CodeLine, Deck, Element, Iframe, Image, LabMachine, Link,
+    Runnable, Size, Slide, Video,
 };
 pub use error::DeckError;
 pub use files::Files;

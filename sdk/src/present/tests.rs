@@ -73,6 +73,7 @@ const MARKDOWN_DECK: &str = "# Live infrastructure
 Playbooks in a browser
 3 Dec 2026
 Tags: sinew, qemu
+Lab: amd=x86_64
 
 Ada Lovelace
 Analytical Engines
@@ -626,7 +627,9 @@ fn error_line(error: &DeckError, file: &Path) -> usize {
         | DeckError::EmptyRunnable { line, .. }
         | DeckError::BadImageSize { line, .. }
         | DeckError::UnterminatedFence { line, .. }
-        | DeckError::BadCodeInfo { line, .. } => *line,
+        | DeckError::BadCodeInfo { line, .. }
+        | DeckError::BadLab { line, .. }
+        | DeckError::UnknownGuest { line, .. } => *line,
     };
     let prefix = format!("{}:{line}: ", file.display());
     assert!(error.to_string().starts_with(&prefix), "{error}");
@@ -763,7 +766,30 @@ fn slide_errors_name_their_line() {
 fn markdown_errors_name_their_line() {
     let fixture = Fixture::new();
     let file = fixture.path("talk.md");
-    let cases: [ErrorCase; 7] = [
+    let cases: [ErrorCase; 11] = [
+        (
+            "# T\nLab: amd=x86_64\n\n---\n## S\n\n```sh guest=arm\nuname -m\n```\n",
+            |e| {
+                matches!(e, DeckError::UnknownGuest { guest, known, .. }
+                    if guest == "arm" && known == "amd")
+            },
+            7,
+        ),
+        (
+            "## S\n\n```sh guest=amd\nls\n```\n",
+            |e| matches!(e, DeckError::UnknownGuest { known, .. } if known == "none"),
+            3,
+        ),
+        (
+            "# T\nLab: amd=sparc\n",
+            |e| matches!(e, DeckError::BadLab { expected, .. } if expected.contains("sparc")),
+            2,
+        ),
+        (
+            "# T\nLab: amd=x86_64 amd=aarch64\n",
+            |e| matches!(e, DeckError::BadLab { expected, .. } if expected.contains("twice")),
+            2,
+        ),
         (
             "## S\n\n```playbook\n```\n",
             |e| {
@@ -1003,6 +1029,34 @@ fn snippets_highlights_lists_and_preformatted_text_as_in_gos_testdata() {
     );
     assert_eq!(code(&body[4]).text(), "before\n\nafter\n");
     assert_eq!(body[5], Element::Paragraph { html: "EOF".into() });
+}
+
+#[test]
+fn a_lab_line_names_the_guests_of_guest_blocks() {
+    let fixture = Fixture::new();
+    let deck = fixture
+        .markdown("# T\nLab: amd=x86_64 arm=arm64\n\n---\n## S\n\n```sh guest=arm\nuname -m\n```\n")
+        .unwrap();
+    assert_eq!(
+        deck.lab,
+        vec![
+            LabMachine {
+                name: "amd".into(),
+                arch: crate::Arch::X86_64
+            },
+            LabMachine {
+                name: "arm".into(),
+                arch: crate::Arch::Aarch64
+            },
+        ]
+    );
+    assert_eq!(
+        code(&deck.slides[0].body[0]).run,
+        Some(Runnable::Guest {
+            guest: "arm".into(),
+            command: "uname -m".into()
+        })
+    );
 }
 
 #[test]
