@@ -253,6 +253,36 @@ impl Host {
         })
     }
 
+    /// Runs `argv` on a connection of its own, calling `output` with each chunk of its
+    /// stdout and stderr as it comes, and returns its exit status. Its own connection lets
+    /// other requests to the host go on meanwhile (a long command, and the one that stops
+    /// it). Nothing runs in a dry run.
+    pub fn exec_streamed(
+        &self,
+        argv: &[&str],
+        mut output: impl FnMut(OutputStream, &[u8]),
+    ) -> Result<Option<ExitStatus>, HostError> {
+        if self.dry_run() {
+            return Ok(None);
+        }
+        let inner = &self.inner;
+        let wrap = |source| HostError::Agent {
+            host: inner.name.clone(),
+            source,
+        };
+        let request = ExecRequest::new(argv.iter().copied());
+        inner.ctx.runtime.block_on(async {
+            let mut client = AgentClient::connect(inner.agent, &inner.secret, CONNECT_TIMEOUT)
+                .await
+                .map_err(wrap)?;
+            client
+                .exec(&request, |kind, bytes| output(kind, bytes))
+                .await
+                .map(Some)
+                .map_err(wrap)
+        })
+    }
+
     /// Writes `data` to `path` with `mode`. When the file already has that content and
     /// mode nothing is sent and the outcome is `ok`.
     pub fn put(&self, data: &[u8], path: &str, mode: u32) -> Result<Put, HostError> {

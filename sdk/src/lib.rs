@@ -56,7 +56,9 @@ pub use lab::{Lab, LabSpec, MachineSpec};
 pub use outcome::{BoxError, Outcome, Status, TaskFailed};
 pub use report::{Progress, Tally};
 pub use run::{Options, Run, RunError, RunFailed};
+pub use sinew_proto::termination::Termination;
 pub use sinew_proto::{
-    Facts, RestartPolicy, ServiceChange, ServiceSpec, ServiceState, ServiceStatus,
+    ExitStatus, Facts, OutputStream, RestartPolicy, ServiceChange, ServiceSpec, ServiceState,
+    ServiceStatus,
 };
 pub use sinew_vm::Arch;

@@ -615,7 +615,7 @@ fn check_builds_every_block_and_names_the_first_that_fails() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 blocks built\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 blocks checked\n");
 }
 
 #[test]
@@ -671,4 +671,86 @@ fn a_non_local_listener_needs_the_token_and_a_deck_broken_mid_talk_shows_its_err
     assert_eq!(get(&server.url, "/").0, 200, "the server kept serving");
     assert_eq!(get(&server.url, "/../etc/passwd").0, 404);
     server.stop().expect("stop");
+}
+
+const LAB_DECK: &str = "# Lab deck
+Lab: amd=x86_64
+
+---
+
+## Where am I
+
+```sh guest=amd
+uname -m; echo kept > /tmp/mark
+```
+
+---
+
+## Still there
+
+```sh guest=amd
+cat /tmp/mark; sleep 600
+```
+";
+
+#[test]
+fn guest_blocks_run_on_a_lab_kept_across_slides_and_quitting_stops_it() {
+    prepared();
+    let bins = host_bins(false).expect("host binaries");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deck = dir.path().join("lab.md");
+    std::fs::write(&deck, LAB_DECK).expect("deck");
+    let lab_runtime = tempfile::tempdir().expect("a runtime directory");
+    let mut server = Presenting::start(
+        &bins,
+        &deck,
+        &[],
+        &[("XDG_RUNTIME_DIR", lab_runtime.path())],
+    )
+    .expect("sinew present starts");
+
+    let (status, events) = run_block(&server.url, r#"{"block":"1.0"}"#);
+    assert_eq!(status, 200, "{events}");
+    assert!(events.contains(r#""text":"booting the lab""#), "{events}");
+    assert!(
+        events.contains(r#"{"kind":"stdout","text":"x86_64\n"}"#),
+        "{events}"
+    );
+    assert!(events.contains(r#""kind":"exit","code":0"#), "{events}");
+
+    // The next slide's block finds the first one's file: the same guest, still up. Stop
+    // ends its sleep.
+    let url = server.url.clone();
+    let second = std::thread::spawn(move || run_block(&url, r#"{"block":"2.0"}"#));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !server.log().contains("run block block=2.0") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = "{\"block\":\"2.0\"}";
+    let (status, _) = http(
+        &server.url,
+        &format!(
+            "POST /api/stop HTTP/1.1\r\nHost: HOST\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{stop}",
+            stop.len()
+        ),
+    );
+    assert_eq!(status, 200);
+    let (_, events) = second.join().expect("the second run");
+    assert!(
+        events.contains(r#"{"kind":"stdout","text":"kept\n"}"#),
+        "{events}"
+    );
+    assert!(!events.contains("booting the lab"), "booted once: {events}");
+    assert!(events.contains(r#""stopped":true"#), "{events}");
+    assert_eq!(qemu_processes_mentioning(lab_runtime.path()).len(), 1);
+
+    assert_eq!(server.stop().expect("stop the server"), Some(0));
+    let qemu = qemu_processes_mentioning(lab_runtime.path());
+    assert!(qemu.is_empty(), "no QEMU left: {qemu:?}");
+    let left: Vec<_> = std::fs::read_dir(lab_runtime.path())
+        .expect("the runtime directory")
+        .collect();
+    assert!(left.is_empty(), "no private directory left: {left:?}");
 }

@@ -1,6 +1,7 @@
 //! `sinew`: the operator's command-line tool. `sinew present` serves slide decks whose code
 //! runs live.
 
+mod lab_keeper;
 mod present;
 
 use std::process::ExitCode;
@@ -18,6 +19,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Present(present::Args),
+    #[command(name = "present-lab", hide = true)]
+    PresentLab(lab_keeper::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Present(args) => present::main(args),
+        Command::PresentLab(args) => lab_keeper::main(args),
     };
     match result {
         Ok(code) => code,

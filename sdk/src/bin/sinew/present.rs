@@ -122,7 +122,7 @@ async fn check(deck: &Deck, file: &Path, runner: &Runner) -> Result<ExitCode> {
             _ => None,
         });
         for (index, block) in blocks.enumerate() {
-            let Some(job) = Job::of(deck::block_id(slide.number, index), block) else {
+            let Some(job) = Job::of(deck::block_id(slide.number, index), block, &deck.lab) else {
                 continue;
             };
             let place = format!(
@@ -145,6 +145,6 @@ async fn check(deck: &Deck, file: &Path, runner: &Runner) -> Result<ExitCode> {
             checked += 1;
         }
     }
-    println!("{checked} blocks built");
+    println!("{checked} blocks checked");
     Ok(ExitCode::SUCCESS)
 }

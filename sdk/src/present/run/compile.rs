@@ -21,6 +21,8 @@ pub enum Built {
     Stopped,
     /// It failed; the diagnostics were sent already. The text says why in a line.
     Failed(String),
+    /// There is nothing to compile (a guest block's shell command).
+    Nothing,
 }
 
 /// A cargo JSON message, as far as a build needs it.

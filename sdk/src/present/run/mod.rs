@@ -5,6 +5,7 @@
 
 mod compile;
 mod event;
+pub mod lab;
 pub mod process;
 mod scratch;
 mod sdk;
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 pub use event::RunEvent;
 pub use scratch::{Scratch, ScratchError};
 
-use super::deck::{CodeBlock, Runnable};
+use super::deck::{CodeBlock, LabMachine, Runnable};
 use crate::paths::Paths;
 use compile::Built;
 use process::{Ended, Stream};
@@ -59,11 +60,14 @@ pub struct Job {
     pub code: String,
     /// The block's first line in a Go file (1 for other blocks), for placing diagnostics.
     pub first_line: usize,
+    /// The deck's lab, for a guest block.
+    pub lab: Vec<LabMachine>,
 }
 
 impl Job {
-    /// Block `block` (its id) as the deck has it; `None` when it does not run.
-    pub fn of(block: String, code: &CodeBlock) -> Option<Self> {
+    /// Block `block` (its id) as the deck has it, of a deck whose lab is `lab`; `None` when
+    /// it does not run.
+    pub fn of(block: String, code: &CodeBlock, lab: &[LabMachine]) -> Option<Self> {
         let run = code.run.clone()?;
         Some(Self {
             block,
@@ -75,6 +79,7 @@ impl Job {
                 Runnable::Go { before, .. } => before.lines().count() + 1,
                 _ => 1,
             },
+            lab: lab.to_vec(),
             run,
         })
     }
@@ -97,6 +102,8 @@ pub struct Runner {
     /// One lock per block: a Run waits for an edit's build in flight (and then finds it
     /// fresh) instead of racing it.
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The deck's lab, once a guest block has booted it.
+    lab: tokio::sync::Mutex<Option<Arc<lab::Lab>>>,
     /// The SDK as a shared library, once built (one build at a time).
     sdk: tokio::sync::Mutex<Option<Sdk>>,
     /// Each block's events of its last run, for `--export`.
@@ -115,6 +122,7 @@ impl Runner {
             work,
             running: Mutex::default(),
             build_locks: Mutex::default(),
+            lab: tokio::sync::Mutex::default(),
             sdk: tokio::sync::Mutex::default(),
             captured: Mutex::new(captured),
         }
@@ -169,6 +177,10 @@ impl Runner {
         }
         for running in all {
             let _ = running.task.await;
+        }
+        let lab = self.lab.lock().await.take();
+        if let Some(lab) = lab.and_then(Arc::into_inner) {
+            lab.shutdown().await;
         }
     }
 
@@ -264,7 +276,7 @@ impl Runner {
     ) -> Result<(), String> {
         let (_never, mut stop) = watch::channel(false);
         match self.build(job, &mut stop, send).await? {
-            Built::Executable(_) | Built::Stopped => Ok(()),
+            Built::Executable(_) | Built::Stopped | Built::Nothing => Ok(()),
             Built::Failed(message) => Err(message),
         }
     }
@@ -277,6 +289,9 @@ impl Runner {
         stop: &mut watch::Receiver<bool>,
         send: &mut impl FnMut(RunEvent),
     ) -> Result<Ended, String> {
+        if let Runnable::Guest { guest, .. } = &job.run {
+            return self.run_on_guest(job, guest, stop, send).await;
+        }
         send(RunEvent::Phase {
             text: "compiling".into(),
         });
@@ -288,6 +303,7 @@ impl Runner {
             Built::Executable(path) => path,
             Built::Stopped => return Ok(Ended::Stopped),
             Built::Failed(message) => return Err(message),
+            Built::Nothing => return Err(format!("block {} has nothing to run", job.block)),
         };
         send(RunEvent::Phase {
             text: "running".into(),
@@ -312,6 +328,65 @@ impl Runner {
         })
         .await
         .map_err(|e| format!("cannot start {}: {e}", executable.display()))
+    }
+
+    /// Runs a guest block's command (as edited) on its guest, booting the lab first if
+    /// this is the deck's first guest block.
+    async fn run_on_guest(
+        &self,
+        job: &Job,
+        guest: &str,
+        stop: &mut watch::Receiver<bool>,
+        send: &mut impl FnMut(RunEvent),
+    ) -> Result<Ended, String> {
+        let lab = {
+            let mut slot = self.lab.lock().await;
+            if slot.is_none() {
+                send(RunEvent::Phase {
+                    text: "booting the lab".into(),
+                });
+                let program = std::env::current_exe()
+                    .map_err(|e| format!("cannot find the sinew binary for the lab: {e}"))?;
+                let booting = lab::Lab::start(&program, &job.lab);
+                tokio::select! {
+                    lab = booting => *slot = Some(Arc::new(lab?)),
+                    () = process::stopped(stop) => return Ok(Ended::Stopped),
+                }
+            }
+            slot.as_ref().map(Arc::clone).ok_or("the lab is not up")?
+        };
+        send(RunEvent::Phase {
+            text: "running".into(),
+        });
+        let (id, mut events) = lab.run(guest, job.code.trim_end()).await?;
+        let mut stopping = false;
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                () = process::stopped(stop), if !stopping => {
+                    stopping = true;
+                    lab.stop(id).await?;
+                    continue;
+                }
+            };
+            match event {
+                Some(lab::LabEvent::Output { stream, text, .. }) => send(if stream == "stderr" {
+                    RunEvent::Stderr { text }
+                } else {
+                    RunEvent::Stdout { text }
+                }),
+                Some(lab::LabEvent::Exit { code, signal, .. }) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    if stopping {
+                        return Ok(Ended::Stopped);
+                    }
+                    let raw = code.map_or(signal.unwrap_or(0), |code| code << 8);
+                    return Ok(Ended::Exited(std::process::ExitStatus::from_raw(raw)));
+                }
+                Some(lab::LabEvent::Error { message, .. }) => return Err(message),
+                Some(_) | None => return Err("the lab keeper went away".into()),
+            }
+        }
     }
 
     /// The SDK library, built on first use; `None` when stopped while building.
@@ -365,10 +440,7 @@ impl Runner {
                     .await
                     .map_err(|e| format!("cannot run go: {e}"))
             }
-            Runnable::Guest { guest, .. } => Err(format!(
-                "block {} runs on guest {guest}, and this deck has no lab to run it on",
-                job.block
-            )),
+            Runnable::Guest { .. } => Ok(Built::Nothing),
         }
     }
 }

@@ -269,7 +269,7 @@ impl Presenter {
                     .nth(index)
             })
             .ok_or_else(|| format!("the deck has no code block {}", ask.block))?;
-        let mut job = Job::of(ask.block.clone(), block)
+        let mut job = Job::of(ask.block.clone(), block, &deck.lab)
             .ok_or_else(|| format!("block {} does not run", ask.block))?;
         if let Some(edit) = &ask.code {
             if *edit != block.text() && !(block.editable || self.edit_all) {
