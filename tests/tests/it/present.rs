@@ -109,7 +109,7 @@ async fn current_slide(browser: &Browser) -> (i64, String) {
     )
 }
 
-async fn press(browser: &Browser, key: Key) {
+async fn press(browser: &Browser, key: impl std::fmt::Display) {
     browser
         .client
         .find(Locator::Css("body"))
@@ -224,6 +224,49 @@ fn a_deck_in_chromium_navigates_streams_edits_shows_errors_and_refuses_other_ori
         browser.client.refresh().await.expect("reload");
         assert_eq!(current_slide(&browser).await.0, 2, "a slide's URL opens it");
         press(&browser, Key::Up).await;
+
+        // `p` opens the presenter view with the slide's notes; moving there moves the
+        // audience's view too.
+        let audience = browser.client.window().await.expect("this window");
+        press(&browser, "p").await;
+        let presenter = browser
+            .client
+            .windows()
+            .await
+            .expect("windows")
+            .into_iter()
+            .find(|w| *w != audience)
+            .expect("a presenter window");
+        browser
+            .client
+            .switch_to_window(presenter)
+            .await
+            .expect("switch to the presenter view");
+        browser
+            .wait_until(
+                "return document.body.classList.contains('presenter') && \
+                 document.getElementById('notes').textContent.includes('the notes of the ticks');",
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the presenter view shows slide 1's notes");
+        press(&browser, Key::Right).await;
+        browser
+            .client
+            .close_window()
+            .await
+            .expect("close the presenter view");
+        browser
+            .client
+            .switch_to_window(audience)
+            .await
+            .expect("back to the audience view");
+        assert_eq!(
+            current_slide(&browser).await.0,
+            2,
+            "the audience view followed the presenter"
+        );
+        press(&browser, Key::Left).await;
 
         // Run: every line shows before the next is printed (one each 200 ms).
         browser
