@@ -22,8 +22,10 @@ use super::legacy_style::style;
 use super::origin::Origin;
 use super::speaker_note;
 
-/// Parses a `.slide` deck's text.
-pub(super) fn parse(text: &str, origin: &Origin) -> Result<Deck, DeckError> {
+/// Parses a `.slide` deck's text. A slide that cannot be read becomes a slide showing its
+/// error (its lines skipped up to the next slide's heading), and the error is returned
+/// beside the deck; an error in the title block or between slides fails the whole deck.
+pub(super) fn parse(text: &str, origin: &Origin) -> Result<(Deck, Vec<DeckError>), DeckError> {
     let lines: Vec<&str> = text.lines().collect();
     let syntax = Syntax {
         markdown: lines
@@ -51,7 +53,9 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<Deck, DeckError> {
         syntax,
         origin,
     };
-    Ok(Deck {
+    let mut problems = Vec::new();
+    let slides = reader.slides(&mut problems)?;
+    let deck = Deck {
         title: title.title,
         subtitle: title.subtitle,
         date: title.date,
@@ -59,8 +63,9 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<Deck, DeckError> {
         lab: title.lab,
         authors: title.authors,
         notes,
-        slides: reader.slides()?,
-    })
+        slides,
+    };
+    Ok((deck, problems))
 }
 
 /// Which of the two `.slide` syntaxes a deck uses.
@@ -151,7 +156,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn slides(&mut self) -> Result<Vec<Slide>, DeckError> {
+    fn slides(&mut self, problems: &mut Vec<DeckError>) -> Result<Vec<Slide>, DeckError> {
         let prefix = self.syntax.slide_prefix();
         let mut slides = Vec::new();
         loop {
@@ -178,8 +183,24 @@ impl<'a> Reader<'a> {
                 notes: Vec::new(),
                 background: None,
             };
-            self.section(prefix, &mut slide)?;
+            if let Err(problem) = self.section(prefix, &mut slide) {
+                slide.body = vec![Element::Problem(problem.to_string())];
+                slide.notes.clear();
+                slide.background = None;
+                problems.push(problem);
+                self.skip_to_next_slide(prefix);
+            }
             slides.push(slide);
+        }
+    }
+
+    /// Moves past the lines of a slide that could not be read, to the next slide heading.
+    fn skip_to_next_slide(&mut self, prefix: &str) {
+        while let Some((_, line)) = self.peek() {
+            if heading_title(line, prefix).is_some() {
+                return;
+            }
+            self.next += 1;
         }
     }
 

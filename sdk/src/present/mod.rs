@@ -88,13 +88,13 @@ pub fn read(path: &Path) -> Result<Deck, DeckError> {
     }
 }
 
-/// Reads the deck at `path` as [`read`] does, except that a Markdown slide that cannot be
-/// read shows its error in its place, so that a presenter's server keeps serving the
+/// Reads the deck at `path` as [`read`] does, except that a slide that cannot be read
+/// shows its error in its place, so that a presenter's server keeps serving the
 /// other slides; the errors come beside the deck.
 pub fn read_tolerant(path: &Path) -> Result<(Deck, Vec<DeckError>), DeckError> {
     let text = read_text(path)?;
     if is_slide(path) {
-        Ok((parse_slide(&text, path)?, Vec::new()))
+        go_slide::parse(&text, &Origin::new(path))
     } else {
         markdown::parse(&text, &Origin::new(path))
     }
@@ -122,7 +122,11 @@ pub fn parse_markdown(text: &str, file: &Path) -> Result<Deck, DeckError> {
 
 /// Parses a Go `.slide` deck; `file` is where it lives, for errors and relative paths.
 pub fn parse_slide(text: &str, file: &Path) -> Result<Deck, DeckError> {
-    go_slide::parse(text, &Origin::new(file))
+    let (deck, problems) = go_slide::parse(text, &Origin::new(file))?;
+    match problems.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(deck),
+    }
 }
 
 /// The text of a `: ` speaker note line (both formats).

@@ -1077,3 +1077,22 @@ fn a_tolerant_read_shows_a_broken_slide_in_its_place_and_keeps_the_others() {
     assert_eq!(tolerant.slides[0].body, vec![Element::Problem(strict)]);
     assert_eq!(tolerant.slides[1].title, "Two");
 }
+
+#[test]
+fn a_tolerant_read_of_a_slide_deck_skips_a_broken_slide_to_the_next() {
+    let fixture = Fixture::new();
+    let deck = fixture.path("talk.slide");
+    std::fs::write(
+        &deck,
+        "T\n\n* One\n\n.code nope.go\n\ntext\n\n* Two\n\nok\n",
+    )
+    .unwrap();
+    let strict = read(&deck).unwrap_err().to_string();
+    assert!(strict.contains("talk.slide:5"), "{strict}");
+    let (tolerant, problems) = read_tolerant(&deck).unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(tolerant.slides.len(), 2);
+    assert_eq!(tolerant.slides[0].title, "One");
+    assert_eq!(tolerant.slides[0].body, vec![Element::Problem(strict)]);
+    assert_eq!(tolerant.slides[1].title, "Two");
+}
