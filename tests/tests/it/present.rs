@@ -19,7 +19,7 @@ Tested in Chromium
 
 ## Ticks
 
-```playbook editable
+```playbook editable stop-on-leave
 fn main() {
     for i in 1..=12 {
         println!("tick {i}");
@@ -458,9 +458,33 @@ fn stop_in_chromium_leaves_no_process_no_guest_and_no_directory() {
             .collect();
         assert!(left.is_empty(), "no private directory left: {left:?}");
 
-        // Closing the tab stops a run too.
+        // Leaving the slide of a `stop-on-leave` block stops its run.
         press(&browser, Key::Home).await;
         press(&browser, Key::Right).await;
+        click(&browser, "1.0", "run").await;
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"1.0\"] pre.output').textContent.includes('tick 1');",
+                Duration::from_secs(600),
+            )
+            .await
+            .expect("the ticks start");
+        press(&browser, Key::Right).await;
+        browser
+            .wait_until(
+                "return document.querySelector('[data-block=\"1.0\"] .state').textContent === 'stopped';",
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("leaving the slide stopped the run");
+        assert!(
+            !output(&browser, "1.0").await.contains("tick 12"),
+            "it stopped before its end"
+        );
+        assert!(block_processes(server.pid(), "1-0").is_empty());
+
+        // Closing the tab stops a run too.
+        press(&browser, Key::Left).await;
         click(&browser, "1.0", "run").await;
         browser
             .wait_until(
@@ -761,15 +785,35 @@ fn guest_blocks_run_on_a_lab_kept_across_slides_and_quitting_stops_it() {
     );
     assert!(events.contains(r#""kind":"exit","code":0"#), "{events}");
 
-    // The next slide's block finds the first one's file: the same guest, still up. Stop
-    // ends its sleep.
+    // The next slide's block finds the first one's file: the same guest, still up. A new
+    // Run of the block stops the one before; Stop ends the new one's sleep.
+    let runs = server.log().matches("run block block=2.0").count();
+    let started = |server: &Presenting, n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while server.log().matches("run block block=2.0").count() < n
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Its command is running on the guest once the output came; give it that long.
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let url = server.url.clone();
+    let first = std::thread::spawn(move || run_block(&url, r#"{"block":"2.0"}"#));
+    started(&server, runs + 1);
     let url = server.url.clone();
     let second = std::thread::spawn(move || run_block(&url, r#"{"block":"2.0"}"#));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !server.log().contains("run block block=2.0") && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    let (_, events) = first.join().expect("the first run");
+    assert!(
+        events.contains(r#"{"kind":"stdout","text":"kept\n"}"#),
+        "{events}"
+    );
+    assert!(!events.contains("booting the lab"), "booted once: {events}");
+    assert!(
+        events.contains(r#""stopped":true"#),
+        "a new Run stopped it: {events}"
+    );
+    started(&server, runs + 2);
     let stop = "{\"block\":\"2.0\"}";
     let (status, _) = http(
         &server.url,
@@ -782,11 +826,9 @@ fn guest_blocks_run_on_a_lab_kept_across_slides_and_quitting_stops_it() {
     assert_eq!(status, 200);
     let (_, events) = second.join().expect("the second run");
     assert!(
-        events.contains(r#"{"kind":"stdout","text":"kept\n"}"#),
-        "{events}"
+        events.contains(r#""stopped":true"#),
+        "Stop stopped it: {events}"
     );
-    assert!(!events.contains("booting the lab"), "booted once: {events}");
-    assert!(events.contains(r#""stopped":true"#), "{events}");
     assert_eq!(qemu_processes_mentioning(lab_runtime.path()).len(), 1);
 
     assert_eq!(server.stop().expect("stop the server"), Some(0));
