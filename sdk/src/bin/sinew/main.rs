@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// sinew: infrastructure as small compiled programs.
+/// sinew, the operator's tool: slide decks whose code runs live (`present`).
 #[derive(Debug, Parser)]
-#[command(name = "sinew", version, about)]
+#[command(name = "sinew", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -14,10 +14,13 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// Serve a slide deck whose code blocks run live.
 ///
-/// The deck is Markdown (slides separated by `---`) or Go's `.slide` format. A fenced
-/// block whose info string says `playbook` runs as a playbook when Run is pressed; its
-/// output streams into the slide. Keys: arrows, space and page keys move, Home/End jump,
-/// `f` is full screen, `p` opens the presenter view with the speaker notes.
+/// The deck is Markdown (slides separated by `---`) or Go's `.slide` format. Run compiles
+/// and runs a block, its output streaming into the slide: a fenced block marked `playbook`
+/// is a complete playbook; `playbook name=NAME` runs the workspace's playbook NAME;
+/// `sh guest=MACHINE` runs a shell command on a guest of the deck's lab (a title block line
+/// `Lab: amd=x86_64 arm=aarch64`); Go `.play` blocks run with `go`. `editable` blocks can be
+/// edited in the browser. Keys: arrows, space and page keys move, Home/End jump, `f` is
+/// full screen, `p` opens the presenter view with the speaker notes.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The deck: a Markdown file, or a Go `.slide` file.
