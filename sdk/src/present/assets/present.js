@@ -119,6 +119,9 @@
           if (line) line.classList.add(event.level === "error" ? "error" : "hl");
         }
         break;
+      case "dropped":
+        appendText(pane, "\n[" + event.bytes + " bytes of output not shown: the page could not keep up]\n", "end");
+        break;
       case "exit": {
         const how = event.stopped ? "stopped" : event.code === 0 ? "exited" : "exit code " + (event.code === null ? "(signal)" : event.code);
         appendText(pane, "\n" + how + " after " + event.seconds.toFixed(1) + " s\n", "end");

@@ -37,6 +37,11 @@ pub enum RunEvent {
         /// The bytes, as UTF-8.
         text: String,
     },
+    /// Output the page missed because it could not keep up; the run went on.
+    Dropped {
+        /// How many bytes of output were not sent.
+        bytes: usize,
+    },
     /// The run ended.
     Exit {
         /// The exit code; `None` when a signal ended it.
@@ -54,6 +59,16 @@ pub enum RunEvent {
 }
 
 impl RunEvent {
+    /// The bytes of program or build output the event carries (0 for the others).
+    pub fn output_len(&self) -> usize {
+        match self {
+            RunEvent::Stdout { text } | RunEvent::Stderr { text } | RunEvent::Build { text } => {
+                text.len()
+            }
+            _ => 0,
+        }
+    }
+
     /// The event as a server-sent event whose `data` is its JSON form.
     pub fn to_sse(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".into());

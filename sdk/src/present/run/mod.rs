@@ -6,6 +6,7 @@
 mod compile;
 mod event;
 pub mod lab;
+mod outbox;
 pub mod process;
 mod scratch;
 mod sdk;
@@ -15,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use event::RunEvent;
+pub use outbox::Events;
 pub use scratch::{Scratch, ScratchError};
 
 use super::deck::{CodeBlock, LabMachine, Runnable};
@@ -48,6 +50,9 @@ fn load_captured(work: &Path) -> HashMap<String, Vec<RunEvent>> {
         .and_then(|json| serde_json::from_slice(&json).ok())
         .unwrap_or_default()
 }
+
+/// How much of a block's output its capture for `--export` keeps.
+const CAPTURED_LIMIT: usize = 256 << 10;
 
 /// What to run for a block.
 #[derive(Debug, Clone)]
@@ -130,14 +135,14 @@ impl Runner {
 
     /// Starts `job`, after stopping the block's previous run; its events come on the
     /// returned channel, and dropping the channel stops the job.
-    pub async fn start(self: &Arc<Self>, job: Job) -> mpsc::Receiver<RunEvent> {
+    pub async fn start(self: &Arc<Self>, job: Job) -> Events {
         self.stop(&job.block).await;
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = outbox::channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
         // The listener leaving is a Stop; the watch ends with the job (`done` dropped).
         let (done, job_ended) = oneshot::channel::<()>();
-        let (listener, stopper) = (tx.clone(), Arc::clone(&stop_tx));
+        let (listener, stopper) = (tx.watcher(), Arc::clone(&stop_tx));
         tokio::spawn(async move {
             tokio::select! {
                 () = listener.closed() => { stopper.send_replace(true); }
@@ -197,22 +202,32 @@ impl Runner {
     }
 
     /// Runs `job` to its end, sending its events to `tx` and keeping them as captured.
-    async fn job(&self, job: Job, tx: mpsc::Sender<RunEvent>, mut stop: watch::Receiver<bool>) {
+    async fn job(&self, job: Job, mut tx: outbox::Outbox, mut stop: watch::Receiver<bool>) {
         let started = Instant::now();
         self.captured
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.block.clone(), Vec::new());
+        // The export keeps the start of a long output, and says how much it left out.
+        let (mut kept, mut left_out) = (0, 0);
         let mut send = |event: RunEvent| {
-            if let Some(events) = self
-                .captured
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&job.block)
-            {
-                events.push(event.clone());
+            let size = event.output_len();
+            let mut captured = self.captured.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(events) = captured.get_mut(&job.block) {
+                if size > 0 && kept + size > CAPTURED_LIMIT {
+                    left_out += size;
+                } else {
+                    if left_out > 0 {
+                        events.push(RunEvent::Dropped {
+                            bytes: std::mem::take(&mut left_out),
+                        });
+                    }
+                    kept += size;
+                    events.push(event.clone());
+                }
             }
-            let _ = tx.try_send(event);
+            drop(captured);
+            tx.send(event);
         };
         let ended = self.build_and_run(&job, &mut stop, &mut send).await;
         let event = match ended {
