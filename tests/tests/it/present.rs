@@ -133,6 +133,29 @@ async fn click(browser: &Browser, block: &str, button: &str) {
         .expect("click");
 }
 
+/// Waits up to `seconds` until block `block`'s output pane holds `text`; `what` names the
+/// expectation in the failure.
+async fn wait_output(browser: &Browser, block: &str, text: &str, seconds: u64, what: &str) {
+    let script = format!(
+        "return document.querySelector('[data-block=\"{block}\"] pre.output').textContent.includes('{text}');"
+    );
+    browser
+        .wait_until(&script, Duration::from_secs(seconds))
+        .await
+        .expect(what);
+}
+
+/// Waits up to `seconds` until block `block`'s state line says `state`.
+async fn wait_state(browser: &Browser, block: &str, state: &str, seconds: u64, what: &str) {
+    let script = format!(
+        "return document.querySelector('[data-block=\"{block}\"] .state').textContent === '{state}';"
+    );
+    browser
+        .wait_until(&script, Duration::from_secs(seconds))
+        .await
+        .expect(what);
+}
+
 async fn output(browser: &Browser, block: &str) -> String {
     let script = format!(
         "return document.querySelector('[data-block=\"{block}\"] pre.output').textContent;"
@@ -282,13 +305,7 @@ fn a_deck_in_chromium_navigates_streams_edits_shows_errors_and_refuses_other_ori
             .await
             .expect("a sampler");
         click(&browser, "1.0", "run").await;
-        browser
-            .wait_until(
-                "return document.querySelector('[data-block=\"1.0\"] pre.output').textContent.includes('exited');",
-                Duration::from_secs(600),
-            )
-            .await
-            .expect("the ticks run to their end");
+        wait_output(&browser, "1.0", "exited", 600, "the ticks run to their end").await;
         let samples = browser.eval("return window.samples;").await.expect("samples");
         let seen: Vec<i64> = samples
             .as_array()
@@ -338,13 +355,7 @@ fn a_deck_in_chromium_navigates_streams_edits_shows_errors_and_refuses_other_ori
         .await;
         assert!(built.is_ok(), "the edit was built before Run");
         click(&browser, "1.0", "run").await;
-        browser
-            .wait_until(
-                "return document.querySelector('[data-block=\"1.0\"] pre.output').textContent.includes('exited');",
-                Duration::from_secs(300),
-            )
-            .await
-            .expect("the edit runs");
+        wait_output(&browser, "1.0", "exited", 300, "the edit runs").await;
         let edited = output(&browser, "1.0").await;
         assert!(edited.contains("edited 42"), "{edited}");
         assert!(!edited.contains("tick"), "{edited}");
@@ -367,13 +378,7 @@ fn a_deck_in_chromium_navigates_streams_edits_shows_errors_and_refuses_other_ori
             .await
             .expect("the marked line");
         assert_eq!(marked, 1, "the second line holds the error");
-        browser
-            .wait_until(
-                "return document.querySelector('[data-block=\"2.0\"] .state').textContent === 'failed';",
-                Duration::from_secs(60),
-            )
-            .await
-            .expect("the run says it failed");
+        wait_state(&browser, "2.0", "failed", 60, "the run says it failed").await;
         assert!(output(&browser, "2.0").await.contains("mismatched types"));
 
         // A page of another origin cannot run a block.
@@ -429,28 +434,23 @@ fn stop_in_chromium_leaves_no_process_no_guest_and_no_directory() {
             .await
             .expect("load the guest slide");
         click(&browser, "3.0", "run").await;
-        browser
-            .wait_until(
-                "return document.querySelector('[data-block=\"3.0\"] pre.output').textContent.includes('ready ');",
-                Duration::from_secs(900),
-            )
-            .await
-            .expect("the block boots its guest");
-        assert_eq!(block_processes(server.pid(), "3-0").len(), 1, "the playbook runs");
+        wait_output(&browser, "3.0", "ready ", 900, "the block boots its guest").await;
+        assert_eq!(
+            block_processes(server.pid(), "3-0").len(),
+            1,
+            "the playbook runs"
+        );
         assert_eq!(
             qemu_processes_mentioning(lab_runtime.path()).len(),
             1,
             "its guest runs"
         );
         click(&browser, "3.0", "stop").await;
-        browser
-            .wait_until(
-                "return document.querySelector('[data-block=\"3.0\"] .state').textContent === 'stopped';",
-                Duration::from_secs(60),
-            )
-            .await
-            .expect("the run stops");
-        assert!(block_processes(server.pid(), "3-0").is_empty(), "no playbook left");
+        wait_state(&browser, "3.0", "stopped", 60, "the run stops").await;
+        assert!(
+            block_processes(server.pid(), "3-0").is_empty(),
+            "no playbook left"
+        );
         let qemu = qemu_processes_mentioning(lab_runtime.path());
         assert!(qemu.is_empty(), "no QEMU left: {qemu:?}");
         let left: Vec<_> = std::fs::read_dir(lab_runtime.path())
@@ -462,21 +462,16 @@ fn stop_in_chromium_leaves_no_process_no_guest_and_no_directory() {
         press(&browser, Key::Home).await;
         press(&browser, Key::Right).await;
         click(&browser, "1.0", "run").await;
-        browser
-            .wait_until(
-                "return document.querySelector('[data-block=\"1.0\"] pre.output').textContent.includes('tick 1');",
-                Duration::from_secs(600),
-            )
-            .await
-            .expect("the ticks start");
+        wait_output(&browser, "1.0", "tick 1", 600, "the ticks start").await;
         press(&browser, Key::Right).await;
-        browser
-            .wait_until(
-                "return document.querySelector('[data-block=\"1.0\"] .state').textContent === 'stopped';",
-                Duration::from_secs(30),
-            )
-            .await
-            .expect("leaving the slide stopped the run");
+        wait_state(
+            &browser,
+            "1.0",
+            "stopped",
+            30,
+            "leaving the slide stopped the run",
+        )
+        .await;
         assert!(
             !output(&browser, "1.0").await.contains("tick 12"),
             "it stopped before its end"
@@ -486,19 +481,18 @@ fn stop_in_chromium_leaves_no_process_no_guest_and_no_directory() {
         // Closing the tab stops a run too.
         press(&browser, Key::Left).await;
         click(&browser, "1.0", "run").await;
-        browser
-            .wait_until(
-                "return document.querySelector('[data-block=\"1.0\"] pre.output').textContent.includes('tick 1');",
-                Duration::from_secs(600),
-            )
-            .await
-            .expect("the ticks start");
+        wait_output(&browser, "1.0", "tick 1", 600, "the ticks start").await;
         browser.close().await.expect("close the browser");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !block_processes(server.pid(), "1-0").is_empty() && std::time::Instant::now() < deadline {
+        while !block_processes(server.pid(), "1-0").is_empty()
+            && std::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(block_processes(server.pid(), "1-0").is_empty(), "closing the tab stopped the run");
+        assert!(
+            block_processes(server.pid(), "1-0").is_empty(),
+            "closing the tab stopped the run"
+        );
     });
     assert_eq!(server.stop().expect("stop the server"), Some(0));
 }
