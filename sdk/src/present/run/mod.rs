@@ -155,13 +155,17 @@ impl Runner {
             runner.job(job, tx, stop_rx).await;
             drop(done);
         });
-        self.lock_running().insert(
+        let replaced = self.lock_running().insert(
             block,
             Running {
                 stop: stop_tx,
                 task,
             },
         );
+        // Two Runs of one block at once: the one that came first stops.
+        if let Some(earlier) = replaced {
+            earlier.stop.send_replace(true);
+        }
         rx
     }
 
