@@ -213,21 +213,13 @@ impl Runner {
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.block.clone(), Vec::new());
         // The export keeps the start of a long output, and says how much it left out.
-        let (mut kept, mut left_out) = (0, 0);
+        let (mut kept, mut bound) = (0, outbox::Bound::new(CAPTURED_LIMIT));
         let mut send = |event: RunEvent| {
-            let size = event.output_len();
             let mut captured = self.captured.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(events) = captured.get_mut(&job.block) {
-                if size > 0 && kept + size > CAPTURED_LIMIT {
-                    left_out += size;
-                } else {
-                    if left_out > 0 {
-                        events.push(RunEvent::Dropped {
-                            bytes: std::mem::take(&mut left_out),
-                        });
-                    }
-                    kept += size;
-                    events.push(event.clone());
+                for event in bound.pass(kept, event.clone()) {
+                    kept += event.output_len();
+                    events.push(event);
                 }
             }
             drop(captured);

@@ -14,13 +14,47 @@ use super::event::RunEvent;
 /// How much output may wait for the page.
 const QUEUED_LIMIT: usize = 4 << 20;
 
+/// Output held to a limit: what would pass it is counted, and the count goes out as a
+/// [`RunEvent::Dropped`] before the next event that passes. The page's queue and the
+/// capture for `--export` both use one.
+#[derive(Debug)]
+pub struct Bound {
+    limit: usize,
+    dropped: usize,
+}
+
+impl Bound {
+    /// A bound of `limit` bytes of output.
+    pub fn new(limit: usize) -> Self {
+        Self { limit, dropped: 0 }
+    }
+
+    /// What to pass on for `event`, with `used` bytes of output held already: nothing when
+    /// it is output past the limit (counted), else the event, after the count of what was
+    /// left out since the last event that passed.
+    pub fn pass(&mut self, used: usize, event: RunEvent) -> Vec<RunEvent> {
+        let size = event.output_len();
+        if size > 0 && used + size > self.limit {
+            self.dropped += size;
+            return Vec::new();
+        }
+        let mut events = Vec::with_capacity(2);
+        if self.dropped > 0 {
+            events.push(RunEvent::Dropped {
+                bytes: std::mem::take(&mut self.dropped),
+            });
+        }
+        events.push(event);
+        events
+    }
+}
+
 /// The sending side, owned by the run.
 #[derive(Debug)]
 pub struct Outbox {
     tx: mpsc::UnboundedSender<RunEvent>,
     queued: Arc<AtomicUsize>,
-    dropped: usize,
-    limit: usize,
+    bound: Bound,
 }
 
 /// The receiving side, read by the page's stream.
@@ -42,8 +76,7 @@ fn with_limit(limit: usize) -> (Outbox, Events) {
         Outbox {
             tx,
             queued: Arc::clone(&queued),
-            dropped: 0,
-            limit,
+            bound: Bound::new(limit),
         },
         Events { rx, queued },
     )
@@ -52,16 +85,10 @@ fn with_limit(limit: usize) -> (Outbox, Events) {
 impl Outbox {
     /// Sends `event`, or counts it as dropped when it is output and too much waits already.
     pub fn send(&mut self, event: RunEvent) {
-        let size = event.output_len();
-        if size > 0 && self.queued.load(Ordering::Relaxed) + size > self.limit {
-            self.dropped += size;
-            return;
+        let queued = self.queued.load(Ordering::Relaxed);
+        for event in self.bound.pass(queued, event) {
+            self.push(event);
         }
-        if self.dropped > 0 {
-            let bytes = std::mem::take(&mut self.dropped);
-            self.push(RunEvent::Dropped { bytes });
-        }
-        self.push(event);
     }
 
     fn push(&self, event: RunEvent) {
@@ -113,6 +140,33 @@ mod tests {
                 RunEvent::Dropped { bytes: 4 },
                 out("abc"),
                 RunEvent::Dropped { bytes: 3 },
+                RunEvent::Phase { text: "p".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bound_on_a_growing_total_keeps_the_start_and_counts_the_rest() {
+        let mut bound = Bound::new(5);
+        let mut kept = 0;
+        let mut passed = Vec::new();
+        for event in [
+            out("abc"),
+            out("def"),
+            out("gh"),
+            RunEvent::Phase { text: "p".into() },
+        ] {
+            for event in bound.pass(kept, event) {
+                kept += event.output_len();
+                passed.push(event);
+            }
+        }
+        assert_eq!(
+            passed,
+            vec![
+                out("abc"),
+                RunEvent::Dropped { bytes: 3 },
+                out("gh"),
                 RunEvent::Phase { text: "p".into() },
             ]
         );
