@@ -92,9 +92,8 @@ pub async fn cargo(
     let ended = process::run(cargo, stop, |stream, text| match stream {
         Stream::Stderr => send(RunEvent::Build { text }),
         Stream::Stdout => {
-            stdout.push_str(&text);
-            while let Some((line, rest)) = stdout.split_once('\n') {
-                if let Ok(message) = serde_json::from_str::<Message>(line) {
+            for line in complete_lines(&mut stdout, &text) {
+                if let Ok(message) = serde_json::from_str::<Message>(&line) {
                     artifacts.add(&message);
                     if message.reason == "compiler-message" {
                         if let Some(event) = message.message.and_then(|d| diagnostic(d, main_rs)) {
@@ -102,7 +101,6 @@ pub async fn cargo(
                         }
                     }
                 }
-                stdout = rest.to_owned();
             }
         }
     })
@@ -156,9 +154,8 @@ pub async fn rustc(
     process::run(rustc, stop, |stream, text| match stream {
         Stream::Stdout => send(RunEvent::Build { text }),
         Stream::Stderr => {
-            stderr.push_str(&text);
-            while let Some((line, rest)) = stderr.split_once('\n') {
-                match serde_json::from_str::<Diagnostic>(line) {
+            for line in complete_lines(&mut stderr, &text) {
+                match serde_json::from_str::<Diagnostic>(&line) {
                     Ok(message) => {
                         if let Some(event) = diagnostic(message, Some(main_rs)) {
                             send(event);
@@ -168,11 +165,22 @@ pub async fn rustc(
                         text: format!("{line}\n"),
                     }),
                 }
-                stderr = rest.to_owned();
             }
         }
     })
     .await
+}
+
+/// Appends `text` to `pending` and takes out every line it completes (without their
+/// newlines); a partial last line stays for the next chunk.
+fn complete_lines(pending: &mut String, text: &str) -> Vec<String> {
+    pending.push_str(text);
+    let Some(end) = pending.rfind('\n') else {
+        return Vec::new();
+    };
+    let rest = pending.split_off(end + 1);
+    let complete = std::mem::replace(pending, rest);
+    complete.lines().map(str::to_owned).collect()
 }
 
 /// A diagnostic as an event: every error, and warnings about the block itself; rustc's
@@ -262,6 +270,17 @@ mod tests {
             })
         );
         assert_eq!(diagnostic(parse(warning), Some("src/main.rs")), None);
+    }
+
+    #[test]
+    fn lines_are_taken_out_when_complete() {
+        let mut pending = String::new();
+        assert!(complete_lines(&mut pending, "{\"a\"").is_empty());
+        assert_eq!(
+            complete_lines(&mut pending, ":1}\n{}\n{"),
+            vec!["{\"a\":1}", "{}"]
+        );
+        assert_eq!(pending, "{");
     }
 
     #[test]
