@@ -77,12 +77,14 @@ pub fn main(args: Args) -> Result<ExitCode> {
                     message: format!("the lab has no guest {guest}"),
                 }),
             },
-            Ok(LabRequest::Stop { id }) => {
+            Ok(LabRequest::Stop { id, guest }) => {
                 let argv = stop_argv(id);
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                for host in lab.hosts() {
-                    // Only the guest that ran it has its pid file; the others say so.
-                    let _ = host.try_exec(&argv);
+                if let Some(host) = lab.host(&guest) {
+                    // A run that ended meanwhile has no group left to signal.
+                    if let Err(err) = host.exec(&argv) {
+                        tracing::debug!(id, %guest, %err, "nothing to stop");
+                    }
                 }
             }
             Err(err) => tracing::warn!(%line, %err, "not a lab request"),

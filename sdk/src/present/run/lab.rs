@@ -31,10 +31,12 @@ pub enum LabRequest {
         /// The command, as the slide shows it.
         command: String,
     },
-    /// Stops run `id` (SIGTERM to its process group on the guest).
+    /// Stops run `id` on `guest` (SIGTERM to its process group there).
     Stop {
         /// The run.
         id: u64,
+        /// The machine it runs on.
+        guest: String,
     },
 }
 
@@ -222,9 +224,13 @@ impl Lab {
         }
     }
 
-    /// Asks the keeper to stop run `id`.
-    pub async fn stop(&self, id: u64) -> Result<(), String> {
-        self.send(&LabRequest::Stop { id }).await
+    /// Asks the keeper to stop run `id` on `guest`.
+    pub async fn stop(&self, id: u64, guest: &str) -> Result<(), String> {
+        self.send(&LabRequest::Stop {
+            id,
+            guest: guest.to_owned(),
+        })
+        .await
     }
 
     async fn send(&self, request: &LabRequest) -> Result<(), String> {

@@ -376,7 +376,7 @@ impl Runner {
                 event = events.recv() => event,
                 () = process::stopped(stop), if !stopping => {
                     stopping = true;
-                    lab.stop(id).await?;
+                    lab.stop(id, guest).await?;
                     continue;
                 }
             };
