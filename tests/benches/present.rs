@@ -21,8 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sinew_tests::browser::{free_port, Browser, Presenting};
-use sinew_tests::{host_bins, median};
+use sinew_tests::browser::{Browser, Presenting};
+use sinew_tests::{free_port, host_bins, median, tools_installed, GO_TOOLS};
 
 const GO_DECK: &str = "Hello
 Go's present
@@ -91,14 +91,9 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
-    for tool in ["go", "present", "chromium", "chromedriver"] {
-        if !on_path(tool) {
-            bail!(
-                "`{tool}` is not on PATH: run `target/debug/sinew-test-prepare` (or apt-get \
-                 install golang-go golang-golang-x-tools chromium chromium-driver)"
-            );
-        }
-    }
+    // Chromium is installed by `Browser::start`.
+    static GO: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    tools_installed(&GO, &GO_TOOLS)?;
     let bins = host_bins(true)?;
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("hello.slide"), GO_DECK)?;
@@ -158,11 +153,6 @@ fn main() -> Result<()> {
     );
     println!("RATIO present_run={:.3}", sinew.edited / go.edited);
     Ok(())
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Starts Go's present serving `dir` with local `.play` execution; returns its

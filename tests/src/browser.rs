@@ -2,7 +2,7 @@
 //! WebDriver by `chromedriver` (fantoccini), and a `sinew present` server to point it at.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-/// A headless Chromium session; the driver and browser end when it is dropped.
+/// A headless Chromium session; the driver and browser end when it is dropped. chromedriver
+/// runs in a process group of its own, which Chromium and its helpers inherit, so that the
+/// whole group goes even when a failed test drops the session without closing it.
 #[derive(Debug)]
 pub struct Browser {
     /// The WebDriver session.
@@ -27,10 +29,12 @@ impl Browser {
     /// Starts chromedriver on a free loopback port and opens a session with a window of
     /// 1280x800 and a fresh profile.
     pub async fn start() -> Result<Self> {
-        ensure_chromium()?;
-        let port = free_port()?;
+        static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+        crate::tools_installed(&READY, &TOOLS)?;
+        let port = crate::free_port()?;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -95,18 +99,20 @@ impl Browser {
         }
     }
 
-    /// Ends the session and the driver.
-    pub async fn close(mut self) -> Result<()> {
-        let closed = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-        closed.context("closing the browser session")
+    /// Ends the session, then the driver and anything of the browser left.
+    pub async fn close(self) -> Result<()> {
+        self.client
+            .clone()
+            .close()
+            .await
+            .context("closing the browser session")
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = Pid::from_raw(self.driver.id().cast_signed());
+        let _ = killpg(group, Signal::SIGKILL);
         let _ = self.driver.wait();
     }
 }
@@ -202,26 +208,6 @@ impl Drop for Presenting {
             let _ = self.stop();
         }
     }
-}
-
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr().context("reading its port")?.port())
-}
-
-/// Installs Debian's Chromium and its WebDriver if they are missing, once per process.
-fn ensure_chromium() -> Result<()> {
-    static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    READY
-        .get_or_init(|| {
-            use sinew::setup::ensure_tools;
-            ensure_tools(&TOOLS, false)
-                .map(|_| ())
-                .map_err(|e| format!("{e}"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
 }
 
 /// What page tests need: Chromium and chromedriver.

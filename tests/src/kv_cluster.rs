@@ -2,15 +2,17 @@
 //! `etcd-server`, 3.4) or kvd, since kvd takes etcd's flags: for side-by-side checks, crash
 //! tests and the KV benchmark. Each member has its own data directory; all are killed on drop.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sinew::setup::{ensure_tools, Tool};
+use sinew::setup::Tool;
 use sinew_proto::kv::KvClient;
+
+use crate::free_port;
 
 /// Which server a cluster runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,31 +49,19 @@ impl Server {
 /// panics with the setup's error otherwise.
 pub fn installed() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        let tools = [
-            Tool {
-                program: "etcd",
-                package: "etcd-server",
-            },
-            Tool {
-                program: "etcdctl",
-                package: "etcd-client",
-            },
-        ];
-        ensure_tools(&tools, false)
-            .map(|_| ())
-            .map_err(|error| format!("{error}"))
-    });
-    if let Err(error) = ready {
+    let tools = [
+        Tool {
+            program: "etcd",
+            package: "etcd-server",
+        },
+        Tool {
+            program: "etcdctl",
+            package: "etcd-client",
+        },
+    ];
+    if let Err(error) = crate::tools_installed(&READY, &tools) {
         panic!("etcd is needed (apt-get install etcd-server etcd-client): {error}");
     }
-}
-
-/// A free loopback port.
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 /// One etcd member's settings.

@@ -64,14 +64,8 @@ pub fn prepare(run: &Run) -> Result<()> {
             // `sinew present`'s page tests, and Go `.play` blocks and Go's present beside it.
             browser::TOOLS[0],
             browser::TOOLS[1],
-            Tool {
-                program: "go",
-                package: "golang-go",
-            },
-            Tool {
-                program: "present",
-                package: "golang-golang-x-tools",
-            },
+            GO_TOOLS[0],
+            GO_TOOLS[1],
         ];
         ensure_tools(&tools, false)
     })?;
@@ -149,6 +143,44 @@ pub fn busybox(arch: Arch) -> Result<PathBuf> {
         binary.display()
     );
     Ok(binary)
+}
+
+/// Go and Go's `present`: `.play` blocks of `sinew present` and the presenter benchmark's
+/// anchor.
+pub const GO_TOOLS: [sinew::setup::Tool; 2] = [
+    sinew::setup::Tool {
+        program: "go",
+        package: "golang-go",
+    },
+    sinew::setup::Tool {
+        program: "present",
+        package: "golang-golang-x-tools",
+    },
+];
+
+/// A free loopback port.
+pub fn free_port() -> Result<u16> {
+    Ok(
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port(),
+    )
+}
+
+/// Installs the `tools` missing from this machine (as root on Debian) once per process:
+/// each set of tools keeps its own `ready` cell, and later calls return the first answer.
+pub fn tools_installed(
+    ready: &'static OnceLock<Result<(), String>>,
+    tools: &[sinew::setup::Tool],
+) -> Result<()> {
+    ready
+        .get_or_init(|| {
+            sinew::setup::ensure_tools(tools, false)
+                .map(|_| ())
+                .map_err(|error| format!("{error:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// Pids of live QEMU processes whose command line mentions `needle`.

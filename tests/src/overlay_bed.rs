@@ -56,24 +56,17 @@ pub fn overlayd(release: bool) -> Result<PathBuf> {
 /// `ip` and `ping`, which the bed and its tests drive, installed once if missing.
 fn tools() -> Result<()> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    READY
-        .get_or_init(|| {
-            let tools = [
-                sinew::setup::Tool {
-                    program: "ip",
-                    package: "iproute2",
-                },
-                sinew::setup::Tool {
-                    program: "ping",
-                    package: "iputils-ping",
-                },
-            ];
-            sinew::setup::ensure_tools(&tools, false)
-                .map(|_| ())
-                .map_err(|error| format!("{error:#}"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
+    let tools = [
+        sinew::setup::Tool {
+            program: "ip",
+            package: "iproute2",
+        },
+        sinew::setup::Tool {
+            program: "ping",
+            package: "iputils-ping",
+        },
+    ];
+    crate::tools_installed(&READY, &tools)
 }
 
 /// The address of the container [`Bed::attach_container`] gives a host: the one after
@@ -338,18 +331,11 @@ impl Bed {
     /// by default; physical NICs have it on, so the benchmark measures with it on.
     pub fn set_underlay_gro(&self, on: bool) -> Result<()> {
         static ETHTOOL: OnceLock<Result<(), String>> = OnceLock::new();
-        ETHTOOL
-            .get_or_init(|| {
-                let tool = sinew::setup::Tool {
-                    program: "ethtool",
-                    package: "ethtool",
-                };
-                sinew::setup::ensure_tools(&[tool], false)
-                    .map(|_| ())
-                    .map_err(|error| format!("{error:#}"))
-            })
-            .clone()
-            .map_err(anyhow::Error::msg)?;
+        let ethtool = sinew::setup::Tool {
+            program: "ethtool",
+            package: "ethtool",
+        };
+        crate::tools_installed(&ETHTOOL, &[ethtool])?;
         let state = if on { "on" } else { "off" };
         for (index, host) in self.hosts.iter().enumerate() {
             let outside = format!("{}h{index}", self.name);

@@ -8,7 +8,8 @@ use sinew_proto::kv::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventType, KvClient, KvClientError,
     PutRequest, RequestOp, TxnRequest, WatchCreateRequest,
 };
-use sinew_tests::kv_cluster::{free_port, KvCluster, Server};
+use sinew_tests::free_port;
+use sinew_tests::kv_cluster::{KvCluster, Server};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("tokio runtime")

@@ -564,11 +564,8 @@ A .slide for Go's present
 ";
 
 fn ensure_go() {
-    let go = sinew::setup::Tool {
-        program: "go",
-        package: "golang-go",
-    };
-    sinew::setup::ensure_tools(&[go], false).expect("Go is installed");
+    static GO: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    sinew_tests::tools_installed(&GO, &sinew_tests::GO_TOOLS[..1]).expect("Go is installed");
 }
 
 #[test]
