@@ -234,6 +234,16 @@ pub enum Runnable {
     },
 }
 
+impl Slide {
+    /// The slide's code blocks in order: block `i` of slide `n` is block id `n.i`.
+    pub fn code_blocks(&self) -> impl Iterator<Item = &CodeBlock> {
+        self.body.iter().filter_map(|element| match element {
+            Element::Code(code) => Some(code),
+            _ => None,
+        })
+    }
+}
+
 impl CodeBlock {
     /// The shown text, one `\n` after each line.
     pub fn text(&self) -> String {

@@ -75,12 +75,12 @@ pub(super) fn parse(text: &str, origin: &Origin) -> Result<(Deck, Vec<DeckError>
 
 /// `slide`, if each of its `guest=` blocks names a machine of `lab`.
 fn guests_known(slide: Slide, lab: &[LabMachine], origin: &Origin) -> Result<Slide, DeckError> {
-    for element in &slide.body {
-        if let Element::Code(CodeBlock {
+    for block in slide.code_blocks() {
+        if let CodeBlock {
             run: Some(Runnable::Guest { guest, .. }),
             line,
             ..
-        }) = element
+        } = block
         {
             if !lab.iter().any(|m| m.name == *guest) {
                 let names: Vec<&str> = lab.iter().map(|m| m.name.as_str()).collect();

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use sinew::paths::Paths;
 use sinew::present::run::{Job, RunEvent, Runner};
 use sinew::present::serve::{self, Guard, Presenter};
-use sinew::present::{self as deck, Deck, Element};
+use sinew::present::{self as deck, Deck};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Serve a slide deck whose code blocks run live.
@@ -120,11 +120,7 @@ fn random_token() -> Result<String> {
 async fn check(deck: &Deck, file: &Path, runner: &Runner) -> Result<ExitCode> {
     let mut checked = 0;
     for slide in &deck.slides {
-        let blocks = slide.body.iter().filter_map(|element| match element {
-            Element::Code(code) => Some(code),
-            _ => None,
-        });
-        for (index, block) in blocks.enumerate() {
+        for (index, block) in slide.code_blocks().enumerate() {
             let Some(job) = Job::of(deck::block_id(slide.number, index), block, &deck.lab) else {
                 continue;
             };

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 pub use guard::{Guard, Refusal, TOKEN_COOKIE, TOKEN_HEADER};
 
-use super::deck::{Deck, Element};
+use super::deck::Deck;
 use super::files::{url_decode, Files};
 use super::html::escape;
 use super::page::{self, PageOptions};
@@ -201,15 +201,11 @@ impl Presenter {
     }
 
     async fn run(&self, request: Request<Incoming>) -> Response<Body> {
-        let ask: RunRequest = match json_body(request).await {
-            Ok(ask) => ask,
+        let (job, edited) = match self.requested_job(request).await {
+            Ok(asked) => asked,
             Err(response) => return response,
         };
-        let job = match self.load().and_then(|(deck, _)| self.job(&deck, &ask)) {
-            Ok(job) => job,
-            Err(message) => return text(StatusCode::BAD_REQUEST, message),
-        };
-        tracing::info!(block = %job.block, edited = ask.code.is_some(), "run block");
+        tracing::info!(block = %job.block, edited, "run block");
         let events = self.runner.start(job).await;
         let stream = futures::stream::unfold(events, |mut events| async move {
             let event = events.recv().await?;
@@ -224,17 +220,27 @@ impl Presenter {
 
     /// Builds an edit as it is typed, so that Run finds it built.
     async fn prebuild(&self, request: Request<Incoming>) -> Response<Body> {
-        let ask: RunRequest = match json_body(request).await {
-            Ok(ask) => ask,
-            Err(response) => return response,
-        };
-        match self.load().and_then(|(deck, _)| self.job(&deck, &ask)) {
-            Ok(job) => {
+        match self.requested_job(request).await {
+            Ok((job, _)) => {
+                let accepted = text(StatusCode::ACCEPTED, format!("building {}", job.block));
                 self.runner.prebuild(job);
-                text(StatusCode::ACCEPTED, format!("building {}", ask.block))
+                accepted
             }
-            Err(message) => text(StatusCode::BAD_REQUEST, message),
+            Err(response) => response,
         }
+    }
+
+    /// The job a run or build request asks for in the deck as it is now, and whether the
+    /// request brings an edit; or the response that says why there is none.
+    async fn requested_job(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<(Job, bool), Response<Body>> {
+        let ask: RunRequest = json_body(request).await?;
+        self.load()
+            .and_then(|(deck, _)| self.job(&deck, &ask))
+            .map(|job| (job, ask.code.is_some()))
+            .map_err(|message| text(StatusCode::BAD_REQUEST, message))
     }
 
     async fn stop(&self, request: Request<Incoming>) -> Response<Body> {
@@ -259,15 +265,7 @@ impl Presenter {
             .slides
             .iter()
             .find(|s| s.number == slide)
-            .and_then(|s| {
-                s.body
-                    .iter()
-                    .filter_map(|e| match e {
-                        Element::Code(code) => Some(code),
-                        _ => None,
-                    })
-                    .nth(index)
-            })
+            .and_then(|s| s.code_blocks().nth(index))
             .ok_or_else(|| format!("the deck has no code block {}", ask.block))?;
         let mut job = Job::of(ask.block.clone(), block, &deck.lab)
             .ok_or_else(|| format!("block {} does not run", ask.block))?;
