@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sinew_tests::browser::{Browser, Presenting};
+use sinew_tests::browser::{http, Browser, Presenting};
 use sinew_tests::{free_port, host_bins, median, tools_installed, GO_TOOLS};
 
 const GO_DECK: &str = "Hello
@@ -185,21 +185,15 @@ fn start_go_present(dir: &Path) -> Result<(f64, Child, String)> {
 
 /// Polls `url` every 2 ms until it answers 200; seconds since `started`.
 fn wait_served(url: &str, started: Instant) -> Result<f64> {
-    use std::io::{Read, Write};
-    let rest = url.trim_start_matches("http://");
-    let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = url
+        .trim_start_matches("http://")
+        .split_once('/')
+        .map_or("", |(_, path)| path);
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: HOST\r\nConnection: close\r\n\r\n");
     let deadline = started + Duration::from_secs(30);
     loop {
-        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
-            let request =
-                format!("GET /{path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-            let mut response = String::new();
-            if stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut response).is_ok()
-                && response.starts_with("HTTP/1.1 200")
-            {
-                return Ok(started.elapsed().as_secs_f64());
-            }
+        if matches!(http(url, &request), Ok((200, _))) {
+            return Ok(started.elapsed().as_secs_f64());
         }
         if Instant::now() > deadline {
             bail!("{url} was not served within 30 s");

@@ -210,6 +210,38 @@ impl Drop for Presenting {
     }
 }
 
+/// One HTTP/1.1 exchange with the server at `url`'s address (`0.0.0.0` reached on
+/// loopback): `request` is sent as written, `HOST` in it replaced by that address, and the
+/// response read to its end. Returns the status and the body.
+pub fn http(url: &str, request: &str) -> Result<(u16, String)> {
+    use std::io::Write;
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .replace("0.0.0.0", "127.0.0.1");
+    let mut stream = std::net::TcpStream::connect(&address)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream
+        .write_all(request.replace("HOST", &address).as_bytes())
+        .context("sending the request")?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .context("reading the response")?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// What page tests need: Chromium and chromedriver.
 pub const TOOLS: [sinew::setup::Tool; 2] = [
     sinew::setup::Tool {

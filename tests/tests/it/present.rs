@@ -499,28 +499,7 @@ fn stop_in_chromium_leaves_no_process_no_guest_and_no_directory() {
 
 /// One HTTP/1.1 request to the server at `url`'s address; the status and the body.
 fn http(url: &str, request: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let address = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .expect("an address");
-    let address = address.replace("0.0.0.0", "127.0.0.1");
-    let mut stream = std::net::TcpStream::connect(&address).expect("connect to the server");
-    let request = request.replace("HOST", &address);
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    sinew_tests::browser::http(url, request).expect("an HTTP exchange with the server")
 }
 
 fn get(url: &str, path: &str) -> (u16, String) {
