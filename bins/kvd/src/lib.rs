@@ -21,6 +21,7 @@
 
 mod base64_bytes;
 pub mod gateway;
+pub mod grpc;
 pub mod node;
 pub mod raft;
 pub mod v2;

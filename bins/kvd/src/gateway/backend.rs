@@ -152,6 +152,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Who answers, for response headers.
     fn identity(&self) -> NodeIdentity;
 
+    /// Whether this member knows a leader (etcd's `hasleader` check).
+    fn has_leader(&self) -> bool;
+
     /// Replicates a command and answers with what applying it gave. The node may adjust a
     /// [`Command::LeaseGrant`] before proposing it (etcd raises TTLs below its minimum).
     fn propose(
@@ -215,6 +218,14 @@ pub trait Backend: Send + Sync + 'static {
     fn member_promote(
         &self,
         id: u64,
+    ) -> impl Future<Output = Result<Vec<Member>, BackendError>> + Send;
+
+    /// Changes a member's peer URLs (checked to be well-formed URLs); answers with every
+    /// member.
+    fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
     ) -> impl Future<Output = Result<Vec<Member>, BackendError>> + Send;
 
     /// This member's state.

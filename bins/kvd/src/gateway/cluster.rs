@@ -3,7 +3,7 @@
 
 use hyper::Response;
 
-use crate::gateway::backend::Backend;
+use crate::gateway::backend::{Backend, Member, MemberAdded};
 use crate::gateway::body::{decode, ok_response, GatewayBody};
 use crate::gateway::error::{BackendError, Status};
 use crate::gateway::wire::cluster::{
@@ -26,14 +26,30 @@ impl<B: Backend> Gateway<B> {
         )))
     }
 
+    /// Adds a member reachable on `peer_urls`, checked first as etcd checks them.
+    pub(crate) async fn add_member(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<MemberAdded, Status> {
+        check_member_urls(&peer_urls)?;
+        Ok(self.backend.member_add(peer_urls, is_learner).await?)
+    }
+
+    /// Changes a member's peer URLs, checked first as etcd checks them.
+    pub(crate) async fn update_member(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<Member>, Status> {
+        check_member_urls(&peer_urls)?;
+        Ok(self.backend.member_update(id, peer_urls).await?)
+    }
+
     pub(crate) async fn member_add(&self, body: &[u8]) -> Result<Response<GatewayBody>, Status> {
         let wire: WireMemberAddRequest = decode(body)?;
-        if !wire.peer_urls().iter().all(|url| is_member_url(url)) {
-            return Err(BackendError::MemberBadUrls.into());
-        }
         let added = self
-            .backend
-            .member_add(wire.peer_urls().to_vec(), wire.is_learner())
+            .add_member(wire.peer_urls().to_vec(), wire.is_learner())
             .await?;
         Ok(ok_response(&WireMemberAddResponse::new(
             self.cluster_header(),
@@ -67,6 +83,14 @@ impl<B: Backend> Gateway<B> {
         let status = self.backend.status().await?;
         let header = self.header(status.revision);
         Ok(ok_response(&WireStatusResponse::new(header, &status)))
+    }
+}
+
+fn check_member_urls(urls: &[String]) -> Result<(), BackendError> {
+    if urls.iter().all(|url| is_member_url(url)) {
+        Ok(())
+    } else {
+        Err(BackendError::MemberBadUrls)
     }
 }
 

@@ -122,6 +122,15 @@ impl Status {
         Self::new(Code::InvalidArgument, message)
     }
 
+    /// An answer of the wrong kind from the backend to `call`: a bug, reported rather
+    /// than panicking.
+    pub fn unexpected(call: &str) -> Self {
+        Self::new(
+            Code::Internal,
+            format!("kvd: the node answered a {call} with another call's answer"),
+        )
+    }
+
     /// The JSON body etcd's gateway answers a failed unary call with.
     pub fn body(&self) -> Vec<u8> {
         #[derive(Serialize)]

@@ -4,7 +4,7 @@ use hyper::Response;
 
 use crate::gateway::backend::Backend;
 use crate::gateway::body::{decode, ok_response, too_large, GatewayBody};
-use crate::gateway::error::{Code, Status};
+use crate::gateway::error::Status;
 use crate::gateway::size::{proposal_len, range_request_len, request_len};
 use crate::gateway::wire::kv::{
     WireCompactionRequest, WireDeleteRangeRequest, WireDeleteRangeResponse, WireHeaderOnly,
@@ -12,15 +12,9 @@ use crate::gateway::wire::kv::{
     WireTxnResponse,
 };
 use crate::gateway::Gateway;
-use crate::v3::{Command, CompactRequest, KvError, Response as KvResponse};
-
-/// An answer of the wrong kind from the backend: a bug, reported rather than panicking.
-pub(crate) fn unexpected(call: &str) -> Status {
-    Status::new(
-        Code::Internal,
-        format!("kvd: the node answered a {call} with another call's answer"),
-    )
-}
+use crate::v3::{
+    Command, CompactRequest, KvError, RangeRequest, RangeResponse, Response as KvResponse,
+};
 
 impl<B: Backend> Gateway<B> {
     /// Refuses what etcd's gRPC server would refuse for size.
@@ -43,12 +37,21 @@ impl<B: Backend> Gateway<B> {
         Ok(self.backend.propose(command).await?.response)
     }
 
-    pub(crate) async fn range(&self, body: &[u8]) -> Result<Response<GatewayBody>, Status> {
-        let wire: WireRangeRequest = decode(body)?;
-        let request = wire.to_request();
+    /// Checks a read as etcd does (size for gRPC, then the request's own checks), then
+    /// reads: linearizably unless `serializable`.
+    pub(crate) async fn read(
+        &self,
+        request: RangeRequest,
+        serializable: bool,
+    ) -> Result<RangeResponse, Status> {
         self.check_grpc_size(range_request_len(&request))?;
         request.validate()?;
-        let response = self.backend.range(request, wire.serializable()).await?;
+        Ok(self.backend.range(request, serializable).await?)
+    }
+
+    pub(crate) async fn range(&self, body: &[u8]) -> Result<Response<GatewayBody>, Status> {
+        let wire: WireRangeRequest = decode(body)?;
+        let response = self.read(wire.to_request(), wire.serializable()).await?;
         let header = self.header(response.header.revision);
         Ok(ok_response(&WireRangeResponse::new(header, &response)))
     }
@@ -60,7 +63,7 @@ impl<B: Backend> Gateway<B> {
                 let header = self.header(put.header.revision);
                 Ok(ok_response(&WirePutResponse::new(header, &put)))
             }
-            _ => Err(unexpected("put")),
+            _ => Err(Status::unexpected("put")),
         }
     }
 
@@ -74,7 +77,7 @@ impl<B: Backend> Gateway<B> {
                 let header = self.header(delete.header.revision);
                 Ok(ok_response(&WireDeleteRangeResponse::new(header, &delete)))
             }
-            _ => Err(unexpected("delete")),
+            _ => Err(Status::unexpected("delete")),
         }
     }
 
@@ -87,7 +90,7 @@ impl<B: Backend> Gateway<B> {
                 let header = self.header(txn.header.revision);
                 Ok(ok_response(&WireTxnResponse::new(header, &txn)))
             }
-            _ => Err(unexpected("transaction")),
+            _ => Err(Status::unexpected("transaction")),
         }
     }
 
@@ -101,7 +104,7 @@ impl<B: Backend> Gateway<B> {
                 let header = self.header(compact.header.revision);
                 Ok(ok_response(&WireHeaderOnly::new(header)))
             }
-            _ => Err(unexpected("compaction")),
+            _ => Err(Status::unexpected("compaction")),
         }
     }
 }

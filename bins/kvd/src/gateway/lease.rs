@@ -5,7 +5,6 @@ use hyper::Response;
 use crate::gateway::backend::Backend;
 use crate::gateway::body::{decode, ok_response, GatewayBody};
 use crate::gateway::error::Status;
-use crate::gateway::kv::unexpected;
 use crate::gateway::wire::kv::WireHeaderOnly;
 use crate::gateway::wire::lease::{
     WireLeaseGrantRequest, WireLeaseGrantResponse, WireLeaseId, WireLeaseLeasesResponse,
@@ -22,7 +21,7 @@ impl<B: Backend> Gateway<B> {
                 let header = self.header(grant.header.revision);
                 Ok(ok_response(&WireLeaseGrantResponse::new(header, &grant)))
             }
-            _ => Err(unexpected("lease grant")),
+            _ => Err(Status::unexpected("lease grant")),
         }
     }
 
@@ -34,7 +33,7 @@ impl<B: Backend> Gateway<B> {
                 let header = self.header(revoke.header.revision);
                 Ok(ok_response(&WireHeaderOnly::new(header)))
             }
-            _ => Err(unexpected("lease revocation")),
+            _ => Err(Status::unexpected("lease revocation")),
         }
     }
 

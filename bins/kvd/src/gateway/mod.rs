@@ -23,7 +23,7 @@ mod lease;
 mod route;
 mod server;
 mod size;
-mod snapshot;
+pub(crate) mod snapshot;
 mod watch;
 mod wire;
 

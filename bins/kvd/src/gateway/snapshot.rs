@@ -1,6 +1,6 @@
 //! `/v3/maintenance/snapshot`: a copy of the member's whole state, streamed in chunks with
-//! how many bytes remain, as etcd streams its database. kvd's copy is its own snapshot
-//! format (both stores), not etcd's bbolt file.
+//! how many bytes remain, then the SHA-256 of what came before, as etcd streams its database.
+//! kvd's copy is its own snapshot format (both stores, JSON), not etcd's bbolt file.
 
 use tokio::sync::mpsc;
 
@@ -10,8 +10,30 @@ use crate::gateway::error::Status;
 use crate::gateway::wire::cluster::WireSnapshotResponse;
 use crate::gateway::Gateway;
 
+use sha2::{Digest, Sha256};
+
 /// Bytes per streamed chunk (etcd sends 32 KiB).
 const CHUNK: usize = 32 * 1024;
+
+/// etcd's snapshot files are a whole number of these, then a SHA-256 of them; `etcdctl
+/// snapshot save` refuses a stream of any other length.
+const BLOCK: usize = 512;
+
+/// The messages etcd streams a snapshot as: `(remaining_bytes, blob)` chunks of the data,
+/// then its SHA-256 with 0 remaining. kvd's data is JSON, so it is padded to whole blocks
+/// with spaces and stays valid JSON.
+pub(crate) fn etcd_chunks(mut data: Vec<u8>) -> Vec<(u64, Vec<u8>)> {
+    data.resize(data.len().div_ceil(BLOCK) * BLOCK, b' ');
+    let digest = Sha256::digest(&data).to_vec();
+    let mut remaining = data.len();
+    let mut chunks = Vec::with_capacity(remaining / CHUNK + 2);
+    for chunk in data.chunks(CHUNK) {
+        remaining -= chunk.len();
+        chunks.push((remaining as u64, chunk.to_vec()));
+    }
+    chunks.push((0, digest));
+    chunks
+}
 
 /// Streams the backend's snapshot to `out`; the request body carries nothing.
 pub(crate) async fn run<B: Backend, T>(
@@ -28,12 +50,32 @@ pub(crate) async fn run<B: Backend, T>(
         }
     };
     let header = gateway.header(snapshot.revision);
-    let mut remaining = snapshot.data.len();
-    for chunk in snapshot.data.chunks(CHUNK) {
-        remaining -= chunk.len();
-        let message = WireSnapshotResponse::new(header, remaining as u64, chunk);
+    for (remaining, blob) in etcd_chunks(snapshot.data) {
+        let message = WireSnapshotResponse::new(header, remaining, &blob);
         if out.send(result_chunk(&message)).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_stream_as_etcd_files_whole_blocks_then_their_digest() {
+        let data = vec![b'{'; CHUNK + 7];
+        let chunks = etcd_chunks(data);
+        let total: usize = chunks.iter().map(|(_, blob)| blob.len()).sum();
+        assert_eq!(total % BLOCK, 32, "etcdctl's hasChecksum");
+        assert_eq!(chunks[0].0, (total - 32 - CHUNK) as u64);
+        let (last_remaining, digest) = chunks.last().expect("digest");
+        assert_eq!(*last_remaining, 0);
+        let body: Vec<u8> = chunks[..chunks.len() - 1]
+            .iter()
+            .flat_map(|(_, blob)| blob.clone())
+            .collect();
+        assert_eq!(Sha256::digest(&body).to_vec(), *digest);
+        assert!(body[CHUNK + 7..].iter().all(|byte| *byte == b' '));
     }
 }

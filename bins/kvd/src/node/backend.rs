@@ -63,6 +63,10 @@ impl Backend for Node {
         }
     }
 
+    fn has_leader(&self) -> bool {
+        self.leader().is_some()
+    }
+
     async fn propose(&self, command: Command) -> Result<Applied, BackendError> {
         Ok(Node::propose(self, command).await?)
     }
@@ -165,6 +169,15 @@ impl Backend for Node {
 
     async fn member_promote(&self, id: u64) -> Result<Vec<Member>, BackendError> {
         let changed = self.change_members(MemberChange::Promote { id }).await?;
+        Ok(members(changed.members))
+    }
+
+    async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<Member>, BackendError> {
+        let changed = self.update_peer_urls(id, peer_urls).await?;
         Ok(members(changed.members))
     }
 

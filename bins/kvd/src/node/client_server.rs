@@ -1,12 +1,13 @@
-//! The client listener of a node: etcd's v2 API (`/v2/...`, `/version`, `/health`) and its
-//! v3 JSON gateway (`/v3/...`), with everything else answered with etcd's 404 page.
+//! The client listener of a node: etcd's v3 gRPC services (HTTP/2 with a gRPC content
+//! type), its v2 API (`/v2/...`, `/version`, `/health`) and its v3 JSON gateway
+//! (`/v3/...`), with everything else answered with etcd's 404 page.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use tokio::task::JoinSet;
 use super::http_server;
 use super::Node;
 use crate::gateway::{self, Gateway, GatewayBody, Handled};
+use crate::grpc::{self, Services};
 use crate::v2;
 
 /// How long a watch may stay silent before the gateway reports progress, when it asked.
@@ -49,11 +51,12 @@ impl ClientApi {
             })?;
             addrs.push(listener.local_addr()?);
             let serving = gateway.clone();
+            let grpc = Services::new(gateway.clone());
             let v2_node = Arc::new(node.clone());
             let mut stopping = stop.subscribe();
             servers.spawn(http_server::serve(
                 listener,
-                move |request| answer(serving.clone(), Arc::clone(&v2_node), request),
+                move |request| answer(grpc.clone(), serving.clone(), Arc::clone(&v2_node), request),
                 async move {
                     // A dropped sender also means stop.
                     let _ = stopping.wait_for(|stop| *stop).await;
@@ -82,18 +85,27 @@ impl ClientApi {
     }
 }
 
+/// An answer of the client listener: from the gRPC services, or over HTTP/1 and JSON.
+type ClientBody = Either<tonic::body::Body, v2::Body>;
+
 async fn answer(
+    grpc: Services<Node>,
     gateway: Gateway<Node>,
     node: Arc<Node>,
     request: Request<Incoming>,
-) -> Response<v2::Body> {
-    if v2::serves(request.uri().path()) {
-        return v2::handle(&node, request).await.unwrap_or_else(not_found);
+) -> Response<ClientBody> {
+    if grpc::is_grpc(&request) {
+        return grpc.answer(request).await.map(Either::Left);
     }
-    match gateway.handle(request).await {
-        Handled::Response(response) => response.map(BodyExt::boxed_unsync),
-        Handled::NotMine(_) => not_found(),
-    }
+    let response = if v2::serves(request.uri().path()) {
+        v2::handle(&node, request).await.unwrap_or_else(not_found)
+    } else {
+        match gateway.handle(request).await {
+            Handled::Response(response) => response.map(BodyExt::boxed_unsync),
+            Handled::NotMine(_) => not_found(),
+        }
+    };
+    response.map(Either::Right)
 }
 
 fn not_found() -> Response<v2::Body> {

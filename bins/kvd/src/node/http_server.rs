@@ -1,14 +1,14 @@
-//! Serving HTTP/1.1 connections on a listener until a shutdown signal, then letting the
+//! Serving HTTP/1.1 and HTTP/2 connections on a listener until a shutdown signal, then letting the
 //! connections in flight finish.
 
 use std::convert::Infallible;
 use std::future::Future;
 
 use hyper::body::{Body, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
@@ -24,6 +24,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -47,7 +48,11 @@ where
             let answer = handle(request);
             async move { Ok::<_, Infallible>(answer.await) }
         });
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        // HTTP/1.1 for JSON and the v2 API, HTTP/2 (prior knowledge) for gRPC, told apart
+        // by the connection's first bytes.
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {

@@ -102,6 +102,27 @@ impl Node {
         .await
     }
 
+    /// Changes a member's peer URLs (etcd's member update), keeping its name and client
+    /// URLs.
+    pub async fn update_peer_urls(
+        &self,
+        id: NodeId,
+        peer_urls: Vec<String>,
+    ) -> Result<MemberChanged, NodeError> {
+        let current = self
+            .members()
+            .into_iter()
+            .find(|member| member.id == id)
+            .ok_or(NodeError::MemberNotFound)?;
+        let member = crate::raft::Member {
+            name: current.name,
+            peer_urls,
+            client_urls: current.client_urls,
+        };
+        self.change_members(MemberChange::Publish { id, member })
+            .await
+    }
+
     /// Applies a membership change; this member must lead. A change that finds another one
     /// still being committed (a learner's promotion, a member publishing its name) waits for
     /// it, up to the request timeout, rather than failing a request that is fine.

@@ -89,17 +89,7 @@ impl Backend for Node {
     }
 
     async fn update_member(&self, id: u64, peer_urls: Vec<String>) -> Result<(), MemberError> {
-        let current = Node::members(self)
-            .into_iter()
-            .find(|member| member.id == id)
-            .ok_or(MemberError::NotFound)?;
-        let member = crate::raft::Member {
-            name: current.name,
-            peer_urls,
-            client_urls: current.client_urls,
-        };
-        self.change_members(MemberChange::Publish { id, member })
-            .await?;
+        self.update_peer_urls(id, peer_urls).await?;
         Ok(())
     }
 

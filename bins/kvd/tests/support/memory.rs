@@ -105,6 +105,10 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
+    fn has_leader(&self) -> bool {
+        true
+    }
+
     fn identity(&self) -> NodeIdentity {
         NodeIdentity {
             cluster_id: CLUSTER_ID,
@@ -227,6 +231,21 @@ impl Backend for MemoryBackend {
         if state.members.len() == before {
             return Err(BackendError::MemberNotFound);
         }
+        Ok(state.members.clone())
+    }
+
+    async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<Member>, BackendError> {
+        let mut state = self.state();
+        let member = state
+            .members
+            .iter_mut()
+            .find(|member| member.id == id)
+            .ok_or(BackendError::MemberNotFound)?;
+        member.peer_urls = peer_urls;
         Ok(state.members.clone())
     }
 

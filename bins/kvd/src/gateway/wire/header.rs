@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use sinew_etcd_api::etcdserverpb::ResponseHeader;
+
 use super::scalar::{is_zero, Int64, Uint64};
 use crate::gateway::backend::NodeIdentity;
 
@@ -35,6 +37,17 @@ impl Header {
         Self {
             revision: Int64(revision),
             ..Self::default()
+        }
+    }
+}
+
+impl From<&ResponseHeader> for Header {
+    fn from(header: &ResponseHeader) -> Self {
+        Self {
+            cluster_id: Uint64(header.cluster_id),
+            member_id: Uint64(header.member_id),
+            revision: Int64(header.revision),
+            raft_term: Uint64(header.raft_term),
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use sinew_etcd_api::mvccpb;
+
 use super::header::Header;
 use super::scalar::{
     deserialize_bool, deserialize_enum, is_zero, null_default, Bytes, Int64, ProtoEnum,
@@ -32,6 +34,19 @@ pub struct WireKeyValue {
 
 impl From<&KeyValue> for WireKeyValue {
     fn from(kv: &KeyValue) -> Self {
+        Self {
+            key: Bytes(kv.key.clone()),
+            create_revision: Int64(kv.create_revision),
+            mod_revision: Int64(kv.mod_revision),
+            version: Int64(kv.version),
+            value: Bytes(kv.value.clone()),
+            lease: Int64(kv.lease),
+        }
+    }
+}
+
+impl From<&mvccpb::KeyValue> for WireKeyValue {
+    fn from(kv: &mvccpb::KeyValue) -> Self {
         Self {
             key: Bytes(kv.key.clone()),
             create_revision: Int64(kv.create_revision),

@@ -8,7 +8,12 @@ use super::scalar::{
     deserialize_bool, deserialize_enum, is_zero, null_default, serialize_enum, Bytes, Int64,
     ProtoEnum,
 };
-use crate::v3::{Event, EventKind};
+use sinew_etcd_api::etcdserverpb::watch_create_request::FilterType as PbFilter;
+use sinew_etcd_api::etcdserverpb::watch_request::RequestUnion;
+use sinew_etcd_api::etcdserverpb::{
+    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+};
+use sinew_etcd_api::mvccpb::{self, event::EventType};
 
 /// `etcdserverpb.WatchRequest`: one of its three requests.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +81,42 @@ pub struct WireWatchCreateRequest {
     pub fragment: bool,
 }
 
+impl WireWatchRequest {
+    /// The request as the watch server takes it: the first of its requests that is set.
+    pub fn into_pb(self) -> WatchRequest {
+        let request = if let Some(create) = self.create_request {
+            RequestUnion::CreateRequest(WatchCreateRequest {
+                key: create.key.0,
+                range_end: create.range_end.0,
+                start_revision: create.start_revision.0,
+                progress_notify: create.progress_notify,
+                filters: create
+                    .filters
+                    .iter()
+                    .map(|filter| match filter.0 {
+                        FilterType::NoPut => PbFilter::Noput as i32,
+                        FilterType::NoDelete => PbFilter::Nodelete as i32,
+                    })
+                    .collect(),
+                prev_kv: create.prev_kv,
+                watch_id: create.watch_id.0,
+                fragment: create.fragment,
+            })
+        } else if let Some(cancel) = self.cancel_request {
+            RequestUnion::CancelRequest(WatchCancelRequest {
+                watch_id: cancel.watch_id.0,
+            })
+        } else if self.progress_request.is_some() {
+            RequestUnion::ProgressRequest(WatchProgressRequest {})
+        } else {
+            return WatchRequest::default();
+        };
+        WatchRequest {
+            request_union: Some(request),
+        }
+    }
+}
+
 /// `etcdserverpb.WatchCancelRequest`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -113,20 +154,19 @@ pub struct WireEvent {
     prev_kv: Option<WireKeyValue>,
 }
 
-impl WireEvent {
-    /// The event, with its previous pair only if `prev_kv`.
-    pub fn new(event: &Event, prev_kv: bool) -> Self {
+impl From<&mvccpb::Event> for WireEvent {
+    fn from(event: &mvccpb::Event) -> Self {
         Self {
-            kind: match event.kind {
-                EventKind::Put => WireEventType::Put,
-                EventKind::Delete => WireEventType::Delete,
+            kind: match event.r#type() {
+                EventType::Put => WireEventType::Put,
+                EventType::Delete => WireEventType::Delete,
             },
-            kv: WireKeyValue::from(&event.kv),
-            prev_kv: event
-                .prev_kv
+            kv: event
+                .kv
                 .as_ref()
-                .filter(|_| prev_kv)
-                .map(WireKeyValue::from),
+                .map(WireKeyValue::from)
+                .unwrap_or_default(),
+            prev_kv: event.prev_kv.as_ref().map(WireKeyValue::from),
         }
     }
 }
@@ -151,7 +191,29 @@ pub struct WireWatchResponse {
     /// Why the watcher was cancelled.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub cancel_reason: String,
+    /// More answers follow with the rest of these changes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fragment: bool,
     /// The changes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<WireEvent>,
+}
+
+impl From<&WatchResponse> for WireWatchResponse {
+    fn from(response: &WatchResponse) -> Self {
+        Self {
+            header: response
+                .header
+                .as_ref()
+                .map(Header::from)
+                .unwrap_or_default(),
+            watch_id: Int64(response.watch_id),
+            created: response.created,
+            canceled: response.canceled,
+            compact_revision: Int64(response.compact_revision),
+            cancel_reason: response.cancel_reason.clone(),
+            fragment: response.fragment,
+            events: response.events.iter().map(WireEvent::from).collect(),
+        }
+    }
 }

@@ -1,0 +1,143 @@
+//! The Lease service: grant, revoke, the keep-alive stream, time to live and list.
+
+use std::pin::Pin;
+
+use sinew_etcd_api::etcdserverpb::lease_server::Lease;
+use sinew_etcd_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Grpc;
+use crate::gateway::{Backend, Status as Refusal};
+use crate::v3::{self, Command, Response as KvResponse};
+
+type Answer<T> = Result<Response<T>, Status>;
+
+/// How many keep-alive answers may wait for a slow client.
+const KEEP_ALIVE_BUFFER: usize = 16;
+
+impl<B: Backend> Grpc<B> {
+    /// Answers keep-alive requests until the client ends its stream or the server closes;
+    /// a failed renewal ends the stream with its error, as in etcd.
+    async fn keep_alive(
+        self,
+        mut requests: Streaming<LeaseKeepAliveRequest>,
+        out: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
+    ) {
+        let mut closing = self.gateway.closing();
+        loop {
+            let request = tokio::select! {
+                request = requests.next() => request,
+                () = out.closed() => return,
+                _ = closing.wait_for(|closed| *closed) => return,
+            };
+            let answer = match request {
+                None => return,
+                Some(Err(status)) => Err(status),
+                Some(Ok(request)) => self.renew(request.id).await,
+            };
+            let failed = answer.is_err();
+            if out.send(answer).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    async fn renew(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+        let renewed = self
+            .gateway
+            .backend
+            .lease_keep_alive(id)
+            .await
+            .map_err(Refusal::from)?;
+        Ok(LeaseKeepAliveResponse {
+            header: self.header(renewed.revision),
+            id,
+            ttl: renewed.ttl,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl<B: Backend> Lease for Grpc<B> {
+    async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Answer<LeaseGrantResponse> {
+        let request = request.get_ref();
+        let command = Command::LeaseGrant(v3::LeaseGrantRequest {
+            id: request.id,
+            ttl: request.ttl,
+        });
+        match self.gateway.propose(command).await? {
+            KvResponse::LeaseGrant(grant) => Ok(Response::new(LeaseGrantResponse {
+                header: self.header(grant.header.revision),
+                id: grant.id,
+                ttl: grant.ttl,
+                error: String::new(),
+            })),
+            _ => Err(Refusal::unexpected("lease grant").into()),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Answer<LeaseRevokeResponse> {
+        let command = Command::LeaseRevoke(v3::LeaseRevokeRequest {
+            id: request.get_ref().id,
+        });
+        match self.gateway.propose(command).await? {
+            KvResponse::LeaseRevoke(revoke) => Ok(Response::new(LeaseRevokeResponse {
+                header: self.header(revoke.header.revision),
+            })),
+            _ => Err(Refusal::unexpected("lease revocation").into()),
+        }
+    }
+
+    type LeaseKeepAliveStream =
+        Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Answer<Self::LeaseKeepAliveStream> {
+        let (out, answers) = mpsc::channel(KEEP_ALIVE_BUFFER);
+        tokio::spawn(self.clone().keep_alive(request.into_inner(), out));
+        Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Answer<LeaseTimeToLiveResponse> {
+        let request = request.get_ref();
+        let answer = self
+            .gateway
+            .backend
+            .lease_time_to_live(request.id, request.keys)
+            .await
+            .map_err(Refusal::from)?;
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header: self.header(answer.revision),
+            id: request.id,
+            ttl: answer.ttl,
+            granted_ttl: answer.granted_ttl,
+            keys: answer.keys,
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Answer<LeaseLeasesResponse> {
+        let list = self.gateway.backend.leases().await.map_err(Refusal::from)?;
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.header(list.revision),
+            leases: list.ids.into_iter().map(|id| LeaseStatus { id }).collect(),
+        }))
+    }
+}

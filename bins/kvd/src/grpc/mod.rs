@@ -1,0 +1,184 @@
+//! etcd's v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance, Auth) over a
+//! [`Backend`], served on the client listener beside the JSON gateway: requests with
+//! `content-type: application/grpc` come here, as etcd routes them on its one port.
+//!
+//! The services share the gateway's checks, limits and errors ([`Gateway`]): a request
+//! refused over JSON is refused the same way over gRPC, with etcd's code and message.
+//!
+//! Module map: `convert` (protobuf messages to and from the store's types), `kv`, `watch`
+//! (also behind the JSON gateway's `/v3/watch`), `lease`, `cluster`, `maintenance`, `auth`
+//! (one file per service).
+
+mod auth;
+mod cluster;
+mod convert;
+mod kv;
+mod lease;
+mod maintenance;
+pub(crate) mod watch;
+
+use std::fmt;
+
+use bytes::Bytes;
+use hyper::body::Body;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, Response, Version};
+use sinew_etcd_api::etcdserverpb::auth_server::AuthServer;
+use sinew_etcd_api::etcdserverpb::cluster_server::ClusterServer;
+use sinew_etcd_api::etcdserverpb::kv_server::KvServer;
+use sinew_etcd_api::etcdserverpb::lease_server::LeaseServer;
+use sinew_etcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
+use sinew_etcd_api::etcdserverpb::watch_server::WatchServer;
+use sinew_etcd_api::etcdserverpb::ResponseHeader;
+use tonic::service::Routes;
+use tower::ServiceExt;
+
+use crate::gateway::{Backend, BackendError, Code, Gateway, Status};
+
+/// Whether a request is for the gRPC services: HTTP/2 with a gRPC content type, the test
+/// etcd's listener applies.
+pub fn is_grpc<T>(request: &Request<T>) -> bool {
+    request.version() == Version::HTTP_2
+        && request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.contains("application/grpc"))
+}
+
+/// etcd's gRPC services, routed by path (`/etcdserverpb.KV/Range`, ...). Cheap to clone.
+#[derive(Clone)]
+pub struct Services<B> {
+    grpc: Grpc<B>,
+    routes: Routes,
+}
+
+impl<B> fmt::Debug for Services<B> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Services<B> {
+    /// The services over `gateway`'s backend, with its limits.
+    pub fn new(gateway: Gateway<B>) -> Self {
+        let grpc = Grpc::new(gateway);
+        Self {
+            routes: grpc.clone().routes(),
+            grpc,
+        }
+    }
+
+    /// Answers one gRPC request. A request whose metadata says `hasleader: true` is refused
+    /// while this member knows no leader, as etcd refuses it.
+    pub async fn answer<T>(&self, request: Request<T>) -> Response<tonic::body::Body>
+    where
+        T: Body<Data = Bytes> + Send + 'static,
+        T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let wants_leader = request
+            .headers()
+            .get("hasleader")
+            .is_some_and(|value| value == "true");
+        if wants_leader && !self.grpc.gateway.backend.has_leader() {
+            return tonic::Status::from(Status::from(BackendError::NoLeader)).into_http();
+        }
+        match self.routes.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// etcd's gRPC services over the backend a [`Gateway`] fronts.
+pub struct Grpc<B> {
+    gateway: Gateway<B>,
+}
+
+impl<B> fmt::Debug for Grpc<B> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Grpc")
+            .field("gateway", &self.gateway)
+            .finish()
+    }
+}
+
+impl<B> Clone for Grpc<B> {
+    fn clone(&self) -> Self {
+        Self {
+            gateway: self.gateway.clone(),
+        }
+    }
+}
+
+impl<B: Backend> Grpc<B> {
+    /// The services over `gateway`'s backend, with its limits.
+    pub(crate) fn new(gateway: Gateway<B>) -> Self {
+        Self { gateway }
+    }
+
+    /// Every service, routed by its path.
+    fn routes(self) -> Routes {
+        // etcd's gRPC server takes requests up to `--max-request-bytes` plus 512 KiB and
+        // sends answers of any size.
+        let limit = self.gateway.config.grpc_limit();
+        Routes::new(
+            KvServer::new(self.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            WatchServer::new(self.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            LeaseServer::new(self.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            ClusterServer::new(self.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            MaintenanceServer::new(self.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            AuthServer::new(self)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+    }
+
+    /// The header of an answer at store revision `revision`.
+    fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        let node = self.gateway.backend.identity();
+        Some(ResponseHeader {
+            cluster_id: node.cluster_id,
+            member_id: node.member_id,
+            revision,
+            raft_term: node.raft_term,
+        })
+    }
+}
+
+impl From<Status> for tonic::Status {
+    fn from(status: Status) -> Self {
+        let code = match status.code {
+            Code::Unknown => tonic::Code::Unknown,
+            Code::InvalidArgument => tonic::Code::InvalidArgument,
+            Code::NotFound => tonic::Code::NotFound,
+            Code::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+            Code::OutOfRange => tonic::Code::OutOfRange,
+            Code::Internal => tonic::Code::Internal,
+            Code::Unavailable => tonic::Code::Unavailable,
+        };
+        Self::new(code, status.message)
+    }
+}
