@@ -19,6 +19,13 @@
 
 #![warn(missing_docs)]
 
+/// The etcd release whose API kvd serves, reported wherever etcd reports its version
+/// (`/version`, Maintenance.Status), since clients choose paths and features by it.
+pub const ETCD_VERSION: &str = "3.4.0";
+
+/// kvd's own version, reported beside [`ETCD_VERSION`] by `/version` (in a header).
+pub const KVD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 mod base64_bytes;
 pub mod gateway;
 pub mod grpc;

@@ -6,7 +6,7 @@ use std::future::Future;
 use tokio::sync::broadcast;
 
 use crate::gateway::error::BackendError;
-use crate::v3::{Applied, Command, Event, RangeRequest, RangeResponse, Store, WatchBatch};
+use crate::v3::{Applied, Command, Event, KvHash, RangeRequest, RangeResponse, Store, WatchBatch};
 
 /// Who answers a request, for the header of every response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -227,6 +227,9 @@ pub trait Backend: Send + Sync + 'static {
         id: u64,
         peer_urls: Vec<String>,
     ) -> impl Future<Output = Result<Vec<Member>, BackendError>> + Send;
+
+    /// A hash of this member's history up to `revision` (0: now), from its local state.
+    fn hash_kv(&self, revision: i64) -> impl Future<Output = Result<KvHash, BackendError>> + Send;
 
     /// This member's state.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, BackendError>> + Send;

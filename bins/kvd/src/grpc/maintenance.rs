@@ -59,12 +59,34 @@ impl<B: Backend> Maintenance for Grpc<B> {
         }))
     }
 
+    /// etcd hashes its whole database file; kvd's whole state is its key-value history,
+    /// so this is HashKV at the current revision.
     async fn hash(&self, _request: Request<HashRequest>) -> Answer<HashResponse> {
-        Err(Status::unimplemented("kvd: Hash is not served yet"))
+        let hashed = self
+            .gateway
+            .backend
+            .hash_kv(0)
+            .await
+            .map_err(Refusal::from)?;
+        Ok(Response::new(HashResponse {
+            header: self.header(hashed.revision),
+            hash: hashed.hash,
+        }))
     }
 
-    async fn hash_kv(&self, _request: Request<HashKvRequest>) -> Answer<HashKvResponse> {
-        Err(Status::unimplemented("kvd: HashKV is not served yet"))
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Answer<HashKvResponse> {
+        let hashed = self
+            .gateway
+            .backend
+            .hash_kv(request.get_ref().revision)
+            .await
+            .map_err(Refusal::from)?;
+        Ok(Response::new(HashKvResponse {
+            header: self.header(hashed.revision),
+            hash: hashed.hash,
+            compact_revision: hashed.compact_revision,
+            ..HashKvResponse::default()
+        }))
     }
 
     type SnapshotStream =

@@ -5,14 +5,10 @@ use crate::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
     NodeIdentity, NodeStatus, StateSnapshot, WatchHistory,
 };
-use crate::v3::{Applied, Command, RangeRequest, RangeResponse, Store, WatchBatch};
+use crate::v3::{Applied, Command, KvHash, RangeRequest, RangeResponse, Store, WatchBatch};
 
 use super::members::{MemberChange, MemberInfo};
 use super::{Node, NodeError};
-
-/// The version kvd reports where etcd reports its own: the etcd API level it serves, with
-/// kvd's own version as build metadata.
-pub const SERVER_VERSION: &str = concat!("3.4.0+kvd.", env!("CARGO_PKG_VERSION"));
 
 impl From<NodeError> for BackendError {
     fn from(error: NodeError) -> Self {
@@ -179,6 +175,10 @@ impl Backend for Node {
     ) -> Result<Vec<Member>, BackendError> {
         let changed = self.update_peer_urls(id, peer_urls).await?;
         Ok(members(changed.members))
+    }
+
+    async fn hash_kv(&self, revision: i64) -> Result<KvHash, BackendError> {
+        Ok(self.machine().read(|store| store.hash_kv(revision))?)
     }
 
     async fn status(&self) -> Result<NodeStatus, BackendError> {

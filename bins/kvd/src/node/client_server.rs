@@ -50,17 +50,12 @@ impl ClientApi {
                 std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"))
             })?;
             addrs.push(listener.local_addr()?);
-            let serving = gateway.clone();
-            let grpc = Services::new(gateway.clone());
-            let v2_node = Arc::new(node.clone());
-            let mut stopping = stop.subscribe();
-            servers.spawn(http_server::serve(
+            servers.spawn(serve(
                 listener,
-                move |request| answer(grpc.clone(), serving.clone(), Arc::clone(&v2_node), request),
-                async move {
-                    // A dropped sender also means stop.
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                },
+                Services::new(gateway.clone()),
+                gateway.clone(),
+                Arc::new(node.clone()),
+                stop.subscribe(),
             ));
         }
         Ok(Self {
@@ -83,6 +78,29 @@ impl ClientApi {
         self.gateway.close();
         while self.servers.join_next().await.is_some() {}
     }
+}
+
+/// Serves `listener` once `node` has published itself, as etcd serves clients only once
+/// ready, until `stopping` says stop (a dropped sender also means stop).
+async fn serve(
+    listener: TcpListener,
+    grpc: Services<Node>,
+    gateway: Gateway<Node>,
+    node: Arc<Node>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        () = node.published() => {}
+        _ = stopping.wait_for(|stop| *stop) => return,
+    }
+    http_server::serve(
+        listener,
+        move |request| answer(grpc.clone(), gateway.clone(), Arc::clone(&node), request),
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        },
+    )
+    .await;
 }
 
 /// An answer of the client listener: from the gRPC services, or over HTTP/1 and JSON.

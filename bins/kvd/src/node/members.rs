@@ -75,7 +75,7 @@ pub struct MemberChanged {
 }
 
 impl Node {
-    /// The members, as this member last applied them, voters first.
+    /// The members, as this member last applied them, by id (etcd's order).
     pub fn members(&self) -> Vec<MemberInfo> {
         let membership = self.inner.raft.metrics().borrow().membership_config.clone();
         let membership = membership.membership();
@@ -90,7 +90,7 @@ impl Node {
                 is_learner: !voters.contains(id),
             })
             .collect();
-        members.sort_by_key(|member| (member.is_learner, member.id));
+        members.sort_by_key(|member| member.id);
         members
     }
 
@@ -292,7 +292,10 @@ impl Node {
                 .get_node(&self.inner.id)
                 .cloned();
             match recorded {
-                Some(member) if member == me => return,
+                Some(member) if member == me => {
+                    self.inner.published.send_replace(true);
+                    return;
+                }
                 Some(_) => {
                     let change = MemberChange::Publish {
                         id: self.inner.id,

@@ -45,7 +45,6 @@ mod peer_server;
 mod proposer;
 mod v2_backend;
 
-pub use backend::SERVER_VERSION;
 pub use client_server::ClientApi;
 pub use config::{
     cluster_id, member_id, parse_initial_cluster, parse_url, ClusterState, ConfigError,
@@ -107,9 +106,27 @@ struct Inner {
     transport: Transport,
     leases: LeaseClock,
     shutdown: watch::Sender<bool>,
+    /// Whether the membership records this member's name and client URLs.
+    published: watch::Sender<bool>,
     started: std::time::SystemTime,
     /// Whether a v2 expiry proposal is in flight, so ticks do not pile them up.
     expiring: std::sync::atomic::AtomicBool,
+}
+
+/// Bytes the files under `dir` take, as etcd reports its database's size; what cannot be
+/// read counts as empty.
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => disk_usage(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |metadata| metadata.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// A running node; clones share it.
@@ -157,6 +174,7 @@ impl Node {
                 transport,
                 leases: LeaseClock::default(),
                 shutdown: watch::channel(false).0,
+                published: watch::channel(false).0,
                 started: std::time::SystemTime::now(),
                 expiring: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -246,6 +264,18 @@ impl Node {
     /// The leader's id, if one is known.
     pub fn leader(&self) -> Option<NodeId> {
         self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// Resolves once the membership records this member's name and client URLs: etcd
+    /// serves clients only from then on, so none sees it unpublished.
+    pub async fn published(&self) {
+        // The sender lives as long as the node.
+        let _ = self
+            .inner
+            .published
+            .subscribe()
+            .wait_for(|done| *done)
+            .await;
     }
 
     /// Resolves once [`Node::shutdown`] was called.
@@ -447,7 +477,7 @@ impl Node {
 
     /// What this member reports about itself.
     pub fn status(&self) -> NodeStatus {
-        let db_size = i64::try_from(self.inner.machine.snapshot_size()).unwrap_or(i64::MAX);
+        let db_size = i64::try_from(disk_usage(&self.inner.config.data_dir)).unwrap_or(i64::MAX);
         let metrics = self.inner.raft.metrics().borrow().clone();
         let is_learner = !metrics
             .membership_config
@@ -456,7 +486,7 @@ impl Node {
             .any(|voter| voter == self.inner.id);
         NodeStatus {
             revision: self.inner.machine.read(crate::v3::Store::revision),
-            version: SERVER_VERSION.to_owned(),
+            version: crate::ETCD_VERSION.to_owned(),
             db_size,
             db_size_in_use: db_size,
             leader: metrics.current_leader.unwrap_or(0),

@@ -172,15 +172,6 @@ impl StateMachine {
         self.batches.subscribe()
     }
 
-    /// The size of the last snapshot's state, in bytes (0 before the first one).
-    pub fn snapshot_size(&self) -> usize {
-        self.current_snapshot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map_or(0, |file| file.data.len())
-    }
-
     fn publish(&self, events: Vec<Event>) {
         let mut events = events.into_iter().peekable();
         while let Some(first) = events.next() {

@@ -11,14 +11,17 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::v2::backend::{Backend, Member, MemberError};
-use crate::v2::http::{cluster_header, json, method_not_allowed, read_body, text, with_body, Body};
+use crate::v2::http::{
+    cluster_header, json, method_not_allowed, read_body, set, text, with_body, Body,
+};
 use crate::v2::keys::{GETS_FAIL, GETS_SUCCESS, WATCHERS};
 use crate::v2::stats::Stats;
 
-/// The etcd cluster version whose API kvd speaks; `etcdserver` is kvd's own version.
-pub const CLUSTER_VERSION: &str = "3.4.0";
+/// The header `/version` reports kvd's own version in, beside etcd's body.
+pub const KVD_VERSION_HEADER: &str = "x-kvd-version";
 
-/// `/version`: `{"etcdserver":<kvd's version>,"etcdcluster":"3.4.0"}`.
+/// `/version`: etcd's `{"etcdserver":"3.4.0","etcdcluster":"3.4.0"}`, and kvd's own version
+/// in the [`KVD_VERSION_HEADER`] header.
 pub(crate) fn version<T>(request: &Request<T>) -> Response<Body> {
     if request.method() != Method::GET {
         return method_not_allowed("GET");
@@ -29,13 +32,15 @@ pub(crate) fn version<T>(request: &Request<T>) -> Response<Body> {
         etcdcluster: &'static str,
     }
     let body = Version {
-        etcdserver: env!("CARGO_PKG_VERSION"),
-        etcdcluster: CLUSTER_VERSION,
+        etcdserver: crate::ETCD_VERSION,
+        etcdcluster: crate::ETCD_VERSION,
     };
-    json(
+    let mut response = json(
         StatusCode::OK,
         serde_json::to_vec(&body).unwrap_or_default(),
-    )
+    );
+    set(&mut response, KVD_VERSION_HEADER, crate::KVD_VERSION);
+    response
 }
 
 /// `/health`: healthy when a linearizable read succeeds, which needs a leader and a

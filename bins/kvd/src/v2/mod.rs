@@ -46,7 +46,6 @@ pub use backend::{
     Backend, Counts, FollowerStats, Latency, LeaderInfo, LeaderStats, Member, MemberError,
     RaftStatus, SelfStats,
 };
-pub use cluster::CLUSTER_VERSION;
 pub use command::{
     Command, CompareAndDelete, CompareAndSwap, Create, Delete, Op, Set, Ttl, Update,
 };

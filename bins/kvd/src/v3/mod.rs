@@ -71,7 +71,7 @@ pub use key_range::prefix_end;
 pub use kv::{Event, EventKind, KeyValue};
 pub use lease::{Lease, LeaseInfo};
 pub use response::{
-    Applied, CompactResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse,
+    Applied, CompactResponse, DeleteRangeResponse, KvHash, LeaseGrantResponse, LeaseRevokeResponse,
     OpResponse, PutResponse, RangeResponse, Response, ResponseHeader, TxnResponse, WatchBatch,
 };
 pub use snapshot::SnapshotError;

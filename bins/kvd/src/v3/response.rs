@@ -77,6 +77,17 @@ pub struct CompactResponse {
     pub header: ResponseHeader,
 }
 
+/// A hash of the store's history (etcd's `HashKVResponse`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvHash {
+    /// The hash.
+    pub hash: u32,
+    /// The store's current revision.
+    pub revision: i64,
+    /// The last compaction's revision, or -1 if there was none.
+    pub compact_revision: i64,
+}
+
 /// The answer to a lease grant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseGrantResponse {

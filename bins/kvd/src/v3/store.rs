@@ -13,8 +13,8 @@ use crate::v3::key_range::KeyRange;
 use crate::v3::kv::{Event, KeyValue};
 use crate::v3::lease::{Lease, LeaseInfo};
 use crate::v3::response::{
-    Applied, CompactResponse, LeaseGrantResponse, LeaseRevokeResponse, RangeResponse, Response,
-    ResponseHeader,
+    Applied, CompactResponse, KvHash, LeaseGrantResponse, LeaseRevokeResponse, RangeResponse,
+    Response, ResponseHeader,
 };
 use crate::v3::txn;
 use crate::v3::writer::{check_put, count, Writer};
@@ -127,6 +127,39 @@ impl Store {
             .collect();
         events.sort_by_key(|(revision, _)| *revision);
         Ok(events.into_iter().map(|(_, event)| event).collect())
+    }
+
+    /// A hash of every change kept up to `revision` (0 or less: now), equal on members that
+    /// applied the same commands (etcd's `HashKV`, which clients compare across members).
+    pub fn hash_kv(&self, revision: i64) -> Result<KvHash, KvError> {
+        let at = self.read_revision(revision)?;
+        let mut hasher = crc32fast::Hasher::new();
+        for (key, history) in &self.keys {
+            for record in history.records().iter().filter(|record| record.main <= at) {
+                hasher.update(&(key.len() as u64).to_be_bytes());
+                hasher.update(key);
+                hasher.update(&record.main.to_be_bytes());
+                hasher.update(&record.sub.to_be_bytes());
+                match &record.kv {
+                    None => hasher.update(&[0]),
+                    Some(kv) => {
+                        hasher.update(&[1]);
+                        hasher.update(&kv.lease.to_be_bytes());
+                        hasher.update(&kv.value);
+                    }
+                }
+            }
+        }
+        Ok(KvHash {
+            hash: hasher.finalize(),
+            revision: self.revision,
+            // etcd's store starts with -1 for "never compacted".
+            compact_revision: if self.compacted == 0 {
+                -1
+            } else {
+                self.compacted
+            },
+        })
     }
 
     /// Every granted lease, by id.

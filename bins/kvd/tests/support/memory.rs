@@ -9,7 +9,9 @@ use sinew_kvd::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
     NodeIdentity, NodeStatus, StateSnapshot, WatchHistory,
 };
-use sinew_kvd::v3::{Applied, Command, RangeRequest, RangeResponse, Response, Store, WatchBatch};
+use sinew_kvd::v3::{
+    Applied, Command, KvHash, RangeRequest, RangeResponse, Response, Store, WatchBatch,
+};
 use tokio::sync::broadcast;
 
 pub const CLUSTER_ID: u64 = 0x1234_5678_9abc_def0;
@@ -247,6 +249,10 @@ impl Backend for MemoryBackend {
             .ok_or(BackendError::MemberNotFound)?;
         member.peer_urls = peer_urls;
         Ok(state.members.clone())
+    }
+
+    async fn hash_kv(&self, revision: i64) -> Result<KvHash, BackendError> {
+        Ok(self.state().store.hash_kv(revision)?)
     }
 
     async fn member_promote(&self, id: u64) -> Result<Vec<Member>, BackendError> {
