@@ -311,9 +311,9 @@ async fn watch_history(pair: &Pair, args: &[&str]) -> String {
     kvd
 }
 
-/// Runs `etcdctl` for a second, sends SIGINT and returns its masked standard output.
-async fn interrupted(side: &Side, args: &[&str], input: &[&str]) -> String {
-    let mut child = Command::new(installed("etcdctl"))
+/// Starts `etcdctl` with piped stdin and stdout, to stop with [`interrupt`].
+fn spawn_etcdctl(side: &Side, args: &[&str]) -> tokio::process::Child {
+    Command::new(installed("etcdctl"))
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={}", side.server.addr))
         .args(args)
@@ -322,17 +322,12 @@ async fn interrupted(side: &Side, args: &[&str], input: &[&str]) -> String {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("etcdctl runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    for line in input {
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .expect("etcdctl reads its input");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let pid = child.id().expect("pid");
+        .expect("etcdctl runs")
+}
+
+/// Ends a running `etcdctl` as a user would, with Ctrl-C; returns its masked output.
+async fn interrupt(side: &Side, child: tokio::process::Child) -> String {
+    let pid = child.id().expect("etcdctl still runs");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid.cast_signed()),
         nix::sys::signal::Signal::SIGINT,
@@ -343,6 +338,21 @@ async fn interrupted(side: &Side, args: &[&str], input: &[&str]) -> String {
         .expect("etcdctl ends on SIGINT")
         .expect("etcdctl's output");
     masked(&output.stdout, side.dir.path())
+}
+
+/// Runs `etcdctl` with `input` line by line, then for a second more, then interrupts it.
+async fn interrupted(side: &Side, args: &[&str], input: &[&str]) -> String {
+    let mut child = spawn_etcdctl(side, args);
+    let mut stdin = child.stdin.take().expect("stdin");
+    for line in input {
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("etcdctl reads its input");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    interrupt(side, child).await
 }
 
 /// `watch -i`: a watcher on a prefix, a progress request, then a put from elsewhere.
@@ -497,4 +507,77 @@ fn member_ids(server: &Etcd) -> Vec<u64> {
         .iter()
         .map(|member| member["ID"].as_u64().expect("numeric id"))
         .collect()
+}
+
+/// etcdctl prints session keys as the name, a slash and the lease id, which differ.
+fn lease_masked(text: &str) -> String {
+    static SESSION_KEY: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?m)^(\w+)/([0-9a-f]+|<id>)$").expect("pattern"));
+    SESSION_KEY.replace_all(text, "$1/<lease>").into_owned()
+}
+
+/// A lock held by one `etcdctl lock` while another waits; the holder's Ctrl-C lets the
+/// waiter run its command. Answers the holder's and the waiter's output.
+async fn contended_lock(side: &Side) -> (String, String) {
+    let holder = spawn_etcdctl(side, &["lock", "busy"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut waiter = spawn_etcdctl(side, &["lock", "busy", "--", "echo", "second"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        waiter.try_wait().expect("waiter's state").is_none(),
+        "the waiter got the lock while it was held"
+    );
+    let held = interrupt(side, holder).await;
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiter.wait_with_output())
+        .await
+        .expect("the waiter gets the lock once it is released")
+        .expect("waiter's output");
+    (
+        lease_masked(&held),
+        lease_masked(&masked(&waited.stdout, side.dir.path())),
+    )
+}
+
+/// An observer, a leader and a second candidate; the leader's Ctrl-C makes the second one
+/// lead. Answers the observer's and the second candidate's output.
+async fn contended_election(side: &Side) -> (String, String) {
+    let observer = spawn_etcdctl(side, &["elect", "-l", "chair"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alice = spawn_etcdctl(side, &["elect", "chair", "alice"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let bob = spawn_etcdctl(side, &["elect", "chair", "bob"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    interrupt(side, alice).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bob = interrupt(side, bob).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let observed = interrupt(side, observer).await;
+    (lease_masked(&observed), lease_masked(&bob))
+}
+
+#[tokio::test]
+async fn etcdctl_lock_and_elect_match_etcd() {
+    let pair = Pair::start().await;
+    let held = pair.same(&["lock", "once", "--", "echo", "held"]).await;
+    assert_eq!(held.stdout, "held\n");
+    let (etcd, kvd) = tokio::join!(contended_lock(&pair.etcd), contended_lock(&pair.kvd));
+    assert_eq!(kvd, etcd, "lock (left: kvd, right: etcd)");
+    assert_eq!(kvd, ("busy/<lease>\n\n".to_owned(), "second\n".to_owned()));
+    let (etcd, kvd) = tokio::join!(
+        contended_election(&pair.etcd),
+        contended_election(&pair.kvd)
+    );
+    assert_eq!(kvd, etcd, "elect (left: kvd, right: etcd)");
+    assert_eq!(
+        kvd,
+        (
+            "chair/<lease>\nalice\nchair/<lease>\nbob\n".to_owned(),
+            "chair/<lease>\nbob\n".to_owned()
+        )
+    );
+    // Leaving a lock releases it; nothing is left behind.
+    pair.same(&["get", "--prefix", "busy/", "--count-only", "-w", "json"])
+        .await;
+    pair.same(&["get", "--prefix", "chair/", "--count-only", "-w", "json"])
+        .await;
 }

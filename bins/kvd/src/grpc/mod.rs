@@ -6,14 +6,18 @@
 //! refused over JSON is refused the same way over gRPC, with etcd's code and message.
 //!
 //! Module map: `convert` (protobuf messages to and from the store's types), `kv`, `watch`
-//! (also behind the JSON gateway's `/v3/watch`), `lease`, `cluster`, `maintenance`, `auth`
-//! (one file per service).
+//! (also behind the JSON gateway's `/v3/watch`), `lease`, `cluster`, `maintenance`, `auth`,
+//! `lock` and `election` (one file per service), and `concurrency` (what the lock and
+//! election servers do through the other services).
 
 mod auth;
 mod cluster;
+mod concurrency;
 mod convert;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 pub(crate) mod watch;
 
@@ -30,6 +34,8 @@ use sinew_etcd_api::etcdserverpb::lease_server::LeaseServer;
 use sinew_etcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use sinew_etcd_api::etcdserverpb::watch_server::WatchServer;
 use sinew_etcd_api::etcdserverpb::ResponseHeader;
+use sinew_etcd_api::v3electionpb::election_server::ElectionServer;
+use sinew_etcd_api::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 use tower::ServiceExt;
 
@@ -145,6 +151,16 @@ impl<B: Backend> Grpc<B> {
         )
         .add_service(
             MaintenanceServer::new(self.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            LockServer::new(self.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            ElectionServer::new(self.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
         )
