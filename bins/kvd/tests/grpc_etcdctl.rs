@@ -581,3 +581,34 @@ async fn etcdctl_lock_and_elect_match_etcd() {
     pair.same(&["get", "--prefix", "chair/", "--count-only", "-w", "json"])
         .await;
 }
+
+#[tokio::test]
+async fn repeated_and_single_dash_flags_behave_as_in_etcd() {
+    // Go's flag package: `-flag value`, `-flag=value` and `--flag value` all set a flag,
+    // and the last of repeated values wins.
+    let extra = [
+        "-advertise-client-urls",
+        "http://localhost:1",
+        "--advertise-client-urls=http://localhost:2",
+        "-snapshot-count=5",
+        "--snapshot-count",
+        "7",
+    ];
+    let (etcd, kvd) = tokio::join!(
+        Etcd::start_with("etcd", &extra),
+        Etcd::start_with("kvd", &extra)
+    );
+    let side = |server| Side {
+        server,
+        dir: tempfile::tempdir().expect("scratch directory"),
+    };
+    let pair = Pair {
+        etcd: side(etcd),
+        kvd: side(kvd),
+    };
+    let members = pair.same(&["member", "list"]).await;
+    assert!(
+        members.stdout.contains(", http://localhost:2, false"),
+        "{members:?}"
+    );
+}

@@ -28,15 +28,25 @@ fn free_port() -> u16 {
 impl Etcd {
     /// Starts etcd and waits until it answers; fails the test if etcd is not installed.
     pub async fn start() -> Self {
-        Self::start_program("etcd").await
+        Self::start_program("etcd", &[]).await
     }
 
     /// Starts this crate's `kvd` binary with the same flags and waits until it answers.
     pub async fn start_kvd() -> Self {
-        Self::start_program(env!("CARGO_BIN_EXE_kvd")).await
+        Self::start_program(env!("CARGO_BIN_EXE_kvd"), &[]).await
     }
 
-    async fn start_program(program: &str) -> Self {
+    /// Starts etcd (`"etcd"`) or kvd (`"kvd"`) with `extra` flags after the usual ones.
+    pub async fn start_with(program: &str, extra: &[&str]) -> Self {
+        let program = if program == "kvd" {
+            env!("CARGO_BIN_EXE_kvd")
+        } else {
+            program
+        };
+        Self::start_program(program, extra).await
+    }
+
+    async fn start_program(program: &str, extra: &[&str]) -> Self {
         if program == "etcd" {
             installed("etcd");
         }
@@ -52,6 +62,7 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("gateway-test={peer_url}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

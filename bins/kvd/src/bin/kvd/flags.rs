@@ -10,7 +10,8 @@ use sinew_kvd::node::{parse_initial_cluster, parse_url, ClusterState, NodeConfig
 
 /// kvd: an etcd-compatible key-value store on Raft.
 #[derive(Debug, Parser)]
-#[command(name = "kvd", version, about)]
+// Go's flags take the last of repeated values; scripts and test harnesses repeat flags.
+#[command(name = "kvd", version, about, args_override_self = true)]
 pub struct Flags {
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -191,6 +192,25 @@ mod tests {
         assert_eq!(config.initial_cluster.len(), 2);
         assert_eq!(config.initial_cluster_state, ClusterState::New);
         assert_eq!(config.election_timeout, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_as_go_flags_do() {
+        let flags = Flags::parse_from(normalise_args(args(&[
+            "kvd",
+            "--name",
+            "first",
+            "-name",
+            "second",
+            "-heartbeat-interval=50",
+            "--heartbeat-interval",
+            "70",
+            "--enable-v2=false",
+            "--enable-v2",
+        ])));
+        assert_eq!(flags.name, "second");
+        assert_eq!(flags.heartbeat_interval, 70);
+        assert_eq!(flags.enable_v2, Some(true));
     }
 
     #[test]
