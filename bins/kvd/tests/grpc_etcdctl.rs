@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use hyper::Method;
 use regex::Regex;
+use support::client::call;
 use support::etcd::{installed, Etcd};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -29,8 +31,8 @@ static MASKS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r#""(ClusterID|MemberID|RaftTerm)" : \d+"#, r#""$1" : 0"#),
         (r#""version":"[^"]*""#, r#""version":"_""#),
         (r#""size":"[^"]*","took":[^}]*"#, r#""size":"_","took":0"#),
-        // Member and lease ids in hex.
-        (r"\b[0-9a-f]{16}\b", "<id>"),
+        // Member and lease ids in hex, which Go prints without leading zeros.
+        (r"\b[0-9a-f]{12,16}\b", "<id>"),
         (r"took = [0-9.]+[µm]?s", "took = _"),
         (r"remaining\(\d+s\)", "remaining(_)"),
         (r#""ttl":\d+"#, r#""ttl":0"#),
@@ -585,11 +587,12 @@ async fn etcdctl_lock_and_elect_match_etcd() {
 #[tokio::test]
 async fn repeated_and_single_dash_flags_behave_as_in_etcd() {
     // Go's flag package: `-flag value`, `-flag=value` and `--flag value` all set a flag,
-    // and the last of repeated values wins.
+    // and the last of repeated values wins; etcd sorts a URL list.
     let extra = [
         "-advertise-client-urls",
         "http://localhost:1",
-        "--advertise-client-urls=http://localhost:2",
+        "--advertise-client-urls=http://localhost:3,http://localhost:2",
+        "-enable-v2=true",
         "-snapshot-count=5",
         "--snapshot-count",
         "7",
@@ -608,7 +611,16 @@ async fn repeated_and_single_dash_flags_behave_as_in_etcd() {
     };
     let members = pair.same(&["member", "list"]).await;
     assert!(
-        members.stdout.contains(", http://localhost:2, false"),
+        members
+            .stdout
+            .contains(", http://localhost:2,http://localhost:3, false"),
         "{members:?}"
     );
+    // `/v2/machines` lists every member's client URLs sorted, as etcd's does.
+    let (etcd, kvd) = tokio::join!(
+        call(pair.etcd.server.addr, Method::GET, "/v2/machines", ""),
+        call(pair.kvd.server.addr, Method::GET, "/v2/machines", "")
+    );
+    assert_eq!(kvd.body, etcd.body);
+    assert_eq!(kvd.body, "http://localhost:2, http://localhost:3");
 }

@@ -29,10 +29,10 @@ impl<B: Backend> Gateway<B> {
     /// Adds a member reachable on `peer_urls`, checked first as etcd checks them.
     pub(crate) async fn add_member(
         &self,
-        peer_urls: Vec<String>,
+        mut peer_urls: Vec<String>,
         is_learner: bool,
     ) -> Result<MemberAdded, Status> {
-        check_member_urls(&peer_urls)?;
+        check_member_urls(&mut peer_urls)?;
         Ok(self.backend.member_add(peer_urls, is_learner).await?)
     }
 
@@ -40,9 +40,9 @@ impl<B: Backend> Gateway<B> {
     pub(crate) async fn update_member(
         &self,
         id: u64,
-        peer_urls: Vec<String>,
+        mut peer_urls: Vec<String>,
     ) -> Result<Vec<Member>, Status> {
-        check_member_urls(&peer_urls)?;
+        check_member_urls(&mut peer_urls)?;
         Ok(self.backend.member_update(id, peer_urls).await?)
     }
 
@@ -86,8 +86,10 @@ impl<B: Backend> Gateway<B> {
     }
 }
 
-fn check_member_urls(urls: &[String]) -> Result<(), BackendError> {
+/// Checks member URLs and sorts them, as etcd's `types.NewURLs` does.
+fn check_member_urls(urls: &mut [String]) -> Result<(), BackendError> {
     if urls.iter().all(|url| is_member_url(url)) {
+        urls.sort();
         Ok(())
     } else {
         Err(BackendError::MemberBadUrls)

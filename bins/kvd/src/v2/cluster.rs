@@ -69,7 +69,7 @@ pub(crate) async fn health<B: Backend, T>(
     }
 }
 
-/// `/v2/machines`: the members' client URLs, comma separated.
+/// `/v2/machines`: the members' client URLs, sorted (as etcd sorts them), comma separated.
 pub(crate) async fn machines<B: Backend, T>(
     backend: &Arc<B>,
     request: &Request<T>,
@@ -79,7 +79,8 @@ pub(crate) async fn machines<B: Backend, T>(
     }
     match backend.members().await {
         Ok(members) => {
-            let urls: Vec<String> = members.into_iter().flat_map(|m| m.client_urls).collect();
+            let mut urls: Vec<String> = members.into_iter().flat_map(|m| m.client_urls).collect();
+            urls.sort();
             with_body(StatusCode::OK, "text/plain; charset=utf-8", urls.join(", "))
         }
         Err(error) => member_error(backend.as_ref(), &error, ""),

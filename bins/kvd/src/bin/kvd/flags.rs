@@ -106,13 +106,17 @@ pub fn normalise_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
         .collect()
 }
 
+/// A comma-separated URL list, sorted as etcd's `types.NewURLs` sorts it (members report
+/// their URLs in that order).
 fn urls(value: &str) -> Vec<String> {
-    value
+    let mut urls: Vec<String> = value
         .split(',')
         .map(str::trim)
         .filter(|url| !url.is_empty())
         .map(str::to_owned)
-        .collect()
+        .collect();
+    urls.sort();
+    urls
 }
 
 impl Flags {
