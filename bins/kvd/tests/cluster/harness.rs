@@ -31,11 +31,13 @@ pub fn config(
     initial_cluster: Vec<InitialMember>,
     state: ClusterState,
 ) -> NodeConfig {
+    // The client listener is bound only by tests that start a `ClientApi`.
+    let client = free_addr();
     NodeConfig {
         name: name.to_owned(),
         data_dir,
-        listen_client: Vec::new(),
-        advertise_client_urls: vec![format!("http://{}", free_addr())],
+        listen_client: vec![client],
+        advertise_client_urls: vec![format!("http://{client}")],
         listen_peer: vec![peer],
         advertise_peer_urls: vec![format!("http://{peer}")],
         initial_cluster,
