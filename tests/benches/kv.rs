@@ -1,11 +1,13 @@
 //! KV benchmark: a three-member kvd cluster and a three-member etcd 3.4 cluster on loopback,
-//! in the same run, driven by the same load generator through the same v3 JSON API, both
-//! syncing every write to disk (etcd always does; kvd commits its Raft log durably).
+//! in the same run, driven by the same load generator, both syncing every write to disk
+//! (etcd always does; kvd commits its Raft log durably).
 //!
-//! Phases per cluster: puts with 1 client, puts with 64 concurrent clients, and linearizable
-//! ranges with 64 concurrent clients, each for `SINEW_BENCH_SECONDS` (default 5) against the
-//! leader. Prints throughput and p50/p99 latency per phase; the last line is
-//! `RATIO kv_put_64=<kvd/etcd put throughput at 64 clients>`.
+//! Phases per cluster, through the v3 JSON API and then through gRPC (one HTTP/2 connection,
+//! as etcd's clients use): puts with 1 client, puts with 64 concurrent clients, and
+//! linearizable ranges with 64 concurrent clients, each for `SINEW_BENCH_SECONDS` (default
+//! 5) against the leader. Prints throughput and p50/p99 latency per phase, then
+//! `RATIO kv_grpc_put_64=...` and `RATIO kv_put_1=...`; the last line is
+//! `RATIO kv_put_64=<kvd/etcd put throughput at 64 clients over JSON>`.
 //!
 //! `cargo bench -p sinew-tests --bench kv`
 
@@ -13,8 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use sinew_etcd_api::etcdserverpb::kv_client::KvClient as GrpcKv;
+use sinew_etcd_api::etcdserverpb::{PutRequest as GrpcPut, RangeRequest as GrpcRange};
 use sinew_proto::kv::{KvClient, RangeRequest};
 use sinew_tests::kv_cluster::{KvCluster, Server};
+use tonic::transport::{Channel, Endpoint};
 
 /// One phase's outcome.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +35,67 @@ enum Op {
     Range,
 }
 
+/// The API a phase goes through.
+#[derive(Debug, Clone)]
+enum Api {
+    /// etcd's v3 JSON gateway.
+    Json(KvClient),
+    /// etcd's gRPC API, over one connection shared by every client task.
+    Grpc(GrpcKv<Channel>),
+}
+
+impl Api {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Json(_) => "json",
+            Self::Grpc(_) => "grpc",
+        }
+    }
+
+    async fn run(&mut self, op: Op, key: String, value: &[u8]) -> Result<()> {
+        match (self, op) {
+            (Self::Json(client), Op::Put) => {
+                client.put(key, value).await?;
+            }
+            (Self::Json(client), Op::Range) => {
+                client
+                    .range(&RangeRequest {
+                        key: key.into_bytes(),
+                        ..RangeRequest::default()
+                    })
+                    .await?;
+            }
+            (Self::Grpc(client), Op::Put) => {
+                client
+                    .put(GrpcPut {
+                        key: key.into_bytes(),
+                        value: value.to_vec(),
+                        ..GrpcPut::default()
+                    })
+                    .await?;
+            }
+            (Self::Grpc(client), Op::Range) => {
+                client
+                    .range(GrpcRange {
+                        key: key.into_bytes(),
+                        ..GrpcRange::default()
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A row of the results.
+struct Row {
+    server: &'static str,
+    api: &'static str,
+    op: Op,
+    clients: usize,
+    measured: Measured,
+}
+
 fn main() -> Result<()> {
     let seconds: u64 = std::env::var("SINEW_BENCH_SECONDS")
         .ok()
@@ -42,45 +108,87 @@ fn main() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let cluster = KvCluster::start(server.clone(), dir.path(), 3)?;
         let leader = runtime.block_on(leader_url(&cluster))?;
-        let client = KvClient::with_timeout([leader], Duration::from_secs(10))?;
-        for (op, clients) in [(Op::Put, 1), (Op::Put, 64), (Op::Range, 64)] {
-            let measured = runtime.block_on(drive(&client, op, clients, duration))?;
-            rows.push((server.name(), op, clients, measured));
+        let json = Api::Json(KvClient::with_timeout(
+            [leader.clone()],
+            Duration::from_secs(10),
+        )?);
+        let grpc = runtime.block_on(async {
+            let channel = Endpoint::from_shared(leader.clone())?
+                .timeout(Duration::from_secs(10))
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {leader} over gRPC"))?;
+            anyhow::Ok(Api::Grpc(GrpcKv::new(channel)))
+        })?;
+        for api in [json, grpc] {
+            for (op, clients) in [(Op::Put, 1), (Op::Put, 64), (Op::Range, 64)] {
+                let measured = runtime.block_on(drive(&api, op, clients, duration))?;
+                rows.push(Row {
+                    server: server.name(),
+                    api: api.name(),
+                    op,
+                    clients,
+                    measured,
+                });
+            }
         }
     }
     println!(
-        "{:<6} {:<6} {:>8} {:>12} {:>9} {:>9}",
-        "server", "op", "clients", "ops/s", "p50 ms", "p99 ms"
+        "{:<6} {:<5} {:<6} {:>8} {:>12} {:>9} {:>9}",
+        "server", "api", "op", "clients", "ops/s", "p50 ms", "p99 ms"
     );
-    for (server, op, clients, measured) in &rows {
+    for row in &rows {
         println!(
-            "{server:<6} {:<6} {clients:>8} {:>12.0} {:>9.2} {:>9.2}",
-            format!("{op:?}").to_lowercase(),
-            measured.ops_per_second,
-            measured.p50_ms,
-            measured.p99_ms
+            "{:<6} {:<5} {:<6} {:>8} {:>12.0} {:>9.2} {:>9.2}",
+            row.server,
+            row.api,
+            format!("{:?}", row.op).to_lowercase(),
+            row.clients,
+            row.measured.ops_per_second,
+            row.measured.p50_ms,
+            row.measured.p99_ms
         );
     }
-    let find = |server: &str, op: Op, clients: usize| {
+    let find = |server: &str, api: &str, op: Op, clients: usize| {
         rows.iter()
-            .find(|row| row.0 == server && row.1 == op && row.2 == clients)
-            .map(|row| row.3)
+            .find(|row| {
+                row.server == server && row.api == api && row.op == op && row.clients == clients
+            })
+            .map(|row| row.measured)
             .context("a phase is missing")
     };
-    let (kvd, etcd) = (find("kvd", Op::Put, 64)?, find("etcd", Op::Put, 64)?);
+    let compare = |api: &str, op: Op, clients: usize| -> Result<(Measured, Measured)> {
+        Ok((
+            find("kvd", api, op, clients)?,
+            find("etcd", api, op, clients)?,
+        ))
+    };
+    for (api, op, clients) in [
+        ("json", Op::Put, 64),
+        ("grpc", Op::Put, 64),
+        ("grpc", Op::Put, 1),
+    ] {
+        let (kvd, etcd) = compare(api, op, clients)?;
+        println!(
+            "p99 {api} put at {clients} clients: kvd {:.2} ms, etcd {:.2} ms ({})",
+            kvd.p99_ms,
+            etcd.p99_ms,
+            if kvd.p99_ms <= etcd.p99_ms {
+                "kvd no worse"
+            } else {
+                "kvd worse"
+            }
+        );
+    }
+    let ratio = |(kvd, etcd): (Measured, Measured)| kvd.ops_per_second / etcd.ops_per_second;
     println!(
-        "p99 put at 64 clients: kvd {:.2} ms, etcd {:.2} ms ({})",
-        kvd.p99_ms,
-        etcd.p99_ms,
-        if kvd.p99_ms <= etcd.p99_ms {
-            "kvd no worse"
-        } else {
-            "kvd worse"
-        }
+        "RATIO kv_grpc_put_64={:.3}",
+        ratio(compare("grpc", Op::Put, 64)?)
     );
+    println!("RATIO kv_put_1={:.3}", ratio(compare("json", Op::Put, 1)?));
     println!(
         "RATIO kv_put_64={:.3}",
-        kvd.ops_per_second / etcd.ops_per_second
+        ratio(compare("json", Op::Put, 64)?)
     );
     Ok(())
 }
@@ -102,12 +210,13 @@ async fn leader_url(cluster: &KvCluster) -> Result<String> {
     anyhow::bail!("no leader within 10 s")
 }
 
-/// Runs `clients` concurrent loops of `op` for `duration` and measures them.
-async fn drive(client: &KvClient, op: Op, clients: usize, duration: Duration) -> Result<Measured> {
+/// Runs `clients` concurrent loops of `op` through `api` for `duration` and measures them.
+async fn drive(api: &Api, op: Op, clients: usize, duration: Duration) -> Result<Measured> {
     // Ranges read keys the puts wrote; write a few first so they find something.
+    let mut setup = api.clone();
     for index in 0..64 {
-        client
-            .put(format!("bench/{index:04}"), vec![b'x'; 256])
+        setup
+            .run(Op::Put, format!("bench/{index:04}"), &[b'x'; 256])
             .await?;
     }
     let deadline = Instant::now() + duration;
@@ -115,7 +224,7 @@ async fn drive(client: &KvClient, op: Op, clients: usize, duration: Duration) ->
     let value = Arc::new(vec![b'v'; 256]);
     let tasks: Vec<_> = (0..clients)
         .map(|worker| {
-            let client = client.clone();
+            let mut api = api.clone();
             let value = Arc::clone(&value);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -123,19 +232,7 @@ async fn drive(client: &KvClient, op: Op, clients: usize, duration: Duration) ->
                 while Instant::now() < deadline {
                     let key = format!("bench/{:04}", (worker * 7919 + index) % 64);
                     let began = Instant::now();
-                    match op {
-                        Op::Put => {
-                            client.put(key, value.as_slice()).await?;
-                        }
-                        Op::Range => {
-                            client
-                                .range(&RangeRequest {
-                                    key: key.into_bytes(),
-                                    ..RangeRequest::default()
-                                })
-                                .await?;
-                        }
-                    }
+                    api.run(op, key, &value).await?;
                     latencies.push(began.elapsed());
                     index += 1;
                 }
