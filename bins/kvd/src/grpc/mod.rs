@@ -129,46 +129,21 @@ impl<B: Backend> Grpc<B> {
         // etcd's gRPC server takes requests up to `--max-request-bytes` plus 512 KiB and
         // sends answers of any size.
         let limit = self.gateway.config.grpc_limit();
-        Routes::new(
-            KvServer::new(self.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            WatchServer::new(self.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            LeaseServer::new(self.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            ClusterServer::new(self.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            MaintenanceServer::new(self.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            LockServer::new(self.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            ElectionServer::new(self.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            AuthServer::new(self)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        )
+        macro_rules! limited {
+            ($server:ident) => {
+                $server::new(self.clone())
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(usize::MAX)
+            };
+        }
+        Routes::new(limited!(KvServer))
+            .add_service(limited!(WatchServer))
+            .add_service(limited!(LeaseServer))
+            .add_service(limited!(ClusterServer))
+            .add_service(limited!(MaintenanceServer))
+            .add_service(limited!(LockServer))
+            .add_service(limited!(ElectionServer))
+            .add_service(limited!(AuthServer))
     }
 
     /// The header of an answer at store revision `revision`.

@@ -35,6 +35,16 @@ pub struct MemoryBackend {
     batches: broadcast::Sender<WatchBatch>,
 }
 
+impl State {
+    /// The member with `id`.
+    fn member(&mut self, id: u64) -> Result<&mut Member, BackendError> {
+        self.members
+            .iter_mut()
+            .find(|member| member.id == id)
+            .ok_or(BackendError::MemberNotFound)
+    }
+}
+
 impl MemoryBackend {
     /// A backend whose watch subscriptions hold up to 1024 batches.
     pub fn new() -> Self {
@@ -242,12 +252,7 @@ impl Backend for MemoryBackend {
         peer_urls: Vec<String>,
     ) -> Result<Vec<Member>, BackendError> {
         let mut state = self.state();
-        let member = state
-            .members
-            .iter_mut()
-            .find(|member| member.id == id)
-            .ok_or(BackendError::MemberNotFound)?;
-        member.peer_urls = peer_urls;
+        state.member(id)?.peer_urls = peer_urls;
         Ok(state.members.clone())
     }
 
@@ -257,11 +262,7 @@ impl Backend for MemoryBackend {
 
     async fn member_promote(&self, id: u64) -> Result<Vec<Member>, BackendError> {
         let mut state = self.state();
-        let member = state
-            .members
-            .iter_mut()
-            .find(|member| member.id == id)
-            .ok_or(BackendError::MemberNotFound)?;
+        let member = state.member(id)?;
         if !member.is_learner {
             return Err(BackendError::MemberNotLearner);
         }
