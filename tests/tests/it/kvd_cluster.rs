@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use sha2::Digest;
 use sinew_proto::kv::{KvClient, PutRequest, WatchCreateRequest};
 use sinew_tests::kv_cluster::{KvCluster, Server};
 
@@ -260,7 +261,15 @@ fn kvctl_drives_a_kvd_cluster_with_etcdctls_commands_and_exit_codes() -> Result<
         code == 0 && saved.starts_with("Snapshot saved at"),
         "{saved}"
     );
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&snapshot)?)?;
+    // An etcd-shaped file: whole 512-byte blocks, then their SHA-256.
+    let file = std::fs::read(&snapshot)?;
+    ensure!(file.len() % 512 == 32, "{} bytes", file.len());
+    let (blocks, digest) = file.split_at(file.len() - 32);
+    ensure!(
+        sha2::Sha256::digest(blocks).as_slice() == digest,
+        "the digest matches"
+    );
+    let saved: serde_json::Value = serde_json::from_slice(blocks)?;
     ensure!(
         saved.get("v3").is_some() && saved.get("v2").is_some(),
         "a copy of both stores"
