@@ -108,21 +108,22 @@ impl Drop for Etcd {
 /// The path of etcd's `program` (`etcd` or `etcdctl`), installing Debian's etcd 3.4 first if
 /// it is missing, as the rest of the suite installs what it needs (root on Debian).
 pub fn installed(program: &str) -> std::path::PathBuf {
+    tool(program, &["etcd-server", "etcd-client"])
+}
+
+/// The path of `program` in `/usr/bin`, installing Debian's `packages` first if it is
+/// missing.
+pub fn tool(program: &str, packages: &[&str]) -> std::path::PathBuf {
     let path = std::path::Path::new("/usr/bin").join(program);
     if !path.exists() {
         let status = Command::new("apt-get")
-            .args([
-                "-o",
-                "DPkg::Lock::Timeout=600",
-                "install",
-                "-y",
-                "etcd-server",
-                "etcd-client",
-            ])
+            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y"])
+            .args(packages)
             .status();
         assert!(
             status.is_ok_and(|status| status.success()) && path.exists(),
-            "{program} is not installed and could not be: apt-get install etcd-server etcd-client"
+            "{program} is not installed and could not be: apt-get install {}",
+            packages.join(" ")
         );
     }
     path
