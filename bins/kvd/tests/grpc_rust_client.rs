@@ -63,6 +63,7 @@ async fn the_etcd_client_crate_gets_the_same_answers_from_kvd_and_etcd() {
         "txn succeeded true at revision 5",
         "event PUT a=10 at 5 prev Some(Ok(\"1\"))",
         "lock key starts door/: true",
+        "a lock without a lease holds one: true",
         "message: \"election: no leader\"",
         "message: \"etcdserver: mvcc: required revision has been compacted\"",
     ] {

@@ -126,6 +126,14 @@ async fn main() -> Result<()> {
     let key = String::from_utf8(lock.key().to_vec())?;
     println!("lock key starts door/: {}", key.starts_with("door/"));
     client.unlock(lock.key()).await?;
+    // Without a lease, etcd's server grants one for the lock (60 s, not kept alive).
+    let unleased = client.lock("gate", None).await?;
+    let held = client.get(unleased.key(), None).await?;
+    println!(
+        "a lock without a lease holds one: {}",
+        held.kvs().first().is_some_and(|kv| kv.lease() != 0)
+    );
+    client.unlock(unleased.key()).await?;
 
     let campaign = client.campaign("chair", "me", lease.id()).await?;
     let leader = campaign.leader().ok_or("no leader key")?.clone();

@@ -12,12 +12,16 @@ use super::{watch, Grpc};
 use crate::gateway::{Backend, Code, Status};
 use crate::v3::{
     prefix_end, Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue,
-    KvError, OpResponse, RangeRequest, RangeResponse, Response, SortOrder, SortTarget, TxnRequest,
-    TxnResponse,
+    KvError, LeaseGrantRequest, OpResponse, RangeRequest, RangeResponse, Response, SortOrder,
+    SortTarget, TxnRequest, TxnResponse,
 };
 
 /// How many watch answers a server-side watcher may hold unread.
 const WATCH_BUFFER: usize = 16;
+
+/// The TTL of the lease etcd's servers grant for a lock or campaign that names none (the
+/// `concurrency` package's default session TTL), in seconds.
+const SESSION_TTL: i64 = 60;
 
 /// The key a session with `lease` holds under `prefix` (etcd: the prefix, then the lease id
 /// in lower-case hex).
@@ -74,6 +78,22 @@ impl<B: Backend> Grpc<B> {
         match self.gateway.propose(Command::Txn(request)).await? {
             Response::Txn(txn) => Ok(txn),
             _ => Err(Status::unexpected("transaction")),
+        }
+    }
+
+    /// The lease a lock or campaign holds its key with: the caller's, or, when it names
+    /// none, a new one that nobody keeps alive, as etcd's servers grant.
+    pub(super) async fn session_lease(&self, lease: i64) -> Result<i64, Status> {
+        if lease != 0 {
+            return Ok(lease);
+        }
+        let grant = Command::LeaseGrant(LeaseGrantRequest {
+            id: 0,
+            ttl: SESSION_TTL,
+        });
+        match self.gateway.propose(grant).await? {
+            Response::LeaseGrant(granted) => Ok(granted.id),
+            _ => Err(Status::unexpected("lease grant")),
         }
     }
 

@@ -181,15 +181,16 @@ impl<B: Backend> Election for Grpc<B> {
     /// waiting resigns, as etcd's does.
     async fn campaign(&self, request: Request<CampaignRequest>) -> Answer<CampaignResponse> {
         let request = request.into_inner();
+        let lease = self.session_lease(request.lease).await?;
         let prefix = prefix(&request.name);
-        let key = session_key(&prefix, request.lease);
+        let key = session_key(&prefix, lease);
         let entered = self
             .transact(TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![Op::Put(PutRequest {
                     key: key.clone(),
                     value: request.value.clone(),
-                    lease: request.lease,
+                    lease,
                     ..PutRequest::default()
                 })],
                 failure: vec![Op::Range(get(&key))],
@@ -199,7 +200,7 @@ impl<B: Backend> Election for Grpc<B> {
             name: request.name,
             key,
             rev: entered.header.revision,
-            lease: request.lease,
+            lease,
         };
         if !entered.succeeded {
             // The session is already a candidate: it keeps its place, with the new value.

@@ -18,15 +18,16 @@ impl<B: Backend> Lock for Grpc<B> {
     /// gives up while waiting has its key deleted, as etcd does.
     async fn lock(&self, request: Request<LockRequest>) -> Answer<LockResponse> {
         let request = request.into_inner();
+        let lease = self.session_lease(request.lease).await?;
         let prefix = [request.name.as_slice(), b"/"].concat();
-        let key = session_key(&prefix, request.lease);
+        let key = session_key(&prefix, lease);
         let queued = self
             .transact(TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![
                     Op::Put(PutRequest {
                         key: key.clone(),
-                        lease: request.lease,
+                        lease,
                         ..PutRequest::default()
                     }),
                     Op::Range(first_created(&prefix)),
