@@ -113,3 +113,55 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .expect("base64")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_without_a_leader_refuses_requests_that_require_one() {
+    use sinew_etcd_api::etcdserverpb::kv_client::KvClient;
+    use sinew_etcd_api::etcdserverpb::RangeRequest;
+
+    let mut cluster = Cluster::start(3).await;
+    // A follower left alone campaigns in vain and knows no leader (a lone openraft leader
+    // would keep leading).
+    let survivor = cluster.follower(cluster.leader().await);
+    let client = ClientApi::start(cluster.node(survivor))
+        .await
+        .expect("client listener");
+    for index in (0..3).filter(|index| *index != survivor) {
+        cluster.stop(index).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.node(survivor).leader().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the lone member still sees a leader"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", client.addrs()[0]))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("gRPC connection");
+    let mut kv = KvClient::new(channel);
+    let read = || RangeRequest {
+        key: b"k".to_vec(),
+        serializable: true,
+        ..RangeRequest::default()
+    };
+    // As etcd: a local read is served without a leader, unless the client requires one.
+    kv.range(read()).await.expect("a serializable read");
+    let mut requiring = tonic::Request::new(read());
+    requiring
+        .metadata_mut()
+        .insert("hasleader", "true".parse().expect("metadata value"));
+    let refused = kv
+        .range(requiring)
+        .await
+        .expect_err("refused without a leader");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (tonic::Code::Unavailable, "etcdserver: no leader")
+    );
+    drop(kv);
+    client.finish().await;
+}
