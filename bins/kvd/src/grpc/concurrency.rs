@@ -73,7 +73,8 @@ fn lost_watcher() -> Status {
 }
 
 impl<B: Backend> Grpc<B> {
-    /// Runs a transaction as a client's would be run.
+    /// Runs a transaction through etcd's checks (the KV service's Txn, and the lock and
+    /// election servers').
     pub(super) async fn transact(&self, request: TxnRequest) -> Result<TxnResponse, Status> {
         match self.gateway.propose(Command::Txn(request)).await? {
             Response::Txn(txn) => Ok(txn),

@@ -75,13 +75,11 @@ impl<B: Backend> Kv for Grpc<B> {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Answer<TxnResponse> {
         let txn = convert::txn_request(request.into_inner()).map_err(Refusal::from)?;
-        match self.gateway.propose(Command::Txn(txn)).await? {
-            KvResponse::Txn(txn) => Ok(Response::new(convert::txn_response(
-                self.header(txn.header.revision),
-                txn,
-            ))),
-            _ => Err(Refusal::unexpected("transaction").into()),
-        }
+        let txn = self.transact(txn).await?;
+        Ok(Response::new(convert::txn_response(
+            self.header(txn.header.revision),
+            txn,
+        )))
     }
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Answer<CompactionResponse> {
