@@ -139,6 +139,8 @@ async fn a_member_without_a_leader_refuses_requests_that_require_one() {
     }
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", client.addrs()[0]))
         .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
         .connect()
         .await
         .expect("gRPC connection");
@@ -162,6 +164,8 @@ async fn a_member_without_a_leader_refuses_requests_that_require_one() {
         (refused.code(), refused.message()),
         (tonic::Code::Unavailable, "etcdserver: no leader")
     );
+    tokio::time::timeout(Duration::from_secs(10), client.finish())
+        .await
+        .expect("finish");
     drop(kv);
-    client.finish().await;
 }
