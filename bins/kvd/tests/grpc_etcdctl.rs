@@ -33,6 +33,7 @@ static MASKS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r#""size":"[^"]*","took":[^}]*"#, r#""size":"_","took":0"#),
         // Member and lease ids in hex, which Go prints without leading zeros.
         (r"\b[0-9a-f]{12,16}\b", "<id>"),
+        (r"memberID:\d+", "memberID:<id>"),
         (r"took = [0-9.]+[µm]?s", "took = _"),
         (r"remaining\(\d+s\)", "remaining(_)"),
         (r#""ttl":\d+"#, r#""ttl":0"#),
@@ -481,6 +482,160 @@ async fn etcdctl_cluster_and_maintenance_match_etcd() {
         32,
         "an etcd snapshot file: whole blocks and a SHA-256"
     );
+}
+
+/// Raises an out-of-space alarm for member 4660 through the JSON gateway on both servers
+/// (etcdctl cannot raise one) and checks both answered alike.
+async fn raise_nospace(pair: &Pair) {
+    let raise = r#"{"action":"ACTIVATE","memberID":"4660","alarm":"NOSPACE"}"#;
+    let (etcd, kvd) = tokio::join!(
+        support::client::post(pair.etcd.server.addr, "/v3/maintenance/alarm", raise),
+        support::client::post(pair.kvd.server.addr, "/v3/maintenance/alarm", raise)
+    );
+    let answer = |answer: &support::client::Answer| (answer.status, answer.json());
+    assert_eq!(answer(&kvd), answer(&etcd), "raising an alarm (left: kvd)");
+    assert_eq!(
+        kvd.json()["alarms"],
+        serde_json::json!([{"memberID": "4660", "alarm": "NOSPACE"}])
+    );
+}
+
+#[tokio::test]
+async fn etcdctl_alarms_match_etcd() {
+    let pair = Pair::start().await;
+    pair.same(&["put", "k", "v"]).await;
+    raise_nospace(&pair).await;
+    let refused = pair.same(&["put", "k", "v2"]).await;
+    assert!(
+        refused
+            .stderr
+            .contains("etcdserver: mvcc: database space exceeded"),
+        "{refused:?}"
+    );
+    for args in [
+        &["alarm", "list"][..],
+        &["alarm", "list", "-w", "json"],
+        // Writes that add data are refused; reads and deletes go on, so space can be freed.
+        &["lease", "grant", "60"],
+        &["get", "k"],
+        &["del", "k"],
+        &["endpoint", "health"],
+        &["alarm", "disarm"],
+        &["alarm", "list"],
+        &["put", "k", "v3"],
+        &["get", "k", "--print-value-only"],
+    ] {
+        pair.same(args).await;
+    }
+    let resumed = pair.same(&["put", "k", "v4"]).await;
+    assert_eq!(
+        resumed.code,
+        Some(0),
+        "writes resume once disarmed: {resumed:?}"
+    );
+
+    // /health reports an alarm as etcd 3.4 does.
+    raise_nospace(&pair).await;
+    let (etcd, kvd) = tokio::join!(
+        call(pair.etcd.server.addr, Method::GET, "/health", ""),
+        call(pair.kvd.server.addr, Method::GET, "/health", "")
+    );
+    assert_eq!(
+        (kvd.status, kvd.body.trim()),
+        (etcd.status, etcd.body.trim())
+    );
+    assert_eq!(kvd.json()["health"], "false");
+}
+
+/// Deletes what [`fill`] put; returns how many keys there were.
+async fn delete_fill(side: &Side) -> usize {
+    let deleted = side
+        .etcdctl(&["del", "--prefix", "fill/"], &[], Duration::from_secs(10))
+        .await;
+    deleted.stdout.trim().parse().expect("a count")
+}
+
+/// Puts 1 KiB values through the JSON gateway until the space quota refuses one; returns
+/// how many were accepted.
+async fn fill(server: &Etcd) -> usize {
+    let value = support::b64(&"x".repeat(1024));
+    for count in 0..10_000 {
+        let body = format!(
+            r#"{{"key":"{}","value":"{value}"}}"#,
+            support::b64(&format!("fill/{count:05}"))
+        );
+        let answer = support::client::post(server.addr, "/v3/kv/put", &body).await;
+        if answer.status != hyper::StatusCode::OK {
+            assert!(
+                answer
+                    .body
+                    .contains("etcdserver: mvcc: database space exceeded"),
+                "put {count}: {answer:?}"
+            );
+            return count;
+        }
+    }
+    panic!("10000 puts of 1 KiB fit a 256 KiB quota");
+}
+
+#[tokio::test]
+async fn the_space_quota_raises_nospace_and_compaction_then_disarm_recover_as_in_etcd() {
+    let quota = ["--quota-backend-bytes=262144"];
+    let side = |server| Side {
+        server,
+        dir: tempfile::tempdir().expect("scratch directory"),
+    };
+    let pair = Pair {
+        etcd: side(Etcd::start_with("etcd", &quota).await),
+        kvd: side(Etcd::start_with("kvd", &quota).await),
+    };
+    let (etcd_puts, kvd_puts) = tokio::join!(fill(&pair.etcd.server), fill(&pair.kvd.server));
+    // kvd counts key + value + 64 bytes per version and charges a put key + value + 256, so
+    // put n is refused once n * 1098 + 1290 reaches the quota. etcd measures its database
+    // file, which grows as its backend commits in the background: it stops near the quota.
+    assert_eq!(
+        kvd_puts,
+        (262_144 - 1290) / 1098 + 1,
+        "etcd took {etcd_puts}"
+    );
+    assert!((100..=400).contains(&etcd_puts), "etcd took {etcd_puts}");
+    // Each raised the alarm for itself, and refuses what adds data from then on.
+    let listed = pair.same(&["alarm", "list"]).await;
+    assert_eq!(listed.stdout, "memberID:<id> alarm:NOSPACE \n");
+    pair.same(&["put", "k", "v"]).await;
+    // The documented way out: delete, compact, defragment, disarm.
+    // kvd keeps exactly the puts it acknowledged. etcd sometimes also keeps the put it
+    // answered with NOSPACE (seen here under load: one key more than acknowledged).
+    assert_eq!(delete_fill(&pair.kvd).await, kvd_puts);
+    let etcd_kept = delete_fill(&pair.etcd).await;
+    assert!(
+        etcd_kept == etcd_puts || etcd_kept == etcd_puts + 1,
+        "etcd acknowledged {etcd_puts} puts and kept {etcd_kept}"
+    );
+    let current_revision = |side: &Side| {
+        let output = std::process::Command::new(installed("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", side.server.addr))
+            .args(["get", "k", "-w", "json"])
+            .output()
+            .expect("etcdctl runs");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")["header"]
+            ["revision"]
+            .as_i64()
+            .expect("revision")
+    };
+    for side in [&pair.etcd, &pair.kvd] {
+        let revision = current_revision(side).to_string();
+        let compacted = side
+            .etcdctl(&["compact", &revision], &[], Duration::from_secs(10))
+            .await;
+        assert_eq!(compacted.code, Some(0), "{compacted:?}");
+    }
+    pair.same(&["defrag"]).await;
+    pair.same(&["alarm", "disarm"]).await;
+    let resumed = pair.same(&["put", "k", "v"]).await;
+    assert_eq!(resumed.code, Some(0), "{resumed:?}");
+    pair.same(&["alarm", "list"]).await;
 }
 
 /// A masked member answer with its members sorted, to compare two servers' answers whose

@@ -90,6 +90,10 @@ impl Backend for MemoryBackend {
         self.events.subscribe()
     }
 
+    fn alarms(&self) -> Vec<sinew_kvd::alarm::Alarm> {
+        Vec::new()
+    }
+
     fn raft_status(&self) -> RaftStatus {
         RaftStatus {
             index: self

@@ -5,6 +5,7 @@ use std::future::Future;
 
 use tokio::sync::broadcast;
 
+use crate::alarm::{Alarm, AlarmRequest};
 use crate::gateway::error::BackendError;
 use crate::v3::{Applied, Command, Event, KvHash, RangeRequest, RangeResponse, Store, WatchBatch};
 
@@ -236,4 +237,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A copy of this member's whole state, for `maintenance/snapshot` (a backup).
     fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, BackendError>> + Send;
+
+    /// Lists, raises or clears alarms; see [`crate::alarm::Alarms::apply`] for the answer.
+    fn alarm(
+        &self,
+        request: AlarmRequest,
+    ) -> impl Future<Output = Result<Vec<Alarm>, BackendError>> + Send;
 }

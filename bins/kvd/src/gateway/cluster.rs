@@ -1,4 +1,5 @@
-//! The Cluster calls (member list, add, remove, promote) and the Maintenance status call.
+//! The Cluster calls (member list, add, remove, promote) and the Maintenance status and
+//! alarm calls.
 //! Cluster answers carry no revision in their header, as etcd's.
 
 use hyper::Response;
@@ -7,8 +8,8 @@ use crate::gateway::backend::{Backend, Member, MemberAdded};
 use crate::gateway::body::{decode, ok_response, GatewayBody};
 use crate::gateway::error::{BackendError, Status};
 use crate::gateway::wire::cluster::{
-    WireMemberAddRequest, WireMemberAddResponse, WireMemberId, WireMembersResponse,
-    WireStatusResponse,
+    WireAlarmRequest, WireAlarmResponse, WireMemberAddRequest, WireMemberAddResponse, WireMemberId,
+    WireMembersResponse, WireStatusResponse,
 };
 use crate::gateway::wire::Header;
 use crate::gateway::Gateway;
@@ -77,6 +78,12 @@ impl<B: Backend> Gateway<B> {
             self.cluster_header(),
             &members,
         )))
+    }
+
+    pub(crate) async fn alarm(&self, body: &[u8]) -> Result<Response<GatewayBody>, Status> {
+        let wire: WireAlarmRequest = decode(body)?;
+        let alarms = crate::grpc::maintenance::alarm(&*self.backend, wire.into()).await?;
+        Ok(ok_response(&WireAlarmResponse::new(&alarms)))
     }
 
     pub(crate) async fn status(&self) -> Result<Response<GatewayBody>, Status> {

@@ -80,6 +80,8 @@ pub enum Code {
     OutOfRange = 11,
     /// A bug on our side.
     Internal = 13,
+    /// Data is lost or corrupt.
+    DataLoss = 15,
     /// The member cannot serve now; retry, maybe elsewhere.
     Unavailable = 14,
 }
@@ -88,7 +90,7 @@ impl Code {
     /// The HTTP status grpc-gateway v1 (etcd 3.4) answers a code with.
     pub fn http_status(self) -> StatusCode {
         match self {
-            Self::Unknown | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unknown | Self::Internal | Self::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
             Self::InvalidArgument | Self::OutOfRange => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
@@ -189,6 +191,8 @@ impl From<KvError> for Status {
             | KvError::TooManyOps => Code::InvalidArgument,
             KvError::LeaseNotFound => Code::NotFound,
             KvError::LeaseExists => Code::FailedPrecondition,
+            KvError::NoSpace => Code::ResourceExhausted,
+            KvError::Corrupt => Code::DataLoss,
         };
         // The state machine words mvcc errors as etcd's mvcc package; its API prefixes them.
         let message = match error {

@@ -45,6 +45,8 @@ pub enum Unary {
     MemberPromote,
     /// `maintenance/status`.
     Status,
+    /// `maintenance/alarm`.
+    Alarm,
 }
 
 /// Where a request path leads.
@@ -84,6 +86,7 @@ pub fn route(path: &str) -> Route {
         "cluster/member/remove" => Unary::MemberRemove,
         "cluster/member/promote" => Unary::MemberPromote,
         "maintenance/status" => Unary::Status,
+        "maintenance/alarm" => Unary::Alarm,
         _ => return Route::Unknown,
     };
     Route::Endpoint(Endpoint::Unary(unary))

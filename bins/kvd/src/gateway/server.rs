@@ -213,6 +213,7 @@ impl<B: Backend> Gateway<B> {
             Unary::MemberRemove => self.member_remove(&body).await,
             Unary::MemberPromote => self.member_promote(&body).await,
             Unary::Status => self.status().await,
+            Unary::Alarm => self.alarm(&body).await,
         }
     }
 

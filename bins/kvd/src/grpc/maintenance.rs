@@ -5,33 +5,30 @@ use std::pin::Pin;
 
 use sinew_etcd_api::etcdserverpb::maintenance_server::Maintenance;
 use sinew_etcd_api::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse,
-    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
-    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
-    StatusResponse,
+    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
+    DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Grpc;
+use crate::alarm::{self, Alarm, AlarmKind};
 use crate::gateway::snapshot::etcd_chunks;
-use crate::gateway::{Backend, Status as Refusal};
+use crate::gateway::{Backend, Code, Status as Refusal};
 
 type Answer<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl<B: Backend> Maintenance for Grpc<B> {
-    /// kvd raises no alarms (it has no space quota), so the list is always empty.
     async fn alarm(&self, request: Request<AlarmRequest>) -> Answer<AlarmResponse> {
-        match request.get_ref().action() {
-            AlarmAction::Get => Ok(Response::new(AlarmResponse {
-                header: self.header(0),
-                alarms: Vec::new(),
-            })),
-            AlarmAction::Activate | AlarmAction::Deactivate => Err(Status::unimplemented(
-                "kvd: alarms cannot be raised or cleared by hand; kvd raises none",
-            )),
-        }
+        let alarms = alarm(&*self.gateway.backend, request.into_inner()).await?;
+        // etcd 3.4 answers alarm requests without a header.
+        Ok(Response::new(AlarmResponse {
+            header: None,
+            alarms,
+        }))
     }
 
     async fn status(&self, _request: Request<StatusRequest>) -> Answer<StatusResponse> {
@@ -127,4 +124,48 @@ impl<B: Backend> Maintenance for Grpc<B> {
             "unknown method Downgrade for service etcdserverpb.Maintenance",
         ))
     }
+}
+
+/// Answers an alarm request through the log, as etcd: a listing filtered by type (`NONE`:
+/// every alarm), an activation with the alarm, a deactivation with what it cleared. The JSON
+/// gateway's `maintenance/alarm` answers through it too.
+pub(crate) async fn alarm<B: Backend>(
+    backend: &B,
+    request: AlarmRequest,
+) -> Result<Vec<AlarmMember>, Refusal> {
+    let kind = match request.alarm() {
+        AlarmType::None => None,
+        AlarmType::Nospace => Some(AlarmKind::Nospace),
+        AlarmType::Corrupt => Some(AlarmKind::Corrupt),
+    };
+    let named = kind.map(|kind| Alarm {
+        member: request.member_id,
+        kind,
+    });
+    let change = match (request.action(), named) {
+        (AlarmAction::Get, _) => alarm::AlarmRequest::Get,
+        (AlarmAction::Activate, Some(alarm)) => alarm::AlarmRequest::Activate(alarm),
+        (AlarmAction::Deactivate, Some(alarm)) => alarm::AlarmRequest::Deactivate(alarm),
+        // Nothing of type NONE is ever raised, so there is nothing to clear.
+        (AlarmAction::Deactivate, None) => return Ok(Vec::new()),
+        (AlarmAction::Activate, None) => {
+            return Err(Refusal::new(
+                Code::InvalidArgument,
+                "kvd: an alarm to raise needs a type, NOSPACE or CORRUPT".to_owned(),
+            ))
+        }
+    };
+    let alarms = backend.alarm(change).await?;
+    Ok(alarms
+        .into_iter()
+        .filter(|alarm| kind.is_none_or(|kind| alarm.kind == kind))
+        .map(|alarm| AlarmMember {
+            member_id: alarm.member,
+            alarm: match alarm.kind {
+                AlarmKind::Nospace => AlarmType::Nospace,
+                AlarmKind::Corrupt => AlarmType::Corrupt,
+            }
+            .into(),
+        })
+        .collect())
 }

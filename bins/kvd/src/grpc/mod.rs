@@ -18,7 +18,7 @@ mod election;
 mod kv;
 mod lease;
 mod lock;
-mod maintenance;
+pub(crate) mod maintenance;
 pub(crate) mod watch;
 
 use std::fmt;
@@ -168,6 +168,7 @@ impl From<Status> for tonic::Status {
             Code::FailedPrecondition => tonic::Code::FailedPrecondition,
             Code::OutOfRange => tonic::Code::OutOfRange,
             Code::Internal => tonic::Code::Internal,
+            Code::DataLoss => tonic::Code::DataLoss,
             Code::Unavailable => tonic::Code::Unavailable,
         };
         Self::new(code, status.message)

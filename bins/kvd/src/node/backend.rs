@@ -1,6 +1,7 @@
 //! The v3 gateway's [`Backend`] on a node: each call maps onto one node operation, and the
 //! node's refusals onto etcd's errors.
 
+use crate::alarm::{Alarm, AlarmRequest};
 use crate::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
     NodeIdentity, NodeStatus, StateSnapshot, WatchHistory,
@@ -183,6 +184,10 @@ impl Backend for Node {
 
     async fn status(&self) -> Result<NodeStatus, BackendError> {
         Ok(Node::status(self))
+    }
+
+    async fn alarm(&self, request: AlarmRequest) -> Result<Vec<Alarm>, BackendError> {
+        Ok(Node::alarm(self, request).await?)
     }
 
     async fn snapshot(&self) -> Result<StateSnapshot, BackendError> {

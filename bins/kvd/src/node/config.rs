@@ -186,6 +186,10 @@ pub struct NodeConfig {
     pub snapshot_count: u64,
     /// The largest request a client may send, in bytes.
     pub max_request_bytes: usize,
+    /// The space quota: a put, transaction or lease grant that would take the store's
+    /// [`crate::v3::Store::size`] to this many bytes raises an out-of-space alarm and is
+    /// refused. `None`: no quota.
+    pub quota_backend_bytes: Option<u64>,
 }
 
 impl NodeConfig {

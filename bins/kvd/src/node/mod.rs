@@ -24,6 +24,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::alarm::{self, Alarm, AlarmKind, AlarmRequest};
 use crate::gateway::NodeStatus;
 use crate::raft::{
     LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, Reply, Request, SnapshotFileError,
@@ -298,6 +299,7 @@ impl Node {
     pub async fn propose(&self, command: Command) -> Result<Applied, NodeError> {
         let command = self.with_minimum_ttl(command);
         command.validate()?;
+        self.check_quota(&command).await?;
         match self.propose_request(Request::V3(command)).await? {
             Reply::V3(answer) => Ok(answer?),
             other => Err(unexpected(&other)),
@@ -312,6 +314,41 @@ impl Node {
     ) -> Result<Result<Vec<v2::Event>, v2::Error>, NodeError> {
         match self.propose_request(Request::V2(command)).await? {
             Reply::V2(answer) => Ok(answer),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Refuses `command` if it could take the store past the space quota, raising this
+    /// member's out-of-space alarm first, as etcd checks before proposing.
+    async fn check_quota(&self, command: &Command) -> Result<(), NodeError> {
+        let (Some(quota), Some(cost)) = (
+            self.inner.config.quota_backend_bytes,
+            alarm::quota_cost(command),
+        ) else {
+            return Ok(());
+        };
+        let size = self.inner.machine.read(crate::v3::Store::size);
+        if size.saturating_add(cost) < quota {
+            return Ok(());
+        }
+        tracing::warn!(
+            size,
+            quota,
+            "the store reached its space quota; raising NOSPACE"
+        );
+        self.alarm(AlarmRequest::Activate(Alarm {
+            member: self.id(),
+            kind: AlarmKind::Nospace,
+        }))
+        .await?;
+        Err(KvError::NoSpace.into())
+    }
+
+    /// Lists, raises or clears alarms through the log, as etcd does, so the answer is the
+    /// cluster's.
+    pub async fn alarm(&self, request: AlarmRequest) -> Result<Vec<Alarm>, NodeError> {
+        match self.propose_request(Request::Alarm(request)).await? {
+            Reply::Alarm(alarms) => Ok(alarms),
             other => Err(unexpected(&other)),
         }
     }

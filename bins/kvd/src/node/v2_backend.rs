@@ -2,6 +2,7 @@
 //! from this member's v2 store after a read barrier when a quorum read is asked for, and
 //! membership maps onto the node's.
 
+use crate::alarm::Alarm;
 use crate::v2::{
     self, Backend, LeaderInfo, LeaderStats, Member, MemberError, RaftStatus, SelfStats,
 };
@@ -49,6 +50,10 @@ impl Backend for Node {
             index: status.raft_applied_index,
             term: status.raft_term,
         }
+    }
+
+    fn alarms(&self) -> Vec<Alarm> {
+        self.machine().alarms()
     }
 
     fn cluster_id(&self) -> u64 {

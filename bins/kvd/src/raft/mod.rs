@@ -4,7 +4,7 @@
 //! * Log: [`durable_log`] keeps the log, the vote and the committed and purged log ids in one
 //!   redb file ([`LogStore`]); `log_traits` implements openraft's storage-v2 log traits on it.
 //! * State machine: [`state_machine`] applies entries to both stores in memory and takes
-//!   snapshots; `snapshot_data` is a snapshot's bytes (both stores' snapshots), and
+//!   snapshots, keeping the [`crate::alarm`]s beside the stores; `snapshot_data` is a snapshot's bytes (both stores' snapshots), and
 //!   [`snapshot_file`] keeps the last snapshot on disk.
 //! * Network: [`network`] sends Raft's messages to the other members over [`transport`]
 //!   (JSON over HTTP/1.1), which also carries the requests a follower forwards; `member` is
@@ -14,6 +14,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alarm::{Alarm, AlarmRequest};
 use crate::v2;
 use crate::v3::{Applied, Command, KvError};
 
@@ -47,6 +48,8 @@ pub enum Request {
     V3(Command),
     /// A v2 command.
     V2(v2::Command),
+    /// Listing, raising or clearing alarms.
+    Alarm(AlarmRequest),
     /// Requests proposed together, applied one after the other in this order (group commit:
     /// one entry, so one log write, for many writes).
     Batch(Vec<Request>),
@@ -62,6 +65,8 @@ pub enum Reply {
     V3(Result<Applied, KvError>),
     /// The v2 store's events or refusal.
     V2(Result<Vec<v2::Event>, v2::Error>),
+    /// What an [`AlarmRequest`] answers.
+    Alarm(Vec<Alarm>),
     /// A [`Request::Batch`]'s replies, one per request, in its order.
     Batch(Vec<Reply>),
 }

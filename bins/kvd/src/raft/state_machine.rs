@@ -1,5 +1,6 @@
 //! The Raft state machine: the v3 MVCC [`Store`] and the [`v2::Store`] that committed entries
-//! are applied to, the log id and membership applied last, and the node's snapshots,
+//! are applied to, the [`Alarms`] raised, the log id and membership applied last, and the
+//! node's snapshots,
 //! implementing openraft's storage-v2 [`RaftStateMachine`].
 //!
 //! The store lives in memory. Durability comes from the Raft log, which holds every
@@ -23,6 +24,7 @@ use tokio::sync::broadcast;
 use super::snapshot_data;
 use super::snapshot_file::{SnapshotFile, SnapshotFileError};
 use super::{Entry, LogId, NodeId, Reply, Request, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::alarm::{Alarm, Alarms};
 use crate::v2;
 use crate::v3::{Event, Store, WatchBatch};
 
@@ -35,6 +37,7 @@ const BATCH_BACKLOG: usize = 4096;
 struct Applied {
     store: Store,
     v2: v2::Store,
+    alarms: Alarms,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -49,7 +52,10 @@ impl Applied {
     ) -> Reply {
         match request {
             Request::V3(command) => {
-                let result = self.store.apply_with_events(&command);
+                let result = match self.alarms.refusal(&command) {
+                    Some(refusal) => Err(refusal),
+                    None => self.store.apply_with_events(&command),
+                };
                 if let Ok(done) = &result {
                     changes.extend(done.events.iter().cloned());
                 }
@@ -62,6 +68,7 @@ impl Applied {
                 }
                 Reply::V2(result)
             }
+            Request::Alarm(request) => Reply::Alarm(self.alarms.apply(request)),
             Request::Batch(requests) => Reply::Batch(
                 requests
                     .into_iter()
@@ -72,7 +79,7 @@ impl Applied {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
-        snapshot_data::encode(&self.store, &self.v2)
+        snapshot_data::encode(&self.store, &self.v2, &self.alarms)
     }
 }
 
@@ -92,15 +99,16 @@ impl StateMachine {
         let snapshot = SnapshotFile::load(data_dir)?;
         let applied = match &snapshot {
             Some(file) => {
-                let (store, v2) = snapshot_data::restore(&file.data).map_err(|source| {
+                let state = snapshot_data::restore(&file.data).map_err(|source| {
                     SnapshotFileError::Restore {
                         path: data_dir.join(SnapshotFile::FILE_NAME),
                         source,
                     }
                 })?;
                 Applied {
-                    store,
-                    v2,
+                    store: state.store,
+                    v2: state.v2,
+                    alarms: state.alarms,
                     last_applied: file.meta.last_log_id,
                     membership: file.meta.last_membership.clone(),
                 }
@@ -136,6 +144,15 @@ impl StateMachine {
                 .unwrap_or_else(PoisonError::into_inner)
                 .v2,
         )
+    }
+
+    /// The alarms raised, as this member last applied them.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        self.applied
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .alarms
+            .list()
     }
 
     /// Every v2 event applied from now on.
@@ -313,7 +330,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let (store, v2) = snapshot_data::restore(&data).map_err(|error| {
+        let state = snapshot_data::restore(&data).map_err(|error| {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&error))
         })?;
         self.save_snapshot(SnapshotFile {
@@ -325,11 +342,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut applied = self.applied.write().unwrap_or_else(PoisonError::into_inner);
             let seen = applied.store.revision();
             // Watchers on this node must still see every change the snapshot skipped over.
-            let missed = store
+            let missed = state
+                .store
                 .events_since(seen + 1, b"\0", b"\0")
                 .unwrap_or_default();
-            applied.store = store;
-            applied.v2 = v2;
+            applied.store = state.store;
+            applied.v2 = state.v2;
+            applied.alarms = state.alarms;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
             missed

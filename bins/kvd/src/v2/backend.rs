@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::broadcast;
 
+use crate::alarm::Alarm;
 use crate::v2::command::Command;
 use crate::v2::error::Error;
 use crate::v2::node::Event;
@@ -37,6 +38,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// This node's Raft position, for `X-Raft-Index` and `X-Raft-Term`.
     fn raft_status(&self) -> RaftStatus;
+
+    /// The alarms raised, as this member knows them.
+    fn alarms(&self) -> Vec<Alarm>;
 
     /// The cluster id, for `X-Etcd-Cluster-ID`.
     fn cluster_id(&self) -> u64;

@@ -43,8 +43,8 @@ pub(crate) fn version<T>(request: &Request<T>) -> Response<Body> {
     response
 }
 
-/// `/health`: healthy when a linearizable read succeeds, which needs a leader and a
-/// quorum.
+/// `/health`: healthy when no alarm is raised and a linearizable read succeeds, which needs
+/// a leader and a quorum (etcd 3.4's checks).
 pub(crate) async fn health<B: Backend, T>(
     backend: &Arc<B>,
     request: &Request<T>,
@@ -52,7 +52,18 @@ pub(crate) async fn health<B: Backend, T>(
     if request.method() != Method::GET {
         return method_not_allowed("GET");
     }
-    match backend.read(true, |_| ()).await {
+    let alarms = backend.alarms();
+    let checked = match alarms.first() {
+        Some(alarm) => Err(format!(
+            "alarm {:?} raised by member {:x}",
+            alarm.kind, alarm.member
+        )),
+        None => backend
+            .read(true, |_| ())
+            .await
+            .map_err(|error| error.to_string()),
+    };
+    match checked {
         Ok(()) => with_body(
             StatusCode::OK,
             "text/plain; charset=utf-8",

@@ -43,4 +43,10 @@ pub enum KvError {
     /// branch.
     #[error("etcdserver: too many operations in txn request")]
     TooManyOps,
+    /// A write that may add data while a member's out-of-space alarm is raised.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// A write while a member's corruption alarm is raised.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
 }

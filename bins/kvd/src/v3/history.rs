@@ -15,6 +15,18 @@ pub(crate) struct Record {
     pub(crate) kv: Option<KeyValue>,
 }
 
+/// What each kept change counts toward [`crate::v3::Store::size`] besides its key and value:
+/// about what a version costs etcd's backend beyond its bytes (revision key, metadata).
+pub(crate) const VERSION_OVERHEAD: u64 = 64;
+
+impl Record {
+    /// What this change of `key` counts toward [`crate::v3::Store::size`].
+    pub(crate) fn size(&self, key: &[u8]) -> u64 {
+        let value = self.kv.as_ref().map_or(0, |kv| kv.value.len());
+        u64::try_from(key.len() + value).unwrap_or(u64::MAX) + VERSION_OVERHEAD
+    }
+}
+
 /// The kept changes of one key, ordered by `(main, sub)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -51,6 +63,11 @@ impl History {
     /// The kept changes.
     pub(crate) fn records(&self) -> &[Record] {
         &self.records
+    }
+
+    /// What the kept changes of `key` count toward [`crate::v3::Store::size`].
+    pub(crate) fn size(&self, key: &[u8]) -> u64 {
+        self.records.iter().map(|record| record.size(key)).sum()
     }
 
     /// Drops what reads and watches at or after `revision` no longer need: of the changes up

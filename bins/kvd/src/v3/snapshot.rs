@@ -101,6 +101,7 @@ impl Store {
         };
         for entry in snapshot.keys {
             check_history(&entry.key, &entry.history, snapshot.revision)?;
+            store.size += entry.history.size(&entry.key);
             if store.keys.insert(entry.key, entry.history).is_some() {
                 return Err(SnapshotError::Inconsistent("a key appears twice"));
             }

@@ -32,6 +32,9 @@ pub struct Store {
     pub(crate) leases: BTreeMap<i64, Lease>,
     /// Where the search for a free id starts when a grant asks for id 0.
     pub(crate) next_lease_id: i64,
+    /// What the kept history counts toward [`Store::size`], kept up to date by every write
+    /// and compaction.
+    pub(crate) size: u64,
 }
 
 impl Default for Store {
@@ -49,7 +52,14 @@ impl Store {
             keys: BTreeMap::new(),
             leases: BTreeMap::new(),
             next_lease_id: 1,
+            size: 0,
         }
+    }
+
+    /// kvd's measure of its backend's size, which `--quota-backend-bytes` limits: every kept
+    /// version's key and value, plus 64 bytes each. Compaction lowers it at once.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
     /// The current revision.
@@ -260,8 +270,10 @@ impl Store {
         if request.revision > self.revision {
             return Err(KvError::FutureRevision);
         }
-        for history in self.keys.values_mut() {
+        for (key, history) in &mut self.keys {
+            let before = history.size(key);
             history.compact(request.revision);
+            self.size -= before - history.size(key);
         }
         self.keys.retain(|_, history| !history.is_empty());
         self.compacted = request.revision;

@@ -132,6 +132,7 @@ impl<'a> Writer<'a> {
             kv: (kind == EventKind::Put).then(|| kv.clone()),
         };
         self.changes += 1;
+        self.store.size += record.size(&kv.key);
         self.store
             .keys
             .entry(kv.key.clone())

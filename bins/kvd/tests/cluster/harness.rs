@@ -47,6 +47,7 @@ pub fn config(
         election_timeout: Duration::from_millis(500),
         snapshot_count: 50,
         max_request_bytes: 1536 * 1024,
+        quota_backend_bytes: None,
     }
 }
 

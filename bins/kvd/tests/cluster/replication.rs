@@ -228,3 +228,48 @@ async fn many_concurrent_100_kib_values_all_commit() {
     // 6.4 MB at once: batches and AppendEntries are cut by bytes, not only by count.
     put_concurrently_and_read_everywhere(64, 100 * 1024).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alarm_raised_on_one_member_refuses_writes_everywhere_and_survives_a_restart() {
+    use sinew_kvd::alarm::{Alarm, AlarmKind, AlarmRequest};
+    use sinew_kvd::node::NodeError;
+    use sinew_kvd::v3::KvError;
+
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower(leader);
+    let alarm = Alarm {
+        member: cluster.node(leader).id(),
+        kind: AlarmKind::Nospace,
+    };
+    let raised = cluster
+        .node(leader)
+        .alarm(AlarmRequest::Activate(alarm))
+        .await
+        .expect("raise");
+    assert_eq!(raised, [alarm]);
+    let refused = cluster.node(follower).propose(put("k", "v")).await;
+    assert!(
+        matches!(refused, Err(NodeError::Kv(KvError::NoSpace))),
+        "{refused:?}"
+    );
+
+    cluster.stop(follower).await;
+    cluster.restart(follower).await;
+    let listed = cluster
+        .node(follower)
+        .alarm(AlarmRequest::Get)
+        .await
+        .expect("list");
+    assert_eq!(listed, [alarm]);
+    cluster
+        .node(follower)
+        .alarm(AlarmRequest::Deactivate(alarm))
+        .await
+        .expect("disarm");
+    cluster
+        .node(follower)
+        .propose(put("k", "v"))
+        .await
+        .expect("a write once disarmed");
+}

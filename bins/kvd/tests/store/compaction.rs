@@ -84,3 +84,22 @@ fn compaction_drops_keys_deleted_before_it_and_keeps_live_versions() {
     put(&mut store, "b", "again");
     assert_eq!(get(&store, "b").expect("b").version, 1);
 }
+
+#[test]
+fn the_size_counts_every_kept_version_and_compaction_and_restore_agree() {
+    let mut store = sample();
+    // Each version: key + value + 64; the deletion of b keeps its key and no value.
+    let version = |key: &str, value: &str| (key.len() + value.len()) as u64 + 64;
+    let all = 3 * version("a", "1") + version("b", "1") + version("b", "");
+    assert_eq!(store.size(), all);
+
+    compact(&mut store, 4).expect("compaction");
+    // a=2@3 stays readable at 4, b=1@4 too; b's deletion and a=3 come after.
+    let kept = 2 * version("a", "1") + version("b", "1") + version("b", "");
+    assert_eq!(store.size(), kept);
+    let restored = Store::restore(&store.snapshot().expect("snapshot")).expect("restore");
+    assert_eq!(restored.size(), kept);
+
+    compact(&mut store, 6).expect("compaction");
+    assert_eq!(store.size(), version("a", "3"));
+}

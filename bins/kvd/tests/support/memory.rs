@@ -1,10 +1,12 @@
 //! A single-node backend over a bare `Store`: commands apply at once, batches go out on a
-//! broadcast channel, lease deadlines run on the test's clock, members live in a list.
+//! broadcast channel, lease deadlines run on the test's clock, members live in a list, alarms
+//! refuse writes as the state machine's do.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use sinew_kvd::alarm::{Alarm, AlarmRequest, Alarms};
 use sinew_kvd::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
     NodeIdentity, NodeStatus, StateSnapshot, WatchHistory,
@@ -21,6 +23,7 @@ pub const RAFT_TERM: u64 = 3;
 #[derive(Debug)]
 struct State {
     store: Store,
+    alarms: Alarms,
     /// When each lease runs out.
     deadlines: BTreeMap<i64, Instant>,
     members: Vec<Member>,
@@ -63,6 +66,7 @@ impl MemoryBackend {
         Self {
             state: Mutex::new(State {
                 store: Store::new(),
+                alarms: Alarms::default(),
                 deadlines: BTreeMap::new(),
                 members: vec![member],
                 next_member_id: 100,
@@ -85,6 +89,9 @@ impl MemoryBackend {
 
     fn apply(&self, command: Command) -> Result<Applied, BackendError> {
         let mut state = self.state();
+        if let Some(refusal) = state.alarms.refusal(&command) {
+            return Err(refusal.into());
+        }
         let applied = state.store.apply_with_events(&command)?;
         state.applied_index += 1;
         match &applied.response {
@@ -284,6 +291,10 @@ impl Backend for MemoryBackend {
             errors: Vec::new(),
             is_learner: false,
         })
+    }
+
+    async fn alarm(&self, request: AlarmRequest) -> Result<Vec<Alarm>, BackendError> {
+        Ok(self.state().alarms.apply(request))
     }
 
     async fn snapshot(&self) -> Result<StateSnapshot, BackendError> {

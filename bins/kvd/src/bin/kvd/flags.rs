@@ -8,6 +8,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sinew_kvd::node::{parse_initial_cluster, parse_url, ClusterState, NodeConfig};
 
+/// etcd's space quota when `--quota-backend-bytes` is 0: 2 GiB.
+const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+
 /// kvd: an etcd-compatible key-value store on Raft.
 #[derive(Debug, Parser)]
 // Go's flags take the last of repeated values; scripts and test harnesses repeat flags.
@@ -76,6 +79,15 @@ pub struct Flags {
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
+    /// Raise alarms when the store's size exceeds this many bytes (0: 2 GiB, etcd's default;
+    /// negative: no quota).
+    #[arg(
+        long,
+        env = "ETCD_QUOTA_BACKEND_BYTES",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub quota_backend_bytes: i64,
     /// Accepted for compatibility: kvd always serves the v2 API beside v3.
     #[arg(long, env = "ETCD_ENABLE_V2", num_args = 0..=1, default_missing_value = "true")]
     pub enable_v2: Option<bool>,
@@ -152,6 +164,10 @@ impl Flags {
             election_timeout: Duration::from_millis(self.election_timeout),
             snapshot_count: self.snapshot_count,
             max_request_bytes: self.max_request_bytes,
+            quota_backend_bytes: match self.quota_backend_bytes {
+                0 => Some(DEFAULT_QUOTA_BYTES),
+                quota => u64::try_from(quota).ok(),
+            },
         })
     }
 }

@@ -4,7 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::header::Header;
-use super::scalar::{deserialize_bool, is_zero, null_default, Bytes, Int64, Uint64};
+use sinew_etcd_api::etcdserverpb::alarm_request::AlarmAction;
+use sinew_etcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType};
+
+use super::scalar::{
+    deserialize_bool, deserialize_enum, is_zero, null_default, serialize_enum, Bytes, Int64,
+    ProtoEnum, Uint64,
+};
 use crate::gateway::backend::{Member, NodeStatus};
 
 /// `etcdserverpb.Member`.
@@ -176,6 +182,77 @@ impl WireSnapshotResponse {
             header,
             remaining_bytes: Uint64(remaining_bytes),
             blob: Bytes(blob.to_vec()),
+        }
+    }
+}
+
+impl ProtoEnum for AlarmAction {
+    const PROTO_NAME: &'static str = "etcdserverpb.AlarmRequest_AlarmAction";
+    const VALUES: &'static [(Self, &'static str, i64)] = &[
+        (Self::Get, "GET", 0),
+        (Self::Activate, "ACTIVATE", 1),
+        (Self::Deactivate, "DEACTIVATE", 2),
+    ];
+}
+
+impl ProtoEnum for AlarmType {
+    const PROTO_NAME: &'static str = "etcdserverpb.AlarmType";
+    const VALUES: &'static [(Self, &'static str, i64)] = &[
+        (Self::None, "NONE", 0),
+        (Self::Nospace, "NOSPACE", 1),
+        (Self::Corrupt, "CORRUPT", 2),
+    ];
+}
+
+/// `etcdserverpb.AlarmRequest`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct WireAlarmRequest {
+    #[serde(deserialize_with = "deserialize_enum")]
+    action: AlarmAction,
+    #[serde(rename = "memberID", deserialize_with = "null_default")]
+    member_id: Uint64,
+    #[serde(deserialize_with = "deserialize_enum")]
+    alarm: AlarmType,
+}
+
+impl From<WireAlarmRequest> for AlarmRequest {
+    fn from(wire: WireAlarmRequest) -> Self {
+        Self {
+            action: wire.action.into(),
+            member_id: wire.member_id.0,
+            alarm: wire.alarm.into(),
+        }
+    }
+}
+
+/// `etcdserverpb.AlarmMember`.
+#[derive(Debug, Clone, Serialize)]
+struct WireAlarmMember {
+    #[serde(rename = "memberID", skip_serializing_if = "is_zero")]
+    member_id: Uint64,
+    #[serde(serialize_with = "serialize_enum")]
+    alarm: AlarmType,
+}
+
+/// `etcdserverpb.AlarmResponse`, without a header, as etcd 3.4 answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WireAlarmResponse {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    alarms: Vec<WireAlarmMember>,
+}
+
+impl WireAlarmResponse {
+    /// The answer listing `alarms`.
+    pub fn new(alarms: &[AlarmMember]) -> Self {
+        Self {
+            alarms: alarms
+                .iter()
+                .map(|member| WireAlarmMember {
+                    member_id: Uint64(member.member_id),
+                    alarm: member.alarm(),
+                })
+                .collect(),
         }
     }
 }
