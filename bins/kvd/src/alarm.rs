@@ -55,11 +55,6 @@ impl Alarms {
         self.0.iter().copied().collect()
     }
 
-    /// Whether no alarm is raised.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Applies `request` and answers as etcd does: every alarm for `Get`, the alarm for
     /// `Activate`, and for `Deactivate` the alarm cleared, or nothing if it was not raised.
     pub fn apply(&mut self, request: AlarmRequest) -> Vec<Alarm> {

@@ -503,6 +503,14 @@ async fn raise_nospace(pair: &Pair) {
 #[tokio::test]
 async fn etcdctl_alarms_match_etcd() {
     let pair = Pair::start().await;
+    // A malformed alarm request is refused alike.
+    let bogus = r#"{"action":"BOGUS"}"#;
+    let (etcd, kvd) = tokio::join!(
+        support::client::post(pair.etcd.server.addr, "/v3/maintenance/alarm", bogus),
+        support::client::post(pair.kvd.server.addr, "/v3/maintenance/alarm", bogus)
+    );
+    assert_eq!((kvd.status, kvd.json()), (etcd.status, etcd.json()));
+    assert_eq!(kvd.status, hyper::StatusCode::BAD_REQUEST);
     pair.same(&["put", "k", "v"]).await;
     raise_nospace(&pair).await;
     let refused = pair.same(&["put", "k", "v2"]).await;

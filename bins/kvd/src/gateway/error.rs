@@ -80,10 +80,10 @@ pub enum Code {
     OutOfRange = 11,
     /// A bug on our side.
     Internal = 13,
-    /// Data is lost or corrupt.
-    DataLoss = 15,
     /// The member cannot serve now; retry, maybe elsewhere.
     Unavailable = 14,
+    /// Data is lost or corrupt.
+    DataLoss = 15,
 }
 
 impl Code {

@@ -1,10 +1,12 @@
 //! kvd's Raft plumbing on openraft 0.9: the type configuration ([`TypeConfig`]: entries carry
-//! a v3 or v2 [`Request`]), the log, the state machine and the network.
+//! a v3 or v2 command or an alarm request, a [`Request`]), the log, the state machine and the
+//! network.
 //!
 //! * Log: [`durable_log`] keeps the log, the vote and the committed and purged log ids in one
 //!   redb file ([`LogStore`]); `log_traits` implements openraft's storage-v2 log traits on it.
 //! * State machine: [`state_machine`] applies entries to both stores in memory and takes
-//!   snapshots, keeping the [`crate::alarm`]s beside the stores; `snapshot_data` is a snapshot's bytes (both stores' snapshots), and
+//!   snapshots, keeping the [`crate::alarm`]s beside the stores; `snapshot_data` is a
+//!   snapshot's bytes (both stores' snapshots and the alarms), and
 //!   [`snapshot_file`] keeps the last snapshot on disk.
 //! * Network: [`network`] sends Raft's messages to the other members over [`transport`]
 //!   (JSON over HTTP/1.1), which also carries the requests a follower forwards; `member` is

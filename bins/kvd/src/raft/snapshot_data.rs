@@ -84,6 +84,6 @@ mod tests {
         let stores: serde_json::Value = serde_json::from_slice(&older).unwrap();
         assert_eq!(stores.as_object().unwrap().len(), 2, "{stores}");
         let restored = restore(&older).unwrap();
-        assert!(restored.alarms.is_empty());
+        assert_eq!(restored.alarms, Alarms::default());
     }
 }

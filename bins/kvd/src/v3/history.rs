@@ -73,13 +73,14 @@ impl History {
     /// Drops what reads and watches at or after `revision` no longer need: of the changes up
     /// to `revision`, only the changes made in `revision` itself, or else the last one if it
     /// left the key alive, remain. A deletion made in `revision` is kept so a watch from
-    /// `revision` still sees it.
-    pub(crate) fn compact(&mut self, revision: i64) {
+    /// `revision` still sees it. Returns what the dropped changes of `key` counted toward
+    /// [`crate::v3::Store::size`].
+    pub(crate) fn compact(&mut self, revision: i64, key: &[u8]) -> u64 {
         let newer = self
             .records
             .partition_point(|record| record.main <= revision);
         let Some(last) = newer.checked_sub(1) else {
-            return;
+            return 0;
         };
         let keep_from = if self.records[last].main == revision {
             self.records
@@ -89,7 +90,10 @@ impl History {
         } else {
             newer
         };
-        self.records.drain(..keep_from);
+        self.records
+            .drain(..keep_from)
+            .map(|record| record.size(key))
+            .sum()
     }
 
     /// The events of changes made at or after `start`, each with its `(main, sub)` revision,

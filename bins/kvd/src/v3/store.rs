@@ -271,9 +271,7 @@ impl Store {
             return Err(KvError::FutureRevision);
         }
         for (key, history) in &mut self.keys {
-            let before = history.size(key);
-            history.compact(request.revision);
-            self.size -= before - history.size(key);
+            self.size -= history.compact(request.revision, key);
         }
         self.keys.retain(|_, history| !history.is_empty());
         self.compacted = request.revision;
