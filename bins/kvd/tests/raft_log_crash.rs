@@ -2,8 +2,8 @@
 //!
 //! The parent test re-runs this test binary as a child (selecting [`crash_child`] and naming
 //! a data directory in [`CHILD_DIR_VAR`]). The child appends batches through openraft's
-//! `append` (waiting for its flush callback, as openraft does before acknowledging) and prints
-//! the last index of each batch once the callback fired; every few batches it purges an old
+//! `append` (which reports them written before they are on disk) and prints the last index of
+//! each batch once the store reports it persisted, as kvd waits before acknowledging; every few batches it purges an old
 //! prefix, as after a snapshot, and prints that too. The parent kills it with SIGKILL while it
 //! writes, reopens the log and checks that every acknowledged index and purge is there, that
 //! the log is contiguous and that every entry holds what the child wrote. Three rounds, each
@@ -73,11 +73,14 @@ async fn crash_child() {
     let state = store.get_log_state().await.unwrap();
     let mut next = state.last_log_id.map_or(1, |id| id.index + 1);
     let mut purged = state.last_purged_log_id.map_or(0, |id| id.index);
+    let persisted = store.persisted();
     let mut stdout = std::io::stdout();
     // Bounded so a child the parent lost cannot run forever.
     for batch_number in 1..100_000 {
         let batch: Vec<Entry> = (next..next + BATCH).map(entry).collect();
+        let last = *batch.last().unwrap().get_log_id();
         store.blocking_append(batch).await.unwrap();
+        persisted.reach(last).await.unwrap();
         next += BATCH;
         writeln!(stdout, "{ACK}{}", next - 1).unwrap();
         let upto = (next - 1).saturating_sub(KEEP);

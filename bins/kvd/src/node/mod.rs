@@ -27,8 +27,8 @@ use tokio::sync::watch;
 use crate::alarm::{self, Alarm, AlarmKind, AlarmRequest};
 use crate::gateway::NodeStatus;
 use crate::raft::{
-    LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, Reply, Request, SnapshotFileError,
-    StateMachine, Transport, TypeConfig,
+    LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, Persisted, Reply, Request,
+    SnapshotFileError, StateMachine, Transport, TypeConfig,
 };
 use crate::v2;
 use crate::v3::{Applied, Command, KvError, RangeRequest, RangeResponse};
@@ -102,6 +102,8 @@ struct Inner {
     cluster_id: u64,
     config: NodeConfig,
     raft: Raft<TypeConfig>,
+    /// How far this member's log is on disk.
+    persisted: Persisted,
     proposer: Proposer,
     machine: StateMachine,
     transport: Transport,
@@ -152,13 +154,15 @@ impl Node {
         config.validate()?;
         let id = config.member_id();
         let log = open_log(&config.data_dir).await?;
-        let machine = StateMachine::open(&config.data_dir)?;
+        log.set_member(id)?;
+        let persisted = log.persisted();
+        let machine = StateMachine::open(&config.data_dir, persisted.clone())?;
         let transport = Transport::default();
         let identity = identity::establish(&config, id, &transport).await?;
         let raft = Raft::new(
             id,
             Arc::new(raft_config(&config)?),
-            PeerNetwork::new(transport.clone()),
+            PeerNetwork::new(transport.clone(), persisted.clone()),
             log,
             machine.clone(),
         )
@@ -171,6 +175,7 @@ impl Node {
                 config,
                 proposer: Proposer::start(raft.clone()),
                 raft,
+                persisted,
                 machine,
                 transport,
                 leases: LeaseClock::default(),

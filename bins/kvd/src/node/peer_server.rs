@@ -9,7 +9,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::error::{Fatal, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
+use openraft::{AnyError, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -20,7 +24,7 @@ use super::members::MemberChange;
 use super::peer_paths;
 use super::{http_server, Node, StartError};
 use crate::raft::network::{paths as raft_paths, SnapshotChunk};
-use crate::raft::{Reply, Request as Proposal, TypeConfig};
+use crate::raft::{NodeId, Reply, Request as Proposal, TypeConfig};
 
 /// The largest body a member accepts from a peer (a snapshot chunk or a batch of entries).
 const MAX_PEER_BODY: usize = 256 << 20;
@@ -63,7 +67,7 @@ async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>>
     match path.as_str() {
         raft_paths::APPEND => {
             answer(&body, |rpc: AppendEntriesRequest<TypeConfig>| {
-                raft.append_entries(rpc)
+                append_entries(&node, rpc)
             })
             .await
         }
@@ -99,6 +103,32 @@ async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>>
         }
         other => text(StatusCode::NOT_FOUND, &format!("no peer endpoint {other}")),
     }
+}
+
+/// openraft's answer to AppendEntries, sent once the entries it reports holding are on disk
+/// here (the leader counts them towards a quorum; see [`crate::raft`]).
+async fn append_entries(
+    node: &Node,
+    rpc: AppendEntriesRequest<TypeConfig>,
+) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+    let sent = rpc
+        .entries
+        .last()
+        .map(|entry| entry.log_id)
+        .or(rpc.prev_log_id);
+    let response = node.inner.raft.append_entries(rpc).await?;
+    let holding = match &response {
+        AppendEntriesResponse::Success => sent,
+        AppendEntriesResponse::PartialSuccess(matching) => *matching,
+        AppendEntriesResponse::Conflict | AppendEntriesResponse::HigherVote(_) => None,
+    };
+    if let Some(holding) = holding {
+        node.inner.persisted.reach(holding).await.map_err(|error| {
+            let failed = StorageIOError::write_logs(AnyError::new(&error));
+            RaftError::Fatal(Fatal::StorageError(failed.into()))
+        })?;
+    }
+    Ok(response)
 }
 
 /// A forwarded proposal; a member that lost the lead says so, and the follower looks again.

@@ -2,12 +2,20 @@
 //! in one redb file in the node's data directory.
 //!
 //! Every change is one redb write transaction, so a crash leaves either all of it or none of
-//! it. Entries, the vote, truncation and purging are committed with
-//! [`Durability::Immediate`]: when the call returns, the change is on disk. The committed log
-//! id is only a hint for restart (openraft re-applies up to it): it is kept in memory and
-//! written by the next durable transaction, or when the store closes, so recording it costs
-//! no transaction of its own (the leader records one per commit). After a crash it may be
-//! older than the last one recorded, never newer.
+//! it. The vote, truncation and purging are committed with [`Durability::Immediate`]: when
+//! the call returns, the change is on disk. Entries can be written in two steps, so that a
+//! leader sends them to its followers while its own disk write is under way (the store knows
+//! it leads from the vote it saves, once [`LogStore::set_member`] named the member):
+//! [`LogStore::stage_entries`] commits them without syncing (readers see them at once), and
+//! [`LogStore::sync`] (or [`LogStore::sync_soon`], in the background) makes everything staged
+//! durable with one fdatasync. [`Persisted`] tells how far the log is on disk and waits for
+//! it to get further; a crash loses staged entries, never persisted ones.
+//!
+//! The committed log id is only a hint for restart (openraft re-applies up to it): it is kept
+//! in memory and written by the next durable transaction, or when the store closes, so
+//! recording it costs no transaction of its own (the leader records one per commit). After a
+//! crash it may be older than the last one recorded, never newer, and never past the entries
+//! on disk: a durable transaction persists every entry staged before it.
 //!
 //! Entries are stored as JSON under their index, so the log must stay contiguous:
 //! [`LogStore::write_entries`] refuses an entry that does not directly follow the last one
@@ -37,7 +45,8 @@ use std::fmt;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use openraft::{LogState, RaftLogId};
 use redb::{
@@ -46,8 +55,9 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
+use tokio::sync::watch;
 
-use super::{Entry, LogId, TypeConfig, Vote};
+use super::{Entry, LogId, NodeId, TypeConfig, Vote};
 
 /// Entries, by index, as JSON.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -137,6 +147,47 @@ pub enum LogStoreError {
     },
 }
 
+/// Why a wait for the log to reach the disk failed.
+#[derive(Debug, Clone, Error)]
+pub enum PersistError {
+    /// A sync failed; what was staged may be lost, so nothing staged since can be trusted to
+    /// reach the disk either.
+    #[error("the Raft log could not be synced to disk: {0}")]
+    Failed(Arc<str>),
+    /// The log was closed first.
+    #[error("the Raft log was closed before the entry reached the disk")]
+    Closed,
+}
+
+/// How far the log is on disk: the id of the last entry a durable commit covered (the last
+/// purged one when no entry is left), or why syncing failed.
+type Mark = Result<Option<LogId>, Arc<str>>;
+
+/// Tells how far a [`LogStore`] is on disk and waits for it to get further. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Persisted(watch::Receiver<Mark>);
+
+impl Persisted {
+    /// Returns once the entry `log_id`, or one after it, is on disk (after a truncation, once
+    /// an entry that sorts after `log_id` is).
+    pub async fn reach(&self, log_id: LogId) -> Result<(), PersistError> {
+        let mut mark = self.0.clone();
+        let reached = mark
+            .wait_for(|mark| mark.as_ref().map_or(true, |last| *last >= Some(log_id)))
+            .await
+            .map_err(|_| PersistError::Closed)?;
+        match &*reached {
+            Ok(_) => Ok(()),
+            Err(reason) => Err(PersistError::Failed(reason.clone())),
+        }
+    }
+
+    /// The id of the last entry on disk now; `None` if there is none or syncing failed.
+    pub fn last(&self) -> Option<LogId> {
+        self.0.borrow().as_ref().ok().copied().flatten()
+    }
+}
+
 /// The durable Raft log of one node. Cheap to clone: clones share the open database, and
 /// redb serialises their writes.
 #[derive(Clone)]
@@ -145,14 +196,29 @@ pub struct LogStore {
     path: PathBuf,
 }
 
-/// What clones share: the database and the committed log id not written to it yet.
+/// What clones share: the database, the committed log id not written to it yet, and how far
+/// the log is written and persisted.
 struct Shared {
     db: Database,
     /// The last committed log id recorded that no transaction has carried to the file yet.
     unsaved_committed: Mutex<Option<Option<LogId>>>,
+    /// The id of the last entry written, staged or durable (the last purged one when no entry
+    /// is left). Every write holds it, so a write and the mark it publishes stay in step.
+    written: Mutex<Option<LogId>>,
+    persisted: watch::Sender<Mark>,
+    /// Whether a background sync is queued and not started yet.
+    sync_queued: AtomicBool,
+    /// The member this log belongs to, once known.
+    member: OnceLock<NodeId>,
+    /// Whether the last saved vote is this member's own, committed: it leads.
+    leading: AtomicBool,
 }
 
 impl Shared {
+    fn lock_written(&self) -> MutexGuard<'_, Option<LogId>> {
+        self.written.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn take_unsaved_committed(&self) -> Option<Option<LogId>> {
         self.unsaved_committed
             .lock()
@@ -162,20 +228,21 @@ impl Shared {
 }
 
 impl Drop for Shared {
-    /// A clean close keeps the last committed log id recorded.
+    /// A clean close keeps the staged entries and the last committed log id recorded.
     fn drop(&mut self) {
-        let Some(committed) = self.take_unsaved_committed() else {
-            return;
-        };
-        let saved = encode(&committed, "committed log id").and_then(|value| {
+        let committed = self.take_unsaved_committed();
+        let saved = (|| {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
-            txn.open_table(META)?.insert(COMMITTED, value.as_slice())?;
+            if let Some(committed) = committed {
+                let value = encode(&committed, "committed log id")?;
+                txn.open_table(META)?.insert(COMMITTED, value.as_slice())?;
+            }
             txn.commit()?;
-            Ok(())
-        });
+            Ok::<_, LogStoreError>(())
+        })();
         if let Err(error) = saved {
-            tracing::warn!(%error, "cannot save the committed log id while closing the Raft log");
+            tracing::warn!(%error, "cannot sync the Raft log while closing it");
         }
     }
 }
@@ -208,14 +275,25 @@ impl LogStore {
             shared: Arc::new(Shared {
                 db,
                 unsaved_committed: Mutex::new(None),
+                written: Mutex::new(None),
+                persisted: watch::channel(Ok(None)).0,
+                sync_queued: AtomicBool::new(false),
+                member: OnceLock::new(),
+                leading: AtomicBool::new(false),
             }),
             path,
         };
-        let txn = store.begin_write(Durability::Immediate)?;
-        txn.open_table(LOG)?;
-        txn.open_table(META)?;
-        txn.commit()?;
+        store.write_durably(|txn| {
+            txn.open_table(LOG)?;
+            txn.open_table(META)?;
+            Ok(())
+        })?;
         Ok(store)
+    }
+
+    /// How far the log is on disk, now and from now on.
+    pub fn persisted(&self) -> Persisted {
+        Persisted(self.shared.persisted.subscribe())
     }
 
     /// The database file.
@@ -230,10 +308,22 @@ impl LogStore {
     where
         I: IntoIterator<Item = Entry>,
     {
-        let txn = self.begin_write(Durability::Immediate)?;
+        let last = self.stage_entries(entries)?;
+        self.sync()?;
+        Ok(last)
+    }
+
+    /// Appends `entries` as [`LogStore::write_entries`] does, but returns before they are on
+    /// disk: readers see them at once, and the next sync (or durable write) persists them.
+    pub fn stage_entries<I>(&self, entries: I) -> Result<Option<LogId>, LogStoreError>
+    where
+        I: IntoIterator<Item = Entry>,
+    {
+        let mut written = self.shared.lock_written();
+        let txn = self.begin_write(Durability::None)?;
         let mut last = None;
         {
-            let mut meta = txn.open_table(META)?;
+            let meta = txn.open_table(META)?;
             let last_purged = read_meta::<LogId>(&meta, LAST_PURGED)?;
             let mut log = txn.open_table(LOG)?;
             let mut expected = match log.last()? {
@@ -252,11 +342,54 @@ impl LogStore {
                 expected = Some(log_id.index + 1);
                 last = Some(log_id);
             }
-            // Last, so that a refused append leaves the recorded committed log id in memory.
-            self.carry_committed(&mut meta)?;
         }
         txn.commit()?;
+        if last.is_some() {
+            *written = last;
+        }
         Ok(last)
+    }
+
+    /// Makes every staged entry durable with one durable commit, then publishes how far the
+    /// log is on disk. A failed sync is final: [`Persisted`] reports it from then on.
+    pub fn sync(&self) -> Result<(), LogStoreError> {
+        let written = self.shared.lock_written();
+        if self.shared.persisted.borrow().as_ref().ok() == Some(&*written) {
+            return Ok(());
+        }
+        let synced = (|| {
+            let txn = self.begin_write(Durability::Immediate)?;
+            self.carry_committed(&mut txn.open_table(META)?)?;
+            txn.commit()?;
+            Ok::<_, LogStoreError>(())
+        })();
+        match synced {
+            Ok(()) => {
+                self.publish_persisted(*written);
+                Ok(())
+            }
+            Err(error) => {
+                let reason: Arc<str> = Arc::from(error.to_string());
+                // The mark it replaces is of no further use.
+                let _ = self.shared.persisted.send_replace(Err(reason));
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs [`LogStore::sync`] on tokio's blocking pool unless a sync is already queued (it
+    /// will cover what was staged before it starts). Must be called inside a tokio runtime.
+    pub fn sync_soon(&self) {
+        if self.shared.sync_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            store.shared.sync_queued.store(false, Ordering::Release);
+            if let Err(error) = store.sync() {
+                tracing::error!(%error, "cannot sync the Raft log");
+            }
+        });
     }
 
     /// The entries whose indexes fall in `range`, in order. Indexes that are not in the log
@@ -308,19 +441,17 @@ impl LogStore {
 
     /// Deletes the entries from index `since` on (a conflicting suffix), durably.
     pub fn truncate_from(&self, since: u64) -> Result<(), LogStoreError> {
-        let txn = self.begin_write(Durability::Immediate)?;
-        self.carry_committed(&mut txn.open_table(META)?)?;
-        txn.open_table(LOG)?.retain_in(since.., |_, _| false)?;
-        txn.commit()?;
-        Ok(())
+        self.write_durably(|txn| {
+            txn.open_table(LOG)?.retain_in(since.., |_, _| false)?;
+            Ok(())
+        })
     }
 
     /// Deletes the entries up to and including `upto` and remembers it as the last purged
     /// log id, durably. `upto` may lie past the last entry (after a snapshot was installed);
     /// it may not lie before an earlier purge.
     pub fn purge_upto(&self, upto: LogId) -> Result<(), LogStoreError> {
-        let txn = self.begin_write(Durability::Immediate)?;
-        {
+        self.write_durably(|txn| {
             let mut meta = txn.open_table(META)?;
             if let Some(purged) = read_meta::<LogId>(&meta, LAST_PURGED)? {
                 if upto.index < purged.index {
@@ -331,25 +462,44 @@ impl LogStore {
                 }
             }
             meta.insert(LAST_PURGED, encode(&upto, "last purged log id")?.as_slice())?;
-            self.carry_committed(&mut meta)?;
             txn.open_table(LOG)?
                 .retain_in(..=upto.index, |_, _| false)?;
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Saves the vote, durably.
     pub fn write_vote(&self, vote: &Vote) -> Result<(), LogStoreError> {
         let value = encode(vote, "vote")?;
-        let txn = self.begin_write(Durability::Immediate)?;
-        {
-            let mut meta = txn.open_table(META)?;
-            meta.insert(VOTE, value.as_slice())?;
-            self.carry_committed(&mut meta)?;
-        }
-        txn.commit()?;
+        self.write_durably(|txn| {
+            txn.open_table(META)?.insert(VOTE, value.as_slice())?;
+            Ok(())
+        })?;
+        self.note_leading(Some(vote));
         Ok(())
+    }
+
+    /// Names the member this log belongs to, so that it knows when the member leads.
+    pub fn set_member(&self, id: NodeId) -> Result<(), LogStoreError> {
+        // Only the first call counts: a log belongs to one member.
+        let _ = self.shared.member.set(id);
+        self.note_leading(self.vote()?.as_ref());
+        Ok(())
+    }
+
+    /// Whether the member leads, as far as its saved vote tells.
+    pub fn leading(&self) -> bool {
+        self.shared.leading.load(Ordering::Acquire)
+    }
+
+    fn note_leading(&self, vote: Option<&Vote>) {
+        let leading = match (vote, self.shared.member.get()) {
+            (Some(vote), Some(&id)) => {
+                vote.is_committed() && vote.leader_id().voted_for() == Some(id)
+            }
+            _ => false,
+        };
+        self.shared.leading.store(leading, Ordering::Release);
     }
 
     /// The last saved vote.
@@ -392,6 +542,34 @@ impl LogStore {
             )?;
         }
         Ok(())
+    }
+
+    /// Commits `change` durably, carrying the recorded committed log id and every staged
+    /// entry to disk with it, and publishes the log's new end as written and persisted.
+    fn write_durably(
+        &self,
+        change: impl FnOnce(&WriteTransaction) -> Result<(), LogStoreError>,
+    ) -> Result<(), LogStoreError> {
+        let mut written = self.shared.lock_written();
+        let txn = self.begin_write(Durability::Immediate)?;
+        change(&txn)?;
+        self.carry_committed(&mut txn.open_table(META)?)?;
+        txn.commit()?;
+        *written = self.log_state()?.last_log_id;
+        self.publish_persisted(*written);
+        Ok(())
+    }
+
+    /// Publishes `last` as the log's end on disk, unless a sync failed before: what it staged
+    /// may be lost even if later commits succeed.
+    fn publish_persisted(&self, last: Option<LogId>) {
+        self.shared.persisted.send_if_modified(|mark| match mark {
+            Ok(persisted) if *persisted != last => {
+                *persisted = last;
+                true
+            }
+            _ => false,
+        });
     }
 
     fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, LogStoreError> {
@@ -732,6 +910,124 @@ mod tests {
         let store = LogStore::open(dir.path()).unwrap();
 
         assert_eq!(store.committed().unwrap(), Some(log_id(1, 1, 3)));
+    }
+
+    #[test]
+    fn staged_entries_are_read_at_once_and_persisted_by_the_next_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let persisted = store.persisted();
+        store.write_entries(entries(1, 1..=2)).unwrap();
+        assert_eq!(persisted.last(), Some(log_id(1, 1, 2)));
+
+        store.stage_entries(entries(1, 3..=4)).unwrap();
+        store.stage_entries(entries(1, 5..=5)).unwrap();
+
+        assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2, 3, 4, 5]);
+        assert_eq!(persisted.last(), Some(log_id(1, 1, 2)));
+        store.sync().unwrap();
+        assert_eq!(persisted.last(), Some(log_id(1, 1, 5)));
+    }
+
+    #[test]
+    fn a_durable_write_persists_what_was_staged_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.stage_entries(entries(1, 1..=3)).unwrap();
+
+        store.write_vote(&Vote::new(2, 1)).unwrap();
+
+        assert_eq!(store.persisted().last(), Some(log_id(1, 1, 3)));
+    }
+
+    #[test]
+    fn a_truncation_moves_the_persisted_end_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=5)).unwrap();
+
+        store.truncate_from(4).unwrap();
+
+        assert_eq!(store.persisted().last(), Some(log_id(1, 1, 3)));
+        store.stage_entries(entries(2, 4..=4)).unwrap();
+        assert_eq!(store.persisted().last(), Some(log_id(1, 1, 3)));
+        store.sync().unwrap();
+        assert_eq!(store.persisted().last(), Some(log_id(2, 1, 4)));
+    }
+
+    #[test]
+    fn staged_entries_survive_a_clean_close() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.stage_entries(entries(1, 1..=3)).unwrap();
+        }
+
+        let store = LogStore::open(dir.path()).unwrap();
+
+        assert_eq!(
+            store.log_state().unwrap().last_log_id,
+            Some(log_id(1, 1, 3))
+        );
+        assert_eq!(store.persisted().last(), Some(log_id(1, 1, 3)));
+    }
+
+    #[tokio::test]
+    async fn reach_returns_once_a_background_sync_persisted_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let persisted = store.persisted();
+        store.stage_entries(entries(1, 1..=2)).unwrap();
+        let waiting = tokio::spawn({
+            let persisted = persisted.clone();
+            async move { persisted.reach(log_id(1, 1, 2)).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "nothing synced the entry yet");
+
+        store.sync_soon();
+
+        waiting.await.unwrap().unwrap();
+        assert_eq!(persisted.last(), Some(log_id(1, 1, 2)));
+    }
+
+    #[tokio::test]
+    async fn reach_fails_once_the_log_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let persisted = store.persisted();
+        store.stage_entries(entries(1, 1..=1)).unwrap();
+
+        drop(store);
+
+        assert!(matches!(
+            persisted.reach(log_id(1, 1, 1)).await,
+            Err(PersistError::Closed)
+        ));
+    }
+
+    #[test]
+    fn the_log_leads_while_its_members_own_committed_vote_is_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let mut own = Vote::new(3, 7);
+        store.write_vote(&own).unwrap();
+        store.set_member(7).unwrap();
+        assert!(!store.leading(), "a candidate does not lead");
+
+        own.commit();
+        store.write_vote(&own).unwrap();
+        assert!(store.leading());
+
+        store.write_vote(&Vote::new_committed(4, 8)).unwrap();
+        assert!(!store.leading(), "another member leads term 4");
+        drop(store);
+
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_vote(&Vote::new_committed(5, 7)).unwrap();
+        assert!(!store.leading(), "a log that was not told its member never leads");
+        store.set_member(7).unwrap();
+        assert!(store.leading(), "naming the member reads the saved vote");
     }
 
     #[test]

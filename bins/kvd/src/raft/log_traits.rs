@@ -1,5 +1,10 @@
 //! openraft's storage-v2 log traits on [`LogStore`]: every call maps to one [`LogStore`]
-//! operation, and an append reports completion only after its durable commit returned.
+//! operation. A leader's append reports completion once its entries are staged, before they
+//! are on disk, so that openraft (0.9 waits for the report before it replicates) sends them
+//! to the followers while the disk write is under way; see [`super`] for what waits for the
+//! disk instead. Any other append is written durably before it reports: a follower's answer
+//! waits for the disk anyway, and one durable transaction costs less than staging and
+//! syncing.
 //!
 //! Writes wait for the disk, so they run on tokio's blocking pool rather than stalling the
 //! runtime's workers (the Raft core, heartbeats, the API): these methods must be called inside
@@ -106,9 +111,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|error| storage_error(StorageIOError::read, &error))
     }
 
-    /// Writes the entries durably, then fires `callback`. openraft acknowledges a write to
-    /// its client once a quorum fired theirs, so firing before the commit returned could lose
-    /// acknowledged writes.
+    /// On a leader, stages the entries, fires `callback` and syncs them in the background;
+    /// elsewhere, writes them durably and fires `callback`. openraft counts a member whose
+    /// callback fired as holding the entries, so staging is safe only because nothing acts on
+    /// that count before the entries are on disk (see [`super`]); whether this member leads
+    /// decides only the speed.
     async fn append<I>(
         &mut self,
         entries: I,
@@ -119,12 +126,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let written = off_runtime(self, StorageIOError::write_logs, move |store| {
-            store.write_entries(entries)
+        let leading = self.leading();
+        let staged = off_runtime(self, StorageIOError::write_logs, move |store| {
+            if leading {
+                store.stage_entries(entries)
+            } else {
+                store.write_entries(entries)
+            }
         })
         .await;
-        match written {
+        match staged {
             Ok(_) => {
+                if leading {
+                    self.sync_soon();
+                }
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }

@@ -4,6 +4,16 @@
 //!
 //! * Log: [`durable_log`] keeps the log, the vote and the committed and purged log ids in one
 //!   redb file ([`LogStore`]); `log_traits` implements openraft's storage-v2 log traits on it.
+//!
+//! Appended entries reach the disk in the background (openraft is told they are written as
+//! soon as they are staged, so a leader replicates while it writes), and nothing that depends
+//! on an entry leaves a member or is applied before the entry is on disk ([`Persisted`]):
+//!   - a follower answers AppendEntries only once the entries it reports holding are;
+//!   - a leader tells followers a commit index only up to what it holds on disk;
+//!   - the state machine applies an entry only once it is on disk.
+//!
+//! So an entry counts as committed in openraft while the leader may still be writing it, but
+//! no member applies it, and no client hears of it, until a quorum holds it on disk.
 //! * State machine: [`state_machine`] applies entries to both stores in memory and takes
 //!   snapshots, keeping the [`crate::alarm`]s beside the stores; `snapshot_data` is a
 //!   snapshot's bytes (both stores' snapshots and the alarms), and
@@ -29,7 +39,7 @@ pub mod snapshot_file;
 pub mod state_machine;
 pub mod transport;
 
-pub use durable_log::{LogStore, LogStoreError};
+pub use durable_log::{LogStore, LogStoreError, PersistError, Persisted};
 pub use log_traits::APPEND_ENTRIES_BYTES;
 pub use member::Member;
 pub use network::PeerNetwork;

@@ -1,5 +1,6 @@
 //! openraft's network: Raft messages to other members over [`Transport`], to the first of
-//! each member's peer URLs.
+//! each member's peer URLs. AppendEntries tell a commit index only up to what this member's
+//! log holds on disk (see [`super`]).
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::transport::{Transport, TransportError};
-use super::{Member, NodeId, TypeConfig, Vote};
+use super::{Member, NodeId, Persisted, TypeConfig, Vote};
 
 /// Where a member serves Raft's messages, under its peer URL.
 pub mod paths {
@@ -64,15 +65,20 @@ impl From<SnapshotChunk> for InstallSnapshotRequest<TypeConfig> {
 }
 
 /// Makes a [`PeerClient`] per target member; every client shares one connection pool.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PeerNetwork {
     transport: Transport,
+    persisted: Persisted,
 }
 
 impl PeerNetwork {
-    /// A network over `transport`.
-    pub fn new(transport: Transport) -> Self {
-        Self { transport }
+    /// A network over `transport` for the member whose log reaches the disk as `persisted`
+    /// tells.
+    pub fn new(transport: Transport, persisted: Persisted) -> Self {
+        Self {
+            transport,
+            persisted,
+        }
     }
 }
 
@@ -82,6 +88,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
         PeerClient {
             transport: self.transport.clone(),
+            persisted: self.persisted.clone(),
             target,
             url: node.peer_urls.first().cloned().unwrap_or_default(),
         }
@@ -92,6 +99,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 #[derive(Debug)]
 pub struct PeerClient {
     transport: Transport,
+    persisted: Persisted,
     target: NodeId,
     url: String,
 }
@@ -125,11 +133,24 @@ impl PeerClient {
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
+    /// Entries go at once, with the commit index lowered to what is on disk here; a message
+    /// that only tells the commit index waits until it is on disk here, which takes at most
+    /// the rest of one sync.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        if let Some(committed) = rpc.leader_commit {
+            if rpc.entries.is_empty() {
+                tokio::time::timeout(option.hard_ttl(), self.persisted.reach(committed))
+                    .await
+                    .map_err(|elapsed| RPCError::Unreachable(Unreachable::new(&elapsed)))?
+                    .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+            } else {
+                rpc.leader_commit = rpc.leader_commit.min(self.persisted.last());
+            }
+        }
         self.send(paths::APPEND, &rpc, option.hard_ttl()).await
     }
 

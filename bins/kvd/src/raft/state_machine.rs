@@ -4,7 +4,8 @@
 //! implementing openraft's storage-v2 [`RaftStateMachine`].
 //!
 //! The store lives in memory. Durability comes from the Raft log, which holds every
-//! acknowledged entry on disk, and from the snapshot file: on restart the state machine starts
+//! acknowledged entry on disk (an entry is applied only once the log holds it there), and from
+//! the snapshot file: on restart the state machine starts
 //! from the last snapshot ([`StateMachine::open`]) and openraft re-applies the committed
 //! entries after it. Snapshots are taken as openraft's policy asks; the log before them is
 //! then purged.
@@ -23,7 +24,9 @@ use tokio::sync::broadcast;
 
 use super::snapshot_data;
 use super::snapshot_file::{SnapshotFile, SnapshotFileError};
-use super::{Entry, LogId, NodeId, Reply, Request, SnapshotMeta, StoredMembership, TypeConfig};
+use super::{
+    Entry, LogId, NodeId, Persisted, Reply, Request, SnapshotMeta, StoredMembership, TypeConfig,
+};
 use crate::alarm::{Alarm, Alarms};
 use crate::v2;
 use crate::v3::{Event, Store, WatchBatch};
@@ -91,11 +94,13 @@ pub struct StateMachine {
     batches: broadcast::Sender<WatchBatch>,
     v2_events: broadcast::Sender<v2::Event>,
     data_dir: PathBuf,
+    log: Persisted,
 }
 
 impl StateMachine {
-    /// Starts from the snapshot kept in `data_dir`, or empty if there is none.
-    pub fn open(data_dir: &Path) -> Result<Self, SnapshotFileError> {
+    /// Starts from the snapshot kept in `data_dir`, or empty if there is none, and applies
+    /// entries once `log` holds them on disk.
+    pub fn open(data_dir: &Path, log: Persisted) -> Result<Self, SnapshotFileError> {
         let snapshot = SnapshotFile::load(data_dir)?;
         let applied = match &snapshot {
             Some(file) => {
@@ -121,6 +126,7 @@ impl StateMachine {
             batches: broadcast::channel(BATCH_BACKLOG).0,
             v2_events: broadcast::channel(BATCH_BACKLOG).0,
             data_dir: data_dir.to_path_buf(),
+            log,
         })
     }
 
@@ -284,6 +290,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.log
+                .reach(last.log_id)
+                .await
+                .map_err(|error| StorageIOError::apply(last.log_id, AnyError::new(&error)))?;
+        }
         let mut replies = Vec::new();
         let mut changes = Vec::new();
         let mut v2_changes = Vec::new();
