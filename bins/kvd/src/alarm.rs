@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::v3::{Command, KvError, Op, TxnRequest};
 
-/// What an alarm is about (etcd's `AlarmType` but `NONE`).
+/// What an alarm is about (etcd's `AlarmType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlarmKind {
+    /// No type: etcd keeps and lists such an alarm when asked to raise one, and it refuses
+    /// nothing (but a member with any alarm reports itself unhealthy).
+    None,
     /// A member's store reached its space quota: writes that add data are refused.
     Nospace,
     /// A member's data differs from the others': every write is refused.
@@ -193,6 +196,19 @@ mod tests {
             Vec::<Alarm>::new()
         );
         assert_eq!(alarms.list(), [CORRUPT]);
+    }
+
+    #[test]
+    fn an_alarm_without_a_type_refuses_nothing() {
+        let untyped = Alarm {
+            member: 5,
+            kind: AlarmKind::None,
+        };
+        let mut alarms = Alarms::default();
+        assert_eq!(alarms.apply(AlarmRequest::Activate(untyped)), [untyped]);
+        for command in [put(), txn(vec![Op::Txn(TxnRequest::default())]), delete()] {
+            assert_eq!(alarms.refusal(&command), None, "{command:?}");
+        }
     }
 
     #[test]

@@ -555,6 +555,49 @@ async fn etcdctl_alarms_match_etcd() {
     assert_eq!(kvd.json()["health"], "false");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_without_a_type_is_kept_listed_and_cleared_as_in_etcd() {
+    let pair = Pair::start().await;
+    let gateway = |body: &'static str| {
+        let pair = &pair;
+        async move {
+            let (etcd, kvd) = tokio::join!(
+                support::client::post(pair.etcd.server.addr, "/v3/maintenance/alarm", body),
+                support::client::post(pair.kvd.server.addr, "/v3/maintenance/alarm", body)
+            );
+            assert_eq!(
+                (kvd.status, kvd.json()),
+                (etcd.status, etcd.json()),
+                "{body}"
+            );
+            kvd.json()
+        }
+    };
+    let raised = gateway(r#"{"action":"ACTIVATE","memberID":"5","alarm":"NONE"}"#).await;
+    assert_eq!(raised["alarms"][0]["memberID"], "5");
+    gateway(r#"{"action":"GET"}"#).await;
+    for args in [
+        &["alarm", "list"][..],
+        // It refuses nothing, but the member is not healthy while it stands.
+        &["put", "k", "v"],
+        &["endpoint", "health"],
+    ] {
+        pair.same(args).await;
+    }
+    let (etcd, kvd) = tokio::join!(
+        call(pair.etcd.server.addr, Method::GET, "/health", ""),
+        call(pair.kvd.server.addr, Method::GET, "/health", "")
+    );
+    assert_eq!(
+        (kvd.status, kvd.body.trim()),
+        (etcd.status, etcd.body.trim())
+    );
+    let cleared = gateway(r#"{"action":"DEACTIVATE","memberID":"5","alarm":"NONE"}"#).await;
+    assert_eq!(cleared["alarms"][0]["memberID"], "5");
+    let listed = gateway(r#"{"action":"GET"}"#).await;
+    assert!(listed.get("alarms").is_none(), "{listed}");
+}
+
 /// Deletes what [`fill`] put; returns how many keys there were.
 async fn delete_fill(side: &Side) -> usize {
     let deleted = side

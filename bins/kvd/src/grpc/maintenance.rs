@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use super::Grpc;
 use crate::alarm::{self, Alarm, AlarmKind};
 use crate::gateway::snapshot::etcd_chunks;
-use crate::gateway::{Backend, Code, Status as Refusal};
+use crate::gateway::{Backend, Status as Refusal};
 
 type Answer<T> = Result<Response<T>, Status>;
 
@@ -127,41 +127,35 @@ impl<B: Backend> Maintenance for Grpc<B> {
 }
 
 /// Answers an alarm request through the log, as etcd: a listing filtered by type (`NONE`:
-/// every alarm), an activation with the alarm, a deactivation with what it cleared. The JSON
-/// gateway's `maintenance/alarm` answers through it too.
+/// every alarm), an activation with the alarm (of type `NONE` too, as etcd keeps one), a
+/// deactivation with what it cleared. The JSON gateway's `maintenance/alarm` answers through
+/// it too.
 pub(crate) async fn alarm<B: Backend>(
     backend: &B,
     request: AlarmRequest,
 ) -> Result<Vec<AlarmMember>, Refusal> {
     let kind = match request.alarm() {
-        AlarmType::None => None,
-        AlarmType::Nospace => Some(AlarmKind::Nospace),
-        AlarmType::Corrupt => Some(AlarmKind::Corrupt),
+        AlarmType::None => AlarmKind::None,
+        AlarmType::Nospace => AlarmKind::Nospace,
+        AlarmType::Corrupt => AlarmKind::Corrupt,
     };
-    let named = kind.map(|kind| Alarm {
+    let named = Alarm {
         member: request.member_id,
         kind,
-    });
-    let change = match (request.action(), named) {
-        (AlarmAction::Get, _) => alarm::AlarmRequest::Get,
-        (AlarmAction::Activate, Some(alarm)) => alarm::AlarmRequest::Activate(alarm),
-        (AlarmAction::Deactivate, Some(alarm)) => alarm::AlarmRequest::Deactivate(alarm),
-        // Nothing of type NONE is ever raised, so there is nothing to clear.
-        (AlarmAction::Deactivate, None) => return Ok(Vec::new()),
-        (AlarmAction::Activate, None) => {
-            return Err(Refusal::new(
-                Code::InvalidArgument,
-                "kvd: an alarm to raise needs a type, NOSPACE or CORRUPT".to_owned(),
-            ))
-        }
+    };
+    let change = match request.action() {
+        AlarmAction::Get => alarm::AlarmRequest::Get,
+        AlarmAction::Activate => alarm::AlarmRequest::Activate(named),
+        AlarmAction::Deactivate => alarm::AlarmRequest::Deactivate(named),
     };
     let alarms = backend.alarm(change).await?;
     Ok(alarms
         .into_iter()
-        .filter(|alarm| kind.is_none_or(|kind| alarm.kind == kind))
+        .filter(|alarm| kind == AlarmKind::None || alarm.kind == kind)
         .map(|alarm| AlarmMember {
             member_id: alarm.member,
             alarm: match alarm.kind {
+                AlarmKind::None => AlarmType::None,
                 AlarmKind::Nospace => AlarmType::Nospace,
                 AlarmKind::Corrupt => AlarmType::Corrupt,
             }

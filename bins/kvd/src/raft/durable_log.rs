@@ -1025,7 +1025,10 @@ mod tests {
 
         let store = LogStore::open(dir.path()).unwrap();
         store.write_vote(&Vote::new_committed(5, 7)).unwrap();
-        assert!(!store.leading(), "a log that was not told its member never leads");
+        assert!(
+            !store.leading(),
+            "a log that was not told its member never leads"
+        );
         store.set_member(7).unwrap();
         assert!(store.leading(), "naming the member reads the saved vote");
     }

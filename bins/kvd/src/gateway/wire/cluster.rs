@@ -231,7 +231,7 @@ impl From<WireAlarmRequest> for AlarmRequest {
 struct WireAlarmMember {
     #[serde(rename = "memberID", skip_serializing_if = "is_zero")]
     member_id: Uint64,
-    #[serde(serialize_with = "serialize_enum")]
+    #[serde(serialize_with = "serialize_enum", skip_serializing_if = "is_zero")]
     alarm: AlarmType,
 }
 
