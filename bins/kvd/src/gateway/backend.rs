@@ -243,4 +243,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         request: AlarmRequest,
     ) -> impl Future<Output = Result<Vec<Alarm>, BackendError>> + Send;
+
+    /// Moves the lead to the voter `target`, returning once it leads (this member must lead).
+    fn move_leader(&self, target: u64) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

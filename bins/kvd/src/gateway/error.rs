@@ -58,6 +58,12 @@ pub enum BackendError {
     /// Removing or adding would leave too few started members for a quorum.
     #[error("etcdserver: re-configuration failed due to not enough started members")]
     NotEnoughStartedMembers,
+    /// The lead cannot move to that member: it is not a voter.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// The lead did not move in time.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     /// The lease does not exist.
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
@@ -208,7 +214,6 @@ impl From<BackendError> for Status {
         let code = match &error {
             BackendError::Kv(kv) => return Self::from(*kv),
             BackendError::NoLeader
-            | BackendError::NotLeader
             | BackendError::LeaderChanged
             | BackendError::Timeout
             | BackendError::Stopped
@@ -216,7 +221,11 @@ impl From<BackendError> for Status {
             BackendError::TooManyRequests => Code::ResourceExhausted,
             BackendError::MemberNotFound | BackendError::LeaseNotFound => Code::NotFound,
             BackendError::MemberBadUrls => Code::InvalidArgument,
-            BackendError::MemberExists
+            // etcd's rpctypes has no code for it, so gRPC reports it as unknown.
+            BackendError::LeaderTransferTimeout => Code::Unknown,
+            BackendError::NotLeader
+            | BackendError::BadLeaderTransferee
+            | BackendError::MemberExists
             | BackendError::PeerUrlExists
             | BackendError::MemberNotLearner
             | BackendError::LearnerNotReady
@@ -269,5 +278,18 @@ mod tests {
                 .http_status(),
             StatusCode::TOO_MANY_REQUESTS
         );
+        for (error, message) in [
+            (BackendError::NotLeader, "etcdserver: not leader"),
+            (
+                BackendError::BadLeaderTransferee,
+                "etcdserver: bad leader transferee",
+            ),
+        ] {
+            let status = Status::from(error);
+            assert_eq!(
+                (status.code, status.message.as_str()),
+                (Code::FailedPrecondition, message)
+            );
+        }
     }
 }

@@ -111,11 +111,16 @@ impl<B: Backend> Maintenance for Grpc<B> {
         Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
     }
 
-    async fn move_leader(
-        &self,
-        _request: Request<MoveLeaderRequest>,
-    ) -> Answer<MoveLeaderResponse> {
-        Err(Status::unimplemented("kvd: MoveLeader is not served yet"))
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Answer<MoveLeaderResponse> {
+        let backend = &*self.gateway.backend;
+        backend
+            .move_leader(request.into_inner().target_id)
+            .await
+            .map_err(Refusal::from)?;
+        let status = backend.status().await.map_err(Refusal::from)?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.header(status.revision),
+        }))
     }
 
     /// etcd 3.4, whose API kvd serves, has no downgrades either.

@@ -21,6 +21,9 @@ impl From<NodeError> for BackendError {
             NodeError::MemberNotFound => Self::MemberNotFound,
             NodeError::PeerUrlExists => Self::PeerUrlExists,
             NodeError::NotLearner => Self::MemberNotLearner,
+            NodeError::NotLeader => Self::NotLeader,
+            NodeError::BadLeaderTransferee => Self::BadLeaderTransferee,
+            NodeError::LeaderTransferTimeout => Self::LeaderTransferTimeout,
             NodeError::LearnerNotReady => Self::LearnerNotReady,
             NodeError::NotEnoughMembers => Self::NotEnoughStartedMembers,
             NodeError::MembershipBusy => {
@@ -188,6 +191,10 @@ impl Backend for Node {
 
     async fn alarm(&self, request: AlarmRequest) -> Result<Vec<Alarm>, BackendError> {
         Ok(Node::alarm(self, request).await?)
+    }
+
+    async fn move_leader(&self, target: u64) -> Result<(), BackendError> {
+        Ok(Node::move_leader(self, target).await?)
     }
 
     async fn snapshot(&self) -> Result<StateSnapshot, BackendError> {

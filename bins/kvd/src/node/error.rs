@@ -48,6 +48,15 @@ pub enum NodeError {
     /// A request that makes no sense, with what was wrong.
     #[error("etcdserver: {0}")]
     BadRequest(String),
+    /// A request only the leader serves reached a follower.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// The lead cannot move to that member: it is not a voter.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// The lead did not move in time.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     /// The leader could not be reached to forward the request.
     #[error("etcdserver: leader unreachable: {0}")]
     LeaderUnreachable(String),

@@ -44,6 +44,7 @@ mod members;
 mod peer_paths;
 mod peer_server;
 mod proposer;
+mod transfer;
 mod v2_backend;
 
 pub use client_server::ClientApi;
@@ -112,6 +113,8 @@ struct Inner {
     /// Whether the membership records this member's name and client URLs.
     published: watch::Sender<bool>,
     started: std::time::SystemTime,
+    /// Whether the lead is being moved away from this member ([`transfer`]).
+    moving_lead: watch::Sender<bool>,
     /// Whether a v2 expiry proposal is in flight, so ticks do not pile them up.
     expiring: std::sync::atomic::AtomicBool,
 }
@@ -182,6 +185,7 @@ impl Node {
                 shutdown: watch::channel(false).0,
                 published: watch::channel(false).0,
                 started: std::time::SystemTime::now(),
+                moving_lead: watch::channel(false).0,
                 expiring: std::sync::atomic::AtomicBool::new(false),
             }),
         };
@@ -387,6 +391,9 @@ impl Node {
         request: &Request,
         deadline: tokio::time::Instant,
     ) -> Result<Reply, Redirect> {
+        self.wait_for_transfer(deadline)
+            .await
+            .map_err(Redirect::Failed)?;
         let mut request = request.clone();
         if let Request::V2(command) = &mut request {
             command.now = v2::now_ms();
@@ -461,6 +468,9 @@ impl Node {
         &self,
         deadline: tokio::time::Instant,
     ) -> Result<Option<LogId>, Redirect> {
+        self.wait_for_transfer(deadline)
+            .await
+            .map_err(Redirect::Failed)?;
         let checked = tokio::time::timeout_at(deadline, self.inner.raft.get_read_log_id())
             .await
             .map_err(|_| Redirect::Failed(NodeError::Timeout))?;

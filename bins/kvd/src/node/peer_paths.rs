@@ -11,5 +11,7 @@ pub const LEASE_KEEPALIVE: &str = "/kv/lease/keepalive";
 pub const LEASE_REMAINING: &str = "/kv/lease/remaining";
 /// Change the membership.
 pub const MEMBER: &str = "/kv/member";
+/// Stand for election now (the leader moves the lead here).
+pub const CAMPAIGN: &str = "/kv/campaign";
 /// This member's and the cluster's ids.
 pub const IDENTITY: &str = "/kv/identity";

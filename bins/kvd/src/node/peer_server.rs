@@ -92,6 +92,7 @@ async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>>
             })
             .await
         }
+        peer_paths::CAMPAIGN => answer(&body, |(): ()| node.campaign()).await,
         peer_paths::IDENTITY => {
             answer(&body, |(): ()| async {
                 Identity {

@@ -9,7 +9,7 @@ use sinew_kvd::node::ClientApi;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::harness::Cluster;
+use crate::harness::{get, Cluster};
 use crate::support::etcd::installed;
 
 /// etcdctl in v3 mode against `endpoint`.
@@ -102,6 +102,85 @@ async fn etcdctl_through_a_follower_watches_every_change_in_order_across_a_leade
     assert_eq!(keys, expected);
 
     watch.kill().await.expect("stop the watch");
+    for client in clients {
+        client.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_move_leader_hands_the_lead_to_the_target_and_writes_go_on() {
+    use sinew_etcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+    use sinew_etcd_api::etcdserverpb::MoveLeaderRequest;
+
+    let cluster = Cluster::start(3).await;
+    let mut clients = Vec::new();
+    for index in 0..3 {
+        clients.push(
+            ClientApi::start(cluster.node(index))
+                .await
+                .expect("client listener"),
+        );
+    }
+    let endpoints: Vec<String> = clients
+        .iter()
+        .map(|client| client.addrs()[0].to_string())
+        .collect();
+    let endpoints = endpoints.join(",");
+    let leader = cluster.leader().await;
+    let target = cluster.follower(leader);
+    let (leader_id, target_id) = (cluster.node(leader).id(), cluster.node(target).id());
+    put(&endpoints, "before").await;
+
+    let moved = etcdctl(&endpoints)
+        .args(["move-leader", &format!("{target_id:x}")])
+        .output()
+        .await
+        .expect("etcdctl runs");
+
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&moved.stdout).trim(),
+        format!("Leadership transferred from {leader_id:x} to {target_id:x}")
+    );
+    assert_eq!(cluster.leader().await, target);
+    put(&endpoints, "after").await;
+    assert_eq!(
+        get(cluster.node(leader), "after", false).await.as_deref(),
+        Some("v")
+    );
+    let refused = etcdctl(&endpoints)
+        .args(["move-leader", "abc"])
+        .output()
+        .await
+        .expect("etcdctl runs");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("etcdserver: bad leader transferee"),
+        "{refused:?}"
+    );
+    // Only the leader moves the lead, as in etcd.
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", clients[leader].addrs()[0]))
+            .expect("endpoint")
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("gRPC connection");
+    let refused = MaintenanceClient::new(channel)
+        .move_leader(MoveLeaderRequest {
+            target_id: leader_id,
+        })
+        .await
+        .expect_err("a follower refuses");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (tonic::Code::FailedPrecondition, "etcdserver: not leader")
+    );
+
     for client in clients {
         client.finish().await;
     }
