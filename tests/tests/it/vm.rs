@@ -319,8 +319,12 @@ async fn qmp_reports_status_and_the_guests_own_shutdown() -> Result<()> {
 #[tokio::test]
 async fn x86_power_button_reaches_the_guest() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    // Any input event (the ACPI power button is the only input device) powers off.
+    // Any input event (the ACPI power button is the only input device) powers off. The
+    // guest says it is armed only once every reader holds its device open: an event sent
+    // before that would be lost.
     let role = "for e in /dev/input/event*; do\n  (dd if=$e of=/dev/null bs=24 count=1 2>/dev/null && poweroff -f) &\ndone\n\
+                n=$(ls /dev/input | grep -c event)\n\
+                until [ \"$(ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -c /dev/input/event)\" -ge \"$n\" ]; do sleep 1; done\n\
                 echo SINEW-ARMED $(ls /dev/input)\nexec sleep 100000";
     let image = image(Arch::X86_64, dir.path(), role)?;
     let mut vm = Vm::spawn(spec("button", &image, dir.path()))?;
