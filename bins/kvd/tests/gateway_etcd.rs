@@ -490,6 +490,10 @@ async fn errors_match_etcd() {
             "/v3/cluster/member/add",
             r#"{"peerURLs":["bad url"]}"#.to_owned(),
         ),
+        (
+            "/v3/maintenance/transfer-leadership",
+            r#"{"targetID":"123"}"#.to_owned(),
+        ),
     ];
     for (path, body) in &exact {
         pair.same(path, body).await;

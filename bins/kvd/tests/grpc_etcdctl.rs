@@ -544,15 +544,7 @@ async fn etcdctl_alarms_match_etcd() {
 
     // /health reports an alarm as etcd 3.4 does.
     raise_nospace(&pair).await;
-    let (etcd, kvd) = tokio::join!(
-        call(pair.etcd.server.addr, Method::GET, "/health", ""),
-        call(pair.kvd.server.addr, Method::GET, "/health", "")
-    );
-    assert_eq!(
-        (kvd.status, kvd.body.trim()),
-        (etcd.status, etcd.body.trim())
-    );
-    assert_eq!(kvd.json()["health"], "false");
+    assert_eq!(same_health(&pair).await["health"], "false");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -584,6 +576,15 @@ async fn an_alarm_without_a_type_is_kept_listed_and_cleared_as_in_etcd() {
     ] {
         pair.same(args).await;
     }
+    same_health(&pair).await;
+    let cleared = gateway(r#"{"action":"DEACTIVATE","memberID":"5","alarm":"NONE"}"#).await;
+    assert_eq!(cleared["alarms"][0]["memberID"], "5");
+    let listed = gateway(r#"{"action":"GET"}"#).await;
+    assert!(listed.get("alarms").is_none(), "{listed}");
+}
+
+/// Asks both servers' `/health`, checks that they answer alike and returns kvd's answer.
+async fn same_health(pair: &Pair) -> serde_json::Value {
     let (etcd, kvd) = tokio::join!(
         call(pair.etcd.server.addr, Method::GET, "/health", ""),
         call(pair.kvd.server.addr, Method::GET, "/health", "")
@@ -592,10 +593,7 @@ async fn an_alarm_without_a_type_is_kept_listed_and_cleared_as_in_etcd() {
         (kvd.status, kvd.body.trim()),
         (etcd.status, etcd.body.trim())
     );
-    let cleared = gateway(r#"{"action":"DEACTIVATE","memberID":"5","alarm":"NONE"}"#).await;
-    assert_eq!(cleared["alarms"][0]["memberID"], "5");
-    let listed = gateway(r#"{"action":"GET"}"#).await;
-    assert!(listed.get("alarms").is_none(), "{listed}");
+    kvd.json()
 }
 
 /// Deletes what [`fill`] put; returns how many keys there were.

@@ -1,5 +1,5 @@
-//! The Cluster calls (member list, add, remove, promote) and the Maintenance status and
-//! alarm calls.
+//! The Cluster calls (member list, add, remove, promote) and the Maintenance status, alarm
+//! and transfer-leadership calls.
 //! Cluster answers carry no revision in their header, as etcd's.
 
 use hyper::Response;
@@ -9,8 +9,9 @@ use crate::gateway::body::{decode, ok_response, GatewayBody};
 use crate::gateway::error::{BackendError, Status};
 use crate::gateway::wire::cluster::{
     WireAlarmRequest, WireAlarmResponse, WireMemberAddRequest, WireMemberAddResponse, WireMemberId,
-    WireMembersResponse, WireStatusResponse,
+    WireMembersResponse, WireMoveLeaderRequest, WireStatusResponse,
 };
+use crate::gateway::wire::kv::WireHeaderOnly;
 use crate::gateway::wire::Header;
 use crate::gateway::Gateway;
 
@@ -84,6 +85,15 @@ impl<B: Backend> Gateway<B> {
         let wire: WireAlarmRequest = decode(body)?;
         let alarms = crate::grpc::maintenance::alarm(&*self.backend, wire.into()).await?;
         Ok(ok_response(&WireAlarmResponse::new(&alarms)))
+    }
+
+    pub(crate) async fn move_leader(&self, body: &[u8]) -> Result<Response<GatewayBody>, Status> {
+        let wire: WireMoveLeaderRequest = decode(body)?;
+        self.backend.move_leader(wire.target_id()).await?;
+        let status = self.backend.status().await?;
+        Ok(ok_response(&WireHeaderOnly::new(
+            self.header(status.revision),
+        )))
     }
 
     pub(crate) async fn status(&self) -> Result<Response<GatewayBody>, Status> {

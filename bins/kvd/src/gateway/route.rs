@@ -47,6 +47,8 @@ pub enum Unary {
     Status,
     /// `maintenance/alarm`.
     Alarm,
+    /// `maintenance/transfer-leadership`.
+    MoveLeader,
 }
 
 /// Where a request path leads.
@@ -87,6 +89,7 @@ pub fn route(path: &str) -> Route {
         "cluster/member/promote" => Unary::MemberPromote,
         "maintenance/status" => Unary::Status,
         "maintenance/alarm" => Unary::Alarm,
+        "maintenance/transfer-leadership" => Unary::MoveLeader,
         _ => return Route::Unknown,
     };
     Route::Endpoint(Endpoint::Unary(unary))

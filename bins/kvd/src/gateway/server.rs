@@ -214,6 +214,7 @@ impl<B: Backend> Gateway<B> {
             Unary::MemberPromote => self.member_promote(&body).await,
             Unary::Status => self.status().await,
             Unary::Alarm => self.alarm(&body).await,
+            Unary::MoveLeader => self.move_leader(&body).await,
         }
     }
 

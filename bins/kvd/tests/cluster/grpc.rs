@@ -44,9 +44,8 @@ async fn put(endpoint: &str, key: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn etcdctl_through_a_follower_watches_every_change_in_order_across_a_leader_change() {
-    let mut cluster = Cluster::start(3).await;
+/// A client listener on every member of `cluster`.
+async fn client_apis(cluster: &Cluster) -> Vec<ClientApi> {
     let mut clients = Vec::new();
     for index in 0..3 {
         clients.push(
@@ -55,6 +54,13 @@ async fn etcdctl_through_a_follower_watches_every_change_in_order_across_a_leade
                 .expect("client listener"),
         );
     }
+    clients
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_through_a_follower_watches_every_change_in_order_across_a_leader_change() {
+    let mut cluster = Cluster::start(3).await;
+    let clients = client_apis(&cluster).await;
     let leader = cluster.leader().await;
     let follower = cluster.follower(leader);
     let endpoint = clients[follower].addrs()[0].to_string();
@@ -113,14 +119,7 @@ async fn etcdctl_move_leader_hands_the_lead_to_the_target_and_writes_go_on() {
     use sinew_etcd_api::etcdserverpb::MoveLeaderRequest;
 
     let cluster = Cluster::start(3).await;
-    let mut clients = Vec::new();
-    for index in 0..3 {
-        clients.push(
-            ClientApi::start(cluster.node(index))
-                .await
-                .expect("client listener"),
-        );
-    }
+    let clients = client_apis(&cluster).await;
     let endpoints: Vec<String> = clients
         .iter()
         .map(|client| client.addrs()[0].to_string())

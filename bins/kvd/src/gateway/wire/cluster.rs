@@ -85,6 +85,21 @@ impl WireMemberId {
     }
 }
 
+/// `etcdserverpb.MoveLeaderRequest`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct WireMoveLeaderRequest {
+    #[serde(rename = "targetID", deserialize_with = "null_default")]
+    target_id: Uint64,
+}
+
+impl WireMoveLeaderRequest {
+    /// The member to hand the lead to.
+    pub fn target_id(&self) -> u64 {
+        self.target_id.0
+    }
+}
+
 /// The answer to a member list, remove or promote: every member.
 #[derive(Debug, Clone, Serialize)]
 pub struct WireMembersResponse {
