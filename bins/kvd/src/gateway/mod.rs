@@ -1,6 +1,6 @@
 //! kvd's etcd v3 JSON gateway: the HTTP/JSON API etcd 3.4 serves through grpc-gateway
 //! (`/v3/kv/range`, `/v3/kv/put`, `/v3/kv/txn`, `/v3/watch`, `/v3/lease/*`,
-//! `/v3/cluster/member/*`, `/v3/maintenance/status`, and the same under `/v3beta/`), with
+//! `/v3/cluster/member/*`, `/v3/maintenance/*`, and the same under `/v3beta/`), with
 //! etcd's wire format and error answers, so etcd's HTTP clients work against kvd.
 //!
 //! The gateway is generic over a [`Backend`], the node it fronts: the Raft node in kvd, a
