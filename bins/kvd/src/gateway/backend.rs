@@ -244,6 +244,7 @@ pub trait Backend: Send + Sync + 'static {
         request: AlarmRequest,
     ) -> impl Future<Output = Result<Vec<Alarm>, BackendError>> + Send;
 
-    /// Moves the lead to the voter `target`, returning once it leads (this member must lead).
-    fn move_leader(&self, target: u64) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Moves the lead to the voter `target`, returning once it leads (this member must lead),
+    /// with the store's revision then.
+    fn move_leader(&self, target: u64) -> impl Future<Output = Result<i64, BackendError>> + Send;
 }

@@ -89,11 +89,8 @@ impl<B: Backend> Gateway<B> {
 
     pub(crate) async fn move_leader(&self, body: &[u8]) -> Result<Response<GatewayBody>, Status> {
         let wire: WireMoveLeaderRequest = decode(body)?;
-        self.backend.move_leader(wire.target_id()).await?;
-        let status = self.backend.status().await?;
-        Ok(ok_response(&WireHeaderOnly::new(
-            self.header(status.revision),
-        )))
+        let revision = self.backend.move_leader(wire.target_id()).await?;
+        Ok(ok_response(&WireHeaderOnly::new(self.header(revision))))
     }
 
     pub(crate) async fn status(&self) -> Result<Response<GatewayBody>, Status> {

@@ -112,14 +112,14 @@ impl<B: Backend> Maintenance for Grpc<B> {
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Answer<MoveLeaderResponse> {
-        let backend = &*self.gateway.backend;
-        backend
+        let revision = self
+            .gateway
+            .backend
             .move_leader(request.into_inner().target_id)
             .await
             .map_err(Refusal::from)?;
-        let status = backend.status().await.map_err(Refusal::from)?;
         Ok(Response::new(MoveLeaderResponse {
-            header: self.header(status.revision),
+            header: self.header(revision),
         }))
     }
 

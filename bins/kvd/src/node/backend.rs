@@ -193,7 +193,7 @@ impl Backend for Node {
         Ok(Node::alarm(self, request).await?)
     }
 
-    async fn move_leader(&self, target: u64) -> Result<(), BackendError> {
+    async fn move_leader(&self, target: u64) -> Result<i64, BackendError> {
         Ok(Node::move_leader(self, target).await?)
     }
 

@@ -7,20 +7,16 @@
 //! followers would stand only after the lease and a full election timeout, so the target
 //! stands first and wins. Whatever happens, the leader's heartbeats and requests resume.
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use super::{peer_paths, Node, NodeError};
 use crate::raft::NodeId;
 
-/// How often the leader looks at the transfer's progress.
-const POLL: Duration = Duration::from_millis(10);
-
 impl Node {
-    /// Moves the lead to the voter `target` and returns once it leads. Only the leader can;
-    /// a target that is not a voter is refused, and moving it to itself changes nothing.
-    pub async fn move_leader(&self, target: NodeId) -> Result<(), NodeError> {
+    /// Moves the lead to the voter `target` and returns once it leads, with the store's
+    /// revision then. Only the leader can; a target that is not a voter is refused, and
+    /// moving it to itself changes nothing.
+    pub async fn move_leader(&self, target: NodeId) -> Result<i64, NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NotLeader);
         }
@@ -30,7 +26,7 @@ impl Node {
             return Err(NodeError::BadLeaderTransferee);
         }
         if target == self.inner.id {
-            return Ok(());
+            return Ok(self.inner.machine.read(crate::v3::Store::revision));
         }
         let member = membership
             .get_node(&target)
@@ -53,7 +49,7 @@ impl Node {
         .await
         .map_err(|_| NodeError::LeaderTransferTimeout)?
         .map_err(|_| NodeError::Stopped)?;
-        Ok(())
+        Ok(self.inner.machine.read(crate::v3::Store::revision))
     }
 
     /// Stands for election at once: the leader asks this of the member it moves the lead to.
@@ -82,24 +78,19 @@ impl Node {
         target: NodeId,
         deadline: Instant,
     ) -> Result<(), NodeError> {
-        loop {
-            let caught_up = {
-                let metrics = self.inner.raft.metrics();
-                let metrics = metrics.borrow();
-                let matched = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|replication| replication.get(&target).copied().flatten());
-                matched.map(|log_id| log_id.index) >= metrics.last_log_index
-            };
-            if caught_up {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(NodeError::LeaderTransferTimeout);
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let mut metrics = self.inner.raft.metrics();
+        let caught_up = metrics.wait_for(|metrics| {
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|replication| replication.get(&target).copied().flatten());
+            matched.map(|log_id| log_id.index) >= metrics.last_log_index
+        });
+        tokio::time::timeout_at(deadline, caught_up)
+            .await
+            .map_err(|_| NodeError::LeaderTransferTimeout)?
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(())
     }
 }
 

@@ -357,13 +357,7 @@ impl LogStore {
         if self.shared.persisted.borrow().as_ref().ok() == Some(&*written) {
             return Ok(());
         }
-        let synced = (|| {
-            let txn = self.begin_write(Durability::Immediate)?;
-            self.carry_committed(&mut txn.open_table(META)?)?;
-            txn.commit()?;
-            Ok::<_, LogStoreError>(())
-        })();
-        match synced {
+        match self.commit_durably(|_| Ok(())) {
             Ok(()) => {
                 self.publish_persisted(*written);
                 Ok(())
@@ -551,12 +545,22 @@ impl LogStore {
         change: impl FnOnce(&WriteTransaction) -> Result<(), LogStoreError>,
     ) -> Result<(), LogStoreError> {
         let mut written = self.shared.lock_written();
+        self.commit_durably(change)?;
+        *written = self.log_state()?.last_log_id;
+        self.publish_persisted(*written);
+        Ok(())
+    }
+
+    /// Commits `change` in one durable transaction that also carries the recorded committed
+    /// log id; the caller holds the write lock.
+    fn commit_durably(
+        &self,
+        change: impl FnOnce(&WriteTransaction) -> Result<(), LogStoreError>,
+    ) -> Result<(), LogStoreError> {
         let txn = self.begin_write(Durability::Immediate)?;
         change(&txn)?;
         self.carry_committed(&mut txn.open_table(META)?)?;
         txn.commit()?;
-        *written = self.log_state()?.last_log_id;
-        self.publish_persisted(*written);
         Ok(())
     }
 

@@ -298,9 +298,9 @@ impl Backend for MemoryBackend {
     }
 
     /// The only member leads already.
-    async fn move_leader(&self, target: u64) -> Result<(), BackendError> {
+    async fn move_leader(&self, target: u64) -> Result<i64, BackendError> {
         if target == MEMBER_ID {
-            Ok(())
+            Ok(self.state().store.revision())
         } else {
             Err(BackendError::BadLeaderTransferee)
         }
