@@ -4,8 +4,16 @@
 //! see its README for their origin and licences).
 //!
 //! With the `server` feature each service has a tonic server (`kv_server::KvServer`, ...);
-//! with `client`, a tonic client generic over the transport.
+//! with `client`, a tonic client generic over the transport; with `json`, every message is
+//! `serde::Serialize` and `serde::Deserialize` as etcd's JSON gateway writes and reads it
+//! ([`json`]).
 
 #![allow(missing_docs, clippy::all, missing_debug_implementations)]
 
 include!(concat!(env!("OUT_DIR"), "/etcd_api.rs"));
+
+#[cfg(feature = "json")]
+pub mod json;
+
+#[cfg(feature = "json")]
+include!(concat!(env!("OUT_DIR"), "/etcd_api_json.rs"));

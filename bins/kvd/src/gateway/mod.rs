@@ -8,24 +8,26 @@
 //! [`Gateway::handle`]) answers one request and hands back requests that are not its own,
 //! so another router can serve `/v2/*`, `/version` and `/health` beside it.
 //!
+//! Requests and answers are etcd's protobuf messages (`sinew_etcd_api`) in the JSON mapping
+//! etcd's gateway uses, and every call is answered by the gRPC service ([`crate::grpc`]),
+//! as etcd's gateway forwards to its gRPC server: one model, one behaviour.
+//!
 //! Module map: [`backend`] (the trait and its data), [`error`] (etcd's codes and messages),
-//! `wire` (the JSON messages), `route` (paths to endpoints), `body` (reading and writing
-//! bodies), `size` (etcd's request size limits), `kv`, `lease`, `cluster` (unary calls),
-//! `watch` and `keepalive` (streaming calls), `server` (dispatch and the HTTP server).
+//! `route` (paths to endpoints), `body` (reading and writing bodies), `size` (etcd's request
+//! size limits), `kv` and `cluster` (the checks etcd makes before a request reaches the
+//! backend, shared with gRPC), `unary` and `streams` (the calls), `server` (dispatch and the
+//! HTTP server).
 
 pub mod backend;
 mod body;
 mod cluster;
 pub mod error;
-mod keepalive;
 mod kv;
-mod lease;
 mod route;
 mod server;
 mod size;
-pub(crate) mod snapshot;
-mod watch;
-mod wire;
+pub(crate) mod streams;
+mod unary;
 
 pub use backend::{
     Backend, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded, NodeIdentity,

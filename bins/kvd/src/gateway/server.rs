@@ -27,8 +27,7 @@ use crate::gateway::body::{
 use crate::gateway::error::{Code, Status};
 use crate::gateway::route::{route, Endpoint, Route, Unary};
 use crate::gateway::size::{DEFAULT_MAX_REQUEST_BYTES, GRPC_OVERHEAD_BYTES};
-use crate::gateway::wire::Header;
-use crate::gateway::{keepalive, snapshot, watch as watch_stream};
+use crate::gateway::streams;
 
 /// How long shutdown waits for open connections to finish their answers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -131,11 +130,6 @@ impl<B: Backend> Gateway<B> {
         self.closing.subscribe()
     }
 
-    /// A full response header at `revision`.
-    pub(crate) fn header(&self, revision: i64) -> Header {
-        Header::new(self.backend.identity(), revision)
-    }
-
     /// Answers a request under `/v3/` or `/v3beta/` (with etcd's CORS headers); hands any
     /// other back.
     pub async fn handle<T>(&self, request: Request<T>) -> Handled<T>
@@ -170,9 +164,9 @@ impl<B: Backend> Gateway<B> {
         }
         let body = request.into_body();
         match endpoint {
-            Endpoint::Watch => self.stream(body, watch_stream::run).await,
-            Endpoint::LeaseKeepAlive => self.stream(body, keepalive::run).await,
-            Endpoint::Snapshot => self.stream(body, snapshot::run).await,
+            Endpoint::Watch => self.stream(body, streams::watch).await,
+            Endpoint::LeaseKeepAlive => self.stream(body, streams::keep_alive).await,
+            Endpoint::Snapshot => self.stream(body, streams::snapshot).await,
             Endpoint::Unary(unary) => self
                 .unary(unary, body)
                 .await
@@ -198,24 +192,7 @@ impl<B: Backend> Gateway<B> {
         T::Error: fmt::Display,
     {
         let body = read_body(body, self.config.body_limit(), self.config.grpc_limit()).await?;
-        match endpoint {
-            Unary::Range => self.range(&body).await,
-            Unary::Put => self.put(&body).await,
-            Unary::DeleteRange => self.delete_range(&body).await,
-            Unary::Txn => self.txn(&body).await,
-            Unary::Compaction => self.compact(&body).await,
-            Unary::LeaseGrant => self.lease_grant(&body).await,
-            Unary::LeaseRevoke => self.lease_revoke(&body).await,
-            Unary::LeaseTimeToLive => self.lease_time_to_live(&body).await,
-            Unary::LeaseLeases => self.leases().await,
-            Unary::MemberList => self.member_list().await,
-            Unary::MemberAdd => self.member_add(&body).await,
-            Unary::MemberRemove => self.member_remove(&body).await,
-            Unary::MemberPromote => self.member_promote(&body).await,
-            Unary::Status => self.status().await,
-            Unary::Alarm => self.alarm(&body).await,
-            Unary::MoveLeader => self.move_leader(&body).await,
-        }
+        self.unary_call(endpoint, &body).await
     }
 
     /// Serves the gateway on `listener` over HTTP/1.1 until `shutdown` completes, then closes

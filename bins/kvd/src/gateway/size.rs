@@ -115,13 +115,8 @@ fn txn_len(compare: &[Compare], success: &[Op], failure: &[Op]) -> usize {
         .sum()
 }
 
-/// The encoded size of a range request.
-pub fn range_request_len(range: &RangeRequest) -> usize {
-    range_len(range)
-}
-
 /// The encoded size of the request a command is made from, as gRPC receives it.
-pub fn request_len(command: &Command) -> usize {
+fn request_len(command: &Command) -> usize {
     match command {
         Command::Put(put) => put_len(put),
         Command::DeleteRange(delete) => delete_len(delete),

@@ -151,7 +151,8 @@ pub(super) fn event(event: Event) -> mvccpb::Event {
     }
 }
 
-/// A header with the revision only, as answers inside a transaction carry.
+/// A header with the revision only, as the answers of a transaction's reads and writes
+/// carry.
 fn revision_only(revision: i64) -> Option<pb::ResponseHeader> {
     Some(pb::ResponseHeader {
         revision,
@@ -205,8 +206,9 @@ fn op_response(response: OpResponse) -> pb::ResponseOp {
         OpResponse::DeleteRange(delete) => response_op::Response::ResponseDeleteRange(
             delete_response(revision_only(delete.header.revision), delete),
         ),
+        // A nested transaction's header is empty, as etcd's applier leaves it.
         OpResponse::Txn(txn) => response_op::Response::ResponseTxn(txn_response(
-            revision_only(txn.header.revision),
+            Some(pb::ResponseHeader::default()),
             txn,
         )),
     };

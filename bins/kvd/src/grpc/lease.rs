@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Grpc;
+use super::{broken_request, Grpc};
 use crate::gateway::{Backend, Status as Refusal};
 use crate::v3::{self, Command, Response as KvResponse};
 
@@ -25,11 +25,13 @@ const KEEP_ALIVE_BUFFER: usize = 16;
 impl<B: Backend> Grpc<B> {
     /// Answers keep-alive requests until the client ends its stream or the server closes;
     /// a failed renewal ends the stream with its error, as in etcd.
-    async fn keep_alive(
+    pub(crate) async fn keep_alive<S>(
         self,
-        mut requests: Streaming<LeaseKeepAliveRequest>,
-        out: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
-    ) {
+        mut requests: S,
+        out: mpsc::Sender<Result<LeaseKeepAliveResponse, Refusal>>,
+    ) where
+        S: Stream<Item = Result<LeaseKeepAliveRequest, Refusal>> + Unpin,
+    {
         let mut closing = self.gateway.closing();
         loop {
             let request = tokio::select! {
@@ -49,13 +51,8 @@ impl<B: Backend> Grpc<B> {
         }
     }
 
-    async fn renew(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-        let renewed = self
-            .gateway
-            .backend
-            .lease_keep_alive(id)
-            .await
-            .map_err(Refusal::from)?;
+    async fn renew(&self, id: i64) -> Result<LeaseKeepAliveResponse, Refusal> {
+        let renewed = self.gateway.backend.lease_keep_alive(id).await?;
         Ok(LeaseKeepAliveResponse {
             header: self.header(renewed.revision),
             id,
@@ -105,9 +102,13 @@ impl<B: Backend> Lease for Grpc<B> {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Answer<Self::LeaseKeepAliveStream> {
+        let requests = request
+            .into_inner()
+            .map(|request| request.map_err(broken_request));
         let (out, answers) = mpsc::channel(KEEP_ALIVE_BUFFER);
-        tokio::spawn(self.clone().keep_alive(request.into_inner(), out));
-        Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
+        tokio::spawn(self.clone().keep_alive(requests, out));
+        let answers = ReceiverStream::new(answers).map(|answer| answer.map_err(Into::into));
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn lease_time_to_live(

@@ -13,9 +13,9 @@ use sinew_etcd_api::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::snapshot_chunks::etcd_chunks;
 use super::Grpc;
 use crate::alarm::{self, Alarm, AlarmKind};
-use crate::gateway::snapshot::etcd_chunks;
 use crate::gateway::{Backend, Status as Refusal};
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -135,7 +135,7 @@ impl<B: Backend> Maintenance for Grpc<B> {
 /// every alarm), an activation with the alarm (of type `NONE` too, as etcd keeps one), a
 /// deactivation with what it cleared. The JSON gateway's `maintenance/alarm` answers through
 /// it too.
-pub(crate) async fn alarm<B: Backend>(
+pub(super) async fn alarm<B: Backend>(
     backend: &B,
     request: AlarmRequest,
 ) -> Result<Vec<AlarmMember>, Refusal> {

@@ -5,10 +5,12 @@
 //! The services share the gateway's checks, limits and errors ([`Gateway`]): a request
 //! refused over JSON is refused the same way over gRPC, with etcd's code and message.
 //!
-//! Module map: `convert` (protobuf messages to and from the store's types), `kv`, `watch`
-//! (also behind the JSON gateway's `/v3/watch`), `lease`, `cluster`, `maintenance`, `auth`,
-//! `lock` and `election` (one file per service), and `concurrency` (what the lock and
-//! election servers do through the other services).
+//! The JSON gateway answers every call through these services ([`Grpc`]).
+//!
+//! Module map: `convert` (protobuf messages to and from the store's types), `kv`, `watch`,
+//! `lease`, `cluster`, `maintenance` (with `snapshot_chunks`), `auth`, `lock` and `election`
+//! (one file per service), and `concurrency` (what the lock and election servers do through
+//! the other services).
 
 mod auth;
 mod cluster;
@@ -18,7 +20,8 @@ mod election;
 mod kv;
 mod lease;
 mod lock;
-pub(crate) mod maintenance;
+mod maintenance;
+mod snapshot_chunks;
 pub(crate) mod watch;
 
 use std::fmt;
@@ -155,6 +158,31 @@ impl<B: Backend> Grpc<B> {
             revision,
             raft_term: node.raft_term,
         })
+    }
+}
+
+/// A broken request stream (a malformed message), which ends a streaming call as etcd
+/// ends it.
+fn broken_request(status: tonic::Status) -> Status {
+    Status::new(Code::Unknown, status.message())
+}
+
+/// A service's answer as the JSON gateway reports it. The services answer only with etcd's
+/// codes; any other is reported as `Unknown`.
+impl From<tonic::Status> for Status {
+    fn from(status: tonic::Status) -> Self {
+        let code = match status.code() {
+            tonic::Code::InvalidArgument => Code::InvalidArgument,
+            tonic::Code::NotFound => Code::NotFound,
+            tonic::Code::ResourceExhausted => Code::ResourceExhausted,
+            tonic::Code::FailedPrecondition => Code::FailedPrecondition,
+            tonic::Code::OutOfRange => Code::OutOfRange,
+            tonic::Code::Internal => Code::Internal,
+            tonic::Code::DataLoss => Code::DataLoss,
+            tonic::Code::Unavailable => Code::Unavailable,
+            _ => Code::Unknown,
+        };
+        Self::new(code, status.message())
     }
 }
 

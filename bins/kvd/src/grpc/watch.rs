@@ -23,8 +23,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::{interval_at, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{convert, Grpc};
-use crate::gateway::{Backend, BackendError, Code, Status, WatchHistory};
+use super::{broken_request, convert, Grpc};
+use crate::gateway::{Backend, BackendError, Status, WatchHistory};
 use crate::v3::{Event, EventKind, WatchBatch};
 
 /// The watch id etcd answers progress requests and refused creations with.
@@ -436,10 +436,6 @@ impl<B: Backend> Session<B> {
 
 /// A client's stream failing to deliver a request (a broken message, a reset): etcd's
 /// server sees the same and ends the session with it.
-fn broken_request(status: tonic::Status) -> Status {
-    Status::new(Code::Unknown, status.message())
-}
-
 #[tonic::async_trait]
 impl<B: Backend> Watch for Grpc<B> {
     type WatchStream =

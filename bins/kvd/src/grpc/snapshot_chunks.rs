@@ -1,14 +1,6 @@
-//! `/v3/maintenance/snapshot`: a copy of the member's whole state, streamed in chunks with
-//! how many bytes remain, then the SHA-256 of what came before, as etcd streams its database.
-//! kvd's copy is its own snapshot format (both stores, JSON), not etcd's bbolt file.
-
-use tokio::sync::mpsc;
-
-use crate::gateway::backend::Backend;
-use crate::gateway::body::{result_chunk, StreamItem};
-use crate::gateway::error::Status;
-use crate::gateway::wire::cluster::WireSnapshotResponse;
-use crate::gateway::Gateway;
+//! Maintenance.Snapshot's messages: a copy of the member's whole state, streamed in chunks
+//! with how many bytes remain, then the SHA-256 of what came before, as etcd streams its
+//! database. kvd's copy is its own snapshot format (both stores, JSON), not etcd's bbolt file.
 
 use sha2::{Digest, Sha256};
 
@@ -33,29 +25,6 @@ pub(crate) fn etcd_chunks(mut data: Vec<u8>) -> Vec<(u64, Vec<u8>)> {
     }
     chunks.push((0, digest));
     chunks
-}
-
-/// Streams the backend's snapshot to `out`; the request body carries nothing.
-pub(crate) async fn run<B: Backend, T>(
-    gateway: Gateway<B>,
-    _body: T,
-    out: mpsc::Sender<StreamItem>,
-) {
-    let snapshot = match gateway.backend.snapshot().await {
-        Ok(snapshot) => snapshot,
-        Err(error) => {
-            // A gone receiver means the client left; nobody to tell.
-            let _ = out.send(Err(Status::from(error))).await;
-            return;
-        }
-    };
-    let header = gateway.header(snapshot.revision);
-    for (remaining, blob) in etcd_chunks(snapshot.data) {
-        let message = WireSnapshotResponse::new(header, remaining, &blob);
-        if out.send(result_chunk(&message)).await.is_err() {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]
