@@ -201,7 +201,9 @@ async fn leader_url(cluster: &KvCluster) -> Result<String> {
             let Ok(status) = client.status(&member.client_url).await else {
                 continue;
             };
-            if status.leader != 0 && status.leader == status.header.member_id {
+            if status.leader != 0
+                && Some(status.leader) == status.header.as_ref().map(|header| header.member_id)
+            {
                 return Ok(member.client_url.clone());
             }
         }

@@ -13,8 +13,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use sinew_proto::kv::{
-    Compare, CompareResult, CompareTarget, KvClient, KvClientError, PutRequest, RequestOp,
-    TxnRequest,
+    txn, CompareResult, KvClient, KvClientError, PutRequest, TargetUnion, TxnRequest,
 };
 use thiserror::Error;
 use tokio::time::Instant;
@@ -221,22 +220,12 @@ impl Allocator {
             .map_err(kv("granting a KV lease for the subnet"))?;
         let key = lease::key(&self.prefix, &choice.subnet());
         let compare = match choice {
-            Choice::Reuse { mod_revision, .. } => Compare {
-                result: CompareResult::Equal,
-                target: CompareTarget::Mod,
-                key: key.clone().into_bytes(),
-                mod_revision,
-                ..Compare::default()
-            },
-            Choice::Claim(_) => Compare {
-                result: CompareResult::Equal,
-                target: CompareTarget::Create,
-                key: key.clone().into_bytes(),
-                create_revision: 0,
-                ..Compare::default()
-            },
+            Choice::Reuse { mod_revision, .. } => TargetUnion::ModRevision(mod_revision),
+            // The key must not exist.
+            Choice::Claim(_) => TargetUnion::CreateRevision(0),
         };
-        let put = RequestOp::RequestPut(PutRequest {
+        let compare = txn::compare(key.clone(), CompareResult::Equal, compare);
+        let put = txn::put(PutRequest {
             key: key.clone().into_bytes(),
             value: attrs.to_json(),
             lease: granted.id,

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sinew_proto::kv::{
-    prefix_end, EventType, KvClient, KvClientError, RangeRequest, Watch, WatchBatch,
-    WatchCreateRequest,
+    prefix_end, AtRevision as _, EventType, KvClient, KvClientError, RangeRequest, Watch,
+    WatchBatch, WatchCreateRequest,
 };
 use sinew_proto::overlay::{Ipv4Cidr, SubnetEnv};
 use sinew_support::error_chain;
@@ -164,7 +164,7 @@ async fn wait_for_config(kv: &KvClient, prefix: &str) -> (NetworkConfig, i64) {
             kv.range(&request).await
         })
         .await;
-        let revision = range.header.revision;
+        let revision = range.revision();
         match range.kvs.first() {
             None => tracing::warn!("no network config at {key} yet; waiting for it to be written"),
             Some(pair) => match NetworkConfig::parse(&pair.value) {
@@ -421,7 +421,7 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
             match self.syncer.reconcile(self.kernel).await {
                 Ok(applied) => {
                     tracing::debug!(added = applied.added, deleted = applied.deleted, "resynced");
-                    return range.header.revision;
+                    return range.revision();
                 }
                 Err(error) => {
                     tracing::warn!("{}; retrying", error_chain(&error));
@@ -435,11 +435,12 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
     fn apply(&mut self, batch: WatchBatch) -> Outcome {
         let mut outcome = Outcome::Changed;
         for event in batch.events {
-            let key = String::from_utf8_lossy(&event.kv.key).into_owned();
+            let kind = event.r#type();
+            let kv = event.kv.unwrap_or_default();
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
             if key == self.held.key {
-                let still_ours = event.kind == EventType::Put
-                    && LeaseAttrs::parse(&key, &event.kv.value)
-                        .is_ok_and(|attrs| attrs == self.attrs);
+                let still_ours = kind == EventType::Put
+                    && LeaseAttrs::parse(&key, &kv.value).is_ok_and(|attrs| attrs == self.attrs);
                 if !still_ours {
                     outcome = Outcome::Lost;
                 }
@@ -452,8 +453,8 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
                     continue;
                 }
             };
-            let change = match event.kind {
-                EventType::Put => match Lease::parse(&key, &event.kv.value) {
+            let change = match kind {
+                EventType::Put => match Lease::parse(&key, &kv.value) {
                     Ok(lease) => self.syncer.put(lease),
                     Err(error) => {
                         tracing::warn!("ignoring a lease: {}", error_chain(&error));
@@ -498,11 +499,12 @@ impl<'a, D: Dataplane> Overlay<'a, D> {
             }
         };
         let event = batch.events.last()?;
-        if event.kind == EventType::Delete {
+        if event.r#type() == EventType::Delete {
             tracing::warn!("the network config at {key} was deleted; keeping the current one");
             return None;
         }
-        match NetworkConfig::parse(&event.kv.value) {
+        let value = event.kv.as_ref().map_or(&[][..], |kv| kv.value.as_slice());
+        match NetworkConfig::parse(value) {
             Ok(config) if config == self.config => None,
             Ok(config) => {
                 tracing::info!("the network config at {key} changed; setting the overlay up again");

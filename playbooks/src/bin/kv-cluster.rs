@@ -164,7 +164,7 @@ fn leader_host(cluster: &sinew::kv::KvDeployment, status_lines: &str) -> anyhow:
         let entry: serde_json::Value = serde_json::from_str(line)?;
         let endpoint = entry["Endpoint"].as_str().unwrap_or_default().to_owned();
         let status: sinew::kv::StatusResponse = serde_json::from_value(entry["Status"].clone())?;
-        members.push((endpoint, status.header.member_id));
+        members.push((endpoint, status.header.unwrap_or_default().member_id));
         leader = Some(status.leader);
     }
     let leader = leader

@@ -2,7 +2,7 @@
 //! campaigner at the head leads, and its key's value is the leader's proclamation.
 
 use sinew_proto::kv::{
-    Compare, KeepAlive, KeyValue, KvClient, KvClientError, PutRequest, RequestOp, TxnRequest,
+    txn, Compare, KeepAlive, KeyValue, KvClient, KvClientError, PutRequest, TxnRequest,
 };
 
 use super::lock::{release, LockError};
@@ -76,7 +76,7 @@ impl Leadership {
             .client
             .txn(&TxnRequest {
                 compare: vec![self.is_held_compare()],
-                success: vec![RequestOp::RequestPut(PutRequest {
+                success: vec![txn::put(PutRequest {
                     key: self.head.key.clone(),
                     value: value.into(),
                     ignore_lease: true,

@@ -1,7 +1,7 @@
 //! A fair lock on the queue in [`super::queue`].
 
 use sinew_proto::kv::{
-    Compare, DeleteRangeRequest, KeepAlive, KvClient, KvClientError, RequestOp, TxnRequest,
+    txn, Compare, DeleteRangeRequest, KeepAlive, KvClient, KvClientError, TxnRequest,
 };
 use thiserror::Error;
 
@@ -96,7 +96,7 @@ pub(super) async fn release(client: &KvClient, head: &Head) -> Result<(), KvClie
     client
         .txn(&TxnRequest {
             compare: vec![head.is_held_compare()],
-            success: vec![RequestOp::RequestDeleteRange(DeleteRangeRequest {
+            success: vec![txn::delete(DeleteRangeRequest {
                 key: head.key.clone(),
                 ..DeleteRangeRequest::default()
             })],

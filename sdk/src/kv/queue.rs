@@ -4,8 +4,9 @@
 //! waiter, not all).
 
 use sinew_proto::kv::{
-    prefix_end, Compare, CompareResult, CompareTarget, EventType, KeepAlive, KvClient,
-    KvClientError, PutRequest, RangeRequest, SortOrder, SortTarget, Watch, WatchCreateRequest,
+    prefix_end, txn, AtRevision as _, Compare, CompareResult, EventType, KeepAlive, KvClient,
+    KvClientError, PutRequest, RangeRequest, SortOrder, SortTarget, TargetUnion, Watch,
+    WatchCreateRequest,
 };
 
 /// Why a place in the queue was not kept.
@@ -34,13 +35,11 @@ pub(super) struct Head {
 impl Head {
     /// Holds while this contender's key still exists with its creation revision.
     pub(super) fn is_held_compare(&self) -> Compare {
-        Compare {
-            result: CompareResult::Equal,
-            target: CompareTarget::Create,
-            key: self.key.clone(),
-            create_revision: self.revision,
-            ..Compare::default()
-        }
+        txn::compare(
+            self.key.clone(),
+            CompareResult::Equal,
+            TargetUnion::CreateRevision(self.revision),
+        )
     }
 }
 
@@ -69,7 +68,7 @@ pub(super) async fn join(
             ..PutRequest::default()
         })
         .await?;
-    let revision = created.header.revision;
+    let revision = created.revision();
     while let Some((ahead, seen_at)) = last_ahead_of(client, &prefix, revision).await? {
         let mut gone = client.watch(WatchCreateRequest {
             key: ahead,
@@ -100,8 +99,8 @@ async fn last_ahead_of(
             key: prefix.to_vec(),
             range_end: prefix_end(prefix),
             limit: 1,
-            sort_order: SortOrder::Descend,
-            sort_target: SortTarget::Create,
+            sort_order: SortOrder::Descend.into(),
+            sort_target: SortTarget::Create.into(),
             keys_only: true,
             max_create_revision: revision - 1,
             ..RangeRequest::default()
@@ -110,7 +109,7 @@ async fn last_ahead_of(
     Ok(ahead
         .kvs
         .first()
-        .map(|kv| (kv.key.clone(), ahead.header.revision)))
+        .map(|kv| (kv.key.clone(), ahead.revision())))
 }
 
 async fn wait_for_delete(watch: &mut Watch) -> Result<(), KvClientError> {
@@ -118,7 +117,7 @@ async fn wait_for_delete(watch: &mut Watch) -> Result<(), KvClientError> {
         if batch?
             .events
             .iter()
-            .any(|event| event.kind == EventType::Delete)
+            .any(|event| event.r#type() == EventType::Delete)
         {
             return Ok(());
         }
@@ -137,8 +136,8 @@ pub(super) async fn head(
             range_end: prefix_end(&prefix),
             key: prefix,
             limit: 1,
-            sort_order: SortOrder::Ascend,
-            sort_target: SortTarget::Create,
+            sort_order: SortOrder::Ascend.into(),
+            sort_target: SortTarget::Create.into(),
             ..RangeRequest::default()
         })
         .await?;

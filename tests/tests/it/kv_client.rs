@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use sinew_proto::kv::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventType, KvClient, KvClientError,
-    PutRequest, RequestOp, TxnRequest, WatchCreateRequest,
+    txn, AtRevision as _, CompareResult, DeleteRangeRequest, EventType, KvClient, KvClientError,
+    PutRequest, TargetUnion, TxnRequest, WatchCreateRequest,
 };
 use sinew_tests::free_port;
 use sinew_tests::kv_cluster::{KvCluster, Server};
@@ -35,14 +35,12 @@ fn reads_writes_transactions_and_leases_against_etcd() -> Result<()> {
         assert_eq!(listed.kvs[1].key, b"app/b");
 
         let swap = TxnRequest {
-            compare: vec![Compare {
-                result: CompareResult::Equal,
-                target: CompareTarget::Mod,
-                key: b"app/a".to_vec(),
-                mod_revision: first.header.revision,
-                ..Compare::default()
-            }],
-            success: vec![RequestOp::RequestPut(PutRequest {
+            compare: vec![txn::compare(
+                "app/a",
+                CompareResult::Equal,
+                TargetUnion::ModRevision(first.revision()),
+            )],
+            success: vec![txn::put(PutRequest {
                 key: b"app/a".to_vec(),
                 value: b"swapped".to_vec(),
                 ..PutRequest::default()
@@ -151,10 +149,8 @@ fn a_watch_resumes_after_its_server_is_killed_and_restarted() -> Result<()> {
                 .await?
                 .expect("the watch goes on")?;
             for event in batch.events {
-                seen.push((
-                    event.kind,
-                    String::from_utf8_lossy(&event.kv.key).into_owned(),
-                ));
+                let key = event.kv.as_ref().map_or(&[][..], |kv| kv.key.as_slice());
+                seen.push((event.r#type(), String::from_utf8_lossy(key).into_owned()));
             }
         }
         let mut expected: Vec<(EventType, String)> = (0..6)
@@ -219,7 +215,7 @@ fn a_lock_excludes_until_released_and_passes_on_when_a_holders_lease_expires() -
         let fenced = kv
             .txn(&TxnRequest {
                 compare: vec![stale_compare],
-                success: vec![RequestOp::RequestPut(PutRequest {
+                success: vec![txn::put(PutRequest {
                     key: b"protected".to_vec(),
                     value: b"stale writer".to_vec(),
                     ..PutRequest::default()

@@ -24,7 +24,11 @@ async fn leader(cluster: &KvCluster, client: &KvClient) -> Result<usize> {
         let mut answers = Vec::new();
         for (index, member) in cluster.members.iter().enumerate() {
             if let Ok(status) = client.status(&member.client_url).await {
-                answers.push((index, status.header.member_id, status.leader));
+                answers.push((
+                    index,
+                    status.header.unwrap_or_default().member_id,
+                    status.leader,
+                ));
             }
         }
         let agreed = answers
@@ -151,7 +155,12 @@ fn writes_and_a_watch_go_on_when_the_leader_is_killed() -> Result<()> {
             let batch = tokio::time::timeout(Duration::from_secs(10), watch.next())
                 .await?
                 .expect("the watch goes on")?;
-            seen.extend(batch.events.into_iter().map(|event| event.kv.key));
+            seen.extend(
+                batch
+                    .events
+                    .into_iter()
+                    .filter_map(|event| event.kv.map(|kv| kv.key)),
+            );
         }
         let expected: Vec<Vec<u8>> = (0..10)
             .map(|index| format!("seq/{index}").into_bytes())

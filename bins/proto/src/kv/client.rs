@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::KvClientError;
+use super::txn;
 use super::types::*;
 
 /// How long a call may take on one endpoint by default.
@@ -127,13 +128,7 @@ impl KvClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let body =
-            Bytes::from(
-                serde_json::to_vec(request).map_err(|error| KvClientError::Decode {
-                    endpoint: String::new(),
-                    reason: format!("cannot encode the request: {error}"),
-                })?,
-            );
+        let body = encode(request)?;
         let mut last = String::new();
         for (index, endpoint) in self.rotation() {
             match self.call_one(endpoint, path, body.clone()).await {
@@ -271,17 +266,16 @@ impl KvClient {
 
     /// A transaction (`/v3/kv/txn`).
     pub async fn txn(&self, request: &TxnRequest) -> Result<TxnResponse, KvClientError> {
-        let read_only = request
-            .success
-            .iter()
-            .chain(&request.failure)
-            .all(|op| matches!(op, RequestOp::RequestRange(_)));
-        let kind = if read_only { Kind::Read } else { Kind::Write };
+        let kind = if txn::is_read_only(request) {
+            Kind::Read
+        } else {
+            Kind::Write
+        };
         self.call("/v3/kv/txn", request, kind).await
     }
 
     /// Drops history below `revision`.
-    pub async fn compact(&self, revision: i64) -> Result<HeaderOnly, KvClientError> {
+    pub async fn compact(&self, revision: i64) -> Result<CompactionResponse, KvClientError> {
         let request = CompactionRequest {
             revision,
             physical: false,
@@ -290,21 +284,24 @@ impl KvClient {
     }
 
     /// Grants a lease of `ttl` seconds.
-    pub async fn lease_grant(&self, ttl: i64) -> Result<LeaseResponse, KvClientError> {
+    pub async fn lease_grant(&self, ttl: i64) -> Result<LeaseGrantResponse, KvClientError> {
         let request = LeaseGrantRequest { ttl, id: 0 };
         self.call("/v3/lease/grant", &request, Kind::Write).await
     }
 
     /// Revokes a lease, deleting its keys.
-    pub async fn lease_revoke(&self, id: i64) -> Result<HeaderOnly, KvClientError> {
-        let request = LeaseIdRequest { id, keys: false };
+    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, KvClientError> {
+        let request = LeaseRevokeRequest { id };
         self.call("/v3/lease/revoke", &request, Kind::Write).await
     }
 
     /// Renews a lease once; the answer's TTL is 0 if the lease no longer exists.
-    pub async fn lease_keepalive_once(&self, id: i64) -> Result<LeaseResponse, KvClientError> {
-        let request = LeaseIdRequest { id, keys: false };
-        let message: StreamMessage<LeaseResponse> = self
+    pub async fn lease_keepalive_once(
+        &self,
+        id: i64,
+    ) -> Result<LeaseKeepAliveResponse, KvClientError> {
+        let request = LeaseKeepAliveRequest { id };
+        let message: StreamMessage<LeaseKeepAliveResponse> = self
             .call("/v3/lease/keepalive", &request, Kind::Read)
             .await?;
         stream_result(message, "/v3/lease/keepalive")
@@ -315,26 +312,23 @@ impl KvClient {
         &self,
         id: i64,
         keys: bool,
-    ) -> Result<LeaseResponse, KvClientError> {
-        let request = LeaseIdRequest { id, keys };
+    ) -> Result<LeaseTimeToLiveResponse, KvClientError> {
+        let request = LeaseTimeToLiveRequest { id, keys };
         self.call("/v3/lease/timetolive", &request, Kind::Read)
             .await
     }
 
     /// Every lease.
     pub async fn leases(&self) -> Result<LeaseLeasesResponse, KvClientError> {
-        self.call("/v3/lease/leases", &serde_json::json!({}), Kind::Read)
+        self.call("/v3/lease/leases", &LeaseLeasesRequest {}, Kind::Read)
             .await
     }
 
     /// The members.
-    pub async fn member_list(&self) -> Result<MemberResponse, KvClientError> {
-        self.call(
-            "/v3/cluster/member/list",
-            &serde_json::json!({}),
-            Kind::Read,
-        )
-        .await
+    pub async fn member_list(&self) -> Result<MemberListResponse, KvClientError> {
+        let request = MemberListRequest::default();
+        self.call("/v3/cluster/member/list", &request, Kind::Read)
+            .await
     }
 
     /// Adds a member at `peer_urls`.
@@ -342,9 +336,9 @@ impl KvClient {
         &self,
         peer_urls: Vec<String>,
         is_learner: bool,
-    ) -> Result<MemberResponse, KvClientError> {
+    ) -> Result<MemberAddResponse, KvClientError> {
         let request = MemberAddRequest {
-            peer_urls,
+            peer_ur_ls: peer_urls,
             is_learner,
         };
         self.call("/v3/cluster/member/add", &request, Kind::Write)
@@ -352,33 +346,27 @@ impl KvClient {
     }
 
     /// Removes a member.
-    pub async fn member_remove(&self, id: u64) -> Result<MemberResponse, KvClientError> {
-        self.call(
-            "/v3/cluster/member/remove",
-            &MemberIdRequest { id },
-            Kind::Write,
-        )
-        .await
+    pub async fn member_remove(&self, id: u64) -> Result<MemberRemoveResponse, KvClientError> {
+        let request = MemberRemoveRequest { id };
+        self.call("/v3/cluster/member/remove", &request, Kind::Write)
+            .await
     }
 
     /// Makes a learner a voter.
-    pub async fn member_promote(&self, id: u64) -> Result<MemberResponse, KvClientError> {
-        self.call(
-            "/v3/cluster/member/promote",
-            &MemberIdRequest { id },
-            Kind::Write,
-        )
-        .await
+    pub async fn member_promote(&self, id: u64) -> Result<MemberPromoteResponse, KvClientError> {
+        let request = MemberPromoteRequest { id };
+        self.call("/v3/cluster/member/promote", &request, Kind::Write)
+            .await
     }
 
     /// A copy of the store, as the first endpoint that answers streams it.
     pub async fn snapshot(&self) -> Result<Vec<u8>, KvClientError> {
         let chunks: String = self
-            .call_text("/v3/maintenance/snapshot", &serde_json::json!({}))
+            .call_text("/v3/maintenance/snapshot", &SnapshotRequest {})
             .await?;
         let mut blob = Vec::new();
         for line in chunks.lines().filter(|line| !line.trim().is_empty()) {
-            let message: StreamMessage<SnapshotChunk> =
+            let message: StreamMessage<SnapshotResponse> =
                 serde_json::from_str(line).map_err(|error| KvClientError::Decode {
                     endpoint: "/v3/maintenance/snapshot".to_owned(),
                     reason: error.to_string(),
@@ -389,12 +377,12 @@ impl KvClient {
     }
 
     /// A read whose answer is a stream of JSON lines, returned whole.
-    async fn call_text(
+    async fn call_text<Req: Serialize>(
         &self,
         path: &str,
-        request: &serde_json::Value,
+        request: &Req,
     ) -> Result<String, KvClientError> {
-        let body = Bytes::from(request.to_string());
+        let body = encode(request)?;
         let mut last = String::new();
         for (index, endpoint) in self.rotation() {
             let attempt = async {
@@ -459,6 +447,16 @@ impl Attempt {
             Self::Refused(error) => error,
         }
     }
+}
+
+/// A request body.
+fn encode<Req: Serialize + ?Sized>(request: &Req) -> Result<Bytes, KvClientError> {
+    serde_json::to_vec(request)
+        .map(Bytes::from)
+        .map_err(|error| KvClientError::Decode {
+            endpoint: String::new(),
+            reason: format!("cannot encode the request: {error}"),
+        })
 }
 
 /// The error an HTTP failure carries: etcd's error body if there is one.

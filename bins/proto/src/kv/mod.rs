@@ -17,9 +17,9 @@
 mod client;
 mod error;
 mod keepalive;
+pub mod txn;
 pub mod types;
 mod watch;
-pub mod wire;
 
 pub use client::{prefix_end, KvClient};
 pub use error::KvClientError;

@@ -11,7 +11,10 @@ use tokio::task::JoinHandle;
 
 use super::client::{refusal, Attempt, KvClient};
 use super::error::KvClientError;
-use super::types::{Event, StreamMessage, WatchCreateRequest, WatchRequest, WatchResponse};
+use super::types::{
+    watch_request, AtRevision, Event, StreamMessage, WatchCreateRequest, WatchRequest,
+    WatchResponse,
+};
 
 /// How long to wait before reconnecting after a broken watch.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
@@ -87,7 +90,7 @@ impl KvClient {
         sender: &mpsc::Sender<Result<WatchBatch, KvClientError>>,
     ) -> Result<(), Stop> {
         let body = serde_json::to_vec(&WatchRequest {
-            create_request: request.clone(),
+            request_union: Some(watch_request::RequestUnion::CreateRequest(request.clone())),
         })
         .map_err(|error| Stop::Broken(error.to_string()))?;
         let response = self
@@ -145,7 +148,7 @@ impl KvClient {
                 }
                 if result.created && request.start_revision == 0 {
                     // Resume after what existed when the watch began.
-                    request.start_revision = result.header.revision + 1;
+                    request.start_revision = result.revision() + 1;
                 }
                 for batch in batches(result.events) {
                     request.start_revision = batch.revision + 1;
@@ -167,7 +170,7 @@ fn error_is_transient(error: &KvClientError) -> bool {
 fn batches(events: Vec<Event>) -> Vec<WatchBatch> {
     let mut batches: Vec<WatchBatch> = Vec::new();
     for event in events {
-        let revision = event.kv.mod_revision;
+        let revision = event.kv.as_ref().map_or(0, |kv| kv.mod_revision);
         match batches.last_mut() {
             Some(batch) if batch.revision == revision => batch.events.push(event),
             _ => batches.push(WatchBatch {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sinew_proto::kv::{
-    prefix_end, DeleteRangeRequest, KvClient, PutRequest, RangeRequest, ResponseOp, SortOrder,
-    SortTarget, WatchCreateRequest,
+    prefix_end, response_op::Response, DeleteRangeRequest, KvClient, PutRequest, RangeRequest,
+    SortOrder, SortTarget, WatchCreateRequest,
 };
 
 use crate::cli::{
@@ -93,8 +93,8 @@ async fn get(client: &KvClient, args: GetArgs, format: Format) -> Result<()> {
             range_end,
             limit: args.limit,
             revision: args.rev,
-            sort_order,
-            sort_target,
+            sort_order: sort_order.into(),
+            sort_target: sort_target.into(),
             serializable,
             keys_only: args.keys_only,
             count_only: args.count_only,
@@ -209,15 +209,16 @@ async fn txn(client: &KvClient, format: Format) -> Result<()> {
     );
     for response in &answer.responses {
         println!();
-        match response {
-            ResponseOp::ResponsePut(_) => println!("OK"),
-            ResponseOp::ResponseDeleteRange(deleted) => println!("{}", deleted.deleted),
-            ResponseOp::ResponseRange(range) => {
+        match &response.response {
+            Some(Response::ResponsePut(_)) => println!("OK"),
+            Some(Response::ResponseDeleteRange(deleted)) => println!("{}", deleted.deleted),
+            Some(Response::ResponseRange(range)) => {
                 for pair in &range.kvs {
                     print::kv(pair, false, false)?;
                 }
             }
-            ResponseOp::ResponseTxn(nested) => print::json(nested)?,
+            Some(Response::ResponseTxn(nested)) => print::json(nested)?,
+            None => {}
         }
     }
     Ok(())
@@ -337,8 +338,8 @@ async fn member(client: &KvClient, command: MemberCommand, format: Format) -> Re
                     "{}, {started}, {}, {}, {}, {}",
                     print::hex(member.id),
                     member.name,
-                    member.peer_urls.join(","),
-                    member.client_urls.join(","),
+                    member.peer_ur_ls.join(","),
+                    member.client_ur_ls.join(","),
                     member.is_learner
                 );
             }
@@ -356,12 +357,12 @@ async fn member(client: &KvClient, command: MemberCommand, format: Format) -> Re
             println!(
                 "Member {} added to cluster {}",
                 print::hex(id),
-                print::hex(answer.header.cluster_id)
+                print::hex(answer.header.unwrap_or_default().cluster_id)
             );
             let mut cluster: Vec<String> = Vec::new();
             for member in &answer.members {
                 let member_name = if member.id == id { &name } else { &member.name };
-                for url in &member.peer_urls {
+                for url in &member.peer_ur_ls {
                     cluster.push(format!("{member_name}={url}"));
                 }
             }
@@ -382,7 +383,7 @@ async fn member(client: &KvClient, command: MemberCommand, format: Format) -> Re
                 Format::Simple => println!(
                     "Member {} removed from cluster {}",
                     print::hex(id),
-                    print::hex(answer.header.cluster_id)
+                    print::hex(answer.header.unwrap_or_default().cluster_id)
                 ),
             }
         }
@@ -394,7 +395,7 @@ async fn member(client: &KvClient, command: MemberCommand, format: Format) -> Re
                 Format::Simple => println!(
                     "Member {} promoted in cluster {}",
                     print::hex(id),
-                    print::hex(answer.header.cluster_id)
+                    print::hex(answer.header.unwrap_or_default().cluster_id)
                 ),
             }
         }
@@ -412,10 +413,10 @@ async fn status(client: &KvClient, format: Format) -> Result<()> {
             }))?,
             Format::Simple => println!(
                 "{endpoint}, {}, {}, {} B, {}, {}, {}, {}, {}, {}",
-                print::hex(answer.header.member_id),
+                print::hex(answer.header.unwrap_or_default().member_id),
                 answer.version,
                 answer.db_size,
-                answer.leader == answer.header.member_id,
+                answer.leader == answer.header.unwrap_or_default().member_id,
                 answer.is_learner,
                 answer.raft_term,
                 answer.raft_index,

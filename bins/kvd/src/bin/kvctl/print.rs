@@ -33,12 +33,9 @@ pub fn event(event: &Event, format: Format) -> io::Result<()> {
     if format == Format::Json {
         return json(event);
     }
-    let kind = match event.kind {
-        EventType::Put => "PUT",
-        EventType::Delete => "DELETE",
-    };
-    println!("{kind}");
-    kv(&event.kv, event.kind == EventType::Delete, false)?;
+    let deleted = event.r#type() == EventType::Delete;
+    println!("{}", if deleted { "DELETE" } else { "PUT" });
+    kv(&event.kv.clone().unwrap_or_default(), deleted, false)?;
     if let Some(previous) = &event.prev_kv {
         kv(previous, false, false)?;
     }

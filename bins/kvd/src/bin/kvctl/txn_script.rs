@@ -13,8 +13,8 @@
 
 use anyhow::{bail, Context, Result};
 use sinew_proto::kv::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    txn, Compare, CompareResult, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+    TargetUnion, TxnRequest,
 };
 
 /// Parses a whole script.
@@ -107,38 +107,20 @@ fn compare(line: &str) -> Result<Compare> {
             .parse::<i64>()
             .with_context(|| format!("{value:?} is not a number"))
     };
-    let mut compare = Compare {
-        result,
-        key,
-        ..Compare::default()
-    };
-    match target_part.trim() {
-        "value" | "val" => {
-            compare.target = CompareTarget::Value;
-            compare.value = value.clone().into_bytes();
-        }
-        "version" | "ver" => {
-            compare.target = CompareTarget::Version;
-            compare.version = number()?;
-        }
-        "create" | "c" => {
-            compare.target = CompareTarget::Create;
-            compare.create_revision = number()?;
-        }
-        "mod" | "m" => {
-            compare.target = CompareTarget::Mod;
-            compare.mod_revision = number()?;
-        }
-        "lease" => {
-            compare.target = CompareTarget::Lease;
-            compare.lease = i64::from_str_radix(value, 16)
-                .with_context(|| format!("{value:?} is not a hexadecimal lease id"))?;
-        }
+    let operand = match target_part.trim() {
+        "value" | "val" => TargetUnion::Value(value.clone().into_bytes()),
+        "version" | "ver" => TargetUnion::Version(number()?),
+        "create" | "c" => TargetUnion::CreateRevision(number()?),
+        "mod" | "m" => TargetUnion::ModRevision(number()?),
+        "lease" => TargetUnion::Lease(
+            i64::from_str_radix(value, 16)
+                .with_context(|| format!("{value:?} is not a hexadecimal lease id"))?,
+        ),
         other => {
             bail!("unknown compare target {other:?}: expected value, version, create, mod or lease")
         }
-    }
-    Ok(compare)
+    };
+    Ok(txn::compare(key, result, operand))
 }
 
 fn request(line: &str) -> Result<RequestOp> {
@@ -157,7 +139,7 @@ fn request(line: &str) -> Result<RequestOp> {
             .unwrap_or_default()
     };
     Ok(match verb.as_str() {
-        "put" => RequestOp::RequestPut(PutRequest {
+        "put" => txn::put(PutRequest {
             key: key(0)?,
             value: args
                 .get(1)
@@ -166,12 +148,12 @@ fn request(line: &str) -> Result<RequestOp> {
                 .into_bytes(),
             ..PutRequest::default()
         }),
-        "get" => RequestOp::RequestRange(RangeRequest {
+        "get" => txn::range(RangeRequest {
             key: key(0)?,
             range_end: range_end(),
             ..RangeRequest::default()
         }),
-        "del" => RequestOp::RequestDeleteRange(DeleteRangeRequest {
+        "del" => txn::delete(DeleteRangeRequest {
             key: key(0)?,
             range_end: range_end(),
             prev_kv: false,
@@ -183,6 +165,8 @@ fn request(line: &str) -> Result<RequestOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sinew_proto::kv::request_op::Request;
+    use sinew_proto::kv::CompareTarget;
 
     #[test]
     fn parses_etcdctls_example() {
@@ -191,15 +175,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(txn.compare.len(), 2);
-        assert_eq!(txn.compare[0].target, CompareTarget::Mod);
-        assert_eq!(txn.compare[0].result, CompareResult::Greater);
+        assert_eq!(txn.compare[0].target(), CompareTarget::Mod);
+        assert_eq!(txn.compare[0].result(), CompareResult::Greater);
         assert_eq!(txn.compare[1].key, b"k 2");
-        assert_eq!(txn.compare[1].value, b"a \"b\"");
-        assert!(
-            matches!(&txn.success[0], RequestOp::RequestPut(put) if put.value == b"overwrote-key1")
+        assert_eq!(
+            txn.compare[1].target_union,
+            Some(TargetUnion::Value(b"a \"b\"".to_vec()))
         );
         assert!(
-            matches!(&txn.failure[0], RequestOp::RequestDeleteRange(del) if del.key == b"key1")
+            matches!(&txn.success[0].request, Some(Request::RequestPut(put)) if put.value == b"overwrote-key1")
+        );
+        assert!(
+            matches!(&txn.failure[0].request, Some(Request::RequestDeleteRange(del)) if del.key == b"key1")
         );
     }
 
