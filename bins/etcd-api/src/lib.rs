@@ -14,6 +14,10 @@ include!(concat!(env!("OUT_DIR"), "/etcd_api.rs"));
 
 #[cfg(feature = "json")]
 pub mod json;
+mod revision;
+pub mod txn;
+
+pub use revision::AtRevision;
 
 #[cfg(feature = "json")]
 include!(concat!(env!("OUT_DIR"), "/etcd_api_json.rs"));

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::v3::{Command, KvError, Op, TxnRequest};
+use crate::v3::request_op::Request;
+use crate::v3::{Command, KvError, RequestOp, TxnRequest};
 
 /// What an alarm is about (etcd's `AlarmType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -107,9 +108,9 @@ const LEASE_OVERHEAD: u64 = 64;
 /// a put its key, value and 256 bytes, a transaction its costlier path, a lease grant 64
 /// bytes. `None` for commands the quota does not check (deletes, compaction, revocation).
 pub fn quota_cost(command: &Command) -> Option<u64> {
-    let put = |op: &Op| match op {
-        Op::Put(put) => put_cost(&put.key, &put.value),
-        Op::Range(_) | Op::DeleteRange(_) | Op::Txn(_) => 0,
+    let put = |op: &RequestOp| match &op.request {
+        Some(Request::RequestPut(put)) => put_cost(&put.key, &put.value),
+        _ => 0,
     };
     match command {
         Command::Put(request) => Some(put_cost(&request.key, &request.value)),
@@ -135,14 +136,16 @@ fn read_only(txn: &TxnRequest) -> bool {
     txn.success
         .iter()
         .chain(&txn.failure)
-        .all(|op| matches!(op, Op::Range(_)))
+        .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sinew_etcd_api::txn;
+
     use crate::v3::{
-        CompactRequest, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
+        CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
     };
 
     const NOSPACE: Alarm = Alarm {
@@ -161,7 +164,7 @@ mod tests {
         })
     }
 
-    fn txn(success: Vec<Op>) -> Command {
+    fn txn(success: Vec<RequestOp>) -> Command {
         Command::Txn(TxnRequest {
             compare: Vec::new(),
             success,
@@ -169,8 +172,8 @@ mod tests {
         })
     }
 
-    fn range() -> Op {
-        Op::Range(RangeRequest {
+    fn range() -> RequestOp {
+        txn::range(RangeRequest {
             key: b"k".to_vec(),
             ..RangeRequest::default()
         })
@@ -206,7 +209,11 @@ mod tests {
         };
         let mut alarms = Alarms::default();
         assert_eq!(alarms.apply(AlarmRequest::Activate(untyped)), [untyped]);
-        for command in [put(), txn(vec![Op::Txn(TxnRequest::default())]), delete()] {
+        for command in [
+            put(),
+            txn(vec![txn::nested(TxnRequest::default())]),
+            delete(),
+        ] {
             assert_eq!(alarms.refusal(&command), None, "{command:?}");
         }
     }
@@ -217,11 +224,8 @@ mod tests {
         let refused = [
             put(),
             Command::LeaseGrant(LeaseGrantRequest { ttl: 10, id: 0 }),
-            txn(vec![
-                range(),
-                Op::DeleteRange(DeleteRangeRequest::default()),
-            ]),
-            txn(vec![Op::Txn(TxnRequest::default())]),
+            txn(vec![range(), txn::delete(DeleteRangeRequest::default())]),
+            txn(vec![txn::nested(TxnRequest::default())]),
         ];
         for command in refused {
             assert_eq!(
@@ -232,7 +236,10 @@ mod tests {
         }
         let allowed = [
             delete(),
-            Command::Compact(CompactRequest { revision: 1 }),
+            Command::Compact(CompactionRequest {
+                revision: 1,
+                physical: false,
+            }),
             txn(vec![range(), range()]),
         ];
         for command in allowed {
@@ -248,12 +255,12 @@ mod tests {
             compare: Vec::new(),
             success: vec![range()],
             failure: vec![
-                Op::Put(PutRequest {
+                txn::put(PutRequest {
                     key: b"ab".to_vec(),
                     value: b"cd".to_vec(),
                     ..PutRequest::default()
                 }),
-                Op::Put(PutRequest::default()),
+                txn::put(PutRequest::default()),
             ],
         });
         assert_eq!(quota_cost(&two_puts), Some(4 + 2 * 256));

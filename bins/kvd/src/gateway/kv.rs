@@ -4,7 +4,7 @@ use crate::gateway::backend::Backend;
 use crate::gateway::error::Status;
 use crate::gateway::size::proposal_len;
 use crate::gateway::Gateway;
-use crate::v3::{Command, RangeRequest, RangeResponse, Response as KvResponse};
+use crate::v3::{validate_range, Command, RangeRequest, RangeResponse, Response as KvResponse};
 
 impl<B: Backend> Gateway<B> {
     /// Checks a command as etcd does before proposing it (the request's own checks, then
@@ -24,7 +24,7 @@ impl<B: Backend> Gateway<B> {
         request: RangeRequest,
         serializable: bool,
     ) -> Result<RangeResponse, Status> {
-        request.validate()?;
+        validate_range(&request)?;
         Ok(self.backend.range(request, serializable).await?)
     }
 }

@@ -10,10 +10,12 @@ use tokio::sync::mpsc;
 
 use super::{watch, Grpc};
 use crate::gateway::{Backend, Code, Status};
+use sinew_etcd_api::txn;
+
 use crate::v3::{
-    prefix_end, Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue,
-    KvError, LeaseGrantRequest, OpResponse, RangeRequest, RangeResponse, Response, SortOrder,
-    SortTarget, TxnRequest, TxnResponse,
+    prefix_end, response_op, AtRevision as _, Command, Compare, CompareResult, DeleteRangeRequest,
+    KeyValue, KvError, LeaseGrantRequest, RangeRequest, RangeResponse, Response, SortOrder,
+    SortTarget, TargetUnion, TxnRequest, TxnResponse,
 };
 
 /// How many watch answers a server-side watcher may hold unread.
@@ -34,8 +36,8 @@ pub(super) fn first_created(prefix: &[u8]) -> RangeRequest {
     RangeRequest {
         key: prefix.to_vec(),
         range_end: prefix_end(prefix),
-        sort_target: SortTarget::Create,
-        sort_order: SortOrder::Ascend,
+        sort_target: SortTarget::Create.into(),
+        sort_order: SortOrder::Ascend.into(),
         limit: 1,
         ..RangeRequest::default()
     }
@@ -51,18 +53,21 @@ pub(super) fn get(key: &[u8]) -> RangeRequest {
 
 /// A condition that `key` was created at `revision` (0: does not exist).
 pub(super) fn created_at(key: &[u8], revision: i64) -> Compare {
-    Compare {
-        key: key.to_vec(),
-        range_end: Vec::new(),
-        target: CompareTarget::CreateRevision(revision),
-        result: CompareResult::Equal,
-    }
+    txn::compare(
+        key,
+        CompareResult::Equal,
+        TargetUnion::CreateRevision(revision),
+    )
 }
 
 /// The pairs a transaction's `index`th operation read.
 pub(super) fn read_by(response: &TxnResponse, index: usize) -> &[KeyValue] {
-    match response.responses.get(index) {
-        Some(OpResponse::Range(range)) => &range.kvs,
+    match response
+        .responses
+        .get(index)
+        .and_then(|op| op.response.as_ref())
+    {
+        Some(response_op::Response::ResponseRange(range)) => &range.kvs,
         _ => &[],
     }
 }
@@ -110,7 +115,7 @@ impl<B: Backend> Grpc<B> {
             ..DeleteRangeRequest::default()
         });
         match self.gateway.propose(command).await? {
-            Response::DeleteRange(delete) => Ok(delete.header.revision),
+            Response::DeleteRange(delete) => Ok(delete.revision()),
             _ => Err(Status::unexpected("delete")),
         }
     }
@@ -135,15 +140,15 @@ impl<B: Backend> Grpc<B> {
     ) -> Result<i64, Status> {
         loop {
             let last = RangeRequest {
-                sort_order: SortOrder::Descend,
+                sort_order: SortOrder::Descend.into(),
                 max_create_revision,
                 ..first_created(prefix)
             };
             let found = self.get(last).await?;
             let Some(kv) = found.kvs.first() else {
-                return Ok(found.header.revision);
+                return Ok(found.revision());
             };
-            self.wait_delete(&kv.key, found.header.revision).await?;
+            self.wait_delete(&kv.key, found.revision()).await?;
         }
     }
 

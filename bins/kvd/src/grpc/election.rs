@@ -18,9 +18,11 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::concurrency::{created_at, first_created, get, read_by, session_key, OnGiveUp};
-use super::{convert, Grpc};
+use super::Grpc;
 use crate::gateway::{Backend, Code, Status as Refusal};
-use crate::v3::{prefix_end, DeleteRangeRequest, Op, PutRequest, TxnRequest};
+use sinew_etcd_api::txn;
+
+use crate::v3::{prefix_end, AtRevision as _, DeleteRangeRequest, PutRequest, TxnRequest};
 
 type Answer<T> = Result<Response<T>, Status>;
 
@@ -51,7 +53,7 @@ impl<B: Backend> Grpc<B> {
         let proclaimed = self
             .transact(TxnRequest {
                 compare: vec![created_at(&leader.key, leader.rev)],
-                success: vec![Op::Put(PutRequest {
+                success: vec![txn::put(PutRequest {
                     key: leader.key.clone(),
                     value,
                     lease: leader.lease,
@@ -63,7 +65,7 @@ impl<B: Backend> Grpc<B> {
         if !proclaimed.succeeded {
             return Err(not_leader());
         }
-        Ok(proclaimed.header.revision)
+        Ok(proclaimed.revision())
     }
 
     /// Deletes the leader's key if it still leads; answers with the revision.
@@ -71,14 +73,14 @@ impl<B: Backend> Grpc<B> {
         let resigned = self
             .transact(TxnRequest {
                 compare: vec![created_at(&leader.key, leader.rev)],
-                success: vec![Op::DeleteRange(DeleteRangeRequest {
+                success: vec![txn::delete(DeleteRangeRequest {
                     key: leader.key.clone(),
                     ..DeleteRangeRequest::default()
                 })],
                 failure: Vec::new(),
             })
             .await?;
-        Ok(resigned.header.revision)
+        Ok(resigned.revision())
     }
 
     /// Follows an election's leaders for an observer: each new leader's key-value, then
@@ -101,9 +103,10 @@ impl<B: Backend> Grpc<B> {
     ) -> Result<(), Status> {
         loop {
             let found = self.get(first_created(prefix)).await?;
+            let seen_at = found.revision();
             let (mut revision, leader) = match found.kvs.into_iter().next() {
-                Some(kv) => (found.header.revision, convert::key_value(kv)),
-                None => match self.first_put(prefix, found.header.revision).await? {
+                Some(kv) => (seen_at, kv),
+                None => match self.first_put(prefix, seen_at).await? {
                     Some(elected) => elected,
                     None => return Ok(()),
                 },
@@ -187,19 +190,19 @@ impl<B: Backend> Election for Grpc<B> {
         let entered = self
             .transact(TxnRequest {
                 compare: vec![created_at(&key, 0)],
-                success: vec![Op::Put(PutRequest {
+                success: vec![txn::put(PutRequest {
                     key: key.clone(),
                     value: request.value.clone(),
                     lease,
                     ..PutRequest::default()
                 })],
-                failure: vec![Op::Range(get(&key))],
+                failure: vec![txn::range(get(&key))],
             })
             .await?;
         let mut leader = LeaderKey {
             name: request.name,
             key,
-            rev: entered.header.revision,
+            rev: entered.revision(),
             lease,
         };
         if !entered.succeeded {
@@ -225,7 +228,7 @@ impl<B: Backend> Election for Grpc<B> {
         self.wait_deletes(&prefix, leader.rev - 1).await?;
         give_up.disarm();
         Ok(Response::new(CampaignResponse {
-            header: self.header(entered.header.revision),
+            header: self.header(entered.revision()),
             leader: Some(leader),
         }))
     }
@@ -243,14 +246,15 @@ impl<B: Backend> Election for Grpc<B> {
         let found = self
             .get(first_created(&prefix(&request.get_ref().name)))
             .await?;
+        let revision = found.revision();
         let kv = found
             .kvs
             .into_iter()
             .next()
             .ok_or_else(|| election_error("election: no leader"))?;
         Ok(Response::new(LeaderResponse {
-            header: self.header(found.header.revision),
-            kv: Some(convert::key_value(kv)),
+            header: self.header(revision),
+            kv: Some(kv),
         }))
     }
 

@@ -8,27 +8,25 @@ use sinew_etcd_api::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{convert, Grpc};
+use super::Grpc;
 use crate::gateway::{Backend, Status as Refusal};
-use crate::v3::{Command, CompactRequest, Response as KvResponse};
+use crate::v3::{AtRevision as _, Command, Response as KvResponse};
 
 type Answer<T> = Result<Response<T>, Status>;
 
 impl<B: Backend> Grpc<B> {
-    async fn read(&self, request: &RangeRequest) -> Result<RangeResponse, Status> {
-        let response = self
-            .gateway
-            .read(convert::range_request(request), request.serializable)
-            .await?;
-        let header = self.header(response.header.revision);
-        Ok(convert::range_response(header, response))
+    async fn read(&self, request: RangeRequest) -> Result<RangeResponse, Status> {
+        let serializable = request.serializable;
+        let mut response = self.gateway.read(request, serializable).await?;
+        response.header = self.header(response.revision());
+        Ok(response)
     }
 }
 
 #[tonic::async_trait]
 impl<B: Backend> Kv for Grpc<B> {
     async fn range(&self, request: Request<RangeRequest>) -> Answer<RangeResponse> {
-        Ok(Response::new(self.read(request.get_ref()).await?))
+        Ok(Response::new(self.read(request.into_inner()).await?))
     }
 
     type RangeStreamStream =
@@ -40,7 +38,7 @@ impl<B: Backend> Kv for Grpc<B> {
         request: Request<RangeRequest>,
     ) -> Answer<Self::RangeStreamStream> {
         let answer = self
-            .read(request.get_ref())
+            .read(request.into_inner())
             .await
             .map(|range| RangeStreamResponse {
                 range_response: Some(range),
@@ -49,12 +47,15 @@ impl<B: Backend> Kv for Grpc<B> {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Answer<PutResponse> {
-        let command = Command::Put(convert::put_request(request.into_inner()));
-        match self.gateway.propose(command).await? {
-            KvResponse::Put(put) => Ok(Response::new(convert::put_response(
-                self.header(put.header.revision),
-                put,
-            ))),
+        match self
+            .gateway
+            .propose(Command::Put(request.into_inner()))
+            .await?
+        {
+            KvResponse::Put(mut put) => {
+                put.header = self.header(put.revision());
+                Ok(Response::new(put))
+            }
             _ => Err(Refusal::unexpected("put").into()),
         }
     }
@@ -63,32 +64,30 @@ impl<B: Backend> Kv for Grpc<B> {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Answer<DeleteRangeResponse> {
-        let command = Command::DeleteRange(convert::delete_request(request.into_inner()));
+        let command = Command::DeleteRange(request.into_inner());
         match self.gateway.propose(command).await? {
-            KvResponse::DeleteRange(delete) => Ok(Response::new(convert::delete_response(
-                self.header(delete.header.revision),
-                delete,
-            ))),
+            KvResponse::DeleteRange(mut delete) => {
+                delete.header = self.header(delete.revision());
+                Ok(Response::new(delete))
+            }
             _ => Err(Refusal::unexpected("delete").into()),
         }
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Answer<TxnResponse> {
-        let txn = convert::txn_request(request.into_inner()).map_err(Refusal::from)?;
-        let txn = self.transact(txn).await?;
-        Ok(Response::new(convert::txn_response(
-            self.header(txn.header.revision),
-            txn,
-        )))
+        let mut txn = self.transact(request.into_inner()).await?;
+        txn.header = self.header(txn.revision());
+        Ok(Response::new(txn))
     }
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Answer<CompactionResponse> {
-        let command = Command::Compact(CompactRequest {
-            revision: request.get_ref().revision,
-        });
-        match self.gateway.propose(command).await? {
+        match self
+            .gateway
+            .propose(Command::Compact(request.into_inner()))
+            .await?
+        {
             KvResponse::Compact(compact) => Ok(Response::new(CompactionResponse {
-                header: self.header(compact.header.revision),
+                header: self.header(compact.revision()),
             })),
             _ => Err(Refusal::unexpected("compaction").into()),
         }

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{broken_request, Grpc};
 use crate::gateway::{Backend, Status as Refusal};
-use crate::v3::{self, Command, Response as KvResponse};
+use crate::v3::{AtRevision as _, Command, Response as KvResponse};
 
 type Answer<T> = Result<Response<T>, Status>;
 
@@ -64,18 +64,12 @@ impl<B: Backend> Grpc<B> {
 #[tonic::async_trait]
 impl<B: Backend> Lease for Grpc<B> {
     async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Answer<LeaseGrantResponse> {
-        let request = request.get_ref();
-        let command = Command::LeaseGrant(v3::LeaseGrantRequest {
-            id: request.id,
-            ttl: request.ttl,
-        });
+        let command = Command::LeaseGrant(request.into_inner());
         match self.gateway.propose(command).await? {
-            KvResponse::LeaseGrant(grant) => Ok(Response::new(LeaseGrantResponse {
-                header: self.header(grant.header.revision),
-                id: grant.id,
-                ttl: grant.ttl,
-                error: String::new(),
-            })),
+            KvResponse::LeaseGrant(mut grant) => {
+                grant.header = self.header(grant.revision());
+                Ok(Response::new(grant))
+            }
             _ => Err(Refusal::unexpected("lease grant").into()),
         }
     }
@@ -84,12 +78,10 @@ impl<B: Backend> Lease for Grpc<B> {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Answer<LeaseRevokeResponse> {
-        let command = Command::LeaseRevoke(v3::LeaseRevokeRequest {
-            id: request.get_ref().id,
-        });
+        let command = Command::LeaseRevoke(request.into_inner());
         match self.gateway.propose(command).await? {
             KvResponse::LeaseRevoke(revoke) => Ok(Response::new(LeaseRevokeResponse {
-                header: self.header(revoke.header.revision),
+                header: self.header(revoke.revision()),
             })),
             _ => Err(Refusal::unexpected("lease revocation").into()),
         }

@@ -8,7 +8,9 @@ use tonic::{Request, Response, Status};
 use super::concurrency::{created_at, first_created, get, read_by, session_key, OnGiveUp};
 use super::Grpc;
 use crate::gateway::Backend;
-use crate::v3::{Op, PutRequest, TxnRequest};
+use sinew_etcd_api::txn;
+
+use crate::v3::{AtRevision as _, PutRequest, TxnRequest};
 
 type Answer<T> = Result<Response<T>, Status>;
 
@@ -25,19 +27,19 @@ impl<B: Backend> Lock for Grpc<B> {
             .transact(TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![
-                    Op::Put(PutRequest {
+                    txn::put(PutRequest {
                         key: key.clone(),
                         lease,
                         ..PutRequest::default()
                     }),
-                    Op::Range(first_created(&prefix)),
+                    txn::range(first_created(&prefix)),
                 ],
-                failure: vec![Op::Range(get(&key)), Op::Range(first_created(&prefix))],
+                failure: vec![txn::range(get(&key)), txn::range(first_created(&prefix))],
             })
             .await?;
         // A session that already queued (or holds) this lock keeps its place.
         let mine = if queued.succeeded {
-            queued.header.revision
+            queued.revision()
         } else {
             read_by(&queued, 0)
                 .first()
@@ -46,7 +48,7 @@ impl<B: Backend> Lock for Grpc<B> {
         let owner = read_by(&queued, 1).first().map(|kv| kv.create_revision);
         if owner.is_none_or(|owner| owner == mine) {
             return Ok(Response::new(LockResponse {
-                header: self.header(queued.header.revision),
+                header: self.header(queued.revision()),
                 key,
             }));
         }

@@ -7,7 +7,7 @@
 //!
 //! The JSON gateway answers every call through these services ([`Grpc`]).
 //!
-//! Module map: `convert` (protobuf messages to and from the store's types), `kv`, `watch`,
+//! Module map: `kv`, `watch`,
 //! `lease`, `cluster`, `maintenance` (with `snapshot_chunks`), `auth`, `lock` and `election`
 //! (one file per service), and `concurrency` (what the lock and election servers do through
 //! the other services).
@@ -15,7 +15,6 @@
 mod auth;
 mod cluster;
 mod concurrency;
-mod convert;
 mod election;
 mod kv;
 mod lease;

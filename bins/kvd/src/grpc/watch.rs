@@ -23,9 +23,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::{interval_at, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{broken_request, convert, Grpc};
+use super::{broken_request, Grpc};
 use crate::gateway::{Backend, BackendError, Status, WatchHistory};
-use crate::v3::{Event, EventKind, WatchBatch};
+use crate::v3::{Event, EventType, WatchBatch};
 
 /// The watch id etcd answers progress requests and refused creations with.
 const STREAM_WATCH_ID: i64 = -1;
@@ -91,13 +91,13 @@ impl Watcher {
     fn select<'a>(&self, events: impl IntoIterator<Item = &'a Event>) -> Vec<mvccpb::Event> {
         events
             .into_iter()
-            .filter(|event| self.watches(&event.kv.key))
-            .filter(|event| match event.kind {
-                EventKind::Put => !self.no_put,
-                EventKind::Delete => !self.no_delete,
+            .filter(|event| event.kv.as_ref().is_some_and(|kv| self.watches(&kv.key)))
+            .filter(|event| match event.r#type() {
+                EventType::Put => !self.no_put,
+                EventType::Delete => !self.no_delete,
             })
             .map(|event| {
-                let mut event = convert::event(event.clone());
+                let mut event = event.clone();
                 if !self.prev_kv {
                     event.prev_kv = None;
                 }

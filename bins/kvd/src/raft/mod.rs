@@ -53,7 +53,7 @@ pub type NodeId = u64;
 
 /// What a log entry carries: a change to the v3 store or to the v2 store, which etcd keeps
 /// apart and so does kvd.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
     /// A v3 command.
@@ -68,7 +68,7 @@ pub enum Request {
 }
 
 /// What applying one log entry answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
     /// Entries that carry no request: blank entries a new leader appends, membership changes.

@@ -196,11 +196,12 @@ impl StateMachine {
     }
 
     fn publish(&self, events: Vec<Event>) {
+        let revision_of = |event: &Event| event.kv.as_ref().map_or(0, |kv| kv.mod_revision);
         let mut events = events.into_iter().peekable();
         while let Some(first) = events.next() {
-            let revision = first.kv.mod_revision;
+            let revision = revision_of(&first);
             let mut batch = vec![first];
-            while let Some(event) = events.next_if(|event| event.kv.mod_revision == revision) {
+            while let Some(event) = events.next_if(|event| revision_of(event) == revision) {
                 batch.push(event);
             }
             // Nobody listening is fine: watchers read history when they start.

@@ -1,9 +1,12 @@
-//! What Raft replicates ([`Command`]) and the requests commands and reads are made of, with
-//! etcd's field names and meanings.
+//! What Raft replicates ([`Command`]): etcd's own request messages, checked as etcd checks
+//! them before proposing.
 
 use serde::{Deserialize, Serialize};
+use sinew_etcd_api::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
+    RangeRequest, TxnRequest,
+};
 
-use crate::v3::compare::Compare;
 use crate::v3::error::KvError;
 use crate::v3::txn;
 
@@ -16,7 +19,7 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 /// A change to the store, replicated through the Raft log and applied by every node with
 /// [`crate::v3::Store::apply`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     /// Set one key.
@@ -25,8 +28,9 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     /// Compare, then run one of two lists of operations, atomically, in one revision.
     Txn(TxnRequest),
-    /// Drop history below a revision.
-    Compact(CompactRequest),
+    /// Drop history below a revision (`physical` changes nothing: compaction is applied in
+    /// memory at once).
+    Compact(CompactionRequest),
     /// Create a lease.
     LeaseGrant(LeaseGrantRequest),
     /// Delete a lease and every key attached to it. The leader proposes this when a lease's
@@ -40,210 +44,43 @@ impl Command {
     /// call it to refuse bad requests early; [`crate::v3::Store::apply`] calls it again.
     pub fn validate(&self) -> Result<(), KvError> {
         match self {
-            Self::Put(put) => put.validate(),
-            Self::DeleteRange(delete) => delete.validate(),
-            Self::Txn(txn) => txn.validate(),
+            Self::Put(put) => validate_put(put),
+            Self::DeleteRange(delete) => validate_delete(delete),
+            Self::Txn(txn) => txn::validate(txn),
             Self::Compact(_) | Self::LeaseRevoke(_) => Ok(()),
-            Self::LeaseGrant(grant) => grant.validate(),
+            Self::LeaseGrant(grant) => validate_grant(grant),
         }
     }
 }
 
-/// How a range orders its results.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SortOrder {
-    /// Key order, unless `sort_target` is not `KEY`, which makes it ascending (as etcd).
-    #[default]
-    None,
-    /// Ascending by the sort target.
-    Ascend,
-    /// Descending by the sort target.
-    Descend,
+/// Checks a range request without the store.
+pub fn validate_range(request: &RangeRequest) -> Result<(), KvError> {
+    require_key(&request.key)
 }
 
-/// Which field a range sorts by.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SortTarget {
-    /// The key.
-    #[default]
-    Key,
-    /// The version.
-    Version,
-    /// The create revision.
-    Create,
-    /// The mod revision.
-    Mod,
-    /// The value.
-    Value,
-}
-
-/// A read of one key or a range of keys (etcd's `RangeRequest`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RangeRequest {
-    /// The first key.
-    #[serde(with = "crate::base64_bytes")]
-    pub key: Vec<u8>,
-    /// Empty for `key` alone, `"\0"` for every key from `key` on, else the exclusive end.
-    #[serde(with = "crate::base64_bytes")]
-    pub range_end: Vec<u8>,
-    /// At most this many keys; 0 for no limit.
-    pub limit: i64,
-    /// Read at this revision; 0 or less for the current one.
-    pub revision: i64,
-    /// Result order.
-    pub sort_order: SortOrder,
-    /// Sort field.
-    pub sort_target: SortTarget,
-    /// Return keys without values.
-    pub keys_only: bool,
-    /// Return only the count.
-    pub count_only: bool,
-    /// Drop keys modified before this revision (0: no bound).
-    pub min_mod_revision: i64,
-    /// Drop keys modified after this revision (0: no bound).
-    pub max_mod_revision: i64,
-    /// Drop keys created before this revision (0: no bound).
-    pub min_create_revision: i64,
-    /// Drop keys created after this revision (0: no bound).
-    pub max_create_revision: i64,
-}
-
-impl RangeRequest {
-    /// Checks the request without the store.
-    pub fn validate(&self) -> Result<(), KvError> {
-        require_key(&self.key)
+/// Checks a put without the store: a key, and no value or lease given with
+/// `ignore_value` or `ignore_lease`.
+pub(crate) fn validate_put(request: &PutRequest) -> Result<(), KvError> {
+    require_key(&request.key)?;
+    if request.ignore_value && !request.value.is_empty() {
+        return Err(KvError::ValueProvided);
     }
-}
-
-/// Sets a key (etcd's `PutRequest`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PutRequest {
-    /// The key.
-    #[serde(with = "crate::base64_bytes")]
-    pub key: Vec<u8>,
-    /// The new value.
-    #[serde(with = "crate::base64_bytes")]
-    pub value: Vec<u8>,
-    /// The lease to attach the key to, or 0 for none.
-    pub lease: i64,
-    /// Return the previous key-value pair.
-    pub prev_kv: bool,
-    /// Keep the current value; the key must exist and `value` must be empty.
-    pub ignore_value: bool,
-    /// Keep the current lease; the key must exist and `lease` must be 0.
-    pub ignore_lease: bool,
-}
-
-impl PutRequest {
-    /// Checks the request without the store.
-    pub fn validate(&self) -> Result<(), KvError> {
-        require_key(&self.key)?;
-        if self.ignore_value && !self.value.is_empty() {
-            return Err(KvError::ValueProvided);
-        }
-        if self.ignore_lease && self.lease != 0 {
-            return Err(KvError::LeaseProvided);
-        }
-        Ok(())
+    if request.ignore_lease && request.lease != 0 {
+        return Err(KvError::LeaseProvided);
     }
+    Ok(())
 }
 
-/// Deletes a key or a range of keys (etcd's `DeleteRangeRequest`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DeleteRangeRequest {
-    /// The first key.
-    #[serde(with = "crate::base64_bytes")]
-    pub key: Vec<u8>,
-    /// As in [`RangeRequest::range_end`].
-    #[serde(with = "crate::base64_bytes")]
-    pub range_end: Vec<u8>,
-    /// Return the deleted key-value pairs.
-    pub prev_kv: bool,
+/// Checks a delete without the store.
+pub(crate) fn validate_delete(request: &DeleteRangeRequest) -> Result<(), KvError> {
+    require_key(&request.key)
 }
 
-impl DeleteRangeRequest {
-    /// Checks the request without the store.
-    pub fn validate(&self) -> Result<(), KvError> {
-        require_key(&self.key)
+fn validate_grant(request: &LeaseGrantRequest) -> Result<(), KvError> {
+    if request.ttl > MAX_LEASE_TTL {
+        return Err(KvError::LeaseTtlTooLarge);
     }
-}
-
-/// One operation of a transaction branch (etcd's `RequestOp`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Op {
-    /// A read; it sees the writes of earlier operations of the same transaction.
-    Range(RangeRequest),
-    /// A put.
-    Put(PutRequest),
-    /// A delete.
-    DeleteRange(DeleteRangeRequest),
-    /// A nested transaction.
-    Txn(TxnRequest),
-}
-
-/// Compare, then run `success` if every comparison holds, else `failure` (etcd's
-/// `TxnRequest`). Comparisons, nested ones included, see the store as it was before the
-/// transaction.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TxnRequest {
-    /// Conditions, all of which must hold for `success` to run.
-    pub compare: Vec<Compare>,
-    /// Operations run when every comparison holds.
-    pub success: Vec<Op>,
-    /// Operations run otherwise.
-    pub failure: Vec<Op>,
-}
-
-impl TxnRequest {
-    /// Checks the request without the store: sizes, empty keys, and that no path writes a
-    /// key twice.
-    pub fn validate(&self) -> Result<(), KvError> {
-        txn::validate(self)
-    }
-}
-
-/// Drops history below `revision` (etcd's `CompactionRequest`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CompactRequest {
-    /// Versions superseded at or before this revision are dropped; reads below it fail.
-    pub revision: i64,
-}
-
-/// Creates a lease (etcd's `LeaseGrantRequest`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LeaseGrantRequest {
-    /// The lease id, or 0 to let the store choose one.
-    pub id: i64,
-    /// The granted time to live in seconds, kept as given; the leader enforces a minimum
-    /// and measures expiry.
-    pub ttl: i64,
-}
-
-impl LeaseGrantRequest {
-    /// Checks the request without the store.
-    pub fn validate(&self) -> Result<(), KvError> {
-        if self.ttl > MAX_LEASE_TTL {
-            return Err(KvError::LeaseTtlTooLarge);
-        }
-        Ok(())
-    }
-}
-
-/// Deletes a lease and its keys (etcd's `LeaseRevokeRequest`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LeaseRevokeRequest {
-    /// The lease id.
-    pub id: i64,
+    Ok(())
 }
 
 fn require_key(key: &[u8]) -> Result<(), KvError> {

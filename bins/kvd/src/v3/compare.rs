@@ -1,93 +1,68 @@
-//! Transaction conditions (etcd's `Compare`) and how they are judged.
+//! How a transaction's conditions (etcd's `Compare`) are judged.
 
 use std::cmp::Ordering;
 
-use serde::{Deserialize, Serialize};
+use sinew_etcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use sinew_etcd_api::etcdserverpb::Compare;
+use sinew_etcd_api::mvccpb::KeyValue;
 
 use crate::v3::key_range::KeyRange;
-use crate::v3::kv::KeyValue;
 use crate::v3::store::Store;
 
-/// How the key's field must relate to the operand.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CompareResult {
-    /// Field equals the operand.
-    #[default]
-    Equal,
-    /// Field is greater than the operand.
-    Greater,
-    /// Field is less than the operand.
-    Less,
-    /// Field differs from the operand.
-    NotEqual,
-}
-
-/// The field compared, with the operand to compare it to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CompareTarget {
-    /// The value, compared bytewise. Never holds for a missing key.
-    Value(#[serde(with = "crate::base64_bytes")] Vec<u8>),
-    /// The version (0 for a missing key).
-    Version(i64),
-    /// The create revision (0 for a missing key).
-    CreateRevision(i64),
-    /// The mod revision (0 for a missing key).
-    ModRevision(i64),
-    /// The lease id (0 for a missing key or no lease).
-    Lease(i64),
-}
-
-/// One condition of a transaction: every key in the range must satisfy it; when the range
-/// holds no key, a key with every field zero is judged instead, except that a value
-/// comparison then fails.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Compare {
-    /// The key.
-    #[serde(with = "crate::base64_bytes")]
-    pub key: Vec<u8>,
-    /// As in [`crate::v3::RangeRequest::range_end`].
-    #[serde(default, with = "crate::base64_bytes")]
-    pub range_end: Vec<u8>,
-    /// Field and operand.
-    pub target: CompareTarget,
-    /// Relation.
-    pub result: CompareResult,
-}
-
-impl Compare {
-    /// Whether the condition holds in `store` at revision `revision`.
-    pub(crate) fn holds(&self, store: &Store, revision: i64) -> bool {
-        let range = KeyRange::new(&self.key, &self.range_end);
-        let mut found = false;
-        for (_, history) in range.select(&store.keys) {
-            if let Some(kv) = history.at(revision) {
-                found = true;
-                if !self.holds_for(kv) {
-                    return false;
-                }
+/// Whether `compare` holds in `store` at revision `revision`: every key in its range must
+/// satisfy it; when the range holds no key, a key with every field zero is judged instead,
+/// except that a value comparison then fails.
+pub(crate) fn holds(compare: &Compare, store: &Store, revision: i64) -> bool {
+    let range = KeyRange::new(&compare.key, &compare.range_end);
+    let mut found = false;
+    for (_, history) in range.select(&store.keys) {
+        if let Some(kv) = history.at(revision) {
+            found = true;
+            if !holds_for(compare, kv) {
+                return false;
             }
         }
-        if found {
-            return true;
-        }
-        !matches!(self.target, CompareTarget::Value(_)) && self.holds_for(&KeyValue::default())
     }
+    if found {
+        return true;
+    }
+    compare.target() != CompareTarget::Value && holds_for(compare, &KeyValue::default())
+}
 
-    fn holds_for(&self, kv: &KeyValue) -> bool {
-        let ordering = match &self.target {
-            CompareTarget::Value(value) => kv.value.as_slice().cmp(value.as_slice()),
-            CompareTarget::Version(version) => kv.version.cmp(version),
-            CompareTarget::CreateRevision(revision) => kv.create_revision.cmp(revision),
-            CompareTarget::ModRevision(revision) => kv.mod_revision.cmp(revision),
-            CompareTarget::Lease(lease) => kv.lease.cmp(lease),
-        };
-        match self.result {
-            CompareResult::Equal => ordering == Ordering::Equal,
-            CompareResult::NotEqual => ordering != Ordering::Equal,
-            CompareResult::Greater => ordering == Ordering::Greater,
-            CompareResult::Less => ordering == Ordering::Less,
+/// The target names the field and the operand; an operand of another kind counts as zero,
+/// as Go's getters read it.
+fn holds_for(compare: &Compare, kv: &KeyValue) -> bool {
+    let operand = compare.target_union.as_ref();
+    let number = |pick: fn(&TargetUnion) -> Option<i64>| operand.and_then(pick).unwrap_or(0);
+    let ordering = match compare.target() {
+        CompareTarget::Value => {
+            let value = match operand {
+                Some(TargetUnion::Value(value)) => value.as_slice(),
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(value)
         }
+        CompareTarget::Version => kv.version.cmp(&number(|operand| match operand {
+            TargetUnion::Version(version) => Some(*version),
+            _ => None,
+        })),
+        CompareTarget::Create => kv.create_revision.cmp(&number(|operand| match operand {
+            TargetUnion::CreateRevision(revision) => Some(*revision),
+            _ => None,
+        })),
+        CompareTarget::Mod => kv.mod_revision.cmp(&number(|operand| match operand {
+            TargetUnion::ModRevision(revision) => Some(*revision),
+            _ => None,
+        })),
+        CompareTarget::Lease => kv.lease.cmp(&number(|operand| match operand {
+            TargetUnion::Lease(lease) => Some(*lease),
+            _ => None,
+        })),
+    };
+    match compare.result() {
+        CompareResult::Equal => ordering == Ordering::Equal,
+        CompareResult::NotEqual => ordering != Ordering::Equal,
+        CompareResult::Greater => ordering == Ordering::Greater,
+        CompareResult::Less => ordering == Ordering::Less,
     }
 }

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::v3::kv::{Event, EventKind, KeyValue};
+use sinew_etcd_api::mvccpb::event::EventType;
+use sinew_etcd_api::mvccpb::{Event, KeyValue};
 
 /// One change to a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,21 +110,21 @@ impl History {
             let prev_kv = index
                 .checked_sub(1)
                 .and_then(|before| self.records[before].kv.clone());
-            let event = match &record.kv {
-                Some(kv) => Event {
-                    kind: EventKind::Put,
-                    kv: kv.clone(),
-                    prev_kv,
-                },
-                None => Event {
-                    kind: EventKind::Delete,
-                    kv: KeyValue {
+            let (kind, kv) = match &record.kv {
+                Some(kv) => (EventType::Put, kv.clone()),
+                None => (
+                    EventType::Delete,
+                    KeyValue {
                         key: key.to_vec(),
                         mod_revision: record.main,
                         ..KeyValue::default()
                     },
-                    prev_kv,
-                },
+                ),
+            };
+            let event = Event {
+                r#type: kind.into(),
+                kv: Some(kv),
+                prev_kv,
             };
             ((record.main, record.sub), event)
         })

@@ -1,6 +1,10 @@
 //! etcd's v3 key-value store: an in-memory multi-version store ([`Store`]) replicated with
 //! [`Command`]s, with etcd v3's revisions, ranges, transactions, compaction and leases.
 //!
+//! Requests, answers, key-values and events are etcd's own protobuf messages
+//! (`sinew_etcd_api`, re-exported here): the one model kvd's gRPC services, its JSON gateway,
+//! its client and its Raft log share.
+//!
 //! Raft replicates [`Command`]s; every node applies each committed command, in log order, with
 //! [`Store::apply`]. Application is deterministic: it never reads a clock, a random source or
 //! anything but the store and the command, so every replica reaches the same state and
@@ -20,14 +24,14 @@
 //! Snapshots ([`Store::snapshot`], [`Store::restore`]) hold the whole state, history
 //! included, so Raft can compact its log and install state on a lagging follower.
 //!
-//! Module map: `command` (what Raft replicates and the requests), `compare` (transaction
-//! conditions), `response` (answers), `error` ([`KvError`]), `kv` (keys and events),
-//! `lease`, `key_range` (etcd's `key`/`range_end` convention), `store` (the state and its
+//! Module map: `command` (what Raft replicates and the checks before proposing), `compare`
+//! (judging transaction conditions), `response` (what applying returns), `error`
+//! ([`KvError`]), `lease`, `key_range` (etcd's `key`/`range_end` convention), `store` (the state and its
 //! reads), `writer` (one revision's writes), `txn` (transactions), `history` (one key's
 //! versions), `snapshot`.
 //!
 //! ```
-//! use sinew_kvd::v3::{Command, PutRequest, RangeRequest, Response, Store};
+//! use sinew_kvd::v3::{AtRevision, Command, PutRequest, RangeRequest, Response, Store};
 //!
 //! let mut store = Store::new();
 //! let put = Command::Put(PutRequest {
@@ -39,7 +43,7 @@
 //! let entry = serde_json::to_vec(&put).expect("encode");
 //! let committed: Command = serde_json::from_slice(&entry).expect("decode");
 //! let Ok(Response::Put(response)) = store.apply(&committed) else { panic!("put failed") };
-//! assert_eq!(response.header.revision, 2);
+//! assert_eq!(response.revision(), 2);
 //!
 //! let read = store
 //!     .range(&RangeRequest { key: b"greeting".to_vec(), ..RangeRequest::default() })
@@ -53,7 +57,6 @@ mod compare;
 mod error;
 mod history;
 mod key_range;
-mod kv;
 mod lease;
 mod response;
 mod snapshot;
@@ -61,18 +64,22 @@ mod store;
 mod txn;
 mod writer;
 
-pub use command::{
-    Command, CompactRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, Op,
-    PutRequest, RangeRequest, SortOrder, SortTarget, TxnRequest, MAX_LEASE_TTL, MAX_TXN_OPS,
-};
-pub use compare::{Compare, CompareResult, CompareTarget};
+pub use command::{validate_range, Command, MAX_LEASE_TTL, MAX_TXN_OPS};
 pub use error::KvError;
 pub use key_range::prefix_end;
-pub use kv::{Event, EventKind, KeyValue};
 pub use lease::{Lease, LeaseInfo};
-pub use response::{
-    Applied, CompactResponse, DeleteRangeResponse, KvHash, LeaseGrantResponse, LeaseRevokeResponse,
-    OpResponse, PutResponse, RangeResponse, Response, ResponseHeader, TxnResponse, WatchBatch,
+pub use response::{Applied, KvHash, Response, WatchBatch};
+pub use sinew_etcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+pub use sinew_etcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+pub use sinew_etcd_api::etcdserverpb::{request_op, response_op};
+pub use sinew_etcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
+    TxnResponse,
 };
+pub use sinew_etcd_api::mvccpb::event::EventType;
+pub use sinew_etcd_api::mvccpb::{Event, KeyValue};
+pub use sinew_etcd_api::AtRevision;
 pub use snapshot::SnapshotError;
 pub use store::Store;

@@ -3,19 +3,20 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use crate::v3::command::{
-    Command, CompactRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest,
-    RangeRequest, SortOrder, SortTarget,
+use sinew_etcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use sinew_etcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, RangeRequest, RangeResponse,
+    ResponseHeader,
 };
+use sinew_etcd_api::mvccpb::{Event, KeyValue};
+
+use crate::v3::command::{validate_range, Command};
 use crate::v3::error::KvError;
 use crate::v3::history::History;
 use crate::v3::key_range::KeyRange;
-use crate::v3::kv::{Event, KeyValue};
 use crate::v3::lease::{Lease, LeaseInfo};
-use crate::v3::response::{
-    Applied, CompactResponse, KvHash, LeaseGrantResponse, LeaseRevokeResponse, RangeResponse,
-    Response, ResponseHeader,
-};
+use crate::v3::response::{revision_header, Applied, KvHash, Response};
 use crate::v3::txn;
 use crate::v3::writer::{check_put, count, Writer};
 
@@ -89,30 +90,30 @@ impl Store {
                 let mut writer = Writer::new(self);
                 let mut response = writer.put(put);
                 let (revision, events) = writer.finish();
-                response.header.revision = revision;
+                response.header = revision_header(revision);
                 (Response::Put(response), events)
             }
             Command::DeleteRange(delete) => {
                 let mut writer = Writer::new(self);
                 let mut response = writer.delete_range(delete);
                 let (revision, events) = writer.finish();
-                response.header.revision = revision;
+                response.header = revision_header(revision);
                 (Response::DeleteRange(response), events)
             }
             Command::Txn(request) => {
                 let (response, events) = txn::apply(self, request)?;
                 (Response::Txn(response), events)
             }
-            Command::Compact(compact) => (Response::Compact(self.compact(*compact)?), Vec::new()),
-            Command::LeaseGrant(grant) => (Response::LeaseGrant(self.grant(*grant)?), Vec::new()),
-            Command::LeaseRevoke(revoke) => self.revoke(*revoke)?,
+            Command::Compact(compact) => (Response::Compact(self.compact(compact)?), Vec::new()),
+            Command::LeaseGrant(grant) => (Response::LeaseGrant(self.grant(grant)?), Vec::new()),
+            Command::LeaseRevoke(revoke) => self.revoke(revoke)?,
         };
         Ok(Applied { response, events })
     }
 
     /// Reads keys, now or at an earlier revision still kept.
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, KvError> {
-        request.validate()?;
+        validate_range(request)?;
         let at = self.read_revision(request.revision)?;
         let mut response = self.read_range(request, at);
         response.header = self.header();
@@ -230,7 +231,7 @@ impl Store {
             .filter(|kv| passes_filters(request, kv))
             .cloned()
             .collect();
-        sort(&mut kvs, request.sort_order, request.sort_target);
+        sort(&mut kvs, request.sort_order(), request.sort_target());
         let limit = usize::try_from(request.limit).unwrap_or(0);
         let more = limit > 0 && kvs.len() > limit;
         if more {
@@ -240,17 +241,15 @@ impl Store {
             kvs.iter_mut().for_each(|kv| kv.value.clear());
         }
         RangeResponse {
-            header: ResponseHeader::default(),
+            header: None,
             kvs,
             more,
             count: total,
         }
     }
 
-    fn header(&self) -> ResponseHeader {
-        ResponseHeader {
-            revision: self.revision,
-        }
+    fn header(&self) -> Option<ResponseHeader> {
+        revision_header(self.revision)
     }
 
     fn attached_keys(&self, lease: i64) -> Vec<Vec<u8>> {
@@ -263,7 +262,7 @@ impl Store {
 
     /// etcd's compaction: refuses revisions at or below the last compaction or above the
     /// current revision; keeps what reads at or after `revision` need.
-    fn compact(&mut self, request: CompactRequest) -> Result<CompactResponse, KvError> {
+    fn compact(&mut self, request: &CompactionRequest) -> Result<CompactionResponse, KvError> {
         if request.revision <= self.compacted {
             return Err(KvError::Compacted);
         }
@@ -275,12 +274,12 @@ impl Store {
         }
         self.keys.retain(|_, history| !history.is_empty());
         self.compacted = request.revision;
-        Ok(CompactResponse {
+        Ok(CompactionResponse {
             header: self.header(),
         })
     }
 
-    fn grant(&mut self, request: LeaseGrantRequest) -> Result<LeaseGrantResponse, KvError> {
+    fn grant(&mut self, request: &LeaseGrantRequest) -> Result<LeaseGrantResponse, KvError> {
         let id = if request.id == 0 {
             self.free_lease_id()
         } else {
@@ -300,6 +299,7 @@ impl Store {
             header: self.header(),
             id,
             ttl: request.ttl,
+            error: String::new(),
         })
     }
 
@@ -315,7 +315,7 @@ impl Store {
     }
 
     /// Deletes the lease's keys, in key order, under one revision, then the lease.
-    fn revoke(&mut self, request: LeaseRevokeRequest) -> Result<(Response, Vec<Event>), KvError> {
+    fn revoke(&mut self, request: &LeaseRevokeRequest) -> Result<(Response, Vec<Event>), KvError> {
         if !self.leases.contains_key(&request.id) {
             return Err(KvError::LeaseNotFound);
         }
@@ -330,7 +330,7 @@ impl Store {
         let (revision, events) = writer.finish();
         self.leases.remove(&request.id);
         let response = LeaseRevokeResponse {
-            header: ResponseHeader { revision },
+            header: revision_header(revision),
         };
         Ok((Response::LeaseRevoke(response), events))
     }

@@ -3,12 +3,18 @@
 
 use std::collections::BTreeSet;
 
-use crate::v3::command::{
-    DeleteRangeRequest, Op, PutRequest, RangeRequest, TxnRequest, MAX_TXN_OPS,
+use sinew_etcd_api::etcdserverpb::request_op::Request;
+use sinew_etcd_api::etcdserverpb::response_op::Response;
+use sinew_etcd_api::etcdserverpb::{
+    DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, ResponseOp,
+    TxnRequest, TxnResponse,
 };
+use sinew_etcd_api::mvccpb::Event;
+
+use crate::v3::command::{validate_delete, validate_put, validate_range, MAX_TXN_OPS};
+use crate::v3::compare;
 use crate::v3::error::KvError;
-use crate::v3::kv::Event;
-use crate::v3::response::{OpResponse, ResponseHeader, TxnResponse};
+use crate::v3::response::revision_header;
 use crate::v3::store::Store;
 use crate::v3::writer::{check_put, Writer};
 
@@ -33,7 +39,7 @@ pub(crate) fn apply(
     let mut writer = Writer::new(store);
     let mut response = plan.execute(&mut writer);
     let (revision, events) = writer.finish();
-    response.header = ResponseHeader { revision };
+    response.header = revision_header(revision);
     Ok((response, events))
 }
 
@@ -53,11 +59,13 @@ fn check_shape(txn: &TxnRequest, budget: usize) -> Result<(), KvError> {
         return Err(KvError::EmptyKey);
     }
     for op in txn.success.iter().chain(&txn.failure) {
-        match op {
-            Op::Range(range) => range.validate()?,
-            Op::Put(put) => put.validate()?,
-            Op::DeleteRange(delete) => delete.validate()?,
-            Op::Txn(nested) => check_shape(nested, budget - widest)?,
+        match &op.request {
+            Some(Request::RequestRange(range)) => validate_range(range)?,
+            Some(Request::RequestPut(put)) => validate_put(put)?,
+            Some(Request::RequestDeleteRange(delete)) => validate_delete(delete)?,
+            Some(Request::RequestTxn(nested)) => check_shape(nested, budget - widest)?,
+            // etcd answers an operation that names no request so.
+            None => return Err(KvError::KeyNotFound),
         }
     }
     Ok(())
@@ -88,17 +96,19 @@ impl Writes<'_> {
 /// twice or put and deleted; the two branches of a nested transaction exclude each other.
 /// Deletes of a nested transaction count against the puts of the ones after it and of the
 /// branch's own puts.
-fn check_writes(ops: &[Op]) -> Result<Writes<'_>, KvError> {
+fn check_writes(ops: &[RequestOp]) -> Result<Writes<'_>, KvError> {
     let mut writes = Writes::default();
     for op in ops {
-        if let Op::DeleteRange(delete) = op {
+        if let Some(Request::RequestDeleteRange(delete)) = &op.request {
             writes
                 .deletes
                 .push((delete.key.as_slice(), delete.range_end.as_slice()));
         }
     }
     for op in ops {
-        let Op::Txn(nested) = op else { continue };
+        let Some(Request::RequestTxn(nested)) = &op.request else {
+            continue;
+        };
         let then = check_writes(&nested.success)?;
         let otherwise = check_writes(&nested.failure)?;
         for &key in &then.puts {
@@ -118,7 +128,9 @@ fn check_writes(ops: &[Op]) -> Result<Writes<'_>, KvError> {
         writes.deletes.extend(otherwise.deletes);
     }
     for op in ops {
-        let Op::Put(put) = op else { continue };
+        let Some(Request::RequestPut(put)) = &op.request else {
+            continue;
+        };
         let key = put.key.as_slice();
         if writes.puts.contains(key) || writes.deletes_cover(key) {
             return Err(KvError::DuplicateKey);
@@ -150,19 +162,21 @@ impl<'a> Plan<'a> {
         let succeeded = txn
             .compare
             .iter()
-            .all(|compare| compare.holds(store, store.revision));
+            .all(|condition| compare::holds(condition, store, store.revision));
         let branch = if succeeded {
             &txn.success
         } else {
             &txn.failure
         };
+        // Validation refused operations without a request before.
         let steps = branch
             .iter()
-            .map(|op| match op {
-                Op::Range(range) => Step::Range(range),
-                Op::Put(put) => Step::Put(put),
-                Op::DeleteRange(delete) => Step::DeleteRange(delete),
-                Op::Txn(nested) => Step::Txn(Self::choose(store, nested)),
+            .filter_map(|op| op.request.as_ref())
+            .map(|request| match request {
+                Request::RequestRange(range) => Step::Range(range),
+                Request::RequestPut(put) => Step::Put(put),
+                Request::RequestDeleteRange(delete) => Step::DeleteRange(delete),
+                Request::RequestTxn(nested) => Step::Txn(Self::choose(store, nested)),
             })
             .collect();
         Self { succeeded, steps }
@@ -184,21 +198,31 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
+    /// Runs the operations. Each read's and write's answer carries the revision it saw;
+    /// a nested transaction's header is empty, as etcd's applier leaves it.
     fn execute(&self, writer: &mut Writer<'_>) -> TxnResponse {
         let responses = self
             .steps
             .iter()
-            .map(|step| match step {
-                Step::Range(range) => OpResponse::Range(writer.range(range)),
-                Step::Put(put) => OpResponse::Put(writer.put(put)),
-                Step::DeleteRange(delete) => OpResponse::DeleteRange(writer.delete_range(delete)),
-                Step::Txn(nested) => OpResponse::Txn(nested.execute(writer)),
+            .map(|step| {
+                let response = match step {
+                    Step::Range(range) => Response::ResponseRange(writer.range(range)),
+                    Step::Put(put) => Response::ResponsePut(writer.put(put)),
+                    Step::DeleteRange(delete) => {
+                        Response::ResponseDeleteRange(writer.delete_range(delete))
+                    }
+                    Step::Txn(nested) => Response::ResponseTxn(TxnResponse {
+                        header: Some(ResponseHeader::default()),
+                        ..nested.execute(writer)
+                    }),
+                };
+                ResponseOp {
+                    response: Some(response),
+                }
             })
             .collect();
         TxnResponse {
-            header: ResponseHeader {
-                revision: writer.revision(),
-            },
+            header: revision_header(writer.revision()),
             succeeded: self.succeeded,
             responses,
         }

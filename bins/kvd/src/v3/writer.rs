@@ -1,11 +1,16 @@
 //! One write transaction: the changes of one command, all under the next main revision.
 
-use crate::v3::command::{DeleteRangeRequest, PutRequest, RangeRequest};
+use sinew_etcd_api::etcdserverpb::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader,
+};
+use sinew_etcd_api::mvccpb::event::EventType;
+use sinew_etcd_api::mvccpb::{Event, KeyValue};
+
 use crate::v3::error::KvError;
 use crate::v3::history::Record;
 use crate::v3::key_range::KeyRange;
-use crate::v3::kv::{Event, EventKind, KeyValue};
-use crate::v3::response::{DeleteRangeResponse, PutResponse, RangeResponse, ResponseHeader};
+use crate::v3::response::revision_header;
 use crate::v3::store::Store;
 
 /// Applies changes to a store under revision `store.revision + 1`; reads through it see
@@ -82,7 +87,7 @@ impl<'a> Writer<'a> {
             lease,
         };
         let prev_kv = prev.clone().filter(|_| request.prev_kv);
-        self.record(EventKind::Put, kv, prev);
+        self.record(EventType::Put, kv, prev);
         PutResponse {
             header: self.header(),
             prev_kv,
@@ -101,7 +106,7 @@ impl<'a> Writer<'a> {
                 mod_revision: self.main,
                 ..KeyValue::default()
             };
-            self.record(EventKind::Delete, tombstone, Some(kv.clone()));
+            self.record(EventType::Delete, tombstone, Some(kv.clone()));
         }
         DeleteRangeResponse {
             header: self.header(),
@@ -118,18 +123,16 @@ impl<'a> Writer<'a> {
         (self.store.revision, self.events)
     }
 
-    fn header(&self) -> ResponseHeader {
-        ResponseHeader {
-            revision: self.revision(),
-        }
+    fn header(&self) -> Option<ResponseHeader> {
+        revision_header(self.revision())
     }
 
     /// Adds a change to the key's history (a deletion as a tombstone) and to the events.
-    fn record(&mut self, kind: EventKind, kv: KeyValue, prev_kv: Option<KeyValue>) {
+    fn record(&mut self, kind: EventType, kv: KeyValue, prev_kv: Option<KeyValue>) {
         let record = Record {
             main: self.main,
             sub: self.changes,
-            kv: (kind == EventKind::Put).then(|| kv.clone()),
+            kv: (kind == EventType::Put).then(|| kv.clone()),
         };
         self.changes += 1;
         self.store.size += record.size(&kv.key);
@@ -138,7 +141,11 @@ impl<'a> Writer<'a> {
             .entry(kv.key.clone())
             .or_default()
             .push(record);
-        self.events.push(Event { kind, kv, prev_kv });
+        self.events.push(Event {
+            r#type: kind.into(),
+            kv: Some(kv),
+            prev_kv,
+        });
     }
 }
 

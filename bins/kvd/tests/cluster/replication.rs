@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use sinew_kvd::node::NodeError;
-use sinew_kvd::v3::{Command, EventKind, KvError, PutRequest, Response, Store};
+use sinew_kvd::v3::{AtRevision as _, Command, EventType, KvError, PutRequest, Response, Store};
 
 use crate::harness::{get, put, Cluster};
 
@@ -121,8 +121,13 @@ async fn a_watcher_on_a_follower_sees_every_change_in_order_across_a_leader_chan
             .expect("a batch within 5 s")
             .unwrap();
         for event in &batch.events {
-            assert_eq!(event.kind, EventKind::Put);
-            seen.push(String::from_utf8(event.kv.value.clone()).unwrap());
+            assert_eq!(event.r#type(), EventType::Put);
+            let value = event
+                .kv
+                .as_ref()
+                .map(|kv| kv.value.clone())
+                .unwrap_or_default();
+            seen.push(String::from_utf8(value).unwrap());
         }
     }
     let expected: Vec<String> = (0..10).map(|index| index.to_string()).collect();
@@ -163,7 +168,7 @@ async fn concurrent_writes_share_log_entries_and_each_gets_its_own_answer() {
                 let Response::Put(put) = applied.response else {
                     panic!("write {index} was answered with {:?}", applied.response);
                 };
-                revisions.push(put.header.revision);
+                revisions.push(put.revision());
             }
             Err(error) => {
                 assert_eq!(index % 8, 7, "write {index} failed: {error}");

@@ -1,9 +1,10 @@
 //! Small builders shared by the tests.
 
+use sinew_etcd_api::txn as ops;
 use sinew_kvd::v3::{
-    Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue,
-    LeaseGrantRequest, Op, PutRequest, RangeRequest, RangeResponse, Response, Store, TxnRequest,
-    TxnResponse,
+    AtRevision as _, Command, Compare, CompareResult, DeleteRangeRequest, KeyValue,
+    LeaseGrantRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, Response, Store,
+    TargetUnion, TxnRequest, TxnResponse,
 };
 
 pub fn put_request(key: &str, value: &str) -> PutRequest {
@@ -21,7 +22,7 @@ pub fn put(store: &mut Store, key: &str, value: &str) -> i64 {
 
 pub fn apply_put(store: &mut Store, request: PutRequest) -> i64 {
     match store.apply(&Command::Put(request)).expect("put") {
-        Response::Put(response) => response.header.revision,
+        Response::Put(response) => response.revision(),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -40,7 +41,7 @@ pub fn delete(store: &mut Store, key: &str, range_end: &str) -> (i64, i64) {
         .apply(&Command::DeleteRange(delete_request(key, range_end)))
         .expect("delete")
     {
-        Response::DeleteRange(response) => (response.deleted, response.header.revision),
+        Response::DeleteRange(response) => (response.deleted, response.revision()),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -77,20 +78,15 @@ pub fn keys(response: &RangeResponse) -> Vec<String> {
         .collect()
 }
 
-pub fn compare(key: &str, target: CompareTarget, result: CompareResult) -> Compare {
-    Compare {
-        key: key.into(),
-        range_end: Vec::new(),
-        target,
-        result,
-    }
+pub fn compare(key: &str, operand: TargetUnion, result: CompareResult) -> Compare {
+    ops::compare(key, result, operand)
 }
 
 pub fn txn(
     store: &mut Store,
     compare: Vec<Compare>,
-    success: Vec<Op>,
-    failure: Vec<Op>,
+    success: Vec<RequestOp>,
+    failure: Vec<RequestOp>,
 ) -> TxnResponse {
     match store
         .apply(&Command::Txn(TxnRequest {

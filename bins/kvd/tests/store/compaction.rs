@@ -1,12 +1,17 @@
 //! Compaction: what stays readable and which revisions are refused.
 
-use sinew_kvd::v3::{Command, CompactRequest, KvError, RangeRequest, Response, Store};
+use sinew_kvd::v3::{
+    AtRevision as _, Command, CompactionRequest, KvError, RangeRequest, Response, Store,
+};
 
 use crate::common::*;
 
 fn compact(store: &mut Store, revision: i64) -> Result<i64, KvError> {
-    match store.apply(&Command::Compact(CompactRequest { revision }))? {
-        Response::Compact(response) => Ok(response.header.revision),
+    match store.apply(&Command::Compact(CompactionRequest {
+        revision,
+        ..CompactionRequest::default()
+    }))? {
+        Response::Compact(response) => Ok(response.revision()),
         other => panic!("unexpected {other:?}"),
     }
 }

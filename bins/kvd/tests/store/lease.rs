@@ -1,8 +1,8 @@
 //! Leases: grant, attach, revoke, listing.
 
 use sinew_kvd::v3::{
-    Command, KvError, Lease, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, Response, Store,
-    MAX_LEASE_TTL,
+    AtRevision as _, Command, KvError, Lease, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
+    Response, Store, MAX_LEASE_TTL,
 };
 
 use crate::common::*;
@@ -19,7 +19,7 @@ fn put_with_lease(store: &mut Store, key: &str, lease: i64) -> i64 {
 
 fn revoke(store: &mut Store, id: i64) -> Result<i64, KvError> {
     match store.apply(&Command::LeaseRevoke(LeaseRevokeRequest { id }))? {
-        Response::LeaseRevoke(response) => Ok(response.header.revision),
+        Response::LeaseRevoke(response) => Ok(response.revision()),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -105,7 +105,9 @@ fn revoke_deletes_every_attached_key_in_one_revision() {
     assert_eq!(keys(&range(&store, &range_request("\0", "\0"))), ["z"]);
     let deletes = store.events_since(6, b"\0", b"\0").expect("events");
     assert_eq!(deletes.len(), 3);
-    assert!(deletes.iter().all(|event| event.kv.mod_revision == 6));
+    assert!(deletes
+        .iter()
+        .all(|event| event.kv.as_ref().is_some_and(|kv| kv.mod_revision == 6)));
     assert!(store.leases().is_empty());
 }
 

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use sinew_etcd_api::txn as ops;
 use sinew_kvd::v3::{
-    Command, CompactRequest, CompareResult, CompareTarget, DeleteRangeRequest, EventKind, KeyValue,
-    KvError, Op, PutRequest, RangeRequest, Store, TxnRequest,
+    Command, CompactionRequest, CompareResult, DeleteRangeRequest, EventType, KeyValue, KvError,
+    PutRequest, RangeRequest, Store, TargetUnion, TxnRequest,
 };
 
 use crate::common::{compare, put_request};
@@ -152,13 +153,13 @@ fn random_command(rng: &mut Rng, model: &Model, store: &Store) -> Step {
                 actual + 1
             };
             let (first, second) = (rng.key(), rng.key());
-            let mut success = vec![Op::Put(put_request(&first, &value))];
+            let mut success = vec![ops::put(put_request(&first, &value))];
             let mut changes = vec![Change::Put(first.clone().into(), value.clone().into())];
             if second != first {
-                success.push(Op::Put(put_request(&second, "t")));
+                success.push(ops::put(put_request(&second, "t")));
                 changes.push(Change::Put(second.into(), b"t".to_vec()));
             }
-            success.push(Op::Range(RangeRequest {
+            success.push(ops::range(RangeRequest {
                 key: b"a".to_vec(),
                 range_end: b"\0".to_vec(),
                 ..RangeRequest::default()
@@ -166,11 +167,11 @@ fn random_command(rng: &mut Rng, model: &Model, store: &Store) -> Step {
             let command = Command::Txn(TxnRequest {
                 compare: vec![compare(
                     &probe,
-                    CompareTarget::Version(guess),
+                    TargetUnion::Version(guess),
                     CompareResult::Equal,
                 )],
                 success,
-                failure: vec![Op::DeleteRange(DeleteRangeRequest {
+                failure: vec![ops::delete(DeleteRangeRequest {
                     key: probe.clone().into(),
                     ..DeleteRangeRequest::default()
                 })],
@@ -193,7 +194,10 @@ fn random_command(rng: &mut Rng, model: &Model, store: &Store) -> Step {
                 KvError::Compacted
             };
             (
-                Command::Compact(CompactRequest { revision }),
+                Command::Compact(CompactionRequest {
+                    revision,
+                    ..CompactionRequest::default()
+                }),
                 Vec::new(),
                 Some(error),
             )
@@ -202,7 +206,10 @@ fn random_command(rng: &mut Rng, model: &Model, store: &Store) -> Step {
             let low = store.compacted_revision() + 1;
             let revision = rng.revision_in(low, store.revision());
             (
-                Command::Compact(CompactRequest { revision }),
+                Command::Compact(CompactionRequest {
+                    revision,
+                    ..CompactionRequest::default()
+                }),
                 Vec::new(),
                 None,
             )
@@ -227,17 +234,19 @@ fn space_at(store: &Store, revision: i64) -> Space {
 
 fn replay(mut space: Space, store: &Store, start: i64, model: &Model) -> Space {
     for event in store.events_since(start, b"\0", b"\0").expect("events") {
-        let revision = event.kv.mod_revision;
+        let kind = event.r#type();
+        let kv = event.kv.expect("an event's key-value");
+        let revision = kv.mod_revision;
         if let Some(prev) = &event.prev_kv {
-            assert_eq!(model.at(revision - 1).get(&event.kv.key), Some(prev));
+            assert_eq!(model.at(revision - 1).get(&kv.key), Some(prev));
         }
-        match event.kind {
-            EventKind::Put => {
-                assert_eq!(model.at(revision).get(&event.kv.key), Some(&event.kv));
-                space.insert(event.kv.key.clone(), event.kv);
+        match kind {
+            EventType::Put => {
+                assert_eq!(model.at(revision).get(&kv.key), Some(&kv));
+                space.insert(kv.key.clone(), kv);
             }
-            EventKind::Delete => {
-                space.remove(&event.kv.key);
+            EventType::Delete => {
+                space.remove(&kv.key);
             }
         }
     }
@@ -292,14 +301,14 @@ fn walk(seed: u64, steps: usize) {
         "seed {seed} replay"
     );
     let kept = store.events_since(start, b"\0", b"\0").expect("events");
-    emitted.retain(|event| event.kv.mod_revision >= start);
+    emitted.retain(|event| event.kv.as_ref().is_some_and(|kv| kv.mod_revision >= start));
     if compacted == 0 {
         assert_eq!(emitted, kept, "seed {seed} emitted events");
     }
-    let changes = |events: &[sinew_kvd::v3::Event]| -> Vec<(EventKind, KeyValue)> {
+    let changes = |events: &[sinew_kvd::v3::Event]| -> Vec<(EventType, Option<KeyValue>)> {
         events
             .iter()
-            .map(|event| (event.kind, event.kv.clone()))
+            .map(|event| (event.r#type(), event.kv.clone()))
             .collect()
     };
     assert_eq!(

@@ -1,6 +1,8 @@
 //! Range: key-range conventions, historical reads, limit, count, sort and filters.
 
-use sinew_kvd::v3::{prefix_end, KvError, RangeRequest, SortOrder, SortTarget, Store};
+use sinew_kvd::v3::{
+    prefix_end, AtRevision as _, KvError, RangeRequest, SortOrder, SortTarget, Store,
+};
 
 use crate::common::*;
 
@@ -72,7 +74,8 @@ fn historical_range_sees_the_store_as_it_was() {
     let response = range(&store, &at_three);
     assert_eq!(keys(&response), ["a", "b"]);
     assert_eq!(
-        response.header.revision, 7,
+        response.revision(),
+        7,
         "header carries the current revision"
     );
 }
@@ -152,8 +155,8 @@ fn keys_only_drops_values_but_keeps_metadata() {
 
 fn sorted(store: &Store, order: SortOrder, target: SortTarget) -> Vec<String> {
     let request = RangeRequest {
-        sort_order: order,
-        sort_target: target,
+        sort_order: order.into(),
+        sort_target: target.into(),
         ..range_request("\0", "\0")
     };
     keys(&range(store, &request))
@@ -226,8 +229,8 @@ fn sort_order_none_on_a_target_other_than_key_sorts_ascending() {
 fn sort_applies_before_limit() {
     let store = sample();
     let request = RangeRequest {
-        sort_order: SortOrder::Descend,
-        sort_target: SortTarget::Key,
+        sort_order: SortOrder::Descend.into(),
+        sort_target: SortTarget::Key.into(),
         limit: 1,
         ..range_request("\0", "\0")
     };

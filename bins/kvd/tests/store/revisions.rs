@@ -1,6 +1,6 @@
 //! Revisions, versions and put/delete rules.
 
-use sinew_kvd::v3::{Command, KvError, PutRequest, Response, Store};
+use sinew_kvd::v3::{AtRevision as _, Command, KvError, PutRequest, Response, Store};
 
 use crate::common::*;
 
@@ -8,7 +8,7 @@ use crate::common::*;
 fn new_store_is_at_revision_1() {
     let store = Store::new();
     assert_eq!(store.revision(), 1);
-    assert_eq!(range(&store, &range_request("a", "")).header.revision, 1);
+    assert_eq!(range(&store, &range_request("a", "")).revision(), 1);
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn delete_range_deletes_every_key_in_one_revision_and_returns_prev_kvs() {
         panic!("delete failed");
     };
     assert_eq!(response.deleted, 2);
-    assert_eq!(response.header.revision, 6);
+    assert_eq!(response.revision(), 6);
     let prev: Vec<_> = response.prev_kvs.iter().map(|kv| kv.key.clone()).collect();
     assert_eq!(prev, vec![b"b".to_vec(), b"c".to_vec()]);
     assert_eq!(keys(&range(&store, &range_request("a", "\0"))), ["a", "d"]);

@@ -1,8 +1,9 @@
 //! Snapshots and the JSON form of commands, as Raft will carry them.
 
+use sinew_etcd_api::txn as ops;
 use sinew_kvd::v3::{
-    Command, CompactRequest, Compare, CompareResult, CompareTarget, Op, PutRequest, Response,
-    SnapshotError, Store, TxnRequest,
+    Command, CompactionRequest, CompareResult, PutRequest, Response, SnapshotError, Store,
+    TargetUnion, TxnRequest,
 };
 
 use crate::common::*;
@@ -23,7 +24,10 @@ fn busy_store() -> Store {
     put(&mut store, "a", "2");
     delete(&mut store, "b\u{ff}", "");
     store
-        .apply(&Command::Compact(CompactRequest { revision: 3 }))
+        .apply(&Command::Compact(CompactionRequest {
+            revision: 3,
+            ..CompactionRequest::default()
+        }))
         .expect("compact");
     put(&mut store, "a", "3");
     store
@@ -84,14 +88,13 @@ fn restore_refuses_bytes_that_are_not_a_snapshot() {
 #[test]
 fn commands_travel_as_json_with_base64_bytes() {
     let command = Command::Txn(TxnRequest {
-        compare: vec![Compare {
-            key: b"a".to_vec(),
-            range_end: Vec::new(),
-            target: CompareTarget::Value(b"\x00\xff".to_vec()),
-            result: CompareResult::NotEqual,
-        }],
-        success: vec![Op::Put(put_request("a", "b"))],
-        failure: vec![Op::Range(range_request("a", "\0"))],
+        compare: vec![ops::compare(
+            "a",
+            CompareResult::NotEqual,
+            TargetUnion::Value(b"\x00\xff".to_vec()),
+        )],
+        success: vec![ops::put(put_request("a", "b"))],
+        failure: vec![ops::range(range_request("a", "\0"))],
     });
     let json = serde_json::to_string(&command).expect("encode");
     assert!(json.contains(r#""key":"YQ==""#), "{json}");

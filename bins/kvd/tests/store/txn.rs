@@ -1,15 +1,17 @@
 //! Transactions: one revision, comparisons, branches, nested transactions, checks.
 
+use sinew_etcd_api::txn as ops;
+use sinew_kvd::v3::response_op::Response as OpResponse;
 use sinew_kvd::v3::CompareResult::{Equal, Greater, Less, NotEqual};
 use sinew_kvd::v3::{
-    Command, Compare, CompareResult, CompareTarget, KvError, Op, OpResponse, PutRequest,
-    RangeRequest, Store, TxnRequest, MAX_TXN_OPS,
+    AtRevision as _, Command, Compare, CompareResult, KvError, PutRequest, RangeRequest, RequestOp,
+    Store, TargetUnion, TxnRequest, MAX_TXN_OPS,
 };
 
 use crate::common::*;
 
-fn put_op(key: &str, value: &str) -> Op {
-    Op::Put(put_request(key, value))
+fn put_op(key: &str, value: &str) -> RequestOp {
+    ops::put(put_request(key, value))
 }
 
 #[test]
@@ -22,12 +24,12 @@ fn txn_with_several_writes_is_one_revision() {
         vec![
             put_op("a", "1"),
             put_op("b", "2"),
-            Op::DeleteRange(delete_request("c", "")),
+            ops::delete(delete_request("c", "")),
         ],
         vec![],
     );
     assert!(response.succeeded);
-    assert_eq!(response.header.revision, 3);
+    assert_eq!(response.revision(), 3);
     assert_eq!(store.revision(), 3);
     for key in ["a", "b"] {
         let kv = get(&store, key).expect("key");
@@ -44,12 +46,12 @@ fn read_only_txn_does_not_bump_the_revision() {
         &mut store,
         vec![],
         vec![
-            Op::Range(range_request("a", "")),
-            Op::DeleteRange(delete_request("zz", "")),
+            ops::range(range_request("a", "")),
+            ops::delete(delete_request("zz", "")),
         ],
         vec![],
     );
-    assert_eq!(response.header.revision, 2);
+    assert_eq!(response.revision(), 2);
     assert_eq!(store.revision(), 2);
 }
 
@@ -60,14 +62,14 @@ fn ops_in_a_txn_see_earlier_writes_of_the_same_txn() {
     let response = txn(
         &mut store,
         vec![],
-        vec![put_op("a", "2"), Op::Range(range_request("a", ""))],
+        vec![put_op("a", "2"), ops::range(range_request("a", ""))],
         vec![],
     );
-    let OpResponse::Range(read) = &response.responses[1] else {
+    let Some(OpResponse::ResponseRange(read)) = &response.responses[1].response else {
         panic!("expected a range response");
     };
     assert_eq!(read.kvs[0].value, b"2");
-    assert_eq!(read.header.revision, 3);
+    assert_eq!(read.revision(), 3);
 }
 
 fn outcome(store: &Store, compare: Compare) -> bool {
@@ -95,33 +97,33 @@ fn compare_every_target_with_every_result() {
     let store = compare_sample();
     let targets = [
         (
-            CompareTarget::Value(b"m".to_vec()),
-            CompareTarget::Value(b"a".to_vec()),
-            CompareTarget::Value(b"z".to_vec()),
+            TargetUnion::Value(b"m".to_vec()),
+            TargetUnion::Value(b"a".to_vec()),
+            TargetUnion::Value(b"z".to_vec()),
         ),
         (
-            CompareTarget::Version(2),
-            CompareTarget::Version(1),
-            CompareTarget::Version(3),
+            TargetUnion::Version(2),
+            TargetUnion::Version(1),
+            TargetUnion::Version(3),
         ),
         (
-            CompareTarget::CreateRevision(2),
-            CompareTarget::CreateRevision(1),
-            CompareTarget::CreateRevision(3),
+            TargetUnion::CreateRevision(2),
+            TargetUnion::CreateRevision(1),
+            TargetUnion::CreateRevision(3),
         ),
         (
-            CompareTarget::ModRevision(3),
-            CompareTarget::ModRevision(2),
-            CompareTarget::ModRevision(4),
+            TargetUnion::ModRevision(3),
+            TargetUnion::ModRevision(2),
+            TargetUnion::ModRevision(4),
         ),
         (
-            CompareTarget::Lease(7),
-            CompareTarget::Lease(6),
-            CompareTarget::Lease(8),
+            TargetUnion::Lease(7),
+            TargetUnion::Lease(6),
+            TargetUnion::Lease(8),
         ),
     ];
     for (equal, lower, higher) in targets {
-        let check = |target: &CompareTarget, result: CompareResult| {
+        let check = |target: &TargetUnion, result: CompareResult| {
             outcome(&store, compare("x", target.clone(), result))
         };
         assert!(check(&equal, Equal), "{equal:?} EQUAL");
@@ -140,27 +142,27 @@ fn compare_on_a_missing_key_sees_zero_fields_but_value_compares_always_fail() {
     let store = Store::new();
     assert!(outcome(
         &store,
-        compare("nope", CompareTarget::Version(0), Equal)
+        compare("nope", TargetUnion::Version(0), Equal)
     ));
     assert!(outcome(
         &store,
-        compare("nope", CompareTarget::CreateRevision(0), Equal)
+        compare("nope", TargetUnion::CreateRevision(0), Equal)
     ));
     assert!(outcome(
         &store,
-        compare("nope", CompareTarget::ModRevision(1), Less)
+        compare("nope", TargetUnion::ModRevision(1), Less)
     ));
     assert!(outcome(
         &store,
-        compare("nope", CompareTarget::Lease(0), Equal)
+        compare("nope", TargetUnion::Lease(0), Equal)
     ));
     assert!(!outcome(
         &store,
-        compare("nope", CompareTarget::Value(Vec::new()), Equal)
+        compare("nope", TargetUnion::Value(Vec::new()), Equal)
     ));
     assert!(!outcome(
         &store,
-        compare("nope", CompareTarget::Value(b"x".to_vec()), NotEqual)
+        compare("nope", TargetUnion::Value(b"x".to_vec()), NotEqual)
     ));
 }
 
@@ -172,14 +174,14 @@ fn compare_over_a_range_requires_every_key_to_hold() {
     put(&mut store, "k2", "b");
     let ranged = |result: CompareResult, version: i64| Compare {
         range_end: b"k3".to_vec(),
-        ..compare("k1", CompareTarget::Version(version), result)
+        ..compare("k1", TargetUnion::Version(version), result)
     };
     assert!(outcome(&store, ranged(Greater, 0)));
     assert!(!outcome(&store, ranged(Equal, 1)));
     assert!(outcome(&store, ranged(Less, 3)));
     let empty_range = Compare {
         range_end: b"b".to_vec(),
-        ..compare("a", CompareTarget::Version(0), Equal)
+        ..compare("a", TargetUnion::Version(0), Equal)
     };
     assert!(outcome(&store, empty_range));
 }
@@ -188,8 +190,8 @@ fn compare_over_a_range_requires_every_key_to_hold() {
 fn txn_runs_success_when_all_compares_hold_else_failure() {
     let mut store = Store::new();
     put(&mut store, "x", "1");
-    let holds = compare("x", CompareTarget::Value(b"1".to_vec()), Equal);
-    let fails = compare("x", CompareTarget::Version(9), Equal);
+    let holds = compare("x", TargetUnion::Value(b"1".to_vec()), Equal);
+    let fails = compare("x", TargetUnion::Version(9), Equal);
     let response = txn(
         &mut store,
         vec![holds.clone(), fails],
@@ -199,7 +201,7 @@ fn txn_runs_success_when_all_compares_hold_else_failure() {
     assert!(!response.succeeded);
     assert!(matches!(
         response.responses.as_slice(),
-        [OpResponse::Put(_)]
+        [op] if matches!(op.response, Some(OpResponse::ResponsePut(_)))
     ));
     assert_eq!((get(&store, "s"), get(&store, "f").is_some()), (None, true));
     let response = txn(
@@ -223,19 +225,19 @@ fn empty_compare_list_takes_the_success_branch() {
 fn nested_txn_compares_see_the_store_before_the_outer_writes() {
     let mut store = Store::new();
     let nested = TxnRequest {
-        compare: vec![compare("a", CompareTarget::Version(0), Equal)],
+        compare: vec![compare("a", TargetUnion::Version(0), Equal)],
         success: vec![put_op("inner", "saw-missing-a")],
         failure: vec![put_op("inner", "saw-a")],
     };
     let response = txn(
         &mut store,
         vec![],
-        vec![put_op("a", "1"), Op::Txn(nested)],
+        vec![put_op("a", "1"), ops::nested(nested)],
         vec![],
     );
     assert_eq!(get(&store, "inner").expect("inner").value, b"saw-missing-a");
     assert_eq!(store.revision(), 2);
-    let OpResponse::Txn(inner) = &response.responses[1] else {
+    let Some(OpResponse::ResponseTxn(inner)) = &response.responses[1].response else {
         panic!("expected a nested txn response");
     };
     assert!(inner.succeeded);
@@ -254,7 +256,7 @@ fn txn_putting_a_key_twice_or_inside_a_deleted_range_is_a_duplicate_key() {
         "etcdserver: duplicate key given in txn request"
     );
     let deleted = TxnRequest {
-        failure: vec![Op::DeleteRange(delete_request("a", "c")), put_op("b", "2")],
+        failure: vec![ops::delete(delete_request("a", "c")), put_op("b", "2")],
         ..TxnRequest::default()
     };
     assert_eq!(
@@ -264,7 +266,7 @@ fn txn_putting_a_key_twice_or_inside_a_deleted_range_is_a_duplicate_key() {
     let nested = TxnRequest {
         success: vec![
             put_op("a", "1"),
-            Op::Txn(TxnRequest {
+            ops::nested(TxnRequest {
                 success: vec![put_op("a", "2")],
                 ..TxnRequest::default()
             }),
@@ -288,7 +290,7 @@ fn txn_may_put_one_key_in_both_branches_of_a_nested_txn() {
     };
     let outer = TxnRequest {
         success: vec![put_op("a", "outer")],
-        failure: vec![Op::Txn(nested)],
+        failure: vec![ops::nested(nested)],
         ..TxnRequest::default()
     };
     assert!(store.apply(&Command::Txn(outer)).is_ok());
@@ -317,7 +319,7 @@ fn txn_put_with_unknown_lease_on_the_chosen_branch_fails_whole_txn() {
         ..put_request("b", "1")
     };
     let request = TxnRequest {
-        success: vec![put_op("a", "1"), Op::Put(bad.clone())],
+        success: vec![put_op("a", "1"), ops::put(bad.clone())],
         ..TxnRequest::default()
     };
     assert_eq!(
@@ -327,7 +329,7 @@ fn txn_put_with_unknown_lease_on_the_chosen_branch_fails_whole_txn() {
     assert_eq!((store.revision(), get(&store, "a")), (1, None));
     let unchosen = TxnRequest {
         success: vec![put_op("a", "1")],
-        failure: vec![Op::Put(bad)],
+        failure: vec![ops::put(bad)],
         ..TxnRequest::default()
     };
     assert!(store.apply(&Command::Txn(unchosen)).is_ok());
@@ -341,8 +343,8 @@ fn nested_txn_put_ignore_value_on_a_missing_key_is_key_not_found() {
         ..put_request("a", "")
     };
     let request = TxnRequest {
-        success: vec![Op::Txn(TxnRequest {
-            success: vec![Op::Put(ignore)],
+        success: vec![ops::nested(TxnRequest {
+            success: vec![ops::put(ignore)],
             ..TxnRequest::default()
         })],
         ..TxnRequest::default()
@@ -361,7 +363,7 @@ fn txn_range_at_a_future_revision_fails_the_txn() {
         ..range_request("a", "")
     };
     let request = TxnRequest {
-        success: vec![put_op("a", "1"), Op::Range(read)],
+        success: vec![put_op("a", "1"), ops::range(read)],
         ..TxnRequest::default()
     };
     assert_eq!(
@@ -375,7 +377,7 @@ fn txn_range_at_a_future_revision_fails_the_txn() {
 fn txn_put_covered_by_an_earlier_nested_txn_delete_is_a_duplicate_key() {
     let mut store = Store::new();
     let deleting = TxnRequest {
-        failure: vec![Op::DeleteRange(delete_request("a", "z"))],
+        failure: vec![ops::delete(delete_request("a", "z"))],
         ..TxnRequest::default()
     };
     let putting = TxnRequest {
@@ -383,7 +385,7 @@ fn txn_put_covered_by_an_earlier_nested_txn_delete_is_a_duplicate_key() {
         ..TxnRequest::default()
     };
     let request = TxnRequest {
-        success: vec![Op::Txn(deleting), Op::Txn(putting)],
+        success: vec![ops::nested(deleting), ops::nested(putting)],
         ..TxnRequest::default()
     };
     assert_eq!(
@@ -396,7 +398,7 @@ fn txn_put_covered_by_an_earlier_nested_txn_delete_is_a_duplicate_key() {
 fn txn_compare_without_a_key_is_refused() {
     let mut store = Store::new();
     let request = TxnRequest {
-        compare: vec![compare("", CompareTarget::Version(0), Equal)],
+        compare: vec![compare("", TargetUnion::Version(0), Equal)],
         ..TxnRequest::default()
     };
     assert_eq!(store.apply(&Command::Txn(request)), Err(KvError::EmptyKey));

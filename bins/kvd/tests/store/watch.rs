@@ -1,17 +1,23 @@
 //! events_since: what a watcher resuming from a revision receives.
 
-use sinew_kvd::v3::{Event, EventKind, KvError, Op, Store};
+use sinew_etcd_api::txn as ops;
+use sinew_kvd::v3::{CompactionRequest, Event, EventType, KeyValue, KvError, Store};
 
 use crate::common::*;
 
-fn summary(events: &[Event]) -> Vec<(EventKind, String, i64)> {
+fn kv(event: &Event) -> &KeyValue {
+    event.kv.as_ref().expect("an event's key-value")
+}
+
+fn summary(events: &[Event]) -> Vec<(EventType, String, i64)> {
     events
         .iter()
         .map(|event| {
+            let kv = kv(event);
             (
-                event.kind,
-                String::from_utf8_lossy(&event.kv.key).into_owned(),
-                event.kv.mod_revision,
+                event.r#type(),
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                kv.mod_revision,
             )
         })
         .collect()
@@ -25,9 +31,9 @@ fn sample() -> Store {
         &mut store,
         vec![],
         vec![
-            Op::Put(put_request("c", "1")),
-            Op::Put(put_request("a", "2")),
-            Op::DeleteRange(delete_request("b", "")),
+            ops::put(put_request("c", "1")),
+            ops::put(put_request("a", "2")),
+            ops::delete(delete_request("b", "")),
         ],
         vec![],
     ); // 4
@@ -37,7 +43,7 @@ fn sample() -> Store {
 
 #[test]
 fn events_come_in_revision_then_operation_order() {
-    use EventKind::{Delete, Put};
+    use EventType::{Delete, Put};
     let store = sample();
     let events = store.events_since(1, b"\0", b"\0").expect("events");
     assert_eq!(
@@ -69,12 +75,12 @@ fn events_carry_prev_kv_and_delete_events_carry_only_key_and_revision() {
     let store = sample();
     let events = store.events_since(4, b"a", b"").expect("events");
     let update = &events[0];
-    assert_eq!(update.kv.version, 2);
+    assert_eq!(kv(update).version, 2);
     assert_eq!(update.prev_kv.as_ref().expect("prev").value, b"1");
     let deletion = &events[1];
-    assert_eq!(deletion.kind, EventKind::Delete);
-    assert_eq!((deletion.kv.version, deletion.kv.create_revision), (0, 0));
-    assert!(deletion.kv.value.is_empty());
+    assert_eq!(deletion.r#type(), EventType::Delete);
+    assert_eq!((kv(deletion).version, kv(deletion).create_revision), (0, 0));
+    assert!(kv(deletion).value.is_empty());
     assert_eq!(deletion.prev_kv.as_ref().expect("prev").value, b"2");
     let created = &store.events_since(2, b"b", b"").expect("events")[0];
     assert_eq!(created.prev_kv, None, "a creation has no previous pair");
@@ -97,9 +103,10 @@ fn events_are_filtered_by_key_range() {
 fn events_below_the_compacted_revision_are_refused() {
     let mut store = sample();
     store
-        .apply(&sinew_kvd::v3::Command::Compact(
-            sinew_kvd::v3::CompactRequest { revision: 4 },
-        ))
+        .apply(&sinew_kvd::v3::Command::Compact(CompactionRequest {
+            revision: 4,
+            ..CompactionRequest::default()
+        }))
         .expect("compact");
     assert_eq!(store.events_since(3, b"\0", b"\0"), Err(KvError::Compacted));
     let events = store.events_since(4, b"\0", b"\0").expect("events");
@@ -118,12 +125,12 @@ fn apply_with_events_returns_each_change_of_the_command_in_order() {
     let lease = grant(&mut store, 4, 10);
     let command = Command::Txn(TxnRequest {
         success: vec![
-            Op::Put(PutRequest {
+            ops::put(PutRequest {
                 lease,
                 ..put_request("b", "1")
             }),
-            Op::Put(put_request("a", "2")),
-            Op::DeleteRange(delete_request("zz", "")),
+            ops::put(put_request("a", "2")),
+            ops::delete(delete_request("zz", "")),
         ],
         ..TxnRequest::default()
     });
@@ -132,8 +139,8 @@ fn apply_with_events_returns_each_change_of_the_command_in_order() {
     assert_eq!(
         summary(events),
         vec![
-            (EventKind::Put, "b".into(), 3),
-            (EventKind::Put, "a".into(), 3)
+            (EventType::Put, "b".into(), 3),
+            (EventType::Put, "a".into(), 3)
         ]
     );
     assert_eq!(events[1].prev_kv.as_ref().expect("prev").value, b"1");
@@ -146,7 +153,7 @@ fn apply_with_events_returns_each_change_of_the_command_in_order() {
         .expect("revoke");
     assert_eq!(
         summary(&revoked.events),
-        vec![(EventKind::Delete, "b".into(), 4)]
+        vec![(EventType::Delete, "b".into(), 4)]
     );
     assert_eq!(
         revoked.events,

@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::KvClientError;
-use super::txn;
 use super::types::*;
+use sinew_etcd_api::txn;
 
 /// How long a call may take on one endpoint by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

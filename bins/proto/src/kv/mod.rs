@@ -17,12 +17,12 @@
 mod client;
 mod error;
 mod keepalive;
-pub mod txn;
 pub mod types;
 mod watch;
 
 pub use client::{prefix_end, KvClient};
 pub use error::KvClientError;
 pub use keepalive::KeepAlive;
+pub use sinew_etcd_api::txn;
 pub use types::*;
 pub use watch::{Watch, WatchBatch};

@@ -22,6 +22,7 @@ pub use sinew_etcd_api::etcdserverpb::{
 };
 pub use sinew_etcd_api::mvccpb::event::EventType;
 pub use sinew_etcd_api::mvccpb::{Event, KeyValue};
+pub use sinew_etcd_api::AtRevision;
 
 /// One message of a streamed answer: a result or an error.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -44,34 +45,3 @@ pub struct GatewayError {
     /// The gRPC status code.
     pub code: i32,
 }
-
-/// An answer whose header names the store revision it was made at.
-pub trait AtRevision {
-    /// The store revision in the answer's header; 0 if it has none.
-    fn revision(&self) -> i64;
-}
-
-macro_rules! at_revision {
-    ($($answer:ty),* $(,)?) => {$(
-        impl AtRevision for $answer {
-            fn revision(&self) -> i64 {
-                self.header.as_ref().map_or(0, |header| header.revision)
-            }
-        }
-    )*};
-}
-
-at_revision!(
-    RangeResponse,
-    PutResponse,
-    DeleteRangeResponse,
-    TxnResponse,
-    CompactionResponse,
-    LeaseGrantResponse,
-    LeaseRevokeResponse,
-    LeaseKeepAliveResponse,
-    LeaseTimeToLiveResponse,
-    LeaseLeasesResponse,
-    WatchResponse,
-    StatusResponse,
-);

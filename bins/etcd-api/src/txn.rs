@@ -1,9 +1,9 @@
 //! Building transactions from etcd's messages: a comparison from its operand, and an
 //! operation from its request.
 
-use super::types::{
-    request_op, Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest,
-    RangeRequest, RequestOp, TargetUnion, TxnRequest,
+use crate::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use crate::etcdserverpb::{
+    request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 
 /// A comparison of `key` with `operand` (its value, version, create or mod revision, or
