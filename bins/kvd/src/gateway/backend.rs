@@ -7,6 +7,8 @@ use tokio::sync::broadcast;
 
 use crate::alarm::{Alarm, AlarmRequest};
 use crate::gateway::error::BackendError;
+pub use sinew_etcd_api::etcdserverpb::{Member, StatusResponse};
+
 use crate::v3::{Applied, Command, Event, KvHash, RangeRequest, RangeResponse, Store, WatchBatch};
 
 /// Who answers a request, for the header of every response.
@@ -99,21 +101,6 @@ pub struct LeaseList {
     pub ids: Vec<i64>,
 }
 
-/// A cluster member (etcd's `Member`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Member {
-    /// The member's id.
-    pub id: u64,
-    /// Its name; empty until it has started.
-    pub name: String,
-    /// URLs its peers reach it on.
-    pub peer_urls: Vec<String>,
-    /// URLs clients reach it on; empty until it has started.
-    pub client_urls: Vec<String>,
-    /// Whether it is a learner (receives the log, does not vote).
-    pub is_learner: bool,
-}
-
 /// The answer to adding a member.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberAdded {
@@ -121,31 +108,6 @@ pub struct MemberAdded {
     pub member: Member,
     /// Every member, the new one included.
     pub members: Vec<Member>,
-}
-
-/// A member's state (etcd's `StatusResponse`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// The store revision, for the header.
-    pub revision: i64,
-    /// The server version string.
-    pub version: String,
-    /// Bytes the member's data takes on disk.
-    pub db_size: i64,
-    /// Bytes of that in use.
-    pub db_size_in_use: i64,
-    /// The leader's member id, 0 if none is known.
-    pub leader: u64,
-    /// The Raft index of the last log entry.
-    pub raft_index: u64,
-    /// The Raft term.
-    pub raft_term: u64,
-    /// The Raft index of the last applied entry.
-    pub raft_applied_index: u64,
-    /// Alarms and other errors the member reports.
-    pub errors: Vec<String>,
-    /// Whether the member is a learner.
-    pub is_learner: bool,
 }
 
 /// A kvd node as the HTTP gateway sees it. Every method may be called concurrently.
@@ -233,7 +195,7 @@ pub trait Backend: Send + Sync + 'static {
     fn hash_kv(&self, revision: i64) -> impl Future<Output = Result<KvHash, BackendError>> + Send;
 
     /// This member's state.
-    fn status(&self) -> impl Future<Output = Result<NodeStatus, BackendError>> + Send;
+    fn status(&self) -> impl Future<Output = Result<StatusResponse, BackendError>> + Send;
 
     /// A copy of this member's whole state, for `maintenance/snapshot` (a backup).
     fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, BackendError>> + Send;

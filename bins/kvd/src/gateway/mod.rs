@@ -31,7 +31,7 @@ mod unary;
 
 pub use backend::{
     Backend, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded, NodeIdentity,
-    NodeStatus, StateSnapshot, WatchHistory,
+    StateSnapshot, StatusResponse, WatchHistory,
 };
 pub use body::GatewayBody;
 pub use error::{BackendError, Code, Status};

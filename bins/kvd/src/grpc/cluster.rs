@@ -3,30 +3,16 @@
 
 use sinew_etcd_api::etcdserverpb::cluster_server::Cluster;
 use sinew_etcd_api::etcdserverpb::{
-    Member as PbMember, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::Grpc;
-use crate::gateway::{Backend, Member, Status as Refusal};
+use crate::gateway::{Backend, Status as Refusal};
 
 type Answer<T> = Result<Response<T>, Status>;
-
-fn member(member: Member) -> PbMember {
-    PbMember {
-        id: member.id,
-        name: member.name,
-        peer_ur_ls: member.peer_urls,
-        client_ur_ls: member.client_urls,
-        is_learner: member.is_learner,
-    }
-}
-
-fn members(list: Vec<Member>) -> Vec<PbMember> {
-    list.into_iter().map(member).collect()
-}
 
 #[tonic::async_trait]
 impl<B: Backend> Cluster for Grpc<B> {
@@ -38,8 +24,8 @@ impl<B: Backend> Cluster for Grpc<B> {
             .await?;
         Ok(Response::new(MemberAddResponse {
             header: self.header(0),
-            member: Some(member(added.member)),
-            members: members(added.members),
+            member: Some(added.member),
+            members: added.members,
         }))
     }
 
@@ -55,7 +41,7 @@ impl<B: Backend> Cluster for Grpc<B> {
             .map_err(Refusal::from)?;
         Ok(Response::new(MemberRemoveResponse {
             header: self.header(0),
-            members: members(remaining),
+            members: remaining,
         }))
     }
 
@@ -70,7 +56,7 @@ impl<B: Backend> Cluster for Grpc<B> {
             .await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.header(0),
-            members: members(updated),
+            members: updated,
         }))
     }
 
@@ -86,7 +72,7 @@ impl<B: Backend> Cluster for Grpc<B> {
             .map_err(Refusal::from)?;
         Ok(Response::new(MemberListResponse {
             header: self.header(0),
-            members: members(list),
+            members: list,
         }))
     }
 
@@ -102,7 +88,7 @@ impl<B: Backend> Cluster for Grpc<B> {
             .map_err(Refusal::from)?;
         Ok(Response::new(MemberPromoteResponse {
             header: self.header(0),
-            members: members(list),
+            members: list,
         }))
     }
 }

@@ -17,6 +17,7 @@ use super::snapshot_chunks::etcd_chunks;
 use super::Grpc;
 use crate::alarm::{self, Alarm, AlarmKind};
 use crate::gateway::{Backend, Status as Refusal};
+use crate::v3::AtRevision as _;
 
 type Answer<T> = Result<Response<T>, Status>;
 
@@ -32,20 +33,9 @@ impl<B: Backend> Maintenance for Grpc<B> {
     }
 
     async fn status(&self, _request: Request<StatusRequest>) -> Answer<StatusResponse> {
-        let status = self.gateway.backend.status().await.map_err(Refusal::from)?;
-        Ok(Response::new(StatusResponse {
-            header: self.header(status.revision),
-            version: status.version,
-            db_size: status.db_size,
-            leader: status.leader,
-            raft_index: status.raft_index,
-            raft_term: status.raft_term,
-            raft_applied_index: status.raft_applied_index,
-            errors: status.errors,
-            db_size_in_use: status.db_size_in_use,
-            is_learner: status.is_learner,
-            ..StatusResponse::default()
-        }))
+        let mut status = self.gateway.backend.status().await.map_err(Refusal::from)?;
+        status.header = self.header(status.revision());
+        Ok(Response::new(status))
     }
 
     /// The store lives in memory and its log is compacted by snapshots: there is nothing

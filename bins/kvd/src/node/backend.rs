@@ -4,7 +4,7 @@
 use crate::alarm::{Alarm, AlarmRequest};
 use crate::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
-    NodeIdentity, NodeStatus, StateSnapshot, WatchHistory,
+    NodeIdentity, StateSnapshot, StatusResponse, WatchHistory,
 };
 use crate::v3::{Applied, Command, KvHash, RangeRequest, RangeResponse, Store, WatchBatch};
 
@@ -43,8 +43,8 @@ impl From<MemberInfo> for Member {
         Self {
             id: member.id,
             name: member.name,
-            peer_urls: member.peer_urls,
-            client_urls: member.client_urls,
+            peer_ur_ls: member.peer_urls,
+            client_ur_ls: member.client_urls,
             is_learner: member.is_learner,
         }
     }
@@ -185,7 +185,7 @@ impl Backend for Node {
         Ok(self.machine().read(|store| store.hash_kv(revision))?)
     }
 
-    async fn status(&self) -> Result<NodeStatus, BackendError> {
+    async fn status(&self) -> Result<StatusResponse, BackendError> {
         Ok(Node::status(self))
     }
 

@@ -25,13 +25,13 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::alarm::{self, Alarm, AlarmKind, AlarmRequest};
-use crate::gateway::NodeStatus;
+use crate::gateway::StatusResponse;
 use crate::raft::{
     LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, Persisted, Reply, Request,
     SnapshotFileError, StateMachine, Transport, TypeConfig,
 };
 use crate::v2;
-use crate::v3::{Applied, Command, KvError, RangeRequest, RangeResponse};
+use crate::v3::{Applied, Command, KvError, RangeRequest, RangeResponse, ResponseHeader};
 
 mod backend;
 mod client_server;
@@ -527,8 +527,8 @@ impl Node {
             .read(|store| store.leases().into_iter().find(|lease| lease.id == id)))
     }
 
-    /// What this member reports about itself.
-    pub fn status(&self) -> NodeStatus {
+    /// What this member reports about itself; the header carries only the store revision.
+    pub fn status(&self) -> StatusResponse {
         let db_size = i64::try_from(disk_usage(&self.inner.config.data_dir)).unwrap_or(i64::MAX);
         let metrics = self.inner.raft.metrics().borrow().clone();
         let is_learner = !metrics
@@ -536,8 +536,11 @@ impl Node {
             .membership()
             .voter_ids()
             .any(|voter| voter == self.inner.id);
-        NodeStatus {
-            revision: self.inner.machine.read(crate::v3::Store::revision),
+        StatusResponse {
+            header: Some(ResponseHeader {
+                revision: self.inner.machine.read(crate::v3::Store::revision),
+                ..ResponseHeader::default()
+            }),
             version: crate::ETCD_VERSION.to_owned(),
             db_size,
             db_size_in_use: db_size,
@@ -547,6 +550,7 @@ impl Node {
             raft_applied_index: metrics.last_applied.map_or(0, |id| id.index),
             errors: Vec::new(),
             is_learner,
+            ..StatusResponse::default()
         }
     }
 

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use sinew_kvd::alarm::{Alarm, AlarmRequest, Alarms};
 use sinew_kvd::gateway::{
     Backend, BackendError, LeaseKeepAlive, LeaseList, LeaseTimeToLive, Member, MemberAdded,
-    NodeIdentity, NodeStatus, StateSnapshot, WatchHistory,
+    NodeIdentity, StateSnapshot, StatusResponse, WatchHistory,
 };
 use sinew_kvd::v3::{
-    Applied, Command, KvHash, RangeRequest, RangeResponse, Response, Store, WatchBatch,
+    Applied, Command, KvHash, RangeRequest, RangeResponse, Response, ResponseHeader, Store,
+    WatchBatch,
 };
 use tokio::sync::broadcast;
 
@@ -59,8 +60,8 @@ impl MemoryBackend {
         let member = Member {
             id: MEMBER_ID,
             name: "solo".to_owned(),
-            peer_urls: vec!["http://127.0.0.1:2380".to_owned()],
-            client_urls: vec!["http://127.0.0.1:2379".to_owned()],
+            peer_ur_ls: vec!["http://127.0.0.1:2380".to_owned()],
+            client_ur_ls: vec!["http://127.0.0.1:2379".to_owned()],
             is_learner: false,
         };
         Self {
@@ -225,13 +226,13 @@ impl Backend for MemoryBackend {
         let taken = state
             .members
             .iter()
-            .any(|member| member.peer_urls.iter().any(|url| peer_urls.contains(url)));
+            .any(|member| member.peer_ur_ls.iter().any(|url| peer_urls.contains(url)));
         if taken {
             return Err(BackendError::PeerUrlExists);
         }
         let member = Member {
             id: state.next_member_id,
-            peer_urls,
+            peer_ur_ls: peer_urls,
             is_learner,
             ..Member::default()
         };
@@ -259,7 +260,7 @@ impl Backend for MemoryBackend {
         peer_urls: Vec<String>,
     ) -> Result<Vec<Member>, BackendError> {
         let mut state = self.state();
-        state.member(id)?.peer_urls = peer_urls;
+        state.member(id)?.peer_ur_ls = peer_urls;
         Ok(state.members.clone())
     }
 
@@ -277,10 +278,13 @@ impl Backend for MemoryBackend {
         Ok(state.members.clone())
     }
 
-    async fn status(&self) -> Result<NodeStatus, BackendError> {
+    async fn status(&self) -> Result<StatusResponse, BackendError> {
         let state = self.state();
-        Ok(NodeStatus {
-            revision: state.store.revision(),
+        Ok(StatusResponse {
+            header: Some(ResponseHeader {
+                revision: state.store.revision(),
+                ..ResponseHeader::default()
+            }),
             version: "3.4.23".to_owned(),
             db_size: 4096,
             db_size_in_use: 2048,
@@ -290,6 +294,7 @@ impl Backend for MemoryBackend {
             raft_applied_index: state.applied_index,
             errors: Vec::new(),
             is_learner: false,
+            ..StatusResponse::default()
         })
     }
 
