@@ -417,6 +417,30 @@ impl KvClient {
         })
     }
 
+    /// Lists, raises or clears alarms (`/v3/maintenance/alarm`).
+    pub async fn alarm(&self, request: &AlarmRequest) -> Result<AlarmResponse, KvClientError> {
+        let kind = if request.action() == AlarmAction::Get {
+            Kind::Read
+        } else {
+            Kind::Write
+        };
+        self.call("/v3/maintenance/alarm", request, kind).await
+    }
+
+    /// Asks the leader at `endpoint` to hand the lead to member `target` (no failover:
+    /// only the leader can).
+    pub async fn move_leader(
+        &self,
+        endpoint: &str,
+        target: u64,
+    ) -> Result<MoveLeaderResponse, KvClientError> {
+        let body = encode(&MoveLeaderRequest { target_id: target })?;
+        let endpoint = endpoint.trim_end_matches('/');
+        self.call_one(endpoint, "/v3/maintenance/transfer-leadership", body)
+            .await
+            .map_err(|attempt| attempt.into_error(endpoint))
+    }
+
     /// The status of one endpoint (no failover: it describes that member).
     pub async fn status(&self, endpoint: &str) -> Result<StatusResponse, KvClientError> {
         let body = Bytes::from_static(b"{}");

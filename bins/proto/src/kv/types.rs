@@ -5,20 +5,22 @@
 
 use serde::Deserialize;
 
+pub use sinew_etcd_api::etcdserverpb::alarm_request::AlarmAction;
 pub use sinew_etcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 pub use sinew_etcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 pub use sinew_etcd_api::etcdserverpb::watch_create_request::FilterType;
 pub use sinew_etcd_api::etcdserverpb::{request_op, response_op, watch_request};
 pub use sinew_etcd_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, MemberAddRequest, MemberAddResponse,
-    MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
-    MemberRemoveRequest, MemberRemoveResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseHeader, ResponseOp, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse, TxnRequest, TxnResponse, WatchCancelRequest, WatchCreateRequest,
-    WatchProgressRequest, WatchRequest, WatchResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse, Member, MemberAddRequest, MemberAddResponse, MemberListRequest,
+    MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
+    MemberRemoveResponse, MoveLeaderRequest, MoveLeaderResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse, WatchCancelRequest,
+    WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 pub use sinew_etcd_api::mvccpb::event::EventType;
 pub use sinew_etcd_api::mvccpb::{Event, KeyValue};

@@ -72,6 +72,14 @@ pub enum Command {
     /// Snapshot commands.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Alarm commands.
+    #[command(subcommand)]
+    Alarm(AlarmCommand),
+    /// Hands the lead to another voting member (found through the endpoints' status).
+    MoveLeader {
+        /// The member's id, in hex as `member list` prints it.
+        target: String,
+    },
 }
 
 /// `get`.
@@ -232,6 +240,15 @@ pub enum EndpointCommand {
     Status,
     /// Checks each endpoint's health (a linearizable read through it).
     Health,
+}
+
+/// `alarm ...`.
+#[derive(Debug, Subcommand)]
+pub enum AlarmCommand {
+    /// Lists every raised alarm.
+    List,
+    /// Clears every raised alarm.
+    Disarm,
 }
 
 /// `snapshot ...`.

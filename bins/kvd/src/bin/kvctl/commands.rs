@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sinew_proto::kv::{
-    prefix_end, response_op::Response, DeleteRangeRequest, KvClient, PutRequest, RangeRequest,
-    SortOrder, SortTarget, WatchCreateRequest,
+    prefix_end, response_op::Response, AlarmAction, AlarmRequest, AlarmResponse,
+    DeleteRangeRequest, KvClient, PutRequest, RangeRequest, SortOrder, SortTarget,
+    WatchCreateRequest,
 };
 
 use crate::cli::{
-    Cli, Command, DelArgs, EndpointCommand, Format, GetArgs, LeaseCommand, MemberCommand, PutArgs,
-    SnapshotCommand, WatchArgs,
+    AlarmCommand, Cli, Command, DelArgs, EndpointCommand, Format, GetArgs, LeaseCommand,
+    MemberCommand, PutArgs, SnapshotCommand, WatchArgs,
 };
 use crate::print;
 
@@ -41,6 +42,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Member(command) => member(&client, command, format).await?,
         Command::Endpoint(EndpointCommand::Status) => status(&client, format).await?,
         Command::Endpoint(EndpointCommand::Health) => return health(&client, format).await,
+        Command::Alarm(command) => alarm(&client, command, format).await?,
+        Command::MoveLeader { target } => return move_leader(&client, &target, format).await,
         Command::Snapshot(SnapshotCommand::Save { file }) => {
             let blob = client.snapshot().await?;
             let partial = file.with_extension("part");
@@ -426,6 +429,80 @@ async fn status(client: &KvClient, format: Format) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Lists or clears alarms; prints the alarms listed or cleared as etcdctl does.
+async fn alarm(client: &KvClient, command: AlarmCommand, format: Format) -> Result<()> {
+    let listed = client
+        .alarm(&AlarmRequest {
+            action: AlarmAction::Get.into(),
+            ..AlarmRequest::default()
+        })
+        .await?;
+    let answer = match command {
+        AlarmCommand::List => listed,
+        // etcd's client clears an unnamed alarm by clearing each one raised.
+        AlarmCommand::Disarm => {
+            let mut cleared = AlarmResponse::default();
+            for raised in listed.alarms {
+                let answer = client
+                    .alarm(&AlarmRequest {
+                        action: AlarmAction::Deactivate.into(),
+                        member_id: raised.member_id,
+                        alarm: raised.alarm,
+                    })
+                    .await?;
+                cleared.alarms.extend(answer.alarms);
+            }
+            cleared
+        }
+    };
+    match format {
+        Format::Json => print::json(&answer)?,
+        Format::Simple => {
+            for alarm in &answer.alarms {
+                println!(
+                    "memberID:{} alarm:{} ",
+                    alarm.member_id,
+                    alarm.alarm().as_str_name()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds the leader among the endpoints (by their status) and has it hand the lead to
+/// `target`; exits 2, as etcdctl, when no endpoint is the leader.
+async fn move_leader(client: &KvClient, target: &str, format: Format) -> Result<ExitCode> {
+    let target = u64::from_str_radix(target, 16)
+        .with_context(|| format!("{target:?} is not a member id in hex"))?;
+    let mut leader = None;
+    for endpoint in client.endpoints() {
+        let status = client.status(endpoint).await?;
+        let member = status.header.unwrap_or_default().member_id;
+        if member != 0 && member == status.leader {
+            leader = Some((endpoint.clone(), member));
+            break;
+        }
+    }
+    let Some((endpoint, from)) = leader else {
+        eprintln!(
+            "Error: no leader endpoint given at {:?}",
+            client.endpoints()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let answer = client.move_leader(&endpoint, target).await?;
+    match format {
+        Format::Json => print::json(&answer)?,
+        Format::Simple => println!(
+            "Leadership transferred from {} to {}",
+            print::hex(from),
+            print::hex(target)
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Checks every endpoint with a linearizable read of one key through it alone.
