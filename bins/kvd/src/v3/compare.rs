@@ -1,6 +1,7 @@
 //! How a transaction's conditions (etcd's `Compare`) are judged.
 
 use std::cmp::Ordering;
+use std::mem;
 
 use sinew_etcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use sinew_etcd_api::etcdserverpb::Compare;
@@ -29,40 +30,60 @@ pub(crate) fn holds(compare: &Compare, store: &Store, revision: i64) -> bool {
     compare.target() != CompareTarget::Value && holds_for(compare, &KeyValue::default())
 }
 
-/// The target names the field and the operand; an operand of another kind counts as zero,
-/// as Go's getters read it.
+/// The operand the target names; an operand of another kind counts as zero, as Go's
+/// getters read it.
+fn operand(compare: &Compare) -> TargetUnion {
+    let zero = match compare.target() {
+        CompareTarget::Version => TargetUnion::Version(0),
+        CompareTarget::Create => TargetUnion::CreateRevision(0),
+        CompareTarget::Mod => TargetUnion::ModRevision(0),
+        CompareTarget::Value => TargetUnion::Value(Vec::new()),
+        CompareTarget::Lease => TargetUnion::Lease(0),
+    };
+    match &compare.target_union {
+        Some(given) if mem::discriminant(given) == mem::discriminant(&zero) => given.clone(),
+        _ => zero,
+    }
+}
+
 fn holds_for(compare: &Compare, kv: &KeyValue) -> bool {
-    let operand = compare.target_union.as_ref();
-    let number = |pick: fn(&TargetUnion) -> Option<i64>| operand.and_then(pick).unwrap_or(0);
-    let ordering = match compare.target() {
-        CompareTarget::Value => {
-            let value = match operand {
-                Some(TargetUnion::Value(value)) => value.as_slice(),
-                _ => &[],
-            };
-            kv.value.as_slice().cmp(value)
-        }
-        CompareTarget::Version => kv.version.cmp(&number(|operand| match operand {
-            TargetUnion::Version(version) => Some(*version),
-            _ => None,
-        })),
-        CompareTarget::Create => kv.create_revision.cmp(&number(|operand| match operand {
-            TargetUnion::CreateRevision(revision) => Some(*revision),
-            _ => None,
-        })),
-        CompareTarget::Mod => kv.mod_revision.cmp(&number(|operand| match operand {
-            TargetUnion::ModRevision(revision) => Some(*revision),
-            _ => None,
-        })),
-        CompareTarget::Lease => kv.lease.cmp(&number(|operand| match operand {
-            TargetUnion::Lease(lease) => Some(*lease),
-            _ => None,
-        })),
+    let ordering = match operand(compare) {
+        TargetUnion::Value(value) => kv.value.as_slice().cmp(value.as_slice()),
+        TargetUnion::Version(version) => kv.version.cmp(&version),
+        TargetUnion::CreateRevision(revision) => kv.create_revision.cmp(&revision),
+        TargetUnion::ModRevision(revision) => kv.mod_revision.cmp(&revision),
+        TargetUnion::Lease(lease) => kv.lease.cmp(&lease),
     };
     match compare.result() {
         CompareResult::Equal => ordering == Ordering::Equal,
         CompareResult::NotEqual => ordering != Ordering::Equal,
         CompareResult::Greater => ordering == Ordering::Greater,
         CompareResult::Less => ordering == Ordering::Less,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operand_of_another_kind_than_the_target_counts_as_zero() {
+        let mismatched = Compare {
+            target: CompareTarget::Mod.into(),
+            target_union: Some(TargetUnion::Version(5)),
+            ..Compare::default()
+        };
+        assert_eq!(operand(&mismatched), TargetUnion::ModRevision(0));
+        let matched = Compare {
+            target: CompareTarget::Value.into(),
+            target_union: Some(TargetUnion::Value(b"v".to_vec())),
+            ..Compare::default()
+        };
+        assert_eq!(operand(&matched), TargetUnion::Value(b"v".to_vec()));
+        assert_eq!(
+            operand(&Compare::default()),
+            TargetUnion::Version(0),
+            "no operand at all"
+        );
     }
 }
