@@ -1,15 +1,19 @@
 //! The durable Raft log: entries, the vote, the committed log id and the last purged log id
-//! in one redb file in the node's data directory.
+//! in one redb file in the node's data directory, with a journal beside it.
 //!
 //! Every change is one redb write transaction, so a crash leaves either all of it or none of
 //! it. The vote, truncation and purging are committed with [`Durability::Immediate`]: when
-//! the call returns, the change is on disk. Entries can be written in two steps, so that a
+//! the call returns, the change is on disk. Entries are written in two steps, so that a
 //! leader sends them to its followers while its own disk write is under way (the store knows
 //! it leads from the vote it saves, once [`LogStore::set_member`] named the member):
 //! [`LogStore::stage_entries`] commits them without syncing (readers see them at once), and
 //! [`LogStore::sync`] (or [`LogStore::sync_soon`], in the background) makes everything staged
-//! durable with one fdatasync. [`Persisted`] tells how far the log is on disk and waits for
-//! it to get further; a crash loses staged entries, never persisted ones.
+//! durable by appending it to the journal (`journal.rs`) with one fdatasync, which costs a
+//! fraction of a durable redb commit. Every durable commit carries the staged entries to the
+//! database and starts the journal's next generation; opening the log stages again what the
+//! current generation holds beyond the database's last durable commit. [`Persisted`] tells
+//! how far the log is on disk and waits for it to get further; a crash loses staged entries,
+//! never persisted ones.
 //!
 //! The committed log id is only a hint for restart (openraft re-applies up to it): it is kept
 //! in memory and written by the next durable transaction, or when the store closes, so
@@ -57,6 +61,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use super::journal::Journal;
 use super::{Entry, LogId, NodeId, TypeConfig, Vote};
 
 /// Entries, by index, as JSON.
@@ -68,6 +73,13 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+/// The journal generation that follows the last durable commit.
+const JOURNAL_GENERATION: &str = "journal_generation";
+
+/// The journal's size: a sync that would not fit commits the database durably instead and
+/// starts the journal over. Small, as guests keep their data in memory, and so that each
+/// such commit has little to flush (it stalls writers while it runs).
+const JOURNAL_BYTES: u64 = 2 << 20;
 
 /// Why the log store failed. Any of these but [`LogStoreError::Gap`] and
 /// [`LogStoreError::PurgeRegress`] means the disk or the file is in trouble; those two mean
@@ -89,6 +101,14 @@ pub enum LogStoreError {
         path: PathBuf,
         /// Why.
         source: redb::DatabaseError,
+    },
+    /// The journal could not be opened, read or written.
+    #[error("Raft log journal {path}: {source}")]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
     },
     /// A transaction could not start.
     #[error("Raft log transaction: {0}")]
@@ -203,8 +223,11 @@ struct Shared {
     /// The last committed log id recorded that no transaction has carried to the file yet.
     unsaved_committed: Mutex<Option<Option<LogId>>>,
     /// The id of the last entry written, staged or durable (the last purged one when no entry
-    /// is left). Every write holds it, so a write and the mark it publishes stay in step.
-    written: Mutex<Option<LogId>>,
+    /// is left), and the staged entries no sync has journaled yet. Every write holds it, so a
+    /// write and the mark it publishes stay in step.
+    written: Mutex<Written>,
+    /// Where syncs make staged entries durable; only touched under `written`.
+    journal: Mutex<Journal>,
     persisted: watch::Sender<Mark>,
     /// Whether a background sync is queued and not started yet.
     sync_queued: AtomicBool,
@@ -214,9 +237,21 @@ struct Shared {
     leading: AtomicBool,
 }
 
+/// How far the log is written, and what of it only the database's page cache holds.
+#[derive(Debug, Default)]
+struct Written {
+    last: Option<LogId>,
+    /// Encoded entries staged since the last sync, in order.
+    unjournaled: Vec<Vec<u8>>,
+}
+
 impl Shared {
-    fn lock_written(&self) -> MutexGuard<'_, Option<LogId>> {
+    fn lock_written(&self) -> MutexGuard<'_, Written> {
         self.written.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn take_unsaved_committed(&self) -> Option<Option<LogId>> {
@@ -259,6 +294,9 @@ impl LogStore {
     /// The log's file name inside the data directory.
     pub const FILE_NAME: &'static str = "raft-log.redb";
 
+    /// The journal's file name inside the data directory.
+    pub const JOURNAL_NAME: &'static str = "raft-log.journal";
+
     /// Opens the log in `data_dir`, creating the directory and the file if they do not exist.
     /// A file left by a killed process is recovered to its last durable commit.
     pub fn open(data_dir: &Path) -> Result<Self, LogStoreError> {
@@ -271,11 +309,25 @@ impl LogStore {
             path: path.clone(),
             source,
         })?;
+        let generation = {
+            let txn = db.begin_write()?;
+            let generation = read_meta::<u64>(&txn.open_table(META)?, JOURNAL_GENERATION)?;
+            txn.open_table(LOG)?;
+            txn.commit()?;
+            generation.unwrap_or(0)
+        };
+        let journal_path = data_dir.join(Self::JOURNAL_NAME);
+        let (journal, journaled) = Journal::open(&journal_path, JOURNAL_BYTES, generation)
+            .map_err(|source| LogStoreError::Journal {
+                path: journal_path,
+                source,
+            })?;
         let store = Self {
             shared: Arc::new(Shared {
                 db,
                 unsaved_committed: Mutex::new(None),
-                written: Mutex::new(None),
+                written: Mutex::new(Written::default()),
+                journal: Mutex::new(journal),
                 persisted: watch::channel(Ok(None)).0,
                 sync_queued: AtomicBool::new(false),
                 member: OnceLock::new(),
@@ -283,12 +335,28 @@ impl LogStore {
             }),
             path,
         };
-        store.write_durably(|txn| {
-            txn.open_table(LOG)?;
-            txn.open_table(META)?;
-            Ok(())
-        })?;
+        store.replay(&journaled)?;
+        // Persists what the journal held, and starts the journal's next generation.
+        store.write_durably(|_| Ok(()))?;
         Ok(store)
+    }
+
+    /// Stages the journaled entries that the database's last durable commit does not hold.
+    fn replay(&self, journaled: &[Vec<u8>]) -> Result<(), LogStoreError> {
+        let last = self.log_state()?.last_log_id.map(|id| id.index);
+        let mut missing = Vec::new();
+        for payload in journaled {
+            let entry: Entry =
+                serde_json::from_slice(payload).map_err(|source| LogStoreError::Decode {
+                    what: "journaled entry",
+                    source,
+                })?;
+            if last.is_none_or(|last| entry.get_log_id().index > last) {
+                missing.push(entry);
+            }
+        }
+        self.stage_entries(missing)?;
+        Ok(())
     }
 
     /// How far the log is on disk, now and from now on.
@@ -322,6 +390,7 @@ impl LogStore {
         let mut written = self.shared.lock_written();
         let txn = self.begin_write(Durability::None)?;
         let mut last = None;
+        let mut staged = Vec::new();
         {
             let meta = txn.open_table(META)?;
             let last_purged = read_meta::<LogId>(&meta, LAST_PURGED)?;
@@ -338,30 +407,27 @@ impl LogStore {
                         found: log_id.index,
                     });
                 }
-                log.insert(log_id.index, encode(&entry, "entry")?.as_slice())?;
+                let encoded = encode(&entry, "entry")?;
+                log.insert(log_id.index, encoded.as_slice())?;
+                staged.push(encoded);
                 expected = Some(log_id.index + 1);
                 last = Some(log_id);
             }
         }
         txn.commit()?;
         if last.is_some() {
-            *written = last;
+            written.last = last;
+            written.unjournaled.append(&mut staged);
         }
         Ok(last)
     }
 
-    /// Makes every staged entry durable with one durable commit, then publishes how far the
-    /// log is on disk. A failed sync is final: [`Persisted`] reports it from then on.
+    /// Makes every staged entry durable (appended to the journal with one fdatasync, or with
+    /// a durable commit when the journal is full), then publishes how far the log is on disk.
+    /// A failed sync is final: [`Persisted`] reports it from then on.
     pub fn sync(&self) -> Result<(), LogStoreError> {
-        let written = self.shared.lock_written();
-        if self.shared.persisted.borrow().as_ref().ok() == Some(&*written) {
-            return Ok(());
-        }
-        match self.commit_durably(|_| Ok(())) {
-            Ok(()) => {
-                self.publish_persisted(*written);
-                Ok(())
-            }
+        match self.journal_staged() {
+            Ok(()) => Ok(()),
             Err(error) => {
                 let reason: Arc<str> = Arc::from(error.to_string());
                 // The mark it replaces is of no further use.
@@ -369,6 +435,36 @@ impl LogStore {
                 Err(error)
             }
         }
+    }
+
+    /// Appends the unjournaled entries to the journal and publishes the log's end as
+    /// persisted, or commits them durably if they do not fit (which starts the journal over).
+    /// Entries are staged meanwhile: the write lock is held only to take the batch, while
+    /// the journal lock, held throughout, keeps batches in order and a durable commit (which
+    /// takes it too) from starting the journal over under the append.
+    fn journal_staged(&self) -> Result<(), LogStoreError> {
+        let mut written = self.shared.lock_written();
+        if self.shared.persisted.borrow().as_ref().ok() == Some(&written.last) {
+            return Ok(());
+        }
+        let mut journal = self.shared.lock_journal();
+        if !journal.has_room(&written.unjournaled) {
+            drop(journal);
+            self.commit_durably(&mut written, |_| Ok(()))?;
+            self.publish_persisted(written.last);
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut written.unjournaled);
+        let last = written.last;
+        drop(written);
+        journal
+            .append(&batch)
+            .map_err(|source| LogStoreError::Journal {
+                path: self.path.with_file_name(Self::JOURNAL_NAME),
+                source,
+            })?;
+        self.publish_persisted(last);
+        Ok(())
     }
 
     /// Runs [`LogStore::sync`] on tokio's blocking pool unless a sync is already queued (it
@@ -545,22 +641,35 @@ impl LogStore {
         change: impl FnOnce(&WriteTransaction) -> Result<(), LogStoreError>,
     ) -> Result<(), LogStoreError> {
         let mut written = self.shared.lock_written();
-        self.commit_durably(change)?;
-        *written = self.log_state()?.last_log_id;
-        self.publish_persisted(*written);
+        self.commit_durably(&mut written, change)?;
+        written.last = self.log_state()?.last_log_id;
+        self.publish_persisted(written.last);
         Ok(())
     }
 
     /// Commits `change` in one durable transaction that also carries the recorded committed
-    /// log id; the caller holds the write lock.
+    /// log id and every staged entry, and names the journal's next generation, which then
+    /// starts: the database holds all the journal did. The caller holds the write lock.
     fn commit_durably(
         &self,
+        written: &mut Written,
         change: impl FnOnce(&WriteTransaction) -> Result<(), LogStoreError>,
     ) -> Result<(), LogStoreError> {
+        let mut journal = self.shared.lock_journal();
+        let next = journal.generation() + 1;
         let txn = self.begin_write(Durability::Immediate)?;
         change(&txn)?;
-        self.carry_committed(&mut txn.open_table(META)?)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            self.carry_committed(&mut meta)?;
+            meta.insert(
+                JOURNAL_GENERATION,
+                encode(&next, "journal generation")?.as_slice(),
+            )?;
+        }
         txn.commit()?;
+        journal.restart(next);
+        written.unjournaled.clear();
         Ok(())
     }
 
@@ -957,6 +1066,39 @@ mod tests {
         assert_eq!(store.persisted().last(), Some(log_id(1, 1, 3)));
         store.sync().unwrap();
         assert_eq!(store.persisted().last(), Some(log_id(2, 1, 4)));
+    }
+
+    #[test]
+    fn syncs_that_overflow_the_journal_commit_durably_and_start_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = |index: u64| Entry {
+            log_id: log_id(1, 1, index),
+            payload: EntryPayload::Normal(crate::raft::Request::V3(Command::Put(PutRequest {
+                key: format!("big-{index}").into_bytes(),
+                value: vec![b'x'; 4096],
+                ..PutRequest::default()
+            }))),
+        };
+        let last = 600;
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            let first_generation = store.shared.lock_journal().generation();
+            for start in (1..=last).step_by(20) {
+                store.stage_entries((start..start + 20).map(big)).unwrap();
+                store.sync().unwrap();
+            }
+            assert_eq!(store.persisted().last(), Some(log_id(1, 1, last)));
+            assert!(
+                store.shared.lock_journal().generation() > first_generation,
+                "{} MiB of entries overflowed the journal",
+                last * 5 / 1024
+            );
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(
+            indexes(&store.entries(1..).unwrap()),
+            (1..=last).collect::<Vec<_>>()
+        );
     }
 
     #[test]

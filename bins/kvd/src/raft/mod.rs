@@ -31,6 +31,7 @@ use crate::v2;
 use crate::v3::{Applied, Command, KvError};
 
 pub mod durable_log;
+mod journal;
 mod log_traits;
 mod member;
 pub mod network;

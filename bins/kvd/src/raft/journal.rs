@@ -1,0 +1,211 @@
+//! The journal in front of the log's database: a sync appends the entries staged since the
+//! last one to a preallocated file and makes them durable with one fdatasync, where a durable
+//! database commit writes and syncs several pages scattered over its file.
+//!
+//! A record is `length (u32) | crc32 (u32) | generation (u64) | payload`, little-endian, the
+//! checksum over the generation and the payload. Every durable database commit names the
+//! next generation and starts the journal over from its beginning, so the journal only ever
+//! holds entries staged after the database's last durable commit. Reading stops at the first
+//! record that is torn, damaged or of another generation (what an earlier generation left
+//! further on in the file).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Bytes before a record's payload.
+const HEADER: usize = 16;
+
+/// A journal file of a fixed size, written from its start in each generation.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    capacity: u64,
+    generation: u64,
+    /// Where the next record goes.
+    end: u64,
+}
+
+impl Journal {
+    /// Opens (or creates and preallocates to `capacity` bytes) the journal at `path`, and
+    /// returns it with the payloads `generation` holds, in order. Appends start after them.
+    pub fn open(path: &Path, capacity: u64, generation: u64) -> io::Result<(Self, Vec<Vec<u8>>)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        if file.metadata()?.len() < capacity {
+            // Allocated blocks spare each fdatasync a metadata update; a file system that
+            // cannot preallocate gets a sparse file.
+            let length = i64::try_from(capacity).map_err(io::Error::other)?;
+            if nix::fcntl::posix_fallocate(&file, 0, length).is_err() {
+                file.set_len(capacity)?;
+            }
+            file.sync_all()?;
+        }
+        let mut journal = Self {
+            file,
+            capacity,
+            generation,
+            end: 0,
+        };
+        let payloads = journal.read_generation()?;
+        Ok((journal, payloads))
+    }
+
+    /// The payloads of the current generation, leaving `end` after the last one.
+    fn read_generation(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        let mut payloads = Vec::new();
+        let mut header = [0u8; HEADER];
+        while self.end + HEADER as u64 <= self.capacity {
+            self.file.read_exact_at(&mut header, self.end)?;
+            let (length, crc, generation) = parse_header(&header);
+            let next = self.end + (HEADER + length) as u64;
+            if length == 0 || generation != self.generation || next > self.capacity {
+                break;
+            }
+            let mut payload = vec![0; length];
+            self.file
+                .read_exact_at(&mut payload, self.end + HEADER as u64)?;
+            if checksum(generation, &payload) != crc {
+                break;
+            }
+            payloads.push(payload);
+            self.end = next;
+        }
+        Ok(payloads)
+    }
+
+    /// Whether `payloads` fit after what is written.
+    pub fn has_room(&self, payloads: &[Vec<u8>]) -> bool {
+        let needed: u64 = payloads
+            .iter()
+            .map(|payload| (HEADER + payload.len()) as u64)
+            .sum();
+        self.end + needed <= self.capacity
+    }
+
+    /// Appends `payloads` as records of the current generation and returns once they are on
+    /// disk. The caller checked [`Journal::has_room`].
+    pub fn append(&mut self, payloads: &[Vec<u8>]) -> io::Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        for payload in payloads {
+            let length = u32::try_from(payload.len()).map_err(io::Error::other)?;
+            bytes.extend_from_slice(&length.to_le_bytes());
+            bytes.extend_from_slice(&checksum(self.generation, payload).to_le_bytes());
+            bytes.extend_from_slice(&self.generation.to_le_bytes());
+            bytes.extend_from_slice(payload);
+        }
+        self.file.write_all_at(&bytes, self.end)?;
+        self.file.sync_data()?;
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Starts `generation` from the file's beginning: the database holds everything before.
+    pub fn restart(&mut self, generation: u64) {
+        self.generation = generation;
+        self.end = 0;
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+fn parse_header(header: &[u8; HEADER]) -> (usize, u32, u64) {
+    let mut length = [0u8; 4];
+    let mut crc = [0u8; 4];
+    let mut generation = [0u8; 8];
+    length.copy_from_slice(&header[..4]);
+    crc.copy_from_slice(&header[4..8]);
+    generation.copy_from_slice(&header[8..]);
+    (
+        u32::from_le_bytes(length) as usize,
+        u32::from_le_bytes(crc),
+        u64::from_le_bytes(generation),
+    )
+}
+
+fn checksum(generation: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&generation.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payloads(texts: &[&str]) -> Vec<Vec<u8>> {
+        texts.iter().map(|text| text.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_generation_reads_back_what_was_appended_and_appends_continue_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (mut journal, read) = Journal::open(&path, 4096, 7).unwrap();
+        assert!(read.is_empty());
+        journal.append(&payloads(&["a", "bc"])).unwrap();
+        journal.append(&payloads(&["def"])).unwrap();
+        drop(journal);
+        let (mut journal, read) = Journal::open(&path, 4096, 7).unwrap();
+        assert_eq!(read, payloads(&["a", "bc", "def"]));
+        journal.append(&payloads(&["g"])).unwrap();
+        let (_, read) = Journal::open(&path, 4096, 7).unwrap();
+        assert_eq!(read, payloads(&["a", "bc", "def", "g"]));
+    }
+
+    #[test]
+    fn another_generation_sees_none_of_the_records_left_from_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (mut journal, _) = Journal::open(&path, 4096, 1).unwrap();
+        journal
+            .append(&payloads(&["old-1", "old-2", "old-3"]))
+            .unwrap();
+        journal.restart(2);
+        journal.append(&payloads(&["new"])).unwrap();
+        let (_, read) = Journal::open(&path, 4096, 2).unwrap();
+        assert_eq!(read, payloads(&["new"]), "stops at the first older record");
+        let (_, read) = Journal::open(&path, 4096, 1).unwrap();
+        assert!(read.is_empty(), "the first record is of generation 2");
+    }
+
+    #[test]
+    fn a_damaged_record_ends_the_generation_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (mut journal, _) = Journal::open(&path, 4096, 3).unwrap();
+        journal
+            .append(&payloads(&["keep", "torn", "after"]))
+            .unwrap();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        // The second record's payload starts after the first record and its own header.
+        file.write_all_at(b"X", (HEADER + 4 + HEADER) as u64)
+            .unwrap();
+        let (_, read) = Journal::open(&path, 4096, 3).unwrap();
+        assert_eq!(read, payloads(&["keep"]));
+    }
+
+    #[test]
+    fn a_full_journal_says_so_before_an_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(&dir.path().join("journal"), 64, 1).unwrap();
+        let big = vec![vec![0u8; 40]];
+        assert!(journal.has_room(&big));
+        journal.append(&big).unwrap();
+        assert!(!journal.has_room(&payloads(&["x"])));
+        journal.restart(2);
+        assert!(journal.has_room(&big));
+    }
+}
