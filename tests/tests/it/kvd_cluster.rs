@@ -208,62 +208,70 @@ fn a_lease_expires_through_the_api_and_sigterm_stops_a_member_cleanly() -> Resul
     })
 }
 
-/// Runs a control program (kvctl, or etcdctl in v3 mode) against `cluster` with `stdin`;
-/// answers its exit code and output. etcdctl gets its endpoints as `host:port`: etcdctl 3.4
-/// sends a URL-shaped endpoint as the HTTP/2 authority of its per-endpoint calls, which
-/// kvd's HTTP/2 server refuses (see issue 16's notes).
-fn ctl(
-    program: &std::path::Path,
-    cluster: &KvCluster,
-    args: &[&str],
-    stdin: &str,
-) -> Result<(i32, String)> {
-    use std::io::Write;
-    let endpoints: Vec<&str> = cluster
-        .members
-        .iter()
-        .map(|member| {
-            if program.ends_with("etcdctl") {
-                member.client_url.trim_start_matches("http://")
-            } else {
-                &member.client_url
-            }
+/// A control program (kvctl, or etcdctl in v3 mode) pointed at a cluster.
+struct Ctl {
+    program: std::path::PathBuf,
+    endpoints: String,
+}
+
+impl Ctl {
+    /// The kvctl built beside the cluster's kvd, with the members' client URLs.
+    fn kvctl(cluster: &KvCluster) -> Result<Self> {
+        let Server::Kvd(kvd_path) = &cluster.server else {
+            anyhow::bail!("a kvd cluster");
+        };
+        Ok(Self {
+            program: kvd_path.with_file_name("kvctl"),
+            endpoints: cluster.endpoints().join(","),
         })
-        .collect();
-    let mut child = std::process::Command::new(program)
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", endpoints.join(",")))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())?;
-    let out = child.wait_with_output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    ))
+    }
+
+    /// Debian's etcdctl, with the members as `host:port`: etcdctl 3.4 sends a URL-shaped
+    /// endpoint as the HTTP/2 authority of its per-endpoint calls, which kvd's HTTP/2 server
+    /// refuses (see issue 16's notes).
+    fn etcdctl(cluster: &KvCluster) -> Self {
+        let endpoints: Vec<&str> = cluster
+            .members
+            .iter()
+            .map(|member| member.client_url.trim_start_matches("http://"))
+            .collect();
+        Self {
+            program: "etcdctl".into(),
+            endpoints: endpoints.join(","),
+        }
+    }
+
+    /// Runs it with `args` and `stdin`; answers its exit code and output.
+    fn run(&self, args: &[&str], stdin: &str) -> Result<(i32, String)> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&self.program)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())?;
+        let out = child.wait_with_output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
 }
 
 #[test]
 fn kvctl_lists_and_clears_alarms_and_moves_the_lead_printing_what_etcdctl_prints() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cluster = kvd(dir.path(), 3)?;
-    let Server::Kvd(kvd_path) = &cluster.server else {
-        anyhow::bail!("a kvd cluster");
-    };
-    let kvctl_path = kvd_path.with_file_name("kvctl");
-    let etcdctl_path = std::path::PathBuf::from("etcdctl");
+    let (kvctl, etcdctl) = (Ctl::kvctl(&cluster)?, Ctl::etcdctl(&cluster));
     let both = |args: &[&str]| -> Result<((i32, String), (i32, String))> {
-        Ok((
-            ctl(&kvctl_path, &cluster, args, "")?,
-            ctl(&etcdctl_path, &cluster, args, "")?,
-        ))
+        Ok((kvctl.run(args, "")?, etcdctl.run(args, "")?))
     };
     let runtime = runtime();
     let client = KvClient::with_timeout(cluster.endpoints(), Duration::from_secs(5))?;
@@ -276,10 +284,10 @@ fn kvctl_lists_and_clears_alarms_and_moves_the_lead_printing_what_etcdctl_prints
         anyhow::Ok(ids)
     })?;
 
-    let (kvctl, etcdctl) = both(&["alarm", "list"])?;
+    let (ours, theirs) = both(&["alarm", "list"])?;
     ensure!(
-        kvctl == (0, String::new()) && kvctl == etcdctl,
-        "{kvctl:?} {etcdctl:?}"
+        ours == (0, String::new()) && ours == theirs,
+        "{ours:?} {theirs:?}"
     );
     runtime.block_on(client.alarm(&AlarmRequest {
         action: AlarmAction::Activate.into(),
@@ -287,23 +295,18 @@ fn kvctl_lists_and_clears_alarms_and_moves_the_lead_printing_what_etcdctl_prints
         alarm: AlarmType::Nospace.into(),
     }))?;
     let raised = format!("memberID:{} alarm:NOSPACE \n", ids[1]);
-    let (kvctl, etcdctl) = both(&["alarm", "list"])?;
+    let (ours, theirs) = both(&["alarm", "list"])?;
     ensure!(
-        kvctl == (0, raised.clone()) && kvctl == etcdctl,
-        "{kvctl:?} {etcdctl:?}"
+        ours == (0, raised.clone()) && ours == theirs,
+        "{ours:?} {theirs:?}"
     );
-    let disarmed = ctl(&kvctl_path, &cluster, &["alarm", "disarm"], "")?;
+    let disarmed = kvctl.run(&["alarm", "disarm"], "")?;
     ensure!(disarmed == (0, raised), "{disarmed:?}");
-    ensure!(ctl(&kvctl_path, &cluster, &["alarm", "list"], "")? == (0, String::new()));
+    ensure!(kvctl.run(&["alarm", "list"], "")? == (0, String::new()));
 
     let from = ids[runtime.block_on(leader(&cluster, &client))?];
     let to = *ids.iter().find(|id| **id != from).expect("a follower");
-    let moved = ctl(
-        &kvctl_path,
-        &cluster,
-        &["move-leader", &format!("{to:x}")],
-        "",
-    )?;
+    let moved = kvctl.run(&["move-leader", &format!("{to:x}")], "")?;
     ensure!(
         moved
             == (
@@ -313,12 +316,7 @@ fn kvctl_lists_and_clears_alarms_and_moves_the_lead_printing_what_etcdctl_prints
         "{moved:?}"
     );
     ensure!(ids[runtime.block_on(leader(&cluster, &client))?] == to);
-    let back = ctl(
-        &etcdctl_path,
-        &cluster,
-        &["move-leader", &format!("{from:x}")],
-        "",
-    )?;
+    let back = etcdctl.run(&["move-leader", &format!("{from:x}")], "")?;
     ensure!(
         back == (
             0,
@@ -326,7 +324,7 @@ fn kvctl_lists_and_clears_alarms_and_moves_the_lead_printing_what_etcdctl_prints
         ),
         "etcdctl prints the same: {back:?}"
     );
-    let refused = ctl(&kvctl_path, &cluster, &["move-leader", "not-hex"], "")?;
+    let refused = kvctl.run(&["move-leader", "not-hex"], "")?;
     ensure!(refused.0 == 1, "{refused:?}");
     Ok(())
 }
@@ -335,11 +333,8 @@ fn kvctl_lists_and_clears_alarms_and_moves_the_lead_printing_what_etcdctl_prints
 fn kvctl_drives_a_kvd_cluster_with_etcdctls_commands_and_exit_codes() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cluster = kvd(dir.path(), 3)?;
-    let Server::Kvd(kvd_path) = &cluster.server else {
-        anyhow::bail!("a kvd cluster");
-    };
-    let kvctl_path = kvd_path.with_file_name("kvctl");
-    let kvctl = |args: &[&str], stdin: &str| ctl(&kvctl_path, &cluster, args, stdin);
+    let ctl = Ctl::kvctl(&cluster)?;
+    let kvctl = |args: &[&str], stdin: &str| ctl.run(args, stdin);
 
     ensure!(kvctl(&["put", "app/a", "1"], "")? == (0, "OK\n".to_owned()));
     ensure!(kvctl(&["put", "app/b"], "from stdin")?.0 == 0);

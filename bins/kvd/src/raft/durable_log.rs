@@ -226,7 +226,8 @@ struct Shared {
     /// is left), and the staged entries no sync has journaled yet. Every write holds it, so a
     /// write and the mark it publishes stay in step.
     written: Mutex<Written>,
-    /// Where syncs make staged entries durable; only touched under `written`.
+    /// Where syncs make staged entries durable. Taken after `written` where both are held; a
+    /// sync keeps it (and lets `written` go) while it appends.
     journal: Mutex<Journal>,
     persisted: watch::Sender<Mark>,
     /// Whether a background sync is queued and not started yet.
@@ -309,8 +310,10 @@ impl LogStore {
             path: path.clone(),
             source,
         })?;
+        // The durable commit at the end of opening persists the tables this creates.
         let generation = {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::None)?;
             let generation = read_meta::<u64>(&txn.open_table(META)?, JOURNAL_GENERATION)?;
             txn.open_table(LOG)?;
             txn.commit()?;
