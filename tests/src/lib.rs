@@ -73,6 +73,44 @@ pub fn prepare(run: &Run) -> Result<()> {
     for arch in Arch::ALL {
         busybox(arch)?;
     }
+    run.task(
+        "sinew present: the SDK library for playbook blocks",
+        warm_present,
+    )?;
+    Ok(())
+}
+
+/// Builds the optimised SDK library that `sinew present` compiles playbook blocks against
+/// (`sinew present --check` on a deck of one block), so that the presenter's tests do not
+/// spend minutes of their time budget, and the other tests' CPU, building it.
+fn warm_present() -> Result<()> {
+    const DECK: &str = r#"# Warm
+
+---
+
+## SDK
+
+```playbook
+fn main() -> anyhow::Result<()> {
+    sinew::Run::from_args("warm")?.finish()?;
+    Ok(())
+}
+```
+"#;
+    let dir = tempfile::tempdir()?;
+    let deck = dir.path().join("warm.md");
+    std::fs::write(&deck, DECK)?;
+    let out = std::process::Command::new(host_bins(false)?.join("sinew"))
+        .args(["present", "--check"])
+        .arg(&deck)
+        .output()
+        .context("running sinew present --check")?;
+    ensure!(
+        out.status.success(),
+        "sinew present --check of a one-block deck failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 

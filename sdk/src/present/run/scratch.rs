@@ -3,7 +3,8 @@
 //! The SDK is built once as a shared library: a package (`sinew-present/sdk`) whose only
 //! code re-exports `sinew`, with the dependencies of the workspace's `playbooks` package
 //! (sinew, anyhow, ...) and the workspace's profiles, so that cargo compiles its
-//! dependencies the way the workspace does (and reuses what the workspace compiled). A
+//! dependencies the way the workspace does (and reuses what the workspace's release builds
+//! compiled). A
 //! block is then one `main.rs` (`sinew-present/slide-DECK-3-0/src/main.rs`) that rustc
 //! compiles and links against that library in a fraction of a second: linking the SDK and
 //! its three hundred crates statically into every edit's binary took most of a second.
