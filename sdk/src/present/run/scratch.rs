@@ -4,10 +4,10 @@
 //! code re-exports `sinew`, with the dependencies of the workspace's `playbooks` package
 //! (sinew, anyhow, ...) and the workspace's profiles, so that cargo compiles its
 //! dependencies the way the workspace does (and reuses what the workspace's release builds
-//! compiled). A
-//! block is then one `main.rs` (`sinew-present/slide-DECK-3-0/src/main.rs`) that rustc
-//! compiles and links against that library in a fraction of a second: linking the SDK and
-//! its three hundred crates statically into every edit's binary took most of a second.
+//! compiled). A block is then one `main.rs` (`sinew-present/slide-DECK-3-0/src/main.rs`)
+//! that rustc compiles and links against that library in a fraction of a second: linking
+//! the SDK and its three hundred crates statically into every edit's binary took most of a
+//! second.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
