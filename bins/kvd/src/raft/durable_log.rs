@@ -6,14 +6,20 @@
 //! the call returns, the change is on disk. Entries are written in two steps, so that a
 //! leader sends them to its followers while its own disk write is under way (the store knows
 //! it leads from the vote it saves, once [`LogStore::set_member`] named the member):
-//! [`LogStore::stage_entries`] commits them without syncing (readers see them at once), and
+//! [`LogStore::stage_entries`] keeps them in memory (readers see them at once), and
 //! [`LogStore::sync`] (or [`LogStore::sync_soon`], in the background) makes everything staged
 //! durable by appending it to the journal (`journal.rs`) with one fdatasync, which costs a
 //! fraction of a durable redb commit. Every durable commit carries the staged entries to the
 //! database and starts the journal's next generation; opening the log stages again what the
-//! current generation holds beyond the database's last durable commit. [`Persisted`] tells
-//! how far the log is on disk and waits for it to get further; a crash loses staged entries,
-//! never persisted ones.
+//! journal holds beyond the database's last durable commit. [`Persisted`] tells how far the
+//! log is on disk and waits for it to get further; a crash loses staged entries, never
+//! persisted ones.
+//!
+//! There are two journal files. When the one being appended to is full, syncs go on in the
+//! other (the next generation) at once, while a checkpoint on a thread of its own commits the
+//! staged entries to the database durably; only then may the full one be reused. A durable
+//! commit takes tens of milliseconds and holds the database's write lock, so committing in
+//! the sync that found the journal full stalled every write for that long.
 //!
 //! The committed log id is only a hint for restart (openraft re-applies up to it): it is kept
 //! in memory and written by the next durable transaction, or when the store closes, so
@@ -45,12 +51,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
 
 use openraft::{LogState, RaftLogId};
 use redb::{
@@ -73,12 +83,11 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
-/// The journal generation that follows the last durable commit.
+/// The oldest journal generation that may hold entries the database does not.
 const JOURNAL_GENERATION: &str = "journal_generation";
 
-/// The journal's size: a sync that would not fit commits the database durably instead and
-/// starts the journal over. Small, as guests keep their data in memory, and so that each
-/// such commit has little to flush (it stalls writers while it runs).
+/// Each journal's size. Small, as guests keep their data in memory, and because staged
+/// entries stay in memory until a checkpoint carries them to the database.
 const JOURNAL_BYTES: u64 = 2 << 20;
 
 /// Why the log store failed. Any of these but [`LogStoreError::Gap`] and
@@ -213,7 +222,34 @@ impl Persisted {
 #[derive(Clone)]
 pub struct LogStore {
     shared: Arc<Shared>,
+    /// Dropped with the last clone, it waits for a checkpoint under way, which holds the
+    /// database open.
+    checkpoint: Arc<Checkpoint>,
     path: PathBuf,
+}
+
+/// The checkpoint thread last started.
+#[derive(Debug, Default)]
+struct Checkpoint(Mutex<Option<JoinHandle<()>>>);
+
+impl Checkpoint {
+    /// Runs `work` on a thread of its own, once the checkpoint before it has finished.
+    fn start(&self, work: impl FnOnce() + Send + 'static) {
+        let mut running = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(previous) = running.take() {
+            let _ = previous.join();
+        }
+        *running = Some(std::thread::spawn(work));
+    }
+}
+
+impl Drop for Checkpoint {
+    fn drop(&mut self) {
+        let running = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = running.take() {
+            let _ = running.join();
+        }
+    }
 }
 
 /// What clones share: the database, the committed log id not written to it yet, and how far
@@ -223,12 +259,12 @@ struct Shared {
     /// The last committed log id recorded that no transaction has carried to the file yet.
     unsaved_committed: Mutex<Option<Option<LogId>>>,
     /// The id of the last entry written, staged or durable (the last purged one when no entry
-    /// is left), and the staged entries no sync has journaled yet. Every write holds it, so a
-    /// write and the mark it publishes stay in step.
+    /// is left), and the staged entries. Every write holds it, so a write and the mark it
+    /// publishes stay in step, and takes it before it starts a database write transaction.
     written: Mutex<Written>,
     /// Where syncs make staged entries durable. Taken after `written` where both are held; a
     /// sync keeps it (and lets `written` go) while it appends.
-    journal: Mutex<Journal>,
+    journal: Mutex<Journals>,
     persisted: watch::Sender<Mark>,
     /// Whether a background sync is queued and not started yet.
     sync_queued: AtomicBool,
@@ -238,12 +274,45 @@ struct Shared {
     leading: AtomicBool,
 }
 
-/// How far the log is written, and what of it only the database's page cache holds.
+/// How far the log is written, and what of it the database does not hold yet.
 #[derive(Debug, Default)]
 struct Written {
     last: Option<LogId>,
+    /// Entries the database does not hold yet, by index.
+    staged: BTreeMap<u64, Staged>,
     /// Encoded entries staged since the last sync, in order.
-    unjournaled: Vec<Vec<u8>>,
+    unjournaled: Vec<Bytes>,
+}
+
+/// An entry kept in memory until a durable commit carries it to the database.
+#[derive(Debug)]
+struct Staged {
+    entry: Entry,
+    encoded: Bytes,
+}
+
+/// The two journal files: syncs append to the active one; a full one hands over to the
+/// other, which must hold nothing the database lacks.
+#[derive(Debug)]
+struct Journals {
+    active: Journal,
+    standby: Journal,
+    /// The oldest generation that may hold entries the database does not, as the database
+    /// records it.
+    oldest_live: u64,
+}
+
+impl Journals {
+    /// Makes the standby journal active with the next generation, if the database holds
+    /// everything it has; returns whether it did.
+    fn hand_over(&mut self) -> bool {
+        if self.standby.generation() >= self.oldest_live {
+            return false;
+        }
+        std::mem::swap(&mut self.active, &mut self.standby);
+        self.active.restart(self.standby.generation() + 1);
+        true
+    }
 }
 
 impl Shared {
@@ -251,8 +320,72 @@ impl Shared {
         self.written.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_journal(&self) -> MutexGuard<'_, Journal> {
+    fn lock_journal(&self) -> MutexGuard<'_, Journals> {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, LogStoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)?;
+        Ok(txn)
+    }
+
+    /// Writes the committed log id recorded since the last transaction into `meta`, so the
+    /// transaction being built carries it to disk.
+    fn carry_committed(&self, meta: &mut Table<&str, &[u8]>) -> Result<(), LogStoreError> {
+        if let Some(committed) = self.take_unsaved_committed() {
+            meta.insert(
+                COMMITTED,
+                encode(&committed, "committed log id")?.as_slice(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Commits the entries staged now to the database durably, and records that the journals
+    /// before the active one's generation hold nothing the database lacks, so that the
+    /// standby journal may be reused. Entries staged meanwhile stay staged.
+    fn checkpoint(&self) -> Result<(), LogStoreError> {
+        let written = self.lock_written();
+        let generation = self.lock_journal().active.generation();
+        // Begun under the write lock: a truncation cannot slip in between the copy and the
+        // commit and have stale entries written after it.
+        let txn = self.begin_write(Durability::Immediate)?;
+        let carried: Vec<(LogId, Bytes)> = written
+            .staged
+            .values()
+            .map(|staged| (staged.entry.log_id, staged.encoded.clone()))
+            .collect();
+        drop(written);
+        {
+            let mut log = txn.open_table(LOG)?;
+            for (log_id, encoded) in &carried {
+                log.insert(log_id.index, encoded.as_ref())?;
+            }
+            let mut meta = txn.open_table(META)?;
+            self.carry_committed(&mut meta)?;
+            let recorded = read_meta::<u64>(&meta, JOURNAL_GENERATION)?.unwrap_or(0);
+            if recorded < generation {
+                meta.insert(
+                    JOURNAL_GENERATION,
+                    encode(&generation, "journal generation")?.as_slice(),
+                )?;
+            }
+        }
+        txn.commit()?;
+        let mut written = self.lock_written();
+        for (log_id, _) in &carried {
+            if written
+                .staged
+                .get(&log_id.index)
+                .is_some_and(|staged| staged.entry.log_id == *log_id)
+            {
+                written.staged.remove(&log_id.index);
+            }
+        }
+        let mut journals = self.lock_journal();
+        journals.oldest_live = journals.oldest_live.max(generation);
+        Ok(())
     }
 
     fn take_unsaved_committed(&self) -> Option<Option<LogId>> {
@@ -266,13 +399,14 @@ impl Shared {
 impl Drop for Shared {
     /// A clean close keeps the staged entries and the last committed log id recorded.
     fn drop(&mut self) {
-        let committed = self.take_unsaved_committed();
         let saved = (|| {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            if let Some(committed) = committed {
-                let value = encode(&committed, "committed log id")?;
-                txn.open_table(META)?.insert(COMMITTED, value.as_slice())?;
+            let txn = self.begin_write(Durability::Immediate)?;
+            {
+                let mut log = txn.open_table(LOG)?;
+                for (index, staged) in &self.lock_written().staged {
+                    log.insert(*index, staged.encoded.as_ref())?;
+                }
+                self.carry_committed(&mut txn.open_table(META)?)?;
             }
             txn.commit()?;
             Ok::<_, LogStoreError>(())
@@ -295,8 +429,8 @@ impl LogStore {
     /// The log's file name inside the data directory.
     pub const FILE_NAME: &'static str = "raft-log.redb";
 
-    /// The journal's file name inside the data directory.
-    pub const JOURNAL_NAME: &'static str = "raft-log.journal";
+    /// The journals' file names inside the data directory.
+    pub const JOURNAL_NAMES: [&'static str; 2] = ["raft-log.journal", "raft-log.journal-2"];
 
     /// Opens the log in `data_dir`, creating the directory and the file if they do not exist.
     /// A file left by a killed process is recovered to its last durable commit.
@@ -319,25 +453,22 @@ impl LogStore {
             txn.commit()?;
             generation.unwrap_or(0)
         };
-        let journal_path = data_dir.join(Self::JOURNAL_NAME);
-        let (journal, journaled) = Journal::open(&journal_path, JOURNAL_BYTES, generation)
-            .map_err(|source| LogStoreError::Journal {
-                path: journal_path,
-                source,
-            })?;
+        let (journals, journaled) = open_journals(data_dir, generation)?;
         let store = Self {
             shared: Arc::new(Shared {
                 db,
                 unsaved_committed: Mutex::new(None),
                 written: Mutex::new(Written::default()),
-                journal: Mutex::new(journal),
+                journal: Mutex::new(journals),
                 persisted: watch::channel(Ok(None)).0,
                 sync_queued: AtomicBool::new(false),
                 member: OnceLock::new(),
                 leading: AtomicBool::new(false),
             }),
+            checkpoint: Arc::default(),
             path,
         };
+        store.shared.lock_written().last = store.database_state()?.last_log_id;
         store.replay(&journaled)?;
         // Persists what the journal held, and starts the journal's next generation.
         store.write_durably(|_| Ok(()))?;
@@ -346,7 +477,7 @@ impl LogStore {
 
     /// Stages the journaled entries that the database's last durable commit does not hold.
     fn replay(&self, journaled: &[Vec<u8>]) -> Result<(), LogStoreError> {
-        let last = self.log_state()?.last_log_id.map(|id| id.index);
+        let last = self.shared.lock_written().last.map(|id| id.index);
         let mut missing = Vec::new();
         for payload in journaled {
             let entry: Entry =
@@ -391,43 +522,35 @@ impl LogStore {
         I: IntoIterator<Item = Entry>,
     {
         let mut written = self.shared.lock_written();
-        let txn = self.begin_write(Durability::None)?;
-        let mut last = None;
+        let mut expected = written.last.map(|id| id.index + 1);
         let mut staged = Vec::new();
-        {
-            let meta = txn.open_table(META)?;
-            let last_purged = read_meta::<LogId>(&meta, LAST_PURGED)?;
-            let mut log = txn.open_table(LOG)?;
-            let mut expected = match log.last()? {
-                Some((index, _)) => Some(index.value() + 1),
-                None => last_purged.map(|id| id.index + 1),
-            };
-            for entry in entries {
-                let log_id = *entry.get_log_id();
-                if let Some(expected) = expected.filter(|&expected| expected != log_id.index) {
-                    return Err(LogStoreError::Gap {
-                        expected,
-                        found: log_id.index,
-                    });
-                }
-                let encoded = encode(&entry, "entry")?;
-                log.insert(log_id.index, encoded.as_slice())?;
-                staged.push(encoded);
-                expected = Some(log_id.index + 1);
-                last = Some(log_id);
+        for entry in entries {
+            let index = entry.get_log_id().index;
+            if let Some(expected) = expected.filter(|&expected| expected != index) {
+                return Err(LogStoreError::Gap {
+                    expected,
+                    found: index,
+                });
             }
+            let encoded = Bytes::from(encode(&entry, "entry")?);
+            staged.push(Staged { entry, encoded });
+            expected = Some(index + 1);
         }
-        txn.commit()?;
+        let last = staged.last().map(|staged| staged.entry.log_id);
+        for staged in staged {
+            written.unjournaled.push(staged.encoded.clone());
+            written.staged.insert(staged.entry.log_id.index, staged);
+        }
         if last.is_some() {
             written.last = last;
-            written.unjournaled.append(&mut staged);
         }
         Ok(last)
     }
 
-    /// Makes every staged entry durable (appended to the journal with one fdatasync, or with
-    /// a durable commit when the journal is full), then publishes how far the log is on disk.
-    /// A failed sync is final: [`Persisted`] reports it from then on.
+    /// Makes every staged entry durable (appended to the journal with one fdatasync; or with a
+    /// durable commit when neither journal has room, or they are larger than a journal), then
+    /// publishes how far the log is on disk. A failed sync is final: [`Persisted`] reports it
+    /// from then on.
     pub fn sync(&self) -> Result<(), LogStoreError> {
         match self.journal_staged() {
             Ok(()) => Ok(()),
@@ -440,8 +563,10 @@ impl LogStore {
         }
     }
 
-    /// Appends the unjournaled entries to the journal and publishes the log's end as
-    /// persisted, or commits them durably if they do not fit (which starts the journal over).
+    /// Appends the unjournaled entries to the active journal and publishes the log's end as
+    /// persisted. When they do not fit, the standby journal takes over and a checkpoint
+    /// starts; when it cannot take over (the last checkpoint has not finished) or the entries
+    /// do not fit in it either, they are committed durably, which starts the journals over.
     /// Entries are staged meanwhile: the write lock is held only to take the batch, while
     /// the journal lock, held throughout, keeps batches in order and a durable commit (which
     /// takes it too) from starting the journal over under the append.
@@ -450,23 +575,39 @@ impl LogStore {
         if self.shared.persisted.borrow().as_ref().ok() == Some(&written.last) {
             return Ok(());
         }
-        let mut journal = self.shared.lock_journal();
-        if !journal.has_room(&written.unjournaled) {
-            drop(journal);
-            self.commit_durably(&mut written, |_| Ok(()))?;
-            self.publish_persisted(written.last);
-            return Ok(());
+        let mut journals = self.shared.lock_journal();
+        let mut handed_over = false;
+        if !journals.active.has_room(&written.unjournaled) {
+            handed_over = journals.hand_over();
+            if !handed_over || !journals.active.has_room(&written.unjournaled) {
+                drop(journals);
+                self.commit_durably(&mut written, |_| Ok(()))?;
+                self.publish_persisted(written.last);
+                return Ok(());
+            }
         }
         let batch = std::mem::take(&mut written.unjournaled);
         let last = written.last;
         drop(written);
-        journal
+        journals
+            .active
             .append(&batch)
             .map_err(|source| LogStoreError::Journal {
-                path: self.path.with_file_name(Self::JOURNAL_NAME),
+                path: journals.active.path().to_path_buf(),
                 source,
             })?;
+        // Under the journal lock, so that syncs publish in the order they appended: the mark
+        // never moves back past what an earlier sync made durable.
         self.publish_persisted(last);
+        drop(journals);
+        if handed_over {
+            let shared = Arc::clone(&self.shared);
+            self.checkpoint.start(move || {
+                if let Err(error) = shared.checkpoint() {
+                    tracing::error!(%error, "cannot checkpoint the Raft log");
+                }
+            });
+        }
         Ok(())
     }
 
@@ -502,17 +643,53 @@ impl LogStore {
     {
         let bounds: (Bound<u64>, Bound<u64>) =
             (range.start_bound().cloned(), range.end_bound().cloned());
-        let txn = self.shared.db.begin_read()?;
-        let log = txn.open_table(LOG)?;
+        if is_empty(bounds) {
+            return Ok(Vec::new());
+        }
+        // Staged entries follow the database's; one a checkpoint carries is read from memory
+        // while it is staged, and from the database once it is not. The database's come
+        // first, so the staged ones needed are at most `max_bytes` of them.
+        let (first_staged, staged) = {
+            let written = self.shared.lock_written();
+            let mut staged = Vec::new();
+            let mut size = 0usize;
+            for entry in written.staged.range(bounds).map(|(_, staged)| staged) {
+                if !staged.is_empty() && size >= max_bytes {
+                    break;
+                }
+                size = size.saturating_add(entry.encoded.len());
+                staged.push((entry.entry.clone(), entry.encoded.len()));
+            }
+            (written.staged.keys().next().copied(), staged)
+        };
+        let stored_bounds = match first_staged {
+            Some(first) => (bounds.0, clamp_end(bounds.1, first)),
+            None => bounds,
+        };
         let mut entries = Vec::new();
         let mut taken = 0usize;
-        for item in log.range(bounds)? {
-            if !entries.is_empty() && taken >= max_bytes {
-                break;
+        let full = |entries: &Vec<Entry>, taken: usize| !entries.is_empty() && taken >= max_bytes;
+        let txn = self.shared.db.begin_read()?;
+        let log = txn.open_table(LOG)?;
+        let stored = if is_empty(stored_bounds) {
+            None
+        } else {
+            Some(log.range(stored_bounds)?)
+        };
+        for item in stored.into_iter().flatten() {
+            if full(&entries, taken) {
+                return Ok(entries);
             }
             let (index, bytes) = item?;
             taken = taken.saturating_add(bytes.value().len());
             entries.push(decode_entry(index.value(), bytes.value())?);
+        }
+        for (entry, size) in staged {
+            if full(&entries, taken) {
+                break;
+            }
+            taken = taken.saturating_add(size);
+            entries.push(entry);
         }
         Ok(entries)
     }
@@ -520,6 +697,16 @@ impl LogStore {
     /// The last purged log id and the last log id (the last purged one when the log is
     /// empty).
     pub fn log_state(&self) -> Result<LogState<TypeConfig>, LogStoreError> {
+        let last_log_id = self.shared.lock_written().last;
+        let txn = self.shared.db.begin_read()?;
+        Ok(LogState {
+            last_purged_log_id: read_meta::<LogId>(&txn.open_table(META)?, LAST_PURGED)?,
+            last_log_id,
+        })
+    }
+
+    /// [`LogStore::log_state`] as the database alone tells it.
+    fn database_state(&self) -> Result<LogState<TypeConfig>, LogStoreError> {
         let txn = self.shared.db.begin_read()?;
         let last_purged_log_id = read_meta::<LogId>(&txn.open_table(META)?, LAST_PURGED)?;
         let last_entry = match txn.open_table(LOG)?.last()? {
@@ -625,18 +812,6 @@ impl LogStore {
         Ok(read_meta::<Option<LogId>>(&txn.open_table(META)?, COMMITTED)?.flatten())
     }
 
-    /// Writes the committed log id recorded since the last transaction into `meta`, so the
-    /// transaction being built carries it to disk.
-    fn carry_committed(&self, meta: &mut Table<&str, &[u8]>) -> Result<(), LogStoreError> {
-        if let Some(committed) = self.shared.take_unsaved_committed() {
-            meta.insert(
-                COMMITTED,
-                encode(&committed, "committed log id")?.as_slice(),
-            )?;
-        }
-        Ok(())
-    }
-
     /// Commits `change` durably, carrying the recorded committed log id and every staged
     /// entry to disk with it, and publishes the log's new end as written and persisted.
     fn write_durably(
@@ -645,33 +820,42 @@ impl LogStore {
     ) -> Result<(), LogStoreError> {
         let mut written = self.shared.lock_written();
         self.commit_durably(&mut written, change)?;
-        written.last = self.log_state()?.last_log_id;
+        written.last = self.database_state()?.last_log_id;
         self.publish_persisted(written.last);
         Ok(())
     }
 
     /// Commits `change` in one durable transaction that also carries the recorded committed
-    /// log id and every staged entry, and names the journal's next generation, which then
-    /// starts: the database holds all the journal did. The caller holds the write lock.
+    /// log id and every staged entry (before `change`, which may delete them), and names the
+    /// journal's next generation, which then starts: the database holds all the journals did.
+    /// The caller holds the write lock.
     fn commit_durably(
         &self,
         written: &mut Written,
         change: impl FnOnce(&WriteTransaction) -> Result<(), LogStoreError>,
     ) -> Result<(), LogStoreError> {
-        let mut journal = self.shared.lock_journal();
-        let next = journal.generation() + 1;
-        let txn = self.begin_write(Durability::Immediate)?;
+        let mut journals = self.shared.lock_journal();
+        let next = journals.active.generation() + 1;
+        let txn = self.shared.begin_write(Durability::Immediate)?;
+        {
+            let mut log = txn.open_table(LOG)?;
+            for (index, staged) in &written.staged {
+                log.insert(*index, staged.encoded.as_ref())?;
+            }
+        }
         change(&txn)?;
         {
             let mut meta = txn.open_table(META)?;
-            self.carry_committed(&mut meta)?;
+            self.shared.carry_committed(&mut meta)?;
             meta.insert(
                 JOURNAL_GENERATION,
                 encode(&next, "journal generation")?.as_slice(),
             )?;
         }
         txn.commit()?;
-        journal.restart(next);
+        journals.active.restart(next);
+        journals.oldest_live = next;
+        written.staged.clear();
         written.unjournaled.clear();
         Ok(())
     }
@@ -687,11 +871,72 @@ impl LogStore {
             _ => false,
         });
     }
+}
 
-    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, LogStoreError> {
-        let mut txn = self.shared.db.begin_write()?;
-        txn.set_durability(durability)?;
-        Ok(txn)
+/// Opens both journals, and returns them with the entries they hold that the database may
+/// lack: those of `oldest_live`, then those of the generation after it, which the other file
+/// holds if the first one filled up and its checkpoint did not finish.
+fn open_journals(
+    data_dir: &Path,
+    oldest_live: u64,
+) -> Result<(Journals, Vec<Vec<u8>>), LogStoreError> {
+    let open = |name: &str| {
+        let path = data_dir.join(name);
+        Journal::open(&path, JOURNAL_BYTES, oldest_live)
+            .map_err(|source| LogStoreError::Journal { path, source })
+    };
+    let [first, second] = LogStore::JOURNAL_NAMES;
+    let (first, mut journaled) = open(first)?;
+    let (second, in_second) = open(second)?;
+    // The file that holds the oldest generation is the standby; the other one goes on.
+    let (mut active, standby) = if journaled.is_empty() {
+        journaled = in_second;
+        (first, second)
+    } else {
+        (second, first)
+    };
+    if !journaled.is_empty() {
+        let next = active
+            .read(oldest_live + 1)
+            .map_err(|source| LogStoreError::Journal {
+                path: active.path().to_path_buf(),
+                source,
+            })?;
+        journaled.extend(next);
+    }
+    Ok((
+        Journals {
+            active,
+            standby,
+            oldest_live,
+        },
+        journaled,
+    ))
+}
+
+/// Whether no index lies within `bounds` (which `BTreeMap::range` would refuse).
+fn is_empty((start, end): (Bound<u64>, Bound<u64>)) -> bool {
+    let first = match start {
+        Bound::Included(start) => start,
+        Bound::Excluded(start) => match start.checked_add(1) {
+            Some(first) => first,
+            None => return true,
+        },
+        Bound::Unbounded => 0,
+    };
+    match end {
+        Bound::Included(end) => first > end,
+        Bound::Excluded(end) => first >= end,
+        Bound::Unbounded => false,
+    }
+}
+
+/// `end`, or the bound just before `first` if that comes first.
+fn clamp_end(end: Bound<u64>, first: u64) -> Bound<u64> {
+    match end {
+        Bound::Included(end) if end < first => Bound::Included(end),
+        Bound::Excluded(end) if end <= first => Bound::Excluded(end),
+        _ => Bound::Excluded(first),
     }
 }
 
@@ -1071,37 +1316,105 @@ mod tests {
         assert_eq!(store.persisted().last(), Some(log_id(2, 1, 4)));
     }
 
-    #[test]
-    fn syncs_that_overflow_the_journal_commit_durably_and_start_it_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let big = |index: u64| Entry {
+    fn big(index: u64) -> Entry {
+        Entry {
             log_id: log_id(1, 1, index),
             payload: EntryPayload::Normal(crate::raft::Request::V3(Command::Put(PutRequest {
                 key: format!("big-{index}").into_bytes(),
                 value: vec![b'x'; 4096],
                 ..PutRequest::default()
             }))),
-        };
-        let last = 600;
-        {
-            let store = LogStore::open(dir.path()).unwrap();
-            let first_generation = store.shared.lock_journal().generation();
-            for start in (1..=last).step_by(20) {
-                store.stage_entries((start..start + 20).map(big)).unwrap();
-                store.sync().unwrap();
-            }
-            assert_eq!(store.persisted().last(), Some(log_id(1, 1, last)));
-            assert!(
-                store.shared.lock_journal().generation() > first_generation,
-                "{} MiB of entries overflowed the journal",
-                last * 5 / 1024
-            );
         }
+    }
+
+    /// Copies the data directory's files as a crash would leave them.
+    fn crash_copy(from: &Path) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().unwrap();
+        for file in std::fs::read_dir(from).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), copy.path().join(file.file_name())).unwrap();
+        }
+        copy
+    }
+
+    #[test]
+    fn syncs_that_overflow_a_journal_go_on_in_the_other_while_a_checkpoint_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let last = 600;
         let store = LogStore::open(dir.path()).unwrap();
+        let first_generation = store.shared.lock_journal().active.generation();
+        for start in (1..=last).step_by(20) {
+            store.stage_entries((start..start + 20).map(big)).unwrap();
+            store.sync().unwrap();
+        }
+        assert_eq!(store.persisted().last(), Some(log_id(1, 1, last)));
+        assert_eq!(
+            store.shared.lock_journal().active.generation(),
+            first_generation + 1,
+            "{} MiB of entries filled one journal",
+            last * 5 / 1024
+        );
+        let checkpoint = store.checkpoint.0.lock().unwrap().take();
+        checkpoint.expect("a checkpoint started").join().unwrap();
+        let in_database = store.database_state().unwrap().last_log_id.unwrap().index;
+        assert!(
+            in_database < last,
+            "the checkpoint took what was staged when it began, then {in_database}"
+        );
+        let staged = store.shared.lock_written().staged.len();
+        assert_eq!(staged, usize::try_from(last - in_database).unwrap());
         assert_eq!(
             indexes(&store.entries(1..).unwrap()),
+            (1..=last).collect::<Vec<_>>(),
+            "reads join the database and the staged entries"
+        );
+        let across = in_database..=in_database + 1;
+        assert_eq!(
+            indexes(&store.entries(across.clone()).unwrap()),
+            across.collect::<Vec<_>>()
+        );
+        assert_eq!(
+            indexes(&store.entries_within(in_database.., 1).unwrap()),
+            [in_database]
+        );
+        assert!(store.entries(last..last).unwrap().is_empty());
+        assert!(store.entries(last + 1..=last).unwrap().is_empty());
+
+        let crashed = crash_copy(dir.path());
+        let recovered = LogStore::open(crashed.path()).unwrap();
+        assert_eq!(
+            indexes(&recovered.entries(1..).unwrap()),
             (1..=last).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_crash_before_the_checkpoint_finished_recovers_both_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LogStore::open(dir.path()).unwrap());
+        let generation = {
+            let db = Database::create(dir.path().join(LogStore::FILE_NAME)).unwrap();
+            let txn = db.begin_read().unwrap();
+            read_meta::<u64>(&txn.open_table(META).unwrap(), JOURNAL_GENERATION)
+                .unwrap()
+                .unwrap()
+        };
+        let journal = |name: &str, generation: u64, indexes: std::ops::RangeInclusive<u64>| {
+            let (mut journal, _) =
+                Journal::open(&dir.path().join(name), JOURNAL_BYTES, generation).unwrap();
+            let payloads: Vec<Vec<u8>> = indexes
+                .map(|index| encode(&entry(1, index), "entry").unwrap())
+                .collect();
+            journal.append(&payloads).unwrap();
+        };
+        // The oldest live generation in the second file, the next one in the first.
+        journal(LogStore::JOURNAL_NAMES[1], generation, 1..=3);
+        journal(LogStore::JOURNAL_NAMES[0], generation + 1, 4..=5);
+
+        let store = LogStore::open(dir.path()).unwrap();
+
+        assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2, 3, 4, 5]);
+        assert_eq!(store.persisted().last(), Some(log_id(1, 1, 5)));
     }
 
     #[test]
@@ -1187,6 +1500,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         store.write_entries(entries(1, 1..=2)).unwrap();
+        // A durable commit carries the staged entries to the database.
+        store.write_vote(&Vote::new(1, 1)).unwrap();
         let txn = store.shared.db.begin_write().unwrap();
         txn.open_table(LOG)
             .unwrap()
@@ -1206,10 +1521,14 @@ mod tests {
             store.entries(3..),
             Err(LogStoreError::Misplaced { index: 3, found: 9 })
         ));
-        assert!(matches!(
-            store.log_state(),
-            Err(LogStoreError::Misplaced { .. })
-        ));
+        drop(store);
+        assert!(
+            matches!(
+                LogStore::open(dir.path()),
+                Err(LogStoreError::Misplaced { .. })
+            ),
+            "opening reads the last entry"
+        );
     }
 
     #[test]

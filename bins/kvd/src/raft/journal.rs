@@ -7,12 +7,13 @@
 //! next generation and starts the journal over from its beginning, so the journal only ever
 //! holds entries staged after the database's last durable commit. Reading stops at the first
 //! record that is torn, damaged or of another generation (what an earlier generation left
-//! further on in the file).
+//! further on in the file). The log keeps two journals and appends to one at a time (see
+//! `durable_log`), so a generation may also follow on in the other file.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Bytes before a record's payload.
 const HEADER: usize = 16;
@@ -21,6 +22,7 @@ const HEADER: usize = 16;
 #[derive(Debug)]
 pub struct Journal {
     file: File,
+    path: PathBuf,
     capacity: u64,
     generation: u64,
     /// Where the next record goes.
@@ -48,16 +50,20 @@ impl Journal {
         }
         let mut journal = Self {
             file,
+            path: path.to_path_buf(),
             capacity,
             generation,
             end: 0,
         };
-        let payloads = journal.read_generation()?;
+        let payloads = journal.read(generation)?;
         Ok((journal, payloads))
     }
 
-    /// The payloads of the current generation, leaving `end` after the last one.
-    fn read_generation(&mut self) -> io::Result<Vec<Vec<u8>>> {
+    /// Makes `generation` current and returns the payloads the file holds of it, in order;
+    /// appends go after them.
+    pub fn read(&mut self, generation: u64) -> io::Result<Vec<Vec<u8>>> {
+        self.generation = generation;
+        self.end = 0;
         let mut payloads = Vec::new();
         let mut header = [0u8; HEADER];
         while self.end + HEADER as u64 <= self.capacity {
@@ -80,22 +86,22 @@ impl Journal {
     }
 
     /// Whether `payloads` fit after what is written.
-    pub fn has_room(&self, payloads: &[Vec<u8>]) -> bool {
+    pub fn has_room<P: AsRef<[u8]>>(&self, payloads: &[P]) -> bool {
         let needed: u64 = payloads
             .iter()
-            .map(|payload| (HEADER + payload.len()) as u64)
+            .map(|payload| (HEADER + payload.as_ref().len()) as u64)
             .sum();
         self.end + needed <= self.capacity
     }
 
     /// Appends `payloads` as records of the current generation and returns once they are on
     /// disk. The caller checked [`Journal::has_room`].
-    pub fn append(&mut self, payloads: &[Vec<u8>]) -> io::Result<()> {
+    pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> io::Result<()> {
         if payloads.is_empty() {
             return Ok(());
         }
         let mut bytes = Vec::new();
-        for payload in payloads {
+        for payload in payloads.iter().map(AsRef::as_ref) {
             let length = u32::try_from(payload.len()).map_err(io::Error::other)?;
             bytes.extend_from_slice(&length.to_le_bytes());
             bytes.extend_from_slice(&checksum(self.generation, payload).to_le_bytes());
@@ -117,6 +123,11 @@ impl Journal {
     /// The current generation.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -2,9 +2,8 @@
 //! operation. A leader's append reports completion once its entries are staged, before they
 //! are on disk, so that openraft (0.9 waits for the report before it replicates) sends them
 //! to the followers while the disk write is under way; see [`super`] for what waits for the
-//! disk instead. Any other append is written durably before it reports: a follower's answer
-//! waits for the disk anyway, and one durable transaction costs less than staging and
-//! syncing.
+//! disk instead. Any other append is synced before it reports: a follower's answer waits for
+//! the disk anyway.
 //!
 //! Writes wait for the disk, so they run on tokio's blocking pool rather than stalling the
 //! runtime's workers (the Raft core, heartbeats, the API): these methods must be called inside
