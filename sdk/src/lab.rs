@@ -14,7 +14,7 @@
 //! `SINEW_ACCEL=kvm|tcg` forces either.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -633,11 +633,13 @@ impl LabSetup<'_> {
         let mut fell_back = false;
         loop {
             let accel = candidates.remove(0);
-            let port = free_port().map_err(|source| LabError::Io {
-                action: "finding a free port on",
-                path: "127.0.0.1".into(),
-                source,
-            })?;
+            // QEMU binds it a moment later.
+            let port =
+                sinew_support::ports::free_loopback_port().map_err(|source| LabError::Io {
+                    action: "finding a free port on",
+                    path: "127.0.0.1".into(),
+                    source,
+                })?;
             let vm_spec = qemu::MachineSpec {
                 accel,
                 cpus: m.cpus,
@@ -841,13 +843,6 @@ fn kvm_deadline() -> Duration {
         .and_then(|s| s.parse().ok())
         .map(Duration::from_secs_f64)
         .unwrap_or(Duration::from_secs(8))
-}
-
-/// A port the kernel just handed out on 127.0.0.1; QEMU binds it a moment later.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

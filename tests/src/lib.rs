@@ -196,13 +196,9 @@ pub const GO_TOOLS: [sinew::setup::Tool; 2] = [
     },
 ];
 
-/// A free loopback port.
+/// A free loopback port, for a server started a moment later.
 pub fn free_port() -> Result<u16> {
-    Ok(
-        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port(),
-    )
+    Ok(sinew_support::ports::free_loopback_port()?)
 }
 
 /// Installs the `tools` missing from this machine (as root on Debian) once per process:

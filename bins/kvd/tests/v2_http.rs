@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
@@ -264,23 +264,15 @@ impl Drop for Etcd {
     }
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("bind loopback")
-        .local_addr()
-        .expect("listener address")
-        .port()
-}
-
 fn etcd_binary(name: &str) -> PathBuf {
     support::etcd::installed(name)
 }
 
 async fn start_etcd() -> Etcd {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (client, peer) = (free_port(), free_port());
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
+    let (client, peer) = (support::free_addr(), support::free_addr());
+    let client_url = format!("http://{client}");
+    let peer_url = format!("http://{peer}");
     let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
     let child = Process::new(etcd_binary("etcd"))
         .args(["--enable-v2", "--name", "t", "--data-dir"])

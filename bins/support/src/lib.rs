@@ -1,6 +1,7 @@
 //! What every sinew process does the same way: an error and its causes on one line
-//! ([`error_chain`]), logging to stderr ([`logging::Logging`]), and, with the `netlink`
-//! feature, errors of rtnetlink requests that say what was being done ([`netlink`]).
+//! ([`error_chain`]), logging to stderr ([`logging::Logging`]), free loopback ports for a
+//! server started a moment later ([`ports`]), and, with the `netlink` feature, errors of
+//! rtnetlink requests that say what was being done ([`netlink`]).
 
 #![warn(missing_docs)]
 
@@ -8,5 +9,6 @@ mod error_chain;
 pub mod logging;
 #[cfg(feature = "netlink")]
 pub mod netlink;
+pub mod ports;
 
 pub use error_chain::error_chain;

@@ -1,16 +1,13 @@
 //! Starting, stopping and restarting in-process members on loopback ports.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use sinew_kvd::node::{ClusterState, InitialMember, Node, NodeConfig};
 use sinew_kvd::v3::{Command, PutRequest, RangeRequest};
 
-pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local address")
-}
+use crate::support::free_addr;
 
 /// A member's settings, kept so it can be restarted on the same directory and ports.
 #[derive(Clone)]

@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use sinew_kvd::node::{ClusterState, MemberChange, Node, NodeError};
 
-use crate::harness::{config, free_addr, get, put, Cluster};
+use crate::harness::{config, get, put, Cluster};
+use crate::support::free_addr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_added_at_runtime_catches_up_votes_and_can_be_removed() {

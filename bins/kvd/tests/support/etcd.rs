@@ -2,7 +2,7 @@
 //! flags, as a one-member cluster on loopback ports with a temporary data directory, killed
 //! when dropped.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,14 +15,6 @@ pub struct Etcd {
     pub addr: SocketAddr,
     child: Child,
     _data: tempfile::TempDir,
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 impl Etcd {
@@ -51,9 +43,9 @@ impl Etcd {
             installed("etcd");
         }
         let data = tempfile::tempdir().expect("data directory");
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
+        let (client, peer) = (super::free_addr(), super::free_addr());
+        let client_url = format!("http://{client}");
+        let peer_url = format!("http://{peer}");
         let child = Command::new(program)
             .args(["--name", "gateway-test", "--data-dir"])
             .arg(data.path().join("etcd"))
@@ -73,7 +65,7 @@ impl Etcd {
                 )
             });
         let etcd = Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], client)),
+            addr: client,
             child,
             _data: data,
         };

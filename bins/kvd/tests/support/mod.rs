@@ -18,6 +18,12 @@ use tokio::sync::oneshot;
 
 pub use memory::MemoryBackend;
 
+/// A loopback address nothing listens on, for a server started a moment later.
+pub fn free_addr() -> SocketAddr {
+    let port = sinew_support::ports::free_loopback_port().expect("a free loopback port");
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// A gateway server on a loopback port; stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
