@@ -287,7 +287,7 @@ async fn start_etcd() -> Etcd {
         .spawn()
         .expect("start etcd");
     let etcd = Etcd {
-        addr: format!("127.0.0.1:{client}").parse().expect("etcd address"),
+        addr: client,
         child,
         _dir: dir,
     };
