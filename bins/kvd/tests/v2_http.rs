@@ -9,8 +9,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +22,7 @@ use sinew_kvd::v2::{
     self, Backend, Command, Error, Event, LeaderInfo, LeaderStats, Member, MemberError, Op,
     RaftStatus, SelfStats, Store,
 };
+use support::etcd::Etcd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
@@ -251,58 +250,8 @@ async fn start_kvd() -> Kvd {
 // ---------------------------------------------------------------------------------------
 // Real etcd 3.4 with the v2 API on loopback ports and a temporary data directory.
 
-struct Etcd {
-    addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn etcd_binary(name: &str) -> PathBuf {
-    support::etcd::installed(name)
-}
-
 async fn start_etcd() -> Etcd {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (client, peer) = (support::free_addr(), support::free_addr());
-    let client_url = format!("http://{client}");
-    let peer_url = format!("http://{peer}");
-    let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
-    let child = Process::new(etcd_binary("etcd"))
-        .args(["--enable-v2", "--name", "t", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("t={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start etcd");
-    let etcd = Etcd {
-        addr: client,
-        child,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "etcd did not become healthy");
-        if let Ok(reply) = try_call(etcd.addr, "GET", "/version", None).await {
-            let version: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-            if version["etcdcluster"] == "3.4.0" {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    etcd
+    Etcd::start_with("etcd", &["--enable-v2"]).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -868,7 +817,7 @@ async fn oversized_forms_are_refused_like_etcd() {
 // Debian's etcdctl in v2 mode against both.
 
 fn etcdctl(addr: SocketAddr, args: &[&str]) -> (i32, String, String) {
-    let output = Process::new(etcd_binary("etcdctl"))
+    let output = std::process::Command::new(support::etcd::installed("etcdctl"))
         .env("ETCDCTL_API", "2")
         .arg("--endpoints")
         .arg(format!("http://{addr}"))
