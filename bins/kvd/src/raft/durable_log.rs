@@ -360,11 +360,13 @@ impl Shared {
             .map(|staged| (staged.entry.log_id, staged.encoded.clone()))
             .collect();
         drop(written);
+        insert_entries(
+            &txn,
+            carried
+                .iter()
+                .map(|(log_id, encoded)| (log_id.index, encoded.as_ref())),
+        )?;
         {
-            let mut log = txn.open_table(LOG)?;
-            for (log_id, encoded) in &carried {
-                log.insert(log_id.index, encoded.as_ref())?;
-            }
             let mut meta = txn.open_table(META)?;
             self.carry_committed(&mut meta)?;
             let recorded = read_meta::<u64>(&meta, JOURNAL_GENERATION)?.unwrap_or(0);
@@ -404,13 +406,8 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let saved = (|| {
             let txn = self.begin_write(Durability::Immediate)?;
-            {
-                let mut log = txn.open_table(LOG)?;
-                for (index, staged) in &self.lock_written().staged {
-                    log.insert(*index, staged.encoded.as_ref())?;
-                }
-                self.carry_committed(&mut txn.open_table(META)?)?;
-            }
+            insert_entries(&txn, staged_entries(&self.lock_written().staged))?;
+            self.carry_committed(&mut txn.open_table(META)?)?;
             txn.commit()?;
             Ok::<_, LogStoreError>(())
         })();
@@ -840,12 +837,7 @@ impl LogStore {
         let mut journals = self.shared.lock_journal();
         let next = journals.active.generation() + 1;
         let txn = self.shared.begin_write(Durability::Immediate)?;
-        {
-            let mut log = txn.open_table(LOG)?;
-            for (index, staged) in &written.staged {
-                log.insert(*index, staged.encoded.as_ref())?;
-            }
-        }
+        insert_entries(&txn, staged_entries(&written.staged))?;
         change(&txn)?;
         {
             let mut meta = txn.open_table(META)?;
@@ -915,6 +907,25 @@ fn open_journals(
         },
         journaled,
     ))
+}
+
+/// Writes encoded entries under their indexes in `txn`'s log table.
+fn insert_entries<'a>(
+    txn: &WriteTransaction,
+    entries: impl IntoIterator<Item = (u64, &'a [u8])>,
+) -> Result<(), LogStoreError> {
+    let mut log = txn.open_table(LOG)?;
+    for (index, encoded) in entries {
+        log.insert(index, encoded)?;
+    }
+    Ok(())
+}
+
+/// The staged entries' indexes and encodings, in order.
+fn staged_entries(staged: &BTreeMap<u64, Staged>) -> impl Iterator<Item = (u64, &[u8])> {
+    staged
+        .iter()
+        .map(|(index, staged)| (*index, staged.encoded.as_ref()))
 }
 
 /// Whether no index lies within `bounds` (which `BTreeMap::range` would refuse).
