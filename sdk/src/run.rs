@@ -37,9 +37,10 @@ struct Flags {
 /// Errors starting a run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The command line did not parse; the message is clap's, with usage.
+    /// The command line did not parse; the message is clap's, with usage. It is kept as
+    /// text: the parser is the SDK's own business, not part of its API.
     #[error("{0}")]
-    Flags(#[from] clap::Error),
+    Flags(String),
     /// The async runtime could not start.
     #[error("starting the runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -105,7 +106,7 @@ impl Run {
         let flags = match Flags::try_parse() {
             Ok(flags) => flags,
             Err(err) if !err.use_stderr() => err.exit(),
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(RunError::Flags(err.to_string())),
         };
         Self::with_options(
             name,

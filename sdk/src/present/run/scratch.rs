@@ -1,7 +1,8 @@
 //! Where playbook blocks are built, under the workspace's target directory.
 //!
-//! The SDK is built once as a shared library: a package (`sinew-present/sdk`) whose only
-//! code re-exports `sinew`, with the dependencies of the workspace's `playbooks` package
+//! The SDK is built once as a shared library: a package (`sinew-present/sdk`) whose code
+//! (`sdk_lib.rs`) re-exports `sinew` and compiles the generic code blocks share, with the
+//! dependencies of the workspace's `playbooks` package
 //! (sinew, anyhow, ...) and the workspace's profiles, so that cargo compiles its
 //! dependencies the way the workspace does (and reuses what the workspace's release builds
 //! compiled). A block is then one `main.rs` (`sinew-present/slide-DECK-3-0/src/main.rs`)
@@ -128,6 +129,7 @@ impl Scratch {
             .and_then(Value::as_table)
             .map(|deps| deps.keys().cloned().collect())
             .unwrap_or_default();
+        shares_its_generics(&mut manifest, NAME);
         let mut lib = Table::new();
         lib.insert("path".into(), "src/lib.rs".into());
         lib.insert("crate-type".into(), Value::Array(vec!["dylib".into()]));
@@ -138,7 +140,7 @@ impl Scratch {
         );
         let lock = fs::read(self.workspace.join("Cargo.lock")).unwrap_or_default();
         write_if_changed(&dir.join("Cargo.toml"), manifest.as_bytes())
-            .and_then(|()| write_if_changed(&dir.join("src/lib.rs"), b"pub use sinew::*;\n"))
+            .and_then(|()| write_if_changed(&dir.join("src/lib.rs"), SDK_LIB.as_bytes()))
             .and_then(|()| {
                 if lock.is_empty() {
                     Ok(())
@@ -252,6 +254,32 @@ impl Scratch {
     }
 }
 
+/// The SDK package's library source: re-exports and shared instances.
+const SDK_LIB: &str = include_str!("sdk_lib.rs");
+
+/// Builds package `name` at `opt-level = "s"` in release: rustc shares the generic
+/// instances of a crate built at opt-level 0, 1 or "s" (not 2 or 3), and blocks then reuse
+/// those of `SDK_LIB` instead of compiling their own. Only this crate: shared by every
+/// crate, they made a library exporting some 144,000 symbols, which every block's compile
+/// read.
+fn shares_its_generics(manifest: &mut Table, name: &str) {
+    fn entry(table: &mut Table, key: &str) -> Table {
+        match table.remove(key) {
+            Some(Value::Table(t)) => t,
+            _ => Table::new(),
+        }
+    }
+    let mut profiles = entry(manifest, "profile");
+    let mut release = entry(&mut profiles, "release");
+    let mut packages = entry(&mut release, "package");
+    let mut package = entry(&mut packages, name);
+    package.insert("opt-level".into(), "s".into());
+    packages.insert(name.into(), package.into());
+    release.insert("package".into(), packages.into());
+    profiles.insert("release".into(), release.into());
+    manifest.insert("profile".into(), profiles.into());
+}
+
 /// The workspace's profiles without per-package settings for packages the scratch package
 /// does not build (cargo warns about each).
 fn only_needed(profiles: &Table, needed: &Option<HashSet<String>>) -> Table {
@@ -322,6 +350,14 @@ mod tests {
             workspace.join("sdk").to_str().unwrap()
         );
         assert_eq!(manifest["lib"]["crate-type"][0].as_str(), Some("dylib"));
+        let own = &manifest["profile"]["release"]["package"]["sinew-present-sdk"];
+        assert_eq!(own["opt-level"].as_str(), Some("s"));
+        assert_eq!(
+            manifest["profile"]["release"]["strip"].as_bool(),
+            Some(true)
+        );
+        let lib = fs::read_to_string(sdk.dir.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("pub use sinew::*;"));
         assert!(manifest["profile"]["dev"].get("debug").is_some());
         // kvd is not built for a playbook; serde_json is.
         let packages = &manifest["profile"]["dev"]["package"];

@@ -10,7 +10,9 @@
 //! share every generic instance they compile, so a debug SDK exports some 144,000 symbols,
 //! and every block's compile reads them all twice (rustc, to find what is available
 //! upstream; the linker, to resolve against them), about 0.2 s of each compile. An
-//! optimised one exports some 18,000.
+//! optimised one exports some 18,000, and its own small crate (built for size, so that it
+//! shares its generics) exports the instances nearly every block needs: `?` from the SDK's
+//! errors into `anyhow::Error`, which a hello block otherwise spends 0.1 s compiling.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
