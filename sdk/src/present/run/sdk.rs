@@ -83,10 +83,17 @@ impl Sdk {
             })?;
             externs.push((name.replace('-', "_"), path));
         }
-        let release = scratch.target().join("release");
-        let deps = release.join("deps");
+        // Where cargo put them (`target/release`, or under a target triple when a cargo
+        // config names one): the library's directory, and its dependencies'.
+        let directory = |name: &str, extension: &str| {
+            library(name, extension)
+                .and_then(|file| file.parent().map(PathBuf::from))
+                .ok_or_else(|| format!("building the SDK for playbook blocks gave no {name}"))
+        };
+        let own = directory(&package.lib, "so")?;
+        let deps = directory("sinew", "rlib")?;
         let toolchain = Toolchain::find().await?;
-        let library_path = std::env::join_paths([release, deps.clone(), toolchain.std_lib])
+        let library_path = std::env::join_paths([own, deps.clone(), toolchain.std_lib])
             .map_err(|e| format!("cannot form LD_LIBRARY_PATH: {e}"))?;
         Ok(Some(Self {
             externs,
