@@ -35,8 +35,10 @@
 //! hosts ([`Run::each`]) run in parallel. Libraries return typed errors; a playbook's
 //! `main` uses `anyhow`.
 
+pub mod boot;
 pub mod build;
 pub mod host;
+mod http1;
 pub mod image;
 mod janitor;
 pub mod kv;

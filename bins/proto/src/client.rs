@@ -670,17 +670,9 @@ fn unexpected(operation: &str, response: &Response) -> ClientError {
 /// Size and digest of a local file, computed off the async threads.
 async fn digest_file(path: &Path) -> io::Result<(u64, Sha256Digest)> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = Sha256::new();
-        let size = io::copy(&mut file, &mut hasher)?;
-        Ok((
-            size,
-            Sha256Digest::from(<[u8; 32]>::from(hasher.finalize())),
-        ))
-    })
-    .await
-    .map_err(io::Error::other)?
+    tokio::task::spawn_blocking(move || Sha256Digest::of_file(&path))
+        .await
+        .map_err(io::Error::other)?
 }
 
 #[cfg(test)]

@@ -23,6 +23,14 @@ impl Sha256Digest {
         Self(Sha256::digest(data).into())
     }
 
+    /// The size and digest of the file at `path`, read in a stream (blocking).
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<(u64, Self)> {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher)?;
+        Ok((size, Self(hasher.finalize().into())))
+    }
+
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -1,5 +1,6 @@
 //! Ethernet MAC addresses as they travel in text: on a guest's kernel command line (written
-//! by the host, read by `sinew-init`) and in flannel's lease JSON (`aa:bb:cc:dd:ee:ff`).
+//! by the host, read by `sinew-init`), in flannel's lease JSON (`aa:bb:cc:dd:ee:ff`) and in
+//! a network-booting machine's requests (iPXE's `aa-bb-cc-dd-ee-ff`, read as well).
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,7 +11,7 @@ use thiserror::Error;
 
 /// A string is not six hex bytes separated by colons.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid MAC address `{0}`: expected six colon-separated hex bytes like 52:54:00:12:34:56")]
+#[error("invalid MAC address `{0}`: expected six hex bytes separated by colons (52:54:00:12:34:56) or hyphens")]
 pub struct MacError(pub String);
 
 /// A 48-bit Ethernet MAC address; serialised as its text.
@@ -64,7 +65,13 @@ impl FromStr for MacAddr {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || MacError(text.to_owned());
         let mut bytes = [0u8; 6];
-        let mut parts = text.split(':');
+        // iPXE's `${mac:hexhyp}` separates with hyphens.
+        let separator = if text.get(2..3) == Some("-") {
+            '-'
+        } else {
+            ':'
+        };
+        let mut parts = text.split(separator);
         for byte in &mut bytes {
             let part = parts
                 .next()
@@ -114,6 +121,8 @@ mod tests {
         assert_eq!(MacAddr::from([0x52, 0x54, 0, 0xab, 0xcd, 0x0f]), mac);
         assert_eq!(MacAddr::from_slice(&mac.0), Some(mac));
         assert_eq!(MacAddr::from_slice(&[1, 2, 3]), None);
+        let hyphens: MacAddr = "52-54-00-AB-cd-0f".parse().expect("iPXE's hexhyp form");
+        assert_eq!(hyphens, mac);
     }
 
     #[test]
@@ -125,6 +134,7 @@ mod tests {
             "5:54:00:ab:cd:0f",
             "zz:54:00:ab:cd:0f",
             "5254.00ab.cdef",
+            "52-54:00:ab:cd:0f",
         ] {
             let error = bad.parse::<MacAddr>().expect_err(bad);
             assert_eq!(error, MacError(bad.to_owned()));

@@ -1,6 +1,7 @@
 //! `sinew`: the operator's command-line tool. `sinew present` serves slide decks whose code
-//! runs live.
+//! runs live; `sinew boot-server` serves network boots.
 
+mod boot_server;
 mod lab_keeper;
 mod present;
 
@@ -8,7 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// sinew, the operator's tool: slide decks whose code runs live (`present`).
+/// sinew, the operator's tool: slide decks whose code runs live (`present`), network boots
+/// (`boot-server`).
 #[derive(Debug, Parser)]
 #[command(name = "sinew", version)]
 struct Cli {
@@ -19,6 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Present(present::Args),
+    BootServer(boot_server::Args),
     #[command(name = "present-lab", hide = true)]
     PresentLab(lab_keeper::Args),
 }
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Present(args) => present::main(args),
+        Command::BootServer(args) => boot_server::main(args),
         Command::PresentLab(args) => lab_keeper::main(args),
     };
     match result {

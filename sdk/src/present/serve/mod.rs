@@ -17,7 +17,6 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -67,32 +66,16 @@ pub async fn serve(
     presenter: Arc<Presenter>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(%err, "accepting a connection failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let presenter = Arc::clone(&presenter);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let presenter = Arc::clone(&presenter);
-                async move { Ok::<_, Infallible>(presenter.handle(request, peer).await) }
-            });
-            if let Err(err) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, %err, "connection ended");
-            }
-        });
-    }
+    let handler = Arc::clone(&presenter);
+    crate::http1::serve(
+        listener,
+        move |request, peer| {
+            let presenter = Arc::clone(&handler);
+            async move { presenter.handle(request, peer).await }
+        },
+        shutdown,
+    )
+    .await;
     presenter.runner.stop_all().await;
 }
 

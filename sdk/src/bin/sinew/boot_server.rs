@@ -1,0 +1,71 @@
+//! `sinew boot-server`: serve network boots from matchbox's directory layout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use sinew::boot::{BootServer, Config, ConfigSource};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Serve network boots: iPXE scripts, metadata, templates and assets, as matchbox does.
+///
+/// DATA holds `profiles/*.json`, `groups/*.json`, `generic/*` (tera templates) and
+/// `assets/`, in matchbox's layout. Machines chain to `/boot.ipxe`; the group whose
+/// selectors all match a machine's labels (the most selectors first, then by id) picks its
+/// profile. A bad file keeps the server from starting, naming the file, the field and the
+/// reason. SIGHUP reloads DATA; a bad reload is refused and the running configuration kept.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The data directory.
+    #[arg(long = "data-path", env = "SINEW_BOOT_DATA", value_name = "DATA")]
+    data: PathBuf,
+    /// Where to listen.
+    #[arg(long, env = "SINEW_BOOT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A label machines send besides uuid, mac, domain, hostname, serial and arch (as
+    /// `os=installed`), which selectors may then name. Repeat for more.
+    #[arg(long = "label", value_name = "NAME")]
+    labels: Vec<String>,
+}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    let config = load(&args.data, &args.labels)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(serve(args, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(data: &Path, labels: &[String]) -> Result<Config> {
+    let mut source = ConfigSource::read_dir(data)?;
+    source.extra_labels.extend(labels.iter().cloned());
+    Ok(source.check()?)
+}
+
+/// Serves until SIGINT or SIGTERM, reloading on SIGHUP.
+async fn serve(args: Args, config: Config) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let server = BootServer::start(listener, config).context("starting the boot server")?;
+    println!("{}/boot.ipxe", server.url());
+    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => match load(&args.data, &args.labels) {
+                Ok(config) => server.reload(config),
+                Err(error) => tracing::error!(
+                    error = format!("{error:#}"),
+                    "reload refused; serving the configuration loaded before"
+                ),
+            },
+        }
+    }
+    tracing::info!("quitting");
+    server.shutdown().await;
+    Ok(())
+}
