@@ -104,6 +104,12 @@ fn each_kind_of_bad_configuration_is_refused_naming_the_field_and_reason() {
         p.boot.kernel = "/assets/vmlinuz".into();
         p
     };
+    // Profile q booting the asset, expecting `hex` for the asset at `url`.
+    let with_digest = |url: &str, hex: String| {
+        let mut p = with_asset(profile("q"));
+        p.digests.insert(url.into(), hex);
+        p
+    };
     let cases: Vec<(ConfigError, &str, &str)> = vec![
         (
             refusal(|c| c.group(group("g2", "p", &[])).group(group("g3", "p", &[]))),
@@ -170,29 +176,26 @@ fn each_kind_of_bad_configuration_is_refused_naming_the_field_and_reason() {
         ),
         (
             refusal(|c| {
-                let mut p = with_asset(profile("q"));
-                p.digests
-                    .insert("/assets/vmlinuz".into(), Digest::of(b"other").to_hex());
-                c.assets(dir.path()).profile(p)
+                c.assets(dir.path()).profile(with_digest(
+                    "/assets/vmlinuz",
+                    Digest::of(b"other").to_hex(),
+                ))
             }),
             "boot.kernel",
             "but",
         ),
         (
             refusal(|c| {
-                let mut p = with_asset(profile("q"));
-                p.digests.insert("/assets/vmlinuz".into(), "abc".into());
-                c.assets(dir.path()).profile(p)
+                c.assets(dir.path())
+                    .profile(with_digest("/assets/vmlinuz", "abc".into()))
             }),
             "digests./assets/vmlinuz",
             "not a SHA-256 digest",
         ),
         (
             refusal(|c| {
-                let mut p = with_asset(profile("q"));
-                p.digests
-                    .insert("/assets/other".into(), Digest::of(b"kernel").to_hex());
-                c.assets(dir.path()).profile(p)
+                c.assets(dir.path())
+                    .profile(with_digest("/assets/other", Digest::of(b"kernel").to_hex()))
             }),
             "digests./assets/other",
             "does not boot",
