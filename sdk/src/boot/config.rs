@@ -33,6 +33,43 @@ pub struct NetBoot {
     pub args: Vec<String>,
 }
 
+/// What an asset is to a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The kernel.
+    Kernel,
+    /// An initrd.
+    Initrd,
+}
+
+impl Part {
+    /// The profile field that names it.
+    fn field(self) -> &'static str {
+        match self {
+            Part::Kernel => "boot.kernel",
+            Part::Initrd => "boot.initrd",
+        }
+    }
+}
+
+impl NetBoot {
+    /// The URLs it boots from, each with what it is: the kernel, then the initrds.
+    pub fn urls(&self) -> impl Iterator<Item = (Part, &str)> {
+        std::iter::once((Part::Kernel, self.kernel.as_str())).chain(
+            self.initrd
+                .iter()
+                .map(|entry| (Part::Initrd, initrd_url(entry))),
+        )
+    }
+
+    /// What the asset at `url` is to this boot, if it boots from it.
+    pub fn part(&self, url: &str) -> Option<Part> {
+        self.urls()
+            .find(|(_, booted)| *booted == url)
+            .map(|(part, _)| part)
+    }
+}
+
 /// A profile: how machines boot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,8 +168,8 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Reads matchbox's layout under `dir`: `profiles/*.json`, `groups/*.json` (both
-    /// optional but not empty together), `generic/*` and `assets/`.
+    /// Reads matchbox's layout under `dir`: `profiles/*.json`, `groups/*.json`, `generic/*`
+    /// and `assets/`, each optional (no groups: every machine gets a 404, as from matchbox).
     pub fn read_dir(dir: &Path) -> Result<Self, ConfigError> {
         if !dir.is_dir() {
             return Err(ConfigError::new(dir, "file", "not a directory"));
@@ -334,15 +371,8 @@ fn check_profile(
             ));
         }
     }
-    let urls = std::iter::once(("boot.kernel", profile.boot.kernel.as_str())).chain(
-        profile
-            .boot
-            .initrd
-            .iter()
-            .map(|initrd| ("boot.initrd", initrd_url(initrd))),
-    );
     let mut digests = Vec::new();
-    for (field, url) in urls {
+    for (part, url) in profile.boot.urls() {
         let expected = match profile.digests.get(url) {
             Some(hex) => Some(hex.parse::<Digest>().map_err(|error| {
                 ConfigError::new(file, format!("digests.{url}"), error.to_string())
@@ -361,13 +391,11 @@ fn check_profile(
         };
         assets
             .check(name, expected.as_ref())
-            .map_err(|error: AssetError| ConfigError::new(file, field, error.to_string()))?;
+            .map_err(|error: AssetError| ConfigError::new(file, part.field(), error.to_string()))?;
         digests.extend(expected.map(|digest| (url.to_owned(), digest)));
     }
     for url in profile.digests.keys() {
-        let named =
-            profile.boot.kernel == *url || profile.boot.initrd.iter().any(|i| initrd_url(i) == url);
-        if !named {
+        if profile.boot.part(url).is_none() {
             return Err(ConfigError::new(
                 file,
                 format!("digests.{url}"),

@@ -13,10 +13,10 @@ pub struct Labels(BTreeMap<String, String>);
 
 impl Labels {
     /// The labels in a URL's query string; also says which `mac` was dropped, if any.
-    pub fn from_query(query: Option<&str>) -> (Self, Option<String>) {
+    pub fn from_query(query: &str) -> (Self, Option<String>) {
         let mut labels = BTreeMap::new();
         let mut bad_mac = None;
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             if labels.contains_key(key.as_ref()) {
                 continue;
             }
@@ -78,9 +78,8 @@ mod tests {
 
     #[test]
     fn the_query_gives_labels_with_the_mac_normalised_and_the_first_value_of_each() {
-        let (labels, bad) = Labels::from_query(Some(
-            "uuid=u-1&mac=52-54-00-AB-cd-01&arch=x86_64&arch=arm64",
-        ));
+        let (labels, bad) =
+            Labels::from_query("uuid=u-1&mac=52-54-00-AB-cd-01&arch=x86_64&arch=arm64");
         assert_eq!(bad, None);
         assert_eq!(labels.get("mac"), Some("52:54:00:ab:cd:01"));
         assert_eq!(labels.get("arch"), Some("x86_64"));
@@ -93,10 +92,10 @@ mod tests {
 
     #[test]
     fn a_mac_that_does_not_parse_is_dropped_and_reported() {
-        let (labels, bad) = Labels::from_query(Some("mac=nonsense&hostname=a%20b"));
+        let (labels, bad) = Labels::from_query("mac=nonsense&hostname=a%20b");
         assert_eq!(bad.as_deref(), Some("nonsense"));
         assert_eq!(labels.get("mac"), None);
         assert_eq!(labels.get("hostname"), Some("a b"));
-        assert_eq!(Labels::from_query(None).0, Labels::default());
+        assert_eq!(Labels::from_query("").0, Labels::default());
     }
 }

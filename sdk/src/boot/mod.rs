@@ -13,10 +13,10 @@ mod render;
 mod server;
 
 pub use assets::{AssetError, Assets, Digest};
-pub use config::{Config, ConfigError, ConfigSource, Group, NetBoot, Profile, BOOT_LABELS};
+pub use config::{Config, ConfigError, ConfigSource, Group, NetBoot, Part, Profile, BOOT_LABELS};
 pub use labels::{Labels, Mac};
 pub use render::BOOTSTRAP;
-pub use server::{BootEvent, BootServer, Fetched, Part, WaitError};
+pub use server::{BootEvent, BootServer, Fetched, WaitError};
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@
 //! No group for the labels is a 404 (as matchbox); a template that fails to render is a 500
 //! whose reason is logged, as is every refusal.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use super::assets::{requested_range, Asset, AssetError, Digest};
-use super::config::{initrd_url, Config};
+use super::config::{Config, Part};
 use super::labels::Labels;
 use super::render;
 
@@ -37,6 +38,9 @@ type Body = BoxBody<Bytes, std::io::Error>;
 
 /// How many events the server keeps for [`BootServer::events`] and late waiters.
 const KEPT_EVENTS: usize = 10_000;
+
+/// The answer when no group matches the machine's labels (a 404, as matchbox).
+const NO_GROUP: &str = "no group matches this machine\n";
 
 /// Bytes read from an asset per body chunk.
 const CHUNK: usize = 256 << 10;
@@ -67,15 +71,6 @@ pub enum Fetched {
         /// The path.
         path: String,
     },
-}
-
-/// What an asset is to a profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    /// The kernel.
-    Kernel,
-    /// An initrd.
-    Initrd,
 }
 
 /// One request, as the server answered it.
@@ -122,7 +117,7 @@ pub enum WaitError {
 struct State {
     config: RwLock<Arc<Config>>,
     events: broadcast::Sender<BootEvent>,
-    kept: Mutex<Vec<BootEvent>>,
+    kept: Mutex<VecDeque<BootEvent>>,
 }
 
 /// A running boot server; dropping it stops it.
@@ -186,11 +181,7 @@ impl BootServer {
 
     /// The requests served so far (the last [`KEPT_EVENTS`]).
     pub fn events(&self) -> Vec<BootEvent> {
-        self.state
-            .kept
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.state.lock_kept().iter().cloned().collect()
     }
 
     /// The first request, already served or still to come, for which `wanted` holds.
@@ -201,7 +192,7 @@ impl BootServer {
     ) -> Result<BootEvent, WaitError> {
         // Subscribe before looking at what is kept, so that nothing falls in between.
         let mut events = self.state.events.subscribe();
-        if let Some(event) = self.events().into_iter().find(|e| wanted(e)) {
+        if let Some(event) = self.state.find_kept(&wanted) {
             return Ok(event);
         }
         let waiting = async {
@@ -210,7 +201,7 @@ impl BootServer {
                     Ok(event) if wanted(&event) => return Ok(event),
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if let Some(event) = self.events().into_iter().find(|e| wanted(e)) {
+                        if let Some(event) = self.state.find_kept(&wanted) {
                             return Ok(event);
                         }
                     }
@@ -246,7 +237,7 @@ impl State {
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let config = Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner));
         let raw_query = request.uri().query().unwrap_or("").to_owned();
-        let (labels, bad_mac) = Labels::from_query(Some(&raw_query));
+        let (labels, bad_mac) = Labels::from_query(&raw_query);
         if let Some(mac) = bad_mac {
             tracing::warn!(%peer, mac, "ignoring a MAC address that does not parse");
         }
@@ -288,12 +279,21 @@ impl State {
         response
     }
 
+    fn lock_kept(&self) -> std::sync::MutexGuard<'_, VecDeque<BootEvent>> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The first kept event for which `wanted` holds.
+    fn find_kept(&self, wanted: impl Fn(&BootEvent) -> bool) -> Option<BootEvent> {
+        self.lock_kept().iter().find(|e| wanted(e)).cloned()
+    }
+
     fn keep(&self, event: BootEvent) {
-        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = self.lock_kept();
         if kept.len() == KEPT_EVENTS {
-            kept.remove(0);
+            kept.pop_front();
         }
-        kept.push(event.clone());
+        kept.push_back(event.clone());
         drop(kept);
         // Nobody waiting is fine.
         let _ = self.events.send(event);
@@ -308,7 +308,7 @@ fn ipxe(config: &Config, labels: &Labels) -> (Fetched, Response<Body>) {
         tracing::info!(%labels, "no group matches the machine");
         return (
             Fetched::Script { profile: None },
-            text(StatusCode::NOT_FOUND, "no group matches this machine\n"),
+            text(StatusCode::NOT_FOUND, NO_GROUP),
         );
     };
     tracing::debug!(%labels, group = group.id, profile = profile.id, "matched");
@@ -326,13 +326,13 @@ fn metadata(config: &Config, labels: &Labels, raw_query: &str) -> Response<Body>
             StatusCode::OK,
             &render::env_file(&render::variables(group, labels, raw_query)),
         ),
-        None => text(StatusCode::NOT_FOUND, "no group matches this machine\n"),
+        None => text(StatusCode::NOT_FOUND, NO_GROUP),
     }
 }
 
 fn generic(config: &Config, labels: &Labels, raw_query: &str) -> Response<Body> {
     let Some(group) = config.select(labels) else {
-        return text(StatusCode::NOT_FOUND, "no group matches this machine\n");
+        return text(StatusCode::NOT_FOUND, NO_GROUP);
     };
     let Some(name) = config.profile(group).and_then(|p| p.generic_id.as_deref()) else {
         return text(
@@ -356,13 +356,7 @@ fn generic(config: &Config, labels: &Labels, raw_query: &str) -> Response<Body> 
 /// What the asset at `path` is to the profile of the machine with `labels`.
 fn part_of(config: &Config, labels: &Labels, path: &str) -> Option<Part> {
     let profile = config.select(labels).and_then(|g| config.profile(g))?;
-    if profile.boot.kernel == path {
-        Some(Part::Kernel)
-    } else if profile.boot.initrd.iter().any(|i| initrd_url(i) == path) {
-        Some(Part::Initrd)
-    } else {
-        None
-    }
+    profile.boot.part(path)
 }
 
 async fn asset(config: &Config, name: &str, head: bool, range: Option<&str>) -> Response<Body> {
