@@ -40,6 +40,9 @@ pub enum AssetError {
         /// The file's.
         actual: Digest,
     },
+    /// `/assets/sha256/X` where X is not a digest.
+    #[error("{0}")]
+    BadDigest(#[from] sinew_proto::DigestParseError),
     /// No file in the directory has this digest.
     #[error("no asset has sha256 {0}")]
     UnknownDigest(Digest),

@@ -364,10 +364,10 @@ async fn asset(config: &Config, name: &str, head: bool, range: Option<&str>) -> 
     let expected = config.expected_digest(&format!("/assets/{name}"));
     let name = name.to_owned();
     let opened = tokio::task::spawn_blocking(move || match name.strip_prefix("sha256/") {
-        Some(hex) => match hex.parse::<Digest>() {
-            Ok(digest) => assets.open_by_digest(&digest),
-            Err(_) => Err(AssetError::BadName(name.clone())),
-        },
+        Some(hex) => hex
+            .parse::<Digest>()
+            .map_err(AssetError::from)
+            .and_then(|digest| assets.open_by_digest(&digest)),
         None => assets.open(&name, expected.as_ref()),
     })
     .await;
@@ -381,6 +381,7 @@ async fn asset(config: &Config, name: &str, head: bool, range: Option<&str>) -> 
                 }
                 AssetError::NoDirectory
                 | AssetError::BadName(_)
+                | AssetError::BadDigest(_)
                 | AssetError::Unreadable { .. }
                 | AssetError::UnknownDigest(_) => StatusCode::NOT_FOUND,
             };

@@ -375,6 +375,11 @@ async fn the_server_walks_a_machine_through_its_boot_and_serves_its_assets() {
     assert_eq!((status, body.as_slice()), (200, &b"initrd"[..]));
     let (status, _, _) = fetch(&url, "GET", "/assets/../profiles", None).await;
     assert_eq!(status, 404);
+    let (status, _, body) = fetch(&url, "GET", "/assets/sha256/not-hex", None).await;
+    assert_eq!(status, 404);
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("not a SHA-256 digest"));
 
     let fetched = server
         .wait_for(
