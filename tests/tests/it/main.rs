@@ -2,6 +2,7 @@
 //! guests (TCG here), each in its own small lab.
 
 mod boot_media;
+mod boot_server;
 mod guests;
 mod kv_client;
 mod kvd_cluster;
