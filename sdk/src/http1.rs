@@ -47,7 +47,11 @@ where
                 let answer = handle(request, peer);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
+            // Title-case header names ("Content-Length"): GRUB's HTTP client matches
+            // them case-sensitively and, missing the length, reads until the
+            // connection closes.
             if let Err(err) = hyper::server::conn::http1::Builder::new()
+                .title_case_headers(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {

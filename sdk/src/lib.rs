@@ -54,7 +54,7 @@ mod stored;
 
 pub use build::{Artifact, Artifacts, Build};
 pub use host::{Exec, Host, HostError, Put};
-pub use lab::{Lab, LabSpec, MachineSpec};
+pub use lab::{BootFrom, Lab, LabSpec, MachineSpec};
 pub use outcome::{BoxError, Outcome, Status, TaskFailed};
 pub use report::{Progress, Tally};
 pub use run::{Options, Run, RunError, RunFailed};

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use sinew_vm::deb::APT_LOCK_WAIT;
 use sinew_vm::kernel::Kernel;
+use sinew_vm::netboot::{self, GrubLoader};
 use sinew_vm::Arch;
 
 use crate::outcome::{last_lines, Outcome, Status};
@@ -46,12 +47,16 @@ pub enum SetupError {
     /// Getting a kernel failed.
     #[error(transparent)]
     Kernel(#[from] sinew_vm::kernel::KernelError),
+    /// Getting the aarch64 network loader failed.
+    #[error(transparent)]
+    Loader(#[from] sinew_vm::netboot::LoaderError),
 }
 
-/// A program on `PATH` and the Debian package that provides it.
+/// A program on `PATH` (or a file at an absolute path, such as firmware) and the Debian
+/// package that provides it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tool {
-    /// The program name.
+    /// The program name, or the file's absolute path.
     pub program: &'static str,
     /// The Debian package.
     pub package: &'static str,
@@ -69,6 +74,12 @@ pub fn qemu(arch: Arch) -> Tool {
             package: "qemu-system-arm",
         },
     }
+}
+
+/// The firmware QEMU needs to boot a guest of `arch` from the network.
+pub fn netboot_firmware(arch: Arch) -> Tool {
+    let (program, package) = netboot::firmware(arch);
+    Tool { program, package }
 }
 
 /// The C compiler that cross-compiles C and assembly in guest builds for `arch` (ring, under
@@ -142,6 +153,29 @@ impl Outcome for ReadyKernel {
     }
 }
 
+/// The aarch64 network loader made ready for a run.
+#[derive(Debug, Clone)]
+pub struct ReadyLoader {
+    /// The loader.
+    pub loader: GrubLoader,
+    /// True when it was fetched now.
+    pub fetched: bool,
+}
+
+impl Outcome for ReadyLoader {
+    fn status(&self) -> Status {
+        if self.fetched {
+            Status::Changed
+        } else {
+            Status::Ok
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(self.loader.root.display().to_string())
+    }
+}
+
 // Extends `Run` (run.rs) with machine preparation; indexed in `Run`'s doc comment.
 impl crate::Run {
     /// Makes sure QEMU, the C cross-compilers and the rust targets for `archs` are installed
@@ -176,6 +210,31 @@ impl crate::Run {
         }
         Ok(kernels)
     }
+
+    /// Makes sure what network-booted guests of `archs` need is here: their firmware (one
+    /// task) and, for aarch64, the GRUB loader (one task, which shows a download's
+    /// progress). Returns the loader when `archs` has aarch64.
+    pub fn prepare_network_boot(
+        &self,
+        archs: &[Arch],
+    ) -> Result<Option<GrubLoader>, crate::TaskFailed> {
+        if archs.is_empty() {
+            return Ok(None);
+        }
+        let ctx = self.ctx();
+        let dry = ctx.dry_run();
+        let firmware: Vec<Tool> = archs.iter().map(|&a| netboot_firmware(a)).collect();
+        self.task("prerequisites: network boot firmware", || {
+            ensure_tools(&firmware, dry)
+        })?;
+        if !archs.contains(&Arch::Aarch64) || dry {
+            return Ok(None);
+        }
+        let ready = self.task_with_progress("network loader arm64", |progress| {
+            ensure_loader(&ctx.paths, progress)
+        })?;
+        Ok(Some(ready.loader))
+    }
 }
 
 /// Installs QEMU, the C cross-compiler and the rust target for each of `archs` where missing.
@@ -202,7 +261,7 @@ pub fn ensure_toolchain(archs: &[Arch], dry_run: bool) -> Result<Prepared, Setup
 pub fn ensure_tools(tools: &[Tool], dry_run: bool) -> Result<Prepared, SetupError> {
     let mut packages: Vec<&str> = tools
         .iter()
-        .filter(|t| !on_path(t.program))
+        .filter(|t| !installed(t.program))
         .map(|t| t.package)
         .collect();
     packages.dedup();
@@ -331,10 +390,36 @@ pub fn ensure_kernel(
     }
 }
 
+/// The aarch64 network loader, fetched first if missing; a download's progress goes to
+/// `progress`.
+pub fn ensure_loader(paths: &Paths, progress: &Progress) -> Result<ReadyLoader, SetupError> {
+    match GrubLoader::find(&paths.cache) {
+        Ok(loader) => Ok(ReadyLoader {
+            loader,
+            fetched: false,
+        }),
+        Err(missing) if !may_install() => Err(missing.into()),
+        Err(_) => Ok(ReadyLoader {
+            loader: GrubLoader::fetch(&paths.cache, &|downloaded| {
+                progress.set_message(downloaded.to_string())
+            })?,
+            fetched: true,
+        }),
+    }
+}
+
 fn may_install() -> bool {
     nix::unistd::geteuid().is_root()
         && std::env::var_os("SINEW_NO_INSTALL").is_none()
         && on_path("apt-get")
+}
+
+/// Whether `program` is on `PATH`, or, given as an absolute path, is a file.
+fn installed(program: &str) -> bool {
+    if program.starts_with('/') {
+        return Path::new(program).is_file();
+    }
+    on_path(program)
 }
 
 fn on_path(program: &str) -> bool {

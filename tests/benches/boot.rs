@@ -86,7 +86,11 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
         let spec = qemu::MachineSpec {
             accel,
             memory_mib: 256,
-            cmdline_extra: "rdinit=/init".into(),
+            boot: qemu::Boot::Direct {
+                kernel: kernel.image.clone(),
+                initrd: initrd.clone(),
+                cmdline_extra: "rdinit=/init".into(),
+            },
             control: Some(ControlNic {
                 host_port: port,
                 guest_port: 7070,

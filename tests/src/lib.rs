@@ -45,6 +45,7 @@ pub fn prepared() {
 /// on its own, so that CI shows the machine's preparation apart from the tests.
 pub fn prepare(run: &Run) -> Result<()> {
     run.prepare(&Arch::ALL)?;
+    run.prepare_network_boot(&Arch::ALL)?;
     run.task("test tools: busybox, qemu-user, cpio, chromium, go", || {
         use sinew::setup::{ensure_tools, Tool};
         let tools = [

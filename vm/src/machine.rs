@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::console::{qemu_output, Console};
+use crate::netboot::{self, GrubLoader};
 use crate::process::Process;
 use crate::qemu::host_tsc_khz;
 use crate::qmp::{Qmp, QmpError};
-use crate::{args, Accel, Arch, MachineSpec};
+use crate::{args, Accel, Arch, Boot, MachineSpec};
 
 /// How long [`Vm::spawn`] waits for QEMU to finish initialising.
 const STARTUP: Duration = Duration::from_secs(10);
@@ -62,17 +63,47 @@ impl std::fmt::Display for Ending {
 /// Error from starting or controlling a [`Vm`].
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    /// The kernel or initrd is missing or unreadable.
+    /// The kernel, initrd, loader or an fw_cfg file is missing or unreadable.
     #[error("guest {name}: cannot read its {what} {path}: {source}")]
     BootFile {
         /// The guest.
         name: String,
-        /// `kernel` or `initrd`.
+        /// `kernel`, `initrd`, `network loader` or `fw_cfg file`.
         what: &'static str,
         /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// A network boot was asked for a guest without a control NIC to boot from.
+    #[error("guest {name}: a network boot needs a control NIC (MachineSpec::control)")]
+    NetworkBootWithoutNic {
+        /// The guest.
+        name: String,
+    },
+    /// An aarch64 network boot without the GRUB loader.
+    #[error("guest {name}: an aarch64 network boot needs the GRUB loader (NetworkBoot::loader, from sinew_vm::netboot::GrubLoader)")]
+    NoLoader {
+        /// The guest.
+        name: String,
+    },
+    /// The firmware a network boot needs is not installed.
+    #[error("guest {name}: network boot needs {path}; install the Debian package {package}")]
+    NoFirmware {
+        /// The guest.
+        name: String,
+        /// The missing file.
+        path: PathBuf,
+        /// The package that ships it.
+        package: &'static str,
+    },
+    /// An fw_cfg entry name QEMU cannot take.
+    #[error("guest {name}: fw_cfg entry {entry:?} must be a non-empty name without commas")]
+    FwCfgName {
+        /// The guest.
+        name: String,
+        /// The entry's name.
+        entry: String,
     },
     /// A unix socket path is longer than the kernel allows.
     #[error("guest {name}: socket path {path} is {len} bytes; unix sockets allow at most {MAX_SOCKET_PATH}")]
@@ -383,11 +414,53 @@ fn greeted(socket: &Path, timeout: Duration) -> bool {
 
 /// Checks what would make QEMU fail or hang, before starting it.
 fn preflight(spec: &MachineSpec) -> Result<(), VmError> {
-    for (what, path) in [("kernel", &spec.kernel), ("initrd", &spec.initrd)] {
-        File::open(path).map_err(|source| VmError::BootFile {
+    let mut needed: Vec<(&'static str, PathBuf)> = Vec::new();
+    match &spec.boot {
+        Boot::Direct { kernel, initrd, .. } => {
+            needed.push(("kernel", kernel.clone()));
+            needed.push(("initrd", initrd.clone()));
+        }
+        Boot::Network(boot) => {
+            if spec.control.is_none() {
+                return Err(VmError::NetworkBootWithoutNic {
+                    name: spec.name.clone(),
+                });
+            }
+            let (firmware, package) = netboot::firmware(spec.arch);
+            if !Path::new(firmware).is_file() {
+                return Err(VmError::NoFirmware {
+                    name: spec.name.clone(),
+                    path: firmware.into(),
+                    package,
+                });
+            }
+            match (spec.arch, &boot.loader) {
+                (Arch::Aarch64, Some(loader)) => {
+                    needed.push(("network loader", loader.join(GrubLoader::BOOT_FILE)));
+                }
+                (Arch::Aarch64, None) => {
+                    return Err(VmError::NoLoader {
+                        name: spec.name.clone(),
+                    })
+                }
+                (Arch::X86_64, _) => {}
+            }
+        }
+    }
+    for (name, file) in &spec.fw_cfg {
+        if name.is_empty() || name.contains(',') {
+            return Err(VmError::FwCfgName {
+                name: spec.name.clone(),
+                entry: name.clone(),
+            });
+        }
+        needed.push(("fw_cfg file", file.clone()));
+    }
+    for (what, path) in needed {
+        File::open(&path).map_err(|source| VmError::BootFile {
             name: spec.name.clone(),
             what,
-            path: path.clone(),
+            path,
             source,
         })?;
     }
@@ -405,7 +478,8 @@ fn preflight(spec: &MachineSpec) -> Result<(), VmError> {
             });
         }
     }
-    if spec.arch == Arch::X86_64 && spec.accel == Accel::Tcg && spec.tsc_khz.is_none() {
+    let direct = matches!(spec.boot, Boot::Direct { .. });
+    if direct && spec.arch == Arch::X86_64 && spec.accel == Accel::Tcg && spec.tsc_khz.is_none() {
         return Err(VmError::NoTsc {
             name: spec.name.clone(),
         });

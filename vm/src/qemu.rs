@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use crate::{Accel, Arch, Kernel, MacAddr};
+use sha2::{Digest, Sha256};
+
+use crate::{netboot, Accel, Arch, Kernel, MacAddr};
 
 /// The guest's address on the control NIC (QEMU user networking; its DHCP server
 /// also hands out this address).
@@ -16,7 +18,7 @@ pub const CONTROL_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 pub const CONTROL_PREFIX_LEN: u8 = 24;
 const CONTROL_NETWORK: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 0);
 
-/// One QEMU guest, direct-kernel booted from an initramfs.
+/// One QEMU guest, booted directly from a kernel and initramfs or from the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineSpec {
     /// Guest name, used in QEMU's process title and in errors.
@@ -29,13 +31,15 @@ pub struct MachineSpec {
     pub cpus: u32,
     /// Memory in MiB.
     pub memory_mib: u32,
-    /// Kernel image (`-kernel`).
-    pub kernel: PathBuf,
-    /// Initramfs (`-initrd`).
-    pub initrd: PathBuf,
-    /// Appended to the base kernel command line (console, panic, TSC settings).
-    pub cmdline_extra: String,
-    /// x86_64 under TCG only: the guest TSC frequency in kHz, passed as
+    /// How it boots.
+    pub boot: Boot,
+    /// Its SMBIOS system UUID (`-uuid`); [`guest_uuid`] gives a stable one per name.
+    pub uuid: String,
+    /// Files handed to the guest through QEMU's fw_cfg, as `opt/<name>` entries: the guest
+    /// reads them from `/sys/firmware/qemu_fw_cfg/by_name/opt/<name>/raw`. They never cross
+    /// a network, so secrets travel this way.
+    pub fw_cfg: Vec<(String, PathBuf)>,
+    /// Direct boot of an x86_64 guest under TCG only: the guest TSC frequency in kHz, passed as
     /// `tsc_early_khz` because the kernel otherwise hangs calibrating the TSC on
     /// `microvm`. TCG guests read the host's TSC, so `None` (the usual value)
     /// means [`host_tsc_khz`], filled in by [`crate::Vm::spawn`].
@@ -49,6 +53,35 @@ pub struct MachineSpec {
     pub control: Option<ControlNic>,
     /// The data-plane NIC, if any.
     pub data: Option<DataNic>,
+}
+
+/// How a guest boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// QEMU loads the kernel and initramfs itself (`-kernel`, `-initrd`, `-append`).
+    Direct {
+        /// Kernel image.
+        kernel: PathBuf,
+        /// Initramfs.
+        initrd: PathBuf,
+        /// Appended to the base kernel command line ([`kernel_args`] and the TSC setting).
+        cmdline_extra: String,
+    },
+    /// The firmware boots from the control NIC and takes kernel, initramfs and command line
+    /// from a boot server (see [`crate::netboot`]); it needs a [`ControlNic`].
+    Network(NetworkBoot),
+}
+
+/// Where a network-booted guest finds its boot server and, on aarch64, its loader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkBoot {
+    /// The boot server's port on the host's 127.0.0.1. The guest reaches it as
+    /// `http://10.0.2.100/` ([`crate::netboot::BOOT_SERVER`]) and nothing else: its user
+    /// networking stays `restrict=on`.
+    pub server_port: u16,
+    /// aarch64: the TFTP root holding the GRUB loader the firmware boots first
+    /// ([`crate::netboot::GrubLoader`]); x86_64 boots iPXE from the NIC's option ROM instead.
+    pub loader: Option<PathBuf>,
 }
 
 /// The control NIC: QEMU user networking with `restrict=on` (the guest reaches
@@ -74,18 +107,28 @@ pub struct DataNic {
 }
 
 impl MachineSpec {
-    /// A spec with defaults: TCG, 1 CPU, 512 MiB, host TSC, no NICs, and
+    /// A direct-boot spec with defaults: TCG, 1 CPU, 512 MiB, host TSC, no NICs, and
     /// its QMP socket and console log in `run_dir` (named after `name`).
     pub fn new(name: &str, kernel: &Kernel, initrd: &Path, run_dir: &Path) -> MachineSpec {
-        MachineSpec {
-            name: name.to_owned(),
-            arch: kernel.arch,
-            accel: Accel::Tcg,
-            cpus: 1,
-            memory_mib: 512,
+        let boot = Boot::Direct {
             kernel: kernel.image.clone(),
             initrd: initrd.to_owned(),
             cmdline_extra: String::new(),
+        };
+        MachineSpec::booting(name, kernel.arch, boot, run_dir)
+    }
+
+    /// A spec with defaults that boots as `boot` says (see [`MachineSpec::new`]).
+    pub fn booting(name: &str, arch: Arch, boot: Boot, run_dir: &Path) -> MachineSpec {
+        MachineSpec {
+            name: name.to_owned(),
+            arch,
+            accel: Accel::Tcg,
+            cpus: 1,
+            memory_mib: 512,
+            boot,
+            uuid: guest_uuid(name),
+            fw_cfg: Vec::new(),
             tsc_khz: None,
             qmp_socket: run_dir.join(format!("{name}.qmp")),
             console_log: run_dir.join(format!("{name}.console.log")),
@@ -94,25 +137,21 @@ impl MachineSpec {
         }
     }
 
-    /// The full kernel command line.
-    pub fn cmdline(&self) -> String {
-        // panic=-1 reboots at once on a panic, and -no-reboot turns that reboot into
-        // a QEMU exit: a crashed guest ends instead of sitting there. edd=off skips
-        // the x86 setup code's BIOS disk probe, whose "Probing EDD" line is printed
-        // before the kernel proper runs, even by a guest that then hangs under
-        // nested KVM: without it, "any console output" would not prove a boot.
-        let mut line = match self.arch {
-            Arch::X86_64 => "console=ttyS0 panic=-1 edd=off".to_owned(),
-            Arch::Aarch64 => "console=ttyAMA0 panic=-1".to_owned(),
+    /// The full kernel command line of a direct boot (`None` for a network boot, whose
+    /// command line comes from the boot server).
+    pub fn cmdline(&self) -> Option<String> {
+        let Boot::Direct { cmdline_extra, .. } = &self.boot else {
+            return None;
         };
+        let mut line = kernel_args(self.arch).to_owned();
         if let (Arch::X86_64, Accel::Tcg, Some(khz)) = (self.arch, self.accel, self.tsc_khz) {
             line.push_str(&format!(" tsc_early_khz={khz}"));
         }
-        if !self.cmdline_extra.trim().is_empty() {
+        if !cmdline_extra.trim().is_empty() {
             line.push(' ');
-            line.push_str(self.cmdline_extra.trim());
+            line.push_str(cmdline_extra.trim());
         }
-        line
+        Some(line)
     }
 
     /// Where QEMU's own stdout and stderr go: `<console_log>.qemu`.
@@ -123,17 +162,56 @@ impl MachineSpec {
     }
 }
 
+/// The kernel arguments every guest of `arch` boots with: the serial console, and
+/// `panic=-1`, which reboots at once on a panic (and `-no-reboot` turns that reboot into a
+/// QEMU exit: a crashed guest ends instead of sitting there). On x86_64 `edd=off` skips the
+/// setup code's BIOS disk probe, whose "Probing EDD" line is printed before the kernel
+/// proper runs, even by a guest that then hangs under nested KVM: without it, "any console
+/// output" would not prove a boot.
+pub fn kernel_args(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "console=ttyS0 panic=-1 edd=off",
+        Arch::Aarch64 => "console=ttyAMA0 panic=-1",
+    }
+}
+
+/// A stable SMBIOS UUID for the guest called `name` (RFC 9562 version 8, from its
+/// SHA-256), so a guest keeps its identity, and its boot server group, across reboots.
+pub fn guest_uuid(name: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"sinew guest uuid\0")
+        .chain_update(name.as_bytes())
+        .finalize();
+    let mut b: [u8; 16] = digest[..16].try_into().expect("SHA-256 has 32 bytes");
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// The QEMU arguments (without the binary, [`Arch::qemu_binary`]) for `spec`.
 pub fn args(spec: &MachineSpec) -> Vec<OsString> {
     let mut a = Args::default();
     a.push("-name")
         .push_opts("guest=", &[OsStr::new(&spec.name)]);
-    let (machine, cpu, nic) = match (spec.arch, spec.accel) {
+    let network = matches!(spec.boot, Boot::Network(_));
+    let (machine, cpu, nic) = match (spec.arch, spec.accel, network) {
         // ACPI stays on: it is how a guest `poweroff` ends QEMU on microvm.
-        (Arch::X86_64, Accel::Tcg) => ("microvm,acpi=on", "max", "virtio-net-device"),
-        (Arch::X86_64, Accel::Kvm) => ("microvm,acpi=on", "host", "virtio-net-device"),
-        (Arch::Aarch64, Accel::Tcg) => ("virt", "cortex-a72", "virtio-net-pci"),
-        (Arch::Aarch64, Accel::Kvm) => ("virt,gic-version=host", "host", "virtio-net-pci"),
+        (Arch::X86_64, Accel::Tcg, false) => ("microvm,acpi=on", "max", "virtio-net-device"),
+        (Arch::X86_64, Accel::Kvm, false) => ("microvm,acpi=on", "host", "virtio-net-device"),
+        // microvm has no firmware that boots from a NIC: the PC's SeaBIOS runs the NIC's
+        // iPXE option ROM.
+        (Arch::X86_64, Accel::Tcg, true) => ("pc", "max", "virtio-net-pci"),
+        (Arch::X86_64, Accel::Kvm, true) => ("pc", "host", "virtio-net-pci"),
+        (Arch::Aarch64, Accel::Tcg, _) => ("virt", "cortex-a72", "virtio-net-pci"),
+        (Arch::Aarch64, Accel::Kvm, _) => ("virt,gic-version=host", "host", "virtio-net-pci"),
     };
     a.push("-M").push(machine);
     a.push("-accel").push(match spec.accel {
@@ -148,9 +226,25 @@ pub fn args(spec: &MachineSpec) -> Vec<OsString> {
         .push("-display")
         .push("none")
         .push("-no-reboot");
-    a.push("-kernel").push(&spec.kernel);
-    a.push("-initrd").push(&spec.initrd);
-    a.push("-append").push(spec.cmdline());
+    a.push("-uuid").push(&spec.uuid);
+    match &spec.boot {
+        Boot::Direct { kernel, initrd, .. } => {
+            a.push("-kernel").push(kernel);
+            a.push("-initrd").push(initrd);
+            a.push("-append").push(spec.cmdline().unwrap_or_default());
+        }
+        Boot::Network(_) if spec.arch == Arch::Aarch64 => {
+            a.push("-bios").push(netboot::UEFI_FIRMWARE);
+        }
+        Boot::Network(_) => {}
+    }
+    for (name, file) in &spec.fw_cfg {
+        let mut entry = OsString::from("name=opt/");
+        entry.push(escape_opt(OsStr::new(name)));
+        entry.push(",file=");
+        entry.push(escape_opt(file.as_os_str()));
+        a.push("-fw_cfg").push(entry);
+    }
     a.push("-chardev")
         .push_opts("file,id=console,path=", &[spec.console_log.as_os_str()]);
     a.push("-serial").push("chardev:console");
@@ -160,21 +254,35 @@ pub fn args(spec: &MachineSpec) -> Vec<OsString> {
     );
     a.push("-mon").push("chardev=qmp,mode=control");
     if let Some(ctl) = &spec.control {
-        a.push("-netdev").push(format!(
+        let mut netdev = OsString::from(format!(
             "user,id=ctl,restrict=on,net={CONTROL_NETWORK}/{CONTROL_PREFIX_LEN},host={CONTROL_GATEWAY},\
              dhcpstart={CONTROL_GUEST_ADDR},hostfwd=tcp:127.0.0.1:{}-:{}",
             ctl.host_port, ctl.guest_port,
         ));
-        a.push("-device")
-            .push(format!("{nic},netdev=ctl,mac={}", ctl.mac));
+        let mut device = format!("{nic},netdev=ctl,mac={}", ctl.mac);
+        if let Boot::Network(boot) = &spec.boot {
+            netdev.push(netboot::netdev_options(spec.arch, boot));
+            // On x86_64 the NIC's default option ROM is iPXE (netboot::IPXE_ROM, which
+            // QEMU finds in its firmware path).
+            device.push_str(",bootindex=1");
+        }
+        a.push("-netdev").push(netdev);
+        a.push("-device").push(device);
     }
     if let Some(data) = &spec.data {
         a.push("-netdev").push_opts(
             "stream,id=data,server=off,addr.type=unix,addr.path=",
             &[data.switch_socket.as_os_str()],
         );
+        // No option ROM: the data NIC never boots anything, and SeaBIOS would spend time
+        // initialising one.
+        let rom = if network && spec.arch == Arch::X86_64 {
+            ",romfile="
+        } else {
+            ""
+        };
         a.push("-device")
-            .push(format!("{nic},netdev=data,mac={}", data.mac));
+            .push(format!("{nic},netdev=data,mac={}{rom}", data.mac));
     }
     a.0
 }
@@ -185,8 +293,17 @@ pub fn required_modules(arch: Arch) -> &'static [&'static str] {
     match arch {
         // button + evdev: microvm's ACPI power button (system_powerdown) reaches
         // userspace as an input event.
-        Arch::X86_64 => &["virtio_mmio", "virtio_net", "button", "evdev"],
-        Arch::Aarch64 => &["virtio_pci", "virtio_net", "evdev"],
+        // virtio_pci: a network-booted x86_64 guest is a PC with PCI NICs. qemu_fw_cfg:
+        // files handed over through fw_cfg (MachineSpec::fw_cfg).
+        Arch::X86_64 => &[
+            "virtio_mmio",
+            "virtio_pci",
+            "virtio_net",
+            "button",
+            "evdev",
+            "qemu_fw_cfg",
+        ],
+        Arch::Aarch64 => &["virtio_pci", "virtio_net", "evdev", "qemu_fw_cfg"],
     }
 }
 
@@ -220,21 +337,28 @@ impl Args {
         self
     }
 
-    /// Pushes `prefix` followed by `values` with commas doubled: QEMU's option
-    /// syntax reads `,,` as a literal comma, so any path is safe.
+    /// Pushes `prefix` followed by `values`, escaped with [`escape_opt`].
     fn push_opts(&mut self, prefix: &str, values: &[&OsStr]) -> &mut Self {
-        let mut bytes = prefix.as_bytes().to_vec();
+        let mut arg = OsString::from(prefix);
         for value in values {
-            for &b in value.as_bytes() {
-                bytes.push(b);
-                if b == b',' {
-                    bytes.push(b',');
-                }
-            }
+            arg.push(escape_opt(value));
         }
-        self.0.push(OsString::from_vec(bytes));
+        self.0.push(arg);
         self
     }
+}
+
+/// `value` with commas doubled: QEMU's option syntax reads `,,` as a literal comma, so any
+/// path or name is safe as an option value.
+pub(crate) fn escape_opt(value: &OsStr) -> OsString {
+    let mut bytes = Vec::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        bytes.push(b);
+        if b == b',' {
+            bytes.push(b',');
+        }
+    }
+    OsString::from_vec(bytes)
 }
 
 #[cfg(test)]
@@ -322,7 +446,9 @@ mod tests {
     #[test]
     fn aarch64_is_virt_with_pl011_console_and_no_tsc() {
         let mut tcg = spec(Arch::Aarch64, Accel::Tcg);
-        tcg.cmdline_extra = " quiet ".into();
+        if let Boot::Direct { cmdline_extra, .. } = &mut tcg.boot {
+            *cmdline_extra = " quiet ".into();
+        }
         let a = args(&tcg);
         assert_eq!(after(&a, "-M"), ["virt"]);
         assert_eq!(after(&a, "-cpu"), ["cortex-a72"]);
@@ -367,6 +493,86 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn network_boots_chain_from_the_control_nic_to_the_boot_server() {
+        for arch in Arch::ALL {
+            let mut s = spec(arch, Accel::Tcg);
+            s.boot = Boot::Network(NetworkBoot {
+                server_port: 40080,
+                loader: Some("/cache/grub,1".into()),
+            });
+            s.fw_cfg = vec![("sinew/agent.key".into(), "/run/a,b/key".into())];
+            let ctl_mac = MacAddr::for_guest("node1", 0);
+            s.control = Some(ControlNic {
+                host_port: 40022,
+                guest_port: 7000,
+                mac: ctl_mac,
+            });
+            s.data = Some(DataNic {
+                switch_socket: "/run/switch.sock".into(),
+                mac: MacAddr::for_guest("node1", 1),
+            });
+            let a = args(&s);
+            for flag in ["-kernel", "-initrd", "-append"] {
+                assert!(after(&a, flag).is_empty(), "{arch}: {flag}");
+            }
+            assert_eq!(
+                after(&a, "-fw_cfg"),
+                ["name=opt/sinew/agent.key,file=/run/a,,b/key"]
+            );
+            assert_eq!(after(&a, "-uuid"), [guest_uuid("node1").as_str()]);
+            let netdev = after(&a, "-netdev")[0];
+            assert!(netdev.starts_with("user,id=ctl,restrict=on,"), "{netdev}");
+            assert!(
+                netdev.contains(
+                    ",guestfwd=tcp:10.0.2.100:80-cmd:bash -c 'exec 3<>/dev/tcp/127.0.0.1/40080; "
+                ),
+                "{netdev}"
+            );
+            let devices = after(&a, "-device");
+            assert!(
+                devices[0].starts_with(&format!(
+                    "virtio-net-pci,netdev=ctl,mac={ctl_mac},bootindex=1"
+                )),
+                "{devices:?}"
+            );
+            match arch {
+                Arch::X86_64 => {
+                    assert_eq!(after(&a, "-M"), ["pc"]);
+                    assert!(
+                        netdev.ends_with(",bootfile=http://10.0.2.100/boot.ipxe"),
+                        "{netdev}"
+                    );
+                    assert!(devices[0].ends_with(",bootindex=1"), "{devices:?}");
+                    assert!(devices[1].ends_with(",romfile="), "{devices:?}");
+                }
+                Arch::Aarch64 => {
+                    assert_eq!(after(&a, "-bios"), [netboot::UEFI_FIRMWARE]);
+                    assert!(
+                        netdev.ends_with(",tftp=/cache/grub,,1,bootfile=grubnetaa64.efi"),
+                        "{netdev}"
+                    );
+                    assert!(!devices[1].contains("romfile"), "{devices:?}");
+                }
+            }
+            assert_eq!(s.cmdline(), None);
+        }
+    }
+
+    #[test]
+    fn guest_uuids_are_stable_distinct_and_well_formed() {
+        let a = guest_uuid("node1");
+        assert_eq!(a, guest_uuid("node1"));
+        assert_ne!(a, guest_uuid("node2"));
+        let groups: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert_eq!(&a[14..15], "8", "version 8: {a}");
+        assert!(
+            matches!(&a[19..20], "8" | "9" | "a" | "b"),
+            "RFC variant: {a}"
+        );
     }
 
     #[test]

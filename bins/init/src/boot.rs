@@ -18,7 +18,10 @@ use crate::server::{self, Agent};
 use crate::services::Services;
 use crate::{cmdline, facts, kernel_modules, mounts, network, shutdown};
 
-/// The agent secret, put in the initramfs by the host; never on the command line.
+/// The agent secret as QEMU's fw_cfg hands it over: the lab's way, because it never crosses
+/// a network (a network-booted guest's initramfs comes from a boot server and is shared).
+const AGENT_KEY_FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/sinew/agent.key/raw";
+/// The agent secret in the initramfs, for machines without fw_cfg; never on the command line.
 const AGENT_KEY: &str = "/etc/sinew/agent.key";
 /// Where service logs go.
 const LOG_DIR: &str = "/var/log/sinew";
@@ -86,7 +89,11 @@ fn boot() -> anyhow::Result<Infallible> {
         }
         Err(error) => tracing::error!("{error}"),
     }
-    let secret = Secret::load(Path::new(AGENT_KEY))?;
+    let key = [AGENT_KEY_FW_CFG, AGENT_KEY]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+        .unwrap_or(AGENT_KEY);
+    let secret = Secret::load(Path::new(key))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -32,6 +32,44 @@ pub fn ipxe_script(boot: &NetBoot, labels: &Labels) -> String {
     script
 }
 
+/// `/grub`: a GRUB configuration that boots `boot` at once, fetching from `(http,host)`
+/// (GRUB has no relative URLs; `host` is the server as the machine addressed it). Every
+/// word is single-quoted, so nothing in an argument is expanded by GRUB's script syntax.
+pub fn grub_script(boot: &NetBoot, labels: &Labels, host: &str) -> String {
+    let absolute = |url: &str| {
+        let url = with_labels(url, labels);
+        if url.starts_with('/') {
+            format!("(http,{host}){url}")
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            let (server, path) = rest.split_once('/').unwrap_or((rest, ""));
+            format!("(http,{server})/{path}")
+        } else {
+            url
+        }
+    };
+    let mut script = format!("linux {}", grub_word(&absolute(&boot.kernel)));
+    for arg in &boot.args {
+        script.push(' ');
+        script.push_str(&grub_word(arg));
+    }
+    script.push('\n');
+    if !boot.initrd.is_empty() {
+        script.push_str("initrd");
+        for entry in &boot.initrd {
+            script.push(' ');
+            script.push_str(&grub_word(&absolute(initrd_url(entry))));
+        }
+        script.push('\n');
+    }
+    script.push_str("boot\n");
+    script
+}
+
+/// `word` in single quotes for GRUB's script syntax (a quote itself as `'\''`, as in sh).
+fn grub_word(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
 /// `url` with the identifying labels as its query when it is one of this server's assets.
 fn with_labels(url: &str, labels: &Labels) -> String {
     if !url.starts_with("/assets/") {

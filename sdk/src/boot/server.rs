@@ -5,6 +5,8 @@
 //! - `GET /boot.ipxe` (and `/boot.ipxe.0`): the bootstrap script, chaining to `/ipxe`
 //!   with the machine's labels.
 //! - `GET /ipxe?LABELS`: the script of the profile of the group the labels select.
+//! - `GET /grub?LABELS`: the same as a GRUB configuration, its URLs on the server the
+//!   request's `Host` names.
 //! - `GET /metadata?LABELS`: the group's metadata as an env file.
 //! - `GET /generic?LABELS`: the profile's generic template, rendered.
 //! - `GET|HEAD /assets/NAME` and `/assets/sha256/HEX`: files, with `Content-Length` and
@@ -23,14 +25,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
+use hyper::header::{
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HOST, RANGE,
+};
+use hyper::http::uri::Authority;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use super::assets::{requested_range, Asset, AssetError, Digest};
-use super::config::{Config, Part};
+use super::config::{Config, NetBoot, Part};
 use super::labels::Labels;
 use super::render;
 
@@ -246,7 +251,24 @@ impl State {
             (&Method::GET, "/boot.ipxe" | "/boot.ipxe.0") => {
                 (Fetched::Bootstrap, text(StatusCode::OK, render::BOOTSTRAP))
             }
-            (&Method::GET, "/ipxe") => ipxe(&config, &labels),
+            (&Method::GET, "/ipxe") => script(&config, &labels, render::ipxe_script),
+            (&Method::GET, "/grub") => match request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok()?.parse::<Authority>().ok())
+            {
+                // GRUB 2.06 names no port in its URLs: it reaches the server on 80.
+                Some(host) => script(&config, &labels, |boot, labels| {
+                    render::grub_script(boot, labels, host.host())
+                }),
+                _ => (
+                    Fetched::Script { profile: None },
+                    text(
+                        StatusCode::BAD_REQUEST,
+                        "/grub needs a Host header naming this server\n",
+                    ),
+                ),
+            },
             (&Method::GET, "/metadata") => {
                 (Fetched::Metadata, metadata(&config, &labels, &raw_query))
             }
@@ -300,7 +322,13 @@ impl State {
     }
 }
 
-fn ipxe(config: &Config, labels: &Labels) -> (Fetched, Response<Body>) {
+/// The boot script for the machine (`/ipxe`, `/grub`), rendered by `render` from its
+/// profile; a 404 when no group matches.
+fn script(
+    config: &Config,
+    labels: &Labels,
+    render: impl FnOnce(&NetBoot, &Labels) -> String,
+) -> (Fetched, Response<Body>) {
     let Some((group, profile)) = config
         .select(labels)
         .and_then(|group| Some((group, config.profile(group)?)))
@@ -316,7 +344,7 @@ fn ipxe(config: &Config, labels: &Labels) -> (Fetched, Response<Body>) {
         Fetched::Script {
             profile: Some(profile.id.clone()),
         },
-        text(StatusCode::OK, &render::ipxe_script(&profile.boot, labels)),
+        text(StatusCode::OK, &render(&profile.boot, labels)),
     )
 }
 
@@ -471,4 +499,14 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
         response.headers_mut().insert(CONTENT_TYPE, value);
     }
     response
+}
+
+impl crate::outcome::Outcome for BootServer {
+    fn status(&self) -> crate::outcome::Status {
+        crate::outcome::Status::Changed
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(format!("listening on {}", self.url()))
+    }
 }

@@ -269,7 +269,7 @@ async fn serving(config: Config) -> (BootServer, String) {
     (server, url)
 }
 
-/// GET or HEAD `path`: status, headers as text, body.
+/// GET or HEAD `path`: status, headers as sent, body.
 async fn fetch(url: &str, method: &str, path: &str, range: Option<&str>) -> (u16, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = url.trim_start_matches("http://");
@@ -283,7 +283,7 @@ async fn fetch(url: &str, method: &str, path: &str, range: Option<&str>) -> (u16
     let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&answer[..split]).into_owned();
     let status = head[9..12].parse().unwrap();
-    (status, head.to_lowercase(), answer[split + 4..].to_vec())
+    (status, head, answer[split + 4..].to_vec())
 }
 
 fn served_config(dir: &Path) -> Config {
@@ -332,6 +332,18 @@ async fn the_server_walks_a_machine_through_its_boot_and_serves_its_assets() {
     let script = String::from_utf8(body).unwrap();
     assert!(script.starts_with("#!ipxe\nkernel /assets/vmlinuz?mac=52%3A54%3A00%3A00%3A00%3A01&arch=x86_64 console=ttyS0\ninitrd /assets/initrd.img?"), "{script}");
 
+    // The same profile for GRUB, on the server as the request named it (port dropped:
+    // GRUB 2.06 reaches servers on port 80), and title-case headers, which GRUB's HTTP
+    // client needs to see the length.
+    let (status, head, body) = fetch(&url, "GET", "/grub?mac=52:54:00:00:00:01", None).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("\r\nContent-Length: "), "{head}");
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "linux '(http,127.0.0.1)/assets/vmlinuz?mac=52%3A54%3A00%3A00%3A00%3A01' 'console=ttyS0'\n\
+         initrd '(http,127.0.0.1)/assets/initrd.img?mac=52%3A54%3A00%3A00%3A00%3A01'\nboot\n"
+    );
+
     let (status, _, body) = fetch(&url, "GET", "/ipxe?mac=52-54-00-00-00-09", None).await;
     assert_eq!(
         (status, body.as_slice()),
@@ -358,17 +370,17 @@ async fn the_server_walks_a_machine_through_its_boot_and_serves_its_assets() {
     let kernel = "/assets/vmlinuz?mac=52%3A54%3A00%3A00%3A00%3A01";
     let (status, head, body) = fetch(&url, "GET", kernel, None).await;
     assert_eq!((status, body.as_slice()), (200, &b"0123456789"[..]));
-    assert!(head.contains("content-length: 10"), "{head}");
-    assert!(head.contains("accept-ranges: bytes"), "{head}");
+    assert!(head.contains("Content-Length: 10"), "{head}");
+    assert!(head.contains("Accept-Ranges: bytes"), "{head}");
     let (status, head, body) = fetch(&url, "HEAD", kernel, None).await;
     assert_eq!((status, body.len()), (200, 0));
-    assert!(head.contains("content-length: 10"), "{head}");
+    assert!(head.contains("Content-Length: 10"), "{head}");
     let (status, head, body) = fetch(&url, "GET", kernel, Some("bytes=2-4")).await;
     assert_eq!((status, body.as_slice()), (206, &b"234"[..]));
-    assert!(head.contains("content-range: bytes 2-4/10"), "{head}");
+    assert!(head.contains("Content-Range: bytes 2-4/10"), "{head}");
     let (status, head, _) = fetch(&url, "GET", kernel, Some("bytes=20-")).await;
     assert_eq!(status, 416);
-    assert!(head.contains("content-range: bytes */10"), "{head}");
+    assert!(head.contains("Content-Range: bytes */10"), "{head}");
 
     let by_digest = format!("/assets/sha256/{}", Digest::of(b"initrd"));
     let (status, _, body) = fetch(&url, "GET", &by_digest, None).await;
@@ -398,6 +410,13 @@ async fn the_server_walks_a_machine_through_its_boot_and_serves_its_assets() {
     assert_eq!(
         scripts,
         vec![
+            (
+                200,
+                Fetched::Script {
+                    profile: Some("worker".into())
+                }
+            ),
+            // `/grub`
             (
                 200,
                 Fetched::Script {
@@ -451,4 +470,20 @@ async fn a_tampered_asset_is_refused_and_a_reload_takes_a_new_image() {
     let (_, _, body) = fetch(&url, "GET", "/ipxe", None).await;
     assert_eq!(body, b"#!ipxe\nkernel /assets/vmlinuz-2\nboot\n");
     server.shutdown().await;
+}
+
+#[test]
+fn grub_scripts_quote_every_word_and_name_http_servers_as_grub_devices() {
+    let boot = NetBoot {
+        kernel: "http://mirror.invalid/k/vmlinuz".into(),
+        initrd: vec!["--name main /assets/a".into(), "/assets/b".into()],
+        args: vec!["quote='x'".into(), "$root;reboot".into()],
+    };
+    let labels = Labels::from_pairs([("mac", "52:54:00:00:00:01")]);
+    assert_eq!(
+        render::grub_script(&boot, &labels, "10.0.2.100"),
+        "linux '(http,mirror.invalid)/k/vmlinuz' 'quote='\\''x'\\''' '$root;reboot'\n\
+         initrd '(http,10.0.2.100)/assets/a?mac=52%3A54%3A00%3A00%3A00%3A01' \
+         '(http,10.0.2.100)/assets/b?mac=52%3A54%3A00%3A00%3A00%3A01'\nboot\n"
+    );
 }

@@ -1,11 +1,13 @@
 //! A lab: guests booted together, sharing a private data-plane segment.
 //!
 //! Booting a lab: kernels and QEMU are made ready ([`crate::Run::prepare`]), the agent is
-//! cross-compiled for each architecture, a reproducible base initramfs is made per
-//! architecture (agent + kernel modules; same inputs, same sha256), and every guest gets
-//! that base plus a small archive of its own holding the lab's secret, so the secret is
-//! never on a command line. Guests boot in parallel; each is ready when its agent answers
-//! an authenticated handshake.
+//! cross-compiled for each architecture, and a reproducible base initramfs is made per
+//! architecture (agent + kernel modules; same inputs, same sha256). A guest boots it
+//! directly (QEMU loads kernel and initramfs) or, with [`BootFrom::Network`], from the
+//! network: its firmware fetches them and its command line from the lab's boot server
+//! ([`Lab::boot_server`]). The lab's secret reaches every guest through QEMU's fw_cfg,
+//! never on a command line nor over the boot network. Guests boot in parallel; each is
+//! ready when its agent answers an authenticated handshake.
 //!
 //! Acceleration: KVM is tried where `/dev/kvm` works and this host is not known to fail
 //! under it; a guest whose QEMU exits at startup, or that prints nothing on its console
@@ -16,7 +18,6 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,11 +29,13 @@ use sinew_vm::console::ConsoleError;
 use sinew_vm::initramfs::Initramfs;
 use sinew_vm::kernel::Kernel;
 use sinew_vm::machine::{Ending, Vm, VmError};
+use sinew_vm::netboot::GrubLoader;
 use sinew_vm::qemu::{self, ControlNic, DataNic};
 use sinew_vm::switch::Switch;
 use sinew_vm::Arch;
 use sinew_vm::MacAddr;
 
+use crate::boot::BootServer;
 use crate::build::{Artifact, Build};
 use crate::host::{Booted, Host, HostAddress};
 use crate::janitor::{self, Registration};
@@ -40,12 +43,21 @@ use crate::outcome::{Outcome, Status, TaskFailed};
 use crate::run::Ctx;
 use crate::stored::store_once;
 
+mod netboot;
+mod spawner;
+
+use spawner::Spawner;
+
 /// The port the agent listens on inside every guest.
 pub const AGENT_PORT: u16 = 7070;
 /// What sinew-init prints on the console once its agent listens.
 const READY_LINE: &str = "sinew-init: ready";
 /// Where the agent binary lives in the initramfs (the kernel runs `/init`).
 const INIT_PATH: &str = "init";
+/// The lab's secret in its private directory, handed to every guest through fw_cfg ...
+const KEY_FILE: &str = "agent.key";
+/// ... as this entry (`opt/sinew/agent.key`), where sinew-init looks for it.
+const KEY_FW_CFG: &str = "sinew/agent.key";
 
 /// Errors booting or stopping a lab.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +145,19 @@ pub struct MachineSpec {
     pub modules: Vec<String>,
     /// Its data-plane address; by default the lab assigns `.10`, `.11`, ... in order.
     pub data_ip: Option<Ipv4Addr>,
+    /// How it boots (default: directly).
+    pub boot: BootFrom,
+}
+
+/// How a lab guest boots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BootFrom {
+    /// QEMU loads the kernel and initramfs itself.
+    #[default]
+    Direct,
+    /// The guest's firmware boots from its control NIC: iPXE (x86_64) or UEFI and GRUB
+    /// (aarch64) fetch kernel, initramfs and command line from the lab's boot server.
+    Network,
 }
 
 impl MachineSpec {
@@ -145,7 +170,14 @@ impl MachineSpec {
             memory_mib: 256,
             modules: Vec::new(),
             data_ip: None,
+            boot: BootFrom::Direct,
         }
+    }
+
+    /// The same guest, booted from the network.
+    pub fn network_boot(mut self) -> Self {
+        self.boot = BootFrom::Network;
+        self
     }
 }
 
@@ -232,6 +264,7 @@ pub struct Lab {
     secret: Secret,
     spawner: Option<Spawner>,
     switch: Option<Switch>,
+    boot_server: Option<BootServer>,
     dir: Option<(tempfile::TempDir, Registration)>,
 }
 
@@ -254,6 +287,12 @@ impl Lab {
     /// The host called `name`.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name() == name)
+    }
+
+    /// The boot server of a lab with network-booted guests: its requests, as the guests
+    /// made them, and waits for them ([`BootServer::wait_for`]).
+    pub fn boot_server(&self) -> Option<&BootServer> {
+        self.boot_server.as_ref()
     }
 
     fn kill_all(&mut self) {
@@ -282,6 +321,7 @@ impl Drop for Lab {
         self.kill_all();
         self.spawner.take();
         self.switch.take();
+        self.boot_server.take();
         self.dir.take();
     }
 }
@@ -348,6 +388,15 @@ impl crate::Run {
             .into_iter()
             .collect();
         let kernels = self.prepare(&archs)?;
+        let network_archs: Vec<Arch> = spec
+            .machines
+            .iter()
+            .filter(|m| m.boot == BootFrom::Network)
+            .map(|m| m.arch)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let loader = self.prepare_network_boot(&network_archs)?;
         let agents = self.build(&Build::bins(&["sinew-init"]).archs(&archs))?;
         if ctx.dry_run() {
             return planned_lab(&ctx, spec, self).map_err(|e| TaskFailed::new("plan lab", &e));
@@ -384,12 +433,14 @@ impl crate::Run {
                 data_ip: spec.data_ip(i),
             })
             .collect();
-        let setup = LabSetup {
+        let mut setup = LabSetup {
             ctx: &ctx,
             spec,
             secret: &lab.secret,
             kernels: &kernels,
             bases: &bases,
+            loader: loader.as_ref(),
+            boot_server_port: 0,
             dir: lab
                 .dir
                 .as_ref()
@@ -402,6 +453,17 @@ impl crate::Run {
                 .unwrap_or_default(),
             spawner: lab.spawner.as_ref().expect("started above"),
         };
+        let network: Vec<&GuestPlan> = plans
+            .iter()
+            .filter(|p| p.machine.boot == BootFrom::Network)
+            .collect();
+        if !network.is_empty() {
+            let server = self.task("boot server", || {
+                netboot::start(&ctx, &setup.dir, &network, &kernels, &bases)
+            })?;
+            setup.boot_server_port = server.addr().port();
+            lab.boot_server = Some(server);
+        }
         lab.guests = plans.iter().map(|_| Slot::default()).collect();
         let slots = &lab.guests;
         lab.hosts = self.each(&plans, "boot", |plan| setup.boot(plan, &slots[plan.index]))?;
@@ -521,6 +583,7 @@ fn planned_lab(ctx: &Arc<Ctx>, spec: &LabSpec, run: &crate::Run) -> Result<Lab, 
         secret,
         spawner: None,
         switch: None,
+        boot_server: None,
         dir: None,
     })
 }
@@ -540,12 +603,16 @@ fn start_lab(ctx: &Arc<Ctx>, spec: &LabSpec) -> Result<Lab, LabError> {
     let logs = ctx.paths.lab_logs(&spec.name);
     std::fs::create_dir_all(&logs).map_err(io_error("creating", &logs))?;
     let switch = Switch::start(&dir.path().join("data.sock"))?;
+    let secret = Secret::generate()?;
+    let key = dir.path().join(KEY_FILE);
+    write_private(&key, secret.to_hex().as_bytes()).map_err(io_error("writing", &key))?;
     Ok(Lab {
         hosts: Vec::new(),
         guests: Vec::new(),
-        secret: Secret::generate()?,
+        secret,
         spawner: Some(Spawner::start()),
         switch: Some(switch),
+        boot_server: None,
         dir: Some((dir, registration)),
     })
 }
@@ -603,6 +670,10 @@ struct LabSetup<'a> {
     secret: &'a Secret,
     kernels: &'a [Kernel],
     bases: &'a [BaseImage],
+    /// The aarch64 network loader, when an aarch64 guest boots from the network.
+    loader: Option<&'a GrubLoader>,
+    /// The boot server's port, when a guest boots from the network.
+    boot_server_port: u16,
     dir: PathBuf,
     switch_socket: PathBuf,
     spawner: &'a Spawner,
@@ -622,7 +693,17 @@ impl LabSetup<'_> {
             .iter()
             .find(|b| b.arch == m.arch)
             .expect("made for every arch");
-        let initrd = self.guest_initrd(plan, base)?;
+        let boot = match m.boot {
+            BootFrom::Direct => qemu::Boot::Direct {
+                kernel: kernel.image.clone(),
+                initrd: base.path.clone(),
+                cmdline_extra: kernel_cmdline(plan),
+            },
+            BootFrom::Network => qemu::Boot::Network(qemu::NetworkBoot {
+                server_port: self.boot_server_port,
+                loader: self.loader.map(|l| l.root.clone()),
+            }),
+        };
         let console_log = self
             .ctx
             .paths
@@ -644,7 +725,7 @@ impl LabSetup<'_> {
                 accel,
                 cpus: m.cpus,
                 memory_mib: m.memory_mib,
-                cmdline_extra: kernel_cmdline(plan),
+                fw_cfg: vec![(KEY_FW_CFG.to_owned(), self.dir.join(KEY_FILE))],
                 console_log: console_log.clone(),
                 control: Some(ControlNic {
                     host_port: port,
@@ -655,7 +736,7 @@ impl LabSetup<'_> {
                     switch_socket: self.switch_socket.clone(),
                     mac: nic_mac(plan, 1),
                 }),
-                ..qemu::MachineSpec::new(&m.name, kernel, &initrd, &self.dir)
+                ..qemu::MachineSpec::booting(&m.name, m.arch, boot.clone(), &self.dir)
             };
             let vm = match self.spawner.spawn(vm_spec) {
                 // Some hosts refuse KVM outright (QEMU aborts setting up the vCPU) rather
@@ -716,21 +797,6 @@ impl LabSetup<'_> {
         if let Err(err) = accel::remember(&self.ctx.paths.state, works) {
             tracing::warn!("cannot remember whether KVM works here: {err}");
         }
-    }
-
-    /// Base image + this guest's own archive (the secret), in the lab's private directory.
-    fn guest_initrd(&self, plan: &GuestPlan, base: &BaseImage) -> Result<PathBuf, LabError> {
-        let mut own = Initramfs::new();
-        own.add_file(
-            "etc/sinew/agent.key",
-            self.secret.to_hex().into_bytes(),
-            0o400,
-        )?;
-        let base_bytes = std::fs::read(&base.path).map_err(io_error("reading", &base.path))?;
-        let bytes = Initramfs::concat(&base_bytes, &own.finish());
-        let path = self.dir.join(format!("{}.initrd", plan.machine.name));
-        write_private(&path, &bytes).map_err(io_error("writing", &path))?;
-        Ok(path)
     }
 
     fn console_speaks(&self, slot: &Slot, deadline: Duration) -> bool {
@@ -854,57 +920,4 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(bytes)
-}
-
-/// Spawns QEMU from one long-lived thread. QEMU gets `PR_SET_PDEATHSIG`, which fires when
-/// the *thread* that forked it ends; boot tasks run on short-lived threads, so they ask
-/// this thread to spawn. It lives as long as the lab.
-type SpawnRequest = (qemu::MachineSpec, mpsc::Sender<Result<Vm, VmError>>);
-
-#[derive(Debug)]
-struct Spawner {
-    requests: Option<mpsc::Sender<SpawnRequest>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Spawner {
-    fn start() -> Self {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        let thread = thread::Builder::new()
-            .name("sinew-spawner".into())
-            .spawn(move || {
-                for (spec, reply) in rx {
-                    let _ = reply.send(Vm::spawn(spec));
-                }
-            })
-            .ok();
-        Self {
-            requests: Some(tx),
-            thread,
-        }
-    }
-
-    fn spawn(&self, spec: qemu::MachineSpec) -> Result<Vm, LabError> {
-        let name = spec.name.clone();
-        let (tx, rx) = mpsc::channel();
-        let gone = || LabError::Spec {
-            lab: name.clone(),
-            problem: "the spawner thread is gone".into(),
-        };
-        self.requests
-            .as_ref()
-            .ok_or_else(gone)?
-            .send((spec, tx))
-            .map_err(|_| gone())?;
-        Ok(rx.recv().map_err(|_| gone())??)
-    }
-}
-
-impl Drop for Spawner {
-    fn drop(&mut self) {
-        self.requests.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
