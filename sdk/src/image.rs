@@ -117,6 +117,11 @@ impl SigningKey {
         self.cert.fingerprint().to_hex()
     }
 
+    /// The certificate, with its secret key: what signs.
+    pub(crate) fn cert(&self) -> &sequoia_openpgp::Cert {
+        &self.cert
+    }
+
     /// The armored public key, with no secret material: what hosts trust.
     pub fn public_armored(&self) -> &[u8] {
         &self.public

@@ -190,6 +190,22 @@ impl Run {
         T: Outcome + Send,
         E: Into<BoxError>,
     {
+        self.each_result(items, name, f).into_iter().collect()
+    }
+
+    /// Like [`Run::each`], returning every item's result: for work where the items that
+    /// succeeded are of use even when others failed (their lines say so).
+    pub fn each_result<I, T, E>(
+        &self,
+        items: &[I],
+        name: &str,
+        f: impl Fn(&I) -> Result<T, E> + Sync,
+    ) -> Vec<Result<T, TaskFailed>>
+    where
+        I: std::fmt::Display + Sync,
+        T: Outcome + Send,
+        E: Into<BoxError>,
+    {
         let reporter = &self.ctx.reporter;
         let results: Vec<Result<T, TaskFailed>> = thread::scope(|scope| {
             let handles: Vec<_> = items
@@ -207,7 +223,7 @@ impl Run {
                 })
                 .collect()
         });
-        results.into_iter().collect()
+        results
     }
 
     /// Prints a line of the playbook's own output to stdout, without tearing spinners.

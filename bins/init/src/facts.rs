@@ -8,7 +8,7 @@ use nix::ifaddrs::getifaddrs;
 use nix::net::if_::InterfaceFlags;
 use nix::sys::socket::SockaddrStorage;
 use sinew_proto::mac::MacAddr;
-use sinew_proto::{ErrorKind, Facts, InterfaceAddress, NetInterface, RemoteError};
+use sinew_proto::{ErrorKind, Facts, ImageLabel, InterfaceAddress, NetInterface, RemoteError};
 use thiserror::Error;
 
 /// Why facts could not be gathered.
@@ -68,7 +68,19 @@ pub fn gather() -> Result<Facts, FactsError> {
         mem_available_kib: meminfo_kib(&meminfo, "MemAvailable").unwrap_or(0),
         interfaces: interfaces()?,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        image: image_label(),
     })
+}
+
+/// The label of the machine image this guest booted; none when it booted none, or when the
+/// label does not parse (said in the log: facts still answer).
+fn image_label() -> Option<ImageLabel> {
+    let text = std::fs::read(ImageLabel::PATH).ok()?;
+    serde_json::from_slice(&text)
+        .inspect_err(
+            |error| tracing::warn!(path = ImageLabel::PATH, %error, "unreadable image label"),
+        )
+        .ok()
 }
 
 fn read_proc(path: &'static str) -> Result<String, FactsError> {

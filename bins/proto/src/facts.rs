@@ -26,6 +26,26 @@ pub struct Facts {
     pub interfaces: Vec<NetInterface>,
     /// Version of the agent software.
     pub agent_version: String,
+    /// The machine image it booted, if it booted one.
+    #[serde(default)]
+    pub image: Option<ImageLabel>,
+}
+
+/// A machine image as it names itself inside, in [`ImageLabel::PATH`]: an image cannot
+/// hold its own digest, so the host matches the digest from what it served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLabel {
+    /// The image's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The architecture it was built for (`uname -m` form).
+    pub arch: String,
+}
+
+impl ImageLabel {
+    /// Where an image carries its label.
+    pub const PATH: &'static str = "/etc/sinew/image.json";
 }
 
 /// One network interface.

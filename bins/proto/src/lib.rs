@@ -42,7 +42,7 @@ pub use client::{
     AgentClient, ClientError, ExecOutput, OutputStream, PutOutcome, RemoteFile, ServiceChange,
 };
 pub use digest::{DigestParseError, Sha256Digest};
-pub use facts::{Facts, InterfaceAddress, NetInterface};
+pub use facts::{Facts, ImageLabel, InterfaceAddress, NetInterface};
 pub use frame::{Frame, FrameError, FrameKind, DATA_CHUNK_LEN, MAX_FRAME_LEN};
 pub use handshake::{HandshakeError, ServerHello, PROTOCOL_VERSION};
 pub use remote_error::{ErrorKind, RemoteError};

@@ -42,6 +42,15 @@ pub enum Part {
     Initrd,
 }
 
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Part::Kernel => "kernel",
+            Part::Initrd => "initrd",
+        })
+    }
+}
+
 impl Part {
     /// The profile field that names it.
     fn field(self) -> &'static str {

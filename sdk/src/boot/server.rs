@@ -78,6 +78,24 @@ pub enum Fetched {
     },
 }
 
+impl std::fmt::Display for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fetched::Bootstrap => f.write_str("the bootstrap script"),
+            Fetched::Script { profile: Some(p) } => write!(f, "the boot script of profile {p}"),
+            Fetched::Script { profile: None } => f.write_str("a boot script (no group matched)"),
+            Fetched::Metadata => f.write_str("its metadata"),
+            Fetched::Generic => f.write_str("its generic template"),
+            Fetched::Asset {
+                name,
+                part: Some(part),
+            } => write!(f, "asset {name} ({part})"),
+            Fetched::Asset { name, part: None } => write!(f, "asset {name}"),
+            Fetched::Other { path } => f.write_str(path),
+        }
+    }
+}
+
 /// One request, as the server answered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootEvent {

@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use sinew_proto::{AgentClient, Secret};
+use sinew_proto::{AgentClient, Secret, Sha256Digest};
 use sinew_vm::accel::{self, Accel};
 use sinew_vm::console::ConsoleError;
 use sinew_vm::initramfs::Initramfs;
@@ -39,6 +39,7 @@ use crate::boot::BootServer;
 use crate::build::{Artifact, Build};
 use crate::host::{Booted, Host, HostAddress};
 use crate::janitor::{self, Registration};
+use crate::machine_image::MachineImage;
 use crate::outcome::{Outcome, Status, TaskFailed};
 use crate::run::Ctx;
 use crate::stored::store_once;
@@ -147,6 +148,8 @@ pub struct MachineSpec {
     pub data_ip: Option<Ipv4Addr>,
     /// How it boots (default: directly).
     pub boot: BootFrom,
+    /// The machine image it boots; by default the lab's own (agent and modules only).
+    pub image: Option<MachineImage>,
 }
 
 /// How a lab guest boots.
@@ -171,7 +174,14 @@ impl MachineSpec {
             modules: Vec::new(),
             data_ip: None,
             boot: BootFrom::Direct,
+            image: None,
         }
+    }
+
+    /// The same guest, booting `image` (built for its architecture).
+    pub fn image(mut self, image: &MachineImage) -> Self {
+        self.image = Some(image.clone());
+        self
     }
 
     /// The same guest, booted from the network.
@@ -234,6 +244,14 @@ impl LabSpec {
             }
             if !names.insert(&m.name) {
                 return Err(problem(format!("two machines are called {:?}", m.name)));
+            }
+            if let Some(image) = m.image.as_ref().filter(|i| i.arch != m.arch) {
+                return Err(problem(format!(
+                    "machine {} is {} but its image is {}",
+                    m.name,
+                    m.arch,
+                    image.label()
+                )));
             }
         }
         if self.machines.len() > 200 {
@@ -397,12 +415,26 @@ impl crate::Run {
             .into_iter()
             .collect();
         let loader = self.prepare_network_boot(&network_archs)?;
-        let agents = self.build(&Build::bins(&["sinew-init"]).archs(&archs))?;
+        // Guests that boot a machine image carry their own agent and kernel.
+        let base_archs: Vec<Arch> = spec
+            .machines
+            .iter()
+            .filter(|m| m.image.is_none())
+            .map(|m| m.arch)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let agents = if base_archs.is_empty() {
+            None
+        } else {
+            Some(self.build(&Build::bins(&["sinew-init"]).archs(&base_archs))?)
+        };
         if ctx.dry_run() {
             return planned_lab(&ctx, spec, self).map_err(|e| TaskFailed::new("plan lab", &e));
         }
         let mut bases = Vec::new();
-        for kernel in &kernels {
+        for kernel in kernels.iter().filter(|k| base_archs.contains(&k.arch)) {
+            let agents = agents.as_ref().expect("built for every base arch");
             let extra: Vec<&str> = spec
                 .machines
                 .iter()
@@ -433,14 +465,28 @@ impl crate::Run {
                 data_ip: spec.data_ip(i),
             })
             .collect();
-        let mut setup = LabSetup {
+        let network: Vec<(&GuestPlan, Media)> = plans
+            .iter()
+            .filter(|p| p.machine.boot == BootFrom::Network)
+            .map(|p| (p, media(p, &kernels, &bases)))
+            .collect();
+        if !network.is_empty() {
+            let dir = lab
+                .dir
+                .as_ref()
+                .map(|(d, _)| d.path())
+                .unwrap_or(Path::new(""));
+            lab.boot_server =
+                Some(self.task("boot server", || netboot::start(&ctx, dir, &network))?);
+        }
+        let setup = LabSetup {
             ctx: &ctx,
             spec,
             secret: &lab.secret,
             kernels: &kernels,
             bases: &bases,
             loader: loader.as_ref(),
-            boot_server_port: 0,
+            boot_server: lab.boot_server.as_ref(),
             dir: lab
                 .dir
                 .as_ref()
@@ -453,17 +499,6 @@ impl crate::Run {
                 .unwrap_or_default(),
             spawner: lab.spawner.as_ref().expect("started above"),
         };
-        let network: Vec<&GuestPlan> = plans
-            .iter()
-            .filter(|p| p.machine.boot == BootFrom::Network)
-            .collect();
-        if !network.is_empty() {
-            let server = self.task("boot server", || {
-                netboot::start(&ctx, &setup.dir, &network, &kernels, &bases)
-            })?;
-            setup.boot_server_port = server.addr().port();
-            lab.boot_server = Some(server);
-        }
         lab.guests = plans.iter().map(|_| Slot::default()).collect();
         let slots = &lab.guests;
         lab.hosts = self.each(&plans, "boot", |plan| setup.boot(plan, &slots[plan.index]))?;
@@ -617,17 +652,35 @@ fn start_lab(ctx: &Arc<Ctx>, spec: &LabSpec) -> Result<Lab, LabError> {
     })
 }
 
-/// Builds the base initramfs for `kernel`'s machine and stores it in `cache/initramfs/`
-/// under its sha256: `agent` (a static sinew-init for that machine) as `/init`, the kernel
-/// modules the machine's devices need plus `extra` ones, with their dependencies, and
-/// `/etc/sinew/modules` listing them in load order. Same inputs, same bytes: the outcome
-/// is `ok` when that image is already stored.
+/// Builds the base initramfs for `kernel`'s machine ([`guest_initramfs`], `agent` a static
+/// sinew-init for that machine) and stores it in `cache/initramfs/` under its sha256. Same
+/// inputs, same bytes: the outcome is `ok` when that image is already stored.
 pub fn base_image(
     cache: &Path,
     kernel: &Kernel,
     agent: &Artifact,
     extra: &[&str],
 ) -> Result<BaseImage, LabError> {
+    let bytes = guest_initramfs(kernel, agent, extra)?.finish();
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let path = cache.join("initramfs").join(format!("{sha256}.cpio"));
+    let new = store_once(&path, &bytes).map_err(io_error("storing", &path))?;
+    Ok(BaseImage {
+        arch: kernel.arch,
+        path,
+        sha256,
+        new,
+    })
+}
+
+/// What every guest's initramfs holds: `agent` as `/init`, the kernel modules the machine's
+/// devices need plus `extra` ones, with their dependencies, and `/etc/sinew/modules`
+/// listing them in load order.
+pub(crate) fn guest_initramfs(
+    kernel: &Kernel,
+    agent: &Artifact,
+    extra: &[&str],
+) -> Result<Initramfs, LabError> {
     if agent.arch != kernel.arch {
         return Err(LabError::AgentArch {
             agent: agent.path.clone(),
@@ -651,16 +704,7 @@ pub fn base_image(
         order.push('\n');
     }
     image.add_file("etc/sinew/modules", order.into_bytes(), 0o644)?;
-    let bytes = image.finish();
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    let path = cache.join("initramfs").join(format!("{sha256}.cpio"));
-    let new = store_once(&path, &bytes).map_err(io_error("storing", &path))?;
-    Ok(BaseImage {
-        arch: kernel.arch,
-        path,
-        sha256,
-        new,
-    })
+    Ok(image)
 }
 
 /// Everything a guest's boot needs from its lab.
@@ -672,35 +716,62 @@ struct LabSetup<'a> {
     bases: &'a [BaseImage],
     /// The aarch64 network loader, when an aarch64 guest boots from the network.
     loader: Option<&'a GrubLoader>,
-    /// The boot server's port, when a guest boots from the network.
-    boot_server_port: u16,
+    /// The boot server, when a guest boots from the network.
+    boot_server: Option<&'a BootServer>,
     dir: PathBuf,
     switch_socket: PathBuf,
     spawner: &'a Spawner,
+}
+
+/// What `plan`'s guest boots: its machine image, or the lab's kernel and base image.
+fn media(plan: &GuestPlan, kernels: &[Kernel], bases: &[BaseImage]) -> Media {
+    let arch = plan.machine.arch;
+    if let Some(image) = &plan.machine.image {
+        return Media {
+            kernel: image.kernel.clone(),
+            kernel_sha256: Some(image.manifest.kernel.sha256),
+            initrd: image.initrd.clone(),
+            initrd_sha256: image.manifest.initrd.sha256,
+            args: image.manifest.args.clone(),
+        };
+    }
+    let kernel = kernels
+        .iter()
+        .find(|k| k.arch == arch)
+        .expect("prepared for every arch");
+    let base = bases
+        .iter()
+        .find(|b| b.arch == arch)
+        .expect("made for every arch without images");
+    Media {
+        kernel: kernel.image.clone(),
+        kernel_sha256: None,
+        initrd: base.path.clone(),
+        initrd_sha256: base
+            .sha256
+            .parse()
+            .expect("a base image's name is its digest"),
+        args: Vec::new(),
+    }
 }
 
 impl LabSetup<'_> {
     /// Boots one guest into `slot` and waits for its agent.
     fn boot(&self, plan: &GuestPlan, slot: &Slot) -> Result<Host, LabError> {
         let m = &plan.machine;
-        let kernel = self
-            .kernels
-            .iter()
-            .find(|k| k.arch == m.arch)
-            .expect("prepared for every arch");
-        let base = self
-            .bases
-            .iter()
-            .find(|b| b.arch == m.arch)
-            .expect("made for every arch");
         let boot = match m.boot {
-            BootFrom::Direct => qemu::Boot::Direct {
-                kernel: kernel.image.clone(),
-                initrd: base.path.clone(),
-                cmdline_extra: kernel_cmdline(plan),
-            },
+            BootFrom::Direct => {
+                let media = media(plan, self.kernels, self.bases);
+                let mut args = media.args;
+                args.push(kernel_cmdline(plan));
+                qemu::Boot::Direct {
+                    kernel: media.kernel,
+                    initrd: media.initrd,
+                    cmdline_extra: args.join(" "),
+                }
+            }
             BootFrom::Network => qemu::Boot::Network(qemu::NetworkBoot {
-                server_port: self.boot_server_port,
+                server_port: self.boot_server.map_or(0, |s| s.addr().port()),
                 loader: self.loader.map(|l| l.root.clone()),
             }),
         };
@@ -837,11 +908,17 @@ impl LabSetup<'_> {
             return Err(not_ready("the guest is gone".into()));
         };
         let remaining = timeout.saturating_sub(started.elapsed());
-        match self
-            .ctx
-            .runtime
-            .block_on(watch.wait_for_line(READY_LINE, remaining))
-        {
+        let ready = self.ctx.runtime.block_on(async {
+            tokio::select! {
+                ready = watch.wait_for_line(READY_LINE, remaining) => Ok(ready),
+                refused = self.refused(plan, remaining) => Err(refused),
+            }
+        });
+        let ready = match ready {
+            Ok(ready) => ready,
+            Err(refused) => return Err(not_ready(refused)),
+        };
+        match ready {
             Ok(_) => {}
             Err(ConsoleError::Exited {
                 status,
@@ -872,6 +949,47 @@ impl LabSetup<'_> {
             }
         }
     }
+}
+
+impl LabSetup<'_> {
+    /// Resolves when the boot server refuses `plan`'s guest a script or an asset (it will
+    /// not boot then), saying what; never for a guest booted directly.
+    async fn refused(&self, plan: &GuestPlan, within: Duration) -> String {
+        let (Some(server), BootFrom::Network) = (self.boot_server, plan.machine.boot) else {
+            return std::future::pending().await;
+        };
+        let mac = nic_mac(plan, 0).to_string();
+        let refusal = server
+            .wait_for(
+                |e| e.status >= 400 && e.labels.get("mac") == Some(mac.as_str()),
+                within,
+            )
+            .await;
+        match refusal {
+            Ok(event) => {
+                let why = match event.status {
+                    403 => ": its digest is not the one the image names",
+                    _ => "",
+                };
+                format!(
+                    "the boot server answered {} to its request for {}{why}",
+                    event.status, event.fetched
+                )
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// What a guest boots.
+struct Media {
+    kernel: PathBuf,
+    /// The kernel's digest, when known without reading it.
+    kernel_sha256: Option<Sha256Digest>,
+    initrd: PathBuf,
+    initrd_sha256: Sha256Digest,
+    /// The image's own kernel arguments.
+    args: Vec<String>,
 }
 
 /// The guest's own kernel parameters, read by sinew-init. The secret is not among them.

@@ -7,6 +7,7 @@ mod guests;
 mod kv_client;
 mod kvd_cluster;
 mod leftovers;
+mod machine_image;
 mod netboot;
 mod overlay;
 mod playbook;

@@ -1,62 +1,95 @@
 //! Guests booted from the network: iPXE on x86_64, UEFI and GRUB on aarch64, both from the
-//! lab's boot server, ending up as guests booted directly do.
+//! lab's boot server, booting signed machine images and ending up as guests booted directly
+//! do; and a tampered image part that the server refuses, so the guest never boots it.
 
-use sinew::boot::Fetched;
-use sinew::{Arch, LabSpec, MachineSpec};
+use sinew::boot::{Fetched, Part};
+use sinew::machine_image::MachineImage;
+use sinew::{Arch, LabSpec, MachineImageSpec, MachineSpec, Run};
 use sinew_tests::{busybox, prepared, run};
+use sinew_vm::MacAddr;
+
+fn images(run: &Run, archs: &[Arch]) -> Vec<MachineImage> {
+    let key = run
+        .signing_key("it-netboot <it@sinew.example>")
+        .expect("key");
+    let spec = MachineImageSpec::new("it-netboot", "1.0")
+        .archs(archs)
+        .template("/etc/motd", "{{ image.name }} {{ image.version }}\n");
+    run.build_machine_image(&spec, &key).expect("images build")
+}
 
 #[test]
-fn guests_of_both_arches_boot_from_the_network_and_work_as_direct_ones() {
+fn guests_of_both_arches_boot_signed_images_from_the_network() {
     prepared();
     let run = run("it-netboot");
+    let images = images(&run, &Arch::ALL);
     let lab = run
         .boot(
             &LabSpec::new("it-netboot")
-                .machine(MachineSpec::new("amd", Arch::X86_64).network_boot())
-                .machine(MachineSpec::new("arm", Arch::Aarch64).network_boot()),
+                .machine(
+                    MachineSpec::new("amd", Arch::X86_64)
+                        .image(&images[0])
+                        .network_boot(),
+                )
+                .machine(
+                    MachineSpec::new("arm", Arch::Aarch64)
+                        .image(&images[1])
+                        .network_boot(),
+                ),
         )
         .expect("lab boots from the network");
     let server = lab
         .boot_server()
         .expect("a lab with network boots has a boot server");
     let events = server.events();
-    for host in lab.hosts() {
+    assert!(events.iter().all(|e| e.status < 400), "{events:#?}");
+    for (host, image) in lab.hosts().iter().zip(&images) {
         let facts = host.facts().expect("facts");
         assert_eq!(facts.arch, host.arch().uname_machine(), "{host}");
-        let mac = sinew_vm::MacAddr::for_guest(host.name(), 0).to_string();
-        let fetched: Vec<&Fetched> = events
+        let label = facts.image.expect("the image names itself");
+        assert_eq!(
+            (label.name.as_str(), label.version.as_str()),
+            ("it-netboot", "1.0")
+        );
+        assert_eq!(label.arch, facts.arch);
+        let motd = host.get("/etc/motd").expect("rendered template");
+        assert_eq!(motd, b"it-netboot 1.0\n");
+        // The guest asked for its script, then its kernel and initramfs, named by the
+        // image's digests.
+        let mac = MacAddr::for_guest(host.name(), 0).to_string();
+        let mine: Vec<&Fetched> = events
             .iter()
-            .filter(|e| {
-                e.labels
-                    .get("mac")
-                    .is_some_and(|m| m.eq_ignore_ascii_case(&mac))
-            })
+            .filter(|e| e.labels.get("mac") == Some(mac.as_str()))
             .map(|e| &e.fetched)
             .collect();
         let script = Fetched::Script {
             profile: Some(host.name().to_owned()),
         };
-        let parts: Vec<_> = fetched
+        assert!(mine.contains(&&script), "{host}: {mine:?}");
+        let assets: Vec<(String, Option<Part>)> = mine
             .iter()
             .filter_map(|f| match f {
-                Fetched::Asset { part, .. } => Some(*part),
+                Fetched::Asset { name, part } => Some((name.clone(), *part)),
                 _ => None,
             })
             .collect();
-        assert!(fetched.contains(&&script), "{host}: {fetched:?}");
         assert_eq!(
-            parts,
+            assets,
             [
-                Some(sinew::boot::Part::Kernel),
-                Some(sinew::boot::Part::Initrd)
+                (
+                    format!("vmlinuz-{}", image.manifest.kernel.sha256),
+                    Some(Part::Kernel)
+                ),
+                (
+                    format!("initrd-{}", image.manifest.initrd.sha256),
+                    Some(Part::Initrd)
+                ),
             ],
-            "{host}: {fetched:?}"
+            "{host}"
         );
-        assert!(events.iter().all(|e| e.status < 400), "{host}: {events:#?}");
     }
     // Same lab networking as direct boots: the data plane between the two.
-    let amd = lab.host("amd").unwrap();
-    let arm = lab.host("arm").unwrap();
+    let (amd, arm) = (&lab.hosts()[0], &lab.hosts()[1]);
     amd.put_file(
         &busybox(Arch::X86_64).expect("busybox"),
         "/bin/busybox",
@@ -73,4 +106,41 @@ fn guests_of_both_arches_boot_from_the_network_and_work_as_direct_ones() {
         ping.stdout_text()
     );
     run.shutdown(lab).expect("shutdown");
+}
+
+#[test]
+fn a_tampered_initramfs_is_refused_and_the_guest_never_boots_it() {
+    prepared();
+    let run = run("it-netboot-tampered");
+    let mut image = images(&run, &[Arch::X86_64]).remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(&image.initrd).unwrap();
+    // The last byte is cpio padding: the archive still unpacks, only the digest differs.
+    *bytes.last_mut().unwrap() ^= 1;
+    image.initrd = dir.path().join("tampered.cpio");
+    std::fs::write(&image.initrd, bytes).unwrap();
+    let started = std::time::Instant::now();
+    let failed = run
+        .boot(
+            &LabSpec::new("it-netboot-tampered").machine(
+                MachineSpec::new("amd", Arch::X86_64)
+                    .image(&image)
+                    .network_boot(),
+            ),
+        )
+        .expect_err("the guest must not boot a tampered initramfs");
+    let message = format!("{failed:#}");
+    // Refused before any guest starts: the boot server checks every part against the
+    // image's digests when it loads its profiles (and again at each request).
+    assert!(
+        message.contains("task `boot server` failed")
+            && message.contains("profile amd: boot.initrd: asset \"initrd-")
+            && message.contains(&format!("but {} is expected", image.manifest.initrd.sha256)),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "refused before booting: {:?}",
+        started.elapsed()
+    );
 }
