@@ -188,6 +188,17 @@ impl Host {
         self.inner.data_ip
     }
 
+    /// Where its agent listens (on the lab's side of the control NIC).
+    pub(crate) fn agent_addr(&self) -> SocketAddr {
+        self.inner.agent
+    }
+
+    /// Takes `client`, connected to the agent of a new boot, for the calls from now on.
+    pub(crate) fn reconnected(&self, client: AgentClient) {
+        let inner = &self.inner;
+        *inner.ctx.runtime.block_on(inner.client.lock()) = Some(client);
+    }
+
     /// The host's serial console log.
     pub fn console_log(&self) -> &Path {
         &self.inner.console_log

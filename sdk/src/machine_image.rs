@@ -213,8 +213,8 @@ impl MachineImage {
     }
 
     /// Checks that the stored manifest is this image's and that its signature verifies
-    /// against `key`; returns the signer's fingerprint.
-    pub fn verify(&self, key: &SigningKey) -> Result<String, MachineImageError> {
+    /// against `key`.
+    pub fn verify(&self, key: &SigningKey) -> Result<Verified, MachineImageError> {
         let manifest = fs::read(&self.manifest_path).map_err(io("reading", &self.manifest_path))?;
         if Sha256Digest::of(&manifest) != self.id {
             return Err(MachineImageError::Tampered {
@@ -230,7 +230,25 @@ impl MachineImage {
             cert: key.cert().clone(),
         };
         signing::verify_detached(&self.label(), &manifest, &signature, &[trusted], &[])
+            .map(|signer| Verified { signer })
             .map_err(|e| MachineImageError::Signature(e.to_string()))
+    }
+}
+
+/// An image whose signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The fingerprint of the key that signed it.
+    pub signer: String,
+}
+
+impl Outcome for Verified {
+    fn status(&self) -> Status {
+        Status::Ok
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(format!("signed by {}", self.signer))
     }
 }
 

@@ -19,13 +19,11 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use sinew_proto::{AgentClient, Secret, Sha256Digest};
+use sinew_proto::{Secret, Sha256Digest};
 use sinew_vm::accel::{self, Accel};
-use sinew_vm::console::ConsoleError;
 use sinew_vm::initramfs::Initramfs;
 use sinew_vm::kernel::Kernel;
 use sinew_vm::machine::{Ending, Vm, VmError};
@@ -35,7 +33,7 @@ use sinew_vm::switch::Switch;
 use sinew_vm::Arch;
 use sinew_vm::MacAddr;
 
-use crate::boot::BootServer;
+use crate::boot::{BootServer, ConfigSource};
 use crate::build::{Artifact, Build};
 use crate::host::{Booted, Host, HostAddress};
 use crate::janitor::{self, Registration};
@@ -45,8 +43,10 @@ use crate::run::Ctx;
 use crate::stored::store_once;
 
 mod netboot;
+mod ready;
 mod spawner;
 
+use ready::Waiter;
 use spawner::Spawner;
 
 /// The port the agent listens on inside every guest.
@@ -283,6 +283,11 @@ pub struct Lab {
     spawner: Option<Spawner>,
     switch: Option<Switch>,
     boot_server: Option<BootServer>,
+    /// The boot server's configuration, as [`crate::Run::reboot`] changes it.
+    boot_source: Option<ConfigSource>,
+    /// What each guest was booted as, in the order of `hosts`.
+    plans: Vec<GuestPlan>,
+    boot_timeout: Duration,
     dir: Option<(tempfile::TempDir, Registration)>,
 }
 
@@ -372,6 +377,32 @@ impl Outcome for BaseImage {
 
     fn detail(&self) -> Option<String> {
         Some(format!("sha256 {}", self.sha256))
+    }
+}
+
+/// A guest rebooted: how its last boot ended and how long the new one took to be ready.
+#[derive(Debug, Clone, Default)]
+pub struct Rebooted {
+    /// How the previous boot ended (`None` in a dry run).
+    pub stopped: Option<Ending>,
+    /// From QEMU's start to a ready agent.
+    pub ready_after: Duration,
+}
+
+impl Outcome for Rebooted {
+    fn status(&self) -> Status {
+        match self.stopped {
+            Some(_) => Status::Changed,
+            None => Status::Planned,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        let stopped = self.stopped?;
+        Some(format!(
+            "{stopped}, agent ready again after {:.2}s",
+            self.ready_after.as_secs_f64()
+        ))
     }
 }
 
@@ -476,17 +507,22 @@ impl crate::Run {
                 .as_ref()
                 .map(|(d, _)| d.path())
                 .unwrap_or(Path::new(""));
-            lab.boot_server =
-                Some(self.task("boot server", || netboot::start(&ctx, dir, &network))?);
+            let started = self.task("boot server", || netboot::start(&ctx, dir, &network))?;
+            lab.boot_server = Some(started.server);
+            lab.boot_source = Some(started.source);
         }
         let setup = LabSetup {
             ctx: &ctx,
             spec,
-            secret: &lab.secret,
+            waiter: Waiter {
+                ctx: &ctx,
+                secret: &lab.secret,
+                timeout: spec.boot_timeout,
+                boot_server: lab.boot_server.as_ref(),
+            },
             kernels: &kernels,
             bases: &bases,
             loader: loader.as_ref(),
-            boot_server: lab.boot_server.as_ref(),
             dir: lab
                 .dir
                 .as_ref()
@@ -502,6 +538,7 @@ impl crate::Run {
         lab.guests = plans.iter().map(|_| Slot::default()).collect();
         let slots = &lab.guests;
         lab.hosts = self.each(&plans, "boot", |plan| setup.boot(plan, &slots[plan.index]))?;
+        lab.plans = plans;
         Ok(lab)
     }
 
@@ -523,6 +560,110 @@ impl crate::Run {
                     Stopped(Ending::Killed)
                 }
                 None => Stopped(Ending::AlreadyGone),
+            })
+        })
+    }
+
+    /// Reboots guest `name` as a power cycle: its agent powers it off (QMP after a grace
+    /// period), and QEMU starts again with the same identity (MACs, UUID, ports). With
+    /// `image`, the guest comes back on that machine image: a network-booted guest because
+    /// the boot server serves it the image from now on, a directly booted one because QEMU
+    /// loads it. Returns once its agent answers again; the host's handle keeps working.
+    pub fn reboot(
+        &self,
+        lab: &mut Lab,
+        name: &str,
+        image: Option<&MachineImage>,
+    ) -> Result<Rebooted, TaskFailed> {
+        let what = match image {
+            Some(image) => format!("reboot [{name}] into {}", image.label()),
+            None => format!("reboot [{name}]"),
+        };
+        let ctx = self.ctx().clone();
+        self.task(&what, || {
+            let index = lab
+                .hosts
+                .iter()
+                .position(|host| host.name() == name)
+                .ok_or_else(|| LabError::NoSuchGuest(name.to_owned()))?;
+            if self.is_dry_run() {
+                return Ok::<_, LabError>(Rebooted::default());
+            }
+            let mut plan = lab.plans[index].clone();
+            if let Some(image) = image {
+                if image.arch != plan.machine.arch {
+                    return Err(LabError::Spec {
+                        lab: name.to_owned(),
+                        problem: format!(
+                            "{name} is {} but the image is {}",
+                            plan.machine.arch,
+                            image.label()
+                        ),
+                    });
+                }
+                plan.machine.image = Some(image.clone());
+            }
+            let host = lab.hosts[index].clone();
+            let slot = lab.guests[index].clone();
+            let Some(mut running) = lock(&slot).take() else {
+                return Err(LabError::Spec {
+                    lab: name.to_owned(),
+                    problem: "the guest is not running (crashed or shut down)".into(),
+                });
+            };
+            let mut spec = running.vm.spec().clone();
+            if let Err(err) = host.request_poweroff() {
+                tracing::warn!(guest = name, "agent poweroff failed, relying on QMP: {err}");
+            }
+            let ending = ctx
+                .runtime
+                .block_on(running.vm.shutdown(Duration::from_secs(15)))?;
+            drop(running);
+            if let Some(image) = image {
+                let media = image_media(image);
+                match &mut spec.boot {
+                    qemu::Boot::Direct {
+                        kernel,
+                        initrd,
+                        cmdline_extra,
+                    } => {
+                        *kernel = media.kernel;
+                        *initrd = media.initrd;
+                        let mut args = media.args;
+                        args.push(kernel_cmdline(&plan));
+                        *cmdline_extra = args.join(" ");
+                    }
+                    qemu::Boot::Network(_) => {
+                        let (Some(server), Some(source), Some((dir, _))) =
+                            (&lab.boot_server, &mut lab.boot_source, &lab.dir)
+                        else {
+                            unreachable!("a network-booted guest's lab has a boot server");
+                        };
+                        netboot::set_media(server, source, dir.path(), &plan, &media)?;
+                    }
+                }
+            }
+            let started = Instant::now();
+            let spawner = lab.spawner.as_ref().expect("a booted lab has a spawner");
+            let vm = spawner.spawn(spec.clone())?;
+            let registration = janitor::process_group(vm.pid().cast_signed());
+            *lock(&slot) = Some(Running {
+                vm,
+                _registration: registration,
+            });
+            let waiter = Waiter {
+                ctx: &ctx,
+                secret: &lab.secret,
+                timeout: lab.boot_timeout,
+                boot_server: lab.boot_server.as_ref(),
+            };
+            let agent = host.agent_addr();
+            let client = waiter.wait_ready(&plan, &slot, agent, started, host.console_log())?;
+            host.reconnected(client);
+            lab.plans[index] = plan;
+            Ok(Rebooted {
+                stopped: Some(ending),
+                ready_after: started.elapsed(),
             })
         })
     }
@@ -619,6 +760,9 @@ fn planned_lab(ctx: &Arc<Ctx>, spec: &LabSpec, run: &crate::Run) -> Result<Lab, 
         spawner: None,
         switch: None,
         boot_server: None,
+        boot_source: None,
+        plans: Vec::new(),
+        boot_timeout: spec.boot_timeout,
         dir: None,
     })
 }
@@ -648,6 +792,9 @@ fn start_lab(ctx: &Arc<Ctx>, spec: &LabSpec) -> Result<Lab, LabError> {
         spawner: Some(Spawner::start()),
         switch: Some(switch),
         boot_server: None,
+        boot_source: None,
+        plans: Vec::new(),
+        boot_timeout: spec.boot_timeout,
         dir: Some((dir, registration)),
     })
 }
@@ -711,29 +858,32 @@ pub(crate) fn guest_initramfs(
 struct LabSetup<'a> {
     ctx: &'a Arc<Ctx>,
     spec: &'a LabSpec,
-    secret: &'a Secret,
+    waiter: Waiter<'a>,
     kernels: &'a [Kernel],
     bases: &'a [BaseImage],
     /// The aarch64 network loader, when an aarch64 guest boots from the network.
     loader: Option<&'a GrubLoader>,
-    /// The boot server, when a guest boots from the network.
-    boot_server: Option<&'a BootServer>,
     dir: PathBuf,
     switch_socket: PathBuf,
     spawner: &'a Spawner,
+}
+
+/// What a guest booting `image` boots.
+fn image_media(image: &MachineImage) -> Media {
+    Media {
+        kernel: image.kernel.clone(),
+        kernel_sha256: Some(image.manifest.kernel.sha256),
+        initrd: image.initrd.clone(),
+        initrd_sha256: image.manifest.initrd.sha256,
+        args: image.manifest.args.clone(),
+    }
 }
 
 /// What `plan`'s guest boots: its machine image, or the lab's kernel and base image.
 fn media(plan: &GuestPlan, kernels: &[Kernel], bases: &[BaseImage]) -> Media {
     let arch = plan.machine.arch;
     if let Some(image) = &plan.machine.image {
-        return Media {
-            kernel: image.kernel.clone(),
-            kernel_sha256: Some(image.manifest.kernel.sha256),
-            initrd: image.initrd.clone(),
-            initrd_sha256: image.manifest.initrd.sha256,
-            args: image.manifest.args.clone(),
-        };
+        return image_media(image);
     }
     let kernel = kernels
         .iter()
@@ -771,7 +921,7 @@ impl LabSetup<'_> {
                 }
             }
             BootFrom::Network => qemu::Boot::Network(qemu::NetworkBoot {
-                server_port: self.boot_server.map_or(0, |s| s.addr().port()),
+                server_port: self.waiter.boot_server.map_or(0, |s| s.addr().port()),
                 loader: self.loader.map(|l| l.root.clone()),
             }),
         };
@@ -838,7 +988,9 @@ impl LabSetup<'_> {
                 self.remember_kvm(true);
             }
             let agent = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let client = self.wait_ready(plan, slot, agent, started, &console_log)?;
+            let client = self
+                .waiter
+                .wait_ready(plan, slot, agent, started, &console_log)?;
             let booted = Booted {
                 accel,
                 ready_after: started.elapsed(),
@@ -849,7 +1001,7 @@ impl LabSetup<'_> {
                 arch: m.arch,
                 data_ip: plan.data_ip,
                 agent,
-                secret: self.secret.clone(),
+                secret: self.waiter.secret.clone(),
                 console_log,
                 booted: Some(booted.clone()),
             };
@@ -878,106 +1030,6 @@ impl LabSetup<'_> {
             .runtime
             .block_on(console.wait_for_output(deadline))
             .is_ok()
-    }
-
-    /// Waits for the agent's ready line on the console, then for an authenticated
-    /// handshake. Watching the console first matters: until the guest's NIC is up, QEMU's
-    /// user networking accepts a connection and holds it, so a handshake attempt would sit
-    /// in its timeout instead of failing fast.
-    fn wait_ready(
-        &self,
-        plan: &GuestPlan,
-        slot: &Slot,
-        agent: SocketAddr,
-        started: Instant,
-        console_log: &Path,
-    ) -> Result<AgentClient, LabError> {
-        let timeout = self.spec.boot_timeout;
-        let console = lock(slot).as_ref().map(|r| r.vm.console().clone());
-        let not_ready = |why: String| LabError::NotReady {
-            guest: plan.machine.name.clone(),
-            waited: timeout,
-            why,
-            log: console_log.into(),
-            tail: console
-                .as_ref()
-                .map(|c| c.last_lines(20).join("\n"))
-                .unwrap_or_default(),
-        };
-        let Some(watch) = console.as_ref() else {
-            return Err(not_ready("the guest is gone".into()));
-        };
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let ready = self.ctx.runtime.block_on(async {
-            tokio::select! {
-                ready = watch.wait_for_line(READY_LINE, remaining) => Ok(ready),
-                refused = self.refused(plan, remaining) => Err(refused),
-            }
-        });
-        let ready = match ready {
-            Ok(ready) => ready,
-            Err(refused) => return Err(not_ready(refused)),
-        };
-        match ready {
-            Ok(_) => {}
-            Err(ConsoleError::Exited {
-                status,
-                qemu_output,
-                ..
-            }) => {
-                return Err(not_ready(format!(
-                    "QEMU exited ({status}): {}",
-                    qemu_output.trim()
-                )))
-            }
-            Err(ConsoleError::Timeout { .. }) => {
-                return Err(not_ready(format!("no {READY_LINE:?} line")))
-            }
-            Err(err) => return Err(not_ready(err.to_string())),
-        }
-        loop {
-            let attempt = AgentClient::connect(agent, self.secret, Duration::from_secs(1));
-            match self.ctx.runtime.block_on(attempt) {
-                Ok(client) => return Ok(client),
-                Err(err) if err.is_refused_by_auth() => {
-                    return Err(not_ready(format!("agent refused the lab's secret: {err}")))
-                }
-                Err(err) if started.elapsed() >= timeout => {
-                    return Err(not_ready(format!("last attempt: {err}")))
-                }
-                Err(_) => thread::sleep(Duration::from_millis(10)),
-            }
-        }
-    }
-}
-
-impl LabSetup<'_> {
-    /// Resolves when the boot server refuses `plan`'s guest a script or an asset (it will
-    /// not boot then), saying what; never for a guest booted directly.
-    async fn refused(&self, plan: &GuestPlan, within: Duration) -> String {
-        let (Some(server), BootFrom::Network) = (self.boot_server, plan.machine.boot) else {
-            return std::future::pending().await;
-        };
-        let mac = nic_mac(plan, 0).to_string();
-        let refusal = server
-            .wait_for(
-                |e| e.status >= 400 && e.labels.get("mac") == Some(mac.as_str()),
-                within,
-            )
-            .await;
-        match refusal {
-            Ok(event) => {
-                let why = match event.status {
-                    403 => ": its digest is not the one the image names",
-                    _ => "",
-                };
-                format!(
-                    "the boot server answered {} to its request for {}{why}",
-                    event.status, event.fetched
-                )
-            }
-            Err(_) => std::future::pending().await,
-        }
     }
 }
 
@@ -1009,6 +1061,12 @@ fn kernel_cmdline(plan: &GuestPlan) -> String {
 /// NIC `nic` (0 control, 1 data) of a guest: stable per guest name, unique in a lab.
 fn nic_mac(plan: &GuestPlan, nic: u8) -> MacAddr {
     MacAddr::for_guest(&plan.machine.name, nic)
+}
+
+/// The MAC of the control NIC of the guest called `guest`, the one it boots from the
+/// network with (its boot server requests carry it as their `mac` label).
+pub fn control_mac(guest: &str) -> MacAddr {
+    MacAddr::for_guest(guest, 0)
 }
 
 /// Maps an I/O error while doing `action` on `path` into a [`LabError`].

@@ -10,7 +10,8 @@ use sinew_vm::qemu;
 use tokio::net::TcpListener;
 
 use super::{io_error, kernel_cmdline, nic_mac, GuestPlan, LabError, Media};
-use crate::boot::{BootServer, ConfigSource, Digest, Group, NetBoot, Profile};
+use crate::boot::{BootServer, Config, ConfigSource, Digest, Group, NetBoot, Profile};
+use crate::outcome::{Outcome, Status};
 use crate::run::Ctx;
 
 /// Starts a boot server on 127.0.0.1 for `guests`, each to boot its media, the assets
@@ -19,62 +20,21 @@ pub(super) fn start(
     ctx: &Ctx,
     dir: &Path,
     guests: &[(&GuestPlan, Media)],
-) -> Result<BootServer, LabError> {
+) -> Result<Started, LabError> {
     let assets = dir.join("assets");
     std::fs::create_dir_all(&assets).map_err(io_error("creating", &assets))?;
     let mut source = ConfigSource::default().assets(&assets);
     for (plan, media) in guests {
-        let kernel_digest = match media.kernel_sha256 {
-            Some(digest) => digest,
-            None => {
-                Digest::of_file(&media.kernel)
-                    .map_err(io_error("reading", &media.kernel))?
-                    .1
-            }
-        };
-        // Named by content: two guests booting the same part share it.
-        let kernel_name = format!("vmlinuz-{}", kernel_digest.to_hex());
-        let initrd_name = format!("initrd-{}", media.initrd_sha256.to_hex());
-        link(&media.kernel, &assets.join(&kernel_name))?;
-        link(&media.initrd, &assets.join(&initrd_name))?;
-        let kernel_url = format!("/assets/{kernel_name}");
-        let initrd_url = format!("/assets/{initrd_name}");
-        let arch = plan.machine.arch;
-        let mut args: Vec<String> = qemu::kernel_args(arch)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        args.extend(media.args.iter().cloned());
-        args.extend(kernel_cmdline(plan).split_whitespace().map(str::to_owned));
-        let name = &plan.machine.name;
-        source = source
-            .profile(Profile {
-                id: name.clone(),
-                boot: NetBoot {
-                    kernel: kernel_url.clone(),
-                    initrd: vec![initrd_url.clone()],
-                    args,
-                },
-                digests: [
-                    (kernel_url, kernel_digest.to_hex()),
-                    (initrd_url, media.initrd_sha256.to_hex()),
-                ]
-                .into(),
-                ..Profile::default()
-            })
-            .group(Group {
-                id: name.clone(),
-                profile: name.clone(),
-                selector: [("mac".to_owned(), nic_mac(plan, 0).to_string())].into(),
-                ..Group::default()
-            });
+        source = source.profile(profile(plan, media, &assets)?).group(Group {
+            id: plan.machine.name.clone(),
+            profile: plan.machine.name.clone(),
+            selector: [("mac".to_owned(), nic_mac(plan, 0).to_string())].into(),
+            ..Group::default()
+        });
     }
-    let config = source.check().map_err(|e| LabError::Spec {
-        lab: dir.display().to_string(),
-        problem: format!("boot server configuration: {e}"),
-    })?;
+    let config = check(dir, source.clone())?;
     let _entered = ctx.runtime.enter();
-    std::net::TcpListener::bind("127.0.0.1:0")
+    let server = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| {
             l.set_nonblocking(true)?;
             TcpListener::from_std(l)
@@ -83,7 +43,91 @@ pub(super) fn start(
         .map_err(io_error(
             "listening for the boot server on",
             Path::new("127.0.0.1"),
-        ))
+        ))?;
+    Ok(Started { server, source })
+}
+
+/// A started boot server and its configuration, which [`set_media`] changes.
+pub(super) struct Started {
+    pub(super) server: BootServer,
+    pub(super) source: ConfigSource,
+}
+
+impl Outcome for Started {
+    fn status(&self) -> Status {
+        self.server.status()
+    }
+
+    fn detail(&self) -> Option<String> {
+        self.server.detail()
+    }
+}
+
+/// Serves `plan`'s guest `media` from now on (its next boot takes them).
+pub(super) fn set_media(
+    server: &BootServer,
+    source: &mut ConfigSource,
+    dir: &Path,
+    plan: &GuestPlan,
+    media: &Media,
+) -> Result<(), LabError> {
+    let assets = dir.join("assets");
+    let new = profile(plan, media, &assets)?;
+    let mut changed = source.clone();
+    for (_, profile) in &mut changed.profiles {
+        if profile.id == new.id {
+            *profile = new.clone();
+        }
+    }
+    server.reload(check(dir, changed.clone())?);
+    *source = changed;
+    Ok(())
+}
+
+fn check(dir: &Path, source: ConfigSource) -> Result<Config, LabError> {
+    source.check().map_err(|e| LabError::Spec {
+        lab: dir.display().to_string(),
+        problem: format!("boot server configuration: {e}"),
+    })
+}
+
+/// `plan`'s profile: its media, as assets named by content (two guests booting the same
+/// part share it) with their digests, and its command line.
+fn profile(plan: &GuestPlan, media: &Media, assets: &Path) -> Result<Profile, LabError> {
+    let kernel_digest = match media.kernel_sha256 {
+        Some(digest) => digest,
+        None => {
+            Digest::of_file(&media.kernel)
+                .map_err(io_error("reading", &media.kernel))?
+                .1
+        }
+    };
+    let kernel_name = format!("vmlinuz-{}", kernel_digest.to_hex());
+    let initrd_name = format!("initrd-{}", media.initrd_sha256.to_hex());
+    link(&media.kernel, &assets.join(&kernel_name))?;
+    link(&media.initrd, &assets.join(&initrd_name))?;
+    let kernel_url = format!("/assets/{kernel_name}");
+    let initrd_url = format!("/assets/{initrd_name}");
+    let mut args: Vec<String> = qemu::kernel_args(plan.machine.arch)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    args.extend(media.args.iter().cloned());
+    args.extend(kernel_cmdline(plan).split_whitespace().map(str::to_owned));
+    Ok(Profile {
+        id: plan.machine.name.clone(),
+        boot: NetBoot {
+            kernel: kernel_url.clone(),
+            initrd: vec![initrd_url.clone()],
+            args,
+        },
+        digests: [
+            (kernel_url, kernel_digest.to_hex()),
+            (initrd_url, media.initrd_sha256.to_hex()),
+        ]
+        .into(),
+        ..Profile::default()
+    })
 }
 
 /// Links `target` as the asset `link` (two guests of an architecture share their assets).
