@@ -113,34 +113,47 @@ fn a_tampered_initramfs_is_refused_and_the_guest_never_boots_it() {
     prepared();
     let run = run("it-netboot-tampered");
     let mut image = images(&run, &[Arch::X86_64]).remove(0);
+    // The guest boots from a copy, which the test then changes under the boot server.
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(&image.initrd).unwrap();
-    // The last byte is cpio padding: the archive still unpacks, only the digest differs.
+    let copy = dir.path().join("initrd.cpio");
+    std::fs::copy(&image.initrd, &copy).unwrap();
+    image.initrd = copy.clone();
+    let spec = LabSpec::new("it-netboot-tampered").machine(
+        MachineSpec::new("amd", Arch::X86_64)
+            .image(&image)
+            .network_boot(),
+    );
+    let mut lab = run.boot(&spec).expect("the untampered image boots");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    // The last byte is cpio padding: the archive would still unpack, only the digest differs.
     *bytes.last_mut().unwrap() ^= 1;
-    image.initrd = dir.path().join("tampered.cpio");
-    std::fs::write(&image.initrd, bytes).unwrap();
+    std::fs::write(&copy, &bytes).unwrap();
+
+    // Changed under a running server: answered 403, and the lab says so at once.
     let started = std::time::Instant::now();
     let failed = run
-        .boot(
-            &LabSpec::new("it-netboot-tampered").machine(
-                MachineSpec::new("amd", Arch::X86_64)
-                    .image(&image)
-                    .network_boot(),
-            ),
-        )
-        .expect_err("the guest must not boot a tampered initramfs");
+        .reboot(&mut lab, "amd", None)
+        .expect_err("refused at reboot");
     let message = format!("{failed:#}");
-    // Refused before any guest starts: the boot server checks every part against the
-    // image's digests when it loads its profiles (and again at each request).
+    assert!(
+        message.contains("answered 403 to its request for asset initrd-")
+            && message.contains("its digest is not the one the image names"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "refused promptly, not at the boot timeout: {:?}",
+        started.elapsed()
+    );
+    drop(lab);
+
+    // Changed before a lab starts: its boot server refuses to start, no guest boots.
+    let failed = run.boot(&spec).expect_err("refused at load");
+    let message = format!("{failed:#}");
     assert!(
         message.contains("task `boot server` failed")
             && message.contains("profile amd: boot.initrd: asset \"initrd-")
             && message.contains(&format!("but {} is expected", image.manifest.initrd.sha256)),
         "{message}"
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(30),
-        "refused before booting: {:?}",
-        started.elapsed()
     );
 }
