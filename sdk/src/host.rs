@@ -556,11 +556,7 @@ impl Outcome for ServiceStatus {
 
 impl Outcome for ServiceChange {
     fn status(&self) -> Status {
-        if self.changed {
-            Status::Changed
-        } else {
-            Status::Ok
-        }
+        Status::changed_if(self.changed)
     }
 }
 

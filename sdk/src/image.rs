@@ -130,11 +130,7 @@ impl SigningKey {
 
 impl Outcome for SigningKey {
     fn status(&self) -> Status {
-        if self.generated {
-            Status::Changed
-        } else {
-            Status::Ok
-        }
+        Status::changed_if(self.generated)
     }
 
     fn detail(&self) -> Option<String> {

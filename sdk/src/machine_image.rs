@@ -254,11 +254,7 @@ impl Outcome for Verified {
 
 impl Outcome for MachineImage {
     fn status(&self) -> Status {
-        if self.new {
-            Status::Changed
-        } else {
-            Status::Ok
-        }
+        Status::changed_if(self.new)
     }
 
     fn detail(&self) -> Option<String> {

@@ -22,6 +22,15 @@ pub enum Status {
 }
 
 impl Status {
+    /// `Changed` when `changed`, else `Ok`: most outcomes are one or the other.
+    pub fn changed_if(changed: bool) -> Status {
+        if changed {
+            Status::Changed
+        } else {
+            Status::Ok
+        }
+    }
+
     /// The word shown in a task line.
     pub fn label(self) -> &'static str {
         match self {

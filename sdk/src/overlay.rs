@@ -139,11 +139,7 @@ struct ConfigWrite(bool);
 
 impl Outcome for ConfigWrite {
     fn status(&self) -> Status {
-        if self.0 {
-            Status::Changed
-        } else {
-            Status::Ok
-        }
+        Status::changed_if(self.0)
     }
 }
 

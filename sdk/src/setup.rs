@@ -137,11 +137,7 @@ pub struct ReadyKernel {
 
 impl Outcome for ReadyKernel {
     fn status(&self) -> Status {
-        if self.fetched {
-            Status::Changed
-        } else {
-            Status::Ok
-        }
+        Status::changed_if(self.fetched)
     }
 
     fn detail(&self) -> Option<String> {
@@ -164,11 +160,7 @@ pub struct ReadyLoader {
 
 impl Outcome for ReadyLoader {
     fn status(&self) -> Status {
-        if self.fetched {
-            Status::Changed
-        } else {
-            Status::Ok
-        }
+        Status::changed_if(self.fetched)
     }
 
     fn detail(&self) -> Option<String> {

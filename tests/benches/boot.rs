@@ -25,10 +25,7 @@ use sinew_vm::MacAddr;
 const MARKER: &str = "bare-init: ready";
 
 fn main() -> Result<()> {
-    let boots: usize = std::env::var("SINEW_BENCH_BOOTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let boots: usize = sinew_tests::bench_setting("SINEW_BENCH_BOOTS", 5);
     prepared();
     let paths = sinew::paths::Paths::from_env();
     let mut rows = Vec::new();

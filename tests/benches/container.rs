@@ -28,10 +28,7 @@ fn main() -> Result<()> {
     if std::env::var_os(IN_PRIVATE_NS).is_none() {
         return Err(reexec_in_private_ns());
     }
-    let runs: usize = std::env::var("SINEW_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+    let runs: usize = sinew_tests::bench_setting("SINEW_BENCH_RUNS", 30);
     ensure!(runs > 0, "SINEW_BENCH_RUNS must be at least 1");
     let work = tempfile::Builder::new()
         .prefix("sinew-bench-container")

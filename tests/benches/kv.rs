@@ -97,10 +97,7 @@ struct Row {
 }
 
 fn main() -> Result<()> {
-    let seconds: u64 = std::env::var("SINEW_BENCH_SECONDS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(5);
+    let seconds: u64 = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 5);
     let duration = Duration::from_secs(seconds);
     let runtime = tokio::runtime::Runtime::new()?;
     let mut rows = Vec::new();

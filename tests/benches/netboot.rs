@@ -13,10 +13,7 @@ use sinew::{BootFrom, LabSpec, MachineImage, MachineImageSpec, MachineSpec, Run}
 use sinew_tests::{median, prepared};
 
 fn main() -> Result<()> {
-    let boots: usize = std::env::var("SINEW_BENCH_BOOTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let boots: usize = sinew_tests::bench_setting("SINEW_BENCH_BOOTS", 5);
     prepared();
     let run = sinew_tests::run("bench-netboot");
     let key = run.signing_key("bench-netboot <bench@sinew.example>")?;

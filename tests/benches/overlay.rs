@@ -36,17 +36,10 @@ use sinew_tests::overlay_bed::{
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> Result<()> {
-    let joins = env_number("SINEW_BENCH_JOINS", 40);
-    let seconds = env_number("SINEW_BENCH_SECONDS", 5);
-    let rounds = env_number("SINEW_BENCH_ROUNDS", 9);
+    let joins = sinew_tests::bench_setting("SINEW_BENCH_JOINS", 40_u64);
+    let seconds = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 5_u64);
+    let rounds = sinew_tests::bench_setting("SINEW_BENCH_ROUNDS", 9_u64);
     sinew::setup::ensure_tools(
         &[sinew::setup::Tool {
             program: "iperf3",

@@ -87,10 +87,7 @@ const SINEW_PAGE: Page = Page {
 };
 
 fn main() -> Result<()> {
-    let runs: usize = std::env::var("SINEW_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
+    let runs: usize = sinew_tests::bench_setting("SINEW_BENCH_RUNS", 7);
     // Chromium is installed by `Browser::start`.
     static GO: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     tools_installed(&GO, &GO_TOOLS)?;

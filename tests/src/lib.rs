@@ -254,6 +254,15 @@ pub fn median(samples: &mut [f64]) -> f64 {
     }
 }
 
+/// A benchmark's setting from the environment variable `name`, or `default` when it is
+/// unset or not a number.
+pub fn bench_setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

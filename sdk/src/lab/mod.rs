@@ -262,6 +262,17 @@ impl LabSpec {
         Ok(())
     }
 
+    /// The architectures of the machines for which `which` holds, each once, in order.
+    fn archs(&self, which: impl Fn(&MachineSpec) -> bool) -> Vec<Arch> {
+        let archs: BTreeSet<Arch> = self
+            .machines
+            .iter()
+            .filter(|m| which(m))
+            .map(|m| m.arch)
+            .collect();
+        archs.into_iter().collect()
+    }
+
     // `validate` caps a lab at 200 machines, so `10 + index` is at most 209 and fits in a u8.
     #[allow(clippy::cast_possible_truncation)]
     fn data_ip(&self, index: usize) -> Ipv4Addr {
@@ -318,6 +329,13 @@ impl Lab {
         self.boot_server.as_ref()
     }
 
+    fn index_of(&self, name: &str) -> Result<usize, LabError> {
+        self.hosts
+            .iter()
+            .position(|host| host.name() == name)
+            .ok_or_else(|| LabError::NoSuchGuest(name.to_owned()))
+    }
+
     fn kill_all(&mut self) {
         for slot in &self.guests {
             if let Some(mut running) = lock(slot).take() {
@@ -368,11 +386,7 @@ pub struct BaseImage {
 
 impl Outcome for BaseImage {
     fn status(&self) -> Status {
-        if self.new {
-            Status::Changed
-        } else {
-            Status::Ok
-        }
+        Status::changed_if(self.new)
     }
 
     fn detail(&self) -> Option<String> {
@@ -429,32 +443,10 @@ impl crate::Run {
     pub fn boot(&self, spec: &LabSpec) -> Result<Lab, TaskFailed> {
         let ctx = self.ctx().clone();
         self.task(&format!("check lab {}", spec.name), || spec.validate())?;
-        let archs: Vec<Arch> = spec
-            .machines
-            .iter()
-            .map(|m| m.arch)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let kernels = self.prepare(&archs)?;
-        let network_archs: Vec<Arch> = spec
-            .machines
-            .iter()
-            .filter(|m| m.boot == BootFrom::Network)
-            .map(|m| m.arch)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let loader = self.prepare_network_boot(&network_archs)?;
+        let kernels = self.prepare(&spec.archs(|_| true))?;
+        let loader = self.prepare_network_boot(&spec.archs(|m| m.boot == BootFrom::Network))?;
         // Guests that boot a machine image carry their own agent and kernel.
-        let base_archs: Vec<Arch> = spec
-            .machines
-            .iter()
-            .filter(|m| m.image.is_none())
-            .map(|m| m.arch)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let base_archs = spec.archs(|m| m.image.is_none());
         let agents = if base_archs.is_empty() {
             None
         } else {
@@ -546,11 +538,7 @@ impl crate::Run {
     /// nothing in the guest gets to run. Its host stays in the lab but answers no more.
     pub fn crash(&self, lab: &Lab, name: &str) -> Result<Stopped, TaskFailed> {
         self.task(&format!("crash [{name}]"), || {
-            let index = lab
-                .hosts
-                .iter()
-                .position(|host| host.name() == name)
-                .ok_or_else(|| LabError::NoSuchGuest(name.to_owned()))?;
+            let index = lab.index_of(name)?;
             if self.is_dry_run() {
                 return Ok::<_, LabError>(Stopped(Ending::AlreadyGone));
             }
@@ -581,11 +569,7 @@ impl crate::Run {
         };
         let ctx = self.ctx().clone();
         self.task(&what, || {
-            let index = lab
-                .hosts
-                .iter()
-                .position(|host| host.name() == name)
-                .ok_or_else(|| LabError::NoSuchGuest(name.to_owned()))?;
+            let index = lab.index_of(name)?;
             if self.is_dry_run() {
                 return Ok::<_, LabError>(Rebooted::default());
             }
