@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sinew_proto::{ImageLabel, Sha256Digest};
@@ -350,9 +350,8 @@ struct ImageBuild<'a> {
     bins: &'a Artifacts,
     key: &'a SigningKey,
     store: PathBuf,
-    /// Set by the first architecture that fails, unless the spec keeps going.
-    failed: std::sync::Mutex<Option<Arch>>,
-    stop: AtomicBool,
+    /// The first architecture that failed, unless the spec keeps going: the others stop.
+    failed: Mutex<Option<Arch>>,
 }
 
 impl ImageBuild<'_> {
@@ -361,22 +360,21 @@ impl ImageBuild<'_> {
     fn arch(&self, arch: Arch) -> Result<MachineImage, MachineImageError> {
         let built = self.build(arch);
         if built.is_err() && !self.spec.keep_going {
-            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            failed.get_or_insert(arch);
-            self.stop.store(true, Ordering::SeqCst);
+            self.first_failure().get_or_insert(arch);
         }
         built
     }
 
+    /// An error when another architecture has failed: `arch` stops at its next step.
     fn stopped(&self, arch: Arch) -> Result<(), MachineImageError> {
-        if !self.stop.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        match *failed {
+        match *self.first_failure() {
             Some(failed) if failed != arch => Err(MachineImageError::Stopped { failed }),
             _ => Ok(()),
         }
+    }
+
+    fn first_failure(&self) -> MutexGuard<'_, Option<Arch>> {
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn build(&self, arch: Arch) -> Result<MachineImage, MachineImageError> {
@@ -509,14 +507,13 @@ impl Run {
             bins: &artifacts,
             key,
             store: self.paths().cache.join("machine-images"),
-            failed: std::sync::Mutex::new(None),
-            stop: AtomicBool::new(false),
+            failed: Mutex::new(None),
         };
         let name = format!("machine image {} {}", spec.name, spec.version);
         let results = self.each_result(&spec.archs, &name, |&arch| build.arch(arch));
         if !spec.keep_going {
             // The failure that stopped the others, not one of theirs.
-            let first = *build.failed.lock().unwrap_or_else(|e| e.into_inner());
+            let first = *build.first_failure();
             let cause = first.and_then(|arch| spec.archs.iter().position(|&a| a == arch));
             let mut results = results;
             if let Some(index) = cause {

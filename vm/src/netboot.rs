@@ -152,7 +152,9 @@ impl GrubLoader {
         let parent = dest.parent().unwrap_or(cache_dir);
         let package_err = |package| move |source| LoaderError::Package { package, source };
         deb::create_dir_all(parent).map_err(package_err(SIGNED))?;
-        deb::ensure_arch(Arch::Aarch64).map_err(package_err(SIGNED))?;
+        if deb::local_dir().is_none() {
+            deb::ensure_arch(Arch::Aarch64).map_err(package_err(SIGNED))?;
+        }
         let work = deb::work_dir(parent).map_err(package_err(SIGNED))?;
         // Each package in a directory of its own: `obtain` takes the one .deb it finds.
         let unpacked = |package| {

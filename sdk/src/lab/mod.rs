@@ -587,67 +587,23 @@ impl crate::Run {
                 }
                 plan.machine.image = Some(image.clone());
             }
-            let host = lab.hosts[index].clone();
             let slot = lab.guests[index].clone();
-            let Some(mut running) = lock(&slot).take() else {
+            let Some(running) = lock(&slot).take() else {
                 return Err(LabError::Spec {
                     lab: name.to_owned(),
                     problem: "the guest is not running (crashed or shut down)".into(),
                 });
             };
             let mut spec = running.vm.spec().clone();
-            if let Err(err) = host.request_poweroff() {
-                tracing::warn!(guest = name, "agent poweroff failed, relying on QMP: {err}");
-            }
-            let ending = ctx
-                .runtime
-                .block_on(running.vm.shutdown(Duration::from_secs(15)))?;
-            drop(running);
+            let ending = power_off(&ctx, &lab.hosts[index], running)?;
             if let Some(image) = image {
-                let media = image_media(image);
-                match &mut spec.boot {
-                    qemu::Boot::Direct {
-                        kernel,
-                        initrd,
-                        cmdline_extra,
-                    } => {
-                        *kernel = media.kernel;
-                        *initrd = media.initrd;
-                        let mut args = media.args;
-                        args.push(kernel_cmdline(&plan));
-                        *cmdline_extra = args.join(" ");
-                    }
-                    qemu::Boot::Network(_) => {
-                        let (Some(server), Some(source), Some((dir, _))) =
-                            (&lab.boot_server, &mut lab.boot_source, &lab.dir)
-                        else {
-                            unreachable!("a network-booted guest's lab has a boot server");
-                        };
-                        netboot::set_media(server, source, dir.path(), &plan, &media)?;
-                    }
-                }
+                lab.boot_image(&mut spec, &plan, image)?;
             }
-            let started = Instant::now();
-            let spawner = lab.spawner.as_ref().expect("a booted lab has a spawner");
-            let vm = spawner.spawn(spec.clone())?;
-            let registration = janitor::process_group(vm.pid().cast_signed());
-            *lock(&slot) = Some(Running {
-                vm,
-                _registration: registration,
-            });
-            let waiter = Waiter {
-                ctx: &ctx,
-                secret: &lab.secret,
-                timeout: lab.boot_timeout,
-                boot_server: lab.boot_server.as_ref(),
-            };
-            let agent = host.agent_addr();
-            let client = waiter.wait_ready(&plan, &slot, agent, started, host.console_log())?;
-            host.reconnected(client);
+            let ready_after = lab.start_again(&ctx, index, &plan, spec)?;
             lab.plans[index] = plan;
             Ok(Rebooted {
                 stopped: Some(ending),
-                ready_after: started.elapsed(),
+                ready_after,
             })
         })
     }
@@ -665,21 +621,90 @@ impl crate::Run {
             .collect();
         let ctx = self.ctx().clone();
         let stopped = self.each(&named, "shutdown", |Named(_, (host, slot))| {
-            let Some(mut running) = lock(slot).take() else {
+            let Some(running) = lock(slot).take() else {
                 return Ok::<_, LabError>(Stopped(Ending::AlreadyGone));
             };
-            // The agent's poweroff works on every machine type; QMP powerdown only where
-            // the guest has a power button (x86 ACPI). `shutdown` then waits, quits, kills.
-            if let Err(err) = host.request_poweroff() {
-                tracing::warn!(guest = %host, "agent poweroff failed, relying on QMP: {err}");
-            }
-            let ending = ctx
-                .runtime
-                .block_on(running.vm.shutdown(Duration::from_secs(15)))?;
-            Ok(Stopped(ending))
+            Ok(Stopped(power_off(&ctx, host, running)?))
         });
         lab.kill_all();
         stopped
+    }
+}
+
+/// Powers a running guest off: its agent's poweroff works on every machine type, QMP
+/// powerdown only where the guest has a power button (x86 ACPI); `Vm::shutdown` then waits,
+/// quits, kills.
+fn power_off(ctx: &Ctx, host: &Host, mut running: Running) -> Result<Ending, LabError> {
+    if let Err(err) = host.request_poweroff() {
+        tracing::warn!(guest = %host, "agent poweroff failed, relying on QMP: {err}");
+    }
+    Ok(ctx
+        .runtime
+        .block_on(running.vm.shutdown(Duration::from_secs(15)))?)
+}
+
+impl Lab {
+    /// Makes the next boot of `plan`'s guest, as `spec` says, boot `image`.
+    fn boot_image(
+        &mut self,
+        spec: &mut qemu::MachineSpec,
+        plan: &GuestPlan,
+        image: &MachineImage,
+    ) -> Result<(), LabError> {
+        let media = image_media(image);
+        match &mut spec.boot {
+            qemu::Boot::Direct {
+                kernel,
+                initrd,
+                cmdline_extra,
+            } => {
+                *kernel = media.kernel;
+                *initrd = media.initrd;
+                let mut args = media.args;
+                args.push(kernel_cmdline(plan));
+                *cmdline_extra = args.join(" ");
+                Ok(())
+            }
+            qemu::Boot::Network(_) => {
+                let (Some(server), Some(source), Some((dir, _))) =
+                    (&self.boot_server, &mut self.boot_source, &self.dir)
+                else {
+                    unreachable!("a network-booted guest's lab has a boot server");
+                };
+                netboot::set_media(server, source, dir.path(), plan, &media)
+            }
+        }
+    }
+
+    /// Starts guest `index` again as `spec` says and waits for its agent; returns how long
+    /// that took.
+    fn start_again(
+        &self,
+        ctx: &Ctx,
+        index: usize,
+        plan: &GuestPlan,
+        spec: qemu::MachineSpec,
+    ) -> Result<Duration, LabError> {
+        let started = Instant::now();
+        let spawner = self.spawner.as_ref().expect("a booted lab has a spawner");
+        let vm = spawner.spawn(spec)?;
+        let registration = janitor::process_group(vm.pid().cast_signed());
+        let slot = &self.guests[index];
+        *lock(slot) = Some(Running {
+            vm,
+            _registration: registration,
+        });
+        let waiter = Waiter {
+            ctx,
+            secret: &self.secret,
+            timeout: self.boot_timeout,
+            boot_server: self.boot_server.as_ref(),
+        };
+        let host = &self.hosts[index];
+        let client =
+            waiter.wait_ready(plan, slot, host.agent_addr(), started, host.console_log())?;
+        host.reconnected(client);
+        Ok(started.elapsed())
     }
 }
 

@@ -127,11 +127,15 @@ fn real_kernels_resolve_their_virtio_modules_in_load_order() -> Result<()> {
                 "virtio_ring",
                 "virtio",
                 "virtio_mmio",
+                "virtio_pci_modern_dev",
+                "virtio_pci_legacy_dev",
+                "virtio_pci",
                 "failover",
                 "net_failover",
                 "virtio_net",
                 "button",
                 "evdev",
+                "qemu_fw_cfg",
             ],
         ),
         (
@@ -146,6 +150,7 @@ fn real_kernels_resolve_their_virtio_modules_in_load_order() -> Result<()> {
                 "net_failover",
                 "virtio_net",
                 "evdev",
+                "qemu_fw_cfg",
             ],
         ),
     ];
