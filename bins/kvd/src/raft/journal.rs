@@ -3,7 +3,10 @@
 //! database commit writes and syncs several pages scattered over its file.
 //!
 //! A record is `length (u32) | crc32 (u32) | generation (u64) | payload`, little-endian, the
-//! checksum over the generation and the payload. Every durable database commit names the
+//! checksum over the generation and the payload. The length's top bit says that more records
+//! of the same append follow: an append is all or nothing, since a process killed during
+//! its write (Linux stops a write between pages for a fatal signal) or a machine losing
+//! power before the sync can leave a prefix of it on disk. Every durable database commit names the
 //! next generation and starts the journal over from its beginning, so the journal only ever
 //! holds entries staged after the database's last durable commit. Reading stops at the first
 //! record that is torn, damaged or of another generation (what an earlier generation left
@@ -17,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 /// Bytes before a record's payload.
 const HEADER: usize = 16;
+/// The length's top bit: the record is not the last of its append.
+const CONTINUES: u32 = 1 << 31;
 
 /// A journal file of a fixed size, written from its start in each generation.
 #[derive(Debug)]
@@ -59,28 +64,33 @@ impl Journal {
         Ok((journal, payloads))
     }
 
-    /// Makes `generation` current and returns the payloads the file holds of it, in order;
-    /// appends go after them.
+    /// Makes `generation` current and returns the payloads the file holds of it, in order,
+    /// up to its last whole append; appends go after them.
     pub fn read(&mut self, generation: u64) -> io::Result<Vec<Vec<u8>>> {
         self.generation = generation;
         self.end = 0;
         let mut payloads = Vec::new();
+        let mut append = Vec::new();
+        let mut at = 0;
         let mut header = [0u8; HEADER];
-        while self.end + HEADER as u64 <= self.capacity {
-            self.file.read_exact_at(&mut header, self.end)?;
-            let (length, crc, generation) = parse_header(&header);
-            let next = self.end + (HEADER + length) as u64;
+        while at + HEADER as u64 <= self.capacity {
+            self.file.read_exact_at(&mut header, at)?;
+            let (length, continues, crc, generation) = parse_header(&header);
+            let next = at + (HEADER + length) as u64;
             if length == 0 || generation != self.generation || next > self.capacity {
                 break;
             }
             let mut payload = vec![0; length];
-            self.file
-                .read_exact_at(&mut payload, self.end + HEADER as u64)?;
+            self.file.read_exact_at(&mut payload, at + HEADER as u64)?;
             if checksum(generation, &payload) != crc {
                 break;
             }
-            payloads.push(payload);
-            self.end = next;
+            append.push(payload);
+            at = next;
+            if !continues {
+                payloads.append(&mut append);
+                self.end = at;
+            }
         }
         Ok(payloads)
     }
@@ -101,9 +111,14 @@ impl Journal {
             return Ok(());
         }
         let mut bytes = Vec::new();
-        for payload in payloads.iter().map(AsRef::as_ref) {
-            let length = u32::try_from(payload.len()).map_err(io::Error::other)?;
-            bytes.extend_from_slice(&length.to_le_bytes());
+        let last = payloads.len() - 1;
+        for (i, payload) in payloads.iter().map(AsRef::as_ref).enumerate() {
+            let length = u32::try_from(payload.len())
+                .ok()
+                .filter(|length| length & CONTINUES == 0)
+                .ok_or_else(|| io::Error::other("a journal record holds less than 2 GiB"))?;
+            let flag = if i < last { CONTINUES } else { 0 };
+            bytes.extend_from_slice(&(length | flag).to_le_bytes());
             bytes.extend_from_slice(&checksum(self.generation, payload).to_le_bytes());
             bytes.extend_from_slice(&self.generation.to_le_bytes());
             bytes.extend_from_slice(payload);
@@ -131,15 +146,18 @@ impl Journal {
     }
 }
 
-fn parse_header(header: &[u8; HEADER]) -> (usize, u32, u64) {
+/// A header's length, whether more records of its append follow, checksum and generation.
+fn parse_header(header: &[u8; HEADER]) -> (usize, bool, u32, u64) {
     let mut length = [0u8; 4];
     let mut crc = [0u8; 4];
     let mut generation = [0u8; 8];
     length.copy_from_slice(&header[..4]);
     crc.copy_from_slice(&header[4..8]);
     generation.copy_from_slice(&header[8..]);
+    let length = u32::from_le_bytes(length);
     (
-        u32::from_le_bytes(length) as usize,
+        (length & !CONTINUES) as usize,
+        length & CONTINUES != 0,
         u32::from_le_bytes(crc),
         u64::from_le_bytes(generation),
     )
@@ -197,15 +215,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal");
         let (mut journal, _) = Journal::open(&path, 4096, 3).unwrap();
-        journal
-            .append(&payloads(&["keep", "torn", "after"]))
-            .unwrap();
+        journal.append(&payloads(&["keep"])).unwrap();
+        journal.append(&payloads(&["torn"])).unwrap();
+        journal.append(&payloads(&["after"])).unwrap();
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         // The second record's payload starts after the first record and its own header.
         file.write_all_at(b"X", (HEADER + 4 + HEADER) as u64)
             .unwrap();
         let (_, read) = Journal::open(&path, 4096, 3).unwrap();
         assert_eq!(read, payloads(&["keep"]));
+    }
+
+    #[test]
+    fn an_append_cut_short_is_not_read_and_is_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (mut journal, _) = Journal::open(&path, 4096, 5).unwrap();
+        journal.append(&payloads(&["whole"])).unwrap();
+        journal
+            .append(&payloads(&["first", "second", "third"]))
+            .unwrap();
+        // A write stopped after the batch's first two records: the third never arrived.
+        let third = 2 * (HEADER + 5) + HEADER + 6;
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0; HEADER + 5], third as u64).unwrap();
+        let (mut journal, read) = Journal::open(&path, 4096, 5).unwrap();
+        assert_eq!(read, payloads(&["whole"]), "none of a torn append");
+        journal.append(&payloads(&["next"])).unwrap();
+        let (_, read) = Journal::open(&path, 4096, 5).unwrap();
+        assert_eq!(read, payloads(&["whole", "next"]));
     }
 
     #[test]
