@@ -367,36 +367,37 @@ pub fn ensure_kernel(
     arch: Arch,
     progress: &Progress,
 ) -> Result<ReadyKernel, SetupError> {
-    match Kernel::find(&paths.cache, arch) {
-        Ok(kernel) => Ok(ReadyKernel {
-            kernel,
-            fetched: false,
-        }),
-        Err(missing) if !may_install() => Err(missing.into()),
-        Err(_) => Ok(ReadyKernel {
-            kernel: Kernel::fetch(&paths.cache, arch, &|downloaded| {
-                progress.set_message(downloaded.to_string())
-            })?,
-            fetched: true,
-        }),
-    }
+    let (kernel, fetched) = find_or_fetch(
+        || Kernel::find(&paths.cache, arch),
+        || {
+            Kernel::fetch(&paths.cache, arch, &|got| {
+                progress.set_message(got.to_string())
+            })
+        },
+    )?;
+    Ok(ReadyKernel { kernel, fetched })
 }
 
 /// The aarch64 network loader, fetched first if missing; a download's progress goes to
 /// `progress`.
 pub fn ensure_loader(paths: &Paths, progress: &Progress) -> Result<ReadyLoader, SetupError> {
-    match GrubLoader::find(&paths.cache) {
-        Ok(loader) => Ok(ReadyLoader {
-            loader,
-            fetched: false,
-        }),
+    let (loader, fetched) = find_or_fetch(
+        || GrubLoader::find(&paths.cache),
+        || GrubLoader::fetch(&paths.cache, &|got| progress.set_message(got.to_string())),
+    )?;
+    Ok(ReadyLoader { loader, fetched })
+}
+
+/// What `find` finds in the cache, or else what `fetch` puts there where sinew may install
+/// (else `find`'s error, which says how); true when fetched now.
+fn find_or_fetch<T, E: Into<SetupError>>(
+    find: impl FnOnce() -> Result<T, E>,
+    fetch: impl FnOnce() -> Result<T, E>,
+) -> Result<(T, bool), SetupError> {
+    match find() {
+        Ok(found) => Ok((found, false)),
         Err(missing) if !may_install() => Err(missing.into()),
-        Err(_) => Ok(ReadyLoader {
-            loader: GrubLoader::fetch(&paths.cache, &|downloaded| {
-                progress.set_message(downloaded.to_string())
-            })?,
-            fetched: true,
-        }),
+        Err(_) => fetch().map(|fetched| (fetched, true)).map_err(Into::into),
     }
 }
 

@@ -652,17 +652,9 @@ impl Lab {
         image: &MachineImage,
     ) -> Result<(), LabError> {
         let media = image_media(image);
-        match &mut spec.boot {
-            qemu::Boot::Direct {
-                kernel,
-                initrd,
-                cmdline_extra,
-            } => {
-                *kernel = media.kernel;
-                *initrd = media.initrd;
-                let mut args = media.args;
-                args.push(kernel_cmdline(plan));
-                *cmdline_extra = args.join(" ");
+        match &spec.boot {
+            qemu::Boot::Direct { .. } => {
+                spec.boot = direct_boot(plan, media);
                 Ok(())
             }
             qemu::Boot::Network(_) => {
@@ -877,6 +869,17 @@ struct LabSetup<'a> {
     spawner: &'a Spawner,
 }
 
+/// QEMU booting `media` itself, with the image's arguments and `plan`'s own.
+fn direct_boot(plan: &GuestPlan, media: Media) -> qemu::Boot {
+    let mut args = media.args;
+    args.push(kernel_cmdline(plan));
+    qemu::Boot::Direct {
+        kernel: media.kernel,
+        initrd: media.initrd,
+        cmdline_extra: args.join(" "),
+    }
+}
+
 /// What a guest booting `image` boots.
 fn image_media(image: &MachineImage) -> Media {
     Media {
@@ -919,16 +922,7 @@ impl LabSetup<'_> {
     fn boot(&self, plan: &GuestPlan, slot: &Slot) -> Result<Host, LabError> {
         let m = &plan.machine;
         let boot = match m.boot {
-            BootFrom::Direct => {
-                let media = media(plan, self.kernels, self.bases);
-                let mut args = media.args;
-                args.push(kernel_cmdline(plan));
-                qemu::Boot::Direct {
-                    kernel: media.kernel,
-                    initrd: media.initrd,
-                    cmdline_extra: args.join(" "),
-                }
-            }
+            BootFrom::Direct => direct_boot(plan, media(plan, self.kernels, self.bases)),
             BootFrom::Network => qemu::Boot::Network(qemu::NetworkBoot {
                 server_port: self.waiter.boot_server.map_or(0, |s| s.addr().port()),
                 loader: self.loader.map(|l| l.root.clone()),

@@ -4,7 +4,8 @@
 //! digests match) and its command line. The secret is not among them: it reaches every
 //! guest through fw_cfg.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use sinew_vm::qemu;
 use tokio::net::TcpListener;
@@ -24,8 +25,12 @@ pub(super) fn start(
     let assets = dir.join("assets");
     std::fs::create_dir_all(&assets).map_err(io_error("creating", &assets))?;
     let mut source = ConfigSource::default().assets(&assets);
+    // Guests of one architecture share a kernel: it is read once.
+    let mut kernels_read = HashMap::new();
     for (plan, media) in guests {
-        source = source.profile(profile(plan, media, &assets)?).group(Group {
+        let kernel_digest = kernel_digest(media, &mut kernels_read)?;
+        let profile = profile(plan, media, kernel_digest, &assets)?;
+        source = source.profile(profile).group(Group {
             id: plan.machine.name.clone(),
             profile: plan.machine.name.clone(),
             selector: [("mac".to_owned(), nic_mac(plan, 0).to_string())].into(),
@@ -72,7 +77,8 @@ pub(super) fn set_media(
     media: &Media,
 ) -> Result<(), LabError> {
     let assets = dir.join("assets");
-    let new = profile(plan, media, &assets)?;
+    let kernel_digest = kernel_digest(media, &mut HashMap::new())?;
+    let new = profile(plan, media, kernel_digest, &assets)?;
     let mut changed = source.clone();
     for (_, profile) in &mut changed.profiles {
         if profile.id == new.id {
@@ -93,15 +99,12 @@ fn check(dir: &Path, source: ConfigSource) -> Result<Config, LabError> {
 
 /// `plan`'s profile: its media, as assets named by content (two guests booting the same
 /// part share it) with their digests, and its command line.
-fn profile(plan: &GuestPlan, media: &Media, assets: &Path) -> Result<Profile, LabError> {
-    let kernel_digest = match media.kernel_sha256 {
-        Some(digest) => digest,
-        None => {
-            Digest::of_file(&media.kernel)
-                .map_err(io_error("reading", &media.kernel))?
-                .1
-        }
-    };
+fn profile(
+    plan: &GuestPlan,
+    media: &Media,
+    kernel_digest: Digest,
+    assets: &Path,
+) -> Result<Profile, LabError> {
     let kernel_name = format!("vmlinuz-{}", kernel_digest.to_hex());
     let initrd_name = format!("initrd-{}", media.initrd_sha256.to_hex());
     link(&media.kernel, &assets.join(&kernel_name))?;
@@ -128,6 +131,20 @@ fn profile(plan: &GuestPlan, media: &Media, assets: &Path) -> Result<Profile, La
         .into(),
         ..Profile::default()
     })
+}
+
+/// The digest of `media`'s kernel: its image's, or read from the file once per file in
+/// `read`.
+fn kernel_digest(media: &Media, read: &mut HashMap<PathBuf, Digest>) -> Result<Digest, LabError> {
+    if let Some(digest) = media.kernel_sha256 {
+        return Ok(digest);
+    }
+    if let Some(digest) = read.get(&media.kernel) {
+        return Ok(*digest);
+    }
+    let (_, digest) = Digest::of_file(&media.kernel).map_err(io_error("reading", &media.kernel))?;
+    read.insert(media.kernel.clone(), digest);
+    Ok(digest)
 }
 
 /// Links `target` as the asset `link` (two guests of an architecture share their assets).

@@ -93,6 +93,21 @@ pub struct TrustedKey {
     pub cert: Cert,
 }
 
+impl TrustedKey {
+    /// `cert`, trusted where `scope` says, with its fingerprint and user IDs.
+    pub fn new(scope: TrustScope, cert: Cert) -> TrustedKey {
+        TrustedKey {
+            scope,
+            fingerprint: cert.fingerprint().to_hex(),
+            user_ids: cert
+                .userids()
+                .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+                .collect(),
+            cert,
+        }
+    }
+}
+
 /// The on-disk keystore.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
@@ -135,7 +150,7 @@ impl KeyStore {
                 .to_vec()
                 .map_err(|e| not_a_cert(e.to_string()))?;
             write_atomically(&dir, &path, &armored)?;
-            added.push(trusted_key(scope.clone(), cert));
+            added.push(TrustedKey::new(scope.clone(), cert));
         }
         if added.is_empty() {
             return Err(not_a_cert("no certificate found".to_owned()));
@@ -221,18 +236,6 @@ impl KeyStore {
     }
 }
 
-fn trusted_key(scope: TrustScope, cert: Cert) -> TrustedKey {
-    TrustedKey {
-        scope,
-        fingerprint: cert.fingerprint().to_hex(),
-        user_ids: cert
-            .userids()
-            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
-            .collect(),
-        cert,
-    }
-}
-
 fn load_key(path: &Path, scope: TrustScope) -> Result<TrustedKey, TrustError> {
     let corrupt = |reason: String| TrustError::CorruptKey {
         path: path.to_owned(),
@@ -249,7 +252,7 @@ fn load_key(path: &Path, scope: TrustScope) -> Result<TrustedKey, TrustError> {
             cert.fingerprint()
         )));
     }
-    Ok(trusted_key(scope, cert))
+    Ok(TrustedKey::new(scope, cert))
 }
 
 fn is_fingerprint_name(name: &str) -> bool {
