@@ -3,7 +3,7 @@
 //! the others waits for the key just ahead of it to be deleted (so a release wakes one
 //! waiter, not all).
 
-use sinew_proto::kv::{
+use super::{
     prefix_end, txn, AtRevision as _, Compare, CompareResult, EventType, KeepAlive, KvClient,
     KvClientError, PutRequest, RangeRequest, SortOrder, SortTarget, TargetUnion, Watch,
     WatchCreateRequest,
@@ -129,7 +129,7 @@ async fn wait_for_delete(watch: &mut Watch) -> Result<(), KvClientError> {
 pub(super) async fn head(
     client: &KvClient,
     name: &str,
-) -> Result<Option<sinew_proto::kv::KeyValue>, KvClientError> {
+) -> Result<Option<super::KeyValue>, KvClientError> {
     let prefix = prefix(name);
     let first = client
         .range(&RangeRequest {

@@ -1,6 +1,6 @@
 //! A fair lock on the queue in [`super::queue`].
 
-use sinew_proto::kv::{
+use super::{
     txn, Compare, DeleteRangeRequest, KeepAlive, KvClient, KvClientError, TxnRequest,
 };
 use thiserror::Error;
