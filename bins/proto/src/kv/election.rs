@@ -1,9 +1,7 @@
 //! Leader election on the queue in [`super::queue`], as etcd's `concurrency.Election`: the
 //! campaigner at the head leads, and its key's value is the leader's proclamation.
 
-use super::{
-    txn, Compare, KeepAlive, KeyValue, KvClient, KvClientError, PutRequest, TxnRequest,
-};
+use super::{txn, Compare, KeepAlive, KeyValue, KvClient, KvClientError, PutRequest, TxnRequest};
 
 use super::lock::{release, LockError};
 use super::queue::{self, Head};

@@ -1,8 +1,6 @@
 //! A fair lock on the queue in [`super::queue`].
 
-use super::{
-    txn, Compare, DeleteRangeRequest, KeepAlive, KvClient, KvClientError, TxnRequest,
-};
+use super::{txn, Compare, DeleteRangeRequest, KeepAlive, KvClient, KvClientError, TxnRequest};
 use thiserror::Error;
 
 use super::queue::{self, Head, QueueError};
