@@ -8,6 +8,7 @@
 //! | `assign/<machine>/<instance>` | [`Assignment`](crate::records::Assignment) | the machine's |
 //! | `state/<instance>` | [`InstanceState`](crate::records::InstanceState) | the machine's |
 //! | `failed/<instance>` | [`Failure`](crate::records::Failure) | none |
+//! | `waiting/<instance>` | why the engine cannot place it now | the engine's |
 //! | `engine/<lease>` | the engine's election ([`sinew_proto::kv::Election`]) | the engine's |
 //!
 //! An instance is placed at most once at a time: the engine creates its `placement` key only
@@ -57,6 +58,11 @@ pub fn failed(instance: &InstanceId) -> String {
     format!("{ROOT}failed/{instance}")
 }
 
+/// Why an instance waits to be placed.
+pub fn waiting(instance: &InstanceId) -> String {
+    format!("{ROOT}waiting/{instance}")
+}
+
 /// A key under [`ROOT`], parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
@@ -77,6 +83,8 @@ pub enum Key {
     State(InstanceId),
     /// `failed/<instance>`.
     Failed(InstanceId),
+    /// `waiting/<instance>`.
+    Waiting(InstanceId),
     /// The engine's election.
     Engine,
 }
@@ -100,6 +108,7 @@ impl Key {
             }
             "state" => Self::State(instance()?),
             "failed" => Self::Failed(instance()?),
+            "waiting" => Self::Waiting(instance()?),
             "engine" => Self::Engine,
             _ => return None,
         })
@@ -126,6 +135,7 @@ mod tests {
             ),
             (state(&web), Key::State(web.clone())),
             (failed(&web), Key::Failed(web.clone())),
+            (waiting(&web), Key::Waiting(web.clone())),
             (format!("{ENGINE_ELECTION}/694d"), Key::Engine),
         ] {
             assert_eq!(Key::parse(key.as_bytes()), Some(parsed), "{key}");

@@ -11,6 +11,9 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod cluster;
+pub mod engine;
 pub mod instance;
 pub mod keys;
 pub mod placement;

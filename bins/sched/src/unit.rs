@@ -25,6 +25,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+pub use sinew_proto::RestartPolicy;
 use thiserror::Error;
 
 /// The longest unit or machine name: it is part of KV keys and of log lines.
@@ -120,18 +121,16 @@ pub struct Build {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Restart {
-    /// The policy.
+    /// The policy, as for the agent's services (a failed health check counts as a failure).
     pub policy: RestartPolicy,
-    /// How many restarts in a row (without running [`Restart::RESET_AFTER_S`] seconds in
-    /// between) before the instance is failed for good; 0 for no limit.
+    /// How many restarts in a row (without running
+    /// [`STABLE_AFTER`](sinew_support::backoff::STABLE_AFTER) in between) before the
+    /// instance is failed for good; 0 for no limit.
     #[serde(default = "Restart::default_max")]
     pub max_restarts: u32,
 }
 
 impl Restart {
-    /// An instance that ran this long has its count of restarts in a row reset.
-    pub const RESET_AFTER_S: u64 = 10;
-
     fn default_max() -> u32 {
         5
     }
@@ -144,18 +143,6 @@ impl Default for Restart {
             max_restarts: Self::default_max(),
         }
     }
-}
-
-/// systemd's `Restart=` choices that fleet users know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    /// Whenever it exits.
-    Always,
-    /// When it exits with a failure (non-zero status, a signal, a failed health check).
-    OnFailure,
-    /// Never: an exit ends the instance (a zero exit leaves it exited, any other failed).
-    Never,
 }
 
 /// What an instance needs, or what a machine offers.

@@ -1,10 +1,11 @@
 //! What every sinew process does the same way: an error and its causes on one line
-//! ([`error_chain`]), logging to stderr ([`logging::Logging`]), free loopback ports for a
+//! ([`error_chain`]), back-off between restarts ([`backoff::Backoff`]), logging to stderr ([`logging::Logging`]), free loopback ports for a
 //! server started a moment later ([`ports`]), and, with the `netlink` feature, errors of
 //! rtnetlink requests that say what was being done ([`netlink`]).
 
 #![warn(missing_docs)]
 
+pub mod backoff;
 mod error_chain;
 pub mod logging;
 #[cfg(feature = "netlink")]

@@ -1,6 +1,5 @@
 //! Supervised services: started on request, restarted by policy, stopped gracefully.
 
-mod backoff;
 mod log;
 mod supervisor;
 

@@ -9,10 +9,10 @@ use sinew_proto::{RestartPolicy, ServiceSpec, ServiceState, ServiceStatus, Termi
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::backoff::{Backoff, STABLE_AFTER};
 use super::log::ServiceLog;
 use crate::exec::{ExecError, Launcher};
 use crate::reaper::Child;
+use sinew_support::backoff::{Backoff, STABLE_AFTER};
 
 /// How long a service has to exit after SIGTERM before it gets SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -1,4 +1,5 @@
-//! Exponential back-off between restarts of a failing service.
+//! Exponential back-off between restarts of a failing program (a supervised service, a
+//! scheduled unit).
 
 use std::time::Duration;
 
@@ -6,7 +7,8 @@ use std::time::Duration;
 const INITIAL: Duration = Duration::from_millis(100);
 /// Longest delay between attempts.
 const MAX: Duration = Duration::from_secs(30);
-/// A run at least this long counts as healthy and resets the delay.
+/// A run at least this long counts as healthy and resets the delay (and a count of restarts
+/// in a row).
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// Delays that double from 100 ms up to 30 s.
