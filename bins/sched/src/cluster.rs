@@ -109,15 +109,14 @@ impl Cluster {
                 self.unit_revisions.remove(&name);
                 self.view.units.remove(&name);
             }
-            Some(Key::Assignment { machine, instance }) => {
+            Some(Key::Assignment { machine, instance })
                 if self
                     .view
                     .placed
                     .get(&instance)
-                    .is_some_and(|placed| placed.machine == machine)
-                {
-                    self.view.placed.remove(&instance);
-                }
+                    .is_some_and(|placed| placed.machine == machine) =>
+            {
+                self.view.placed.remove(&instance);
             }
             Some(Key::Failed(instance)) => {
                 self.view.failed.remove(&instance);
