@@ -238,7 +238,7 @@ fn measure_convergence(bed: &Bed, subnets: &[SubnetEnv], joins: u64) -> Result<V
     let free: Vec<u8> = (100..=250u8)
         .filter(|third| !taken.contains(&format!("10.5.{third}.0/24")))
         .collect();
-    let [a, b, c, _] = bed.gateway.octets();
+    let [a, b, c, _] = bed.gateway().octets();
     let mut samples = Vec::new();
     for join in 0..joins {
         let index = usize::try_from(join)? % free.len();

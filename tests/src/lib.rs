@@ -13,6 +13,8 @@ use sinew_vm::{deb, elf};
 pub mod browser;
 pub mod kv_cluster;
 pub mod overlay_bed;
+pub mod sched_bed;
+pub mod underlay;
 
 /// Guest binaries the guest tests need, built for both architectures in one cargo call.
 pub const GUEST_BINS: [&str; 6] = [

@@ -1,18 +1,14 @@
-//! A test bed for overlayd on one machine: "hosts" that are network namespaces on an
-//! underlay bridge in the root namespace, one KV server listening on the bridge's address,
-//! overlayd running in each host, and per host a "container" namespace plugged into a
-//! bridge that holds the host's `FLANNEL_SUBNET`.
+//! A test bed for overlayd on one machine: the hosts of an [`Underlay`], overlayd running
+//! in each, and per host a "container" namespace plugged into a bridge that holds the
+//! host's `FLANNEL_SUBNET`.
 //!
-//! The bed builds itself with `ip` (overlayd itself never shells out). Every name starts
-//! with a prefix unique to the bed, so beds in parallel tests do not collide; dropping the
-//! bed stops the daemons and deletes its namespaces and links.
+//! The bed builds itself with `ip` (overlayd itself never shells out); dropping it stops the
+//! daemons and deletes its container namespaces, and the underlay the rest.
 
 use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -20,7 +16,9 @@ use anyhow::{bail, ensure, Context, Result};
 use sinew_proto::kv::KvClient;
 use sinew_proto::overlay::SubnetEnv;
 
-use crate::kv_cluster::{KvCluster, Server};
+use crate::kv_cluster::Server;
+use crate::underlay::Underlay;
+pub use crate::underlay::{block_on, in_netns, sh};
 
 /// The key prefix the bed's hosts use.
 pub const PREFIX: &str = "/sinew-test/network";
@@ -33,40 +31,9 @@ pub const DIRECT_CONFIG: &str =
 /// The VXLAN device overlayd makes for VNI 1.
 pub const DEVICE: &str = "flannel.1";
 
-/// Runs `ip` (or another tool) and fails with its stderr if it fails.
-pub fn sh(program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    ensure!(
-        output.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// overlayd, built now (once per process and profile) from this workspace.
 pub fn overlayd(release: bool) -> Result<PathBuf> {
     Ok(crate::host_bins(release)?.join("overlayd"))
-}
-
-/// `ip` and `ping`, which the bed and its tests drive, installed once if missing.
-fn tools() -> Result<()> {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let tools = [
-        sinew::setup::Tool {
-            program: "ip",
-            package: "iproute2",
-        },
-        sinew::setup::Tool {
-            program: "ping",
-            package: "iputils-ping",
-        },
-    ];
-    crate::tools_installed(&READY, &tools)
 }
 
 /// The address of the container [`Bed::attach_container`] gives a host: the one after
@@ -151,54 +118,41 @@ impl Entries {
 /// The bed; everything is torn down on drop.
 #[derive(Debug)]
 pub struct Bed {
-    /// The unique name prefix.
-    pub name: String,
-    /// The underlay bridge in the root namespace.
-    pub bridge: String,
-    /// The bridge's address, where the KV server listens.
-    pub gateway: Ipv4Addr,
-    /// The KV endpoint the hosts use.
-    pub endpoint: String,
     /// The hosts.
     pub hosts: Vec<Host>,
     overlayd: PathBuf,
     lease_timing: (String, String),
     fast_path: Option<&'static str>,
-    kv: Option<KvCluster>,
-    dir: tempfile::TempDir,
+    underlay: Underlay,
 }
-
-/// A counter for unique names and underlay networks.
-static BEDS: AtomicU32 = AtomicU32::new(0);
 
 impl Bed {
     /// Builds a bed of `hosts` hosts with `server` as the KV store, and writes `config`
     /// (if any) as the network config. No overlayd runs yet.
     pub fn new(hosts: usize, server: Server, config: Option<&str>, release: bool) -> Result<Self> {
-        ensure!(hosts <= 200, "at most 200 hosts");
-        tools()?;
         let overlayd = overlayd(release)?;
-        let serial = BEDS.fetch_add(1, Ordering::Relaxed);
-        let name = format!("ov{:x}{serial:x}", std::process::id() % 0x10000);
-        let octet = u8::try_from((std::process::id() * 7 + serial) % 200 + 20)?;
-        let gateway = Ipv4Addr::new(10, 213, octet, 1);
-        let dir = tempfile::Builder::new().prefix("overlay-bed").tempdir()?;
-        let mut bed = Self {
-            bridge: format!("{name}br"),
-            name,
-            gateway,
-            endpoint: String::new(),
-            hosts: Vec::new(),
+        let underlay = Underlay::new("ov", hosts, server)?;
+        let hosts = underlay
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(index, host)| Host {
+                container_netns: format!("{}-c{index}", underlay.name),
+                subnet_file: underlay.dir().join(format!("h{index}/subnet.env")),
+                log: underlay.dir().join(format!("h{index}.log")),
+                netns: host.netns.clone(),
+                address: host.address,
+                daemon: None,
+                attached: false,
+            })
+            .collect();
+        let bed = Self {
+            hosts,
             overlayd,
             lease_timing: ("60s".to_owned(), "20s".to_owned()),
             fast_path: None,
-            kv: None,
-            dir,
+            underlay,
         };
-        bed.build_underlay(hosts)?;
-        let kv = KvCluster::start_on(server, bed.dir.path(), 1, gateway)?;
-        bed.endpoint = kv.endpoints()[0].clone();
-        bed.kv = Some(kv);
         if let Some(config) = config {
             bed.put(&format!("{PREFIX}/config"), config)?;
         }
@@ -259,74 +213,6 @@ impl Bed {
         Ok((read("rx_packets")?, read("tx_packets")?))
     }
 
-    fn build_underlay(&mut self, hosts: usize) -> Result<()> {
-        sh("ip", &["link", "add", &self.bridge, "type", "bridge"])?;
-        sh(
-            "ip",
-            &[
-                "addr",
-                "add",
-                &format!("{}/24", self.gateway),
-                "dev",
-                &self.bridge,
-            ],
-        )?;
-        sh("ip", &["link", "set", &self.bridge, "up"])?;
-        let [a, b, c, _] = self.gateway.octets();
-        for index in 0..hosts {
-            let netns = format!("{}-h{index}", self.name);
-            let address = Ipv4Addr::new(a, b, c, u8::try_from(10 + index)?);
-            let outside = format!("{}h{index}", self.name);
-            sh("ip", &["netns", "add", &netns])?;
-            self.hosts.push(Host {
-                container_netns: format!("{}-c{index}", self.name),
-                subnet_file: self.dir.path().join(format!("h{index}/subnet.env")),
-                log: self.dir.path().join(format!("h{index}.log")),
-                netns: netns.clone(),
-                address,
-                daemon: None,
-                attached: false,
-            });
-            sh(
-                "ip",
-                &[
-                    "link", "add", &outside, "mtu", "1500", "type", "veth", "peer", "name", "eth0",
-                    "netns", &netns,
-                ],
-            )?;
-            sh(
-                "ip",
-                &["link", "set", &outside, "master", &self.bridge, "up"],
-            )?;
-            sh("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &netns,
-                    "addr",
-                    "add",
-                    &format!("{address}/24"),
-                    "dev",
-                    "eth0",
-                ],
-            )?;
-            sh("ip", &["-n", &netns, "link", "set", "eth0", "up"])?;
-            sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &netns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.ip_forward=1",
-                ],
-            )?;
-        }
-        Ok(())
-    }
-
     /// Turns GRO on or off on both ends of every host's underlay veth. A veth has it off
     /// by default; physical NICs have it on, so the benchmark measures with it on.
     pub fn set_underlay_gro(&self, on: bool) -> Result<()> {
@@ -337,9 +223,8 @@ impl Bed {
         };
         crate::tools_installed(&ETHTOOL, &[ethtool])?;
         let state = if on { "on" } else { "off" };
-        for (index, host) in self.hosts.iter().enumerate() {
-            let outside = format!("{}h{index}", self.name);
-            sh("ethtool", &["-K", &outside, "gro", state])?;
+        for (host, underlay) in self.hosts.iter().zip(&self.underlay.hosts) {
+            sh("ethtool", &["-K", &underlay.link, "gro", state])?;
             self.exec(&host.netns, "ethtool", &["-K", "eth0", "gro", state])?;
         }
         Ok(())
@@ -371,7 +256,12 @@ impl Bed {
 
     /// A KV client for the bed's server.
     pub fn kv(&self) -> Result<KvClient> {
-        Ok(KvClient::new([self.endpoint.clone()])?)
+        self.underlay.kv()
+    }
+
+    /// The underlay's bridge address, where the KV server listens.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.underlay.gateway
     }
 
     /// Writes `key` = `value` in the KV store.
@@ -397,7 +287,7 @@ impl Bed {
             .arg(&self.overlayd)
             .args([
                 "--etcd-endpoints",
-                &self.endpoint,
+                &self.underlay.endpoint,
                 "--etcd-prefix",
                 PREFIX,
                 "--iface",
@@ -624,9 +514,7 @@ impl Bed {
 
     /// Runs `ip netns exec <netns> <program> <args>`.
     pub fn exec(&self, netns: &str, program: &str, args: &[&str]) -> Result<String> {
-        let mut all = vec!["netns", "exec", netns, program];
-        all.extend_from_slice(args);
-        sh("ip", &all)
+        self.underlay.exec(netns, program, args)
     }
 }
 
@@ -662,28 +550,6 @@ pub fn underlay_routes_in(netns: &str) -> Result<Vec<String>> {
     Ok(routes.lines().map(str::to_owned).collect())
 }
 
-/// Runs `work` on a thread of its own that has entered network namespace `netns`.
-pub fn in_netns<T: Send + 'static>(
-    netns: &str,
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> std::thread::JoinHandle<Result<T>> {
-    let path = format!("/run/netns/{netns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("entering {path}"))?;
-        work()
-    })
-}
-
-/// Runs `future` on a runtime of its own.
-pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(future))
-}
-
 impl Drop for Bed {
     fn drop(&mut self) {
         for host in &mut self.hosts {
@@ -695,8 +561,6 @@ impl Drop for Bed {
             if host.attached {
                 let _ = sh("ip", &["netns", "del", &host.container_netns]);
             }
-            let _ = sh("ip", &["netns", "del", &host.netns]);
         }
-        let _ = sh("ip", &["link", "del", &self.bridge]);
     }
 }

@@ -75,6 +75,7 @@ impl Cluster {
                     return Err(refuse(format!("the spec names unit {}", record.spec.name)));
                 }
                 self.unit_revisions.insert(name.clone(), kv.mod_revision);
+                self.view.digests.insert(name.clone(), record.spec.digest());
                 self.view.units.insert(name, record);
             }
             Key::Assignment { machine, instance } => {
@@ -107,6 +108,7 @@ impl Cluster {
             }
             Some(Key::Unit(name)) => {
                 self.unit_revisions.remove(&name);
+                self.view.digests.remove(&name);
                 self.view.units.remove(&name);
             }
             Some(Key::Assignment { machine, instance })
@@ -127,8 +129,7 @@ impl Cluster {
 
     /// Records a placement the engine wrote, before its watch reports it.
     pub fn placed(&mut self, instance: &InstanceId, machine: &str) {
-        if let Some(unit) = self.view.units.get(&instance.unit) {
-            let spec_digest = unit.spec.digest();
+        if let Some(spec_digest) = self.view.digest_of(&instance.unit) {
             self.view.placed.insert(
                 instance.clone(),
                 Placed {

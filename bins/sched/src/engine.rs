@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt as _};
@@ -38,6 +40,8 @@ pub struct EngineConfig {
     pub ttl_s: i64,
     /// Writes in flight at once.
     pub concurrency: usize,
+    /// What the engine counts, for its log and its tests.
+    pub stats: Arc<EngineStats>,
 }
 
 impl Default for EngineConfig {
@@ -46,11 +50,24 @@ impl Default for EngineConfig {
             name: "engine".to_owned(),
             ttl_s: 2,
             concurrency: 32,
+            stats: Arc::default(),
         }
     }
 }
 
-/// Why the engine stopped leading.
+/// What an engine did, counted since it started.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Whole reads of the scheduler's keys: one each time it begins to lead (or leads
+    /// again after a broken watch), never one per event.
+    pub reads: AtomicU64,
+    /// Plans made: at most one per batch of events.
+    pub plans: AtomicU64,
+    /// Instances it placed.
+    pub placed: AtomicU64,
+}
+
+/// Why the engine is not leading (it logs this and tries again).
 #[derive(Debug, Error)]
 pub enum EngineError {
     /// The election failed.
@@ -73,19 +90,23 @@ pub enum EngineError {
 /// its watch may never report (a lost connection).
 const RETRY: Duration = Duration::from_millis(500);
 
-/// Campaigns, leads while elected, and campaigns again when it loses the lead, until
-/// `shutdown` resolves; then it steps down, so the next engine leads at once.
-pub async fn run(
-    client: KvClient,
-    config: EngineConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), EngineError> {
+/// Campaigns, leads while elected, and campaigns again when it loses the lead or cannot
+/// reach the store, until `shutdown` resolves; then it steps down, so the next engine leads
+/// at once.
+pub async fn run(client: KvClient, config: EngineConfig, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let election = Election::new(&client, keys::ENGINE_ELECTION);
     loop {
         let leadership = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            won = election.campaign(config.name.clone(), config.ttl_s) => won?,
+            () = &mut shutdown => return,
+            won = election.campaign(config.name.clone(), config.ttl_s) => match won {
+                Ok(leadership) => leadership,
+                Err(error) => {
+                    tracing::warn!("{}; campaigning again", EngineError::Election(error));
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            },
         };
         tracing::info!(engine = %config.name, revision = leadership.revision(), "leading");
         loop {
@@ -94,7 +115,7 @@ pub async fn run(
                     if let Err(error) = leadership.resign().await {
                         tracing::warn!(%error, "cannot step down; the lease will run out");
                     }
-                    return Ok(());
+                    return;
                 }
                 () = leadership.keepalive().lost() => {
                     tracing::warn!(engine = %config.name, "lost the lead (its lease ended)");
@@ -115,6 +136,7 @@ async fn lead(client: &KvClient, leadership: &Leadership, config: &EngineConfig)
         Ok(loaded) => loaded,
         Err(error) => return error,
     };
+    config.stats.reads.fetch_add(1, Ordering::Relaxed);
     let mut watch = client.watch(WatchCreateRequest {
         key: keys::ROOT.as_bytes().to_vec(),
         range_end: prefix_end(keys::ROOT.as_bytes()),
@@ -126,9 +148,11 @@ async fn lead(client: &KvClient, leadership: &Leadership, config: &EngineConfig)
         leadership,
         concurrency: config.concurrency.max(1),
         waiting: BTreeMap::new(),
+        stats: &config.stats,
     };
     loop {
         let plan = placement::plan(&cluster.view);
+        config.stats.plans.fetch_add(1, Ordering::Relaxed);
         let complete = writer.write(&mut cluster, &plan).await;
         let next = if complete {
             watch.next().await
@@ -202,6 +226,7 @@ struct Writer<'a> {
     concurrency: usize,
     /// The reasons written under `waiting/`, so that only changes are written.
     waiting: BTreeMap<InstanceId, String>,
+    stats: &'a EngineStats,
 }
 
 /// One write of a plan.
@@ -266,6 +291,7 @@ impl Writer<'_> {
                 (_, Ok(false)) => tracing::debug!("{}: outdated, planning again", write.describe()),
                 (Write::Place(instance, machine), Ok(true)) => {
                     tracing::info!(%instance, %machine, "placed");
+                    self.stats.placed.fetch_add(1, Ordering::Relaxed);
                     cluster.placed(instance, machine);
                 }
                 (Write::Remove(removal), Ok(true)) => {
@@ -300,7 +326,7 @@ impl Writer<'_> {
                     instance: instance.clone(),
                     machine: machine.clone(),
                     spec: unit.spec.clone(),
-                    spec_digest: unit.spec.digest(),
+                    spec_digest: cluster.view.digest_of(&instance.unit)?,
                 };
                 let value = serde_json::to_vec(&assignment).ok()?;
                 TxnRequest {

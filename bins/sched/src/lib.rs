@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod client;
 pub mod cluster;
 pub mod engine;

@@ -25,6 +25,19 @@ pub struct View {
     pub placed: BTreeMap<InstanceId, Placed>,
     /// Instances that failed for good, with the reason.
     pub failed: BTreeMap<InstanceId, String>,
+    /// Units' spec digests, kept as records arrive so that a plan does not hash every spec;
+    /// a unit missing here is hashed when planned.
+    pub digests: BTreeMap<String, String>,
+}
+
+impl View {
+    /// The digest of `unit`'s spec.
+    pub fn digest_of(&self, unit: &str) -> Option<String> {
+        match self.digests.get(unit) {
+            Some(digest) => Some(digest.clone()),
+            None => self.units.get(unit).map(|record| record.spec.digest()),
+        }
+    }
 }
 
 /// Where an instance is placed, and with which spec.
@@ -71,7 +84,7 @@ pub fn plan(view: &View) -> Plan {
         let why = match view.units.get(&instance.unit) {
             None => Some("its unit was destroyed"),
             Some(unit) if unit.target == Target::Inactive => Some("its unit was stopped"),
-            Some(unit) if unit.spec.digest() != placed.spec_digest => {
+            Some(_) if view.digest_of(&instance.unit).as_ref() != Some(&placed.spec_digest) => {
                 Some("its unit's spec changed")
             }
             Some(_) if !desired.contains_key(instance) => Some("its unit has fewer instances now"),

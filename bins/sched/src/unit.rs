@@ -192,10 +192,14 @@ pub struct HealthCheck {
     /// How long one check may take.
     #[serde(default = "HealthCheck::default_timeout")]
     pub timeout_ms: u64,
-    /// Failed checks in a row that make a healthy instance unhealthy (and, unless the restart
-    /// policy is `never`, restart it).
+    /// Failed checks in a row, after one passed, that count as the instance failing: it is
+    /// stopped, and started again as its restart policy says.
     #[serde(default = "HealthCheck::default_failures")]
     pub failures: u32,
+    /// How long a starting instance has to pass its first check; not passing by then is
+    /// failing.
+    #[serde(default = "HealthCheck::default_start_period")]
+    pub start_period_ms: u64,
 }
 
 impl HealthCheck {
@@ -209,6 +213,10 @@ impl HealthCheck {
 
     fn default_failures() -> u32 {
         3
+    }
+
+    fn default_start_period() -> u64 {
+        30_000
     }
 }
 

@@ -12,4 +12,5 @@ mod netboot;
 mod overlay;
 mod playbook;
 mod present;
+mod sched;
 mod vm;

@@ -1,0 +1,223 @@
+//! `schedd`: the scheduler's daemon on every machine, its machine agent and a candidate
+//! engine; everything it does lives in the `sinew_sched` library.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use sinew_proto::kv::KvClient;
+use sinew_sched::agent::{self, AgentConfig};
+use sinew_sched::engine::{self, EngineConfig};
+use sinew_sched::records::MachineRecord;
+use sinew_sched::unit::{check_name, Resources};
+use sinew_support::logging::Logging;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// fleet's daemon: registers this machine in the KV store, runs the instances placed on it,
+/// and takes its turn as the engine that places them.
+#[derive(Debug, Parser)]
+#[command(name = "schedd", version)]
+struct Cli {
+    /// KV endpoints (etcd v3 or kvd), comma-separated.
+    #[arg(
+        long,
+        env = "SINEW_SCHED_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    endpoints: Vec<String>,
+
+    /// This machine's name in the cluster (default: the host name).
+    #[arg(long, env = "SINEW_SCHED_MACHINE")]
+    machine: Option<String>,
+
+    /// Labels units select on, as key=value, comma-separated (fleet's --metadata).
+    #[arg(long, env = "SINEW_SCHED_METADATA", value_delimiter = ',')]
+    metadata: Vec<String>,
+
+    /// Memory units may use, in MiB (default: the machine's).
+    #[arg(long, env = "SINEW_SCHED_MEMORY_MB")]
+    memory_mb: Option<u64>,
+
+    /// CPU units may use, in thousandths of a CPU (default: the machine's CPUs).
+    #[arg(long, env = "SINEW_SCHED_CPU_MILLIS")]
+    cpu_millis: Option<u64>,
+
+    /// The machine's architecture as units see it (default: `uname -m`).
+    #[arg(long, env = "SINEW_SCHED_ARCH")]
+    arch: Option<String>,
+
+    /// Seconds the machine's lease (and the engine's) lives without renewal: how long a
+    /// lost machine keeps its instances from being placed elsewhere.
+    #[arg(long, env = "SINEW_SCHED_TTL", default_value = "2")]
+    ttl: i64,
+
+    /// Where the lease and the instances' logs are kept.
+    #[arg(
+        long,
+        env = "SINEW_SCHED_STATE_DIR",
+        default_value = "/run/sinew-sched"
+    )]
+    state_dir: PathBuf,
+
+    /// The container runner, for container units.
+    #[arg(
+        long,
+        env = "SINEW_SCHED_SINEW_RUN",
+        default_value = "/usr/local/bin/sinew-run"
+    )]
+    sinew_run: PathBuf,
+
+    /// What this daemon does.
+    #[arg(long, env = "SINEW_SCHED_ROLE", value_enum, default_value = "both")]
+    role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// Run instances.
+    Agent,
+    /// Place instances.
+    Engine,
+    /// Both.
+    Both,
+}
+
+fn main() -> ExitCode {
+    Logging::new("RUST_LOG", "info").init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let error = sinew_support::error_chain(error.as_ref());
+            tracing::error!("{error}");
+            eprintln!("schedd: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let record = machine_record(&cli)?;
+    let client = KvClient::new(&cli.endpoints).context("--endpoints")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        let (stop, stopping) = watch::channel(false);
+        let shutdown = || {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            }
+        };
+        let engine = async {
+            if cli.role == Role::Agent {
+                return Ok(());
+            }
+            let config = EngineConfig {
+                name: record.id.clone(),
+                ttl_s: cli.ttl,
+                ..EngineConfig::default()
+            };
+            engine::run(client.clone(), config, shutdown()).await;
+            anyhow::Ok(())
+        };
+        let agent = async {
+            if cli.role == Role::Engine {
+                return Ok(());
+            }
+            let config = AgentConfig {
+                record: record.clone(),
+                state_dir: cli.state_dir.clone(),
+                sinew_run: cli.sinew_run.clone(),
+            };
+            agent::run(client.clone(), config, shutdown()).await;
+            anyhow::Ok(())
+        };
+        let signals = async {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: stopping instances, stepping down"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: stopping instances, stepping down"),
+            }
+            stop.send_replace(true);
+        };
+        let work = async { tokio::try_join!(engine, agent) };
+        tokio::pin!(work);
+        tokio::select! {
+            done = &mut work => done.map(drop),
+            () = signals => work.await.map(drop),
+        }
+    })
+}
+
+fn machine_record(cli: &Cli) -> Result<MachineRecord> {
+    let id = match &cli.machine {
+        Some(name) => name.clone(),
+        None => nix::unistd::gethostname()
+            .context("reading the host name for --machine")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    check_name(&id)
+        .map_err(anyhow::Error::msg)
+        .context("--machine")?;
+    let mut metadata = BTreeMap::new();
+    for pair in &cli.metadata {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--metadata {pair:?}: expected key=value");
+        };
+        metadata.insert(key.trim().to_owned(), value.trim().to_owned());
+    }
+    let arch = match &cli.arch {
+        Some(arch) => arch.clone(),
+        None => nix::sys::utsname::uname()
+            .context("uname, for --arch")?
+            .machine()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if cli.ttl < 1 {
+        bail!("--ttl {}: expected at least 1 second", cli.ttl);
+    }
+    Ok(MachineRecord {
+        id,
+        arch,
+        metadata,
+        capacity: Resources {
+            memory_mb: match cli.memory_mb {
+                Some(memory) => memory,
+                None => memory_mb().context("reading /proc/meminfo for --memory-mb")?,
+            },
+            cpu_millis: cli.cpu_millis.unwrap_or_else(|| {
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+                u64::try_from(cpus).unwrap_or(1).saturating_mul(1000)
+            }),
+        },
+        lease: 0,
+        ttl_s: cli.ttl,
+    })
+}
+
+/// The machine's memory, from `MemTotal` in /proc/meminfo.
+fn memory_mb() -> Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let kib = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .context("no MemTotal line")?;
+    Ok(kib / 1024)
+}

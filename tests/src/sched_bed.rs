@@ -1,0 +1,249 @@
+//! A test bed for the scheduler on one machine: the hosts of an [`Underlay`] (kvd on the
+//! bridge), `schedd` in each host as its machine `h<index>`, and units whose programs are
+//! the workspace's `sinew-probe` or the host's `/bin/sh`. Hosts can be killed (the daemon,
+//! with SIGKILL), stopped (SIGTERM), paused and cut off the underlay.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use sinew_sched::client::{SchedClient, Snapshot};
+use sinew_sched::unit::{Build, Exec, ExecKind, UnitSpec};
+
+use crate::kv_cluster::Server;
+use crate::underlay::{block_on, Underlay};
+
+/// One host's daemon.
+#[derive(Debug)]
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    state_dir: PathBuf,
+}
+
+/// The bed; everything is torn down on drop.
+#[derive(Debug)]
+pub struct SchedBed {
+    daemons: Vec<Daemon>,
+    schedd: PathBuf,
+    probe: PathBuf,
+    underlay: Underlay,
+}
+
+impl SchedBed {
+    /// `hosts` hosts with kvd as the store; no schedd runs yet.
+    pub fn new(hosts: usize, release: bool) -> Result<Self> {
+        let bins = crate::host_bins(release)?;
+        let underlay = Underlay::new("sc", hosts, Server::kvd(release)?)?;
+        let daemons = (0..hosts)
+            .map(|index| Daemon {
+                child: None,
+                log: underlay.dir().join(format!("h{index}.log")),
+                state_dir: underlay.dir().join(format!("h{index}")),
+            })
+            .collect();
+        Ok(Self {
+            daemons,
+            schedd: bins.join("schedd"),
+            probe: bins.join("sinew-probe"),
+            underlay,
+        })
+    }
+
+    /// Host `index`'s machine name.
+    pub fn machine(index: usize) -> String {
+        format!("h{index}")
+    }
+
+    /// Starts schedd on host `index` with `args` added (`--metadata`, `--role`, ...).
+    pub fn start(&mut self, index: usize, args: &[&str]) -> Result<()> {
+        let netns = self.underlay.hosts[index].netns.clone();
+        let daemon = &mut self.daemons[index];
+        ensure!(
+            daemon.child.is_none(),
+            "schedd already runs on host {index}"
+        );
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&daemon.log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns])
+            .arg(&self.schedd)
+            .args(["--endpoints", &self.underlay.endpoint])
+            .args(["--machine", &Self::machine(index)])
+            .arg("--state-dir")
+            .arg(&daemon.state_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting schedd")?;
+        daemon.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills host `index`'s schedd outright (SIGKILL) and reaps it.
+    pub fn kill(&mut self, index: usize) -> Result<()> {
+        let mut child = self.daemons[index]
+            .child
+            .take()
+            .context("schedd is not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Stops host `index`'s schedd with SIGTERM and waits until it exits cleanly.
+    pub fn stop(&mut self, index: usize) -> Result<()> {
+        let mut child = self.daemons[index]
+            .child
+            .take()
+            .context("schedd is not running")?;
+        signal(&child, nix::sys::signal::Signal::SIGTERM)?;
+        let status = child.wait()?;
+        ensure!(
+            status.success(),
+            "schedd on host {index} exited with {status}; log:\n{}",
+            self.log(index)
+        );
+        Ok(())
+    }
+
+    /// Pauses (SIGSTOP) or resumes (SIGCONT) host `index`'s schedd.
+    pub fn pause(&self, index: usize, paused: bool) -> Result<()> {
+        let child = self.daemons[index]
+            .child
+            .as_ref()
+            .context("schedd is not running")?;
+        signal(
+            child,
+            if paused {
+                nix::sys::signal::Signal::SIGSTOP
+            } else {
+                nix::sys::signal::Signal::SIGCONT
+            },
+        )
+    }
+
+    /// Cuts host `index` off the underlay, so off the store.
+    pub fn cut(&self, index: usize) -> Result<()> {
+        self.underlay.cut(index)
+    }
+
+    /// Puts host `index` back on the underlay.
+    pub fn mend(&self, index: usize) -> Result<()> {
+        self.underlay.mend(index)
+    }
+
+    /// Host `index`'s schedd log so far.
+    pub fn log(&self, index: usize) -> String {
+        std::fs::read_to_string(&self.daemons[index].log).unwrap_or_default()
+    }
+
+    /// Every host's log, for failure messages.
+    pub fn logs(&self) -> String {
+        (0..self.daemons.len())
+            .map(|index| format!("--- h{index} ---\n{}", self.log(index)))
+            .collect()
+    }
+
+    /// A client of the scheduler's keys.
+    pub fn client(&self) -> Result<SchedClient> {
+        Ok(SchedClient::new(self.underlay.kv()?))
+    }
+
+    /// A directory that lives as long as the bed.
+    pub fn dir(&self) -> &Path {
+        self.underlay.dir()
+    }
+
+    /// What the scheduler holds now.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let client = self.client()?;
+        Ok(block_on(client.snapshot())??)
+    }
+
+    /// Polls the scheduler's keys until `check` holds, for at most `patience`; returns the
+    /// snapshot that passed.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        patience: Duration,
+        check: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Snapshot> {
+        let started = Instant::now();
+        loop {
+            let snapshot = self.snapshot()?;
+            if check(&snapshot) {
+                return Ok(snapshot);
+            }
+            if started.elapsed() > patience {
+                bail!(
+                    "{what}: not within {patience:?}; last snapshot: {snapshot:#?}\nlogs:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A unit running `sinew-probe echo-server <port>`, for this machine's architecture.
+    pub fn echo_unit(&self, name: &str, port: u16) -> Result<UnitSpec> {
+        let mut unit = unit(name, &self.probe)?;
+        unit.args = vec!["echo-server".into(), port.to_string()];
+        Ok(unit)
+    }
+
+    /// A unit running `/bin/sh -c <script>`.
+    pub fn shell_unit(&self, name: &str, script: &str) -> Result<UnitSpec> {
+        let mut unit = unit(name, Path::new("/bin/sh"))?;
+        unit.args = vec!["-c".into(), script.into()];
+        Ok(unit)
+    }
+}
+
+fn signal(child: &Child, signal: nix::sys::signal::Signal) -> Result<()> {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+    nix::sys::signal::kill(pid, signal)?;
+    Ok(())
+}
+
+/// A unit with one build, `program` for this machine's architecture.
+fn unit(name: &str, program: &Path) -> Result<UnitSpec> {
+    let program =
+        std::fs::canonicalize(program).with_context(|| format!("finding {}", program.display()))?;
+    let sha256 = sinew_sched::agent::supervisor::file_digest(&program)
+        .with_context(|| format!("hashing {}", program.display()))?;
+    Ok(UnitSpec {
+        name: name.to_owned(),
+        exec: Exec {
+            kind: ExecKind::Binary,
+            builds: vec![Build {
+                arch: std::env::consts::ARCH.to_owned(),
+                path: program.display().to_string(),
+                sha256,
+            }],
+        },
+        args: Vec::new(),
+        env: Default::default(),
+        restart: Default::default(),
+        resources: Default::default(),
+        health: None,
+        placement: Default::default(),
+    })
+}
+
+impl Drop for SchedBed {
+    fn drop(&mut self) {
+        for daemon in &mut self.daemons {
+            if let Some(mut child) = daemon.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! The scheduler on namespace hosts (`SchedBed`): schedd in each host against kvd, units
+//! that are real processes, and faults that are real: SIGKILL, SIGSTOP, a host cut off the
+//! network.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{ensure, Context, Result};
+use sinew_sched::client::Snapshot;
+use sinew_sched::engine::{self, EngineConfig};
+use sinew_sched::records::{MachineRecord, Phase};
+use sinew_sched::unit::{HealthCheck, Placement, Probe, Resources, UnitSpec};
+use sinew_sched::{keys, InstanceId};
+use sinew_tests::kv_cluster::{KvCluster, Server};
+use sinew_tests::sched_bed::SchedBed;
+use sinew_tests::underlay::block_on;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// An echo server on `port` with a TCP health check, `replicas` of them, never two on one
+/// machine.
+fn echo_service(bed: &SchedBed, name: &str, replicas: u32) -> Result<UnitSpec> {
+    let mut unit = bed.echo_unit(name, 7000)?;
+    unit.health = Some(HealthCheck {
+        probe: Probe::Tcp { port: 7000 },
+        interval_ms: 100,
+        timeout_ms: 500,
+        failures: 3,
+        start_period_ms: 10_000,
+    });
+    unit.placement = Placement {
+        conflicts: vec![format!("{name}@*")],
+        replicas,
+        ..Placement::default()
+    };
+    Ok(unit)
+}
+
+/// Whether `instance` runs healthy on a machine, under its current assignment.
+fn healthy(snapshot: &Snapshot, instance: &InstanceId) -> bool {
+    let (Some((machine, token)), Some(state)) =
+        (snapshot.placed.get(instance), snapshot.states.get(instance))
+    else {
+        return false;
+    };
+    state.phase == Phase::Running
+        && state.healthy
+        && &state.machine == machine
+        && state.fencing_token == *token
+}
+
+fn all_healthy(snapshot: &Snapshot, unit: &str, replicas: u32) -> bool {
+    (0..replicas).all(|index| healthy(snapshot, &InstanceId::replica(unit, index)))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+}
+
+fn started_bed(hosts: usize) -> Result<SchedBed> {
+    let mut bed = SchedBed::new(hosts, false)?;
+    for index in 0..hosts {
+        bed.start(index, &[])?;
+    }
+    bed.wait_for("every machine registered", PATIENCE, |snapshot| {
+        snapshot.machines.len() == hosts
+    })?;
+    Ok(bed)
+}
+
+#[test]
+fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait() -> Result<()> {
+    let mut bed = SchedBed::new(3, false)?;
+    for index in 0..2 {
+        bed.start(index, &[])?;
+    }
+    let client = bed.client()?;
+    let web = echo_service(&bed, "web", 3)?;
+    let tokens = bed.dir().join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let token_writer = bed.shell_unit(
+        "token",
+        &format!(
+            "echo $SINEW_FENCING_TOKEN > {}/$SINEW_INSTANCE; exec sleep 1000",
+            tokens.display()
+        ),
+    )?;
+    let mut riscv = bed.echo_unit("rv", 7001)?;
+    riscv.exec.builds[0].arch = "riscv64".into();
+    let mut huge = bed.echo_unit("huge", 7002)?;
+    huge.resources = Resources {
+        memory_mb: 1 << 40,
+        cpu_millis: 0,
+    };
+    for unit in [&web, &token_writer, &riscv, &huge] {
+        block_on(client.submit(unit))??;
+        block_on(client.start(&unit.name))??;
+    }
+    let web2 = InstanceId::replica("web", 2);
+    let snapshot = bed.wait_for(
+        "two web instances healthy, the third waiting",
+        PATIENCE,
+        |s| {
+            all_healthy(s, "web", 2)
+                && healthy(s, &InstanceId::replica("token", 0))
+                && s.waiting.contains_key(&web2)
+                && s.waiting.len() == 3
+        },
+    )?;
+    let machines: Vec<&String> = (0..2)
+        .map(|index| &snapshot.placed[&InstanceId::replica("web", index)].0)
+        .collect();
+    ensure!(
+        machines[0] != machines[1],
+        "web@0 and web@1 share {}",
+        machines[0]
+    );
+    assert_eq!(
+        snapshot.waiting[&web2],
+        format!(
+            "every machine that fits runs a conflicting instance (last: web@1 on {})",
+            machines[1]
+        )
+    );
+    assert_eq!(
+        snapshot.waiting[&InstanceId::replica("rv", 0)],
+        "no machine of arch riscv64 (the unit's builds)"
+    );
+    assert_eq!(
+        snapshot.waiting[&InstanceId::replica("huge", 0)],
+        format!("no machine has room for {} MiB and 0 millicpus", 1u64 << 40)
+    );
+    let token = InstanceId::replica("token", 0);
+    let seen = std::fs::read_to_string(tokens.join(token.to_string()))?;
+    assert_eq!(seen.trim(), snapshot.placed[&token].1.to_string());
+
+    // A third machine takes the waiting instance.
+    bed.start(2, &[])?;
+    bed.wait_for("web@2 healthy on the new machine", PATIENCE, |s| {
+        all_healthy(s, "web", 3) && s.placed[&web2].0 == SchedBed::machine(2)
+    })?;
+
+    // Stopping takes the instances off; destroying removes the unit; the others stay.
+    block_on(client.stop("web"))??;
+    block_on(client.destroy("token"))??;
+    bed.wait_for("web and token off every machine", PATIENCE, |s| {
+        !s.placed
+            .keys()
+            .any(|i| i.unit == "web" || i.unit == "token")
+            && s.states.is_empty()
+    })?;
+    Ok(())
+}
+
+#[test]
+fn bad_records_are_skipped_naming_the_key_and_the_engine_keeps_placing() -> Result<()> {
+    let bed = started_bed(1)?;
+    let client = bed.client()?;
+    let kv = client.kv().clone();
+    block_on(kv.put(keys::unit("garbage"), "{not json"))??;
+    block_on(kv.put(format!("{}units/", keys::ROOT), "{}"))??;
+    let web = echo_service(&bed, "web", 1)?;
+    block_on(client.submit(&web))??;
+    block_on(client.start("web"))??;
+    bed.wait_for("web healthy despite the bad records", PATIENCE, |s| {
+        all_healthy(s, "web", 1)
+    })?;
+    let log = bed.log(0);
+    ensure!(
+        log.contains("ignoring /sinew/sched/units/garbage: not a valid unit record"),
+        "the engine's log does not name the bad record:\n{log}"
+    );
+    // The operator is refused at once for a spec that contradicts itself.
+    let mut bad = web.clone();
+    bad.placement.global = true;
+    bad.placement.replicas = 3;
+    let refusal = block_on(client.submit(&bad))?.expect_err("a contradictory spec is refused");
+    assert!(
+        refusal.to_string().contains("placement.replicas"),
+        "{refusal}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_killed_agents_instances_run_elsewhere_within_seconds_and_never_twice() -> Result<()> {
+    let mut bed = started_bed(3)?;
+    let client = bed.client()?;
+    block_on(client.submit(&echo_service(&bed, "web", 2)?))??;
+    block_on(client.start("web"))??;
+    let before = bed.wait_for("web healthy", PATIENCE, |s| all_healthy(s, "web", 2))?;
+    let web0 = InstanceId::replica("web", 0);
+    let victim = before.placed[&web0].0.clone();
+    let old_pid = before.states[&web0].pid.context("web@0's pid")?;
+    let index: usize = victim.trim_start_matches('h').parse()?;
+    let killed = Instant::now();
+    bed.kill(index)?;
+    // The instance dies with its agent.
+    std::thread::sleep(Duration::from_millis(100));
+    ensure!(
+        !pid_alive(old_pid),
+        "web@0 (pid {old_pid}) outlived its agent"
+    );
+    let after = bed.wait_for("web@0 healthy elsewhere", PATIENCE, |s| {
+        all_healthy(s, "web", 2) && s.placed[&web0].0 != victim
+    })?;
+    let took = killed.elapsed();
+    ensure!(
+        took < Duration::from_secs(6),
+        "web@0 took {took:?} to run elsewhere"
+    );
+    assert_ne!(
+        after.placed[&web0].1, before.placed[&web0].1,
+        "a new fencing token"
+    );
+    // The other instance was not touched.
+    let web1 = InstanceId::replica("web", 1);
+    assert_eq!(after.placed[&web1], before.placed[&web1]);
+    assert_eq!(after.states[&web1].pid, before.states[&web1].pid);
+    Ok(())
+}
+
+#[test]
+fn a_machine_cut_off_from_the_store_stops_its_instances_before_they_start_elsewhere() -> Result<()>
+{
+    let bed = started_bed(3)?;
+    let client = bed.client()?;
+    let starts = bed.dir().join("starts");
+    std::fs::create_dir_all(&starts)?;
+    let unit = bed.shell_unit(
+        "job",
+        &format!(
+            "date +%s%N > {}/$SINEW_INSTANCE.$SINEW_MACHINE.$SINEW_FENCING_TOKEN; exec sleep 1000",
+            starts.display()
+        ),
+    )?;
+    block_on(client.submit(&unit))??;
+    block_on(client.start("job"))??;
+    let job = InstanceId::replica("job", 0);
+    let before = bed.wait_for("job running", PATIENCE, |s| healthy(s, &job))?;
+    let (victim, old_token) = before.placed[&job].clone();
+    let old_pid = before.states[&job].pid.context("job@0's pid")?;
+    let index: usize = victim.trim_start_matches('h').parse()?;
+    bed.cut(index)?;
+    let cut = Instant::now();
+    let mut died: Option<SystemTime> = None;
+    let new_start = loop {
+        if died.is_none() && !pid_alive(old_pid) {
+            died = Some(SystemTime::now());
+        }
+        let started_elsewhere = std::fs::read_dir(&starts)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .find(|name| !name.starts_with(&format!("job@0.{victim}.")));
+        // The shell creates the file before `date` writes to it.
+        let written = started_elsewhere.and_then(|name| {
+            let nanos = std::fs::read_to_string(starts.join(&name)).ok()?;
+            Some((name, nanos.trim().parse::<u128>().ok()?))
+        });
+        if let Some(started) = written {
+            break started;
+        }
+        ensure!(
+            cut.elapsed() < PATIENCE,
+            "job@0 never started elsewhere:\n{}",
+            bed.logs()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let died =
+        died.context("the cut-off machine's instance was still alive when another started")?;
+    let died_nanos = died.duration_since(SystemTime::UNIX_EPOCH)?.as_nanos();
+    ensure!(
+        died_nanos < new_start.1,
+        "job@0 started as {} {} ms before the old one was seen dead",
+        new_start.0,
+        (died_nanos - new_start.1) / 1_000_000
+    );
+    ensure!(
+        bed.log(index)
+            .contains("killing every instance before the lease can end"),
+        "the cut-off agent did not fence itself:\n{}",
+        bed.log(index)
+    );
+    // Back on the network, the machine registers anew and runs nothing of job@0.
+    bed.mend(index)?;
+    let after = bed.wait_for("the mended machine registered again", PATIENCE, |s| {
+        s.machines.contains_key(&victim) && healthy(s, &job)
+    })?;
+    ensure!(after.placed[&job].0 != victim && after.placed[&job].1 != old_token);
+    Ok(())
+}
+
+#[test]
+fn an_engine_that_dies_hands_over_without_restarting_anything() -> Result<()> {
+    let mut bed = SchedBed::new(4, false)?;
+    for index in 0..2 {
+        bed.start(index, &["--role", "agent"])?;
+    }
+    for index in 2..4 {
+        bed.start(index, &["--role", "engine"])?;
+    }
+    let client = bed.client()?;
+    block_on(client.submit(&echo_service(&bed, "web", 2)?))??;
+    block_on(client.start("web"))??;
+    let before = bed.wait_for("web healthy", PATIENCE, |s| all_healthy(s, "web", 2))?;
+    let leader = before.engine.clone().context("an engine leads")?;
+    let index: usize = leader.trim_start_matches('h').parse()?;
+    bed.kill(index)?;
+    let other = SchedBed::machine(5 - index);
+    bed.wait_for("the other engine leads", PATIENCE, |s| {
+        s.engine.as_deref() == Some(other.as_str())
+    })?;
+    // The new engine places what is submitted now, and moved nothing that ran.
+    block_on(client.submit(&echo_service(&bed, "api", 1)?))??;
+    block_on(client.start("api"))??;
+    let after = bed.wait_for("api healthy", PATIENCE, |s| all_healthy(s, "api", 1))?;
+    for index in 0..2 {
+        let web = InstanceId::replica("web", index);
+        assert_eq!(after.placed[&web], before.placed[&web], "{web}'s placement");
+        assert_eq!(
+            after.states[&web].pid, before.states[&web].pid,
+            "{web}'s process"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_thousand_units_on_a_hundred_machines_are_placed_from_one_read() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let kv = KvCluster::start(Server::kvd(false)?, dir.path(), 1)?;
+    let client =
+        sinew_sched::client::SchedClient::new(sinew_proto::kv::KvClient::new(kv.endpoints())?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        // Simulated machines: records under leases, no agents.
+        let lease = client.kv().lease_grant(60).await?;
+        for index in 0..100 {
+            let record = MachineRecord {
+                id: format!("m{index:03}"),
+                arch: if index % 2 == 0 { "x86_64" } else { "aarch64" }.into(),
+                metadata: BTreeMap::new(),
+                capacity: Resources {
+                    memory_mb: 4096,
+                    cpu_millis: 4000,
+                },
+                lease: lease.id,
+                ttl_s: 60,
+            };
+            client
+                .kv()
+                .put_request(&sinew_proto::kv::PutRequest {
+                    key: keys::machine(&record.id).into_bytes(),
+                    value: serde_json::to_vec(&record)?,
+                    lease: lease.id,
+                    ..Default::default()
+                })
+                .await?;
+        }
+        let config = EngineConfig {
+            name: "test-engine".into(),
+            ..EngineConfig::default()
+        };
+        let stats = Arc::clone(&config.stats);
+        let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+        let engine = tokio::spawn(engine::run(client.kv().clone(), config, async {
+            let _ = stopping.await;
+        }));
+        let started = Instant::now();
+        let mut unit = unit_for_both_arches();
+        for index in 0..1000 {
+            unit.name = format!("u{index:04}");
+            client.submit(&unit).await?;
+            client.start(&unit.name).await?;
+        }
+        loop {
+            let snapshot = client.snapshot().await?;
+            if snapshot.placed.len() == 1000 {
+                let mut per_machine: BTreeMap<&str, usize> = BTreeMap::new();
+                for (machine, _) in snapshot.placed.values() {
+                    *per_machine.entry(machine).or_default() += 1;
+                }
+                ensure!(per_machine.values().all(|&n| n == 10), "{per_machine:?}");
+                break;
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "only {} placed",
+                snapshot.placed.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = stop.send(());
+        engine.await?;
+        ensure!(
+            stats.reads.load(std::sync::atomic::Ordering::Relaxed) == 1,
+            "the engine read the whole store {} times",
+            stats.reads.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        Ok(())
+    })
+}
+
+/// A unit with builds for both architectures (never run: the machines are simulated).
+fn unit_for_both_arches() -> UnitSpec {
+    let build = |arch: &str| sinew_sched::unit::Build {
+        arch: arch.into(),
+        path: "/opt/app".into(),
+        sha256: "ab".repeat(32),
+    };
+    UnitSpec {
+        name: "app".into(),
+        exec: sinew_sched::unit::Exec {
+            kind: sinew_sched::unit::ExecKind::Binary,
+            builds: vec![build("x86_64"), build("aarch64")],
+        },
+        args: Vec::new(),
+        env: BTreeMap::new(),
+        restart: Default::default(),
+        resources: Resources::default(),
+        health: None,
+        placement: Placement::default(),
+    }
+}
