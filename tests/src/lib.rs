@@ -256,6 +256,16 @@ pub fn median(samples: &mut [f64]) -> f64 {
     }
 }
 
+/// The `p`-th percentile (0 to 100) of `samples` by nearest rank; NaN if there are none.
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let rank = (p / 100.0 * samples.len() as f64).ceil();
+    // A rank is a small positive count of samples.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let index = (rank as usize).clamp(1, samples.len().max(1)) - 1;
+    samples.get(index).copied().unwrap_or(f64::NAN)
+}
+
 /// A benchmark's setting from the environment variable `name`, or `default` when it is
 /// unset or not a number.
 pub fn bench_setting<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -268,6 +278,15 @@ pub fn bench_setting<T: std::str::FromStr>(name: &str, default: T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let mut samples: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&mut samples, 95.0), 19.0);
+        assert_eq!(percentile(&mut samples, 50.0), 10.0);
+        assert_eq!(percentile(&mut [3.0], 95.0), 3.0);
+        assert!(percentile(&mut [], 95.0).is_nan());
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

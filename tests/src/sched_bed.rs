@@ -9,8 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use sinew_proto::kv::PutRequest;
 use sinew_sched::client::{SchedClient, Snapshot};
-use sinew_sched::unit::{Build, Exec, ExecKind, UnitSpec};
+use sinew_sched::keys;
+use sinew_sched::records::MachineRecord;
+use sinew_sched::unit::{Build, Exec, ExecKind, Resources, UnitSpec};
 
 use crate::kv_cluster::Server;
 use crate::underlay::{block_on, Underlay};
@@ -198,6 +201,11 @@ impl SchedBed {
         Ok(unit)
     }
 
+    /// The workspace's `sinew-probe`, which the bed's echo units run.
+    pub fn probe(&self) -> &Path {
+        &self.probe
+    }
+
     /// A unit running `/bin/sh -c <script>`.
     pub fn shell_unit(&self, name: &str, script: &str) -> Result<UnitSpec> {
         let mut unit = unit(name, Path::new("/bin/sh"))?;
@@ -235,6 +243,58 @@ fn unit(name: &str, program: &Path) -> Result<UnitSpec> {
         health: None,
         placement: Default::default(),
     })
+}
+
+/// Registers `count` simulated machines (`m000`, ...; x86_64 and aarch64 in turn, 4 GiB and
+/// 4 CPUs each) under one lease of `ttl` seconds, without agents: for the engine alone.
+pub async fn simulated_machines(client: &SchedClient, count: usize, ttl: i64) -> Result<()> {
+    let lease = client.kv().lease_grant(ttl).await?;
+    for index in 0..count {
+        let record = MachineRecord {
+            id: format!("m{index:03}"),
+            arch: if index % 2 == 0 { "x86_64" } else { "aarch64" }.into(),
+            metadata: Default::default(),
+            capacity: Resources {
+                memory_mb: 4096,
+                cpu_millis: 4000,
+            },
+            lease: lease.id,
+            ttl_s: ttl,
+        };
+        client
+            .kv()
+            .put_request(&PutRequest {
+                key: keys::machine(&record.id).into_bytes(),
+                value: serde_json::to_vec(&record)?,
+                lease: lease.id,
+                ..PutRequest::default()
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// A unit named `name` with builds for both architectures, for simulated machines (it is
+/// never run).
+pub fn simulated_unit(name: &str) -> UnitSpec {
+    let build = |arch: &str| Build {
+        arch: arch.into(),
+        path: "/opt/app".into(),
+        sha256: "ab".repeat(32),
+    };
+    UnitSpec {
+        name: name.into(),
+        exec: Exec {
+            kind: ExecKind::Binary,
+            builds: vec![build("x86_64"), build("aarch64")],
+        },
+        args: Vec::new(),
+        env: Default::default(),
+        restart: Default::default(),
+        resources: Resources::default(),
+        health: None,
+        placement: Default::default(),
+    }
 }
 
 impl Drop for SchedBed {

@@ -353,7 +353,19 @@ fn a_new_vni_replaces_the_old_device() -> Result<()> {
         wait_log(&mut bed, index, "deleted flannel.1")?;
         let links = bed.exec(&bed.hosts[index].netns, "ip", &["-d", "link", "show"])?;
         assert!(!links.contains("flannel.1:"), "{links}");
-        assert!(links.contains("vxlan id 2 "), "{links}");
+        // The old device goes first, then the overlay starts again with the new one.
+        let started = Instant::now();
+        loop {
+            let links = bed.exec(&bed.hosts[index].netns, "ip", &["-d", "link", "show"])?;
+            if links.contains("vxlan id 2 ") {
+                break;
+            }
+            ensure!(
+                started.elapsed() < PATIENCE,
+                "no VNI 2 device on host {index}: {links}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     // Each host published its new device's MAC; wait until the other has it.
     for (index, other) in [(0, 1), (1, 0)] {

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{ensure, Context, Result};
 use sinew_sched::client::Snapshot;
 use sinew_sched::engine::{self, EngineConfig};
-use sinew_sched::records::{MachineRecord, Phase};
+use sinew_sched::records::Phase;
 use sinew_sched::unit::{HealthCheck, Placement, Probe, Resources, UnitSpec};
 use sinew_sched::{keys, InstanceId};
 use sinew_tests::kv_cluster::{KvCluster, Server};
-use sinew_tests::sched_bed::SchedBed;
+use sinew_tests::sched_bed::{simulated_machines, simulated_unit, SchedBed};
 use sinew_tests::underlay::block_on;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -338,30 +338,7 @@ fn a_thousand_units_on_a_hundred_machines_are_placed_from_one_read() -> Result<(
         sinew_sched::client::SchedClient::new(sinew_proto::kv::KvClient::new(kv.endpoints())?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        // Simulated machines: records under leases, no agents.
-        let lease = client.kv().lease_grant(60).await?;
-        for index in 0..100 {
-            let record = MachineRecord {
-                id: format!("m{index:03}"),
-                arch: if index % 2 == 0 { "x86_64" } else { "aarch64" }.into(),
-                metadata: BTreeMap::new(),
-                capacity: Resources {
-                    memory_mb: 4096,
-                    cpu_millis: 4000,
-                },
-                lease: lease.id,
-                ttl_s: 60,
-            };
-            client
-                .kv()
-                .put_request(&sinew_proto::kv::PutRequest {
-                    key: keys::machine(&record.id).into_bytes(),
-                    value: serde_json::to_vec(&record)?,
-                    lease: lease.id,
-                    ..Default::default()
-                })
-                .await?;
-        }
+        simulated_machines(&client, 100, 60).await?;
         let config = EngineConfig {
             name: "test-engine".into(),
             ..EngineConfig::default()
@@ -372,9 +349,8 @@ fn a_thousand_units_on_a_hundred_machines_are_placed_from_one_read() -> Result<(
             let _ = stopping.await;
         }));
         let started = Instant::now();
-        let mut unit = unit_for_both_arches();
         for index in 0..1000 {
-            unit.name = format!("u{index:04}");
+            let unit = simulated_unit(&format!("u{index:04}"));
             client.submit(&unit).await?;
             client.start(&unit.name).await?;
         }
@@ -404,26 +380,4 @@ fn a_thousand_units_on_a_hundred_machines_are_placed_from_one_read() -> Result<(
         );
         Ok(())
     })
-}
-
-/// A unit with builds for both architectures (never run: the machines are simulated).
-fn unit_for_both_arches() -> UnitSpec {
-    let build = |arch: &str| sinew_sched::unit::Build {
-        arch: arch.into(),
-        path: "/opt/app".into(),
-        sha256: "ab".repeat(32),
-    };
-    UnitSpec {
-        name: "app".into(),
-        exec: sinew_sched::unit::Exec {
-            kind: sinew_sched::unit::ExecKind::Binary,
-            builds: vec![build("x86_64"), build("aarch64")],
-        },
-        args: Vec::new(),
-        env: BTreeMap::new(),
-        restart: Default::default(),
-        resources: Resources::default(),
-        health: None,
-        placement: Placement::default(),
-    }
 }
