@@ -82,7 +82,7 @@ fn failover(trials: usize) -> Result<(Vec<f64>, usize)> {
     let mut seconds = Vec::new();
     let mut double_runs = 0;
     for trial in 0..trials {
-        let before = bed.wait_for("every instance healthy", PATIENCE, |s| all_healthy(s))?;
+        let before = bed.wait_for("every instance healthy", PATIENCE, all_healthy)?;
         let victim = SchedBed::machine(trial % HOSTS);
         let victim = if before.placed.values().any(|(m, _)| *m == victim) {
             victim
