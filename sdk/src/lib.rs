@@ -50,6 +50,7 @@ pub mod paths;
 pub mod present;
 mod report;
 mod run;
+pub mod sched;
 pub mod setup;
 mod stored;
 

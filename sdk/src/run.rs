@@ -93,6 +93,7 @@ impl Ctx {
 /// - Images (`image.rs`): [`Run::signing_key`], [`Run::build_image`], [`Run::install_image`].
 /// - KV cluster (`kv/deploy.rs`): [`Run::deploy_kv`].
 /// - Overlay (`overlay.rs`): [`Run::deploy_overlay`].
+/// - Scheduler (`sched.rs`): [`Run::deploy_scheduler`].
 #[derive(Debug)]
 pub struct Run {
     ctx: Arc<Ctx>,

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{ensure, Context, Result};
 use sinew_sched::client::{SchedClient, Snapshot};
 use sinew_sched::engine::{self, EngineConfig};
-use sinew_sched::records::Phase;
 use sinew_sched::unit::{HealthCheck, Placement, Probe};
 use sinew_sched::InstanceId;
 use sinew_tests::kv_cluster::{KvCluster, Server};
@@ -184,21 +183,9 @@ fn start_time(starts: &Path, instance: &InstanceId, token: i64) -> Result<System
 }
 
 fn all_healthy(snapshot: &Snapshot) -> bool {
-    (0..REPLICAS).all(|index| {
-        let instance = InstanceId::replica("echo", index);
-        match (
-            snapshot.placed.get(&instance),
-            snapshot.states.get(&instance),
-        ) {
-            (Some((machine, token)), Some(state)) => {
-                state.phase == Phase::Running
-                    && state.healthy
-                    && state.machine == *machine
-                    && state.fencing_token == *token
-            }
-            _ => false,
-        }
-    })
+    let mut unit = simulated_unit("echo");
+    unit.placement.replicas = REPLICAS;
+    snapshot.all_healthy(&unit)
 }
 
 fn pid_alive(pid: u32) -> bool {

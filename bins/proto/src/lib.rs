@@ -33,6 +33,8 @@ pub mod overlay;
 pub mod remote_error;
 pub mod request;
 pub mod response;
+#[cfg(feature = "sched")]
+pub mod sched;
 pub mod secret;
 pub mod service;
 pub mod termination;

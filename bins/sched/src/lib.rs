@@ -1,5 +1,7 @@
 //! sinew's scheduler, fleet's job: units (a [`unit::UnitSpec`]) placed on machines through
-//! the KV store (etcd's v3 API, served by kvd or etcd).
+//! the KV store (etcd's v3 API, served by kvd or etcd). The values it shares with
+//! `schedctl`, the SDK and the tests (specs, records, the key layout, the operator's
+//! client) live in `sinew_proto::sched` and are re-exported here.
 //!
 //! * Every machine runs `schedd`, whose agent registers the machine under a lease it keeps
 //!   alive, runs the instances assigned to it, and reports their state.
@@ -12,13 +14,8 @@
 #![warn(missing_docs)]
 
 pub mod agent;
-pub mod client;
 pub mod cluster;
 pub mod engine;
-pub mod instance;
-pub mod keys;
 pub mod placement;
-pub mod records;
-pub mod unit;
 
-pub use instance::{InstanceId, Slot};
+pub use sinew_proto::sched::{client, instance, keys, records, unit, InstanceId, Slot};

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{ensure, Context, Result};
-use sinew_sched::client::Snapshot;
 use sinew_sched::engine::{self, EngineConfig};
-use sinew_sched::records::Phase;
 use sinew_sched::unit::{HealthCheck, Placement, Probe, Resources, UnitSpec};
 use sinew_sched::{keys, InstanceId};
 use sinew_tests::kv_cluster::{KvCluster, Server};
@@ -38,21 +36,11 @@ fn echo_service(bed: &SchedBed, name: &str, replicas: u32) -> Result<UnitSpec> {
     Ok(unit)
 }
 
-/// Whether `instance` runs healthy on a machine, under its current assignment.
-fn healthy(snapshot: &Snapshot, instance: &InstanceId) -> bool {
-    let (Some((machine, token)), Some(state)) =
-        (snapshot.placed.get(instance), snapshot.states.get(instance))
-    else {
-        return false;
-    };
-    state.phase == Phase::Running
-        && state.healthy
-        && &state.machine == machine
-        && state.fencing_token == *token
-}
-
-fn all_healthy(snapshot: &Snapshot, unit: &str, replicas: u32) -> bool {
-    (0..replicas).all(|index| healthy(snapshot, &InstanceId::replica(unit, index)))
+/// A stand-in spec for `Snapshot::all_healthy`: `unit` with `replicas` instances.
+fn replicated(unit: &str, replicas: u32) -> UnitSpec {
+    let mut spec = simulated_unit(unit);
+    spec.placement.replicas = replicas;
+    spec
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -105,8 +93,8 @@ fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait()
         "two web instances healthy, the third waiting",
         PATIENCE,
         |s| {
-            all_healthy(s, "web", 2)
-                && healthy(s, &InstanceId::replica("token", 0))
+            s.all_healthy(&replicated("web", 2))
+                && s.healthy(&InstanceId::replica("token", 0))
                 && s.waiting.contains_key(&web2)
                 && s.waiting.len() == 3
         },
@@ -141,7 +129,7 @@ fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait()
     // A third machine takes the waiting instance.
     bed.start(2, &[])?;
     bed.wait_for("web@2 healthy on the new machine", PATIENCE, |s| {
-        all_healthy(s, "web", 3) && s.placed[&web2].0 == SchedBed::machine(2)
+        s.all_healthy(&replicated("web", 3)) && s.placed[&web2].0 == SchedBed::machine(2)
     })?;
 
     // Stopping takes the instances off; destroying removes the unit; the others stay.
@@ -167,7 +155,7 @@ fn bad_records_are_skipped_naming_the_key_and_the_engine_keeps_placing() -> Resu
     block_on(client.submit(&web))??;
     block_on(client.start("web"))??;
     bed.wait_for("web healthy despite the bad records", PATIENCE, |s| {
-        all_healthy(s, "web", 1)
+        s.all_healthy(&replicated("web", 1))
     })?;
     let log = bed.log(0);
     ensure!(
@@ -192,7 +180,9 @@ fn a_killed_agents_instances_run_elsewhere_within_seconds_and_never_twice() -> R
     let client = bed.client()?;
     block_on(client.submit(&echo_service(&bed, "web", 2)?))??;
     block_on(client.start("web"))??;
-    let before = bed.wait_for("web healthy", PATIENCE, |s| all_healthy(s, "web", 2))?;
+    let before = bed.wait_for("web healthy", PATIENCE, |s| {
+        s.all_healthy(&replicated("web", 2))
+    })?;
     let web0 = InstanceId::replica("web", 0);
     let victim = before.placed[&web0].0.clone();
     let old_pid = before.states[&web0].pid.context("web@0's pid")?;
@@ -206,7 +196,7 @@ fn a_killed_agents_instances_run_elsewhere_within_seconds_and_never_twice() -> R
         "web@0 (pid {old_pid}) outlived its agent"
     );
     let after = bed.wait_for("web@0 healthy elsewhere", PATIENCE, |s| {
-        all_healthy(s, "web", 2) && s.placed[&web0].0 != victim
+        s.all_healthy(&replicated("web", 2)) && s.placed[&web0].0 != victim
     })?;
     let took = killed.elapsed();
     ensure!(
@@ -241,7 +231,7 @@ fn a_machine_cut_off_from_the_store_stops_its_instances_before_they_start_elsewh
     block_on(client.submit(&unit))??;
     block_on(client.start("job"))??;
     let job = InstanceId::replica("job", 0);
-    let before = bed.wait_for("job running", PATIENCE, |s| healthy(s, &job))?;
+    let before = bed.wait_for("job running", PATIENCE, |s| s.healthy(&job))?;
     let (victim, old_token) = before.placed[&job].clone();
     let old_pid = before.states[&job].pid.context("job@0's pid")?;
     let index: usize = victim.trim_start_matches('h').parse()?;
@@ -289,7 +279,7 @@ fn a_machine_cut_off_from_the_store_stops_its_instances_before_they_start_elsewh
     // Back on the network, the machine registers anew and runs nothing of job@0.
     bed.mend(index)?;
     let after = bed.wait_for("the mended machine registered again", PATIENCE, |s| {
-        s.machines.contains_key(&victim) && healthy(s, &job)
+        s.machines.contains_key(&victim) && s.healthy(&job)
     })?;
     ensure!(after.placed[&job].0 != victim && after.placed[&job].1 != old_token);
     Ok(())
@@ -307,7 +297,9 @@ fn an_engine_that_dies_hands_over_without_restarting_anything() -> Result<()> {
     let client = bed.client()?;
     block_on(client.submit(&echo_service(&bed, "web", 2)?))??;
     block_on(client.start("web"))??;
-    let before = bed.wait_for("web healthy", PATIENCE, |s| all_healthy(s, "web", 2))?;
+    let before = bed.wait_for("web healthy", PATIENCE, |s| {
+        s.all_healthy(&replicated("web", 2))
+    })?;
     let leader = before.engine.clone().context("an engine leads")?;
     let index: usize = leader.trim_start_matches('h').parse()?;
     bed.kill(index)?;
@@ -318,7 +310,9 @@ fn an_engine_that_dies_hands_over_without_restarting_anything() -> Result<()> {
     // The new engine places what is submitted now, and moved nothing that ran.
     block_on(client.submit(&echo_service(&bed, "api", 1)?))??;
     block_on(client.start("api"))??;
-    let after = bed.wait_for("api healthy", PATIENCE, |s| all_healthy(s, "api", 1))?;
+    let after = bed.wait_for("api healthy", PATIENCE, |s| {
+        s.all_healthy(&replicated("api", 1))
+    })?;
     for index in 0..2 {
         let web = InstanceId::replica("web", index);
         assert_eq!(after.placed[&web], before.placed[&web], "{web}'s placement");

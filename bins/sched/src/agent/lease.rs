@@ -15,9 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::client::to_json;
 use crate::keys;
-use crate::records::MachineRecord;
+use crate::records::{to_json, MachineRecord};
 
 /// How far the lease is known to live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

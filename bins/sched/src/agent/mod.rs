@@ -32,10 +32,9 @@ use tokio::time::Instant;
 
 use self::lease::{Liveness, Registration};
 use self::supervisor::{Machine, Report, Supervised};
-use crate::client::to_json;
 use crate::instance::InstanceId;
 use crate::keys::{self, Key};
-use crate::records::{Assignment, Failure, InstanceState, MachineRecord, Phase};
+use crate::records::{to_json, Assignment, Failure, InstanceState, MachineRecord, Phase};
 
 /// How long before its lease could end the agent kills its instances, when renewals fail.
 pub const FENCE_MARGIN: Duration = Duration::from_millis(500);

@@ -25,8 +25,19 @@ struct Cli {
     )]
     endpoints: Vec<String>,
 
+    /// How list-units, list-machines and status print: `table`, or `json` (everything the
+    /// scheduler holds, for programs).
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
+    output: Output,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +145,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Scale { unit, replicas } => {
             client.scale(&unit, replicas).await?;
             println!("scaled {unit} to {replicas}");
+        }
+        Command::ListUnits | Command::ListMachines | Command::Status { .. }
+            if cli.output == Output::Json =>
+        {
+            println!("{}", serde_json::to_string(&client.snapshot().await?)?);
         }
         Command::ListUnits => print!("{}", list_units(&client.snapshot().await?)),
         Command::ListMachines => print!("{}", list_machines(&client.snapshot().await?)),

@@ -3,16 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use sinew_proto::kv::{
+use crate::kv::{
     prefix_end, txn, CompareResult, DeleteRangeRequest, KvClient, KvClientError, PutRequest,
     RangeRequest, TargetUnion, TxnRequest,
 };
 use thiserror::Error;
 
-use crate::instance::InstanceId;
-use crate::keys::{self, Key};
-use crate::records::{Failure, InstanceState, MachineRecord, Target, UnitRecord};
-use crate::unit::UnitSpec;
+use super::instance::InstanceId;
+use super::keys::{self, Key};
+use super::records::{to_json, Failure, InstanceState, MachineRecord, Phase, Target, UnitRecord};
+use super::unit::UnitSpec;
 
 /// Why an operator's request failed.
 #[derive(Debug, Error)]
@@ -33,7 +33,7 @@ pub enum ClientError {
     Conflict(String),
     /// The spec is not valid.
     #[error(transparent)]
-    Spec(#[from] crate::unit::SpecError),
+    Spec(#[from] super::unit::SpecError),
     /// A record in the store is not what its key should hold.
     #[error("{key} holds no valid record: {reason}")]
     Unreadable {
@@ -53,8 +53,8 @@ pub struct SchedClient {
     kv: KvClient,
 }
 
-/// Everything the scheduler holds, read at one revision.
-#[derive(Debug, Clone, Default)]
+/// Everything the scheduler holds, read at one revision (`schedctl … -o json` prints it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// Machines, by name.
     pub machines: BTreeMap<String, MachineRecord>,
@@ -74,6 +74,37 @@ pub struct Snapshot {
     pub unreadable: Vec<String>,
     /// The store's revision.
     pub revision: i64,
+}
+
+impl Snapshot {
+    /// Whether `instance` runs healthy on its machine, under its current assignment.
+    pub fn healthy(&self, instance: &InstanceId) -> bool {
+        match (self.placed.get(instance), self.states.get(instance)) {
+            (Some((machine, token)), Some(state)) => {
+                state.phase == Phase::Running
+                    && state.healthy
+                    && &state.machine == machine
+                    && state.fencing_token == *token
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether every instance of `unit` runs healthy: its replicas, or, for a global unit,
+    /// at least one instance and every one placed.
+    pub fn all_healthy(&self, unit: &UnitSpec) -> bool {
+        if unit.placement.global {
+            let mut placed = self
+                .placed
+                .keys()
+                .filter(|instance| instance.unit == unit.name)
+                .peekable();
+            placed.peek().is_some() && placed.all(|instance| self.healthy(instance))
+        } else {
+            (0..unit.placement.replicas)
+                .all(|index| self.healthy(&InstanceId::replica(&unit.name, index)))
+        }
+    }
 }
 
 impl SchedClient {
@@ -188,7 +219,7 @@ impl SchedClient {
             .await
             .map_err(|source| kv_error("reading the scheduler's keys".into(), source))?;
         let mut snapshot = Snapshot {
-            revision: sinew_proto::kv::AtRevision::revision(&answer),
+            revision: crate::kv::AtRevision::revision(&answer),
             ..Snapshot::default()
         };
         for kv in &answer.kvs {
@@ -294,11 +325,6 @@ fn failed_prefix() -> String {
 
 fn kv_error(what: String, source: KvClientError) -> ClientError {
     ClientError::Kv { what, source }
-}
-
-/// A record as JSON; records are plain data, which always encodes.
-pub(crate) fn to_json<T: serde::Serialize>(record: &T) -> Vec<u8> {
-    serde_json::to_vec(record).unwrap_or_default()
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {

@@ -2,20 +2,20 @@
 //!
 //! | key | value | lease |
 //! |---|---|---|
-//! | `machines/<machine>` | [`MachineRecord`](crate::records::MachineRecord) | the machine's |
-//! | `units/<unit>` | [`UnitRecord`](crate::records::UnitRecord) | none |
+//! | `machines/<machine>` | [`MachineRecord`](super::records::MachineRecord) | the machine's |
+//! | `units/<unit>` | [`UnitRecord`](super::records::UnitRecord) | none |
 //! | `placement/<instance>` | the machine's name | the machine's |
-//! | `assign/<machine>/<instance>` | [`Assignment`](crate::records::Assignment) | the machine's |
-//! | `state/<instance>` | [`InstanceState`](crate::records::InstanceState) | the machine's |
-//! | `failed/<instance>` | [`Failure`](crate::records::Failure) | none |
+//! | `assign/<machine>/<instance>` | [`Assignment`](super::records::Assignment) | the machine's |
+//! | `state/<instance>` | [`InstanceState`](super::records::InstanceState) | the machine's |
+//! | `failed/<instance>` | [`Failure`](super::records::Failure) | none |
 //! | `waiting/<instance>` | why the engine cannot place it now | the engine's |
-//! | `engine/<lease>` | the engine's election ([`sinew_proto::kv::Election`]) | the engine's |
+//! | `engine/<lease>` | the engine's election ([`crate::kv::Election`]) | the engine's |
 //!
 //! An instance is placed at most once at a time: the engine creates its `placement` key only
 //! if there is none. Everything placed on a machine is written under the machine's lease, so
 //! it all ends, at one revision, when the lease does.
 
-use crate::instance::InstanceId;
+use super::instance::InstanceId;
 
 /// Where the scheduler's keys live.
 pub const ROOT: &str = "/sinew/sched/";

@@ -4,7 +4,7 @@
 //! that names it.
 //!
 //! ```
-//! use sinew_sched::unit::UnitSpec;
+//! use sinew_proto::sched::unit::UnitSpec;
 //!
 //! let unit = UnitSpec::from_toml(r#"
 //!     name = "echo"
@@ -17,15 +17,15 @@
 //!     conflicts = ["db*"]
 //! "#, "echo.toml")?;
 //! assert_eq!(unit.placement.replicas, 2);
-//! # Ok::<(), sinew_sched::unit::SpecError>(())
+//! # Ok::<(), sinew_proto::sched::unit::SpecError>(())
 //! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use crate::RestartPolicy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-pub use sinew_proto::RestartPolicy;
 use thiserror::Error;
 
 /// The longest unit or machine name: it is part of KV keys and of log lines.
@@ -123,9 +123,8 @@ pub struct Build {
 pub struct Restart {
     /// The policy, as for the agent's services (a failed health check counts as a failure).
     pub policy: RestartPolicy,
-    /// How many restarts in a row (without running
-    /// [`STABLE_AFTER`](sinew_support::backoff::STABLE_AFTER) in between) before the
-    /// instance is failed for good; 0 for no limit.
+    /// How many restarts in a row (without a run of 10 s in between, the agent's back-off
+    /// reset) before the instance is failed for good; 0 for no limit.
     #[serde(default = "Restart::default_max")]
     pub max_restarts: u32,
 }
@@ -468,7 +467,7 @@ impl UnitSpec {
 
     /// Whether `glob`-matching names this unit's instance `instance` (its unit name or its
     /// instance name).
-    pub fn conflicts_with(&self, instance: &crate::InstanceId) -> bool {
+    pub fn conflicts_with(&self, instance: &super::instance::InstanceId) -> bool {
         self.placement.conflicts.iter().any(|glob| {
             glob::Pattern::new(glob).is_ok_and(|pattern| {
                 pattern.matches(&instance.unit) || pattern.matches(&instance.to_string())

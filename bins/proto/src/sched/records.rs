@@ -1,11 +1,11 @@
-//! What the scheduler keeps in the KV store, one JSON record per key (see [`crate::keys`]).
+//! What the scheduler keeps in the KV store, one JSON record per key (see [`super::keys`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::instance::InstanceId;
-use crate::unit::{Resources, UnitSpec};
+use super::instance::InstanceId;
+use super::unit::{Resources, UnitSpec};
 
 /// A machine, as its agent registers it under its lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,4 +112,9 @@ pub struct Failure {
     pub machine: String,
     /// Why.
     pub reason: String,
+}
+
+/// A record as JSON, as it is stored; records are plain data, which always encodes.
+pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).unwrap_or_default()
 }

@@ -1,0 +1,306 @@
+//! The scheduler from a playbook (fleet's job, run by `schedd`): [`Run::deploy_scheduler`]
+//! ships schedd and schedctl to every host, runs schedd as a service against a KV
+//! deployment and waits until every host is registered; [`Scheduler`] submits and starts
+//! units and waits on what the cluster reports, through schedctl on the first host that
+//! answers (the KV store is on the data plane, which the playbook's machine does not
+//! reach). Unit specs and records are `sinew_proto::sched`'s, re-exported here.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub use sinew_proto::sched::client::Snapshot;
+pub use sinew_proto::sched::records::{InstanceState, MachineRecord, Phase, Target};
+pub use sinew_proto::sched::unit::{
+    Build, Exec, ExecKind, HealthCheck, Placement, Probe, Resources, Restart, UnitSpec,
+};
+pub use sinew_proto::sched::{InstanceId, Slot};
+use thiserror::Error;
+
+use crate::build::{Artifacts, BuildError};
+use crate::host::{Host, HostError};
+use crate::kv::KvDeployment;
+use crate::outcome::{Outcome, Status};
+use crate::{Run, ServiceSpec, TaskFailed};
+
+/// Where schedd is installed on a host.
+pub const SCHEDD_PATH: &str = "/usr/local/bin/schedd";
+/// Where schedctl is installed on a host.
+pub const SCHEDCTL_PATH: &str = "/usr/local/bin/schedctl";
+/// The service name schedd runs under.
+pub const SERVICE: &str = "schedd";
+
+/// How long every host may take to register (guests may be emulated).
+const REGISTER_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Why the scheduler could not be deployed or asked.
+#[derive(Debug, Error)]
+pub enum SchedError {
+    /// schedd or schedctl was not built for a host's architecture.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// A host refused a step.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// schedctl refused a request.
+    #[error("schedctl {request} on {host}: {stderr}")]
+    Refused {
+        /// The request.
+        request: String,
+        /// The host it ran on.
+        host: String,
+        /// What schedctl said.
+        stderr: String,
+    },
+    /// No host could run schedctl.
+    #[error("no host could run schedctl: {0}")]
+    NoHost(String),
+    /// schedctl printed something that is not a snapshot.
+    #[error("schedctl's JSON on {host}: {reason}")]
+    Output {
+        /// The host.
+        host: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// A wait ran out.
+    #[error("{what}: not within {patience:?}; {last}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        patience: Duration,
+        /// What the cluster last reported, in short.
+        last: String,
+    },
+}
+
+/// What each host registers with, besides its name and architecture.
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerSpec {
+    /// Metadata by host name (`region=east`).
+    pub metadata: BTreeMap<String, BTreeMap<String, String>>,
+    /// The machines' and engine's lease TTL in seconds (schedd's default when `None`).
+    pub ttl_s: Option<u32>,
+}
+
+/// A deployed scheduler; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    hosts: Vec<Host>,
+    endpoints: String,
+}
+
+impl Outcome for Scheduler {
+    fn status(&self) -> Status {
+        Status::Ok
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(format!("{} machines registered", self.hosts.len()))
+    }
+}
+
+// Extends `Run` (run.rs) with the scheduler; indexed in `Run`'s doc comment.
+impl Run {
+    /// Installs schedd and schedctl on every host (from `bins`), starts schedd as a service
+    /// (each host a machine named after it, with `spec`'s metadata) against `kv`, and waits
+    /// until every host is registered. Idempotent: a running schedd is left running.
+    pub fn deploy_scheduler(
+        &self,
+        hosts: &[Host],
+        bins: &Artifacts,
+        kv: &KvDeployment,
+        spec: &SchedulerSpec,
+    ) -> Result<Scheduler, TaskFailed> {
+        let endpoints = kv.endpoints();
+        self.each(hosts, "install schedd", |host| {
+            Ok::<_, SchedError>(host.install(bins.get("schedd", host.arch())?, SCHEDD_PATH)?)
+        })?;
+        self.each(hosts, "install schedctl", |host| {
+            Ok::<_, SchedError>(host.install(bins.get("schedctl", host.arch())?, SCHEDCTL_PATH)?)
+        })?;
+        self.each(hosts, "start schedd", |host| {
+            host.start_service(&service(host, &endpoints, spec))
+        })?;
+        let scheduler = Scheduler {
+            hosts: hosts.to_vec(),
+            endpoints,
+        };
+        if self.is_dry_run() {
+            return Ok(scheduler);
+        }
+        let names: Vec<String> = hosts.iter().map(|host| host.name().to_owned()).collect();
+        self.task("machines registered", || {
+            scheduler.wait_until("every machine registered", REGISTER_PATIENCE, |snapshot| {
+                names
+                    .iter()
+                    .all(|name| snapshot.machines.contains_key(name))
+            })?;
+            Ok::<_, SchedError>(scheduler.clone())
+        })
+    }
+}
+
+/// schedd's service on `host`.
+pub fn service(host: &Host, endpoints: &str, spec: &SchedulerSpec) -> ServiceSpec {
+    let mut argv = vec![
+        SCHEDD_PATH.to_owned(),
+        format!("--endpoints={endpoints}"),
+        format!("--machine={}", host.name()),
+    ];
+    if let Some(metadata) = spec.metadata.get(host.name()) {
+        let pairs: Vec<String> = metadata
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        argv.push(format!("--metadata={}", pairs.join(",")));
+    }
+    if let Some(ttl) = spec.ttl_s {
+        argv.push(format!("--ttl={ttl}"));
+    }
+    ServiceSpec::new(SERVICE, argv)
+}
+
+impl Scheduler {
+    /// The hosts schedd runs on.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// Submits `unit` and starts it (schedctl `start FILE`).
+    pub fn start(&self, unit: &UnitSpec) -> Result<(), SchedError> {
+        let file = format!("/run/{}.unit.json", unit.name);
+        let json = serde_json::to_vec(unit).map_err(|error| SchedError::Output {
+            host: String::new(),
+            reason: error.to_string(),
+        })?;
+        self.schedctl(&format!("start {}", unit.name), |host| {
+            host.put(&json, &file, 0o644)?;
+            Ok(vec!["start".to_owned(), file.clone()])
+        })
+        .map(drop)
+    }
+
+    /// Stops a unit's instances (schedctl `stop`).
+    pub fn stop(&self, unit: &str) -> Result<(), SchedError> {
+        self.schedctl(&format!("stop {unit}"), |_| {
+            Ok(vec!["stop".to_owned(), unit.to_owned()])
+        })
+        .map(drop)
+    }
+
+    /// Everything the scheduler holds now.
+    pub fn snapshot(&self) -> Result<Snapshot, SchedError> {
+        let (host, stdout) = self.schedctl("list-units -o json", |_| {
+            Ok(vec![
+                "list-units".to_owned(),
+                "-o".to_owned(),
+                "json".to_owned(),
+            ])
+        })?;
+        serde_json::from_str(&stdout).map_err(|error| SchedError::Output {
+            host,
+            reason: error.to_string(),
+        })
+    }
+
+    /// Polls the scheduler until `check` holds, for at most `patience`.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        patience: Duration,
+        check: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Snapshot, SchedError> {
+        let started = Instant::now();
+        loop {
+            let last = match self.snapshot() {
+                Ok(snapshot) if check(&snapshot) => return Ok(snapshot),
+                Ok(snapshot) => summary(&snapshot),
+                Err(error) => error.to_string(),
+            };
+            if started.elapsed() > patience {
+                return Err(SchedError::Timeout {
+                    what: what.to_owned(),
+                    patience,
+                    last,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until every instance of `unit` (by its spec: replicas, or one per machine it
+    /// is placed on if global) runs healthy where it is placed.
+    pub fn wait_healthy(
+        &self,
+        unit: &UnitSpec,
+        patience: Duration,
+    ) -> Result<Snapshot, SchedError> {
+        self.wait_until(&format!("{} healthy", unit.name), patience, |snapshot| {
+            snapshot.all_healthy(unit)
+        })
+    }
+
+    /// Runs schedctl on the first host that answers, with the arguments `args` gives for
+    /// that host; returns the host's name and what schedctl printed.
+    fn schedctl(
+        &self,
+        request: &str,
+        args: impl Fn(&Host) -> Result<Vec<String>, HostError>,
+    ) -> Result<(String, String), SchedError> {
+        let endpoints = format!("--endpoints={}", self.endpoints);
+        let mut unreachable = Vec::new();
+        for host in &self.hosts {
+            let attempt = args(host).and_then(|args| {
+                let mut argv = vec![SCHEDCTL_PATH, endpoints.as_str()];
+                argv.extend(args.iter().map(String::as_str));
+                host.try_exec(&argv)
+            });
+            match attempt {
+                Ok(exec) if exec.success() => {
+                    return Ok((host.name().to_owned(), exec.stdout_text()))
+                }
+                Ok(exec) => {
+                    return Err(SchedError::Refused {
+                        request: request.to_owned(),
+                        host: host.name().to_owned(),
+                        stderr: String::from_utf8_lossy(&exec.stderr).trim().to_owned(),
+                    })
+                }
+                Err(error) => unreachable.push(format!("{}: {error}", host.name())),
+            }
+        }
+        Err(SchedError::NoHost(unreachable.join("; ")))
+    }
+}
+
+/// Placements and waits in short, for timeouts.
+fn summary(snapshot: &Snapshot) -> String {
+    let placed: Vec<String> = snapshot
+        .placed
+        .iter()
+        .map(|(instance, (machine, _))| {
+            let phase = snapshot
+                .states
+                .get(instance)
+                .map_or("placed".to_owned(), |state| format!("{:?}", state.phase));
+            format!("{instance} on {machine} ({phase})")
+        })
+        .collect();
+    let waiting: Vec<String> = snapshot
+        .waiting
+        .iter()
+        .map(|(instance, why)| format!("{instance} waits: {why}"))
+        .collect();
+    format!(
+        "machines [{}]; {}; {}",
+        snapshot
+            .machines
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        placed.join(", "),
+        waiting.join("; ")
+    )
+}
