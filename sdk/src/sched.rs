@@ -28,6 +28,8 @@ pub const SCHEDD_PATH: &str = "/usr/local/bin/schedd";
 pub const SCHEDCTL_PATH: &str = "/usr/local/bin/schedctl";
 /// The service name schedd runs under.
 pub const SERVICE: &str = "schedd";
+/// The port each schedd serves its instances' logs on, on the host's data-plane address.
+pub const JOURNAL_PORT: u16 = 7081;
 
 /// How long every host may take to register (guests may be emulated).
 const REGISTER_PATIENCE: Duration = Duration::from_secs(120);
@@ -100,6 +102,20 @@ impl Outcome for Scheduler {
     }
 }
 
+impl Outcome for Snapshot {
+    fn status(&self) -> Status {
+        Status::Ok
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(format!(
+            "{} instances on {} machines",
+            self.placed.len(),
+            self.machines.len()
+        ))
+    }
+}
+
 // Extends `Run` (run.rs) with the scheduler; indexed in `Run`'s doc comment.
 impl Run {
     /// Installs schedd and schedctl on every host (from `bins`), starts schedd as a service
@@ -147,6 +163,7 @@ pub fn service(host: &Host, endpoints: &str, spec: &SchedulerSpec) -> ServiceSpe
         SCHEDD_PATH.to_owned(),
         format!("--endpoints={endpoints}"),
         format!("--machine={}", host.name()),
+        format!("--journal-listen={}:{JOURNAL_PORT}", host.data_ip()),
     ];
     if let Some(metadata) = spec.metadata.get(host.name()) {
         let pairs: Vec<String> = metadata
@@ -187,6 +204,18 @@ impl Scheduler {
             Ok(vec!["stop".to_owned(), unit.to_owned()])
         })
         .map(drop)
+    }
+
+    /// The last `lines` lines of an instance's log, from its machine.
+    pub fn journal(&self, instance: &InstanceId, lines: usize) -> Result<String, SchedError> {
+        let (_, log) = self.schedctl(&format!("journal {instance}"), |_| {
+            Ok(vec![
+                "journal".to_owned(),
+                instance.to_string(),
+                format!("--lines={lines}"),
+            ])
+        })?;
+        Ok(log)
     }
 
     /// Everything the scheduler holds now.

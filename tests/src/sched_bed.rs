@@ -18,6 +18,9 @@ use sinew_sched::unit::{Build, Exec, ExecKind, Resources, UnitSpec};
 use crate::kv_cluster::Server;
 use crate::underlay::{block_on, Underlay};
 
+/// The port each host's schedd serves its journal on.
+pub const JOURNAL_PORT: u16 = 7081;
+
 /// One host's daemon.
 #[derive(Debug)]
 struct Daemon {
@@ -72,10 +75,12 @@ impl SchedBed {
             .create(true)
             .append(true)
             .open(&daemon.log)?;
+        let journal = format!("{}:{JOURNAL_PORT}", self.underlay.hosts[index].address);
         let child = Command::new("ip")
             .args(["netns", "exec", &netns])
             .arg(&self.schedd)
             .args(["--endpoints", &self.underlay.endpoint])
+            .args(["--journal-listen", &journal])
             .args(["--machine", &Self::machine(index)])
             .arg("--state-dir")
             .arg(&daemon.state_dir)
@@ -152,6 +157,16 @@ impl SchedBed {
         (0..self.daemons.len())
             .map(|index| format!("--- h{index} ---\n{}", self.log(index)))
             .collect()
+    }
+
+    /// `schedctl` with `args`, against the bed's store, from the root namespace (which
+    /// reaches every host's journal over the bridge).
+    pub fn schedctl(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.schedd.with_file_name("schedctl"));
+        command
+            .args(["--endpoints", &self.underlay.endpoint])
+            .args(args);
+        command
     }
 
     /// A client of the scheduler's keys.
@@ -260,6 +275,7 @@ pub async fn simulated_machines(client: &SchedClient, count: usize, ttl: i64) ->
             },
             lease: lease.id,
             ttl_s: ttl,
+            journal: None,
         };
         client
             .kv()

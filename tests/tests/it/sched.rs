@@ -145,6 +145,49 @@ fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait()
 }
 
 #[test]
+fn schedctl_journal_prints_and_follows_an_instance_log_from_its_machine() -> Result<()> {
+    let bed = started_bed(2)?;
+    let client = bed.client()?;
+    let unit = bed.shell_unit(
+        "talk",
+        "echo first line; echo on stderr >&2; sleep 1; echo later line; exec sleep 1000",
+    )?;
+    block_on(client.submit(&unit))??;
+    block_on(client.start("talk"))??;
+    bed.wait_for("talk running", PATIENCE, |s| {
+        s.healthy(&InstanceId::replica("talk", 0))
+    })?;
+    let mut follow = bed
+        .schedctl(&["journal", "talk@0", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut followed = String::new();
+    let mut reader = std::io::BufReader::new(follow.stdout.take().context("stdout")?);
+    let started = Instant::now();
+    while !followed.contains("later line") {
+        ensure!(started.elapsed() < PATIENCE, "followed only {followed:?}");
+        std::io::BufRead::read_line(&mut reader, &mut followed)?;
+    }
+    follow.kill()?;
+    follow.wait()?;
+    ensure!(followed.contains("first line\non stderr\n"), "{followed:?}");
+    let last = bed.schedctl(&["journal", "talk@0", "-n", "1"]).output()?;
+    ensure!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&last.stdout), "later line\n");
+    let unplaced = bed.schedctl(&["journal", "nothing@0"]).output()?;
+    assert!(!unplaced.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&unplaced.stderr).trim(),
+        "schedctl: nothing@0 is not placed on any machine"
+    );
+    Ok(())
+}
+
+#[test]
 fn bad_records_are_skipped_naming_the_key_and_the_engine_keeps_placing() -> Result<()> {
     let bed = started_bed(1)?;
     let client = bed.client()?;

@@ -25,6 +25,9 @@ pub struct MachineRecord {
     pub lease: i64,
     /// The lease's time to live, in seconds.
     pub ttl_s: i64,
+    /// Where its agent serves instance logs (`http://address:port`), if it does.
+    #[serde(default)]
+    pub journal: Option<String>,
 }
 
 /// A submitted unit and whether it should run.

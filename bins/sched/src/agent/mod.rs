@@ -14,6 +14,7 @@
 //! lost its placement cannot overwrite what the next machine reports.
 
 pub mod health;
+pub mod journal;
 pub mod lease;
 pub mod supervisor;
 
@@ -141,7 +142,7 @@ impl<'a> MachineAgent<'a> {
             machine: Machine {
                 name: registration.record.id.clone(),
                 arch: registration.record.arch.clone(),
-                log_dir: config.state_dir.join("logs"),
+                log_dir: log_dir(&config.state_dir),
                 sinew_run: config.sinew_run.clone(),
             },
             running: BTreeMap::new(),
@@ -397,6 +398,11 @@ impl<'a> MachineAgent<'a> {
         let running = std::mem::take(&mut self.running);
         futures::future::join_all(running.into_values().map(Supervised::kill)).await;
     }
+}
+
+/// Where the agent keeps instance logs under its state directory.
+pub fn log_dir(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("logs")
 }
 
 fn unix_ms() -> u64 {

@@ -75,6 +75,17 @@ enum Command {
     },
     /// Lists every instance: where it runs and how it is doing.
     ListUnits,
+    /// Prints an instance's log from its machine (its agent's journal server).
+    Journal {
+        /// The instance (`web@0`).
+        instance: InstanceId,
+        /// How many of the last lines.
+        #[arg(long, short = 'n', default_value = "50")]
+        lines: usize,
+        /// Keep printing what it writes.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
     /// Lists the machines.
     ListMachines,
     /// Shows units in detail: spec, instances, why an instance waits or failed.
@@ -151,6 +162,11 @@ async fn run(cli: Cli) -> Result<()> {
         {
             println!("{}", serde_json::to_string(&client.snapshot().await?)?);
         }
+        Command::Journal {
+            instance,
+            lines,
+            follow,
+        } => journal(&client.snapshot().await?, &instance, lines, follow).await?,
         Command::ListUnits => print!("{}", list_units(&client.snapshot().await?)),
         Command::ListMachines => print!("{}", list_machines(&client.snapshot().await?)),
         Command::Status { units } => {
@@ -160,6 +176,59 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Streams an instance's log from its machine's journal server to stdout.
+async fn journal(
+    snapshot: &Snapshot,
+    instance: &InstanceId,
+    lines: usize,
+    follow: bool,
+) -> Result<()> {
+    use http_body_util::BodyExt as _;
+    use std::io::Write as _;
+
+    let (machine, _) = snapshot
+        .placed
+        .get(instance)
+        .with_context(|| format!("{instance} is not placed on any machine"))?;
+    let url = snapshot
+        .machines
+        .get(machine)
+        .and_then(|record| record.journal.clone())
+        .with_context(|| {
+            format!("machine {machine} serves no journal (schedd --journal-listen)")
+        })?;
+    let uri: hyper::Uri = format!("{url}/journal/{instance}?lines={lines}&follow={follow}")
+        .parse()
+        .with_context(|| format!("machine {machine}'s journal URL {url:?}"))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let response = client
+        .get(uri.clone())
+        .await
+        .with_context(|| format!("asking {uri}"))?;
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut stdout = std::io::stdout().lock();
+    let mut refusal = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.with_context(|| format!("reading {uri}"))?;
+        if let Some(data) = frame.data_ref() {
+            if status.is_success() {
+                stdout.write_all(data)?;
+                stdout.flush()?;
+            } else {
+                refusal.extend_from_slice(data);
+            }
+        }
+    }
+    anyhow::ensure!(
+        status.is_success(),
+        "{machine} answered {status}: {}",
+        String::from_utf8_lossy(&refusal).trim()
+    );
     Ok(())
 }
 

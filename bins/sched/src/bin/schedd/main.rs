@@ -71,6 +71,16 @@ struct Cli {
     )]
     sinew_run: PathBuf,
 
+    /// Where the agent serves instance logs for `schedctl journal` (`address:port`); off
+    /// when not given.
+    #[arg(long, env = "SINEW_SCHED_JOURNAL_LISTEN")]
+    journal_listen: Option<std::net::SocketAddr>,
+
+    /// The journal's URL as other machines reach it (default: `http://` and
+    /// `--journal-listen`, unless that listens on every address).
+    #[arg(long, env = "SINEW_SCHED_JOURNAL_URL")]
+    journal_url: Option<String>,
+
     /// What this daemon does.
     #[arg(long, env = "SINEW_SCHED_ROLE", value_enum, default_value = "both")]
     role: Role,
@@ -101,7 +111,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let record = machine_record(&cli)?;
+    let mut record = machine_record(&cli)?;
+    record.journal = match (&cli.journal_url, cli.journal_listen) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(listen)) if !listen.ip().is_unspecified() => Some(format!("http://{listen}")),
+        (None, Some(listen)) => bail!(
+            "--journal-listen {listen} listens on every address; say with --journal-url where other machines reach it"
+        ),
+        (None, None) => None,
+    };
     let client = KvClient::new(&cli.endpoints).context("--endpoints")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -110,6 +128,12 @@ fn run(cli: Cli) -> Result<()> {
     runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        if let Some(listen) = cli.journal_listen.filter(|_| cli.role != Role::Engine) {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("--journal-listen {listen}"))?;
+            tokio::spawn(agent::journal::serve(listener, agent::log_dir(&cli.state_dir)));
+        }
         let (stop, stopping) = watch::channel(false);
         let shutdown = || {
             let mut stopping = stopping.clone();
@@ -202,6 +226,7 @@ fn machine_record(cli: &Cli) -> Result<MachineRecord> {
         },
         lease: 0,
         ttl_s: cli.ttl,
+        journal: None,
     })
 }
 
