@@ -81,8 +81,18 @@ pub enum SchedError {
 pub struct SchedulerSpec {
     /// Metadata by host name (`region=east`).
     pub metadata: BTreeMap<String, BTreeMap<String, String>>,
-    /// The machines' and engine's lease TTL in seconds (schedd's default when `None`).
+    /// The machines' and engine's lease TTL in seconds; by default
+    /// [`default_ttl_s`], long enough to ride out the KV cluster electing a leader.
     pub ttl_s: Option<u32>,
+}
+
+/// The lease TTL that outlasts a leaderless KV cluster deployed by [`Run::deploy_kv`]: an
+/// agent that cannot renew kills its instances before its lease could end, so a TTL shorter
+/// than an election (up to twice the election timeout, plus the vote) would have every
+/// machine stop its instances whenever the KV leader is lost.
+pub fn default_ttl_s() -> u32 {
+    let election = crate::kv::deploy::ELECTION_TIMEOUT;
+    u32::try_from((election * 2).as_secs() + 2).unwrap_or(u32::MAX)
 }
 
 /// A deployed scheduler; cheap to clone.
@@ -172,9 +182,10 @@ pub fn service(host: &Host, endpoints: &str, spec: &SchedulerSpec) -> ServiceSpe
             .collect();
         argv.push(format!("--metadata={}", pairs.join(",")));
     }
-    if let Some(ttl) = spec.ttl_s {
-        argv.push(format!("--ttl={ttl}"));
-    }
+    argv.push(format!(
+        "--ttl={}",
+        spec.ttl_s.unwrap_or_else(default_ttl_s)
+    ));
     ServiceSpec::new(SERVICE, argv)
 }
 

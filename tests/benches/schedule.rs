@@ -21,10 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{ensure, Context, Result};
 use sinew_sched::client::{SchedClient, Snapshot};
 use sinew_sched::engine::{self, EngineConfig};
-use sinew_sched::unit::{HealthCheck, Placement, Probe};
 use sinew_sched::InstanceId;
 use sinew_tests::kv_cluster::{KvCluster, Server};
-use sinew_tests::sched_bed::{simulated_machines, simulated_unit, SchedBed};
+use sinew_tests::sched_bed::{simulated_machines, simulated_unit, spread, tcp_health, SchedBed};
 use sinew_tests::underlay::block_on;
 use sinew_tests::{median, percentile};
 
@@ -64,18 +63,8 @@ fn failover(trials: usize) -> Result<(Vec<f64>, usize)> {
             bed.probe().display()
         ),
     )?;
-    unit.health = Some(HealthCheck {
-        probe: Probe::Tcp { port: 7000 },
-        interval_ms: 100,
-        timeout_ms: 500,
-        failures: 3,
-        start_period_ms: 10_000,
-    });
-    unit.placement = Placement {
-        conflicts: vec!["echo@*".into()],
-        replicas: REPLICAS,
-        ..Placement::default()
-    };
+    unit.health = Some(tcp_health(7000));
+    unit.placement = spread("echo", REPLICAS);
     block_on(client.submit(&unit))??;
     block_on(client.start("echo"))??;
     let mut seconds = Vec::new();

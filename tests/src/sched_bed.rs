@@ -13,7 +13,9 @@ use sinew_proto::kv::PutRequest;
 use sinew_sched::client::{SchedClient, Snapshot};
 use sinew_sched::keys;
 use sinew_sched::records::MachineRecord;
-use sinew_sched::unit::{Build, Exec, ExecKind, Resources, UnitSpec};
+use sinew_sched::unit::{
+    Build, Exec, ExecKind, HealthCheck, Placement, Probe, Resources, UnitSpec,
+};
 
 use crate::kv_cluster::Server;
 use crate::underlay::{block_on, Underlay};
@@ -258,6 +260,26 @@ fn unit(name: &str, program: &Path) -> Result<UnitSpec> {
         health: None,
         placement: Default::default(),
     })
+}
+
+/// A quick TCP health check on `port`: every 100 ms, three failures in a row.
+pub fn tcp_health(port: u16) -> HealthCheck {
+    HealthCheck {
+        probe: Probe::Tcp { port },
+        interval_ms: 100,
+        timeout_ms: 500,
+        failures: 3,
+        start_period_ms: 10_000,
+    }
+}
+
+/// `replicas` instances of `unit`, never two on one machine.
+pub fn spread(unit: &str, replicas: u32) -> Placement {
+    Placement {
+        conflicts: vec![format!("{unit}@*")],
+        replicas,
+        ..Placement::default()
+    }
 }
 
 /// Registers `count` simulated machines (`m000`, ...; x86_64 and aarch64 in turn, 4 GiB and

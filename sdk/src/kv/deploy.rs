@@ -21,6 +21,8 @@ pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 /// The service name kvd runs under.
 pub const SERVICE: &str = "kvd";
+/// The members' election timeout (openraft waits up to twice this without a leader).
+pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// How long a new cluster may take to serve its first read (guests may be emulated).
 const HEALTHY_PATIENCE: Duration = Duration::from_secs(120);
@@ -109,7 +111,7 @@ pub fn service(host: &Host, hosts: &[Host]) -> ServiceSpec {
             "--initial-cluster-token=sinew-kv".to_owned(),
             // Emulated guests are slow: a longer election timeout avoids needless elections.
             "--heartbeat-interval=250".to_owned(),
-            "--election-timeout=2500".to_owned(),
+            format!("--election-timeout={}", ELECTION_TIMEOUT.as_millis()),
         ],
     )
 }

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{ensure, Context, Result};
 use sinew_sched::engine::{self, EngineConfig};
-use sinew_sched::unit::{HealthCheck, Placement, Probe, Resources, UnitSpec};
+use sinew_sched::unit::{Resources, UnitSpec};
 use sinew_sched::{keys, InstanceId};
 use sinew_tests::kv_cluster::{KvCluster, Server};
-use sinew_tests::sched_bed::{simulated_machines, simulated_unit, SchedBed};
+use sinew_tests::sched_bed::{simulated_machines, simulated_unit, spread, tcp_health, SchedBed};
 use sinew_tests::underlay::block_on;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -21,18 +21,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// machine.
 fn echo_service(bed: &SchedBed, name: &str, replicas: u32) -> Result<UnitSpec> {
     let mut unit = bed.echo_unit(name, 7000)?;
-    unit.health = Some(HealthCheck {
-        probe: Probe::Tcp { port: 7000 },
-        interval_ms: 100,
-        timeout_ms: 500,
-        failures: 3,
-        start_period_ms: 10_000,
-    });
-    unit.placement = Placement {
-        conflicts: vec![format!("{name}@*")],
-        replicas,
-        ..Placement::default()
-    };
+    unit.health = Some(tcp_health(7000));
+    unit.placement = spread(name, replicas);
     Ok(unit)
 }
 

@@ -113,24 +113,27 @@ impl Registration {
     }
 }
 
-/// Renews every sixth of the TTL, each attempt bounded by that, and reports how far the
-/// lease is known to live.
+/// Renews every sixth of the TTL and reports how far the lease is known to live. An attempt
+/// is never cut short: the client fails over past a dead endpoint on its own (a connect
+/// timeout per endpoint), and only a completed attempt makes it prefer a live one; the
+/// fencing deadline runs on regardless.
 async fn renew(client: KvClient, lease: i64, ttl: Duration, report: watch::Sender<Liveness>) {
     let every = (ttl / 6).max(Duration::from_millis(100));
+    let mut next = Instant::now() + every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep_until(next).await;
         let sent = Instant::now();
-        match tokio::time::timeout(every * 2, client.lease_keepalive_once(lease)).await {
-            Ok(Ok(answer)) if answer.ttl > 0 => {
+        next = sent + every;
+        match client.lease_keepalive_once(lease).await {
+            Ok(answer) if answer.ttl > 0 => {
                 let ttl = Duration::from_secs(u64::try_from(answer.ttl).unwrap_or(1));
                 report.send_replace(Liveness::Until(sent + ttl));
             }
-            Ok(Ok(_)) => {
+            Ok(_) => {
                 report.send_replace(Liveness::Gone);
                 return;
             }
-            Ok(Err(error)) => tracing::debug!(%error, "lease renewal failed"),
-            Err(_) => tracing::debug!("lease renewal timed out"),
+            Err(error) => tracing::debug!(%error, "lease renewal failed"),
         }
     }
 }
