@@ -93,7 +93,12 @@ fn main() -> anyhow::Result<()> {
     ));
     let crashed = Instant::now();
     run.crash(&lab, &victim)?;
-    let after = run.task("instances placed again and healthy", || {
+    let alive: Vec<Host> = hosts
+        .iter()
+        .filter(|host| host.name() != victim)
+        .cloned()
+        .collect();
+    let replaced = run.task("instances placed again and healthy", || {
         scheduler.wait_until("instances placed again", PATIENCE, |snapshot| {
             [&echo, &batch]
                 .iter()
@@ -104,7 +109,21 @@ fn main() -> anyhow::Result<()> {
                     .values()
                     .all(|(machine, _)| *machine != victim)
         })
-    })?;
+    });
+    let after = match replaced {
+        Ok(after) => after,
+        Err(failed) => {
+            // What the remaining agents and engines saw says why.
+            for host in &alive {
+                let lines = host.service_logs(sinew::sched::SERVICE, 40)?;
+                run.say(format!(
+                    "{host}: schedd's last lines:\n{}",
+                    lines.join("\n")
+                ));
+            }
+            return Err(failed.into());
+        }
+    };
     let took = crashed.elapsed();
     show_placement(&run, &after);
     run.say(format!(
@@ -112,11 +131,6 @@ fn main() -> anyhow::Result<()> {
         moving.join(", "),
         took.as_secs_f64()
     ));
-    let alive: Vec<Host> = hosts
-        .iter()
-        .filter(|host| host.name() != victim)
-        .cloned()
-        .collect();
     answer(&run, &alive, &after, "after")?;
     run.shutdown(lab)?;
     run.finish()?;

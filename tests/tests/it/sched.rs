@@ -178,6 +178,42 @@ fn schedctl_journal_prints_and_follows_an_instance_log_from_its_machine() -> Res
 }
 
 #[test]
+fn a_unit_that_keeps_failing_fails_for_good_and_stays_failed_when_its_machine_is_lost() -> Result<()>
+{
+    let mut bed = started_bed(2)?;
+    let client = bed.client()?;
+    let mut unit = bed.shell_unit("crash", "exit 3")?;
+    unit.restart.max_restarts = 2;
+    block_on(client.submit(&unit))??;
+    block_on(client.start("crash"))??;
+    let crash = InstanceId::replica("crash", 0);
+    let failed = bed.wait_for("crash@0 failed", PATIENCE, |s| {
+        s.failed.contains_key(&crash)
+    })?;
+    assert_eq!(
+        failed.failed[&crash].reason,
+        "exited with code 3, after 2 restarts in a row"
+    );
+    let machine = failed.placed[&crash].0.clone();
+    let index: usize = machine.trim_start_matches('h').parse()?;
+    bed.kill(index)?;
+    let waiting = bed.wait_for("crash@0 not run elsewhere", PATIENCE, |s| {
+        !s.machines.contains_key(&machine) && s.waiting.contains_key(&crash)
+    })?;
+    assert!(!waiting.placed.contains_key(&crash));
+    assert_eq!(
+        waiting.waiting[&crash],
+        "failed: exited with code 3, after 2 restarts in a row; start the unit again to run it"
+    );
+    // Starting it again clears the failure: it is placed and run (and fails) anew.
+    block_on(client.start("crash"))??;
+    bed.wait_for("crash@0 placed again", PATIENCE, |s| {
+        s.placed.contains_key(&crash)
+    })?;
+    Ok(())
+}
+
+#[test]
 fn bad_records_are_skipped_naming_the_key_and_the_engine_keeps_placing() -> Result<()> {
     let bed = started_bed(1)?;
     let client = bed.client()?;

@@ -88,6 +88,12 @@ impl KvClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        // A member that died without closing its connections (a crashed machine) sends
+        // nothing more: TCP keep-alive notices within about 5 s, so a watch waiting on it
+        // resumes elsewhere and a pooled connection to it is dropped.
+        connector.set_keepalive(Some(Duration::from_secs(2)));
+        connector.set_keepalive_interval(Some(Duration::from_secs(1)));
+        connector.set_keepalive_retries(Some(3));
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoints,
@@ -141,10 +147,13 @@ impl KvClient {
                     last = format!("{endpoint}: {reason}");
                 }
                 Err(Attempt::Unanswered(reason)) => {
+                    // The next call starts elsewhere: a dead member's pooled connection
+                    // would otherwise stall every write for the whole timeout.
+                    self.prefer(index + 1);
                     return Err(KvClientError::Ambiguous {
                         endpoint: endpoint.to_owned(),
                         reason,
-                    })
+                    });
                 }
                 Err(Attempt::Refused(error)) if error.try_elsewhere() => last = error.to_string(),
                 Err(Attempt::Refused(error)) => return Err(error),

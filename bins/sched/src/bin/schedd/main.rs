@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
@@ -120,7 +121,11 @@ fn run(cli: Cli) -> Result<()> {
         ),
         (None, None) => None,
     };
-    let client = KvClient::new(&cli.endpoints).context("--endpoints")?;
+    // A member that stopped answering must not hold a request for long: renewals have to
+    // fail over to a live member well within the lease's TTL.
+    let patience = Duration::from_millis(u64::try_from(cli.ttl).unwrap_or(1) * 1000 / 4)
+        .max(Duration::from_millis(500));
+    let client = KvClient::with_timeout(&cli.endpoints, patience).context("--endpoints")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
