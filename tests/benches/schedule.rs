@@ -24,7 +24,6 @@ use sinew_sched::engine::{self, EngineConfig};
 use sinew_sched::InstanceId;
 use sinew_tests::kv_cluster::{KvCluster, Server};
 use sinew_tests::sched_bed::{simulated_machines, simulated_unit, spread, tcp_health, SchedBed};
-use sinew_tests::underlay::block_on;
 use sinew_tests::{median, percentile};
 
 const HOSTS: usize = 4;
@@ -52,7 +51,6 @@ fn failover(trials: usize) -> Result<(Vec<f64>, usize)> {
     for index in 0..HOSTS {
         bed.start(index, &[])?;
     }
-    let client = bed.client()?;
     let starts = bed.dir().join("starts");
     std::fs::create_dir_all(&starts)?;
     let mut unit = bed.shell_unit(
@@ -65,8 +63,7 @@ fn failover(trials: usize) -> Result<(Vec<f64>, usize)> {
     )?;
     unit.health = Some(tcp_health(7000));
     unit.placement = spread("echo", REPLICAS);
-    block_on(client.submit(&unit))??;
-    block_on(client.start("echo"))??;
+    bed.launch(&unit)?;
     let mut seconds = Vec::new();
     let mut double_runs = 0;
     for trial in 0..trials {

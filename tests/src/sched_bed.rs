@@ -176,6 +176,16 @@ impl SchedBed {
         Ok(SchedClient::new(self.underlay.kv()?))
     }
 
+    /// Submits and starts `unit`.
+    pub fn launch(&self, unit: &UnitSpec) -> Result<()> {
+        let client = self.client()?;
+        block_on(async {
+            client.submit(unit).await?;
+            client.start(&unit.name).await
+        })??;
+        Ok(())
+    }
+
     /// A directory that lives as long as the bed.
     pub fn dir(&self) -> &Path {
         self.underlay.dir()

@@ -75,8 +75,7 @@ fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait()
         cpu_millis: 0,
     };
     for unit in [&web, &token_writer, &riscv, &huge] {
-        block_on(client.submit(unit))??;
-        block_on(client.start(&unit.name))??;
+        bed.launch(unit)?;
     }
     let web2 = InstanceId::replica("web", 2);
     let snapshot = bed.wait_for(
@@ -137,13 +136,11 @@ fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait()
 #[test]
 fn schedctl_journal_prints_and_follows_an_instance_log_from_its_machine() -> Result<()> {
     let bed = started_bed(2)?;
-    let client = bed.client()?;
     let unit = bed.shell_unit(
         "talk",
         "echo first line; echo on stderr >&2; sleep 1; echo later line; exec sleep 1000",
     )?;
-    block_on(client.submit(&unit))??;
-    block_on(client.start("talk"))??;
+    bed.launch(&unit)?;
     bed.wait_for("talk running", PATIENCE, |s| {
         s.healthy(&InstanceId::replica("talk", 0))
     })?;
@@ -184,8 +181,7 @@ fn a_unit_that_keeps_failing_fails_for_good_and_stays_failed_when_its_machine_is
     let client = bed.client()?;
     let mut unit = bed.shell_unit("crash", "exit 3")?;
     unit.restart.max_restarts = 2;
-    block_on(client.submit(&unit))??;
-    block_on(client.start("crash"))??;
+    bed.launch(&unit)?;
     let crash = InstanceId::replica("crash", 0);
     let failed = bed.wait_for("crash@0 failed", PATIENCE, |s| {
         s.failed.contains_key(&crash)
@@ -221,8 +217,7 @@ fn bad_records_are_skipped_naming_the_key_and_the_engine_keeps_placing() -> Resu
     block_on(kv.put(keys::unit("garbage"), "{not json"))??;
     block_on(kv.put(format!("{}units/", keys::ROOT), "{}"))??;
     let web = echo_service(&bed, "web", 1)?;
-    block_on(client.submit(&web))??;
-    block_on(client.start("web"))??;
+    bed.launch(&web)?;
     bed.wait_for("web healthy despite the bad records", PATIENCE, |s| {
         s.all_healthy(&replicated("web", 1))
     })?;
@@ -246,9 +241,7 @@ fn bad_records_are_skipped_naming_the_key_and_the_engine_keeps_placing() -> Resu
 #[test]
 fn a_killed_agents_instances_run_elsewhere_within_seconds_and_never_twice() -> Result<()> {
     let mut bed = started_bed(3)?;
-    let client = bed.client()?;
-    block_on(client.submit(&echo_service(&bed, "web", 2)?))??;
-    block_on(client.start("web"))??;
+    bed.launch(&echo_service(&bed, "web", 2)?)?;
     let before = bed.wait_for("web healthy", PATIENCE, |s| {
         s.all_healthy(&replicated("web", 2))
     })?;
@@ -287,7 +280,6 @@ fn a_killed_agents_instances_run_elsewhere_within_seconds_and_never_twice() -> R
 fn a_machine_cut_off_from_the_store_stops_its_instances_before_they_start_elsewhere() -> Result<()>
 {
     let bed = started_bed(3)?;
-    let client = bed.client()?;
     let starts = bed.dir().join("starts");
     std::fs::create_dir_all(&starts)?;
     let unit = bed.shell_unit(
@@ -297,8 +289,7 @@ fn a_machine_cut_off_from_the_store_stops_its_instances_before_they_start_elsewh
             starts.display()
         ),
     )?;
-    block_on(client.submit(&unit))??;
-    block_on(client.start("job"))??;
+    bed.launch(&unit)?;
     let job = InstanceId::replica("job", 0);
     let before = bed.wait_for("job running", PATIENCE, |s| s.healthy(&job))?;
     let (victim, old_token) = before.placed[&job].clone();
@@ -363,9 +354,7 @@ fn an_engine_that_dies_hands_over_without_restarting_anything() -> Result<()> {
     for index in 2..4 {
         bed.start(index, &["--role", "engine"])?;
     }
-    let client = bed.client()?;
-    block_on(client.submit(&echo_service(&bed, "web", 2)?))??;
-    block_on(client.start("web"))??;
+    bed.launch(&echo_service(&bed, "web", 2)?)?;
     let before = bed.wait_for("web healthy", PATIENCE, |s| {
         s.all_healthy(&replicated("web", 2))
     })?;
@@ -377,8 +366,7 @@ fn an_engine_that_dies_hands_over_without_restarting_anything() -> Result<()> {
         s.engine.as_deref() == Some(other.as_str())
     })?;
     // The new engine places what is submitted now, and moved nothing that ran.
-    block_on(client.submit(&echo_service(&bed, "api", 1)?))??;
-    block_on(client.start("api"))??;
+    bed.launch(&echo_service(&bed, "api", 1)?)?;
     let after = bed.wait_for("api healthy", PATIENCE, |s| {
         s.all_healthy(&replicated("api", 1))
     })?;
