@@ -48,10 +48,11 @@ async fn serve(args: Args, config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let server = BootServer::start(listener, config).context("starting the boot server")?;
-    println!("{}/boot.ipxe", server.url());
     let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+    // Announced only now: a SIGHUP before its handler would end the server.
+    println!("{}/boot.ipxe", server.url());
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
