@@ -23,7 +23,9 @@ use sinew_sched::client::{SchedClient, Snapshot};
 use sinew_sched::engine::{self, EngineConfig};
 use sinew_sched::InstanceId;
 use sinew_tests::kv_cluster::{KvCluster, Server};
-use sinew_tests::sched_bed::{simulated_machines, simulated_unit, spread, tcp_health, SchedBed};
+use sinew_tests::sched_bed::{
+    pid_alive, simulated_machines, simulated_unit, spread, tcp_health, SchedBed,
+};
 use sinew_tests::{median, percentile};
 
 const HOSTS: usize = 4;
@@ -172,11 +174,6 @@ fn all_healthy(snapshot: &Snapshot) -> bool {
     let mut unit = simulated_unit("echo");
     unit.placement.replicas = REPLICAS;
     snapshot.all_healthy(&unit)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
 }
 
 /// Units placed per second by one engine: `units` units on `machines` simulated machines.

@@ -272,6 +272,12 @@ fn unit(name: &str, program: &Path) -> Result<UnitSpec> {
     })
 }
 
+/// Whether process `pid` is alive: it exists and is not a zombie waiting to be reaped.
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+}
+
 /// A quick TCP health check on `port`: every 100 ms, three failures in a row.
 pub fn tcp_health(port: u16) -> HealthCheck {
     HealthCheck {

@@ -28,7 +28,7 @@ use crate::cluster::Cluster;
 use crate::instance::InstanceId;
 use crate::keys;
 use crate::placement::{self, Plan, Removal};
-use crate::records::Assignment;
+use crate::records::{to_json, Assignment};
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -328,7 +328,7 @@ impl Writer<'_> {
                     spec: unit.spec.clone(),
                     spec_digest: cluster.view.digest_of(&instance.unit)?,
                 };
-                let value = serde_json::to_vec(&assignment).ok()?;
+                let value = to_json(&assignment);
                 TxnRequest {
                     compare: vec![
                         leading,

@@ -3,7 +3,6 @@
 //! network.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,7 +11,9 @@ use sinew_sched::engine::{self, EngineConfig};
 use sinew_sched::unit::{Resources, UnitSpec};
 use sinew_sched::{keys, InstanceId};
 use sinew_tests::kv_cluster::{KvCluster, Server};
-use sinew_tests::sched_bed::{simulated_machines, simulated_unit, spread, tcp_health, SchedBed};
+use sinew_tests::sched_bed::{
+    pid_alive, simulated_machines, simulated_unit, spread, tcp_health, SchedBed,
+};
 use sinew_tests::underlay::block_on;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -31,12 +32,6 @@ fn replicated(unit: &str, replicas: u32) -> UnitSpec {
     let mut spec = simulated_unit(unit);
     spec.placement.replicas = replicas;
     spec
-}
-
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
 }
 
 fn started_bed(hosts: usize) -> Result<SchedBed> {
