@@ -15,6 +15,7 @@
 //!   client listeners.
 //! * [`gateway`]: etcd's v3 JSON gateway over a [`gateway::Backend`], served beside the v2 API
 //!   on a node's client listener, and [`grpc`]: etcd's gRPC services over the same backend.
+//! * [`daemon`]: a member and its listeners run until SIGTERM, as the `kvd` binary does.
 //!
 //! The binaries are `kvd` (a member, configured with etcd's flags) and `kvctl` (etcdctl's
 //! commands, through `sinew-proto`'s v3 client).
@@ -30,6 +31,7 @@ pub const KVD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod alarm;
 mod base64_bytes;
+pub mod daemon;
 pub mod gateway;
 pub mod grpc;
 pub mod node;

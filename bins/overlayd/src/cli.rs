@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use sinew_overlayd::daemon::{self, Settings};
-use sinew_overlayd::dataplane::{IfaceSelector, Netlink};
+use sinew_overlayd::daemon::Settings;
+use sinew_overlayd::dataplane::IfaceSelector;
 use sinew_overlayd::duration;
-use sinew_overlayd::fastpath::{FastPath, Mode};
+use sinew_overlayd::fastpath::Mode;
 use sinew_proto::overlay::SUBNET_FILE;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
 
 /// flannel's VXLAN overlay: a subnet lease per host in the KV store, a VXLAN device kept
 /// in step with the other hosts' leases, and subnet.env for the container runtime.
@@ -79,43 +77,7 @@ fn settings(cli: &Cli) -> Result<Settings> {
     })
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; the data plane and the lease stay in place,
-/// only the fast path is detached (the kernel's path needs no daemon to keep it right).
+/// Runs the daemon that `cli` describes until SIGTERM or SIGINT.
 pub fn run(cli: Cli) -> Result<()> {
-    let settings = settings(&cli)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-        let mut kernel = Netlink::open().context("opening netlink")?;
-        let mut fast_path = FastPath::open(cli.fast_path).context("--fast-path")?;
-        let (targets, watching) = watch::channel(None);
-        let fast = async {
-            match &mut fast_path {
-                Some(fast_path) => fast_path.run(watching).await,
-                None => std::future::pending().await,
-            }
-        };
-        let outcome = tokio::select! {
-            outcome = daemon::run(&settings, &mut kernel, &targets) => {
-                outcome.context("overlayd cannot run").map(drop)
-            }
-            outcome = fast => outcome.context("--fast-path on").map(drop),
-            _ = terminate.recv() => {
-                tracing::info!("SIGTERM: stopping, leaving the VXLAN device, its entries and the lease in place");
-                Ok(())
-            }
-            _ = interrupt.recv() => {
-                tracing::info!("SIGINT: stopping, leaving the VXLAN device, its entries and the lease in place");
-                Ok(())
-            }
-        };
-        if let Some(fast_path) = &mut fast_path {
-            fast_path.stop().await;
-        }
-        outcome
-    })
+    sinew_overlayd::process::run(&settings(&cli)?, cli.fast_path)
 }

@@ -3,7 +3,8 @@
 //! host's lease keeps a route, a permanent neighbour and an FDB entry on its VXLAN device,
 //! so that containers on any host reach containers on any other.
 //!
-//! The binary is a thin command line over [`daemon::run`]; the kernel is reached through
+//! The binary is a thin command line over [`process::run`], which runs [`daemon::run`] on
+//! the real kernel until SIGTERM; the kernel is reached through
 //! the [`dataplane::Dataplane`] trait, implemented with rtnetlink by
 //! [`dataplane::Netlink`].
 
@@ -17,6 +18,7 @@ pub mod duration;
 pub mod fastpath;
 pub mod ipv4net;
 pub mod lease;
+pub mod process;
 pub mod sync;
 
 /// What the unit tests of several modules share.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use sinew::Arch;
-use sinew_tests::prepared;
+use sinew_tests::{prepared, CROSS_PLAYBOOK};
 
 fn cross_compile_playbook() -> Vec<(Arch, PathBuf)> {
     prepared();
@@ -13,7 +13,13 @@ fn cross_compile_playbook() -> Vec<(Arch, PathBuf)> {
     let target_dir = sinew::build::target_dir(&paths);
     let mut cargo = sinew::build::nested_cargo(&paths.workspace);
     cargo
-        .args(["build", "--release", "--bin", "two-arch", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            CROSS_PLAYBOOK,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for arch in Arch::ALL {
         cargo.args(["--target", arch.rust_target()]);
@@ -26,7 +32,10 @@ fn cross_compile_playbook() -> Vec<(Arch, PathBuf)> {
     Arch::ALL
         .iter()
         .map(|arch| {
-            let path = target_dir.join(arch.rust_target()).join("release/two-arch");
+            let path = target_dir
+                .join(arch.rust_target())
+                .join("release")
+                .join(CROSS_PLAYBOOK);
             let bytes = std::fs::read(&path).expect("playbook binary");
             sinew::build::check_binary(&path, &bytes, *arch)
                 .expect("a static playbook of the right arch");
