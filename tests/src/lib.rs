@@ -17,13 +17,15 @@ pub mod sched_bed;
 pub mod underlay;
 
 /// Guest binaries the guest tests need, built for both architectures in one cargo call.
-pub const GUEST_BINS: [&str; 6] = [
+pub const GUEST_BINS: [&str; 8] = [
     "sinew-init",
     "sinew-probe",
     "kvd",
     "kvctl",
     "sinew-run",
     "overlayd",
+    "schedd",
+    "schedctl",
 ];
 
 /// The playbook that a test cross-compiles for both architectures and runs.

@@ -8,6 +8,7 @@
 //! * One `schedd` at a time is the engine, elected through a lease. It keeps a view of the
 //!   cluster in memory from one read and a watch ([`engine`]), plans with [`placement::plan`]
 //!   and writes assignments under each machine's lease ([`keys`] has the layout).
+//! * [`daemon`] runs the agent, the engine or both until SIGTERM, as `schedd` does.
 //! * `schedctl` is fleetctl: it submits, starts, stops and destroys units and lists machines,
 //!   units and their states.
 
@@ -15,6 +16,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod daemon;
 pub mod engine;
 pub mod placement;
 

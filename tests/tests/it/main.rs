@@ -13,4 +13,5 @@ mod overlay;
 mod playbook;
 mod present;
 mod sched;
+mod sched_guests;
 mod vm;

@@ -350,7 +350,7 @@ fn open_log(log_dir: &Path, instance: &InstanceId) -> std::io::Result<std::fs::F
         .create(true)
         .append(true)
         .open(&path)?;
-    let now = humantime_now();
+    let now = unix_time_now();
     std::io::Write::write_all(
         &mut file,
         format!("-- {instance} starting at {now} --\n").as_bytes(),
@@ -359,7 +359,7 @@ fn open_log(log_dir: &Path, instance: &InstanceId) -> std::io::Result<std::fs::F
 }
 
 /// Seconds since the Unix epoch, for the log's start lines.
-fn humantime_now() -> String {
+fn unix_time_now() -> String {
     let since = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();

@@ -9,13 +9,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use sinew_proto::kv::KvClient;
-use sinew_sched::agent::{self, AgentConfig};
-use sinew_sched::engine::{self, EngineConfig};
+use sinew_sched::agent::AgentConfig;
+use sinew_sched::daemon::{self, DaemonConfig};
+use sinew_sched::engine::EngineConfig;
 use sinew_sched::records::MachineRecord;
 use sinew_sched::unit::{check_name, Resources};
 use sinew_support::logging::Logging;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
 
 /// fleet's daemon: registers this machine in the KV store, runs the instances placed on it,
 /// and takes its turn as the engine that places them.
@@ -126,64 +125,22 @@ fn run(cli: Cli) -> Result<()> {
     let patience = Duration::from_millis(u64::try_from(cli.ttl).unwrap_or(1) * 1000 / 4)
         .max(Duration::from_millis(500));
     let client = KvClient::with_timeout(&cli.endpoints, patience).context("--endpoints")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-        if let Some(listen) = cli.journal_listen.filter(|_| cli.role != Role::Engine) {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("--journal-listen {listen}"))?;
-            tokio::spawn(agent::journal::serve(listener, agent::log_dir(&cli.state_dir)));
-        }
-        let (stop, stopping) = watch::channel(false);
-        let shutdown = || {
-            let mut stopping = stopping.clone();
-            async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
-            }
-        };
-        let engine = async {
-            if cli.role == Role::Agent {
-                return Ok(());
-            }
-            let config = EngineConfig {
-                name: record.id.clone(),
-                ttl_s: cli.ttl,
-                ..EngineConfig::default()
-            };
-            engine::run(client.clone(), config, shutdown()).await;
-            anyhow::Ok(())
-        };
-        let agent = async {
-            if cli.role == Role::Engine {
-                return Ok(());
-            }
-            let config = AgentConfig {
-                record: record.clone(),
-                state_dir: cli.state_dir.clone(),
-                sinew_run: cli.sinew_run.clone(),
-            };
-            agent::run(client.clone(), config, shutdown()).await;
-            anyhow::Ok(())
-        };
-        let signals = async {
-            tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM: stopping instances, stepping down"),
-                _ = interrupt.recv() => tracing::info!("SIGINT: stopping instances, stepping down"),
-            }
-            stop.send_replace(true);
-        };
-        let work = async { tokio::try_join!(engine, agent) };
-        tokio::pin!(work);
-        tokio::select! {
-            done = &mut work => done.map(drop),
-            () = signals => work.await.map(drop),
-        }
-    })
+    let engine = (cli.role != Role::Agent).then(|| EngineConfig {
+        name: record.id.clone(),
+        ttl_s: cli.ttl,
+        ..EngineConfig::default()
+    });
+    let agent = (cli.role != Role::Engine).then(|| AgentConfig {
+        record,
+        state_dir: cli.state_dir.clone(),
+        sinew_run: cli.sinew_run.clone(),
+    });
+    let config = DaemonConfig {
+        journal_listen: cli.journal_listen.filter(|_| agent.is_some()),
+        agent,
+        engine,
+    };
+    daemon::run(client, config)
 }
 
 fn machine_record(cli: &Cli) -> Result<MachineRecord> {
