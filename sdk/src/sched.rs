@@ -5,7 +5,7 @@
 //! answers (the KV store is on the data plane, which the playbook's machine does not
 //! reach). Unit specs and records are `sinew_proto::sched`'s, re-exported here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 pub use sinew_proto::sched::client::Snapshot;
@@ -20,6 +20,7 @@ use crate::build::{Artifacts, BuildError};
 use crate::host::{Host, HostError};
 use crate::kv::KvDeployment;
 use crate::outcome::{Outcome, Status};
+use crate::Arch;
 use crate::{Run, ServiceSpec, TaskFailed};
 
 /// Where schedd is installed on a host.
@@ -93,6 +94,27 @@ pub struct SchedulerSpec {
 pub fn default_ttl_s() -> u32 {
     let election = crate::kv::deploy::ELECTION_TIMEOUT;
     u32::try_from((election * 2).as_secs() + 2).unwrap_or(u32::MAX)
+}
+
+/// A unit's exec: the static binary `name` from `bins`, for every architecture `bins` was
+/// built for, installed at `path` on the hosts of that architecture (with its digest, which
+/// the agent checks before it starts it).
+pub fn binary_exec(bins: &Artifacts, name: &str, path: &str) -> Result<Exec, BuildError> {
+    let archs: BTreeSet<Arch> = bins.iter().map(|artifact| artifact.arch).collect();
+    let builds = archs
+        .into_iter()
+        .map(|arch| {
+            Ok(Build {
+                arch: arch.to_string(),
+                path: path.to_owned(),
+                sha256: bins.get(name, arch)?.sha256.clone(),
+            })
+        })
+        .collect::<Result<_, BuildError>>()?;
+    Ok(Exec {
+        kind: ExecKind::Binary,
+        builds,
+    })
 }
 
 /// A deployed scheduler; cheap to clone.

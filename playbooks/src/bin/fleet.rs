@@ -11,10 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sinew::sched::{
-    Build as UnitBuild, Exec, ExecKind, HealthCheck, Placement, Probe, SchedulerSpec, Snapshot,
-    UnitSpec,
-};
+use sinew::sched::{binary_exec, HealthCheck, Placement, Probe, SchedulerSpec, Snapshot, UnitSpec};
 use sinew::{Arch, Artifacts, Build, Host, LabSpec, MachineSpec, Run};
 
 /// Where the probe is installed on every guest.
@@ -137,28 +134,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The probe's builds for both architectures, as a unit runs them.
-fn probe_exec(bins: &Artifacts) -> anyhow::Result<Exec> {
-    let builds = [Arch::X86_64, Arch::Aarch64]
-        .into_iter()
-        .map(|arch| {
-            Ok(UnitBuild {
-                arch: arch.to_string(),
-                path: PROBE_PATH.to_owned(),
-                sha256: bins.get("sinew-probe", arch)?.sha256.clone(),
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Exec {
-        kind: ExecKind::Binary,
-        builds,
-    })
-}
-
 fn probe_unit(bins: &Artifacts, name: &str, port: u16) -> anyhow::Result<UnitSpec> {
     Ok(UnitSpec {
         name: name.to_owned(),
-        exec: probe_exec(bins)?,
+        exec: binary_exec(bins, "sinew-probe", PROBE_PATH)?,
         args: vec!["echo-server".to_owned(), port.to_string()],
         env: Default::default(),
         restart: Default::default(),

@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use sinew::sched::{
-    Build as UnitBuild, Exec, ExecKind, HealthCheck, InstanceId, Probe, SchedulerSpec, UnitSpec,
-};
+use sinew::sched::{binary_exec, HealthCheck, InstanceId, Probe, SchedulerSpec, UnitSpec};
 use sinew::{Arch, Artifacts, Build, LabSpec, MachineSpec};
 use sinew_tests::{prepared, run};
 
@@ -18,22 +16,9 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The probe's echo server on `port`, from the build for each guest's architecture.
 fn echo_unit(bins: &Artifacts, name: &str, port: u16) -> Result<UnitSpec> {
-    let builds = Arch::ALL
-        .into_iter()
-        .map(|arch| {
-            Ok(UnitBuild {
-                arch: arch.to_string(),
-                path: PROBE_PATH.to_owned(),
-                sha256: bins.get("sinew-probe", arch)?.sha256.clone(),
-            })
-        })
-        .collect::<Result<_>>()?;
     Ok(UnitSpec {
         name: name.to_owned(),
-        exec: Exec {
-            kind: ExecKind::Binary,
-            builds,
-        },
+        exec: binary_exec(bins, "sinew-probe", PROBE_PATH)?,
         args: vec!["echo-server".to_owned(), port.to_string()],
         env: BTreeMap::default(),
         restart: Default::default(),
