@@ -22,7 +22,7 @@ pub struct DaemonConfig {
     pub agent: Option<AgentConfig>,
     /// The engine's configuration, when this schedd stands for election to place them.
     pub engine: Option<EngineConfig>,
-    /// Where the agent serves its instances' logs, if anywhere.
+    /// Where the agent serves its instances' logs, if anywhere (unused without an agent).
     pub journal_listen: Option<SocketAddr>,
 }
 

@@ -136,7 +136,7 @@ fn run(cli: Cli) -> Result<()> {
         sinew_run: cli.sinew_run.clone(),
     });
     let config = DaemonConfig {
-        journal_listen: cli.journal_listen.filter(|_| agent.is_some()),
+        journal_listen: cli.journal_listen,
         agent,
         engine,
     };
