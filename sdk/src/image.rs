@@ -19,6 +19,7 @@ use crate::build::{Artifacts, BuildError as ArtifactError};
 use crate::host::{Host, HostError};
 use crate::outcome::{Outcome, Status};
 use crate::{Arch, Run, TaskFailed};
+use sinew_vm::ArchError;
 
 /// Where `sinew-run` is installed on a host.
 pub const SINEW_RUN_PATH: &str = "/usr/local/bin/sinew-run";
@@ -58,6 +59,9 @@ pub enum ImageError {
     /// A host refused a step.
     #[error(transparent)]
     Host(#[from] HostError),
+    /// The image builder named an architecture sinew does not boot.
+    #[error(transparent)]
+    Arch(#[from] ArchError),
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
@@ -193,7 +197,7 @@ pub struct SignedImage {
     /// Digest of the signed top-level blob, `sha256:...`; empty in a dry run.
     pub digest: String,
     /// `(architecture, manifest digest)` for each architecture.
-    pub manifests: Vec<(String, String)>,
+    pub manifests: Vec<(Arch, String)>,
     status: Status,
 }
 
@@ -206,7 +210,7 @@ impl Outcome for SignedImage {
         let arches: Vec<&str> = self
             .manifests
             .iter()
-            .map(|(arch, _)| arch.as_str())
+            .map(|(arch, _)| arch.uname_machine())
             .collect();
         Some(format!("{} ({})", self.digest, arches.join(", ")))
     }
@@ -273,8 +277,8 @@ pub fn build_signed(
         manifests: built
             .manifests
             .iter()
-            .map(|(arch, digest)| (arch.clone(), digest.to_string()))
-            .collect(),
+            .map(|(arch, digest)| Ok((arch.parse()?, digest.to_string())))
+            .collect::<Result<_, ArchError>>()?,
         status,
     })
 }

@@ -6,8 +6,8 @@ use std::thread;
 
 use clap::{ArgAction, Parser};
 use sinew_support::logging::Logging;
+use sinew_support::stop::{StopSignal, StopSignals};
 use tokio::runtime::Runtime;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::janitor;
 use crate::outcome::{BoxError, Outcome, Status, TaskFailed};
@@ -297,23 +297,21 @@ where
 fn watch_signals(ctx: &Arc<Ctx>) {
     let weak = Arc::downgrade(ctx);
     ctx.runtime.spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let Ok(mut stop) = StopSignals::install() else {
             tracing::warn!("cannot watch SIGINT/SIGTERM; an interrupted run relies on PDEATHSIG");
             return;
         };
-        let (name, code) = tokio::select! {
-            _ = int.recv() => ("interrupted", 130),
-            _ = term.recv() => ("terminated", 143),
+        let signal = stop.recv().await;
+        let name = match signal {
+            StopSignal::Interrupt => "interrupted",
+            StopSignal::Terminate => "terminated",
         };
         let killed = janitor::sweep();
         if let Some(ctx) = weak.upgrade() {
             ctx.reporter
                 .line(&format!("{}: {name}, stopped {killed} guest(s)", ctx.name));
         }
-        std::process::exit(code);
+        std::process::exit(i32::from(signal.exit_code()));
     });
 }
 

@@ -14,10 +14,12 @@ pub use sinew_proto::sched::unit::{
     Build, Exec, ExecKind, HealthCheck, Placement, Probe, Resources, Restart, UnitSpec,
 };
 pub use sinew_proto::sched::{InstanceId, Slot};
+use sinew_proto::Sha256Digest;
 use thiserror::Error;
 
 use crate::build::{Artifacts, BuildError};
 use crate::host::{Host, HostError};
+use crate::image::{host_archive_path, ImageError, SignedImage};
 use crate::kv::KvDeployment;
 use crate::outcome::{Outcome, Status};
 use crate::Arch;
@@ -113,6 +115,32 @@ pub fn binary_exec(bins: &Artifacts, name: &str, path: &str) -> Result<Exec, Bui
         .collect::<Result<_, BuildError>>()?;
     Ok(Exec {
         kind: ExecKind::Binary,
+        builds,
+    })
+}
+
+/// A unit's exec for a signed image, on the hosts where [`Run::install_image`] put it (at
+/// [`host_archive_path`]): a build per architecture the image covers, each the archive with
+/// its digest. The agent checks the digest, has sinew-run verify the signature against the
+/// keys the host trusts, and runs the image's build for the host, on the host's network.
+pub fn image_exec(image: &SignedImage) -> Result<Exec, ImageError> {
+    let (_, digest) = Sha256Digest::of_file(&image.archive).map_err(|source| ImageError::Io {
+        action: "hashing",
+        path: image.archive.clone(),
+        source,
+    })?;
+    let path = host_archive_path(image);
+    let builds = image
+        .manifests
+        .iter()
+        .map(|(arch, _)| Build {
+            arch: arch.to_string(),
+            path: path.clone(),
+            sha256: digest.to_hex(),
+        })
+        .collect();
+    Ok(Exec {
+        kind: ExecKind::Container,
         builds,
     })
 }

@@ -1,6 +1,7 @@
 //! A test bed for the scheduler on one machine: the hosts of an [`Underlay`] (kvd on the
-//! bridge), `schedd` in each host as its machine `h<index>`, and units whose programs are
-//! the workspace's `sinew-probe` or the host's `/bin/sh`. Hosts can be killed (the daemon,
+//! bridge), `schedd` in each host as its machine `h<index>` with the workspace's
+//! `sinew-run` for container units (a state directory per host), and units whose programs
+//! are the workspace's `sinew-probe` or the host's `/bin/sh`. Hosts can be killed (the daemon,
 //! with SIGKILL), stopped (SIGTERM), paused and cut off the underlay.
 
 use std::fs::OpenOptions;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use sinew_proto::kv::PutRequest;
+use sinew_proto::Sha256Digest;
 use sinew_sched::client::{SchedClient, Snapshot};
 use sinew_sched::keys;
 use sinew_sched::records::MachineRecord;
@@ -37,6 +39,7 @@ pub struct SchedBed {
     daemons: Vec<Daemon>,
     schedd: PathBuf,
     probe: PathBuf,
+    sinew_run: PathBuf,
     underlay: Underlay,
 }
 
@@ -56,8 +59,14 @@ impl SchedBed {
             daemons,
             schedd: bins.join("schedd"),
             probe: bins.join("sinew-probe"),
+            sinew_run: bins.join("sinew-run"),
             underlay,
         })
+    }
+
+    /// Host `index`'s address on the underlay, which the root namespace reaches.
+    pub fn address(&self, index: usize) -> std::net::Ipv4Addr {
+        self.underlay.hosts[index].address
     }
 
     /// Host `index`'s machine name.
@@ -78,15 +87,20 @@ impl SchedBed {
             .append(true)
             .open(&daemon.log)?;
         let journal = format!("{}:{JOURNAL_PORT}", self.underlay.hosts[index].address);
-        let child = Command::new("ip")
-            .args(["netns", "exec", &netns])
+        // nsenter rather than `ip netns exec`, which mounts a sysfs of the namespace's own
+        // without the cgroup hierarchies that sinew-run needs for a container's limits.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
             .arg(&self.schedd)
             .args(["--endpoints", &self.underlay.endpoint])
             .args(["--journal-listen", &journal])
             .args(["--machine", &Self::machine(index)])
             .arg("--state-dir")
             .arg(&daemon.state_dir)
+            .arg("--sinew-run")
+            .arg(&self.sinew_run)
             .args(args)
+            .env("SINEW_RUN_DIR", sinew_run_dir(&daemon.state_dir))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -171,6 +185,17 @@ impl SchedBed {
         command
     }
 
+    /// `sinew-run` on host `index`'s state (its trusted keys, image store and containers),
+    /// from the root namespace.
+    pub fn sinew_run(&self, index: usize) -> Command {
+        let mut command = Command::new(&self.sinew_run);
+        command.env(
+            "SINEW_RUN_DIR",
+            sinew_run_dir(&self.daemons[index].state_dir),
+        );
+        command
+    }
+
     /// A client of the scheduler's keys.
     pub fn client(&self) -> Result<SchedClient> {
         Ok(SchedClient::new(self.underlay.kv()?))
@@ -241,6 +266,10 @@ impl SchedBed {
     }
 }
 
+fn sinew_run_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("sinew-run")
+}
+
 fn signal(child: &Child, signal: nix::sys::signal::Signal) -> Result<()> {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
     nix::sys::signal::kill(pid, signal)?;
@@ -251,25 +280,19 @@ fn signal(child: &Child, signal: nix::sys::signal::Signal) -> Result<()> {
 fn unit(name: &str, program: &Path) -> Result<UnitSpec> {
     let program =
         std::fs::canonicalize(program).with_context(|| format!("finding {}", program.display()))?;
-    let sha256 = sinew_sched::agent::supervisor::file_digest(&program)
-        .with_context(|| format!("hashing {}", program.display()))?;
-    Ok(UnitSpec {
-        name: name.to_owned(),
-        exec: Exec {
-            kind: ExecKind::Binary,
-            builds: vec![Build {
-                arch: std::env::consts::ARCH.to_owned(),
-                path: program.display().to_string(),
-                sha256,
-            }],
-        },
-        args: Vec::new(),
-        env: Default::default(),
-        restart: Default::default(),
-        resources: Default::default(),
-        health: None,
-        placement: Default::default(),
-    })
+    let sha256 = Sha256Digest::of_file(&program)
+        .with_context(|| format!("hashing {}", program.display()))?
+        .1
+        .to_hex();
+    let exec = Exec {
+        kind: ExecKind::Binary,
+        builds: vec![Build {
+            arch: std::env::consts::ARCH.to_owned(),
+            path: program.display().to_string(),
+            sha256,
+        }],
+    };
+    Ok(UnitSpec::new(name, exec))
 }
 
 /// Whether process `pid` is alive: it exists and is not a zombie waiting to be reaped.
@@ -281,11 +304,10 @@ pub fn pid_alive(pid: u32) -> bool {
 /// A quick TCP health check on `port`: every 100 ms, three failures in a row.
 pub fn tcp_health(port: u16) -> HealthCheck {
     HealthCheck {
-        probe: Probe::Tcp { port },
         interval_ms: 100,
         timeout_ms: 500,
-        failures: 3,
         start_period_ms: 10_000,
+        ..HealthCheck::new(Probe::Tcp { port })
     }
 }
 
@@ -336,19 +358,11 @@ pub fn simulated_unit(name: &str) -> UnitSpec {
         path: "/opt/app".into(),
         sha256: "ab".repeat(32),
     };
-    UnitSpec {
-        name: name.into(),
-        exec: Exec {
-            kind: ExecKind::Binary,
-            builds: vec![build("x86_64"), build("aarch64")],
-        },
-        args: Vec::new(),
-        env: Default::default(),
-        restart: Default::default(),
-        resources: Resources::default(),
-        health: None,
-        placement: Default::default(),
-    }
+    let exec = Exec {
+        kind: ExecKind::Binary,
+        builds: vec![build("x86_64"), build("aarch64")],
+    };
+    UnitSpec::new(name, exec)
 }
 
 impl Drop for SchedBed {

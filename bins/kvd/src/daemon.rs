@@ -5,7 +5,7 @@
 //! their whole call tree again.
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{signal, SignalKind};
+use sinew_support::stop::StopSignals;
 
 use crate::node::{ClientApi, Node, NodeConfig};
 
@@ -18,8 +18,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
 }
 
 async fn serve(config: NodeConfig) -> Result<()> {
-    let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    let mut stop = StopSignals::install().context("watching SIGTERM and SIGINT")?;
     let node = Node::start(config.clone())
         .await
         .with_context(|| format!("starting member {:?}", config.name))?;
@@ -33,10 +32,7 @@ async fn serve(config: NodeConfig) -> Result<()> {
         data_dir = %config.data_dir.display(),
         "kvd ready"
     );
-    let signal = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    };
+    let signal = stop.recv().await.name();
     tracing::info!(signal, "shutting down");
     clients.finish().await;
     node.shutdown().await;

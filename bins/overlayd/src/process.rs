@@ -6,7 +6,7 @@
 //! again.
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{signal, SignalKind};
+use sinew_support::stop::StopSignals;
 use tokio::sync::watch;
 
 use crate::daemon::{self, Settings};
@@ -24,8 +24,7 @@ pub fn run(settings: &Settings, fast_path: Mode) -> Result<()> {
 }
 
 async fn serve(settings: &Settings, fast_path: Mode) -> Result<()> {
-    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut stop = StopSignals::install().context("handling SIGTERM and SIGINT")?;
     let mut kernel = Netlink::open().context("opening netlink")?;
     let mut fast_path = FastPath::open(fast_path).context("--fast-path")?;
     let (targets, watching) = watch::channel(None);
@@ -40,12 +39,8 @@ async fn serve(settings: &Settings, fast_path: Mode) -> Result<()> {
             outcome.context("overlayd cannot run").map(drop)
         }
         outcome = fast => outcome.context("--fast-path on").map(drop),
-        _ = terminate.recv() => {
-            tracing::info!("SIGTERM: stopping, leaving the VXLAN device, its entries and the lease in place");
-            Ok(())
-        }
-        _ = interrupt.recv() => {
-            tracing::info!("SIGINT: stopping, leaving the VXLAN device, its entries and the lease in place");
+        signal = stop.recv() => {
+            tracing::info!(signal = signal.name(), "stopping, leaving the VXLAN device, its entries and the lease in place");
             Ok(())
         }
     };

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use sinew_proto::kv::KvClient;
-use tokio::signal::unix::{signal, SignalKind};
+use sinew_support::stop::StopSignals;
 use tokio::sync::watch;
 
 use crate::agent::{self, AgentConfig};
@@ -37,8 +37,7 @@ pub fn run(client: KvClient, config: DaemonConfig) -> Result<()> {
 }
 
 async fn serve(client: KvClient, config: DaemonConfig) -> Result<()> {
-    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut stop_signals = StopSignals::install().context("handling SIGTERM and SIGINT")?;
     if let (Some(listen), Some(agent)) = (config.journal_listen, &config.agent) {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -66,10 +65,8 @@ async fn serve(client: KvClient, config: DaemonConfig) -> Result<()> {
         }
     };
     let signals = async {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM: stopping instances, stepping down"),
-            _ = interrupt.recv() => tracing::info!("SIGINT: stopping instances, stepping down"),
-        }
+        let signal = stop_signals.recv().await;
+        tracing::info!(signal = signal.name(), "stopping instances, stepping down");
         stop.send_replace(true);
     };
     let work = async { tokio::join!(engine, agent) };

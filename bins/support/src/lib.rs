@@ -1,7 +1,9 @@
 //! What every sinew process does the same way: an error and its causes on one line
-//! ([`error_chain`]), back-off between restarts ([`backoff::Backoff`]), logging to stderr ([`logging::Logging`]), free loopback ports for a
-//! server started a moment later ([`ports`]), and, with the `netlink` feature, errors of
-//! rtnetlink requests that say what was being done ([`netlink`]).
+//! ([`error_chain`]), back-off between restarts ([`backoff::Backoff`]), logging to stderr
+//! ([`logging::Logging`]), free loopback ports for a server started a moment later
+//! ([`ports`]), the signals that ask a process to stop ([`stop::StopSignals`]), and, with
+//! the `netlink` feature, errors of rtnetlink requests that say what was being done
+//! ([`netlink`]).
 
 #![warn(missing_docs)]
 
@@ -11,5 +13,6 @@ pub mod logging;
 #[cfg(feature = "netlink")]
 pub mod netlink;
 pub mod ports;
+pub mod stop;
 
 pub use error_chain::error_chain;

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sinew::sched::{binary_exec, HealthCheck, Placement, Probe, SchedulerSpec, Snapshot, UnitSpec};
+use sinew::sched::{binary_exec, HealthCheck, Probe, SchedulerSpec, Snapshot, UnitSpec};
 use sinew::{Arch, Artifacts, Build, Host, LabSpec, MachineSpec, Run};
 
 /// Where the probe is installed on every guest.
@@ -135,22 +135,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn probe_unit(bins: &Artifacts, name: &str, port: u16) -> anyhow::Result<UnitSpec> {
-    Ok(UnitSpec {
-        name: name.to_owned(),
-        exec: binary_exec(bins, "sinew-probe", PROBE_PATH)?,
-        args: vec!["echo-server".to_owned(), port.to_string()],
-        env: Default::default(),
-        restart: Default::default(),
-        resources: Default::default(),
-        health: Some(HealthCheck {
-            probe: Probe::Tcp { port },
-            interval_ms: 250,
-            timeout_ms: 1000,
-            failures: 3,
-            start_period_ms: 30_000,
-        }),
-        placement: Placement::default(),
-    })
+    let mut unit = UnitSpec::new(name, binary_exec(bins, "sinew-probe", PROBE_PATH)?);
+    unit.args = vec!["echo-server".to_owned(), port.to_string()];
+    unit.health = Some(HealthCheck::new(Probe::Tcp { port }));
+    Ok(unit)
 }
 
 /// Two echo servers, never two on one machine.

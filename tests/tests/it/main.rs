@@ -13,5 +13,6 @@ mod overlay;
 mod playbook;
 mod present;
 mod sched;
+mod sched_containers;
 mod sched_guests;
 mod vm;

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{ensure, Context, Result};
+use sinew_sched::client::Snapshot;
 use sinew_sched::engine::{self, EngineConfig};
-use sinew_sched::unit::{Resources, UnitSpec};
+use sinew_sched::records::Phase;
+use sinew_sched::unit::{HealthCheck, Probe, Resources, RestartPolicy, UnitSpec};
 use sinew_sched::{keys, InstanceId};
 use sinew_tests::kv_cluster::{KvCluster, Server};
 use sinew_tests::sched_bed::{
@@ -201,6 +203,86 @@ fn a_unit_that_keeps_failing_fails_for_good_and_stays_failed_when_its_machine_is
     bed.wait_for("crash@0 placed again", PATIENCE, |s| {
         s.placed.contains_key(&crash)
     })?;
+    Ok(())
+}
+
+#[test]
+fn command_and_http_checks_decide_health_restart_an_unhealthy_instance_and_fail_one_never_healthy(
+) -> Result<()> {
+    let bed = started_bed(1)?;
+    let ready = bed.dir().join("ready");
+    let mut unit = bed.shell_unit("cmd", "exec sleep 1000")?;
+    unit.health = Some(HealthCheck {
+        interval_ms: 100,
+        start_period_ms: 60_000,
+        ..HealthCheck::new(Probe::Command {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("test -e {}", ready.display()),
+            ],
+        })
+    });
+    bed.launch(&unit)?;
+    let cmd = InstanceId::replica("cmd", 0);
+    let state = |s: &Snapshot| s.states.get(&cmd).cloned();
+    bed.wait_for("cmd@0 running", PATIENCE, |s| {
+        state(s).is_some_and(|state| state.phase == Phase::Running)
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    let starting = state(&bed.snapshot()?).context("cmd@0's state")?;
+    ensure!(
+        !starting.healthy,
+        "healthy before its check passed: {starting:?}"
+    );
+    std::fs::write(&ready, "")?;
+    let healthy = bed.wait_for("cmd@0 healthy once its command passes", PATIENCE, |s| {
+        s.healthy(&cmd)
+    })?;
+    let first = state(&healthy).context("cmd@0's state")?;
+    std::fs::remove_file(&ready)?;
+    let restarted = bed.wait_for("cmd@0 restarted after 3 failed checks", PATIENCE, |s| {
+        state(s).is_some_and(|state| state.restarts == 1 && state.pid.is_some())
+    })?;
+    let second = state(&restarted).context("cmd@0's state")?;
+    ensure!(second.pid != first.pid, "the same process: {second:?}");
+    ensure!(
+        !pid_alive(first.pid.context("a pid")?),
+        "the unhealthy process lives on"
+    );
+    ensure!(
+        bed.log(0).contains(&format!(
+            "health check failed 3 times in a row: (/bin/sh -c test -e {}): ended: exit status: 1",
+            ready.display()
+        )),
+        "{}",
+        bed.log(0)
+    );
+
+    // A real HTTP server answering 404 on the checked path never becomes healthy.
+    let www = bed.dir().join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("index.html"), "here\n")?;
+    let mut web = bed.shell_unit(
+        "web",
+        &format!("exec /bin/busybox httpd -f -p 7301 -h {}", www.display()),
+    )?;
+    web.restart.policy = RestartPolicy::Never;
+    web.health = Some(HealthCheck {
+        interval_ms: 100,
+        start_period_ms: 1500,
+        ..HealthCheck::new(Probe::Http {
+            port: 7301,
+            path: "/missing".into(),
+        })
+    });
+    bed.launch(&web)?;
+    let web0 = InstanceId::replica("web", 0);
+    let failed = bed.wait_for("web@0 failed", PATIENCE, |s| s.failed.contains_key(&web0))?;
+    assert_eq!(
+        failed.failed[&web0].reason,
+        "never healthy within 1.5s: (GET http://127.0.0.1:7301/missing): answered 404 Not Found"
+    );
     Ok(())
 }
 

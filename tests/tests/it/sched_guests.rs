@@ -16,22 +16,13 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The probe's echo server on `port`, from the build for each guest's architecture.
 fn echo_unit(bins: &Artifacts, name: &str, port: u16) -> Result<UnitSpec> {
-    Ok(UnitSpec {
-        name: name.to_owned(),
-        exec: binary_exec(bins, "sinew-probe", PROBE_PATH)?,
-        args: vec!["echo-server".to_owned(), port.to_string()],
-        env: BTreeMap::default(),
-        restart: Default::default(),
-        resources: Default::default(),
-        health: Some(HealthCheck {
-            probe: Probe::Tcp { port },
-            interval_ms: 250,
-            timeout_ms: 1000,
-            failures: 3,
-            start_period_ms: 60_000,
-        }),
-        placement: Default::default(),
-    })
+    let mut unit = UnitSpec::new(name, binary_exec(bins, "sinew-probe", PROBE_PATH)?);
+    unit.args = vec!["echo-server".to_owned(), port.to_string()];
+    unit.health = Some(HealthCheck {
+        start_period_ms: 60_000,
+        ..HealthCheck::new(Probe::Tcp { port })
+    });
+    Ok(unit)
 }
 
 #[test]

@@ -202,6 +202,17 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
+    /// `probe` with the defaults a spec file gets when it names only the probe.
+    pub fn new(probe: Probe) -> Self {
+        Self {
+            probe,
+            interval_ms: Self::default_interval(),
+            timeout_ms: Self::default_timeout(),
+            failures: Self::default_failures(),
+            start_period_ms: Self::default_start_period(),
+        }
+    }
+
     fn default_interval() -> u64 {
         250
     }
@@ -297,6 +308,21 @@ impl Default for Placement {
 }
 
 impl UnitSpec {
+    /// A unit named `name` running `exec` once per slot, with no arguments, environment,
+    /// health check or placement rules, restarted as [`Restart`]'s default says.
+    pub fn new(name: impl Into<String>, exec: Exec) -> Self {
+        Self {
+            name: name.into(),
+            exec,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            restart: Restart::default(),
+            resources: Resources::default(),
+            health: None,
+            placement: Placement::default(),
+        }
+    }
+
     /// Reads and checks a spec written in TOML; `source_name` names it in errors.
     pub fn from_toml(text: &str, source_name: &str) -> Result<Self, SpecError> {
         let spec: Self = toml::from_str(text).map_err(|error| SpecError::Parse {

@@ -47,7 +47,7 @@ pub async fn watch(check: Option<&HealthCheck>, mut healthy: impl FnMut(bool)) -
                     );
                 }
                 // Until it first passed, an instance is starting, not failing.
-                if last == Some(true) && failed >= check.failures {
+                if last.is_some() && failed >= check.failures {
                     return format!(
                         "health check failed {failed} times in a row: {} {reason}",
                         describe(&check.probe)
@@ -108,5 +108,42 @@ fn describe(probe: &Probe) -> String {
         Probe::Command { argv } => format!("({}):", argv.join(" ")),
         Probe::Tcp { port } => format!("(tcp 127.0.0.1:{port}):"),
         Probe::Http { port, path } => format!("(GET http://127.0.0.1:{port}{path}):"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    #[tokio::test]
+    async fn an_instance_that_passed_is_failing_after_its_checks_fail_in_a_row() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let check = HealthCheck {
+            interval_ms: 10,
+            start_period_ms: 60_000,
+            ..HealthCheck::new(Probe::Tcp { port })
+        };
+        let (seen, mut told) = mpsc::unbounded_channel();
+        let watching = tokio::spawn(async move {
+            watch(Some(&check), |healthy| {
+                let _ = seen.send(healthy);
+            })
+            .await
+        });
+        assert_eq!(told.recv().await, Some(true));
+        drop(listener);
+        assert_eq!(told.recv().await, Some(false));
+        let reason = tokio::time::timeout(Duration::from_secs(5), watching)
+            .await
+            .expect("the watch ends after three failed checks")
+            .unwrap();
+        assert!(
+            reason.starts_with(&format!(
+                "health check failed 3 times in a row: (tcp 127.0.0.1:{port}): "
+            )),
+            "{reason}"
+        );
     }
 }

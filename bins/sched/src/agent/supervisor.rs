@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use sha2::{Digest as _, Sha256};
-use sinew_proto::{RestartPolicy, Termination};
+use sinew_proto::{RestartPolicy, Sha256Digest, Termination};
 use sinew_support::backoff::{Backoff, STABLE_AFTER};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
@@ -23,10 +22,14 @@ use tokio::time::Instant;
 use super::health;
 use crate::instance::InstanceId;
 use crate::records::{Assignment, Phase};
-use crate::unit::ExecKind;
+use crate::unit::{ExecKind, Resources};
 
 /// How long an instance has to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// sinew-run's own grace for a container, shorter than [`STOP_GRACE`]: it kills the
+/// container's init itself and removes the container's cgroup before the agent's SIGKILL.
+const CONTAINER_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// A change in an instance's life, for the agent to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +145,7 @@ async fn supervise(
     let mut restarts = 0;
     loop {
         report(Phase::Starting, false, restarts, None);
-        let mut child = match launch(&assignment, fencing_token, &machine) {
+        let mut child = match launch(&assignment, fencing_token, &machine).await {
             Ok(child) => child,
             Err(reason) => {
                 tracing::warn!(instance = %assignment.instance, "{reason}");
@@ -184,7 +187,10 @@ async fn supervise(
         }
         let failure = match &termination {
             Ok(ended) if ended.success() => None,
-            Ok(ended) => Some(ended.to_string()),
+            Ok(ended) => Some(match last_output(&machine.log_dir, &assignment.instance) {
+                Some(line) => format!("{ended} (last output: {line})"),
+                None => ended.to_string(),
+            }),
             Err(reason) => Some(reason.clone()),
         };
         let restart = match spec.restart.policy {
@@ -269,7 +275,11 @@ fn termination(status: std::process::ExitStatus) -> Termination {
 
 /// Checks the build's digest and starts it in a process group of its own, with its output
 /// appended to the instance's log.
-fn launch(assignment: &Assignment, fencing_token: i64, machine: &Machine) -> Result<Child, String> {
+async fn launch(
+    assignment: &Assignment,
+    fencing_token: i64,
+    machine: &Machine,
+) -> Result<Child, String> {
     let spec = &assignment.spec;
     let build = spec.build_for(&machine.arch).ok_or_else(|| {
         format!(
@@ -279,34 +289,47 @@ fn launch(assignment: &Assignment, fencing_token: i64, machine: &Machine) -> Res
             spec.build_archs()
         )
     })?;
-    let found = file_digest(Path::new(&build.path))
-        .map_err(|error| format!("cannot read {}: {error}", build.path))?;
+    let path = PathBuf::from(&build.path);
+    let found = tokio::task::spawn_blocking(move || Sha256Digest::of_file(&path))
+        .await
+        .map_err(|error| format!("cannot hash {}: {error}", build.path))?
+        .map_err(|error| format!("cannot read {}: {error}", build.path))?
+        .1
+        .to_hex();
     if found != build.sha256 {
         return Err(format!(
             "{} has sha256 {found}, but the unit expects {}; refusing to run it",
             build.path, build.sha256
         ));
     }
+    let env = spec
+        .env
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .chain([
+            ("SINEW_UNIT".to_owned(), spec.name.clone()),
+            ("SINEW_INSTANCE".to_owned(), assignment.instance.to_string()),
+            ("SINEW_MACHINE".to_owned(), machine.name.clone()),
+            ("SINEW_FENCING_TOKEN".to_owned(), fencing_token.to_string()),
+        ]);
+    let mut command = match spec.exec.kind {
+        ExecKind::Binary => {
+            let mut command = Command::new(&build.path);
+            command.envs(env);
+            command
+        }
+        ExecKind::Container => {
+            let digest = fetch_image(machine, &build.path).await?;
+            container_command(machine, &spec.resources, env, &digest)
+        }
+    };
     let log = open_log(&machine.log_dir, &assignment.instance)
         .map_err(|error| format!("cannot open the instance's log: {error}"))?;
     let log_err = log
         .try_clone()
         .map_err(|error| format!("cannot open the instance's log: {error}"))?;
-    let mut command = match spec.exec.kind {
-        ExecKind::Binary => Command::new(&build.path),
-        ExecKind::Container => {
-            let mut command = Command::new(&machine.sinew_run);
-            command.arg("run").arg(&build.path).arg("--");
-            command
-        }
-    };
     command
         .args(&spec.args)
-        .envs(&spec.env)
-        .env("SINEW_UNIT", &spec.name)
-        .env("SINEW_INSTANCE", assignment.instance.to_string())
-        .env("SINEW_MACHINE", &machine.name)
-        .env("SINEW_FENCING_TOKEN", fencing_token.to_string())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -324,12 +347,65 @@ fn launch(assignment: &Assignment, fencing_token: i64, machine: &Machine) -> Res
         .map_err(|error| format!("cannot start {}: {error}", build.path))
 }
 
-/// The SHA-256 of a file, in hex.
-pub fn file_digest(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
+/// `sinew-run fetch` of a container unit's archive: it verifies the archive's signature
+/// against the keys the machine trusts and adds the image to the machine's store. Returns
+/// the manifest digest it printed.
+async fn fetch_image(machine: &Machine, archive: &str) -> Result<String, String> {
+    let fetched = Command::new(&machine.sinew_run)
+        .arg("fetch")
+        .arg(archive)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|error| format!("cannot start {}: {error}", machine.sinew_run.display()))?;
+    if !fetched.status.success() {
+        let stderr = String::from_utf8_lossy(&fetched.stderr);
+        let reason = stderr.lines().rev().find(|line| !line.trim().is_empty());
+        return Err(format!(
+            "sinew-run refused {archive}: {}",
+            reason.unwrap_or("it said nothing")
+        ));
+    }
+    // `name<TAB>digest`.
+    let stdout = String::from_utf8_lossy(&fetched.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| line.split('\t').nth(1))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("sinew-run fetch {archive} printed no manifest digest: {stdout:?}"))
+}
+
+/// `sinew-run run` of a fetched image in the foreground: the instance's environment goes
+/// into the container, its resources become the container's limits, and it shares the
+/// machine's network, so that its ports (and its health check) are the machine's.
+fn container_command(
+    machine: &Machine,
+    resources: &Resources,
+    env: impl Iterator<Item = (String, String)>,
+    digest: &str,
+) -> Command {
+    let mut command = Command::new(&machine.sinew_run);
+    command
+        .args(["run", "--net", "host", "--stop-timeout"])
+        .arg(format!("{}ms", CONTAINER_STOP_GRACE.as_millis()));
+    for (key, value) in env {
+        command.arg("--env").arg(format!("{key}={value}"));
+    }
+    if resources.memory_mb > 0 {
+        command
+            .arg("--memory")
+            .arg(format!("{}M", resources.memory_mb));
+    }
+    if resources.cpu_millis > 0 {
+        let millis = resources.cpu_millis;
+        command
+            .arg("--cpus")
+            .arg(format!("{}.{:03}", millis / 1000, millis % 1000));
+    }
+    command.arg(digest).arg("--");
+    command
 }
 
 /// Log files larger than this are kept as `.1` when the instance starts, and a new one begun.
@@ -338,6 +414,40 @@ const LOG_KEEP: u64 = 1 << 20;
 /// Where an instance's log is.
 pub fn log_path(log_dir: &Path, instance: &InstanceId) -> PathBuf {
     log_dir.join(format!("{instance}.log"))
+}
+
+/// The last line the instance's latest run wrote, if it wrote any: what a failure's reason
+/// quotes, since a program usually says why it ends just before it does.
+fn last_output(log_dir: &Path, instance: &InstanceId) -> Option<String> {
+    const TAIL: u64 = 16 << 10;
+    const LONGEST: usize = 300;
+    let mut file = std::fs::File::open(log_path(log_dir, instance)).ok()?;
+    let len = file.metadata().ok()?.len();
+    std::io::Seek::seek(
+        &mut file,
+        std::io::SeekFrom::Start(len.saturating_sub(TAIL)),
+    )
+    .ok()?;
+    let mut tail = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut tail).ok()?;
+    let tail = String::from_utf8_lossy(&tail);
+    let marker = start_marker(instance);
+    // After the latest start line (which ends with its time), or all of a tail that begins
+    // within the latest run.
+    let run = match tail.rsplit_once(&marker) {
+        Some((_, run)) => run.split_once('\n').map_or("", |(_, output)| output),
+        None => &tail,
+    };
+    let line = run.lines().map(str::trim).rfind(|line| !line.is_empty())?;
+    Some(match line.char_indices().nth(LONGEST) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    })
+}
+
+/// The start of the line that opens each run in the instance's log.
+fn start_marker(instance: &InstanceId) -> String {
+    format!("-- {instance} starting at ")
 }
 
 fn open_log(log_dir: &Path, instance: &InstanceId) -> std::io::Result<std::fs::File> {
@@ -353,7 +463,7 @@ fn open_log(log_dir: &Path, instance: &InstanceId) -> std::io::Result<std::fs::F
     let now = unix_time_now();
     std::io::Write::write_all(
         &mut file,
-        format!("-- {instance} starting at {now} --\n").as_bytes(),
+        format!("{}{now} --\n", start_marker(instance)).as_bytes(),
     )?;
     Ok(file)
 }
@@ -368,4 +478,35 @@ fn unix_time_now() -> String {
         since.as_secs(),
         since.subsec_millis()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_quotes_the_last_line_of_the_latest_run_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let instance = InstanceId::replica("web", 0);
+        drop(open_log(dir.path(), &instance).unwrap());
+        let path = log_path(dir.path(), &instance);
+        let append = |text: &str| {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        };
+        assert_eq!(last_output(dir.path(), &instance), None);
+        append("listening\nerror: port 80 taken\n\n");
+        assert_eq!(
+            last_output(dir.path(), &instance).as_deref(),
+            Some("error: port 80 taken")
+        );
+        drop(open_log(dir.path(), &instance).unwrap());
+        assert_eq!(last_output(dir.path(), &instance), None);
+        append(&"x".repeat(400));
+        let long = last_output(dir.path(), &instance).unwrap();
+        assert_eq!(long, format!("{}…", "x".repeat(300)));
+    }
 }

@@ -26,25 +26,20 @@ fn machine(id: &str, arch: &str, metadata: &[(&str, &str)]) -> MachineRecord {
 }
 
 fn spec(name: &str, archs: &[&str], placement: Placement) -> UnitSpec {
+    let exec = Exec {
+        kind: ExecKind::Binary,
+        builds: archs
+            .iter()
+            .map(|arch| Build {
+                arch: (*arch).to_owned(),
+                path: format!("/opt/{name}"),
+                sha256: DIGEST.to_owned(),
+            })
+            .collect(),
+    };
     UnitSpec {
-        name: name.to_owned(),
-        exec: Exec {
-            kind: ExecKind::Binary,
-            builds: archs
-                .iter()
-                .map(|arch| Build {
-                    arch: (*arch).to_owned(),
-                    path: format!("/opt/{name}"),
-                    sha256: DIGEST.to_owned(),
-                })
-                .collect(),
-        },
-        args: Vec::new(),
-        env: BTreeMap::new(),
-        restart: Default::default(),
-        resources: Resources::default(),
-        health: None,
         placement,
+        ..UnitSpec::new(name, exec)
     }
 }
 

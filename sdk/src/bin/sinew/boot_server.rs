@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use sinew::boot::{BootServer, Config, ConfigSource};
+use sinew_support::stop::StopSignals;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Serve network boots: iPXE scripts, metadata, templates and assets, as matchbox does.
@@ -48,15 +49,16 @@ async fn serve(args: Args, config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let server = BootServer::start(listener, config).context("starting the boot server")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    let mut stop = StopSignals::install().context("watching SIGTERM and SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
     // Announced only now: a SIGHUP before its handler would end the server.
     println!("{}/boot.ipxe", server.url());
     loop {
         tokio::select! {
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
+            signal = stop.recv() => {
+                tracing::info!(signal = signal.name(), "quitting");
+                break;
+            }
             _ = hangup.recv() => match load(&args.data, &args.labels) {
                 Ok(config) => server.reload(config),
                 Err(error) => tracing::error!(
@@ -66,7 +68,6 @@ async fn serve(args: Args, config: Config) -> Result<()> {
             },
         }
     }
-    tracing::info!("quitting");
     server.shutdown().await;
     Ok(())
 }

@@ -10,7 +10,7 @@ use sinew::paths::Paths;
 use sinew::present::run::{Job, RunEvent, Runner};
 use sinew::present::serve::{self, Guard, Presenter};
 use sinew::present::{self as deck, Deck};
-use tokio::signal::unix::{signal, SignalKind};
+use sinew_support::stop::StopSignals;
 
 /// Serve a slide deck whose code blocks run live.
 ///
@@ -97,14 +97,10 @@ async fn serve(args: Args, runner: Arc<Runner>) -> Result<()> {
     });
     println!("{url}");
     tracing::info!(deck = %args.deck.display(), %url, "serving; Ctrl-C stops every run and quits");
-    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    let mut stop = StopSignals::install().context("watching SIGTERM and SIGINT")?;
     let shutdown = async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("quitting: stopping every run");
+        let signal = stop.recv().await;
+        tracing::info!(signal = signal.name(), "quitting: stopping every run");
     };
     serve::serve(listener, presenter, shutdown).await;
     Ok(())
