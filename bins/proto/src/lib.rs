@@ -23,12 +23,14 @@
 pub mod channel;
 pub mod client;
 pub mod digest;
+pub mod discovery;
 pub mod facts;
 pub mod frame;
 pub mod handshake;
 #[cfg(feature = "kv-client")]
 pub mod kv;
 pub mod mac;
+pub mod names;
 pub mod overlay;
 pub mod remote_error;
 pub mod request;

@@ -189,7 +189,12 @@ fn a_restart_keeps_the_subnet_and_the_data_plane() -> Result<()> {
     let (mut bed, subnets) = started(2, Server::kvd(false)?, DEFAULT_CONFIG)?;
     bed.wait_converged(&subnets, PATIENCE)?;
     bed.stop(0)?;
-    assert!(bed.log(0).contains("SIGTERM: stopping"));
+    let log = bed.log(0);
+    assert!(
+        log.lines().any(|line| line.contains("stopping, leaving the VXLAN device")
+            && line.contains("SIGTERM")),
+        "{log}"
+    );
     // The device and its entries stay while overlayd is down.
     let entries = bed.entries(0)?;
     assert!(

@@ -23,13 +23,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use crate::names::{check_name, MAX_NAME};
 pub use crate::RestartPolicy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-/// The longest unit or machine name: it is part of KV keys and of log lines.
-pub const MAX_NAME: usize = 64;
 
 /// Why a unit spec was refused. Every variant names the unit (or the file) and the field.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -502,23 +501,6 @@ impl UnitSpec {
     }
 }
 
-/// Whether `name` can name a unit or a machine: 1 to [`MAX_NAME`] letters, digits, `-`,
-/// `_` or `.`, not starting with `.`.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_NAME {
-        return Err(format!("{name:?} must have 1 to {MAX_NAME} characters"));
-    }
-    if name.starts_with('.')
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(format!(
-            "{name:?} may hold only letters, digits, '-', '_' and '.', and not start with '.'"
-        ));
-    }
-    Ok(())
-}
 
 impl fmt::Display for ExecKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

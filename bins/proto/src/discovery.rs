@@ -1,0 +1,208 @@
+//! Service discovery in the KV store: where healthy instances of a service answer, and
+//! which of its versions get traffic. The scheduler's agents write registrations; proxies
+//! and deploys read them.
+//!
+//! | key | value | lease |
+//! |---|---|---|
+//! | `<service>/instances/<machine>/<instance>` | [`Registration`] | the machine's |
+//! | `<service>/routing` | [`Routing`] | none |
+//!
+//! all under [`ROOT`]. A registration exists only while its instance runs and passes its
+//! health check: the agent writes it when the instance turns healthy and deletes it when the
+//! instance fails a check, ends or is stopped (before stopping it); it is written under the
+//! machine's lease, so a lost machine's registrations end with its lease. The key names the
+//! machine, so an instance moving between machines never has one machine delete the other's
+//! registration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::check_name;
+
+/// Where discovery's keys live.
+pub const ROOT: &str = "/sinew/services/";
+
+/// One instance of a service, answering at `address:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// The service.
+    pub service: String,
+    /// The version it runs, which [`Routing`] selects on.
+    pub version: String,
+    /// Where it answers: the machine's address.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    /// The instance (`unit@slot`).
+    pub instance: String,
+    /// The machine it runs on.
+    pub machine: String,
+    /// Anything else a client may select on.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Registration {
+    /// `address:port`.
+    pub fn endpoint(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+}
+
+/// Which versions of a service get traffic. Without a routing record every registered
+/// version does; a blue-green switch is one write of this record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// The versions whose instances get traffic.
+    pub versions: Vec<String>,
+}
+
+impl Routing {
+    /// Whether `version` gets traffic under `routing`.
+    pub fn admits(routing: Option<&Routing>, version: &str) -> bool {
+        routing.is_none_or(|routing| routing.versions.iter().any(|v| v == version))
+    }
+}
+
+/// The prefix of every key of `service`.
+pub fn service_prefix(service: &str) -> String {
+    format!("{ROOT}{service}/")
+}
+
+/// An instance's registration.
+pub fn registration(service: &str, machine: &str, instance: &str) -> String {
+    format!("{ROOT}{service}/instances/{machine}/{instance}")
+}
+
+/// A service's routing record.
+pub fn routing(service: &str) -> String {
+    format!("{ROOT}{service}/routing")
+}
+
+/// A key under [`ROOT`], parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// `<service>/instances/<machine>/<instance>`.
+    Registration {
+        /// The service.
+        service: String,
+        /// The machine.
+        machine: String,
+        /// The instance.
+        instance: String,
+    },
+    /// `<service>/routing`.
+    Routing {
+        /// The service.
+        service: String,
+    },
+}
+
+impl Key {
+    /// Parses a key; `None` for one outside the layout.
+    pub fn parse(key: &[u8]) -> Option<Self> {
+        let rest = std::str::from_utf8(key).ok()?.strip_prefix(ROOT)?;
+        let (service, rest) = rest.split_once('/')?;
+        if check_name(service).is_err() {
+            return None;
+        }
+        let service = service.to_owned();
+        if rest == "routing" {
+            return Some(Self::Routing { service });
+        }
+        let (machine, instance) = rest.strip_prefix("instances/")?.split_once('/')?;
+        if machine.is_empty() || instance.is_empty() || instance.contains('/') {
+            return None;
+        }
+        Some(Self::Registration {
+            service,
+            machine: machine.to_owned(),
+            instance: instance.to_owned(),
+        })
+    }
+
+    /// The service the key belongs to.
+    pub fn service(&self) -> &str {
+        match self {
+            Self::Registration { service, .. } | Self::Routing { service } => service,
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Registration {
+                service,
+                machine,
+                instance,
+            } => f.write_str(&registration(service, machine, instance)),
+            Self::Routing { service } => f.write_str(&routing(service)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back_and_others_are_refused() {
+        for key in [
+            Key::Registration {
+                service: "web".into(),
+                machine: "h1".into(),
+                instance: "web@0".into(),
+            },
+            Key::Routing {
+                service: "api.v2".into(),
+            },
+        ] {
+            assert_eq!(Key::parse(key.to_string().as_bytes()), Some(key));
+        }
+        for other in [
+            "/sinew/services/web",
+            "/sinew/services/web/other",
+            "/sinew/services/web/instances/h1",
+            "/sinew/services/web/instances/h1/web@0/x",
+            "/sinew/services/we b/routing",
+            "/sinew/sched/units/web",
+        ] {
+            assert_eq!(Key::parse(other.as_bytes()), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn routing_admits_its_versions_and_no_record_admits_all() {
+        let blue = Routing {
+            versions: vec!["blue".into()],
+        };
+        assert!(Routing::admits(Some(&blue), "blue"));
+        assert!(!Routing::admits(Some(&blue), "green"));
+        assert!(Routing::admits(None, "green"));
+    }
+
+    #[test]
+    fn an_ipv6_endpoint_is_bracketed() {
+        let mut registration = Registration {
+            service: "web".into(),
+            version: "1".into(),
+            address: "10.0.0.2".into(),
+            port: 80,
+            instance: "web@0".into(),
+            machine: "h1".into(),
+            metadata: BTreeMap::new(),
+        };
+        assert_eq!(registration.endpoint(), "10.0.0.2:80");
+        registration.address = "fd00::2".into();
+        assert_eq!(registration.endpoint(), "[fd00::2]:80");
+    }
+}
