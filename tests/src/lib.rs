@@ -11,8 +11,10 @@ use sinew::{Arch, Build, Options, Run};
 use sinew_vm::{deb, elf};
 
 pub mod browser;
+pub mod http_load;
 pub mod kv_cluster;
 pub mod overlay_bed;
+pub mod proxy_bed;
 pub mod sched_bed;
 pub mod underlay;
 

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sinew_overlayd::daemon::Settings;
 use sinew_overlayd::dataplane::IfaceSelector;
-use sinew_overlayd::duration;
 use sinew_overlayd::fastpath::Mode;
 use sinew_proto::overlay::SUBNET_FILE;
+use sinew_support::duration;
 
 /// flannel's VXLAN overlay: a subnet lease per host in the KV store, a VXLAN device kept
 /// in step with the other hosts' leases, and subnet.env for the container runtime.

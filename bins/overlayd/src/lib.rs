@@ -14,7 +14,6 @@ pub mod alloc;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
-pub mod duration;
 pub mod fastpath;
 pub mod ipv4net;
 pub mod lease;

@@ -5,13 +5,16 @@
 //! - `sinew-probe echo-server PORT` answers every TCP connection on PORT with one JSON line
 //!   naming this machine, followed by the line the client sent.
 //! - `sinew-probe echo-client ADDR:PORT MESSAGE` sends MESSAGE and prints the answer.
+//! - `sinew-probe http-server PORT` serves HTTP/1.1 on PORT: `/healthz`, and for anything
+//!   else this machine, `PROBE_VERSION` and `SINEW_INSTANCE` as JSON.
 
 mod echo;
+mod http;
 
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: sinew-probe | sinew-probe echo-server PORT | sinew-probe echo-client ADDR:PORT MESSAGE";
+const USAGE: &str = "usage: sinew-probe | sinew-probe echo-server PORT | \
+    sinew-probe echo-client ADDR:PORT MESSAGE | sinew-probe http-server PORT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +25,10 @@ fn main() -> ExitCode {
             .parse()
             .map_err(|_| format!("echo-server: {port:?} is not a TCP port (1-65535)"))
             .and_then(echo::serve),
+        ["http-server", port] => port
+            .parse()
+            .map_err(|_| format!("http-server: {port:?} is not a TCP port (1-65535)"))
+            .and_then(http::serve),
         ["echo-client", address, message] => {
             echo::ask(address, message).map(|answer| println!("{answer}"))
         }

@@ -12,6 +12,7 @@ mod netboot;
 mod overlay;
 mod playbook;
 mod present;
+mod proxy;
 mod sched;
 mod sched_containers;
 mod sched_guests;

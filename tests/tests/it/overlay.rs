@@ -191,8 +191,9 @@ fn a_restart_keeps_the_subnet_and_the_data_plane() -> Result<()> {
     bed.stop(0)?;
     let log = bed.log(0);
     assert!(
-        log.lines().any(|line| line.contains("stopping, leaving the VXLAN device")
-            && line.contains("SIGTERM")),
+        log.lines()
+            .any(|line| line.contains("stopping, leaving the VXLAN device")
+                && line.contains("SIGTERM")),
         "{log}"
     );
     // The device and its entries stay while overlayd is down.

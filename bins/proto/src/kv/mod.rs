@@ -38,6 +38,7 @@ mod keepalive;
 mod lock;
 mod queue;
 pub mod types;
+mod view;
 mod watch;
 
 pub use client::{prefix_end, KvClient};
@@ -47,4 +48,5 @@ pub use keepalive::KeepAlive;
 pub use lock::{Lock, LockError};
 pub use sinew_etcd_api::txn;
 pub use types::*;
+pub use view::{PrefixView, ViewChange};
 pub use watch::{Watch, WatchBatch};

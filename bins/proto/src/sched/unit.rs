@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-
 /// Why a unit spec was refused. Every variant names the unit (or the file) and the field.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SpecError {
@@ -500,7 +499,6 @@ impl UnitSpec {
         })
     }
 }
-
 
 impl fmt::Display for ExecKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -131,20 +131,8 @@ pub struct LogsArgs {
     pub id: String,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let err = || format!("{text:?}: expected a duration like 10s, 500ms or 2m");
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: f64 = number.parse().map_err(|_| err())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(err()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| err())
+fn parse_duration(text: &str) -> Result<Duration, sinew_support::duration::DurationError> {
+    sinew_support::duration::parse(text, Duration::from_secs(1))
 }
 
 /// Runs a container; returns its exit code (foreground) or 0 once started (detached).
@@ -333,19 +321,4 @@ pub fn logs(dir: &Path, args: LogsArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", container.log().display()))?;
     std::io::copy(&mut log, &mut std::io::stdout().lock()).context("writing the log")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
-    }
 }

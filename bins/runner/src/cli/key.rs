@@ -73,22 +73,10 @@ pub fn run(command: KeyCommand) -> anyhow::Result<()> {
 
 /// `365d`, `12h`, `30m`, `3600s` or plain seconds.
 fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(index) => text.split_at(index),
-        None => (text, "s"),
-    };
-    let multiplier = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => bail!("--expires-in {text:?}: expected a number with unit s, m, h or d (e.g. 365d)"),
-    };
-    let number: u64 = number.parse().with_context(|| {
-        format!("--expires-in {text:?}: expected a number with unit s, m, h or d (e.g. 365d)")
-    })?;
-    if number == 0 {
+    let duration =
+        sinew_support::duration::parse(text, Duration::from_secs(1)).context("--expires-in")?;
+    if duration.is_zero() {
         bail!("--expires-in must be positive");
     }
-    Ok(Duration::from_secs(number * multiplier))
+    Ok(duration)
 }

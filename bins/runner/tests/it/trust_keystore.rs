@@ -166,5 +166,9 @@ fn key_generate_makes_a_signing_subkey_with_the_requested_expiry() {
         "--expires-in",
         "2w",
     ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unit s, m, h or d"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"--expires-in: "2w": expected a duration such as 365d"#),
+        "{stderr}"
+    );
 }

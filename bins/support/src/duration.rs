@@ -1,5 +1,5 @@
-//! Durations on the command line: `24h`, `60m`, `5s`, `1500ms`, or a plain number in a
-//! unit the flag chooses (flannel's `--subnet-lease-renew-margin` counts minutes).
+//! Durations on the command line: `365d`, `24h`, `60m`, `5s`, `1500ms`, or a plain number in
+//! a unit the flag chooses (flannel's `--subnet-lease-renew-margin` counts minutes).
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use thiserror::Error;
 
 /// A duration flag could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{0:?}: expected a duration such as 24h, 60m, 5s or 1500ms, or a plain number")]
+#[error("{0:?}: expected a duration such as 365d, 24h, 60m, 5s or 1500ms, or a plain number")]
 pub struct DurationError(pub String);
 
 /// Parses `text`; a plain number counts `unit`s.
@@ -25,6 +25,7 @@ pub fn parse(text: &str, unit: Duration) -> Result<Duration, DurationError> {
         "s" => Duration::from_secs(1),
         "m" => Duration::from_secs(60),
         "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
         _ => return Err(bad()),
     };
     unit.checked_mul(number).ok_or_else(bad)
@@ -38,6 +39,7 @@ mod tests {
 
     #[test]
     fn units_and_plain_numbers() {
+        assert_eq!(parse("365d", MINUTE), Ok(Duration::from_secs(365 * 86_400)));
         assert_eq!(parse("24h", MINUTE), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse("60m", MINUTE), Ok(Duration::from_secs(3600)));
         assert_eq!(parse("5s", MINUTE), Ok(Duration::from_secs(5)));
@@ -51,7 +53,7 @@ mod tests {
 
     #[test]
     fn rejects_other_text() {
-        for bad in ["", "m", "5d", "-5s", "5.5s", "s5"] {
+        for bad in ["", "m", "5w", "-5s", "5.5s", "s5"] {
             assert_eq!(
                 parse(bad, MINUTE),
                 Err(DurationError(bad.to_owned())),

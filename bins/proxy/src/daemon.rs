@@ -1,0 +1,178 @@
+//! The daemon: a pool and a follower per service, a server per listener, the status
+//! endpoint, and a graceful stop on SIGTERM or SIGINT.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sinew_proto::kv::KvClient;
+use sinew_support::stop::StopSignals;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch, Notify};
+
+use crate::backends::Pool;
+use crate::config::{Mode, Settings};
+use crate::http::{self, Forwarder};
+use crate::status::{self, Reporter};
+use crate::{registry, tcp};
+
+/// How long the proxy waits for its first read of the store before it listens anyway (and
+/// answers 503 until it has read it).
+const FIRST_READ: Duration = Duration::from_secs(5);
+
+/// Runs the proxy until SIGTERM or SIGINT; then it stops accepting, lets open connections
+/// finish within the drain grace, and returns.
+pub fn run(settings: Settings) -> Result<()> {
+    tokio::runtime::Runtime::new()
+        .context("starting the async runtime")?
+        .block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let mut stop = StopSignals::install().context("handling SIGTERM and SIGINT")?;
+    let client = KvClient::new(&settings.endpoints).context("--endpoints")?;
+    let mut pools = BTreeMap::new();
+    let mut first_reads = Vec::new();
+    for listen in &settings.listen {
+        if pools.contains_key(&listen.service) {
+            continue;
+        }
+        let pool = Arc::new(Pool::new(
+            &listen.service,
+            settings.balance,
+            settings.drain_grace,
+        ));
+        let (read, first_read) = oneshot::channel();
+        tokio::spawn(registry::follow(client.clone(), Arc::clone(&pool), read));
+        first_reads.push(first_read);
+        pools.insert(listen.service.clone(), pool);
+    }
+    if tokio::time::timeout(FIRST_READ, futures_all(first_reads))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            endpoints = ?settings.endpoints,
+            "the store has not answered yet; listening anyway, answering 503 until it does"
+        );
+    }
+    let (stopping_tx, stopping) = watch::channel(false);
+    let sessions = Sessions::default();
+    for listen in &settings.listen {
+        let listener = TcpListener::bind(listen.address)
+            .await
+            .with_context(|| format!("--listen {}: cannot listen", listen.address))?;
+        let pool = Arc::clone(&pools[&listen.service]);
+        match listen.mode {
+            Mode::Tcp => tokio::spawn(tcp::serve(
+                listener,
+                pool,
+                settings.connect_timeout,
+                stopping.clone(),
+                sessions.clone(),
+            )),
+            Mode::Http => tokio::spawn(http::serve(
+                listener,
+                Arc::new(Forwarder::new(pool, settings.connect_timeout)),
+                stopping.clone(),
+                sessions.clone(),
+            )),
+        };
+    }
+    if let Some(address) = settings.status_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("--status-listen {address}: cannot listen"))?;
+        tokio::spawn(status::serve(
+            listener,
+            Arc::new(Reporter {
+                pools,
+                listen: settings.listen.clone(),
+            }),
+        ));
+    }
+    tracing::info!(
+        listen = ?settings.listen.iter().map(|l| format!("{}={}/{}", l.address, l.service, l.mode.name())).collect::<Vec<_>>(),
+        status = ?settings.status_listen,
+        "sinew-proxy ready"
+    );
+    let signal = stop.recv().await;
+    tracing::info!(
+        signal = signal.name(),
+        open = sessions.open(),
+        grace = ?settings.drain_grace,
+        "stopping: no new connections; open ones may finish within the grace period"
+    );
+    stopping_tx.send_replace(true);
+    if tokio::time::timeout(settings.drain_grace, sessions.finished())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = sessions.open(),
+            "the grace period is over; closing the rest"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn futures_all(receivers: Vec<oneshot::Receiver<()>>) {
+    for receiver in receivers {
+        let _ = receiver.await;
+    }
+}
+
+/// The proxy's client connections, counted so that a stopping proxy can let them finish.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions(Arc<Open>);
+
+#[derive(Debug, Default)]
+struct Open {
+    count: AtomicUsize,
+    none: Notify,
+}
+
+/// Counts a session until dropped, even if the session panics.
+struct Counted(Arc<Open>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none.notify_waiters();
+        }
+    }
+}
+
+impl Sessions {
+    /// Runs `session` as a task of its own, counted while it runs.
+    pub fn spawn(&self, session: impl Future<Output = ()> + Send + 'static) {
+        self.0.count.fetch_add(1, Ordering::AcqRel);
+        let counted = Counted(Arc::clone(&self.0));
+        tokio::spawn(async move {
+            let _counted = counted;
+            session.await;
+        });
+    }
+
+    /// Sessions running now.
+    pub fn open(&self) -> usize {
+        self.0.count.load(Ordering::Acquire)
+    }
+
+    /// Resolves when no session runs.
+    pub async fn finished(&self) {
+        loop {
+            let none = self.0.none.notified();
+            tokio::pin!(none);
+            none.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            none.await;
+        }
+    }
+}

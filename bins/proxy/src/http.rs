@@ -1,0 +1,334 @@
+//! HTTP/1.1 proxying: each request goes to a backend of its own, over connections to that
+//! backend kept open between requests. A request whose body is small enough to keep is
+//! sent to the next backend when one refuses the connection (or, for a method that may be
+//! repeated, fails before answering), so a backend that dies costs the client nothing.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::backends::{InUse, Pool};
+use crate::daemon::Sessions;
+
+/// A body on its way through the proxy.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Request bodies up to this size are kept, so that the request can go to another backend.
+const KEPT_BODY: u64 = 1 << 20;
+
+/// Headers that describe one connection, not the message, and so are not passed on.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Sends a service's requests to its backends.
+#[derive(Debug)]
+pub struct Forwarder {
+    pool: Arc<Pool>,
+    client: Client<HttpConnector, ProxyBody>,
+}
+
+impl Forwarder {
+    /// A forwarder for `pool`'s service.
+    pub fn new(pool: Arc<Pool>, connect_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Self { pool, client }
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let service = self.pool.service();
+        let (parts, body) = request.into_parts();
+        let (kept, mut streamed) = if body
+            .size_hint()
+            .upper()
+            .is_some_and(|upper| upper <= KEPT_BODY)
+        {
+            match body.collect().await {
+                Ok(collected) => (Some(collected.to_bytes()), None),
+                Err(error) => {
+                    return answer(
+                        StatusCode::BAD_REQUEST,
+                        &format!("reading the request body: {error}"),
+                    );
+                }
+            }
+        } else {
+            (None, Some(body))
+        };
+        let mut tried = Vec::new();
+        let mut last_error = String::new();
+        while let Some(backend) = self.pool.pick(&tried) {
+            let body = match (&kept, streamed.take()) {
+                (Some(bytes), _) => Full::new(bytes.clone())
+                    .map_err(|never| match never {})
+                    .boxed(),
+                (None, Some(body)) => body.boxed(),
+                (None, None) => break,
+            };
+            let upstream = match upstream_request(&parts, backend.address, peer, body) {
+                Ok(upstream) => upstream,
+                Err(reason) => return answer(StatusCode::BAD_REQUEST, &reason),
+            };
+            let in_use = backend.begin();
+            let outcome = tokio::select! {
+                outcome = self.client.request(upstream) => outcome,
+                () = backend.drained() => {
+                    return answer(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!("{service}: the backend left and did not answer within the grace period"),
+                    );
+                }
+            };
+            match outcome {
+                Ok(response) => return respond(response, in_use),
+                Err(error) => {
+                    backend.failed();
+                    let retry = kept.is_some() && (error.is_connect() || repeatable(&parts.method));
+                    last_error = sinew_support::error_chain(&error);
+                    tracing::warn!(
+                        service,
+                        backend = %backend.address,
+                        instance = %backend.registration.instance,
+                        error = %last_error,
+                        retry,
+                        "the backend failed the request"
+                    );
+                    if !retry {
+                        return answer(
+                            StatusCode::BAD_GATEWAY,
+                            &format!("{service}: the backend failed the request: {last_error}"),
+                        );
+                    }
+                    tried.push(backend.address);
+                }
+            }
+        }
+        if tried.is_empty() {
+            self.pool.unavailable();
+            tracing::warn!(service, %peer, "no healthy backend; answering 503");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("no healthy instance of {service}"),
+            );
+        }
+        answer(
+            StatusCode::BAD_GATEWAY,
+            &format!(
+                "no instance of {service} answered ({} tried; last: {last_error})",
+                tried.len()
+            ),
+        )
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `stopping` turns true; then each open connection
+/// finishes the request it is on and closes.
+pub async fn serve(
+    listener: TcpListener,
+    forwarder: Arc<Forwarder>,
+    mut stopping: watch::Receiver<bool>,
+    sessions: Sessions,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed");
+                    continue;
+                }
+            },
+            _ = stopping.wait_for(|stop| *stop) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let forwarder = Arc::clone(&forwarder);
+        let mut stopping = stopping.clone();
+        sessions.spawn(async move {
+            let service = service_fn(move |request| {
+                let forwarder = Arc::clone(&forwarder);
+                async move { Ok::<_, Infallible>(forwarder.handle(request, peer).await) }
+            });
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "client connection ended");
+            }
+        });
+    }
+}
+
+/// The request to send to the backend at `address`: the client's, less the headers of its
+/// connection, with the client added to `x-forwarded-for`.
+fn upstream_request(
+    parts: &Parts,
+    address: SocketAddr,
+    peer: SocketAddr,
+    body: ProxyBody,
+) -> Result<Request<ProxyBody>, String> {
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    let uri: Uri = format!("http://{address}{path}")
+        .parse()
+        .map_err(|error| format!("request target {path:?}: {error}"))?;
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = end_to_end(&parts.headers);
+    let forwarded = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(earlier) => format!("{earlier}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+        request.headers_mut().insert("x-forwarded-for", value);
+    }
+    Ok(request)
+}
+
+/// The backend's answer, passed on; the backend counts it as open until its body is sent.
+fn respond(response: Response<Incoming>, in_use: InUse) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    parts.headers = end_to_end(&parts.headers);
+    Response::from_parts(
+        parts,
+        Counted {
+            body,
+            _in_use: in_use,
+        }
+        .boxed(),
+    )
+}
+
+/// `headers` without the hop-by-hop ones, including those `connection` names.
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let mut kept = headers.clone();
+    for name in HOP_BY_HOP {
+        kept.remove(name);
+    }
+    for name in named {
+        kept.remove(name);
+    }
+    kept
+}
+
+/// Whether a request with `method` may be sent again after a failure: its effect does not
+/// add up (RFC 9110's idempotent methods).
+fn repeatable(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// An answer of the proxy's own.
+fn answer(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(format!("{text}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A backend's response body, which keeps the backend's request counted as open.
+struct Counted {
+    body: Incoming,
+    _in_use: InUse,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_headers_are_not_passed_on() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-trace"),
+        );
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-trace", HeaderValue::from_static("1"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        let kept = end_to_end(&headers);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept["content-type"], "text/plain");
+    }
+}

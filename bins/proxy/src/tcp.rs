@@ -1,0 +1,89 @@
+//! TCP proxying: each connection goes to one backend, and bytes flow both ways until either
+//! side closes, or the backend has drained.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::backends::{InUse, Pool};
+use crate::daemon::Sessions;
+
+/// Accepts connections on `listener` for `pool` until `stopping` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    pool: Arc<Pool>,
+    connect_timeout: Duration,
+    mut stopping: watch::Receiver<bool>,
+    sessions: Sessions,
+) {
+    loop {
+        let (client, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed");
+                    continue;
+                }
+            },
+            _ = stopping.wait_for(|stop| *stop) => return,
+        };
+        let pool = Arc::clone(&pool);
+        sessions.spawn(async move {
+            relay(client, peer, &pool, connect_timeout).await;
+        });
+    }
+}
+
+async fn relay(mut client: TcpStream, peer: SocketAddr, pool: &Pool, connect_timeout: Duration) {
+    let Some((in_use, mut upstream)) = connect_any(pool, connect_timeout).await else {
+        pool.unavailable();
+        tracing::warn!(service = pool.service(), %peer, "no healthy backend; closing the connection");
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let backend = in_use.backend();
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(error) = copied {
+                tracing::debug!(service = pool.service(), backend = %backend.address, %error, "connection ended");
+            }
+        }
+        () = backend.drained() => tracing::info!(
+            service = pool.service(),
+            backend = %backend.address,
+            %peer,
+            "the backend's grace period is over; closing its connection"
+        ),
+    }
+}
+
+/// Connects to the pool's backends in turn until one accepts; `None` when none did.
+pub async fn connect_any(pool: &Pool, connect_timeout: Duration) -> Option<(InUse, TcpStream)> {
+    let mut tried = Vec::new();
+    while let Some(backend) = pool.pick(&tried) {
+        let reason = match tokio::time::timeout(
+            connect_timeout,
+            TcpStream::connect(backend.address),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => return Some((backend.begin(), stream)),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {connect_timeout:?}"),
+        };
+        backend.failed();
+        tracing::warn!(
+            service = pool.service(),
+            backend = %backend.address,
+            instance = %backend.registration.instance,
+            %reason,
+            "cannot connect; trying the next backend"
+        );
+        tried.push(backend.address);
+    }
+    None
+}
