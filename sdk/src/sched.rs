@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub use sinew_proto::sched::client::Snapshot;
 pub use sinew_proto::sched::records::{InstanceState, MachineRecord, Phase, Target};
 pub use sinew_proto::sched::unit::{
-    Build, Exec, ExecKind, HealthCheck, Placement, Probe, Resources, Restart, UnitSpec,
+    Build, Exec, ExecKind, HealthCheck, Placement, Probe, Register, Resources, Restart, UnitSpec,
 };
 pub use sinew_proto::sched::{InstanceId, Slot};
 use sinew_proto::Sha256Digest;
@@ -224,6 +224,7 @@ pub fn service(host: &Host, endpoints: &str, spec: &SchedulerSpec) -> ServiceSpe
         format!("--endpoints={endpoints}"),
         format!("--machine={}", host.name()),
         format!("--journal-listen={}:{JOURNAL_PORT}", host.data_ip()),
+        format!("--address={}", host.data_ip()),
     ];
     if let Some(metadata) = spec.metadata.get(host.name()) {
         let pairs: Vec<String> = metadata

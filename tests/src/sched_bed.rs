@@ -64,6 +64,25 @@ impl SchedBed {
         })
     }
 
+    /// `hosts` hosts, each running schedd, once every machine is registered.
+    pub fn started(hosts: usize) -> Result<Self> {
+        let mut bed = Self::new(hosts, false)?;
+        for index in 0..hosts {
+            bed.start(index, &[])?;
+        }
+        bed.wait_for(
+            "every machine registered",
+            Duration::from_secs(20),
+            |snapshot| snapshot.machines.len() == hosts,
+        )?;
+        Ok(bed)
+    }
+
+    /// The store's endpoint, which every host and the root namespace reach.
+    pub fn endpoint(&self) -> &str {
+        &self.underlay.endpoint
+    }
+
     /// Host `index`'s address on the underlay, which the root namespace reaches.
     pub fn address(&self, index: usize) -> std::net::Ipv4Addr {
         self.underlay.hosts[index].address
@@ -336,6 +355,7 @@ pub async fn simulated_machines(client: &SchedClient, count: usize, ttl: i64) ->
             lease: lease.id,
             ttl_s: ttl,
             journal: None,
+            address: None,
         };
         client
             .kv()

@@ -16,4 +16,5 @@ mod proxy;
 mod sched;
 mod sched_containers;
 mod sched_guests;
+mod sched_services;
 mod vm;

@@ -36,17 +36,6 @@ fn replicated(unit: &str, replicas: u32) -> UnitSpec {
     spec
 }
 
-fn started_bed(hosts: usize) -> Result<SchedBed> {
-    let mut bed = SchedBed::new(hosts, false)?;
-    for index in 0..hosts {
-        bed.start(index, &[])?;
-    }
-    bed.wait_for("every machine registered", PATIENCE, |snapshot| {
-        snapshot.machines.len() == hosts
-    })?;
-    Ok(bed)
-}
-
 #[test]
 fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait() -> Result<()> {
     let mut bed = SchedBed::new(3, false)?;
@@ -132,7 +121,7 @@ fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait()
 
 #[test]
 fn schedctl_journal_prints_and_follows_an_instance_log_from_its_machine() -> Result<()> {
-    let bed = started_bed(2)?;
+    let bed = SchedBed::started(2)?;
     let unit = bed.shell_unit(
         "talk",
         "echo first line; echo on stderr >&2; sleep 1; echo later line; exec sleep 1000",
@@ -174,7 +163,7 @@ fn schedctl_journal_prints_and_follows_an_instance_log_from_its_machine() -> Res
 #[test]
 fn a_unit_that_keeps_failing_fails_for_good_and_stays_failed_when_its_machine_is_lost() -> Result<()>
 {
-    let mut bed = started_bed(2)?;
+    let mut bed = SchedBed::started(2)?;
     let client = bed.client()?;
     let mut unit = bed.shell_unit("crash", "exit 3")?;
     unit.restart.max_restarts = 2;
@@ -209,7 +198,7 @@ fn a_unit_that_keeps_failing_fails_for_good_and_stays_failed_when_its_machine_is
 #[test]
 fn command_and_http_checks_decide_health_restart_an_unhealthy_instance_and_fail_one_never_healthy(
 ) -> Result<()> {
-    let bed = started_bed(1)?;
+    let bed = SchedBed::started(1)?;
     let ready = bed.dir().join("ready");
     let mut unit = bed.shell_unit("cmd", "exec sleep 1000")?;
     unit.health = Some(HealthCheck {
@@ -288,7 +277,7 @@ fn command_and_http_checks_decide_health_restart_an_unhealthy_instance_and_fail_
 
 #[test]
 fn bad_records_are_skipped_naming_the_key_and_the_engine_keeps_placing() -> Result<()> {
-    let bed = started_bed(1)?;
+    let bed = SchedBed::started(1)?;
     let client = bed.client()?;
     let kv = client.kv().clone();
     block_on(kv.put(keys::unit("garbage"), "{not json"))??;
@@ -317,7 +306,7 @@ fn bad_records_are_skipped_naming_the_key_and_the_engine_keeps_placing() -> Resu
 
 #[test]
 fn a_killed_agents_instances_run_elsewhere_within_seconds_and_never_twice() -> Result<()> {
-    let mut bed = started_bed(3)?;
+    let mut bed = SchedBed::started(3)?;
     bed.launch(&echo_service(&bed, "web", 2)?)?;
     let before = bed.wait_for("web healthy", PATIENCE, |s| {
         s.all_healthy(&replicated("web", 2))
@@ -356,7 +345,7 @@ fn a_killed_agents_instances_run_elsewhere_within_seconds_and_never_twice() -> R
 #[test]
 fn a_machine_cut_off_from_the_store_stops_its_instances_before_they_start_elsewhere() -> Result<()>
 {
-    let bed = started_bed(3)?;
+    let bed = SchedBed::started(3)?;
     let starts = bed.dir().join("starts");
     std::fs::create_dir_all(&starts)?;
     let unit = bed.shell_unit(

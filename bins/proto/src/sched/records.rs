@@ -28,6 +28,9 @@ pub struct MachineRecord {
     /// Where its agent serves instance logs (`http://address:port`), if it does.
     #[serde(default)]
     pub journal: Option<String>,
+    /// Where other machines reach it: the address its instances are registered at.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 /// A submitted unit and whether it should run.

@@ -79,6 +79,27 @@ pub struct UnitSpec {
     /// Where instances may run, and how many.
     #[serde(default)]
     pub placement: Placement,
+    /// Registers healthy instances as a service, for proxies and clients to find
+    /// ([`crate::discovery`]).
+    #[serde(default)]
+    pub register: Option<Register>,
+}
+
+/// How a unit's instances are registered as a service while they run and pass their
+/// health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    /// The service's name.
+    pub service: String,
+    /// The port an instance listens on, on its machine.
+    pub port: u16,
+    /// The version, which the service's routing selects on; empty when unversioned.
+    #[serde(default)]
+    pub version: String,
+    /// Anything else a client may select on.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// What a unit runs: a static binary or a signed container image, one build per
@@ -318,6 +339,7 @@ impl UnitSpec {
             resources: Resources::default(),
             health: None,
             placement: Placement::default(),
+            register: None,
         }
     }
 
@@ -407,6 +429,16 @@ impl UnitSpec {
                     "env",
                     format!("{key} is set by the agent (names starting SINEW_ are its own)"),
                 ));
+            }
+        }
+        if let Some(register) = &self.register {
+            check_name(&register.service).map_err(|reason| invalid("register.service", reason))?;
+            if register.port == 0 {
+                return Err(invalid("register.port", "must be above 0".into()));
+            }
+            if !register.version.is_empty() {
+                check_name(&register.version)
+                    .map_err(|reason| invalid("register.version", reason))?;
             }
         }
         if let Some(health) = &self.health {
@@ -544,7 +576,7 @@ mod tests {
     #[test]
     fn every_section_reads_from_toml_and_json_alike() {
         let text = format!(
-            "{}\n[restart]\npolicy = \"always\"\nmax_restarts = 0\n[resources]\nmemory_mb = 64\ncpu_millis = 250\n[health]\nprobe = {{ kind = \"http\", port = 8080, path = \"/healthz\" }}\ninterval_ms = 100\n[placement]\narch = \"x86_64\"\nmetadata = {{ region = [\"east\", \"west\"] }}\nmachine_of = \"db\"\nconflicts = [\"web*\"]\nreplicas = 3\n",
+            "{}\n[restart]\npolicy = \"always\"\nmax_restarts = 0\n[resources]\nmemory_mb = 64\ncpu_millis = 250\n[health]\nprobe = {{ kind = \"http\", port = 8080, path = \"/healthz\" }}\ninterval_ms = 100\n[placement]\narch = \"x86_64\"\nmetadata = {{ region = [\"east\", \"west\"] }}\nmachine_of = \"db\"\nconflicts = [\"web*\"]\nreplicas = 3\n[register]\nservice = \"web\"\nport = 8080\nversion = \"2\"\nmetadata = {{ tier = \"front\" }}\n",
             toml("args = [\"--port\", \"8080\"]\nenv = { MODE = \"prod\" }")
         );
         let unit = UnitSpec::from_toml(&text, "web.toml").unwrap();
@@ -564,6 +596,16 @@ mod tests {
         );
         assert_eq!(unit.placement.machine_of.as_deref(), Some("db"));
         assert_eq!(unit.env["MODE"], "prod");
+        let register = unit.register.clone().unwrap();
+        assert_eq!(
+            (
+                register.service.as_str(),
+                register.port,
+                register.version.as_str()
+            ),
+            ("web", 8080, "2")
+        );
+        assert_eq!(register.metadata["tier"], "front");
         let json = serde_json::to_string(&unit).unwrap();
         assert_eq!(UnitSpec::from_json(&json, "web.json").unwrap(), unit);
         assert_eq!(UnitSpec::from_file_text(&json, "web.json").unwrap(), unit);
@@ -610,6 +652,21 @@ mod tests {
                 "[health]\nprobe = { kind = \"command\", argv = [] }",
                 "health.probe.argv",
                 "program",
+            ),
+            (
+                "[register]\nservice = \"web\"\nport = 0",
+                "register.port",
+                "above 0",
+            ),
+            (
+                "[register]\nservice = \"w b\"\nport = 80",
+                "register.service",
+                "letters",
+            ),
+            (
+                "[register]\nservice = \"web\"\nport = 80\nversion = \"v/2\"",
+                "register.version",
+                "letters",
             ),
         ] {
             let message = refusal(&toml(extra));

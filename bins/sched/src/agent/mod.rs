@@ -36,6 +36,7 @@ use self::supervisor::{Machine, Report, Supervised};
 use crate::instance::InstanceId;
 use crate::keys::{self, Key};
 use crate::records::{to_json, Assignment, Failure, InstanceState, MachineRecord, Phase};
+use sinew_proto::discovery::{self, Registration as ServiceRegistration};
 
 /// How long before its lease could end the agent kills its instances, when renewals fail.
 pub const FENCE_MARGIN: Duration = Duration::from_millis(500);
@@ -122,6 +123,10 @@ struct MachineAgent<'a> {
     client: &'a KvClient,
     lease: i64,
     machine: Machine,
+    /// Where other machines reach this one, for service registrations.
+    address: Option<String>,
+    /// The discovery key of each instance registered as a service now.
+    registered: BTreeMap<InstanceId, String>,
     running: BTreeMap<InstanceId, Supervised>,
     /// Assignments, with their fencing tokens.
     assigned: BTreeMap<InstanceId, (Assignment, i64)>,
@@ -145,6 +150,8 @@ impl<'a> MachineAgent<'a> {
                 log_dir: log_dir(&config.state_dir),
                 sinew_run: config.sinew_run.clone(),
             },
+            address: registration.record.address.clone(),
+            registered: BTreeMap::new(),
             running: BTreeMap::new(),
             assigned: BTreeMap::new(),
             reported: BTreeMap::new(),
@@ -283,6 +290,8 @@ impl<'a> MachineAgent<'a> {
         for instance in outdated {
             if let Some(supervised) = self.running.remove(&instance) {
                 tracing::info!(%instance, "no longer assigned here: stopping");
+                // Out of discovery first, so that no new connection reaches it.
+                self.deregister(&instance).await;
                 supervised.stop().await;
                 self.forget(&instance).await;
             }
@@ -306,14 +315,17 @@ impl<'a> MachineAgent<'a> {
         }
     }
 
-    /// Writes an instance's state, and its failure, while its assignment holds.
+    /// Writes an instance's state, and its failure, while its assignment holds; registers
+    /// a service's instance while it is healthy and deregisters it otherwise, in the same
+    /// transaction.
     async fn report(&mut self, report: Report) {
-        let Some((_, token)) = self.assigned.get(&report.instance) else {
+        let Some((assignment, token)) = self.assigned.get(&report.instance) else {
             return;
         };
         if *token != report.fencing_token {
             return;
         }
+        let register = assignment.spec.register.clone();
         let instance = report.instance.clone();
         let ended = matches!(report.phase, Phase::Failed { .. } | Phase::Exited);
         let state = InstanceState {
@@ -343,6 +355,40 @@ impl<'a> MachineAgent<'a> {
                 ..PutRequest::default()
             }));
         }
+        let registration = register.map(|register| {
+            let key = discovery::registration(&register.service, &self.machine.name, &instance.to_string());
+            let serving = report.healthy && report.phase == Phase::Running;
+            match (&self.address, serving) {
+                (Some(address), true) => {
+                    success.push(txn::put(PutRequest {
+                        key: key.clone().into_bytes(),
+                        value: to_json(&ServiceRegistration {
+                            service: register.service,
+                            version: register.version,
+                            address: address.clone(),
+                            port: register.port,
+                            instance: instance.to_string(),
+                            machine: self.machine.name.clone(),
+                            metadata: register.metadata,
+                        }),
+                        lease: self.lease,
+                        ..PutRequest::default()
+                    }));
+                    (key, true)
+                }
+                (None, true) => {
+                    tracing::warn!(%instance, "not registered as a service: this machine has no address (schedd --address)");
+                    (key, false)
+                }
+                (_, false) => {
+                    success.push(txn::delete(DeleteRangeRequest {
+                        key: key.clone().into_bytes(),
+                        ..DeleteRangeRequest::default()
+                    }));
+                    (key, false)
+                }
+            }
+        });
         let request = TxnRequest {
             compare: vec![txn::compare(
                 keys::assignment(&self.machine.name, &instance),
@@ -355,6 +401,14 @@ impl<'a> MachineAgent<'a> {
         match self.client.txn(&request).await {
             Ok(answer) if answer.succeeded => {
                 self.reported.insert(instance.clone(), answer.revision());
+                match registration {
+                    Some((key, true)) => {
+                        self.registered.insert(instance.clone(), key);
+                    }
+                    _ => {
+                        self.registered.remove(&instance);
+                    }
+                }
             }
             Ok(_) => tracing::debug!(%instance, "not reported: its assignment changed"),
             Err(error) => tracing::warn!(%instance, %error, "cannot report the instance's state"),
@@ -362,6 +416,20 @@ impl<'a> MachineAgent<'a> {
         if ended {
             self.running.remove(&instance);
             self.ended.insert((instance, report.fencing_token));
+        }
+    }
+
+    /// Deletes `instance`'s service registration, if it has one.
+    async fn deregister(&mut self, instance: &InstanceId) {
+        let Some(key) = self.registered.remove(instance) else {
+            return;
+        };
+        let request = DeleteRangeRequest {
+            key: key.into_bytes(),
+            ..DeleteRangeRequest::default()
+        };
+        if let Err(error) = self.client.delete(&request).await {
+            tracing::warn!(%instance, %error, "cannot deregister the instance; its registration ends with the machine's lease");
         }
     }
 

@@ -22,6 +22,7 @@ fn machine(id: &str, arch: &str, metadata: &[(&str, &str)]) -> MachineRecord {
         lease: 1,
         ttl_s: 2,
         journal: None,
+        address: None,
     }
 }
 

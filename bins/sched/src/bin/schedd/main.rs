@@ -2,6 +2,7 @@
 //! engine; everything it does lives in the `sinew_sched` library.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs as _, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -74,7 +75,7 @@ struct Cli {
     /// Where the agent serves instance logs for `schedctl journal` (`address:port`); off
     /// when not given.
     #[arg(long, env = "SINEW_SCHED_JOURNAL_LISTEN")]
-    journal_listen: Option<std::net::SocketAddr>,
+    journal_listen: Option<SocketAddr>,
 
     /// The journal's URL as other machines reach it (default: `http://` and
     /// `--journal-listen`, unless that listens on every address).
@@ -84,6 +85,11 @@ struct Cli {
     /// What this daemon does.
     #[arg(long, env = "SINEW_SCHED_ROLE", value_enum, default_value = "both")]
     role: Role,
+
+    /// Where other machines reach this one, as its instances are registered for service
+    /// discovery (default: this machine's address on the route to the first endpoint).
+    #[arg(long, env = "SINEW_SCHED_ADDRESS")]
+    address: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,7 +195,29 @@ fn machine_record(cli: &Cli) -> Result<MachineRecord> {
         lease: 0,
         ttl_s: cli.ttl,
         journal: None,
+        address: cli
+            .address
+            .or_else(|| cli.endpoints.first().and_then(|e| address_towards(e)))
+            .map(|address| address.to_string()),
     })
+}
+
+/// This machine's address on the route to `endpoint` (`http://host:port`): the source
+/// address the kernel picks for it. A UDP socket's connect sends nothing.
+fn address_towards(endpoint: &str) -> Option<IpAddr> {
+    let authority = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let authority = authority.split('/').next()?;
+    let target = authority.to_socket_addrs().ok()?.next()?;
+    let local: SocketAddr = if target.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip())
 }
 
 /// The machine's memory, from `MemTotal` in /proc/meminfo.
