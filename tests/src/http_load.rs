@@ -134,6 +134,8 @@ pub struct Tally {
     pub bodies: BTreeMap<String, u64>,
     /// The slowest request.
     pub slowest: Duration,
+    /// Every request's time, in microseconds.
+    pub latencies_us: Vec<u32>,
 }
 
 impl Tally {
@@ -151,6 +153,7 @@ impl Tally {
             *self.bodies.entry(body.clone()).or_default() += count;
         }
         self.slowest = self.slowest.max(other.slowest);
+        self.latencies_us.extend_from_slice(&other.latencies_us);
     }
 }
 
@@ -194,7 +197,10 @@ impl Load {
                                 *mine.failed.entry(format!("{error:#}")).or_default() += 1
                             }
                         }
-                        mine.slowest = mine.slowest.max(started.elapsed());
+                        let took = started.elapsed();
+                        mine.slowest = mine.slowest.max(took);
+                        mine.latencies_us
+                            .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
                         unreported += 1;
                         if unreported == 64 {
                             unreported = 0;

@@ -74,11 +74,11 @@ pub struct ProxyBed {
 }
 
 impl ProxyBed {
-    /// kvd, and the proxy with `args` added.
-    pub fn new(args: &[&str]) -> Result<Self> {
-        let bins = crate::host_bins(false)?;
+    /// kvd, and the proxy with `args` added; release builds for benchmarks.
+    pub fn new(release: bool, args: &[&str]) -> Result<Self> {
+        let bins = crate::host_bins(release)?;
         let dir = tempfile::tempdir()?;
-        let kv = KvCluster::start(Server::kvd(false)?, dir.path(), 1)?;
+        let kv = KvCluster::start(Server::kvd(release)?, dir.path(), 1)?;
         kv.wait_healthy(Duration::from_secs(30))?;
         let store: SocketAddr = kv.endpoints()[0]
             .trim_start_matches("http://")
@@ -124,7 +124,12 @@ impl ProxyBed {
         Ok(KvClient::new(self.kv.endpoints())?)
     }
 
-    /// Starts a backend of `version` as `instance` on machine `machine` (registered only by
+    /// A directory that lives as long as the bed.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Starts a backend of `version` as `instance` (registered only by
     /// [`ProxyBed::register`]).
     pub fn backend(&self, instance: &str, version: &str) -> Result<Backend> {
         let port = free_loopback_port()?;

@@ -72,6 +72,24 @@ impl Routing {
     }
 }
 
+/// A service as the store holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Its routing record, if it has one.
+    pub routing: Option<Routing>,
+    /// Its registered instances.
+    pub instances: Vec<Registration>,
+}
+
+impl Service {
+    /// The registered instances that get traffic under the routing.
+    pub fn routed(&self) -> impl Iterator<Item = &Registration> {
+        self.instances
+            .iter()
+            .filter(|instance| Routing::admits(self.routing.as_ref(), &instance.version))
+    }
+}
+
 /// The prefix of every key of `service`.
 pub fn service_prefix(service: &str) -> String {
     format!("{ROOT}{service}/")

@@ -26,7 +26,7 @@ fn instance(body: &str) -> Result<String> {
 #[test]
 fn requests_follow_registrations_and_routing_skip_a_dead_backend_and_get_503_with_none(
 ) -> Result<()> {
-    let bed = ProxyBed::new(&[])?;
+    let bed = ProxyBed::new(false, &[])?;
     let mut client = KeepAliveClient::new(bed.http);
     let answer = client.get("/")?;
     assert_eq!(answer.status, 503);
@@ -128,7 +128,7 @@ fn ask(stream: &mut TcpStream) -> Result<String> {
 #[test]
 fn a_leaving_backend_keeps_its_open_connection_until_the_grace_ends_and_gets_no_new_one(
 ) -> Result<()> {
-    let bed = ProxyBed::new(&["--drain-grace", "2s"])?;
+    let bed = ProxyBed::new(false, &["--drain-grace", "2s"])?;
     let a = bed.backend("a@0", "1")?;
     bed.register(&a.registration)?;
     bed.wait_applied()?;
@@ -183,7 +183,7 @@ fn a_leaving_backend_keeps_its_open_connection_until_the_grace_ends_and_gets_no_
 
 #[test]
 fn blue_green_switches_under_load_fail_no_request() -> Result<()> {
-    let bed = ProxyBed::new(&[])?;
+    let bed = ProxyBed::new(false, &[])?;
     let blue: Vec<_> = (0..2)
         .map(|index| bed.backend(&format!("blue@{index}"), "blue"))
         .collect::<Result<_>>()?;
@@ -228,7 +228,7 @@ fn blue_green_switches_under_load_fail_no_request() -> Result<()> {
 
 #[test]
 fn a_watch_compacted_away_while_the_store_was_out_of_reach_is_resynced() -> Result<()> {
-    let bed = ProxyBed::new(&[])?;
+    let bed = ProxyBed::new(false, &[])?;
     let old = bed.backend("old@0", "1")?;
     bed.register(&old.registration)?;
     bed.wait_applied()?;

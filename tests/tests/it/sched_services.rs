@@ -117,6 +117,29 @@ fn registrations_follow_health_and_life_and_a_proxy_in_front_loses_no_request() 
         assert_eq!(registration.metadata["tier"], "front");
     }
 
+    // schedctl shows them, and switches their traffic off and on by version.
+    let schedctl = |args: &[&str]| -> Result<String> {
+        let out = bed.schedctl(args).output()?;
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let traffic = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_whitespace().last().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(traffic(&schedctl(&["list-services"])?), ["yes", "yes"]);
+    assert_eq!(schedctl(&["route", "web", "2"])?, "web: traffic to 2\n");
+    assert_eq!(traffic(&schedctl(&["list-services"])?), ["no", "no"]);
+    schedctl(&["route", "web"])?;
+    assert_eq!(traffic(&schedctl(&["list-services"])?), ["yes", "yes"]);
+
     // A killed instance is deregistered at once and registered again once healthy.
     let web0 = InstanceId::replica("web", 0);
     let pid = snapshot.states[&web0].pid.context("web@0's pid")?;

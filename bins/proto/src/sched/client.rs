@@ -13,6 +13,8 @@ use super::instance::InstanceId;
 use super::keys::{self, Key};
 use super::records::{to_json, Failure, InstanceState, MachineRecord, Phase, Target, UnitRecord};
 use super::unit::UnitSpec;
+use crate::discovery::{self, Service};
+use crate::names::check_name;
 
 /// Why an operator's request failed.
 #[derive(Debug, Error)]
@@ -45,6 +47,14 @@ pub enum ClientError {
     /// A unit's record kept changing under the request.
     #[error("unit {0} kept changing; try again")]
     Contended(String),
+    /// A service or version name is not valid.
+    #[error("{what} {reason}")]
+    BadName {
+        /// What was named.
+        what: &'static str,
+        /// What is wrong with the name.
+        reason: String,
+    },
 }
 
 /// A client of the scheduler's keys.
@@ -70,6 +80,10 @@ pub struct Snapshot {
     pub waiting: BTreeMap<InstanceId, String>,
     /// The engine that leads, if any (its proclamation).
     pub engine: Option<String>,
+    /// Services, by name: routing and registered instances (discovery's keys, read at the
+    /// same revision).
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
     /// Keys that could not be read, with the reason.
     pub unreadable: Vec<String>,
     /// The store's revision.
@@ -262,7 +276,77 @@ impl SchedClient {
                     .push(format!("{}: {reason}", String::from_utf8_lossy(&kv.key)));
             }
         }
+        self.read_services(&mut snapshot).await?;
         Ok(snapshot)
+    }
+
+    /// Adds discovery's keys to `snapshot`, read at its revision.
+    async fn read_services(&self, snapshot: &mut Snapshot) -> Result<(), ClientError> {
+        let answer = self
+            .kv
+            .range(&RangeRequest {
+                key: discovery::ROOT.as_bytes().to_vec(),
+                range_end: prefix_end(discovery::ROOT.as_bytes()),
+                revision: snapshot.revision,
+                ..RangeRequest::default()
+            })
+            .await
+            .map_err(|source| kv_error("reading the services' keys".into(), source))?;
+        for kv in &answer.kvs {
+            let outcome: Result<(), String> = match discovery::Key::parse(&kv.key) {
+                Some(discovery::Key::Routing { service }) => from_json(&kv.value).map(|routing| {
+                    snapshot.services.entry(service).or_default().routing = Some(routing);
+                }),
+                Some(discovery::Key::Registration { service, .. }) => {
+                    from_json(&kv.value).map(|registration| {
+                        snapshot
+                            .services
+                            .entry(service)
+                            .or_default()
+                            .instances
+                            .push(registration);
+                    })
+                }
+                None => Err("not a key of discovery's layout".into()),
+            };
+            if let Err(reason) = outcome {
+                snapshot
+                    .unreadable
+                    .push(format!("{}: {reason}", String::from_utf8_lossy(&kv.key)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `versions` of `service` the ones that get traffic; with none, every version
+    /// does (the routing record is deleted).
+    pub async fn route(&self, service: &str, versions: &[String]) -> Result<(), ClientError> {
+        check_name(service).map_err(|reason| ClientError::BadName {
+            what: "service",
+            reason,
+        })?;
+        for version in versions {
+            check_name(version).map_err(|reason| ClientError::BadName {
+                what: "version",
+                reason,
+            })?;
+        }
+        let key = discovery::routing(service);
+        let outcome = if versions.is_empty() {
+            self.kv
+                .delete(&DeleteRangeRequest {
+                    key: key.clone().into_bytes(),
+                    ..DeleteRangeRequest::default()
+                })
+                .await
+                .map(drop)
+        } else {
+            let routing = discovery::Routing {
+                versions: versions.to_vec(),
+            };
+            self.kv.put(key.clone(), to_json(&routing)).await.map(drop)
+        };
+        outcome.map_err(|source| kv_error(format!("writing {key}"), source))
     }
 
     async fn unit(&self, name: &str) -> Result<Option<(UnitRecord, i64)>, ClientError> {

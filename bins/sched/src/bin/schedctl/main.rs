@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use sinew_proto::discovery::Registration;
 use sinew_proto::kv::KvClient;
 use sinew_sched::client::{SchedClient, Snapshot};
 use sinew_sched::records::{Phase, Target};
@@ -88,6 +89,17 @@ enum Command {
     },
     /// Lists the machines.
     ListMachines,
+    /// Lists services: each registered instance, its address and version, and whether the
+    /// service's routing sends it traffic.
+    ListServices,
+    /// Makes the given versions of a service the ones that get traffic (a blue-green
+    /// switch); with none, every version does.
+    Route {
+        /// The service.
+        service: String,
+        /// The versions.
+        versions: Vec<String>,
+    },
     /// Shows units in detail: spec, instances, why an instance waits or failed.
     Status {
         /// Unit names.
@@ -157,7 +169,18 @@ async fn run(cli: Cli) -> Result<()> {
             client.scale(&unit, replicas).await?;
             println!("scaled {unit} to {replicas}");
         }
-        Command::ListUnits | Command::ListMachines | Command::Status { .. }
+        Command::Route { service, versions } => {
+            client.route(&service, &versions).await?;
+            if versions.is_empty() {
+                println!("{service}: every version gets traffic");
+            } else {
+                println!("{service}: traffic to {}", versions.join(", "));
+            }
+        }
+        Command::ListUnits
+        | Command::ListMachines
+        | Command::ListServices
+        | Command::Status { .. }
             if cli.output == Output::Json =>
         {
             println!("{}", serde_json::to_string(&client.snapshot().await?)?);
@@ -169,6 +192,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => journal(&client.snapshot().await?, &instance, lines, follow).await?,
         Command::ListUnits => print!("{}", list_units(&client.snapshot().await?)),
         Command::ListMachines => print!("{}", list_machines(&client.snapshot().await?)),
+        Command::ListServices => print!("{}", list_services(&client.snapshot().await?)),
         Command::Status { units } => {
             let snapshot = client.snapshot().await?;
             for unit in units {
@@ -330,6 +354,40 @@ fn list_machines(snapshot: &Snapshot) -> String {
             },
             instances.to_string(),
         ]);
+    }
+    table(&rows)
+}
+
+fn list_services(snapshot: &Snapshot) -> String {
+    let mut rows = vec![[
+        "SERVICE".to_owned(),
+        "VERSION".to_owned(),
+        "INSTANCE".to_owned(),
+        "MACHINE".to_owned(),
+        "ADDRESS".to_owned(),
+        "TRAFFIC".to_owned(),
+    ]];
+    for (name, service) in &snapshot.services {
+        let routed: Vec<&Registration> = service.routed().collect();
+        for instance in &service.instances {
+            rows.push([
+                name.clone(),
+                if instance.version.is_empty() {
+                    "-".to_owned()
+                } else {
+                    instance.version.clone()
+                },
+                instance.instance.clone(),
+                instance.machine.clone(),
+                instance.endpoint(),
+                if routed.contains(&instance) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_owned(),
+            ]);
+        }
     }
     table(&rows)
 }

@@ -1,0 +1,214 @@
+//! Proxy benchmark: `sinew-proxy` against HAProxy (Debian's `haproxy`) on the same
+//! machine, in the same run, in front of the same backends (`sinew-probe http-server`, two
+//! blue and two green, on loopback).
+//!
+//! 1. Throughput and p99 latency of small HTTP requests at 64 kept-alive connections, each
+//!    proxy measured twice, in turns.
+//! 2. Failed requests during consecutive switches between the blue and the green pair under
+//!    that load: sinew-proxy switches in process (one write of the routing record in the
+//!    store); HAProxy gets its configuration rewritten and is reloaded (`-sf`, a new
+//!    process taking over from the old one), as SmartStack's synapse does it.
+//!
+//! `cargo bench -p sinew-tests --bench proxy`; `SINEW_BENCH_SECONDS=N` per throughput
+//! round (default 10), `SINEW_BENCH_SWITCHES=N` (default 100). The line before the last
+//! gives both proxies' failed requests across the switches; the last is
+//! `RATIO proxy_throughput=<sinew-proxy/haproxy requests per second>`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sinew::setup::Tool;
+use sinew_support::ports::free_loopback_port;
+use sinew_tests::http_load::{KeepAliveClient, Load, Tally};
+use sinew_tests::proxy_bed::{Backend, ProxyBed};
+
+const CONNECTIONS: usize = 64;
+/// Between two switches.
+const SWITCH_EVERY: Duration = Duration::from_millis(100);
+
+fn main() -> Result<()> {
+    let seconds: u64 = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 10);
+    let switches: usize = sinew_tests::bench_setting("SINEW_BENCH_SWITCHES", 100);
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    sinew_tests::tools_installed(
+        &READY,
+        &[Tool {
+            program: "haproxy",
+            package: "haproxy",
+        }],
+    )?;
+    let bed = ProxyBed::new(true, &[])?;
+    let blue = [
+        bed.backend("blue@0", "blue")?,
+        bed.backend("blue@1", "blue")?,
+    ];
+    let green = [
+        bed.backend("green@0", "green")?,
+        bed.backend("green@1", "green")?,
+    ];
+    bed.route(&["blue"])?;
+    for backend in blue.iter().chain(&green) {
+        bed.register(&backend.registration)?;
+    }
+    bed.wait_applied()?;
+    let mut haproxy = Haproxy::start(bed.dir(), &blue)?;
+
+    let round = Duration::from_secs(seconds);
+    let mut sinew_rounds = Vec::new();
+    let mut haproxy_rounds = Vec::new();
+    for _ in 0..2 {
+        sinew_rounds.push(measure(bed.http, round)?);
+        haproxy_rounds.push(measure(haproxy.address, round)?);
+    }
+    let (sinew_rate, sinew_p99) = summary(&sinew_rounds, round);
+    let (haproxy_rate, haproxy_p99) = summary(&haproxy_rounds, round);
+    println!(
+        "sinew-proxy: {sinew_rate:.0} requests/s, p99 {sinew_p99:.2} ms ({CONNECTIONS} connections, 2 rounds of {seconds} s)"
+    );
+    println!(
+        "haproxy:     {haproxy_rate:.0} requests/s, p99 {haproxy_p99:.2} ms ({CONNECTIONS} connections, 2 rounds of {seconds} s)"
+    );
+
+    let sinew_switching = under_switches(bed.http, switches, |to_green| {
+        bed.route(&[if to_green { "green" } else { "blue" }])
+    })?;
+    let haproxy_switching = under_switches(haproxy.address, switches, |to_green| {
+        haproxy.reload(if to_green { &green } else { &blue })
+    })?;
+    for (name, tally) in [
+        ("sinew-proxy", &sinew_switching),
+        ("haproxy", &haproxy_switching),
+    ] {
+        println!(
+            "{name} across {switches} switches: {} requests, {} failed {:?}",
+            tally.ok + tally.failures(),
+            tally.failures(),
+            tally.failed
+        );
+    }
+    println!(
+        "failed requests across {switches} switches: sinew-proxy {}, haproxy {}",
+        sinew_switching.failures(),
+        haproxy_switching.failures()
+    );
+    println!("RATIO proxy_throughput={:.3}", sinew_rate / haproxy_rate);
+    Ok(())
+}
+
+/// A load of [`CONNECTIONS`] clients on `address` for `duration`.
+fn measure(address: SocketAddr, duration: Duration) -> Result<Tally> {
+    let load = Load::start(address, "/", CONNECTIONS);
+    std::thread::sleep(duration);
+    let tally = load.finish();
+    if tally.failures() > 0 {
+        bail!(
+            "{address}: {} failed requests: {:?}",
+            tally.failures(),
+            tally.failed
+        );
+    }
+    Ok(tally)
+}
+
+/// Mean requests per second and p99 latency in milliseconds over the rounds.
+fn summary(rounds: &[Tally], round: Duration) -> (f64, f64) {
+    let requests: u64 = rounds.iter().map(|tally| tally.ok).sum();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = requests as f64 / (round.as_secs_f64() * rounds.len() as f64);
+    let mut latencies: Vec<f64> = rounds
+        .iter()
+        .flat_map(|tally| tally.latencies_us.iter().map(|us| f64::from(*us) / 1000.0))
+        .collect();
+    (rate, sinew_tests::percentile(&mut latencies, 99.0))
+}
+
+/// A load on `address` while `switch` is called `switches` times, to green and back in
+/// turn, every [`SWITCH_EVERY`].
+fn under_switches(
+    address: SocketAddr,
+    switches: usize,
+    mut switch: impl FnMut(bool) -> Result<()>,
+) -> Result<Tally> {
+    let load = Load::start(address, "/", CONNECTIONS);
+    std::thread::sleep(Duration::from_millis(500));
+    for index in 0..switches {
+        switch(index % 2 == 0)?;
+        std::thread::sleep(SWITCH_EVERY);
+    }
+    switch(false)?;
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(load.finish())
+}
+
+/// HAProxy with a static configuration for two backends, reloaded as synapse reloads it.
+struct Haproxy {
+    address: SocketAddr,
+    config: PathBuf,
+    processes: Vec<Child>,
+}
+
+impl Haproxy {
+    fn start(dir: &Path, backends: &[Backend]) -> Result<Self> {
+        let mut haproxy = Self {
+            address: SocketAddr::from(([127, 0, 0, 1], free_loopback_port()?)),
+            config: dir.join("haproxy.cfg"),
+            processes: Vec::new(),
+        };
+        haproxy.reload(backends)?;
+        let started = Instant::now();
+        while !KeepAliveClient::new(haproxy.address)
+            .get("/")
+            .is_ok_and(|answer| answer.status == 200)
+        {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("haproxy does not answer on {}", haproxy.address);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(haproxy)
+    }
+
+    /// Writes the configuration for `backends` and starts a new process that takes over
+    /// from the running one (`-sf`): it finishes its connections and exits.
+    fn reload(&mut self, backends: &[Backend]) -> Result<()> {
+        let servers: String = backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| format!("    server s{index} {}\n", backend.address()))
+            .collect();
+        std::fs::write(
+            &self.config,
+            format!(
+                "global\n    maxconn 4096\n\ndefaults\n    mode http\n    option http-keep-alive\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\nfrontend front\n    bind {}\n    default_backend back\n\nbackend back\n    balance roundrobin\n{servers}",
+                self.address
+            ),
+        )?;
+        let mut command = Command::new("haproxy");
+        command
+            .arg("-f")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(running) = self.processes.last() {
+            command.arg("-sf").arg(running.id().to_string());
+        }
+        self.processes
+            .push(command.spawn().context("starting haproxy")?);
+        self.processes
+            .retain_mut(|child| child.try_wait().is_ok_and(|ended| ended.is_none()));
+        Ok(())
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
