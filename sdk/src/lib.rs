@@ -37,6 +37,7 @@
 
 pub mod boot;
 pub mod build;
+pub mod deploy;
 pub mod host;
 mod http1;
 pub mod image;

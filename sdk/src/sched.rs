@@ -18,6 +18,7 @@ use sinew_proto::Sha256Digest;
 use thiserror::Error;
 
 use crate::build::{Artifacts, BuildError};
+use crate::deploy::{DeployError, Operator};
 use crate::host::{Host, HostError};
 use crate::image::{host_archive_path, ImageError, SignedImage};
 use crate::kv::KvDeployment;
@@ -268,6 +269,29 @@ impl Scheduler {
         .map(drop)
     }
 
+    /// Changes a unit's replica count (schedctl `scale`).
+    pub fn scale(&self, unit: &str, replicas: u32) -> Result<(), SchedError> {
+        self.schedctl(&format!("scale {unit} {replicas}"), |_| {
+            Ok(vec![
+                "scale".to_owned(),
+                unit.to_owned(),
+                replicas.to_string(),
+            ])
+        })
+        .map(drop)
+    }
+
+    /// Makes `versions` of `service` the ones that get traffic; none: every version
+    /// (schedctl `route`).
+    pub fn route(&self, service: &str, versions: &[String]) -> Result<(), SchedError> {
+        self.schedctl(&format!("route {service}"), |_| {
+            let mut args = vec!["route".to_owned(), service.to_owned()];
+            args.extend(versions.iter().cloned());
+            Ok(args)
+        })
+        .map(drop)
+    }
+
     /// The last `lines` lines of an instance's log, from its machine.
     pub fn journal(&self, instance: &InstanceId, lines: usize) -> Result<String, SchedError> {
         let (_, log) = self.schedctl(&format!("journal {instance}"), |_| {
@@ -394,4 +418,31 @@ fn summary(snapshot: &Snapshot) -> String {
         placed.join(", "),
         waiting.join("; ")
     )
+}
+
+/// The deploy strategies drive a deployed scheduler through schedctl on its hosts.
+impl Operator for Scheduler {
+    fn start(&self, unit: &UnitSpec) -> Result<(), DeployError> {
+        Scheduler::start(self, unit).map_err(deploy_error)
+    }
+
+    fn stop(&self, unit: &str) -> Result<(), DeployError> {
+        Scheduler::stop(self, unit).map_err(deploy_error)
+    }
+
+    fn scale(&self, unit: &str, replicas: u32) -> Result<(), DeployError> {
+        Scheduler::scale(self, unit, replicas).map_err(deploy_error)
+    }
+
+    fn route(&self, service: &str, versions: &[String]) -> Result<(), DeployError> {
+        Scheduler::route(self, service, versions).map_err(deploy_error)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, DeployError> {
+        Scheduler::snapshot(self).map_err(deploy_error)
+    }
+}
+
+fn deploy_error(error: SchedError) -> DeployError {
+    DeployError::Scheduler(error.to_string())
 }

@@ -19,6 +19,8 @@ use sinew_sched::unit::{
     Build, Exec, ExecKind, HealthCheck, Placement, Probe, Resources, UnitSpec,
 };
 
+use sinew::deploy::{DeployError, Operator};
+
 use crate::kv_cluster::Server;
 use crate::underlay::{block_on, Underlay};
 
@@ -394,4 +396,44 @@ impl Drop for SchedBed {
             }
         }
     }
+}
+
+/// The deploy strategies' way to the bed's scheduler: through its store, as
+/// `sinew::sched::Scheduler` is theirs to a deployed one through schedctl.
+#[derive(Debug, Clone, Copy)]
+pub struct BedOperator<'a>(pub &'a SchedBed);
+
+impl Operator for BedOperator<'_> {
+    fn start(&self, unit: &UnitSpec) -> Result<(), DeployError> {
+        self.0.launch(unit).map_err(operator_error)
+    }
+
+    fn stop(&self, unit: &str) -> Result<(), DeployError> {
+        let client = self.0.client().map_err(operator_error)?;
+        block_on(client.stop(unit))
+            .map_err(operator_error)?
+            .map_err(operator_error)
+    }
+
+    fn scale(&self, unit: &str, replicas: u32) -> Result<(), DeployError> {
+        let client = self.0.client().map_err(operator_error)?;
+        block_on(client.scale(unit, replicas))
+            .map_err(operator_error)?
+            .map_err(operator_error)
+    }
+
+    fn route(&self, service: &str, versions: &[String]) -> Result<(), DeployError> {
+        let client = self.0.client().map_err(operator_error)?;
+        block_on(client.route(service, versions))
+            .map_err(operator_error)?
+            .map_err(operator_error)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, DeployError> {
+        self.0.snapshot().map_err(operator_error)
+    }
+}
+
+fn operator_error(error: impl std::fmt::Display) -> DeployError {
+    DeployError::Scheduler(format!("{error:#}"))
 }

@@ -3,6 +3,7 @@
 
 mod boot_media;
 mod boot_server;
+mod deploy;
 mod guests;
 mod kv_client;
 mod kvd_cluster;
