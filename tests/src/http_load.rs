@@ -2,7 +2,7 @@
 //! between requests (as a browser or a service client does), and a steady load of such
 //! clients that counts every answer and every failure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,6 +142,19 @@ impl Tally {
     /// Failed requests in all.
     pub fn failures(&self) -> u64 {
         self.failed.values().sum()
+    }
+
+    /// The values of `field` in the 200 answers' JSON bodies (the probe's `version` or
+    /// `instance`), each once.
+    pub fn values_of(&self, field: &str) -> Result<BTreeSet<String>> {
+        self.bodies
+            .keys()
+            .map(|body| {
+                let answer: serde_json::Value =
+                    serde_json::from_str(body).with_context(|| format!("answer {body:?}"))?;
+                Ok(answer[field].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
     }
 
     fn add(&mut self, other: &Tally) {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sinew_proto::kv::KvClient;
 use sinew_support::stop::StopSignals;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::backends::Pool;
@@ -118,6 +119,23 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The next connection on `listener`; `None` once `stopping` turns true. A failed accept
+/// (out of descriptors, say) is logged and the next one awaited.
+pub async fn accept(
+    listener: &TcpListener,
+    stopping: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(error) => tracing::warn!(%error, "accepting a connection failed"),
+            },
+            _ = stopping.wait_for(|stop| *stop) => return None,
+        }
+    }
 }
 
 async fn futures_all(receivers: Vec<oneshot::Receiver<()>>) {

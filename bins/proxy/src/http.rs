@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::backends::{InUse, Pool};
-use crate::daemon::Sessions;
+use crate::daemon::{accept, Sessions};
 
 /// A body on its way through the proxy.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -164,15 +164,8 @@ pub async fn serve(
     sessions: Sessions,
 ) {
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a connection failed");
-                    continue;
-                }
-            },
-            _ = stopping.wait_for(|stop| *stop) => return,
+        let Some((stream, peer)) = accept(&listener, &mut stopping).await else {
+            return;
         };
         let _ = stream.set_nodelay(true);
         let forwarder = Arc::clone(&forwarder);

@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::backends::{InUse, Pool};
-use crate::daemon::Sessions;
+use crate::daemon::{accept, Sessions};
 
 /// Accepts connections on `listener` for `pool` until `stopping` turns true.
 pub async fn serve(
@@ -20,15 +20,8 @@ pub async fn serve(
     sessions: Sessions,
 ) {
     loop {
-        let (client, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a connection failed");
-                    continue;
-                }
-            },
-            _ = stopping.wait_for(|stop| *stop) => return,
+        let Some((client, peer)) = accept(&listener, &mut stopping).await else {
+            return;
         };
         let pool = Arc::clone(&pool);
         sessions.spawn(async move {
