@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// How long a request may take before it counts as failed.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,7 +80,7 @@ impl KeepAliveClient {
         )?;
         let mut line = String::new();
         if connection.read_line(&mut line)? == 0 {
-            bail!("the connection closed before an answer");
+            return Err(ClosedBeforeAnswer.into());
         }
         let status: u16 = line
             .split_whitespace()
@@ -111,10 +111,22 @@ impl KeepAliveClient {
     }
 }
 
+/// The server closed the connection without answering the request sent on it.
+#[derive(Debug)]
+struct ClosedBeforeAnswer;
+
+impl std::fmt::Display for ClosedBeforeAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the connection closed before an answer")
+    }
+}
+
+impl std::error::Error for ClosedBeforeAnswer {}
+
 /// A server closing a kept-alive connection while it was idle: the request never reached
 /// it, so sending it again on a new connection is what every client does.
 fn idle_close(error: &anyhow::Error) -> bool {
-    error.to_string() == "the connection closed before an answer"
+    error.is::<ClosedBeforeAnswer>()
         || error.downcast_ref::<std::io::Error>().is_some_and(|error| {
             matches!(
                 error.kind(),

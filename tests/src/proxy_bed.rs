@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sinew_proto::discovery::{self, Registration, Routing};
+use sinew_proto::discovery::{self, Registration};
 use sinew_proto::kv::{AtRevision as _, DeleteRangeRequest, KvClient, RangeRequest};
+use sinew_sched::client::SchedClient;
 use sinew_support::ports::free_loopback_port;
 use tempfile::TempDir;
 
@@ -168,37 +169,25 @@ impl ProxyBed {
     /// Writes `registration` in the store.
     pub fn register(&self, registration: &Registration) -> Result<()> {
         let client = self.client()?;
-        let key = discovery::registration(
-            &registration.service,
-            &registration.machine,
-            &registration.instance,
-        );
-        block_on(client.put(key, serde_json::to_vec(registration)?))??;
+        block_on(client.put(registration.key(), serde_json::to_vec(registration)?))??;
         Ok(())
     }
 
     /// Deletes `registration` from the store.
     pub fn deregister(&self, registration: &Registration) -> Result<()> {
         let client = self.client()?;
-        let key = discovery::registration(
-            &registration.service,
-            &registration.machine,
-            &registration.instance,
-        );
         block_on(client.delete(&DeleteRangeRequest {
-            key: key.into_bytes(),
+            key: registration.key().into_bytes(),
             ..DeleteRangeRequest::default()
         }))??;
         Ok(())
     }
 
-    /// Makes `versions` the ones that get traffic.
+    /// Makes `versions` the ones that get traffic, as `schedctl route` does.
     pub fn route(&self, versions: &[&str]) -> Result<()> {
-        let routing = Routing {
-            versions: versions.iter().map(|v| (*v).to_owned()).collect(),
-        };
-        let client = self.client()?;
-        block_on(client.put(discovery::routing(SERVICE), serde_json::to_vec(&routing)?))??;
+        let versions: Vec<String> = versions.iter().map(|v| (*v).to_owned()).collect();
+        let client = SchedClient::new(self.client()?);
+        block_on(client.route(SERVICE, &versions))??;
         Ok(())
     }
 

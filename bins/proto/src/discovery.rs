@@ -46,6 +46,11 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The key it is stored at.
+    pub fn key(&self) -> String {
+        registration(&self.service, &self.machine, &self.instance)
+    }
+
     /// `address:port`.
     pub fn endpoint(&self) -> String {
         if self.address.contains(':') {

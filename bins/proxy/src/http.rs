@@ -207,7 +207,9 @@ fn upstream_request(
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = end_to_end(&parts.headers);
+    // The client's headers are kept for a retry on another backend, so this is a copy.
+    *request.headers_mut() = parts.headers.clone();
+    strip_hop_by_hop(request.headers_mut());
     let forwarded = match parts
         .headers
         .get("x-forwarded-for")
@@ -225,7 +227,7 @@ fn upstream_request(
 /// The backend's answer, passed on; the backend counts it as open until its body is sent.
 fn respond(response: Response<Incoming>, in_use: InUse) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
-    parts.headers = end_to_end(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(
         parts,
         Counted {
@@ -236,8 +238,8 @@ fn respond(response: Response<Incoming>, in_use: InUse) -> Response<ProxyBody> {
     )
 }
 
-/// `headers` without the hop-by-hop ones, including those `connection` names.
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+/// Removes the hop-by-hop headers from `headers`, including those `connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -245,14 +247,12 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let mut kept = headers.clone();
     for name in HOP_BY_HOP {
-        kept.remove(name);
+        headers.remove(name);
     }
     for name in named {
-        kept.remove(name);
+        headers.remove(name);
     }
-    kept
 }
 
 /// Whether a request with `method` may be sent again after a failure: its effect does not
@@ -320,7 +320,8 @@ mod tests {
         headers.insert("x-trace", HeaderValue::from_static("1"));
         headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         headers.insert("content-type", HeaderValue::from_static("text/plain"));
-        let kept = end_to_end(&headers);
+        let mut kept = headers;
+        strip_hop_by_hop(&mut kept);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept["content-type"], "text/plain");
     }
