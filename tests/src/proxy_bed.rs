@@ -213,6 +213,13 @@ impl ProxyBed {
         )
     }
 
+    /// Sends the proxy SIGTERM and waits for it to exit; its exit status.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.proxy.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        Ok(self.proxy.wait()?)
+    }
+
     /// The proxy's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()

@@ -255,3 +255,31 @@ fn a_watch_compacted_away_while_the_store_was_out_of_reach_is_resynced() -> Resu
     ensure!(bed.log().contains("resynced"), "{}", bed.log());
     Ok(())
 }
+
+#[test]
+fn sigterm_stops_cleanly_without_waiting_on_an_idle_kept_alive_connection() -> Result<()> {
+    let mut bed = ProxyBed::new(false, &["--drain-grace", "5s"])?;
+    let a = bed.backend("a@0", "1")?;
+    bed.register(&a.registration)?;
+    bed.wait_applied()?;
+    let mut open = KeepAliveClient::new(bed.http);
+    assert_eq!(instance(&open.get("/")?.body)?, "a@0");
+    let started = Instant::now();
+    let status = bed.terminate()?;
+    ensure!(status.success(), "sinew-proxy exited with {status}");
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "an idle kept-alive connection held the stop for {:?}",
+        started.elapsed()
+    );
+    ensure!(
+        TcpStream::connect(bed.http).is_err(),
+        "the listener is closed once stopped"
+    );
+    let log = bed.log();
+    ensure!(
+        log.contains("stopping: no new connections") && log.contains("stopped"),
+        "{log}"
+    );
+    Ok(())
+}
