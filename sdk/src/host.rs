@@ -1,6 +1,7 @@
 //! A guest as a playbook sees it: a name, an architecture, and the agent's API
 //! (exec, put, get, facts, services), each call a typed outcome.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -95,6 +96,7 @@ struct HostInner {
     secret: Secret,
     console_log: PathBuf,
     booted: Option<Booted>,
+    published: BTreeMap<u16, SocketAddr>,
     client: Mutex<Option<AgentClient>>,
 }
 
@@ -124,6 +126,7 @@ pub(crate) struct HostAddress {
     pub(crate) secret: Secret,
     pub(crate) console_log: PathBuf,
     pub(crate) booted: Option<Booted>,
+    pub(crate) published: BTreeMap<u16, SocketAddr>,
 }
 
 /// How a guest booted.
@@ -168,6 +171,7 @@ impl Host {
                 secret: address.secret,
                 console_log: address.console_log,
                 booted: address.booted,
+                published: address.published,
                 client: Mutex::new(client),
             }),
         }
@@ -212,6 +216,12 @@ impl Host {
     /// Where the host's agent listens (127.0.0.1, forwarded into the guest).
     pub fn agent_address(&self) -> SocketAddr {
         self.inner.agent
+    }
+
+    /// Where the guest's TCP `port` is reached from this machine (127.0.0.1), if the lab
+    /// published it ([`crate::MachineSpec::publish`]); `None` otherwise and in a dry run.
+    pub fn published(&self, port: u16) -> Option<SocketAddr> {
+        self.inner.published.get(&port).copied()
     }
 
     fn dry_run(&self) -> bool {

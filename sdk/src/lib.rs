@@ -44,6 +44,7 @@ pub mod image;
 mod janitor;
 pub mod kv;
 pub mod lab;
+pub mod load;
 pub mod machine_image;
 mod outcome;
 pub mod overlay;

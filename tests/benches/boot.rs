@@ -91,6 +91,7 @@ fn bare_boots(kernel: &Kernel, accel: Accel, boots: usize) -> Result<Vec<f64>> {
             control: Some(ControlNic {
                 host_port: port,
                 guest_port: 7070,
+                published: Vec::new(),
                 mac: MacAddr::for_guest("bare", 0),
             }),
             data: Some(DataNic {

@@ -2,8 +2,8 @@
 //! machine, in the same run, in front of the same backends (`sinew-probe http-server`, two
 //! blue and two green, on loopback).
 //!
-//! 1. Throughput and p99 latency of small HTTP requests at 64 kept-alive connections, each
-//!    proxy measured twice, in turns.
+//! 1. Throughput, p99 latency and the proxy's CPU time per request for small HTTP requests
+//!    at 64 kept-alive connections, each proxy measured twice, in turns.
 //! 2. Failed requests during consecutive switches between the blue and the green pair under
 //!    that load: sinew-proxy switches in process (one write of the routing record in the
 //!    store); HAProxy gets its configuration rewritten and is reloaded (`-sf`, a new
@@ -21,9 +21,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use sinew::load::{KeepAliveClient, Load, Tally};
 use sinew::setup::Tool;
 use sinew_support::ports::free_loopback_port;
-use sinew_tests::http_load::{KeepAliveClient, Load, Tally};
 use sinew_tests::proxy_bed::{Backend, ProxyBed};
 
 const CONNECTIONS: usize = 64;
@@ -61,16 +61,16 @@ fn main() -> Result<()> {
     let mut sinew_rounds = Vec::new();
     let mut haproxy_rounds = Vec::new();
     for _ in 0..2 {
-        sinew_rounds.push(measure(bed.http, round)?);
-        haproxy_rounds.push(measure(haproxy.address, round)?);
+        sinew_rounds.push(measure(bed.http, &[bed.proxy_pid()], round)?);
+        haproxy_rounds.push(measure(haproxy.address, &haproxy.pids(), round)?);
     }
-    let (sinew_rate, sinew_p99) = summary(&sinew_rounds, round);
-    let (haproxy_rate, haproxy_p99) = summary(&haproxy_rounds, round);
+    let (sinew_rate, sinew_p99, sinew_cpu) = summary(&sinew_rounds, round);
+    let (haproxy_rate, haproxy_p99, haproxy_cpu) = summary(&haproxy_rounds, round);
     println!(
-        "sinew-proxy: {sinew_rate:.0} requests/s, p99 {sinew_p99:.2} ms ({CONNECTIONS} connections, 2 rounds of {seconds} s)"
+        "sinew-proxy: {sinew_rate:.0} requests/s, p99 {sinew_p99:.2} ms, {sinew_cpu:.1} µs of CPU per request ({CONNECTIONS} connections, 2 rounds of {seconds} s)"
     );
     println!(
-        "haproxy:     {haproxy_rate:.0} requests/s, p99 {haproxy_p99:.2} ms ({CONNECTIONS} connections, 2 rounds of {seconds} s)"
+        "haproxy:     {haproxy_rate:.0} requests/s, p99 {haproxy_p99:.2} ms, {haproxy_cpu:.1} µs of CPU per request ({CONNECTIONS} connections, 2 rounds of {seconds} s)"
     );
 
     let sinew_switching = under_switches(bed.http, switches, |to_green| {
@@ -99,10 +99,20 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// A load of [`CONNECTIONS`] clients on `address` for `duration`.
-fn measure(address: SocketAddr, duration: Duration) -> Result<Tally> {
+/// One round of load on a proxy, and the CPU time the proxy spent on it.
+struct Round {
+    tally: Tally,
+    cpu: Duration,
+}
+
+/// A load of [`CONNECTIONS`] clients on `address` for `duration`, served by the processes
+/// `pids`.
+fn measure(address: SocketAddr, pids: &[u32], duration: Duration) -> Result<Round> {
+    let cpu = || -> Result<Duration> { pids.iter().map(|pid| sinew_tests::cpu_time(*pid)).sum() };
     let load = Load::start(address, "/", CONNECTIONS);
+    let before = cpu()?;
     std::thread::sleep(duration);
+    let cpu = cpu()? - before;
     let tally = load.finish();
     if tally.failures() > 0 {
         bail!(
@@ -111,19 +121,34 @@ fn measure(address: SocketAddr, duration: Duration) -> Result<Tally> {
             tally.failed
         );
     }
-    Ok(tally)
+    Ok(Round { tally, cpu })
 }
 
-/// Mean requests per second and p99 latency in milliseconds over the rounds.
-fn summary(rounds: &[Tally], round: Duration) -> (f64, f64) {
-    let requests: u64 = rounds.iter().map(|tally| tally.ok).sum();
+/// Mean requests per second, p99 latency in milliseconds, and the proxy's CPU time per
+/// request in microseconds, over the rounds.
+fn summary(rounds: &[Round], round: Duration) -> (f64, f64, f64) {
+    let requests: u64 = rounds.iter().map(|round| round.tally.ok).sum();
+    let cpu: Duration = rounds.iter().map(|round| round.cpu).sum();
     #[allow(clippy::cast_precision_loss)]
-    let rate = requests as f64 / (round.as_secs_f64() * rounds.len() as f64);
+    let (rate, cpu_per_request) = (
+        requests as f64 / (round.as_secs_f64() * rounds.len() as f64),
+        cpu.as_secs_f64() * 1e6 / requests.max(1) as f64,
+    );
     let mut latencies: Vec<f64> = rounds
         .iter()
-        .flat_map(|tally| tally.latencies_us.iter().map(|us| f64::from(*us) / 1000.0))
+        .flat_map(|round| {
+            round
+                .tally
+                .latencies_us
+                .iter()
+                .map(|us| f64::from(*us) / 1000.0)
+        })
         .collect();
-    (rate, sinew_tests::percentile(&mut latencies, 99.0))
+    (
+        rate,
+        sinew_tests::percentile(&mut latencies, 99.0),
+        cpu_per_request,
+    )
 }
 
 /// A load on `address` while `switch` is called `switches` times, to green and back in
@@ -201,6 +226,11 @@ impl Haproxy {
         self.processes
             .retain_mut(|child| child.try_wait().is_ok_and(|ended| ended.is_none()));
         Ok(())
+    }
+
+    /// The processes serving now.
+    fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(Child::id).collect()
     }
 }
 

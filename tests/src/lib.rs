@@ -11,7 +11,6 @@ use sinew::{Arch, Build, Options, Run};
 use sinew_vm::{deb, elf};
 
 pub mod browser;
-pub mod http_load;
 pub mod kv_cluster;
 pub mod overlay_bed;
 pub mod proxy_bed;
@@ -19,7 +18,7 @@ pub mod sched_bed;
 pub mod underlay;
 
 /// Guest binaries the guest tests need, built for both architectures in one cargo call.
-pub const GUEST_BINS: [&str; 8] = [
+pub const GUEST_BINS: [&str; 9] = [
     "sinew-init",
     "sinew-probe",
     "kvd",
@@ -28,6 +27,7 @@ pub const GUEST_BINS: [&str; 8] = [
     "overlayd",
     "schedd",
     "schedctl",
+    "sinew-proxy",
 ];
 
 /// The playbook that a test cross-compiles for both architectures and runs.
@@ -251,6 +251,27 @@ pub fn qemu_processes_mentioning(needle: &Path) -> Vec<i32> {
             cmdline.contains("qemu-system") && cmdline.contains(&needle) && !zombie
         })
         .collect()
+}
+
+/// The CPU time process `pid` has used so far, in user and kernel mode together.
+pub fn cpu_time(pid: u32) -> Result<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses: utime and stime are the
+    // 12th and 13th of them.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| -> Result<u64> {
+        fields
+            .get(index)
+            .and_then(|field| field.parse().ok())
+            .with_context(|| format!("/proc/{pid}/stat: no CPU time in {stat:?}"))
+    };
+    // Linux reports them in USER_HZ, which is 100 on every architecture sinew runs on.
+    let total = ticks(11)? + ticks(12)?;
+    Ok(std::time::Duration::from_millis(total * 10))
 }
 
 /// The median of `samples` (sorted in place).

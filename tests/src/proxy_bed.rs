@@ -20,9 +20,9 @@ use sinew_sched::client::SchedClient;
 use sinew_support::ports::free_loopback_port;
 use tempfile::TempDir;
 
-use crate::http_load::KeepAliveClient;
 use crate::kv_cluster::{KvCluster, Server};
 use crate::underlay::block_on;
+use sinew::load::KeepAliveClient;
 
 /// The service the bed's proxy serves.
 pub const SERVICE: &str = "web";
@@ -118,6 +118,11 @@ impl ProxyBed {
             || Ok(KeepAliveClient::new(bed.status).get("/status").is_ok()),
         )?;
         Ok(bed)
+    }
+
+    /// The proxy's process id.
+    pub fn proxy_pid(&self) -> u32 {
+        self.proxy.id()
     }
 
     /// A client of the store, directly.

@@ -85,14 +85,17 @@ pub struct NetworkBoot {
 }
 
 /// The control NIC: QEMU user networking with `restrict=on` (the guest reaches
-/// nothing outside), and one TCP port forwarded from 127.0.0.1 to the guest.
+/// nothing outside), and TCP ports forwarded from 127.0.0.1 to the guest: the agent's,
+/// and any the guest publishes.
 /// The guest is [`CONTROL_GUEST_ADDR`]/[`CONTROL_PREFIX_LEN`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlNic {
     /// Port on the host's 127.0.0.1.
     pub host_port: u16,
     /// Port in the guest it forwards to.
     pub guest_port: u16,
+    /// More ports forwarded the same way: (port on the host's 127.0.0.1, port in the guest).
+    pub published: Vec<(u16, u16)>,
     /// The NIC's MAC; guests should find their NICs by MAC, not by name.
     pub mac: MacAddr,
 }
@@ -259,6 +262,9 @@ pub fn args(spec: &MachineSpec) -> Vec<OsString> {
              dhcpstart={CONTROL_GUEST_ADDR},hostfwd=tcp:127.0.0.1:{}-:{}",
             ctl.host_port, ctl.guest_port,
         ));
+        for (host_port, guest_port) in &ctl.published {
+            netdev.push(format!(",hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"));
+        }
         let mut device = format!("{nic},netdev=ctl,mac={}", ctl.mac);
         if let Boot::Network(boot) = &spec.boot {
             netdev.push(netboot::netdev_options(spec.arch, boot));
@@ -471,6 +477,7 @@ mod tests {
             s.control = Some(ControlNic {
                 host_port: 40022,
                 guest_port: 7000,
+                published: vec![(40080, 8080)],
                 mac: ctl_mac,
             });
             s.data = Some(DataNic {
@@ -481,7 +488,7 @@ mod tests {
             assert_eq!(
                 after(&a, "-netdev"),
                 [
-                    "user,id=ctl,restrict=on,net=10.0.2.0/24,host=10.0.2.2,dhcpstart=10.0.2.15,hostfwd=tcp:127.0.0.1:40022-:7000",
+                    "user,id=ctl,restrict=on,net=10.0.2.0/24,host=10.0.2.2,dhcpstart=10.0.2.15,hostfwd=tcp:127.0.0.1:40022-:7000,hostfwd=tcp:127.0.0.1:40080-:8080",
                     "stream,id=data,server=off,addr.type=unix,addr.path=/run/lab,,1/switch.sock",
                 ]
             );
@@ -508,6 +515,7 @@ mod tests {
             s.control = Some(ControlNic {
                 host_port: 40022,
                 guest_port: 7000,
+                published: Vec::new(),
                 mac: ctl_mac,
             });
             s.data = Some(DataNic {

@@ -2,6 +2,7 @@
 //! and leaves backends.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -106,6 +107,8 @@ pub struct Settings {
     pub drain_grace: Duration,
     /// Where the status endpoint listens, if anywhere.
     pub status_listen: Option<SocketAddr>,
+    /// Threads that serve connections.
+    pub workers: NonZeroUsize,
 }
 
 #[cfg(test)]

@@ -25,9 +25,12 @@ use crate::{registry, tcp};
 const FIRST_READ: Duration = Duration::from_secs(5);
 
 /// Runs the proxy until SIGTERM or SIGINT; then it stops accepting, lets open connections
-/// finish within the drain grace, and returns.
+/// finish within the drain grace, and returns. The store, the status endpoint and the
+/// signals are followed on this thread; the connections are served by the workers.
 pub fn run(settings: Settings) -> Result<()> {
-    tokio::runtime::Runtime::new()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .context("starting the async runtime")?
         .block_on(serve(settings))
 }
@@ -62,26 +65,31 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     let (stopping_tx, stopping) = watch::channel(false);
     let sessions = Sessions::default();
+    let mut listeners = Vec::new();
     for listen in &settings.listen {
-        let listener = TcpListener::bind(listen.address)
-            .await
+        let listener = std::net::TcpListener::bind(listen.address)
+            .and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                Ok(listener)
+            })
             .with_context(|| format!("--listen {}: cannot listen", listen.address))?;
-        let pool = Arc::clone(&pools[&listen.service]);
-        match listen.mode {
-            Mode::Tcp => tokio::spawn(tcp::serve(
-                listener,
-                pool,
-                settings.connect_timeout,
-                stopping.clone(),
-                sessions.clone(),
-            )),
-            Mode::Http => tokio::spawn(http::serve(
-                listener,
-                Arc::new(Forwarder::new(pool, settings.connect_timeout)),
-                stopping.clone(),
-                sessions.clone(),
-            )),
+        listeners.push((listener, listen.mode, Arc::clone(&pools[&listen.service])));
+    }
+    for index in 0..settings.workers.get() {
+        let worker = Worker {
+            listeners: listeners
+                .iter()
+                .map(|(listener, mode, pool)| Ok((listener.try_clone()?, *mode, Arc::clone(pool))))
+                .collect::<std::io::Result<_>>()
+                .context("sharing the listeners with the workers")?,
+            connect_timeout: settings.connect_timeout,
+            stopping: stopping.clone(),
+            sessions: sessions.clone(),
         };
+        std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || worker.run())
+            .context("starting a worker thread")?;
     }
     if let Some(address) = settings.status_listen {
         let listener = TcpListener::bind(address)
@@ -119,6 +127,63 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A thread with a runtime of its own that accepts and serves connections on every
+/// listener: a connection, and the backend connections its requests use, stay on the one
+/// thread, so serving a request takes no wakeup across threads (as HAProxy's threads do).
+struct Worker {
+    listeners: Vec<(std::net::TcpListener, Mode, Arc<Pool>)>,
+    connect_timeout: Duration,
+    stopping: watch::Receiver<bool>,
+    sessions: Sessions,
+}
+
+impl Worker {
+    fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "a worker cannot start its runtime; the others serve");
+                return;
+            }
+        };
+        runtime.block_on(async {
+            let mut served = tokio::task::JoinSet::new();
+            for (listener, mode, pool) in self.listeners {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::error!(%error, "a worker cannot listen; the others serve");
+                        continue;
+                    }
+                };
+                let (stopping, sessions) = (self.stopping.clone(), self.sessions.clone());
+                match mode {
+                    Mode::Tcp => served.spawn(tcp::serve(
+                        listener,
+                        pool,
+                        self.connect_timeout,
+                        stopping,
+                        sessions,
+                    )),
+                    Mode::Http => served.spawn(http::serve(
+                        listener,
+                        Arc::new(Forwarder::new(pool, self.connect_timeout)),
+                        stopping,
+                        sessions,
+                    )),
+                };
+            }
+            while served.join_next().await.is_some() {}
+            // The sessions this worker runs finish on its runtime; the daemon ends the
+            // process when all have, or when the grace period is over.
+            std::future::pending::<()>().await;
+        });
+    }
 }
 
 /// The next connection on `listener`; `None` once `stopping` turns true. A failed accept

@@ -35,16 +35,16 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 const KEPT_BODY: u64 = 1 << 20;
 
 /// Headers that describe one connection, not the message, and so are not passed on.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Sends a service's requests to its backends.
@@ -60,7 +60,11 @@ impl Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // Small messages are copied into one buffer and written with one call, which costs
+        // less than gathering them (measured with the proxy benchmark).
+        let client = Client::builder(TokioExecutor::new())
+            .http1_writev(false)
+            .build(connector);
         Self { pool, client }
     }
 
@@ -175,7 +179,9 @@ pub async fn serve(
                 let forwarder = Arc::clone(&forwarder);
                 async move { Ok::<_, Infallible>(forwarder.handle(request, peer).await) }
             });
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = http1::Builder::new()
+                .writev(false)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let served = tokio::select! {
                 served = connection.as_mut() => served,
@@ -247,7 +253,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     for name in named {

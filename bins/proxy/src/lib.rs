@@ -13,6 +13,10 @@
 //! skipped and the next one tried before the client sees an error. With none left, HTTP
 //! answers 503 and TCP closes the connection, and both log it. [`status`] serves each
 //! backend's state and counters as JSON.
+//!
+//! Connections are served by workers, a thread each with a runtime of its own
+//! ([`daemon`]); a client connection and the backend connections its requests use stay on
+//! one worker.
 
 #![warn(missing_docs)]
 

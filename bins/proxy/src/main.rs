@@ -1,6 +1,7 @@
 //! `sinew-proxy`: the command line; everything it does lives in the `sinew_proxy` library.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -47,9 +48,17 @@ struct Cli {
     #[arg(long, env = "SINEW_PROXY_DRAIN_GRACE", default_value = "10s", value_parser = seconds)]
     drain_grace: Duration,
 
+    /// Threads that serve connections, each with every listener (default: one per CPU).
+    #[arg(long, env = "SINEW_PROXY_WORKERS", default_value_t = default_workers())]
+    workers: NonZeroUsize,
+
     /// Where to serve `GET /status` (JSON), `address:port`; off when not given.
     #[arg(long, env = "SINEW_PROXY_STATUS_LISTEN")]
     status_listen: Option<SocketAddr>,
+}
+
+fn default_workers() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
 fn seconds(text: &str) -> Result<Duration, duration::DurationError> {
@@ -65,6 +74,7 @@ fn main() -> ExitCode {
         balance: cli.balance,
         connect_timeout: cli.connect_timeout,
         drain_grace: cli.drain_grace,
+        workers: cli.workers,
         status_listen: cli.status_listen,
     };
     match sinew_proxy::daemon::run(settings) {

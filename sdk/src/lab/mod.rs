@@ -15,7 +15,7 @@
 //! is remembered as failing.
 //! `SINEW_ACCEL=kvm|tcg` forces either.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -150,6 +150,9 @@ pub struct MachineSpec {
     pub boot: BootFrom,
     /// The machine image it boots; by default the lab's own (agent and modules only).
     pub image: Option<MachineImage>,
+    /// TCP ports of the guest reachable from this machine, each at a port of 127.0.0.1
+    /// that the lab picks ([`Host::published`]).
+    pub published: Vec<u16>,
 }
 
 /// How a lab guest boots.
@@ -175,7 +178,15 @@ impl MachineSpec {
             data_ip: None,
             boot: BootFrom::Direct,
             image: None,
+            published: Vec::new(),
         }
+    }
+
+    /// The same guest, with its TCP `port` reachable from this machine (a service the
+    /// playbook itself uses, say a proxy it puts load on).
+    pub fn publish(mut self, port: u16) -> Self {
+        self.published.push(port);
+        self
     }
 
     /// The same guest, booting `image` (built for its architecture).
@@ -741,6 +752,7 @@ fn planned_lab(ctx: &Arc<Ctx>, spec: &LabSpec, run: &crate::Run) -> Result<Lab, 
                     .lab_logs(&spec.name)
                     .join(format!("{}.console.log", m.name)),
                 booted: None,
+                published: BTreeMap::new(),
             };
             Host::new(ctx.clone(), address, None)
         })
@@ -938,13 +950,20 @@ impl LabSetup<'_> {
         let mut fell_back = false;
         loop {
             let accel = candidates.remove(0);
-            // QEMU binds it a moment later.
-            let port =
+            // QEMU binds them a moment later.
+            let free_port = || {
                 sinew_support::ports::free_loopback_port().map_err(|source| LabError::Io {
                     action: "finding a free port on",
                     path: "127.0.0.1".into(),
                     source,
-                })?;
+                })
+            };
+            let port = free_port()?;
+            let published = m
+                .published
+                .iter()
+                .map(|guest_port| Ok((free_port()?, *guest_port)))
+                .collect::<Result<Vec<_>, LabError>>()?;
             let vm_spec = qemu::MachineSpec {
                 accel,
                 cpus: m.cpus,
@@ -954,6 +973,7 @@ impl LabSetup<'_> {
                 control: Some(ControlNic {
                     host_port: port,
                     guest_port: AGENT_PORT,
+                    published: published.clone(),
                     mac: nic_mac(plan, 0),
                 }),
                 data: Some(DataNic {
@@ -1007,6 +1027,15 @@ impl LabSetup<'_> {
                 secret: self.waiter.secret.clone(),
                 console_log,
                 booted: Some(booted.clone()),
+                published: published
+                    .iter()
+                    .map(|(host_port, guest_port)| {
+                        (
+                            *guest_port,
+                            SocketAddr::from((Ipv4Addr::LOCALHOST, *host_port)),
+                        )
+                    })
+                    .collect(),
             };
             return Ok(Host::new(self.ctx.clone(), address, Some(client)));
         }

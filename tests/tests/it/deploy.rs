@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use sinew::deploy::{self, DeployError, Timing};
+use sinew::load::{KeepAliveClient, Load};
 use sinew_sched::unit::{HealthCheck, Probe, Register, RestartPolicy, UnitSpec};
 use sinew_support::ports::free_loopback_port;
-use sinew_tests::http_load::{KeepAliveClient, Load};
 use sinew_tests::sched_bed::{spread, BedOperator, SchedBed};
 
 const TIMING: Timing = Timing {

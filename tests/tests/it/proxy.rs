@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use sinew::load::{KeepAliveClient, Load};
 use sinew_proto::kv::{AtRevision as _, RangeRequest};
-use sinew_tests::http_load::{KeepAliveClient, Load};
 use sinew_tests::proxy_bed::{ProxyBed, SERVICE};
 use sinew_tests::underlay::block_on;
 

@@ -10,12 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use sinew::load::{KeepAliveClient, Load};
 use sinew_proto::discovery::{self, Registration};
 use sinew_proto::kv::{prefix_end, RangeRequest};
 use sinew_sched::unit::{HealthCheck, Probe, Register};
 use sinew_sched::InstanceId;
 use sinew_support::ports::free_loopback_port;
-use sinew_tests::http_load::{KeepAliveClient, Load};
 use sinew_tests::sched_bed::{spread, SchedBed};
 use sinew_tests::underlay::block_on;
 

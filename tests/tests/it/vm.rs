@@ -278,6 +278,7 @@ async fn control_nic_forwards_a_loopback_port_to_the_guest() -> Result<()> {
     spec.control = Some(ControlNic {
         host_port,
         guest_port: 7000,
+        published: Vec::new(),
         mac: MacAddr::for_guest("ctl", 0),
     });
     let vm = Vm::spawn(spec)?;

@@ -1,6 +1,7 @@
-//! HTTP/1.1 from tests and benchmarks: a blocking client that keeps its connection open
-//! between requests (as a browser or a service client does), and a steady load of such
-//! clients that counts every answer and every failure.
+//! A steady HTTP/1.1 load, as a playbook (or a test, or a benchmark) puts on a service to
+//! show that a change loses no request: a blocking client that keeps its connection open
+//! between requests (as a browser or a service client does), and a load of such clients
+//! that counts every answer and every failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,6 +15,8 @@ use anyhow::{Context, Result};
 
 /// How long a request may take before it counts as failed.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often at most a client adds what it saw to the load's tally.
+const REPORT_EVERY: Duration = Duration::from_millis(20);
 
 /// An answer: its status and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +172,11 @@ impl Tally {
             .collect()
     }
 
+    /// Requests in all, answered or failed.
+    pub fn requests(&self) -> u64 {
+        self.ok + self.failures()
+    }
+
     fn add(&mut self, other: &Tally) {
         self.ok += other.ok;
         for (reason, count) in &other.failed {
@@ -204,7 +212,7 @@ impl Load {
                 std::thread::spawn(move || {
                     let mut client = KeepAliveClient::new(address);
                     let mut mine = Tally::default();
-                    let mut unreported = 0;
+                    let mut reported = Instant::now();
                     while running.load(Ordering::Relaxed) {
                         let started = Instant::now();
                         match client.get(&path) {
@@ -226,9 +234,8 @@ impl Load {
                         mine.slowest = mine.slowest.max(took);
                         mine.latencies_us
                             .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-                        unreported += 1;
-                        if unreported == 64 {
-                            unreported = 0;
+                        if mine.latencies_us.len() >= 64 || reported.elapsed() >= REPORT_EVERY {
+                            reported = Instant::now();
                             tally
                                 .lock()
                                 .unwrap_or_else(PoisonError::into_inner)
@@ -250,7 +257,8 @@ impl Load {
         }
     }
 
-    /// What the clients saw so far (but for up to 63 answers each, not yet added).
+    /// What the clients saw so far (but for what each saw in the last 20 ms, or its last
+    /// 63 answers, not yet added).
     pub fn so_far(&self) -> Tally {
         self.tally
             .lock()
