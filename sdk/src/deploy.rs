@@ -23,6 +23,8 @@ use sinew_proto::sched::unit::UnitSpec;
 use sinew_proto::sched::InstanceId;
 use thiserror::Error;
 
+use crate::outcome::{Outcome, Status};
+
 /// How often the strategies look at the cluster while they wait.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -100,6 +102,22 @@ pub struct Switch {
     pub previous: Option<Vec<String>>,
     /// From the start of green to the switch.
     pub took: Duration,
+}
+
+impl Outcome for Switch {
+    fn status(&self) -> Status {
+        Status::Changed
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(format!(
+            "{} now routed to version {} ({}) in {:.0} ms",
+            self.service,
+            self.version,
+            self.green,
+            self.took.as_secs_f64() * 1000.0
+        ))
+    }
 }
 
 /// Blue-green: see the module's documentation.
@@ -212,6 +230,19 @@ pub struct Roll {
     pub new: String,
     /// The steps taken.
     pub steps: u32,
+}
+
+impl Outcome for Roll {
+    fn status(&self) -> Status {
+        Status::Changed
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(format!(
+            "{} replaced by {} in {} steps",
+            self.old, self.new, self.steps
+        ))
+    }
 }
 
 /// Rolling: see the module's documentation. The service must be served by one unit, which

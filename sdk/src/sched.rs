@@ -57,6 +57,14 @@ pub enum SchedError {
         /// What schedctl said.
         stderr: String,
     },
+    /// A unit the SDK was asked to make cannot be made as asked.
+    #[error("unit {unit}: {reason}")]
+    Unit {
+        /// The unit.
+        unit: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// No host could run schedctl.
     #[error("no host could run schedctl: {0}")]
     NoHost(String),
@@ -118,6 +126,45 @@ pub fn binary_exec(bins: &Artifacts, name: &str, path: &str) -> Result<Exec, Bui
         kind: ExecKind::Binary,
         builds,
     })
+}
+
+/// Where [`proxy_unit`] runs sinew-proxy from; the playbook installs it there on the
+/// machines the unit may go to.
+pub const PROXY_PATH: &str = "/usr/local/bin/sinew-proxy";
+
+/// A unit running sinew-proxy (from `bins`, at [`PROXY_PATH`]) against the store at
+/// `endpoints` (`KvDeployment::endpoints`), with `listen` as its listeners
+/// (`ADDRESS=SERVICE[/tcp|/http]`, as `sinew-proxy --listen` takes them) and `drain` as its
+/// drain grace. It always restarts, and is healthy once its first listener accepts
+/// connections. Place it with [`UnitSpec::placement`] like any unit.
+pub fn proxy_unit(
+    name: &str,
+    bins: &Artifacts,
+    endpoints: &str,
+    listen: &[&str],
+    drain: Duration,
+) -> Result<UnitSpec, SchedError> {
+    let first = listen.first().ok_or_else(|| SchedError::Unit {
+        unit: name.to_owned(),
+        reason: "a proxy needs at least one listener".into(),
+    })?;
+    let port = first
+        .split_once('=')
+        .and_then(|(address, _)| address.parse::<std::net::SocketAddr>().ok())
+        .map(|address| address.port())
+        .ok_or_else(|| SchedError::Unit {
+            unit: name.to_owned(),
+            reason: format!("listener {first:?}: expected ADDRESS:PORT=SERVICE[/tcp|/http]"),
+        })?;
+    let mut unit = UnitSpec::new(name, binary_exec(bins, "sinew-proxy", PROXY_PATH)?);
+    unit.args = vec![format!("--endpoints={endpoints}")];
+    unit.args
+        .extend(listen.iter().map(|listen| format!("--listen={listen}")));
+    unit.args
+        .push(format!("--drain-grace={}ms", drain.as_millis()));
+    unit.restart.policy = crate::RestartPolicy::Always;
+    unit.health = Some(HealthCheck::new(Probe::Tcp { port }));
+    Ok(unit)
 }
 
 /// A unit's exec for a signed image, on the hosts where [`Run::install_image`] put it (at

@@ -222,3 +222,56 @@ fn overlay_connects_containers_across_guests_of_both_arches() {
     }
     assert!(stderr.contains("0 failed"), "{stderr}");
 }
+
+/// One of the blue-green playbook's phase lines: requests, failures, versions answering.
+fn phase(stdout: &str, name: &str) -> (u64, u64, Vec<String>) {
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no line for phase {name:?}:\n{stdout}"));
+    let (counts, versions) = line
+        .split_once("; versions answering: ")
+        .unwrap_or_else(|| panic!("phase line {line:?}"));
+    let numbers: Vec<u64> = counts
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    let [requests, failed] = numbers[..] else {
+        panic!("phase line {line:?}");
+    };
+    let versions = versions.split(", ").map(str::to_owned).collect();
+    (requests, failed, versions)
+}
+
+#[test]
+fn blue_green_switches_behind_the_proxy_and_rolls_back_a_broken_version_losing_no_request() {
+    let (stdout, stderr) = run_playbook("blue-green");
+    let (requests, failed, versions) = phase(&stdout, "version 1 serving");
+    assert!(requests > 0 && failed == 0, "{stdout}");
+    assert_eq!(versions, ["1"], "{stdout}");
+    let (requests, failed, versions) = phase(&stdout, "blue-green to version 2");
+    assert!(requests > 0 && failed == 0, "{stdout}");
+    assert!(
+        versions.contains(&"2".to_owned()) && versions.iter().all(|v| v == "1" || v == "2"),
+        "{stdout}"
+    );
+    let (requests, failed, versions) = phase(&stdout, "rolling deploy of version 3, rolled back");
+    assert!(requests > 0 && failed == 0, "{stdout}");
+    assert_eq!(
+        versions,
+        ["2"],
+        "the broken version never answered:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("rolled back on its own: web-3 (version 3 of web) did not become healthy"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("whole run: ") && stdout.contains(" requests, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("blue-green deploy of version 2"),
+        "{stderr}"
+    );
+}
