@@ -201,17 +201,25 @@ impl Qmp {
 
     async fn execute<C>(&mut self, command: C, name: &'static str) -> Result<C::Ok, QmpError>
     where
-        C: qapi::qmp::QmpCommand,
+        C: qapi::qmp::QmpCommand + Send + 'static,
+        C::Ok: Send,
     {
         if self.closed {
             return Err(self.closed_err(name, std::io::Error::from(ErrorKind::UnexpectedEof)));
         }
-        let reply = self.service.execute(command);
+        // The command runs as a task of its own, so that a caller who gives up on it (a
+        // timeout) does not cancel it halfway: qapi would keep its id pending without the
+        // reply that clears it, and the next command on this connection would panic on the
+        // duplicate id. The task ends with QEMU's reply, or when the connection closes.
+        let reply = tokio::spawn(self.service.execute(command));
         tokio::pin!(reply);
         loop {
             tokio::select! {
                 biased;
                 result = &mut reply => {
+                    let result = result.unwrap_or_else(|joined| {
+                        Err(qapi::ExecuteError::Io(std::io::Error::other(joined.to_string())))
+                    });
                     return result.map_err(|e| match e {
                         qapi::ExecuteError::Qapi(e) => QmpError::Command {
                             socket: self.socket.clone(),
@@ -260,8 +268,9 @@ mod tests {
     use tokio::net::UnixListener;
 
     /// A QMP server that answers like QEMU: an event slipped in before the
-    /// `query-status` reply, and `quit` answered by hanging up.
-    async fn fake_qemu(listener: UnixListener) {
+    /// `query-status` reply, and `quit` answered by hanging up. `system_powerdown` is
+    /// refused, or with `powerdown_after` answered that late, as a loaded QEMU might.
+    async fn fake_qemu(listener: UnixListener, powerdown_after: Option<Duration>) {
         let (stream, _) = listener.accept().await.unwrap();
         let (read, mut write) = stream.into_split();
         let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
@@ -281,6 +290,10 @@ mod tests {
                 )
             } else if line.contains("quit") {
                 return;
+            } else if let (true, Some(after)) = (line.contains("system_powerdown"), powerdown_after)
+            {
+                tokio::time::sleep(after).await;
+                r#"{"return": {}}"#.to_owned()
             } else {
                 r#"{"error": {"class": "CommandNotFound", "desc": "nope"}}"#.to_owned()
             };
@@ -301,7 +314,7 @@ mod tests {
         });
         // The socket appears after the client started retrying.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let server = tokio::spawn(fake_qemu(UnixListener::bind(&socket).unwrap()));
+        let server = tokio::spawn(fake_qemu(UnixListener::bind(&socket).unwrap(), None));
         let mut qmp = connecting.await.unwrap().unwrap();
 
         let status = qmp.status().await.unwrap();
@@ -331,6 +344,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(&socket.display().to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_command_given_up_on_leaves_the_connection_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let server = tokio::spawn(fake_qemu(
+            UnixListener::bind(&socket).unwrap(),
+            Some(Duration::from_millis(300)),
+        ));
+        let mut qmp = Qmp::connect(&socket, Duration::from_secs(5)).await.unwrap();
+        let gave_up = tokio::time::timeout(Duration::from_millis(50), qmp.system_powerdown()).await;
+        assert!(gave_up.is_err(), "the fake answers late: {gave_up:?}");
+        // The next command waits for the late reply, then gets its own.
+        let status = qmp.status().await.unwrap();
+        assert!(!status.running, "{status:?}");
+        qmp.quit().await.unwrap();
+        server.await.unwrap();
     }
 
     #[tokio::test]
