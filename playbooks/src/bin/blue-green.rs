@@ -1,7 +1,9 @@
 //! `blue-green`: blue-green and rolling deploys behind sinew-proxy, on two guests of both
 //! architectures, under a steady load from this playbook for the whole run.
 //!
-//! kvd runs on `edge` (x86_64) and schedd on both guests. sinew-proxy runs as a unit on
+//! Both guests boot a signed machine image (one per architecture) that carries every
+//! binary the playbook runs, so nothing is installed on them afterwards. kvd runs on `edge`
+//! (x86_64) and schedd on both guests. sinew-proxy runs as a unit on
 //! `edge`, whose port 8080 the lab publishes to this machine; the load goes through it. The
 //! service `web` (`sinew-probe http-server`, which answers with its version and instance)
 //! runs two instances per version, one on each guest, so one of each pair is the aarch64
@@ -18,15 +20,25 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sinew::deploy::{self, DeployError, Timing};
+use sinew::kv::deploy::{KVCTL_PATH, KVD_PATH};
 use sinew::load::{Load, Tally};
 use sinew::sched::{
     binary_exec, proxy_unit, HealthCheck, Placement, Probe, Register, Restart, SchedulerSpec,
-    UnitSpec, PROXY_PATH,
+    UnitSpec, PROXY_PATH, SCHEDCTL_PATH, SCHEDD_PATH,
 };
-use sinew::{Arch, Artifacts, Build, LabSpec, MachineSpec, Run};
+use sinew::{Arch, Artifacts, Build, LabSpec, MachineImageSpec, MachineSpec, Run};
 
-/// Where the probe is installed on every guest.
+/// Where the probe is on every guest.
 const PROBE_PATH: &str = "/usr/local/bin/sinew-probe";
+/// The binaries in the guests' machine image, where the SDK runs them from.
+const NODE_BINS: [(&str, &str); 6] = [
+    ("kvd", KVD_PATH),
+    ("kvctl", KVCTL_PATH),
+    ("schedd", SCHEDD_PATH),
+    ("schedctl", SCHEDCTL_PATH),
+    ("sinew-probe", PROBE_PATH),
+    ("sinew-proxy", PROXY_PATH),
+];
 /// The proxy's port on `edge`, published to this machine.
 const PROXY_PORT: u16 = 8080;
 /// The load's kept-alive connections.
@@ -39,28 +51,29 @@ const TIMING: Timing = Timing {
 
 fn main() -> anyhow::Result<()> {
     let run = Run::from_args("blue-green")?;
-    let bins = run.build(&Build::bins(&[
-        "kvd",
-        "kvctl",
-        "schedd",
-        "schedctl",
-        "sinew-probe",
-        "sinew-proxy",
-    ]))?;
-    let lab = run.boot(
-        &LabSpec::new("blue-green")
-            .machine(MachineSpec::new("edge", Arch::X86_64).publish(PROXY_PORT))
-            .machine(MachineSpec::new("arm", Arch::Aarch64)),
-    )?;
+    let key = run.signing_key("sinew playbooks <playbooks@sinew.example>")?;
+    let mut node = MachineImageSpec::new("blue-green-node", "1");
+    for (bin, path) in NODE_BINS {
+        node = node.bin(bin, path);
+    }
+    let images = run.build_machine_image(&node, &key)?;
+    // The same build as the image's (cached): the units' digests are the image's files'.
+    let bins = run.build(&Build::bins(&NODE_BINS.map(|(bin, _)| bin)))?;
+    let mut lab = LabSpec::new("blue-green");
+    for (name, arch) in [("edge", Arch::X86_64), ("arm", Arch::Aarch64)] {
+        let mut machine = MachineSpec::new(name, arch);
+        if let Some(image) = images.iter().find(|image| image.arch == arch) {
+            machine = machine.image(image);
+        }
+        if name == "edge" {
+            machine = machine.publish(PROXY_PORT);
+        }
+        lab = lab.machine(machine);
+    }
+    let lab = run.boot(&lab)?;
     let hosts = lab.hosts();
     let edge = &hosts[0];
     let kv = run.deploy_kv(std::slice::from_ref(edge), &bins)?;
-    run.each(hosts, "install sinew-probe", |host| {
-        Ok::<_, anyhow::Error>(host.install(bins.get("sinew-probe", host.arch())?, PROBE_PATH)?)
-    })?;
-    run.task(&format!("install sinew-proxy [{edge}]"), || {
-        Ok::<_, anyhow::Error>(edge.install(bins.get("sinew-proxy", edge.arch())?, PROXY_PATH)?)
-    })?;
     let spec = SchedulerSpec {
         metadata: BTreeMap::from([(
             edge.name().to_owned(),

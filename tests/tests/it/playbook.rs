@@ -274,4 +274,8 @@ fn blue_green_switches_behind_the_proxy_and_rolls_back_a_broken_version_losing_n
         stderr.contains("blue-green deploy of version 2"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("/usr/local/bin/schedd already has sha256"),
+        "the guests' signed machine image carries the binaries:\n{stderr}"
+    );
 }
