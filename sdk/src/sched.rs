@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+pub use sinew_proto::discovery::{Listen, ListenError, Mode};
 pub use sinew_proto::sched::client::Snapshot;
 pub use sinew_proto::sched::records::{InstanceState, MachineRecord, Phase, Target};
 pub use sinew_proto::sched::unit::{
@@ -133,29 +134,20 @@ pub fn binary_exec(bins: &Artifacts, name: &str, path: &str) -> Result<Exec, Bui
 pub const PROXY_PATH: &str = "/usr/local/bin/sinew-proxy";
 
 /// A unit running sinew-proxy (from `bins`, at [`PROXY_PATH`]) against the store at
-/// `endpoints` (`KvDeployment::endpoints`), with `listen` as its listeners
-/// (`ADDRESS=SERVICE[/tcp|/http]`, as `sinew-proxy --listen` takes them) and `drain` as its
-/// drain grace. It always restarts, and is healthy once its first listener accepts
+/// `endpoints` (`KvDeployment::endpoints`), with `listen` as its listeners and `drain` as
+/// its drain grace. It always restarts, and is healthy once its first listener accepts
 /// connections. Place it with [`UnitSpec::placement`] like any unit.
 pub fn proxy_unit(
     name: &str,
     bins: &Artifacts,
     endpoints: &str,
-    listen: &[&str],
+    listen: &[Listen],
     drain: Duration,
 ) -> Result<UnitSpec, SchedError> {
     let first = listen.first().ok_or_else(|| SchedError::Unit {
         unit: name.to_owned(),
         reason: "a proxy needs at least one listener".into(),
     })?;
-    let port = first
-        .split_once('=')
-        .and_then(|(address, _)| address.parse::<std::net::SocketAddr>().ok())
-        .map(|address| address.port())
-        .ok_or_else(|| SchedError::Unit {
-            unit: name.to_owned(),
-            reason: format!("listener {first:?}: expected ADDRESS:PORT=SERVICE[/tcp|/http]"),
-        })?;
     let mut unit = UnitSpec::new(name, binary_exec(bins, "sinew-proxy", PROXY_PATH)?);
     unit.args = vec![format!("--endpoints={endpoints}")];
     unit.args
@@ -163,7 +155,9 @@ pub fn proxy_unit(
     unit.args
         .push(format!("--drain-grace={}ms", drain.as_millis()));
     unit.restart.policy = crate::RestartPolicy::Always;
-    unit.health = Some(HealthCheck::new(Probe::Tcp { port }));
+    unit.health = Some(HealthCheck::new(Probe::Tcp {
+        port: first.address.port(),
+    }));
     Ok(unit)
 }
 

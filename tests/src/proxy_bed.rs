@@ -220,9 +220,15 @@ impl ProxyBed {
 
     /// Sends the proxy SIGTERM and waits for it to exit; its exit status.
     pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        self.signal_stop()?;
+        Ok(self.proxy.wait()?)
+    }
+
+    /// Sends the proxy SIGTERM without waiting for it to end.
+    pub fn signal_stop(&self) -> Result<()> {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.proxy.id())?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        Ok(self.proxy.wait()?)
+        Ok(())
     }
 
     /// The proxy's log so far.

@@ -91,6 +91,9 @@ async fn serve(settings: Settings) -> Result<()> {
             .spawn(move || worker.run())
             .context("starting a worker thread")?;
     }
+    // The workers hold their own descriptors: once they stop accepting, the sockets close
+    // and new connections are refused rather than left waiting through the drain.
+    drop(listeners);
     if let Some(address) = settings.status_listen {
         let listener = TcpListener::bind(address)
             .await
@@ -104,7 +107,7 @@ async fn serve(settings: Settings) -> Result<()> {
         ));
     }
     tracing::info!(
-        listen = ?settings.listen.iter().map(|l| format!("{}={}/{}", l.address, l.service, l.mode.name())).collect::<Vec<_>>(),
+        listen = ?settings.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         status = ?settings.status_listen,
         "sinew-proxy ready"
     );

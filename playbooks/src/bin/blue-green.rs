@@ -16,6 +16,7 @@
 //! `cargo run --bin blue-green [-- --dry-run | -v]`
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -23,8 +24,8 @@ use sinew::deploy::{self, DeployError, Timing};
 use sinew::kv::deploy::{KVCTL_PATH, KVD_PATH};
 use sinew::load::{Load, Tally};
 use sinew::sched::{
-    binary_exec, proxy_unit, HealthCheck, Placement, Probe, Register, Restart, SchedulerSpec,
-    UnitSpec, PROXY_PATH, SCHEDCTL_PATH, SCHEDD_PATH,
+    binary_exec, proxy_unit, HealthCheck, Listen, Mode, Placement, Probe, Register, Restart,
+    SchedulerSpec, UnitSpec, PROXY_PATH, SCHEDCTL_PATH, SCHEDD_PATH,
 };
 use sinew::{Arch, Artifacts, Build, LabSpec, MachineImageSpec, MachineSpec, Run};
 
@@ -87,7 +88,11 @@ fn main() -> anyhow::Result<()> {
         "proxy",
         &bins,
         &kv.endpoints(),
-        &[&format!("0.0.0.0:{PROXY_PORT}=web/http")],
+        &[Listen {
+            address: SocketAddr::from(([0, 0, 0, 0], PROXY_PORT)),
+            service: "web".into(),
+            mode: Mode::Http,
+        }],
         TIMING.drain,
     )?;
     proxy.placement.metadata = BTreeMap::from([("role".to_owned(), vec!["edge".to_owned()])]);

@@ -257,6 +257,33 @@ fn a_watch_compacted_away_while_the_store_was_out_of_reach_is_resynced() -> Resu
 }
 
 #[test]
+fn a_stopping_proxy_refuses_new_connections_while_an_open_one_drains() -> Result<()> {
+    let mut bed = ProxyBed::new(false, &["--drain-grace", "3s"])?;
+    let a = bed.backend("a@0", "1")?;
+    bed.register(&a.registration)?;
+    bed.wait_applied()?;
+    let mut open = TcpStream::connect(bed.tcp)?;
+    open.set_read_timeout(Some(Duration::from_secs(5)))?;
+    assert_eq!(ask(&mut open)?, "a@0");
+    bed.signal_stop()?;
+    for listener in [bed.http, bed.tcp] {
+        bed.wait(
+            &format!("{listener} refusing connections"),
+            Duration::from_secs(2),
+            || Ok(TcpStream::connect(listener).is_err()),
+        )?;
+    }
+    assert_eq!(
+        ask(&mut open)?,
+        "a@0",
+        "the open connection is served on through the drain"
+    );
+    let status = bed.terminate()?;
+    ensure!(status.success(), "sinew-proxy exited with {status}");
+    Ok(())
+}
+
+#[test]
 fn sigterm_stops_cleanly_without_waiting_on_an_idle_kept_alive_connection() -> Result<()> {
     let mut bed = ProxyBed::new(false, &["--drain-grace", "5s"])?;
     let a = bed.backend("a@0", "1")?;
