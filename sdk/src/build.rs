@@ -158,6 +158,16 @@ pub struct Artifacts {
 }
 
 impl Artifacts {
+    /// Artifacts as a build would return them, for unit tests of what is made from them.
+    #[cfg(test)]
+    pub(crate) fn built(items: Vec<Artifact>) -> Self {
+        Self {
+            items,
+            stored: 0,
+            plan: None,
+        }
+    }
+
     /// The artifact `name` for `arch`.
     pub fn get(&self, name: &str, arch: Arch) -> Result<&Artifact, BuildError> {
         self.items

@@ -487,3 +487,55 @@ impl Operator for Scheduler {
 fn deploy_error(error: SchedError) -> DeployError {
     DeployError::Scheduler(error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy_builds() -> Artifacts {
+        let items = Arch::ALL
+            .iter()
+            .map(|arch| crate::Artifact {
+                name: "sinew-proxy".into(),
+                arch: *arch,
+                path: "/store/sinew-proxy".into(),
+                sha256: format!("{:064x}", *arch as u8),
+                size: 1,
+            })
+            .collect();
+        Artifacts::built(items)
+    }
+
+    #[test]
+    fn a_proxy_unit_runs_its_listeners_and_checks_the_first_and_needs_one() {
+        let listen: Vec<Listen> = ["0.0.0.0:8080=web/http", "0.0.0.0:6379=cache/tcp"]
+            .iter()
+            .map(|given| given.parse().unwrap())
+            .collect();
+        let unit = proxy_unit(
+            "edge",
+            &proxy_builds(),
+            "http://10.0.0.1:2379",
+            &listen,
+            Duration::from_millis(1500),
+        )
+        .unwrap();
+        assert_eq!(
+            unit.args,
+            [
+                "--endpoints=http://10.0.0.1:2379",
+                "--listen=0.0.0.0:8080=web/http",
+                "--listen=0.0.0.0:6379=cache/tcp",
+                "--drain-grace=1500ms",
+            ]
+        );
+        assert_eq!(unit.health.unwrap().probe, Probe::Tcp { port: 8080 });
+        assert_eq!(unit.exec.builds.len(), 2);
+
+        let error = proxy_unit("edge", &proxy_builds(), "", &[], Duration::ZERO).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unit edge: a proxy needs at least one listener"
+        );
+    }
+}
