@@ -1,5 +1,6 @@
-//! A guest as a playbook sees it: a name, an architecture, and the agent's API
-//! (exec, put, get, facts, services), each call a typed outcome.
+//! A machine as a playbook sees it: a name, an architecture, and what can be done there
+//! (exec, put, get, facts; services on guests), each call a typed outcome. A guest is
+//! reached through its agent, an existing machine over SSH.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use tokio::sync::Mutex;
 use crate::build::Artifact;
 use crate::outcome::{last_lines, Outcome, Status};
 use crate::run::Ctx;
+use crate::ssh::{Connection, HostKeyAccepted, RemoteHost, SshError, Trust, Written};
 
 /// How long one agent connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,7 +52,7 @@ pub enum HostError {
         path: PathBuf,
     },
     /// A command ran and exited unsuccessfully.
-    #[error("{host}: `{command}` exited with {status}{}", stderr_tail(.stderr))]
+    #[error("{host}: `{command}` {status}{}", stderr_tail(.stderr))]
     CommandFailed {
         /// The host.
         host: String,
@@ -60,6 +62,21 @@ pub enum HostError {
         status: String,
         /// Its standard error.
         stderr: String,
+    },
+    /// The SSH connection failed, or a step over it.
+    #[error("{host}: {source}")]
+    Ssh {
+        /// The host.
+        host: String,
+        /// What failed.
+        #[source]
+        source: SshError,
+    },
+    /// A call that needs sinew's agent, made to a remote host, which has none.
+    #[error("{host} is reached over SSH and runs no sinew agent, which services need")]
+    NoAgent {
+        /// The host.
+        host: String,
     },
     /// A local file to send could not be read.
     #[error("reading {path} to send to {host}: {source}")]
@@ -81,7 +98,9 @@ fn stderr_tail(stderr: &str) -> String {
     format!(": {}", last_lines(stderr, 5, " | "))
 }
 
-/// A booted guest (or, in a dry run, a planned one). Cheap to clone.
+/// A machine a playbook drives: a booted guest (or, in a dry run, a planned one), or an
+/// existing machine reached over SSH ([`Run::connect`](crate::Run::connect)). Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Host {
     inner: Arc<HostInner>,
@@ -92,6 +111,18 @@ struct HostInner {
     name: String,
     arch: Arch,
     data_ip: Ipv4Addr,
+    link: Link,
+}
+
+/// How a host is reached.
+enum Link {
+    /// A guest's agent, through its control NIC's forwarded port.
+    Guest(Box<Guest>),
+    /// An existing machine's SSH server.
+    Ssh(Box<Remote>),
+}
+
+struct Guest {
     agent: SocketAddr,
     secret: Secret,
     console_log: PathBuf,
@@ -100,13 +131,23 @@ struct HostInner {
     client: Mutex<Option<AgentClient>>,
 }
 
+struct Remote {
+    spec: RemoteHost,
+    connection: Connection,
+    host_key: HostKeyAccepted,
+}
+
 impl fmt::Debug for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Host")
+        let mut debug = f.debug_struct("Host");
+        debug
             .field("name", &self.inner.name)
-            .field("arch", &self.inner.arch)
-            .field("agent", &self.inner.agent)
-            .finish_non_exhaustive()
+            .field("arch", &self.inner.arch);
+        match &self.inner.link {
+            Link::Guest(guest) => debug.field("agent", &guest.agent),
+            Link::Ssh(remote) => debug.field("ssh", &remote.spec.ssh),
+        };
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -167,17 +208,53 @@ impl Host {
                 name: address.name,
                 arch: address.arch,
                 data_ip: address.data_ip,
-                agent: address.agent,
-                secret: address.secret,
-                console_log: address.console_log,
-                booted: address.booted,
-                published: address.published,
-                client: Mutex::new(client),
+                link: Link::Guest(Box::new(Guest {
+                    agent: address.agent,
+                    secret: address.secret,
+                    console_log: address.console_log,
+                    booted: address.booted,
+                    published: address.published,
+                    client: Mutex::new(client),
+                })),
             }),
         }
     }
 
-    /// The host's name (also its hostname).
+    /// Connects to `spec` over SSH and learns its architecture (`uname -m`).
+    pub(crate) fn connect(ctx: Arc<Ctx>, spec: RemoteHost) -> Result<Self, HostError> {
+        let wrap = |source| HostError::Ssh {
+            host: spec.name.clone(),
+            source,
+        };
+        let (connection, machine) = ctx
+            .runtime
+            .block_on(async {
+                let connection = Connection::open(&spec, !ctx.dry_run()).await?;
+                let machine = connection.machine().await?;
+                Ok((connection, machine))
+            })
+            .map_err(wrap)?;
+        let arch = machine
+            .parse::<Arch>()
+            .map_err(|_| wrap(SshError::Machine(machine)))?;
+        let data_ip = data_ip(&spec);
+        let host_key = connection.host_key.clone();
+        Ok(Self {
+            inner: Arc::new(HostInner {
+                ctx,
+                name: spec.name.clone(),
+                arch,
+                data_ip,
+                link: Link::Ssh(Box::new(Remote {
+                    spec,
+                    connection,
+                    host_key,
+                })),
+            }),
+        })
+    }
+
+    /// The host's name (a guest's hostname; an inventory's name for its host).
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -187,41 +264,62 @@ impl Host {
         self.inner.arch
     }
 
-    /// The host's address on the lab's private data-plane segment.
+    /// The address other hosts reach it at: a guest's on the lab's private data-plane
+    /// segment; a remote host's variable `data_ip`, else its IPv4 SSH address (0.0.0.0
+    /// when it has neither).
     pub fn data_ip(&self) -> Ipv4Addr {
         self.inner.data_ip
     }
 
-    /// Where its agent listens (on the lab's side of the control NIC).
-    pub(crate) fn agent_addr(&self) -> SocketAddr {
-        self.inner.agent
-    }
-
     /// Takes `client`, connected to the agent of a new boot, for the calls from now on.
     pub(crate) fn reconnected(&self, client: AgentClient) {
-        let inner = &self.inner;
-        *inner.ctx.runtime.block_on(inner.client.lock()) = Some(client);
+        if let Some(guest) = self.guest() {
+            *self.inner.ctx.runtime.block_on(guest.client.lock()) = Some(client);
+        }
     }
 
-    /// The host's serial console log.
-    pub fn console_log(&self) -> &Path {
-        &self.inner.console_log
+    fn guest(&self) -> Option<&Guest> {
+        match &self.inner.link {
+            Link::Guest(guest) => Some(guest),
+            Link::Ssh(_) => None,
+        }
     }
 
-    /// How the host booted (accelerator, spawn-to-ready time); `None` in a dry run.
+    fn remote(&self) -> Option<&Remote> {
+        match &self.inner.link {
+            Link::Guest(_) => None,
+            Link::Ssh(remote) => Some(remote),
+        }
+    }
+
+    /// A guest's serial console log; `None` for a remote host.
+    pub fn console_log(&self) -> Option<&Path> {
+        self.guest().map(|g| g.console_log.as_path())
+    }
+
+    /// How a guest booted (accelerator, spawn-to-ready time); `None` in a dry run and for
+    /// a remote host.
     pub fn booted(&self) -> Option<&Booted> {
-        self.inner.booted.as_ref()
+        self.guest().and_then(|g| g.booted.as_ref())
     }
 
-    /// Where the host's agent listens (127.0.0.1, forwarded into the guest).
-    pub fn agent_address(&self) -> SocketAddr {
-        self.inner.agent
+    /// Where a guest's agent listens (127.0.0.1, forwarded into the guest); `None` for a
+    /// remote host.
+    pub fn agent_address(&self) -> Option<SocketAddr> {
+        self.guest().map(|g| g.agent)
     }
 
     /// Where the guest's TCP `port` is reached from this machine (127.0.0.1), if the lab
-    /// published it ([`crate::MachineSpec::publish`]); `None` otherwise and in a dry run.
+    /// published it ([`crate::MachineSpec::publish`]); `None` otherwise, in a dry run and
+    /// for a remote host.
     pub fn published(&self, port: u16) -> Option<SocketAddr> {
-        self.inner.published.get(&port).copied()
+        self.guest().and_then(|g| g.published.get(&port).copied())
+    }
+
+    /// A remote host's inventory entry (address, user, groups, variables); `None` for a
+    /// guest.
+    pub fn inventory(&self) -> Option<&RemoteHost> {
+        self.remote().map(|r| &r.spec)
     }
 
     fn dry_run(&self) -> bool {
@@ -250,21 +348,23 @@ impl Host {
         if self.dry_run() {
             return Ok(Exec::planned(argv));
         }
-        let request = ExecRequest::new(argv.iter().copied());
         let mut stream = LineEcho::new(self.inner.ctx.clone(), &self.inner.name);
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        let exit = self.with_client(async |client| {
-            client
-                .exec(&request, |kind, bytes| {
-                    stream.push(kind, bytes);
-                    match kind {
-                        OutputStream::Stdout => stdout.extend_from_slice(bytes),
-                        OutputStream::Stderr => stderr.extend_from_slice(bytes),
-                    }
-                })
-                .await
-        })?;
+        let mut output = |kind, bytes: &[u8]| {
+            stream.push(kind, bytes);
+            match kind {
+                OutputStream::Stdout => stdout.extend_from_slice(bytes),
+                OutputStream::Stderr => stderr.extend_from_slice(bytes),
+            }
+        };
+        let exit = match &self.inner.link {
+            Link::Guest(_) => {
+                let request = ExecRequest::new(argv.iter().copied());
+                self.with_client(async |client| client.exec(&request, &mut output).await)?
+            }
+            Link::Ssh(_) => self.over_ssh(async |ssh| ssh.exec(argv, &mut output).await)?,
+        };
         stream.flush();
         Ok(Exec {
             command: argv.join(" "),
@@ -274,9 +374,9 @@ impl Host {
         })
     }
 
-    /// Runs `argv` on a connection of its own, calling `output` with each chunk of its
-    /// stdout and stderr as it comes, and returns its exit status. Its own connection lets
-    /// other requests to the host go on meanwhile (a long command, and the one that stops
+    /// Runs `argv` on a connection (a guest) or channel (SSH) of its own, calling `output`
+    /// with each chunk of its stdout and stderr as it comes, and returns its exit status.
+    /// Other requests to the host go on meanwhile (a long command, and the one that stops
     /// it). Nothing runs in a dry run.
     pub fn exec_streamed(
         &self,
@@ -287,13 +387,21 @@ impl Host {
             return Ok(None);
         }
         let inner = &self.inner;
+        let guest = match &inner.link {
+            Link::Guest(guest) => guest,
+            Link::Ssh(_) => {
+                return self
+                    .over_ssh(async |ssh| ssh.exec(argv, &mut output).await)
+                    .map(Some)
+            }
+        };
         let wrap = |source| HostError::Agent {
             host: inner.name.clone(),
             source,
         };
         let request = ExecRequest::new(argv.iter().copied());
         inner.ctx.runtime.block_on(async {
-            let mut client = AgentClient::connect(inner.agent, &inner.secret, CONNECT_TIMEOUT)
+            let mut client = AgentClient::connect(guest.agent, &guest.secret, CONNECT_TIMEOUT)
                 .await
                 .map_err(wrap)?;
             client
@@ -308,26 +416,25 @@ impl Host {
     /// mode nothing is sent and the outcome is `ok`.
     pub fn put(&self, data: &[u8], path: &str, mode: u32) -> Result<Put, HostError> {
         let sha256 = hex::encode(Sha256::digest(data));
-        if self.dry_run() {
-            return Ok(Put {
-                path: path.into(),
-                sha256,
-                size: data.len() as u64,
-                status: Status::Planned,
-            });
-        }
-        let outcome = self.with_client(async |client| client.put(path, mode, data).await)?;
-        let status = if outcome.changed {
-            Status::Changed
-        } else {
-            Status::Ok
-        };
-        Ok(Put {
+        let put = |status| Put {
             path: path.into(),
-            sha256: outcome.sha256.to_hex(),
+            sha256: sha256.clone(),
             size: data.len() as u64,
             status,
-        })
+        };
+        if self.dry_run() {
+            return Ok(put(Status::Planned));
+        }
+        let changed = match &self.inner.link {
+            Link::Guest(_) => {
+                self.with_client(async |client| client.put(path, mode, data).await)?
+                    .changed
+            }
+            Link::Ssh(_) => {
+                self.over_ssh(async |ssh| ssh.put(path, mode, data).await)? == Written::Changed
+            }
+        };
+        Ok(put(Status::changed_if(changed)))
     }
 
     /// Sends the local file `local` to `path` with `mode` (see [`Host::put`]).
@@ -369,13 +476,21 @@ impl Host {
         if self.dry_run() {
             return Ok(Vec::new());
         }
-        self.with_client(async |client| client.get(path).await)
-            .map(|file| file.data)
+        match &self.inner.link {
+            Link::Guest(_) => self
+                .with_client(async |client| client.get(path).await)
+                .map(|file| file.data),
+            Link::Ssh(_) => self.over_ssh(async |ssh| ssh.get(path).await),
+        }
     }
 
-    /// What the agent reports about its machine.
+    /// What the machine reports about itself: its agent's report, or for a remote host
+    /// what a shell script there reads from `/proc`, `/sys` and `ip`.
     pub fn facts(&self) -> Result<Facts, HostError> {
-        self.with_client(async |client| client.facts().await)
+        match &self.inner.link {
+            Link::Guest(_) => self.with_client(async |client| client.facts().await),
+            Link::Ssh(_) => self.over_ssh(async |ssh| ssh.facts().await),
+        }
     }
 
     /// Starts a supervised service; `ok` when it already runs with the same spec.
@@ -404,22 +519,28 @@ impl Host {
     }
 
     /// Runs one agent call on the host's connection, connecting (again) when needed. A
-    /// broken connection is dropped so that the next call reconnects.
+    /// broken connection is dropped so that the next call reconnects. A remote host has
+    /// no agent.
     fn with_client<T>(
         &self,
         call: impl AsyncFnOnce(&mut AgentClient) -> Result<T, ClientError>,
     ) -> Result<T, HostError> {
         let inner = &self.inner;
+        let Some(guest) = self.guest() else {
+            return Err(HostError::NoAgent {
+                host: inner.name.clone(),
+            });
+        };
         let wrap = |source| HostError::Agent {
             host: inner.name.clone(),
             source,
         };
         inner.ctx.runtime.block_on(async {
-            let mut slot = inner.client.lock().await;
+            let mut slot = guest.client.lock().await;
             let client = match slot.as_mut() {
                 Some(client) => client,
                 None => {
-                    let client = AgentClient::connect(inner.agent, &inner.secret, CONNECT_TIMEOUT)
+                    let client = AgentClient::connect(guest.agent, &guest.secret, CONNECT_TIMEOUT)
                         .await
                         .map_err(wrap)?;
                     slot.insert(client)
@@ -432,6 +553,36 @@ impl Host {
             result.map_err(wrap)
         })
     }
+
+    /// Runs one call on a remote host's SSH connection.
+    fn over_ssh<T>(
+        &self,
+        call: impl AsyncFnOnce(&Connection) -> Result<T, SshError>,
+    ) -> Result<T, HostError> {
+        let inner = &self.inner;
+        let Some(remote) = self.remote() else {
+            unreachable!("only a remote host is reached over SSH");
+        };
+        inner
+            .ctx
+            .runtime
+            .block_on(call(&remote.connection))
+            .map_err(|source| HostError::Ssh {
+                host: inner.name.clone(),
+                source,
+            })
+    }
+}
+
+/// A remote host's address for other hosts: its `data_ip` variable, else its SSH address
+/// when that is IPv4.
+fn data_ip(spec: &RemoteHost) -> Ipv4Addr {
+    spec.vars
+        .get("data_ip")
+        .and_then(|v| v.as_str())
+        .unwrap_or(&spec.ssh.address)
+        .parse()
+        .unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
 /// The result of a command on a host.
@@ -535,19 +686,45 @@ impl Outcome for Put {
 }
 
 impl Outcome for Host {
-    /// A host is the outcome of its boot: `changed` when booted, `plan` in a dry run.
+    /// A guest is the outcome of its boot: `changed` when booted, `plan` in a dry run. A
+    /// remote host is the outcome of its connection: `ok`, or `changed` when its host key
+    /// was recorded on first use.
     fn status(&self) -> Status {
-        if self.inner.booted.is_some() {
-            Status::Changed
-        } else {
-            Status::Planned
+        match &self.inner.link {
+            Link::Guest(guest) if guest.booted.is_some() => Status::Changed,
+            Link::Guest(_) => Status::Planned,
+            Link::Ssh(remote) => match remote.host_key.trust {
+                Trust::Known => Status::Ok,
+                Trust::Recorded => Status::Changed,
+                Trust::WouldRecord => Status::Planned,
+            },
         }
     }
 
     fn detail(&self) -> Option<String> {
-        Some(match &self.inner.booted {
-            Some(booted) => booted.to_string(),
-            None => format!("would boot, data-plane address {}", self.inner.data_ip),
+        Some(match &self.inner.link {
+            Link::Guest(guest) => match &guest.booted {
+                Some(booted) => booted.to_string(),
+                None => format!("would boot, data-plane address {}", self.inner.data_ip),
+            },
+            Link::Ssh(remote) => {
+                let key = &remote.host_key;
+                let via = remote
+                    .spec
+                    .jumps
+                    .iter()
+                    .map(|j| format!(" via {j}"))
+                    .collect::<String>();
+                let known = match key.trust {
+                    Trust::Known => "known",
+                    Trust::Recorded => "recorded on first use",
+                    Trust::WouldRecord => "unknown, would be recorded on first use",
+                };
+                format!(
+                    "{}{via}, {}, host key {} {known}",
+                    remote.spec.ssh, self.inner.arch, key.fingerprint
+                )
+            }
         })
     }
 }

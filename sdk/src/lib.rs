@@ -54,6 +54,7 @@ mod report;
 mod run;
 pub mod sched;
 pub mod setup;
+pub mod ssh;
 mod stored;
 
 pub use build::{Artifact, Artifacts, Build};

@@ -1,6 +1,6 @@
 //! A run of a playbook: its flags, its task lines, its summary and exit code.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -21,6 +21,8 @@ pub struct Options {
     pub dry_run: bool,
     /// 0: task lines only; 1 (`-v`): also stream guest command output; 2 (`-vv`): debug logs.
     pub verbose: u8,
+    /// At most this many items of one [`Run::each`] at a time (Ansible's forks); 0: all.
+    pub forks: usize,
 }
 
 /// The standard flags every playbook accepts.
@@ -32,6 +34,9 @@ struct Flags {
     /// Stream command output from guests (-v); add debug logs (-vv).
     #[arg(short, long, action = ArgAction::Count)]
     verbose: u8,
+    /// Run a parallel task on at most N hosts at a time (default: all at once).
+    #[arg(long, value_name = "N", env = "SINEW_FORKS", default_value_t = 0)]
+    forks: usize,
 }
 
 /// Errors starting a run.
@@ -114,6 +119,7 @@ impl Run {
             Options {
                 dry_run: flags.dry_run,
                 verbose: flags.verbose,
+                forks: flags.forks,
             },
         )
     }
@@ -178,8 +184,9 @@ impl Run {
         run_task(&self.ctx.reporter, name.to_string(), f)
     }
 
-    /// Runs `f` for every item at once, one task line each (`name [item]`). Waits for all,
-    /// then returns the results in input order, or the first failure.
+    /// Runs `f` for every item at once (at most `--forks` at a time), one task line each
+    /// (`name [item]`). Waits for all, then returns the results in input order, or the
+    /// first failure.
     pub fn each<I, T, E>(
         &self,
         items: &[I],
@@ -208,23 +215,39 @@ impl Run {
         E: Into<BoxError>,
     {
         let reporter = &self.ctx.reporter;
-        let results: Vec<Result<T, TaskFailed>> = thread::scope(|scope| {
-            let handles: Vec<_> = items
-                .iter()
-                .map(|item| {
-                    let f = &f;
-                    scope.spawn(move || run_task(reporter, format!("{name} [{item}]"), |_| f(item)))
+        let forks = match self.ctx.options.forks {
+            0 => items.len(),
+            forks => forks.min(items.len()),
+        };
+        // Each fork takes the next item until none is left.
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<(usize, Result<T, TaskFailed>)> = thread::scope(|scope| {
+            let forks: Vec<_> = (0..forks)
+                .map(|_| {
+                    let (f, next) = (&f, &next);
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let index = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(item) = items.get(index) else {
+                                return done;
+                            };
+                            let name = format!("{name} [{item}]");
+                            done.push((index, run_task(reporter, name, |_| f(item))));
+                        }
+                    })
                 })
                 .collect();
-            handles
+            forks
                 .into_iter()
-                .map(|h| {
+                .flat_map(|h| {
                     h.join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 })
                 .collect()
         });
-        results
+        results.sort_by_key(|(index, _)| *index);
+        results.into_iter().map(|(_, result)| result).collect()
     }
 
     /// Prints a line of the playbook's own output to stdout, without tearing spinners.
@@ -321,4 +344,52 @@ fn init_logging(verbose: u8) {
         _ => "debug,openraft=warn",
     };
     Logging::new("SINEW_LOG", default).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn each_runs_at_most_forks_items_at_once_and_keeps_their_order() {
+        let options = Options {
+            forks: 2,
+            ..Options::default()
+        };
+        let run = Run::with_options("forks", options).expect("a run");
+        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let items: Vec<u32> = (0..7).collect();
+        let results = run.each_result(&items, "item", |item| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(30));
+            running.fetch_sub(1, Ordering::SeqCst);
+            if *item == 3 {
+                Err("three fails")
+            } else {
+                Ok(ItemDone(*item))
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        let done: Vec<Option<u32>> = results
+            .iter()
+            .map(|r| r.as_ref().ok().map(|d| d.0))
+            .collect();
+        assert_eq!(
+            done,
+            [Some(0), Some(1), Some(2), None, Some(4), Some(5), Some(6)]
+        );
+        assert_eq!(run.tally().failed, 1);
+    }
+
+    struct ItemDone(u32);
+
+    impl Outcome for ItemDone {
+        fn status(&self) -> Status {
+            Status::Ok
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod kv_cluster;
 pub mod overlay_bed;
 pub mod proxy_bed;
 pub mod sched_bed;
+pub mod ssh_bed;
 pub mod underlay;
 
 /// Guest binaries the guest tests need, built for both architectures in one cargo call.

@@ -704,8 +704,10 @@ impl Lab {
             boot_server: self.boot_server.as_ref(),
         };
         let host = &self.hosts[index];
-        let client =
-            waiter.wait_ready(plan, slot, host.agent_addr(), started, host.console_log())?;
+        let (Some(agent), Some(console_log)) = (host.agent_address(), host.console_log()) else {
+            unreachable!("a lab's hosts are guests");
+        };
+        let client = waiter.wait_ready(plan, slot, agent, started, console_log)?;
         host.reconnected(client);
         Ok(started.elapsed())
     }

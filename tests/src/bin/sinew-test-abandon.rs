@@ -9,7 +9,7 @@ fn main() -> anyhow::Result<()> {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let run = Run::with_options("abandon", sinew::Options::default())?;
     let lab = run.boot(&LabSpec::new("abandon").machine(MachineSpec::new("left", Arch::X86_64)))?;
-    println!("ready {}", lab.hosts()[0].agent_address());
+    println!("ready {:?}", lab.hosts()[0].agent_address());
     match mode.as_str() {
         "panic" => panic!("the playbook panics with its lab running"),
         "wait" => std::thread::sleep(Duration::from_secs(600)),

@@ -98,7 +98,7 @@ fn agent_refuses_wrong_secret_and_garbage_then_keeps_serving() {
     let run = run("it-auth");
     let lab = boot(&run, "it-auth", &[("auth", Arch::X86_64)]);
     let host = &lab.hosts()[0];
-    let addr = host.agent_address();
+    let addr = host.agent_address().expect("a guest has an agent");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let wrong = rt.block_on(AgentClient::connect(
         addr,

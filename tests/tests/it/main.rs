@@ -18,4 +18,5 @@ mod sched;
 mod sched_containers;
 mod sched_guests;
 mod sched_services;
+mod ssh;
 mod vm;

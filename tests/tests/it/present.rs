@@ -50,7 +50,7 @@ use sinew::{Arch, LabSpec, MachineSpec, Run};
 fn main() -> anyhow::Result<()> {
     let run = Run::from_args("stay")?;
     let lab = run.boot(&LabSpec::new("stay").machine(MachineSpec::new("left", Arch::X86_64)))?;
-    println!("ready {}", lab.hosts()[0].agent_address());
+    println!("ready {:?}", lab.hosts()[0].agent_address());
     std::thread::sleep(std::time::Duration::from_secs(600));
     Ok(())
 }
