@@ -56,6 +56,7 @@ pub mod sched;
 pub mod setup;
 pub mod ssh;
 mod stored;
+pub mod template;
 
 pub use build::{Artifact, Artifacts, Build};
 pub use host::{Exec, Host, HostError, Put};

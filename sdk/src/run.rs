@@ -1,5 +1,6 @@
 //! A run of a playbook: its flags, its task lines, its summary and exit code.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -23,6 +24,8 @@ pub struct Options {
     pub verbose: u8,
     /// At most this many items of one [`Run::each`] at a time (Ansible's forks); 0: all.
     pub forks: usize,
+    /// The inventory file of existing machines (`-i`), for [`Run::inventory`].
+    pub inventory: Option<PathBuf>,
 }
 
 /// The standard flags every playbook accepts.
@@ -37,6 +40,9 @@ struct Flags {
     /// Run a parallel task on at most N hosts at a time (default: all at once).
     #[arg(long, value_name = "N", env = "SINEW_FORKS", default_value_t = 0)]
     forks: usize,
+    /// The inventory of existing machines, for playbooks that drive them over SSH.
+    #[arg(short, long, value_name = "FILE", env = "SINEW_INVENTORY")]
+    inventory: Option<PathBuf>,
 }
 
 /// Errors starting a run.
@@ -91,7 +97,8 @@ impl Ctx {
 ///
 /// - Starting, tasks and output (`run.rs`): [`Run::from_args`], [`Run::with_options`],
 ///   [`Run::is_dry_run`], [`Run::paths`], [`Run::task`], [`Run::task_with_progress`],
-///   [`Run::each`], [`Run::say`], [`Run::tally`], [`Run::finish`].
+///   [`Run::each`], [`Run::each_result`], [`Run::each_or_drop`], [`Run::say`], [`Run::tally`],
+///   [`Run::finish`].
 /// - Build (`build.rs`): [`Run::build`].
 /// - Prepare the machine (`setup.rs`): [`Run::prepare`].
 /// - Lab boot and shutdown (`lab.rs`): [`Run::boot`], [`Run::crash`], [`Run::shutdown`].
@@ -99,6 +106,8 @@ impl Ctx {
 /// - KV cluster (`kv/deploy.rs`): [`Run::deploy_kv`].
 /// - Overlay (`overlay.rs`): [`Run::deploy_overlay`].
 /// - Scheduler (`sched.rs`): [`Run::deploy_scheduler`].
+/// - Existing machines over SSH (`ssh/mod.rs`): [`Run::inventory`], [`Run::connect`],
+///   [`Run::connect_each`].
 #[derive(Debug)]
 pub struct Run {
     ctx: Arc<Ctx>,
@@ -120,6 +129,7 @@ impl Run {
                 dry_run: flags.dry_run,
                 verbose: flags.verbose,
                 forks: flags.forks,
+                inventory: flags.inventory,
             },
         )
     }
@@ -248,6 +258,26 @@ impl Run {
         });
         results.sort_by_key(|(index, _)| *index);
         results.into_iter().map(|(_, result)| result).collect()
+    }
+
+    /// Like [`Run::each`], as Ansible treats hosts: an item whose task fails (its line
+    /// says why) is removed from `items`, and the others carry on. Returns the remaining
+    /// items' results, in their order.
+    pub fn each_or_drop<I, T, E>(
+        &self,
+        items: &mut Vec<I>,
+        name: &str,
+        f: impl Fn(&I) -> Result<T, E> + Sync,
+    ) -> Vec<T>
+    where
+        I: std::fmt::Display + Sync,
+        T: Outcome + Send,
+        E: Into<BoxError>,
+    {
+        let results = self.each_result(items, name, f);
+        let mut ok = results.iter().map(Result::is_ok);
+        items.retain(|_| ok.next().unwrap_or(false));
+        results.into_iter().filter_map(Result::ok).collect()
     }
 
     /// Prints a line of the playbook's own output to stdout, without tearing spinners.

@@ -298,12 +298,14 @@ fn spawn_sshd(config: &Path, netns: Option<&str>) -> Result<Child> {
         }
         None => Command::new("/usr/sbin/sshd"),
     };
+    let log = std::fs::File::create(config.with_extension("log")).context("sshd's log")?;
     command
         .arg("-D")
         .arg("-e")
         .arg("-f")
         .arg(config)
         .stdin(Stdio::null())
+        .stderr(log)
         .process_group(0)
         .spawn()
         .context("starting sshd")

@@ -136,16 +136,9 @@ pub fn generic(
     data: &Map<String, Value>,
 ) -> Result<String, String> {
     let context = tera::Context::from_serialize(data).map_err(|e| e.to_string())?;
-    templates.render(name, &context).map_err(|error| {
-        let mut reason = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            reason.push_str(": ");
-            reason.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        reason
-    })
+    templates
+        .render(name, &context)
+        .map_err(|error| sinew_support::error_chain(&error))
 }
 
 #[cfg(test)]

@@ -34,6 +34,9 @@ use serde_json::{Map, Value};
 /// Errors reading an inventory; each names the file and the entry.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
+    /// The playbook asked for the inventory of its command line, which gave none.
+    #[error("this playbook drives existing machines: give their inventory with -i FILE (or SINEW_INVENTORY)")]
+    Missing,
     /// The file could not be read.
     #[error("reading inventory {path}: {source}")]
     Read {

@@ -137,6 +137,14 @@ impl std::fmt::Display for RemoteHost {
 }
 
 impl Run {
+    /// Reads the inventory given with `-i FILE` (or `SINEW_INVENTORY`).
+    pub fn inventory(&self) -> Result<Inventory, InventoryError> {
+        match &self.ctx().options.inventory {
+            Some(path) => Inventory::from_file(path),
+            None => Err(InventoryError::Missing),
+        }
+    }
+
     /// Connects to every host of `inventory` at once (at most `--forks` at a time), one
     /// task line each, and returns the hosts that answered, in the inventory's order. A
     /// host that could not be reached or refused is a failed line naming the cause; the

@@ -347,3 +347,83 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+#[test]
+fn the_ssh_hosts_playbook_drives_an_inventory_and_a_second_run_sends_only_what_changed() {
+    let bed = SshBed::start(3).expect("sshd hosts");
+    let known_hosts = bed.known_hosts().expect("known_hosts");
+    let work = bed.dir().join("work");
+    let closed = sinew_tests::free_port().expect("a closed port");
+    let vars = format!(
+        "[groups.all]\nhosts = [\"ssh-0\", \"ssh-1\", \"ssh-2\"]\nvars = {{ work_dir = \"{}\" }}\n",
+        work.display()
+    );
+    let first = bed.dir().join("playbook.toml");
+    std::fs::write(&first, bed.inventory(&known_hosts, &vars)).expect("inventory");
+    let second = bed.dir().join("playbook-gone.toml");
+    let gone = format!("{vars}\n[hosts.gone]\naddress = \"127.0.0.1\"\nport = {closed}\n");
+    std::fs::write(&second, bed.inventory(&known_hosts, &gone)).expect("inventory");
+    let playbook = sinew_tests::host_bins(false)
+        .expect("the workspace's binaries build")
+        .join("ssh-hosts");
+    let play = |inventory: &Path| {
+        let out = Command::new(&playbook)
+            .arg("-i")
+            .arg(inventory)
+            .output()
+            .expect("ssh-hosts runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+
+    let (code, stdout, stderr) = play(&first);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("3 of 3 host(s) went through every step"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("ssh-1: {}", std::env::consts::ARCH)),
+        "{stdout}"
+    );
+    let motd = std::fs::read_to_string(work.join("ssh-2/motd")).expect("motd");
+    assert!(
+        motd.starts_with(&format!(
+            "ssh-2 ({}), managed by sinew\ngroups: all\n",
+            std::env::consts::ARCH
+        )),
+        "{motd}"
+    );
+    assert!(
+        motd.contains(&format!("work_dir = {}", work.display())),
+        "{motd}"
+    );
+    let hosts = std::fs::read_to_string(work.join("ssh-0/hosts")).expect("hosts");
+    assert!(hosts.contains("127.0.0.1 ssh-2\n"), "{hosts}");
+
+    let (code, stdout, stderr) = play(&second);
+    assert_eq!(
+        code,
+        Some(1),
+        "an unreachable host fails the run:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("3 of 4 host(s) went through every step"),
+        "{stdout}"
+    );
+    let line = |status: &str, task: &str| {
+        stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with(status) && l.contains(task))
+    };
+    assert!(line("failed", "connect [gone]"), "{stderr}");
+    for host in ["ssh-0", "ssh-1", "ssh-2"] {
+        assert!(line("ok", &format!("file static-4 [{host}]")), "{stderr}");
+        assert!(
+            line("changed", &format!("file stamp-1 (new each run) [{host}]")),
+            "{stderr}"
+        );
+        assert!(line("ok", &format!("template motd [{host}]")), "{stderr}");
+    }
+}
