@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use crate::build::Artifact;
 use crate::outcome::{last_lines, Outcome, Status};
 use crate::run::Ctx;
-use crate::ssh::{Connection, HostKeyAccepted, RemoteHost, SshError, Trust, Written};
+use crate::ssh::{Connection, HostKeyAccepted, RemoteHost, SshError, Sudo, Trust, Written};
 
 /// How long one agent connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +72,14 @@ pub enum HostError {
         #[source]
         source: SshError,
     },
+    /// A guest was asked to run something as a user other than root.
+    #[error("{host}: a guest's agent runs everything as root; becoming {user} is not supported")]
+    GuestUser {
+        /// The host.
+        host: String,
+        /// The user asked for.
+        user: String,
+    },
     /// A call that needs sinew's agent, made to a remote host, which has none.
     #[error("{host} is reached over SSH and runs no sinew agent, which services need")]
     NoAgent {
@@ -104,6 +112,8 @@ fn stderr_tail(stderr: &str) -> String {
 #[derive(Clone)]
 pub struct Host {
     inner: Arc<HostInner>,
+    /// The user commands, puts and gets run as, through sudo ([`Host::sudo`]).
+    sudo: Option<Arc<str>>,
 }
 
 struct HostInner {
@@ -217,6 +227,7 @@ impl Host {
                     client: Mutex::new(client),
                 })),
             }),
+            sudo: None,
         }
     }
 
@@ -251,7 +262,49 @@ impl Host {
                     host_key,
                 })),
             }),
+            sudo: None,
         })
+    }
+
+    /// This host, with its commands, puts and gets run as root through sudo (Ansible's
+    /// `become`). Sudo's password, when it asks for one, is the run's
+    /// ([`crate::Options::become_password`]), sent to sudo's prompt, never on a command
+    /// line. A guest's agent runs everything as root already.
+    pub fn sudo(&self) -> Host {
+        self.sudo_as("root")
+    }
+
+    /// Like [`Host::sudo`], becoming `user`.
+    pub fn sudo_as(&self, user: &str) -> Host {
+        Host {
+            inner: self.inner.clone(),
+            sudo: Some(user.into()),
+        }
+    }
+
+    /// What sudo needs for this host's calls: nothing for a guest (whose agent is root)
+    /// or without [`Host::sudo`].
+    fn sudo_spec(&self) -> Result<Option<Sudo>, HostError> {
+        let Some(user) = &self.sudo else {
+            return Ok(None);
+        };
+        match &self.inner.link {
+            Link::Guest(_) if &**user == "root" => Ok(None),
+            Link::Guest(_) => Err(HostError::GuestUser {
+                host: self.inner.name.clone(),
+                user: user.to_string(),
+            }),
+            Link::Ssh(_) => Ok(Some(Sudo {
+                user: user.to_string(),
+                password: self
+                    .inner
+                    .ctx
+                    .options
+                    .become_password
+                    .as_ref()
+                    .map(|p| p.expose().to_string()),
+            })),
+        }
     }
 
     /// The host's name (a guest's hostname; an inventory's name for its host).
@@ -358,12 +411,15 @@ impl Host {
                 OutputStream::Stderr => stderr.extend_from_slice(bytes),
             }
         };
+        let sudo = self.sudo_spec()?;
         let exit = match &self.inner.link {
             Link::Guest(_) => {
                 let request = ExecRequest::new(argv.iter().copied());
                 self.with_client(async |client| client.exec(&request, &mut output).await)?
             }
-            Link::Ssh(_) => self.over_ssh(async |ssh| ssh.exec(argv, &mut output).await)?,
+            Link::Ssh(_) => {
+                self.over_ssh(async |ssh| ssh.exec(argv, sudo.as_ref(), &mut output).await)?
+            }
         };
         stream.flush();
         Ok(Exec {
@@ -387,11 +443,12 @@ impl Host {
             return Ok(None);
         }
         let inner = &self.inner;
+        let sudo = self.sudo_spec()?;
         let guest = match &inner.link {
             Link::Guest(guest) => guest,
             Link::Ssh(_) => {
                 return self
-                    .over_ssh(async |ssh| ssh.exec(argv, &mut output).await)
+                    .over_ssh(async |ssh| ssh.exec(argv, sudo.as_ref(), &mut output).await)
                     .map(Some)
             }
         };
@@ -425,13 +482,15 @@ impl Host {
         if self.dry_run() {
             return Ok(put(Status::Planned));
         }
+        let sudo = self.sudo_spec()?;
         let changed = match &self.inner.link {
             Link::Guest(_) => {
                 self.with_client(async |client| client.put(path, mode, data).await)?
                     .changed
             }
             Link::Ssh(_) => {
-                self.over_ssh(async |ssh| ssh.put(path, mode, data).await)? == Written::Changed
+                self.over_ssh(async |ssh| ssh.put(path, mode, data, sudo.as_ref()).await)?
+                    == Written::Changed
             }
         };
         Ok(put(Status::changed_if(changed)))
@@ -476,11 +535,12 @@ impl Host {
         if self.dry_run() {
             return Ok(Vec::new());
         }
+        let sudo = self.sudo_spec()?;
         match &self.inner.link {
             Link::Guest(_) => self
                 .with_client(async |client| client.get(path).await)
                 .map(|file| file.data),
-            Link::Ssh(_) => self.over_ssh(async |ssh| ssh.get(path).await),
+            Link::Ssh(_) => self.over_ssh(async |ssh| ssh.get(path, sudo.as_ref()).await),
         }
     }
 

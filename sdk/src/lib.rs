@@ -64,7 +64,7 @@ pub use lab::{BootFrom, Lab, LabSpec, MachineSpec};
 pub use machine_image::{MachineImage, MachineImageSpec};
 pub use outcome::{BoxError, Outcome, Status, TaskFailed};
 pub use report::{Progress, Tally};
-pub use run::{Options, Run, RunError, RunFailed};
+pub use run::{Options, Password, Run, RunError, RunFailed};
 pub use sinew_proto::termination::Termination;
 pub use sinew_proto::{
     ExitStatus, Facts, OutputStream, RestartPolicy, ServiceChange, ServiceSpec, ServiceState,

@@ -26,6 +26,30 @@ pub struct Options {
     pub forks: usize,
     /// The inventory file of existing machines (`-i`), for [`Run::inventory`].
     pub inventory: Option<PathBuf>,
+    /// Sudo's password on remote hosts, for [`crate::Host::sudo`]: from
+    /// `SINEW_BECOME_PASSWORD` or asked for at the start with `--ask-become-pass` (`-K`).
+    pub become_password: Option<Password>,
+}
+
+/// A password: never printed, not even by `Debug`.
+#[derive(Clone, Default)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps `text`.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 /// The standard flags every playbook accepts.
@@ -43,6 +67,9 @@ struct Flags {
     /// The inventory of existing machines, for playbooks that drive them over SSH.
     #[arg(short, long, value_name = "FILE", env = "SINEW_INVENTORY")]
     inventory: Option<PathBuf>,
+    /// Ask for sudo's password on remote hosts before starting (else SINEW_BECOME_PASSWORD).
+    #[arg(short = 'K', long)]
+    ask_become_pass: bool,
 }
 
 /// Errors starting a run.
@@ -55,6 +82,9 @@ pub enum RunError {
     /// The async runtime could not start.
     #[error("starting the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// `--ask-become-pass` could not read a password from the terminal.
+    #[error("reading the sudo password from the terminal: {0}")]
+    Password(#[source] std::io::Error),
 }
 
 /// The run failed: at least one task failed.
@@ -123,6 +153,13 @@ impl Run {
             Err(err) if !err.use_stderr() => err.exit(),
             Err(err) => return Err(RunError::Flags(err.to_string())),
         };
+        let become_password = if flags.ask_become_pass {
+            let prompt = format!("{name}: sudo password on remote hosts: ");
+            let text = rpassword::prompt_password(prompt).map_err(RunError::Password)?;
+            Some(Password(text))
+        } else {
+            std::env::var("SINEW_BECOME_PASSWORD").ok().map(Password)
+        };
         Self::with_options(
             name,
             Options {
@@ -130,6 +167,7 @@ impl Run {
                 verbose: flags.verbose,
                 forks: flags.forks,
                 inventory: flags.inventory,
+                become_password,
             },
         )
     }

@@ -4,6 +4,7 @@
 //! reach them.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +34,68 @@ pub fn installed() {
     if let Err(error) = crate::tools_installed(&READY, &tools) {
         panic!("OpenSSH is needed (apt-get install openssh-server): {error}");
     }
+}
+
+/// The unprivileged account the bed's servers let in besides root, with sudo rights that
+/// need its password every time.
+#[derive(Debug)]
+pub struct Account {
+    /// Its user name.
+    pub user: &'static str,
+    /// Its password, which sudo asks for.
+    pub password: &'static str,
+}
+
+/// Makes [`Account`] on this machine once per process (`useradd`, `chpasswd`, a sudoers
+/// file), and returns it.
+pub fn account() -> Result<&'static Account> {
+    static ACCOUNT: OnceLock<Result<Account, String>> = OnceLock::new();
+    ACCOUNT
+        .get_or_init(|| make_account().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn make_account() -> Result<Account> {
+    static SUDO: OnceLock<Result<(), String>> = OnceLock::new();
+    let sudo = [Tool {
+        program: "sudo",
+        package: "sudo",
+    }];
+    crate::tools_installed(&SUDO, &sudo)?;
+    let account = Account {
+        user: "sinew-ssh",
+        password: "sinew-ssh-test-password",
+    };
+    let exists = Command::new("id")
+        .arg(account.user)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success();
+    if !exists {
+        crate::underlay::sh("useradd", &["-m", "-s", "/bin/bash", account.user])?;
+    }
+    // sshd without PAM refuses a locked account, which a new one is until it has a password.
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("running chpasswd")?;
+    if let Some(stdin) = chpasswd.stdin.as_mut() {
+        std::io::Write::write_all(
+            stdin,
+            format!("{}:{}\n", account.user, account.password).as_bytes(),
+        )?;
+    }
+    ensure!(chpasswd.wait()?.success(), "chpasswd failed");
+    std::fs::write(
+        format!("/etc/sudoers.d/{}", account.user),
+        format!(
+            "Defaults:{user} timestamp_timeout=0\n{user} ALL=(ALL:ALL) ALL\n",
+            user = account.user
+        ),
+    )?;
+    Ok(account)
 }
 
 /// One `sshd`.
@@ -98,13 +161,17 @@ impl SshBed {
             .prefix("sinew-ssh-bed-")
             .tempdir()
             .context("a directory for the SSH bed")?;
+        // sshd reads authorized_keys as the user logging in, who may not be root.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let mut authorized = String::new();
         for kind in CLIENT_KEYS {
             let key = dir.path().join(format!("id_{kind}"));
             keygen(kind, &key)?;
             authorized.push_str(&std::fs::read_to_string(key.with_extension("pub"))?);
         }
-        std::fs::write(dir.path().join("authorized_keys"), authorized)?;
+        let authorized_keys = dir.path().join("authorized_keys");
+        std::fs::write(&authorized_keys, authorized)?;
+        std::fs::set_permissions(&authorized_keys, std::fs::Permissions::from_mode(0o644))?;
         let mut hosts = Vec::new();
         for index in 0..count {
             let place = Place {

@@ -64,22 +64,138 @@ pub(crate) enum Written {
     Changed,
 }
 
+/// Who commands run as: another user than the login's, through `sudo`.
+#[derive(Clone)]
+pub(crate) struct Sudo {
+    /// The user to become.
+    pub(crate) user: String,
+    /// Sudo's password for the login user, when sudo asks for one.
+    pub(crate) password: Option<String>,
+}
+
+/// A command started on a channel of its own: past sudo, if it went through sudo.
+struct Started {
+    channel: russh::Channel<russh::client::Msg>,
+    /// The command as the user gave it, for messages.
+    command: String,
+    /// Stdout that came with sudo's success marker, after it.
+    stdout: Vec<u8>,
+}
+
 impl Connection {
-    /// Runs `argv` (quoted for the remote shell), calling `output` with each chunk of its
+    /// Opens a channel and starts `argv` on it (quoted for the remote shell), through
+    /// `sudo` when given: the password goes to sudo's stdin when its prompt (marked with a
+    /// nonce) comes, and the command's own output starts after a marker line it prints.
+    async fn start(&self, argv: &[&str], sudo: Option<&Sudo>) -> Result<Started, SshError> {
+        let command = command_line(argv)?;
+        let Some(sudo) = sudo else {
+            let channel = self.session().await.map_err(SshError::channel)?;
+            channel
+                .exec(true, command.as_bytes())
+                .await
+                .map_err(SshError::channel)?;
+            return Ok(Started {
+                channel,
+                command,
+                stdout: Vec::new(),
+            });
+        };
+        let nonce = nonce()?;
+        let prompt = format!("[sinew-sudo-{nonce}] password: ");
+        let marker = format!("sinew-sudo-ok-{nonce}\n");
+        let mut wrapped = vec![
+            "sudo",
+            "-S",
+            "-p",
+            &prompt,
+            "-u",
+            &sudo.user,
+            "--",
+            "sh",
+            "-c",
+            r#"printf 'sinew-sudo-ok-%s\n' "$0" && exec "$@""#,
+            &nonce,
+        ];
+        wrapped.extend_from_slice(argv);
+        let mut channel = self.session().await.map_err(SshError::channel)?;
+        channel
+            .exec(true, command_line(&wrapped)?.as_bytes())
+            .await
+            .map_err(SshError::channel)?;
+        let refused = |message: String| SshError::Sudo {
+            user: sudo.user.clone(),
+            command: command.clone(),
+            message,
+        };
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut prompted = false;
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => {
+                    stdout.extend_from_slice(&data);
+                    if let Some(at) = find(&stdout, marker.as_bytes()) {
+                        let stdout = stdout.split_off(at + marker.len());
+                        return Ok(Started {
+                            channel,
+                            command,
+                            stdout,
+                        });
+                    }
+                }
+                ChannelMsg::ExtendedData { data, .. } => {
+                    stderr.extend_from_slice(&data);
+                    let Some(at) = find(&stderr, prompt.as_bytes()) else {
+                        continue;
+                    };
+                    stderr.drain(at..at + prompt.len());
+                    let Some(password) = &sudo.password else {
+                        let _ = channel.close().await;
+                        return Err(refused(
+                            "sudo asks for a password: set SINEW_BECOME_PASSWORD or run with \
+                             --ask-become-pass"
+                                .into(),
+                        ));
+                    };
+                    if prompted {
+                        let _ = channel.close().await;
+                        return Err(refused("sudo refused the password".into()));
+                    }
+                    prompted = true;
+                    channel
+                        .data(format!("{password}\n").as_bytes())
+                        .await
+                        .map_err(SshError::channel)?;
+                }
+                ChannelMsg::ExitStatus { exit_status } => {
+                    return Err(refused(format!(
+                        "sudo exited with code {exit_status} before running it{}",
+                        stderr_text(&stderr)
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Err(SshError::Lost(format!("sudo -u {} {command}", sudo.user)))
+    }
+
+    /// Runs `argv` (through `sudo` when given), calling `output` with each chunk of its
     /// stdout and stderr as it comes.
     pub(crate) async fn exec(
         &self,
         argv: &[&str],
+        sudo: Option<&Sudo>,
         mut output: impl FnMut(OutputStream, &[u8]),
     ) -> Result<ExitStatus, SshError> {
-        let command = command_line(argv)?;
         let started = Instant::now();
-        let mut channel = self.session().await.map_err(SshError::channel)?;
-        channel
-            .exec(true, command.as_bytes())
-            .await
-            .map_err(SshError::channel)?;
+        let Started {
+            mut channel,
+            command,
+            stdout,
+        } = self.start(argv, sudo).await?;
         channel.eof().await.map_err(SshError::channel)?;
+        if !stdout.is_empty() {
+            output(OutputStream::Stdout, &stdout);
+        }
         let mut termination = None;
         while let Some(message) = channel.wait().await {
             match message {
@@ -114,10 +230,10 @@ impl Connection {
     }
 
     /// Runs `argv` and gathers its output.
-    pub(crate) async fn run(&self, argv: &[&str]) -> Result<Output, SshError> {
+    async fn run(&self, argv: &[&str], sudo: Option<&Sudo>) -> Result<Output, SshError> {
         let mut out = Output::default();
         let exit = self
-            .exec(argv, |stream, bytes| match stream {
+            .exec(argv, sudo, |stream, bytes| match stream {
                 OutputStream::Stdout => out.stdout.extend_from_slice(bytes),
                 OutputStream::Stderr => out.stderr.extend_from_slice(bytes),
             })
@@ -127,8 +243,13 @@ impl Connection {
     }
 
     /// Runs `argv`, which must succeed, and returns its stdout.
-    async fn run_ok(&self, what: &str, argv: &[&str]) -> Result<Vec<u8>, SshError> {
-        let out = self.run(argv).await?;
+    async fn run_ok(
+        &self,
+        what: &str,
+        argv: &[&str],
+        sudo: Option<&Sudo>,
+    ) -> Result<Vec<u8>, SshError> {
+        let out = self.run(argv, sudo).await?;
         match &out.exit {
             Some(exit) if exit.success() => Ok(out.stdout),
             Some(exit) => Err(SshError::Remote {
@@ -146,37 +267,38 @@ impl Connection {
         path: &str,
         mode: u32,
         data: &[u8],
+        sudo: Option<&Sudo>,
     ) -> Result<Written, SshError> {
         let what = format!("writing {path}");
         let sha256 = hex::encode(Sha256::digest(data));
         let mode = format!("{mode:o}");
-        let command = command_line(&["sh", "-c", PUT, "sinew-put", path, &sha256, &mode])?;
-        let mut channel = self.session().await.map_err(SshError::channel)?;
-        channel
-            .exec(true, command.as_bytes())
-            .await
-            .map_err(SshError::channel)?;
-        let mut stdout = Vec::new();
+        let argv = ["sh", "-c", PUT, "sinew-put", path, &sha256, &mode];
+        let Started {
+            mut channel,
+            stdout: mut seen,
+            ..
+        } = self.start(&argv, sudo).await?;
         let mut stderr = Vec::new();
         let mut sent = false;
         let mut code = None;
-        while let Some(message) = channel.wait().await {
+        loop {
+            if !sent && seen.starts_with(b"send\n") {
+                sent = true;
+                channel.data(data).await.map_err(SshError::channel)?;
+                channel.eof().await.map_err(SshError::channel)?;
+            }
+            let Some(message) = channel.wait().await else {
+                break;
+            };
             match message {
-                ChannelMsg::Data { data: chunk } => {
-                    stdout.extend_from_slice(&chunk);
-                    if !sent && stdout.starts_with(b"send\n") {
-                        sent = true;
-                        channel.data(data).await.map_err(SshError::channel)?;
-                        channel.eof().await.map_err(SshError::channel)?;
-                    }
-                }
+                ChannelMsg::Data { data: chunk } => seen.extend_from_slice(&chunk),
                 ChannelMsg::ExtendedData { data: chunk, .. } => stderr.extend_from_slice(&chunk),
                 ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
                 _ => {}
             }
         }
         match code {
-            Some(0) if stdout.starts_with(b"same\n") => Ok(Written::Unchanged),
+            Some(0) if seen.starts_with(b"same\n") => Ok(Written::Unchanged),
             Some(0) if sent => Ok(Written::Changed),
             Some(code) => Err(SshError::Remote {
                 what,
@@ -187,10 +309,10 @@ impl Connection {
     }
 
     /// Reads the file at `path`, checking its digest on arrival.
-    pub(crate) async fn get(&self, path: &str) -> Result<Vec<u8>, SshError> {
+    pub(crate) async fn get(&self, path: &str, sudo: Option<&Sudo>) -> Result<Vec<u8>, SshError> {
         let what = format!("reading {path}");
         let mut out = self
-            .run_ok(&what, &["sh", "-c", GET, "sinew-get", path])
+            .run_ok(&what, &["sh", "-c", GET, "sinew-get", path], sudo)
             .await?;
         let Some(newline) = out.iter().position(|&b| b == b'\n') else {
             return Err(SshError::Remote {
@@ -214,15 +336,30 @@ impl Connection {
 
     /// The machine's `uname -m`.
     pub(crate) async fn machine(&self) -> Result<String, SshError> {
-        let out = self.run_ok("uname -m", &["uname", "-m"]).await?;
+        let out = self.run_ok("uname -m", &["uname", "-m"], None).await?;
         Ok(String::from_utf8_lossy(&out).trim().to_string())
     }
 
     /// What the machine reports about itself.
     pub(crate) async fn facts(&self) -> Result<Facts, SshError> {
-        let out = self.run_ok("gathering facts", &["sh", "-c", FACTS]).await?;
+        let out = self
+            .run_ok("gathering facts", &["sh", "-c", FACTS], None)
+            .await?;
         Ok(parse_facts(&String::from_utf8_lossy(&out)))
     }
+}
+
+/// Where `needle` starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A fresh random tag, so that no output can fake sudo's prompt or success marker.
+fn nonce() -> Result<String, SshError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| SshError::Refused(format!("no random numbers for a sudo nonce: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
 /// `argv` quoted for the remote user's shell.

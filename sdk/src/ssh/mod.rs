@@ -19,7 +19,7 @@ mod known_hosts;
 
 use std::path::PathBuf;
 
-pub(crate) use commands::Written;
+pub(crate) use commands::{Sudo, Written};
 pub(crate) use connection::{Connection, HostKeyAccepted, Trust};
 pub use inventory::{HostKeyPolicy, Inventory, InventoryError, RemoteHost, SshTarget};
 pub use known_hosts::KnownHostsError;
@@ -101,6 +101,16 @@ pub enum SshError {
     /// The connection ended while this was going on.
     #[error("connection lost: {0}")]
     Lost(String),
+    /// Sudo would not run a command as another user.
+    #[error("sudo -u {user} {command}: {message}")]
+    Sudo {
+        /// The user to become.
+        user: String,
+        /// The command.
+        command: String,
+        /// Why: no password, a refused one, sudo's own error.
+        message: String,
+    },
     /// A remote step failed.
     #[error("{what}: {message}")]
     Remote {

@@ -427,3 +427,87 @@ fn the_ssh_hosts_playbook_drives_an_inventory_and_a_second_run_sends_only_what_c
         assert!(line("ok", &format!("template motd [{host}]")), "{stderr}");
     }
 }
+
+#[test]
+fn sudo_runs_commands_and_files_as_root_with_the_password_sent_to_its_prompt() {
+    let bed = SshBed::start(1).expect("sshd hosts");
+    let account = sinew_tests::ssh_bed::account().expect("the test account");
+    let known_hosts = bed.known_hosts().expect("known_hosts");
+    let extra = format!(
+        "[groups.all]\nhosts = [\"ssh-0\"]\nuser = \"{}\"\n",
+        account.user
+    );
+    let inventory = inventory(&bed, &known_hosts, &extra);
+    let with_password = |password: Option<&str>| {
+        let options = sinew::Options {
+            become_password: password.map(sinew::Password::new),
+            ..sinew::Options::default()
+        };
+        let run = sinew::Run::with_options("it-ssh-sudo", options).expect("a run");
+        let host = run.connect(&inventory).pop().expect("the host connects");
+        (run, host)
+    };
+
+    let (_run, host) = with_password(Some(account.password));
+    assert_eq!(
+        host.exec(&["id", "-un"]).expect("id").stdout_text(),
+        account.user
+    );
+    let root = host.sudo().exec(&["id", "-un"]).expect("sudo id");
+    assert_eq!(root.stdout_text(), "root", "the marker line is not output");
+    assert!(
+        !String::from_utf8_lossy(&root.stderr).contains("sinew-sudo"),
+        "nor the prompt"
+    );
+    let nobody = host
+        .sudo_as("nobody")
+        .exec(&["id", "-un"])
+        .expect("sudo -u nobody");
+    assert_eq!(nobody.stdout_text(), "nobody");
+    let failing = host
+        .sudo()
+        .try_exec(&["sh", "-c", "echo out; exit 4"])
+        .expect("runs");
+    assert_eq!(
+        (failing.code(), failing.stdout_text()),
+        (Some(4), "out".to_string())
+    );
+
+    let private = bed.dir().join("root-only");
+    std::fs::create_dir(&private).expect("dir");
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    let path = private.join("secret");
+    let path = path.to_str().expect("utf-8");
+    let denied = host
+        .put(b"secret\n", path, 0o600)
+        .expect_err("not as the user");
+    assert!(denied.to_string().contains("Permission denied"), "{denied}");
+    assert!(host
+        .sudo()
+        .put(b"secret\n", path, 0o600)
+        .expect("as root")
+        .changed());
+    assert!(!host
+        .sudo()
+        .put(b"secret\n", path, 0o600)
+        .expect("again")
+        .changed());
+    assert_eq!(host.sudo().get(path).expect("get as root"), b"secret\n");
+
+    let (_run, host) = with_password(Some("not the password"));
+    let refused = host.sudo().exec(&["true"]).expect_err("a wrong password");
+    assert!(
+        refused.to_string().contains("sudo refused the password"),
+        "{refused}"
+    );
+    let (_run, host) = with_password(None);
+    let refused = host.sudo().exec(&["true"]).expect_err("no password");
+    assert!(
+        refused.to_string().contains("sudo asks for a password"),
+        "{refused}"
+    );
+}
