@@ -20,7 +20,9 @@ use tokio::sync::Mutex;
 use crate::build::Artifact;
 use crate::outcome::{last_lines, Outcome, Status};
 use crate::run::Ctx;
-use crate::ssh::{Connection, HostKeyAccepted, RemoteHost, SshError, Sudo, Trust, Written};
+use crate::ssh::{
+    Connection, HostKeyAccepted, RemoteAgent, RemoteHost, SshError, Sudo, Trust, Written,
+};
 
 /// How long one agent connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,7 +83,7 @@ pub enum HostError {
         user: String,
     },
     /// A call that needs sinew's agent, made to a remote host, which has none.
-    #[error("{host} is reached over SSH and runs no sinew agent, which services need")]
+    #[error("{host} is reached over SSH and runs no sinew agent, which services need (Host::bootstrap_agent starts one)")]
     NoAgent {
         /// The host.
         host: String,
@@ -145,6 +147,21 @@ struct Remote {
     spec: RemoteHost,
     connection: Connection,
     host_key: HostKeyAccepted,
+    /// sinew's agent there, once [`Host::bootstrap_agent`] started it.
+    agent: std::sync::OnceLock<RemoteAgent>,
+}
+
+impl Drop for HostInner {
+    /// A remote agent's connections are russh channel streams, which may only be dropped
+    /// inside the runtime; the rest of the connection goes with them.
+    fn drop(&mut self) {
+        if let Link::Ssh(remote) = &mut self.link {
+            if let Some(agent) = remote.agent.take() {
+                let _inside = self.ctx.runtime.enter();
+                drop(agent);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Host {
@@ -260,6 +277,7 @@ impl Host {
                     spec,
                     connection,
                     host_key,
+                    agent: std::sync::OnceLock::new(),
                 })),
             }),
             sudo: None,
@@ -280,6 +298,75 @@ impl Host {
             inner: self.inner.clone(),
             sudo: Some(user.into()),
         }
+    }
+
+    /// Whether calls go to an agent: a guest's, or one started on a remote host (except
+    /// through sudo, which runs over SSH).
+    fn via_agent(&self) -> bool {
+        match &self.inner.link {
+            Link::Guest(_) => true,
+            Link::Ssh(remote) => remote.agent.get().is_some() && self.sudo.is_none(),
+        }
+    }
+
+    /// Ships sinew's agent (`init`, the `sinew-init` build for this host's machine) to a
+    /// remote host over SSH and starts it on the host's loopback with a fresh secret; from
+    /// then on exec, put, get, facts and services go to the agent through an SSH channel
+    /// (calls through [`Host::sudo`] stay on SSH). It stops and its files go when the host
+    /// handle is dropped, the playbook ends or the connection is lost. A guest already has
+    /// its agent: nothing to do there.
+    pub fn bootstrap_agent(&self, init: &Artifact) -> Result<AgentStarted, HostError> {
+        let Some(remote) = self.remote() else {
+            return Ok(AgentStarted {
+                place: "a guest's own agent".into(),
+                status: Status::Ok,
+            });
+        };
+        if let Some(agent) = remote.agent.get() {
+            return Ok(AgentStarted::at(agent, Status::Ok));
+        }
+        if init.arch != self.inner.arch {
+            return Err(HostError::WrongArch {
+                host: self.inner.name.clone(),
+                host_arch: self.inner.arch,
+                artifact: init.name.clone(),
+                artifact_arch: init.arch,
+                path: init.path.clone(),
+            });
+        }
+        if self.dry_run() {
+            return Ok(AgentStarted {
+                place: "would start sinew's agent over SSH".into(),
+                status: Status::Planned,
+            });
+        }
+        let binary = std::fs::read(&init.path).map_err(|source| HostError::Local {
+            host: self.inner.name.clone(),
+            path: init.path.clone(),
+            source,
+        })?;
+        let agent = self.over_ssh(async |ssh| {
+            let agent = ssh.start_agent(&binary).await?;
+            let client = ssh.agent_client(&agent).await?;
+            *agent.client.lock().await = Some(client);
+            Ok(agent)
+        })?;
+        let started = AgentStarted::at(&agent, Status::Changed);
+        if let Err(agent) = remote.agent.set(agent) {
+            // Another thread started one meanwhile: this one goes.
+            self.inner.ctx.runtime.block_on(agent.stop());
+        }
+        Ok(started)
+    }
+
+    /// Stops a remote host's agent and removes its files, waiting until they are gone;
+    /// calls go over SSH again. `false` when no agent was running.
+    pub fn stop_agent(&self) -> bool {
+        let Some(agent) = self.remote().and_then(|r| r.agent.get()) else {
+            return false;
+        };
+        self.inner.ctx.runtime.block_on(agent.stop());
+        true
     }
 
     /// What sudo needs for this host's calls: nothing for a guest (whose agent is root)
@@ -412,14 +499,11 @@ impl Host {
             }
         };
         let sudo = self.sudo_spec()?;
-        let exit = match &self.inner.link {
-            Link::Guest(_) => {
-                let request = ExecRequest::new(argv.iter().copied());
-                self.with_client(async |client| client.exec(&request, &mut output).await)?
-            }
-            Link::Ssh(_) => {
-                self.over_ssh(async |ssh| ssh.exec(argv, sudo.as_ref(), &mut output).await)?
-            }
+        let exit = if self.via_agent() {
+            let request = ExecRequest::new(argv.iter().copied());
+            self.with_client(async |client| client.exec(&request, &mut output).await)?
+        } else {
+            self.over_ssh(async |ssh| ssh.exec(argv, sudo.as_ref(), &mut output).await)?
         };
         stream.flush();
         Ok(Exec {
@@ -483,15 +567,12 @@ impl Host {
             return Ok(put(Status::Planned));
         }
         let sudo = self.sudo_spec()?;
-        let changed = match &self.inner.link {
-            Link::Guest(_) => {
-                self.with_client(async |client| client.put(path, mode, data).await)?
-                    .changed
-            }
-            Link::Ssh(_) => {
-                self.over_ssh(async |ssh| ssh.put(path, mode, data, sudo.as_ref()).await)?
-                    == Written::Changed
-            }
+        let changed = if self.via_agent() {
+            self.with_client(async |client| client.put(path, mode, data).await)?
+                .changed
+        } else {
+            self.over_ssh(async |ssh| ssh.put(path, mode, data, sudo.as_ref()).await)?
+                == Written::Changed
         };
         Ok(put(Status::changed_if(changed)))
     }
@@ -536,20 +617,21 @@ impl Host {
             return Ok(Vec::new());
         }
         let sudo = self.sudo_spec()?;
-        match &self.inner.link {
-            Link::Guest(_) => self
-                .with_client(async |client| client.get(path).await)
-                .map(|file| file.data),
-            Link::Ssh(_) => self.over_ssh(async |ssh| ssh.get(path, sudo.as_ref()).await),
+        if self.via_agent() {
+            self.with_client(async |client| client.get(path).await)
+                .map(|file| file.data)
+        } else {
+            self.over_ssh(async |ssh| ssh.get(path, sudo.as_ref()).await)
         }
     }
 
     /// What the machine reports about itself: its agent's report, or for a remote host
     /// what a shell script there reads from `/proc`, `/sys` and `ip`.
     pub fn facts(&self) -> Result<Facts, HostError> {
-        match &self.inner.link {
-            Link::Guest(_) => self.with_client(async |client| client.facts().await),
-            Link::Ssh(_) => self.over_ssh(async |ssh| ssh.facts().await),
+        if self.via_agent() {
+            self.with_client(async |client| client.facts().await)
+        } else {
+            self.over_ssh(async |ssh| ssh.facts().await)
         }
     }
 
@@ -586,25 +668,22 @@ impl Host {
         call: impl AsyncFnOnce(&mut AgentClient) -> Result<T, ClientError>,
     ) -> Result<T, HostError> {
         let inner = &self.inner;
-        let Some(guest) = self.guest() else {
-            return Err(HostError::NoAgent {
-                host: inner.name.clone(),
-            });
+        let no_agent = || HostError::NoAgent {
+            host: inner.name.clone(),
+        };
+        let slot = match &inner.link {
+            Link::Guest(guest) => &guest.client,
+            Link::Ssh(remote) => &remote.agent.get().ok_or_else(no_agent)?.client,
         };
         let wrap = |source| HostError::Agent {
             host: inner.name.clone(),
             source,
         };
         inner.ctx.runtime.block_on(async {
-            let mut slot = guest.client.lock().await;
+            let mut slot = slot.lock().await;
             let client = match slot.as_mut() {
                 Some(client) => client,
-                None => {
-                    let client = AgentClient::connect(guest.agent, &guest.secret, CONNECT_TIMEOUT)
-                        .await
-                        .map_err(wrap)?;
-                    slot.insert(client)
-                }
+                None => slot.insert(self.connect_agent().await?),
             };
             let result = call(client).await;
             if matches!(&result, Err(e) if e.is_connection_lost()) {
@@ -612,6 +691,33 @@ impl Host {
             }
             result.map_err(wrap)
         })
+    }
+
+    /// A new connection to the host's agent: a guest's through its forwarded port, a
+    /// remote host's through an SSH channel.
+    async fn connect_agent(&self) -> Result<AgentClient, HostError> {
+        let inner = &self.inner;
+        match &inner.link {
+            Link::Guest(guest) => AgentClient::connect(guest.agent, &guest.secret, CONNECT_TIMEOUT)
+                .await
+                .map_err(|source| HostError::Agent {
+                    host: inner.name.clone(),
+                    source,
+                }),
+            Link::Ssh(remote) => {
+                let agent = remote.agent.get().ok_or_else(|| HostError::NoAgent {
+                    host: inner.name.clone(),
+                })?;
+                remote
+                    .connection
+                    .agent_client(agent)
+                    .await
+                    .map_err(|source| HostError::Ssh {
+                        host: inner.name.clone(),
+                        source,
+                    })
+            }
+        }
     }
 
     /// Runs one call on a remote host's SSH connection.
@@ -643,6 +749,36 @@ fn data_ip(spec: &RemoteHost) -> Ipv4Addr {
         .unwrap_or(&spec.ssh.address)
         .parse()
         .unwrap_or(Ipv4Addr::UNSPECIFIED)
+}
+
+/// sinew's agent started on a remote host ([`Host::bootstrap_agent`]).
+#[derive(Debug, Clone)]
+pub struct AgentStarted {
+    /// Where it runs.
+    pub place: String,
+    status: Status,
+}
+
+impl AgentStarted {
+    fn at(agent: &RemoteAgent, status: Status) -> Self {
+        Self {
+            place: format!(
+                "sinew's agent on the host's 127.0.0.1:{}, from {}, reached over SSH",
+                agent.port, agent.dir
+            ),
+            status,
+        }
+    }
+}
+
+impl Outcome for AgentStarted {
+    fn status(&self) -> Status {
+        self.status
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(self.place.clone())
+    }
 }
 
 /// The result of a command on a host.

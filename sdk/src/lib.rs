@@ -59,7 +59,7 @@ mod stored;
 pub mod template;
 
 pub use build::{Artifact, Artifacts, Build};
-pub use host::{Exec, Host, HostError, Put};
+pub use host::{AgentStarted, Exec, Host, HostError, Put};
 pub use lab::{BootFrom, Lab, LabSpec, MachineSpec};
 pub use machine_image::{MachineImage, MachineImageSpec};
 pub use outcome::{BoxError, Outcome, Status, TaskFailed};

@@ -6,8 +6,9 @@
 //! `cargo run --bin ssh-hosts -- -i hosts.toml [--forks N] [--dry-run] [-v]`
 //!
 //! Files go under each host's `work_dir` variable (default `/var/tmp/sinew-ssh-hosts`), in a
-//! directory named after the host. Twenty steps per host: facts, nine commands, four files
-//! whose content changes every run, four that never change, two templates.
+//! directory named after the host. Twenty steps per host: facts, the directory, eight
+//! commands, four files whose content changes every run, four that never change, two
+//! templates.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,7 +19,7 @@ use sinew::{Host, Run};
 const DEFAULT_WORK_DIR: &str = "/var/tmp/sinew-ssh-hosts";
 
 /// Read-only commands, one task each.
-const COMMANDS: [&[&str]; 9] = [
+const COMMANDS: [&[&str]; 8] = [
     &["uname", "-r"],
     &["uptime"],
     &["id", "-un"],
@@ -27,7 +28,6 @@ const COMMANDS: [&[&str]; 9] = [
     &["date", "+%s"],
     &["cat", "/proc/loadavg"],
     &["sh", "-c", "echo \"$SHELL\""],
-    &["ls", "/"],
 ];
 
 const MOTD: &str = "{{ name }} ({{ arch }}), managed by sinew
@@ -54,6 +54,9 @@ fn main() -> anyhow::Result<()> {
             facts.uptime.as_secs()
         ));
     }
+    run.each_or_drop(&mut hosts, "work directory", |host| {
+        host.exec(&["mkdir", "-p", &path(host, "")])
+    });
     for argv in COMMANDS {
         run.each_or_drop(&mut hosts, &argv.join(" "), |host| host.exec(argv));
     }

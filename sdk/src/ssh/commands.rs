@@ -243,7 +243,7 @@ impl Connection {
     }
 
     /// Runs `argv`, which must succeed, and returns its stdout.
-    async fn run_ok(
+    pub(super) async fn run_ok(
         &self,
         what: &str,
         argv: &[&str],

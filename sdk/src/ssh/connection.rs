@@ -85,6 +85,17 @@ impl Connection {
     pub(crate) async fn session(&self) -> Result<russh::Channel<client::Msg>, russh::Error> {
         self.handle.channel_open_session().await
     }
+
+    /// A TCP connection from the host to `address:port` (OpenSSH's `-L`).
+    pub(crate) async fn direct_tcpip(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        self.handle
+            .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0)
+            .await
+    }
 }
 
 async fn hop_over_tcp(

@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+mod agent;
 mod commands;
 mod connection;
 mod inventory;
@@ -19,6 +20,7 @@ mod known_hosts;
 
 use std::path::PathBuf;
 
+pub(crate) use agent::RemoteAgent;
 pub(crate) use commands::{Sudo, Written};
 pub(crate) use connection::{Connection, HostKeyAccepted, Trust};
 pub use inventory::{HostKeyPolicy, Inventory, InventoryError, RemoteHost, SshTarget};

@@ -511,3 +511,90 @@ fn sudo_runs_commands_and_files_as_root_with_the_password_sent_to_its_prompt() {
         "{refused}"
     );
 }
+
+#[test]
+fn a_bootstrapped_agent_serves_the_host_through_the_ssh_connection_and_goes_with_it() {
+    sinew_tests::prepared();
+    let bed = SshBed::start(1).expect("sshd hosts");
+    let account = sinew_tests::ssh_bed::account().expect("the test account");
+    let known_hosts = bed.known_hosts().expect("known_hosts");
+    let extra = format!(
+        "[groups.all]\nhosts = [\"ssh-0\"]\nuser = \"{}\"\n",
+        account.user
+    );
+    let run = run("it-ssh-agent");
+    let host = run
+        .connect(&inventory(&bed, &known_hosts, &extra))
+        .pop()
+        .expect("the host connects");
+    // The guest binaries as the preparation built them: a build of the same set is cached.
+    let init = run
+        .build(&sinew::Build::bins(&sinew_tests::GUEST_BINS))
+        .expect("sinew-init builds");
+    let init = init
+        .get("sinew-init", host.arch())
+        .expect("the host's build");
+    assert!(matches!(
+        host.facts().expect("facts over SSH").agent_version.as_str(),
+        "none (facts gathered over SSH)"
+    ));
+    let err = host
+        .service_status("nothing")
+        .expect_err("no agent, no services");
+    assert!(err.to_string().contains("bootstrap_agent"), "{err}");
+
+    let started = host.bootstrap_agent(init).expect("the agent starts");
+    let dir = started
+        .place
+        .split(", from ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the agent's directory")
+        .to_string();
+    assert!(Path::new(&dir).join("sinew-init").exists());
+    let facts = host.facts().expect("facts from the agent");
+    assert_eq!(
+        facts.agent_version,
+        env!("CARGO_PKG_VERSION"),
+        "the agent answers"
+    );
+    assert_eq!(
+        host.exec(&["id", "-un"]).expect("id").stdout_text(),
+        account.user
+    );
+    let path = format!("{dir}/through-the-agent");
+    assert!(host.put(b"agent\n", &path, 0o644).expect("put").changed());
+    assert!(!host.put(b"agent\n", &path, 0o644).expect("again").changed());
+    assert_eq!(host.get(&path).expect("get"), b"agent\n");
+    let spec = sinew::ServiceSpec::new("sleeper", ["sleep", "300"]);
+    assert!(host.start_service(&spec).expect("a service").changed);
+    assert!(matches!(
+        host.service_status("sleeper").expect("status").state,
+        sinew::ServiceState::Running { .. }
+    ));
+    assert_eq!(
+        host.sudo()
+            .exec(&["id", "-un"])
+            .map(|e| e.stdout_text())
+            .ok(),
+        None,
+        "sudo still goes over SSH, where this run has no password"
+    );
+
+    drop(host);
+    drop(run);
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !Path::new(&dir).exists()
+    });
+    assert!(gone, "leaving the playbook removes {dir}");
+    let left = Command::new("pgrep")
+        .args(["-f", &dir])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "agent processes left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
