@@ -310,30 +310,17 @@ mod tests {
         let (_dir, files) = files(&format!(
             "[web1]:2222 {ED_A}\n*.example.org,!bad.example.org {ED_B}\nhost? {ECDSA}\n"
         ));
-        assert_eq!(
-            files.check("[web1]:2222", &key(ED_A)).expect("check"),
-            Verdict::Known
-        );
-        assert_eq!(
-            files.check("web1", &key(ED_A)).expect("check"),
-            Verdict::Unknown
-        );
-        assert_eq!(
-            files.check("a.EXAMPLE.org", &key(ED_B)).expect("check"),
-            Verdict::Known
-        );
-        assert_eq!(
-            files.check("bad.example.org", &key(ED_B)).expect("check"),
-            Verdict::Unknown
-        );
-        assert_eq!(
-            files.check("host7", &key(ECDSA)).expect("check"),
-            Verdict::Known
-        );
-        assert_eq!(
-            files.check("host77", &key(ECDSA)).expect("check"),
-            Verdict::Unknown
-        );
+        for (name, presented, verdict) in [
+            ("[web1]:2222", ED_A, Verdict::Known),
+            ("web1", ED_A, Verdict::Unknown),
+            ("a.EXAMPLE.org", ED_B, Verdict::Known),
+            ("bad.example.org", ED_B, Verdict::Unknown),
+            ("host7", ECDSA, Verdict::Known),
+            ("host77", ECDSA, Verdict::Unknown),
+        ] {
+            let checked = files.check(name, &key(presented)).expect("check");
+            assert_eq!(checked, verdict, "{name}");
+        }
         assert_eq!(
             files.algorithms("[web1]:2222").expect("algorithms"),
             [Algorithm::Ed25519]

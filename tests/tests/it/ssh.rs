@@ -17,6 +17,16 @@ fn inventory(bed: &SshBed, known_hosts: &Path, extra: &str) -> Inventory {
     Inventory::from_file(&path).expect("the bed's inventory parses")
 }
 
+/// `count` sshd hosts whose keys are known, and a run connected to every one as root.
+fn connected(count: usize, name: &str) -> (SshBed, sinew::Run, Vec<Host>) {
+    let bed = SshBed::start(count).expect("sshd hosts");
+    let known_hosts = bed.known_hosts().expect("known_hosts");
+    let run = run(name);
+    let hosts = run.connect(&inventory(&bed, &known_hosts, ""));
+    assert_eq!(hosts.len(), count, "every host connects");
+    (bed, run, hosts)
+}
+
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -48,11 +58,7 @@ fn failure(result: &Result<Host, sinew::TaskFailed>) -> &str {
 
 #[test]
 fn commands_and_files_over_ssh_on_every_host_of_an_inventory() {
-    let bed = SshBed::start(3).expect("sshd hosts");
-    let known_hosts = bed.known_hosts().expect("known_hosts");
-    let run = run("it-ssh-basics");
-    let hosts = run.connect(&inventory(&bed, &known_hosts, ""));
-    assert_eq!(hosts.len(), 3, "every host connects");
+    let (bed, run, hosts) = connected(3, "it-ssh-basics");
     assert_eq!(run.tally().failed, 0);
     let files = bed.dir().join("files");
     std::fs::create_dir_all(&files).expect("files dir");
@@ -133,10 +139,7 @@ fn commands_and_files_over_ssh_on_every_host_of_an_inventory() {
 
 #[test]
 fn installs_check_the_remote_architecture_before_sending() {
-    let bed = SshBed::start(1).expect("sshd hosts");
-    let known_hosts = bed.known_hosts().expect("known_hosts");
-    let run = run("it-ssh-arch");
-    let hosts = run.connect(&inventory(&bed, &known_hosts, ""));
+    let (_bed, _run, hosts) = connected(1, "it-ssh-arch");
     let host = &hosts[0];
     let other = match host.arch() {
         Arch::X86_64 => Arch::Aarch64,
@@ -280,11 +283,7 @@ fn a_host_only_a_jump_host_reaches_is_driven_through_it() {
 
 #[test]
 fn a_host_going_away_mid_command_fails_its_line_and_the_others_carry_on() {
-    let mut bed = SshBed::start(2).expect("sshd hosts");
-    let known_hosts = bed.known_hosts().expect("known_hosts");
-    let run = run("it-ssh-away");
-    let hosts = run.connect(&inventory(&bed, &known_hosts, ""));
-    assert_eq!(hosts.len(), 2);
+    let (mut bed, run, hosts) = connected(2, "it-ssh-away");
     let results = std::thread::scope(|scope| {
         let running = scope.spawn(|| {
             run.each_result(&hosts, "sleep", |host| {
@@ -308,10 +307,7 @@ fn a_host_going_away_mid_command_fails_its_line_and_the_others_carry_on() {
 
 #[test]
 fn a_full_disk_during_put_is_reported_and_leaves_no_partial_file() {
-    let bed = SshBed::start(1).expect("sshd hosts");
-    let known_hosts = bed.known_hosts().expect("known_hosts");
-    let run = run("it-ssh-full");
-    let hosts = run.connect(&inventory(&bed, &known_hosts, ""));
+    let (bed, _run, hosts) = connected(1, "it-ssh-full");
     let full = bed.dir().join("full");
     std::fs::create_dir_all(&full).expect("mount point");
     let tmpfs = Tmpfs::mount(&full, "64k");
@@ -597,4 +593,74 @@ fn a_bootstrapped_agent_serves_the_host_through_the_ssh_connection_and_goes_with
         "agent processes left: {}",
         String::from_utf8_lossy(&left.stdout)
     );
+}
+
+#[test]
+fn without_a_key_in_the_inventory_the_login_goes_through_ssh_agent() {
+    let bed = SshBed::start(1).expect("sshd hosts");
+    let known_hosts = bed.known_hosts().expect("known_hosts");
+    let key = bed.client_key("ed25519");
+    let work = format!(
+        "[groups.all]\nhosts = [\"ssh-0\"]\nvars = {{ work_dir = \"{}\" }}\n",
+        bed.dir().join("work").display()
+    );
+    let without_key: String = bed
+        .inventory(&known_hosts, &work)
+        .lines()
+        .filter(|line| !line.starts_with("key = "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let inventory = bed.dir().join("agent.toml");
+    std::fs::write(&inventory, without_key).expect("inventory");
+    // A home without key files, so that only the agent can log in.
+    let home = bed.dir().join("empty-home");
+    std::fs::create_dir_all(&home).expect("home");
+    let socket = bed.dir().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent starts");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        socket.exists()
+    });
+    assert!(up, "ssh-agent listens");
+    let playbook = sinew_tests::host_bins(false)
+        .expect("the workspace's binaries build")
+        .join("ssh-hosts");
+    let play = || {
+        let out = Command::new(&playbook)
+            .arg("-i")
+            .arg(&inventory)
+            .env("SSH_AUTH_SOCK", &socket)
+            .env("HOME", &home)
+            .output()
+            .expect("ssh-hosts runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+
+    let (code, stderr) = play();
+    assert_eq!(code, Some(1), "an empty agent logs in nowhere:\n{stderr}");
+    assert!(
+        stderr.contains("refused every key offered (none found"),
+        "{stderr}"
+    );
+    let added = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .expect("ssh-add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let (code, stderr) = play();
+    assert_eq!(code, Some(0), "the agent's key logs in:\n{stderr}");
+    let _ = agent.kill();
+    let _ = agent.wait();
 }
