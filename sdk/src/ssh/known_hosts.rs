@@ -279,18 +279,17 @@ mod tests {
     #[test]
     fn a_recorded_key_is_known_and_another_key_of_a_recorded_host_is_changed() {
         let (_dir, files) = files(&format!("# comment\n\nweb1,192.0.2.10 {ED_A}\n"));
-        assert_eq!(
-            files.check("web1", &key(ED_A)).expect("check"),
-            Verdict::Known
-        );
-        assert_eq!(
-            files.check("192.0.2.10", &key(ED_A)).expect("check"),
-            Verdict::Known
-        );
-        assert_eq!(
-            files.check("web2", &key(ED_A)).expect("check"),
-            Verdict::Unknown
-        );
+        for (name, verdict) in [
+            ("web1", Verdict::Known),
+            ("192.0.2.10", Verdict::Known),
+            ("web2", Verdict::Unknown),
+        ] {
+            assert_eq!(
+                files.check(name, &key(ED_A)).expect("check"),
+                verdict,
+                "{name}"
+            );
+        }
         let Verdict::Changed(recorded) = files.check("web1", &key(ED_B)).expect("check") else {
             panic!("a different key must be a change");
         };

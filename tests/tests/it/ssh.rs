@@ -9,7 +9,7 @@ use std::time::Duration;
 use sinew::ssh::Inventory;
 use sinew::{Arch, Artifact, Host, HostError};
 use sinew_tests::run;
-use sinew_tests::ssh_bed::{SshBed, CLIENT_KEYS};
+use sinew_tests::ssh_bed::{Account, SshBed, CLIENT_KEYS};
 
 fn inventory(bed: &SshBed, known_hosts: &Path, extra: &str) -> Inventory {
     let path = bed.dir().join(format!("inventory-{}.toml", rand_suffix()));
@@ -25,6 +25,17 @@ fn connected(count: usize, name: &str) -> (SshBed, sinew::Run, Vec<Host>) {
     let hosts = run.connect(&inventory(&bed, &known_hosts, ""));
     assert_eq!(hosts.len(), count, "every host connects");
     (bed, run, hosts)
+}
+
+/// An inventory of the bed's one host, logging in as the unprivileged test account.
+fn as_account(bed: &SshBed) -> (Inventory, &'static Account) {
+    let account = sinew_tests::ssh_bed::account().expect("the test account");
+    let known_hosts = bed.known_hosts().expect("known_hosts");
+    let extra = format!(
+        "[groups.all]\nhosts = [\"ssh-0\"]\nuser = \"{}\"\n",
+        account.user
+    );
+    (inventory(bed, &known_hosts, &extra), account)
 }
 
 fn rand_suffix() -> u64 {
@@ -427,13 +438,7 @@ fn the_ssh_hosts_playbook_drives_an_inventory_and_a_second_run_sends_only_what_c
 #[test]
 fn sudo_runs_commands_and_files_as_root_with_the_password_sent_to_its_prompt() {
     let bed = SshBed::start(1).expect("sshd hosts");
-    let account = sinew_tests::ssh_bed::account().expect("the test account");
-    let known_hosts = bed.known_hosts().expect("known_hosts");
-    let extra = format!(
-        "[groups.all]\nhosts = [\"ssh-0\"]\nuser = \"{}\"\n",
-        account.user
-    );
-    let inventory = inventory(&bed, &known_hosts, &extra);
+    let (inventory, account) = as_account(&bed);
     let with_password = |password: Option<&str>| {
         let options = sinew::Options {
             become_password: password.map(sinew::Password::new),
@@ -512,17 +517,9 @@ fn sudo_runs_commands_and_files_as_root_with_the_password_sent_to_its_prompt() {
 fn a_bootstrapped_agent_serves_the_host_through_the_ssh_connection_and_goes_with_it() {
     sinew_tests::prepared();
     let bed = SshBed::start(1).expect("sshd hosts");
-    let account = sinew_tests::ssh_bed::account().expect("the test account");
-    let known_hosts = bed.known_hosts().expect("known_hosts");
-    let extra = format!(
-        "[groups.all]\nhosts = [\"ssh-0\"]\nuser = \"{}\"\n",
-        account.user
-    );
+    let (inventory, account) = as_account(&bed);
     let run = run("it-ssh-agent");
-    let host = run
-        .connect(&inventory(&bed, &known_hosts, &extra))
-        .pop()
-        .expect("the host connects");
+    let host = run.connect(&inventory).pop().expect("the host connects");
     // The guest binaries as the preparation built them: a build of the same set is cached.
     let init = run
         .build(&sinew::Build::bins(&sinew_tests::GUEST_BINS))
