@@ -12,6 +12,7 @@ use sinew_vm::{deb, elf};
 
 pub mod browser;
 pub mod kv_cluster;
+pub mod linearizable;
 pub mod overlay_bed;
 pub mod proxy_bed;
 pub mod sched_bed;
