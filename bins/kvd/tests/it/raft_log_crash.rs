@@ -6,8 +6,8 @@
 //! each batch once the store reports it persisted, as kvd waits before acknowledging; every few batches it purges an old
 //! prefix, as after a snapshot, and prints that too. The parent kills it with SIGKILL while it
 //! writes, reopens the log and checks that every acknowledged index and purge is there, that
-//! the log is contiguous and that every entry holds what the child wrote. Three rounds, each
-//! continuing the log the previous one left.
+//! the log is contiguous and that every entry holds what the child wrote. Six rounds, each
+//! continuing the log the previous one left, the last three past several journal hand-overs.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -46,11 +46,16 @@ enum KillAt {
     PurgeAfter(usize),
 }
 
-/// One child per round, each continuing the log the previous one left.
-const ROUNDS: [KillAt; 3] = [
+/// One child per round, each continuing the log the previous one left. The later rounds
+/// append past both journals (512 KiB each), so kills land after hand-overs and while
+/// checkpoints run.
+const ROUNDS: [KillAt; 6] = [
     KillAt::Append(10),
     KillAt::PurgeAfter(40),
     KillAt::Append(25),
+    KillAt::Append(1200),
+    KillAt::Append(700),
+    KillAt::Append(1900),
 ];
 
 /// What the child writes at `index`, so the parent can check contents, not just presence.
