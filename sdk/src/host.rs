@@ -18,11 +18,9 @@ use sinew_vm::{Accel, Arch};
 use tokio::sync::Mutex;
 
 use crate::build::Artifact;
-use crate::outcome::{last_lines, Outcome, Status};
+use crate::outcome::{stderr_tail, Outcome, Status};
 use crate::run::Ctx;
-use crate::ssh::{
-    Connection, HostKeyAccepted, RemoteAgent, RemoteHost, SshError, Sudo, Trust, Written,
-};
+use crate::ssh::{Connection, RemoteAgent, RemoteHost, SshError, Sudo, Trust, Written};
 
 /// How long one agent connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -101,13 +99,6 @@ pub enum HostError {
     },
 }
 
-fn stderr_tail(stderr: &str) -> String {
-    if stderr.trim().is_empty() {
-        return String::new();
-    }
-    format!(": {}", last_lines(stderr, 5, " | "))
-}
-
 /// A machine a playbook drives: a booted guest (or, in a dry run, a planned one), or an
 /// existing machine reached over SSH ([`Run::connect`](crate::Run::connect)). Cheap to
 /// clone.
@@ -146,7 +137,6 @@ struct Guest {
 struct Remote {
     spec: RemoteHost,
     connection: Connection,
-    host_key: HostKeyAccepted,
     /// sinew's agent there, once [`Host::bootstrap_agent`] started it.
     agent: std::sync::OnceLock<RemoteAgent>,
 }
@@ -266,7 +256,6 @@ impl Host {
             .parse::<Arch>()
             .map_err(|_| wrap(SshError::Machine(machine)))?;
         let data_ip = data_ip(&spec);
-        let host_key = connection.host_key.clone();
         Ok(Self {
             inner: Arc::new(HostInner {
                 ctx,
@@ -276,7 +265,6 @@ impl Host {
                 link: Link::Ssh(Box::new(Remote {
                     spec,
                     connection,
-                    host_key,
                     agent: std::sync::OnceLock::new(),
                 })),
             }),
@@ -325,15 +313,7 @@ impl Host {
         if let Some(agent) = remote.agent.get() {
             return Ok(AgentStarted::at(agent, Status::Ok));
         }
-        if init.arch != self.inner.arch {
-            return Err(HostError::WrongArch {
-                host: self.inner.name.clone(),
-                host_arch: self.inner.arch,
-                artifact: init.name.clone(),
-                artifact_arch: init.arch,
-                path: init.path.clone(),
-            });
-        }
+        self.check_arch(init)?;
         if self.dry_run() {
             return Ok(AgentStarted {
                 place: "would start sinew's agent over SSH".into(),
@@ -346,7 +326,7 @@ impl Host {
             source,
         })?;
         let agent = self.over_ssh(async |ssh| {
-            let agent = ssh.start_agent(&binary).await?;
+            let agent = ssh.start_agent(&binary, &init.sha256).await?;
             let client = ssh.agent_client(&agent).await?;
             *agent.client.lock().await = Some(client);
             Ok(agent)
@@ -571,7 +551,7 @@ impl Host {
             self.with_client(async |client| client.put(path, mode, data).await)?
                 .changed
         } else {
-            self.over_ssh(async |ssh| ssh.put(path, mode, data, sudo.as_ref()).await)?
+            self.over_ssh(async |ssh| ssh.put(path, mode, data, &sha256, sudo.as_ref()).await)?
                 == Written::Changed
         };
         Ok(put(Status::changed_if(changed)))
@@ -590,15 +570,7 @@ impl Host {
     /// Installs an executable artifact at `path` (mode 0755), refusing one built for
     /// another architecture before anything is sent.
     pub fn install(&self, artifact: &Artifact, path: &str) -> Result<Put, HostError> {
-        if artifact.arch != self.inner.arch {
-            return Err(HostError::WrongArch {
-                host: self.inner.name.clone(),
-                host_arch: self.inner.arch,
-                artifact: artifact.name.clone(),
-                artifact_arch: artifact.arch,
-                path: artifact.path.clone(),
-            });
-        }
+        self.check_arch(artifact)?;
         if self.dry_run() {
             let sha256 = artifact.sha256.clone();
             return Ok(Put {
@@ -609,6 +581,20 @@ impl Host {
             });
         }
         self.put_file(&artifact.path, path, 0o755)
+    }
+
+    /// Refuses an artifact built for another machine than the host's.
+    fn check_arch(&self, artifact: &Artifact) -> Result<(), HostError> {
+        if artifact.arch == self.inner.arch {
+            return Ok(());
+        }
+        Err(HostError::WrongArch {
+            host: self.inner.name.clone(),
+            host_arch: self.inner.arch,
+            artifact: artifact.name.clone(),
+            artifact_arch: artifact.arch,
+            path: artifact.path.clone(),
+        })
     }
 
     /// Reads the file at `path`; its digest was checked on the way.
@@ -889,7 +875,7 @@ impl Outcome for Host {
         match &self.inner.link {
             Link::Guest(guest) if guest.booted.is_some() => Status::Changed,
             Link::Guest(_) => Status::Planned,
-            Link::Ssh(remote) => match remote.host_key.trust {
+            Link::Ssh(remote) => match remote.connection.host_key.trust {
                 Trust::Known => Status::Ok,
                 Trust::Recorded => Status::Changed,
                 Trust::WouldRecord => Status::Planned,
@@ -904,7 +890,7 @@ impl Outcome for Host {
                 None => format!("would boot, data-plane address {}", self.inner.data_ip),
             },
             Link::Ssh(remote) => {
-                let key = &remote.host_key;
+                let key = &remote.connection.host_key;
                 let via = remote
                     .spec
                     .jumps

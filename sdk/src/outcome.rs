@@ -106,6 +106,16 @@ impl fmt::Display for TaskFailed {
 
 impl StdError for TaskFailed {}
 
+/// `: ` and the last five lines of a command's stderr, for an error message; nothing when
+/// it wrote nothing.
+pub(crate) fn stderr_tail(stderr: &str) -> String {
+    let stderr = stderr.trim_end();
+    if stderr.trim().is_empty() {
+        return String::new();
+    }
+    format!(": {}", last_lines(stderr, 5, " | "))
+}
+
 /// The last `n` lines of `text`, joined with `separator`: what an error quotes of a
 /// command's output.
 pub(crate) fn last_lines(text: &str, n: usize, separator: &str) -> String {

@@ -25,12 +25,15 @@ pub struct Paths {
     pub workspace: PathBuf,
 }
 
+/// The user's home directory (`HOME`, else `/root`).
+pub(crate) fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
 impl Paths {
     /// Reads the environment as described in the module docs.
     pub fn from_env() -> Self {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/root".into());
+        let home = home_dir();
         let xdg = |var: &str, fallback: &str| {
             std::env::var_os(var)
                 .map(PathBuf::from)

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use russh::ChannelMsg;
+use sha2::{Digest, Sha256};
 use sinew_proto::{AgentClient, Secret};
 use tokio::sync::Mutex;
 
@@ -40,9 +41,13 @@ pub(crate) struct RemoteAgent {
 }
 
 impl Connection {
-    /// Makes a directory on the host, puts `binary` (sinew-init for its machine) and a
-    /// fresh secret there, and starts the agent.
-    pub(crate) async fn start_agent(&self, binary: &[u8]) -> Result<RemoteAgent, SshError> {
+    /// Makes a directory on the host, puts `binary` (sinew-init for its machine, whose hex
+    /// digest is `sha256`) and a fresh secret there, and starts the agent.
+    pub(crate) async fn start_agent(
+        &self,
+        binary: &[u8],
+        sha256: &str,
+    ) -> Result<RemoteAgent, SshError> {
         let out = self
             .run_ok(
                 "making the agent's directory",
@@ -53,18 +58,22 @@ impl Connection {
         let dir = String::from_utf8_lossy(&out).trim().to_string();
         let secret = Secret::generate()
             .map_err(|e| SshError::Refused(format!("no secret for the agent: {e}")))?;
-        self.put(&format!("{dir}/sinew-init"), 0o755, binary, None)
+        self.put(&format!("{dir}/sinew-init"), 0o755, binary, sha256, None)
             .await?;
         let key = format!("{}\n", secret.to_hex());
-        self.put(&format!("{dir}/agent.key"), 0o600, key.as_bytes(), None)
-            .await?;
-        let mut channel = self.session().await.map_err(SshError::channel)?;
-        let command = shlex::try_join(["sh", "-c", WRAPPER, "sinew-agent", &dir])
-            .map_err(|e| SshError::Refused(format!("quoting the agent's wrapper: {e}")))?;
-        channel
-            .exec(true, command.as_bytes())
-            .await
-            .map_err(SshError::channel)?;
+        let key_sha256 = hex::encode(Sha256::digest(key.as_bytes()));
+        self.put(
+            &format!("{dir}/agent.key"),
+            0o600,
+            key.as_bytes(),
+            &key_sha256,
+            None,
+        )
+        .await?;
+        let mut channel = self
+            .start(&["sh", "-c", WRAPPER, "sinew-agent", &dir], None)
+            .await?
+            .channel;
         let port = tokio::time::timeout(START_TIMEOUT, listening_port(&mut channel))
             .await
             .map_err(|_| SshError::Remote {

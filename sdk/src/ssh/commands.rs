@@ -74,8 +74,8 @@ pub(crate) struct Sudo {
 }
 
 /// A command started on a channel of its own: past sudo, if it went through sudo.
-struct Started {
-    channel: russh::Channel<russh::client::Msg>,
+pub(super) struct Started {
+    pub(super) channel: russh::Channel<russh::client::Msg>,
     /// The command as the user gave it, for messages.
     command: String,
     /// Stdout that came with sudo's success marker, after it.
@@ -86,7 +86,11 @@ impl Connection {
     /// Opens a channel and starts `argv` on it (quoted for the remote shell), through
     /// `sudo` when given: the password goes to sudo's stdin when its prompt (marked with a
     /// nonce) comes, and the command's own output starts after a marker line it prints.
-    async fn start(&self, argv: &[&str], sudo: Option<&Sudo>) -> Result<Started, SshError> {
+    pub(super) async fn start(
+        &self,
+        argv: &[&str],
+        sudo: Option<&Sudo>,
+    ) -> Result<Started, SshError> {
         let command = command_line(argv)?;
         let Some(sudo) = sudo else {
             let channel = self.session().await.map_err(SshError::channel)?;
@@ -260,19 +264,20 @@ impl Connection {
         }
     }
 
-    /// Writes `data` to `path` with `mode`, unless it is there already: one channel, and
-    /// no byte sent when the digest and mode match.
+    /// Writes `data`, whose hex digest is `sha256`, to `path` with `mode`, unless it is
+    /// there already: one channel, and no byte sent when the digest and mode match. The
+    /// host checks what it received against `sha256` before the file takes its place.
     pub(crate) async fn put(
         &self,
         path: &str,
         mode: u32,
         data: &[u8],
+        sha256: &str,
         sudo: Option<&Sudo>,
     ) -> Result<Written, SshError> {
         let what = format!("writing {path}");
-        let sha256 = hex::encode(Sha256::digest(data));
         let mode = format!("{mode:o}");
-        let argv = ["sh", "-c", PUT, "sinew-put", path, &sha256, &mode];
+        let argv = ["sh", "-c", PUT, "sinew-put", path, sha256, &mode];
         let Started {
             mut channel,
             stdout: mut seen,
@@ -369,13 +374,7 @@ fn command_line(argv: &[&str]) -> Result<String, SshError> {
 }
 
 fn stderr_text(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let text = text.trim();
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", crate::outcome::last_lines(text, 5, " | "))
-    }
+    crate::outcome::stderr_tail(&String::from_utf8_lossy(stderr))
 }
 
 fn signal_number(signal: &russh::Sig) -> i32 {

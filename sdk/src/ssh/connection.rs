@@ -10,7 +10,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::{Algorithm, PublicKey};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
-use super::inventory::{home, HostKeyPolicy, RemoteHost, SshTarget};
+use super::inventory::{HostKeyPolicy, RemoteHost, SshTarget};
 use super::known_hosts::{fingerprint, KnownHostsFiles, Verdict};
 use super::SshError;
 
@@ -314,7 +314,7 @@ async fn authenticate(
         }
     }
     for name in DEFAULT_KEYS {
-        let path = home().join(".ssh").join(name);
+        let path = crate::paths::home_dir().join(".ssh").join(name);
         if !path.exists() {
             continue;
         }

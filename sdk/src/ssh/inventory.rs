@@ -120,7 +120,7 @@ pub struct HostKeyPolicy {
 impl Default for HostKeyPolicy {
     fn default() -> Self {
         Self {
-            known_hosts: home().join(".ssh/known_hosts"),
+            known_hosts: crate::paths::home_dir().join(".ssh/known_hosts"),
             trust_on_first_use: false,
         }
     }
@@ -481,13 +481,9 @@ fn parse_jump(spec: &str, own: &SshTarget) -> Result<SshTarget, String> {
 /// `~/x` under the home directory; a relative path under `base`.
 fn expand(path: &Path, base: &Path) -> PathBuf {
     match path.strip_prefix("~") {
-        Ok(rest) => home().join(rest),
+        Ok(rest) => crate::paths::home_dir().join(rest),
         Err(_) => base.join(path),
     }
-}
-
-pub(crate) fn home() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
 }
 
 fn local_user() -> String {

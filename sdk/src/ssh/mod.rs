@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 pub(crate) use agent::RemoteAgent;
 pub(crate) use commands::{Sudo, Written};
-pub(crate) use connection::{Connection, HostKeyAccepted, Trust};
+pub(crate) use connection::{Connection, Trust};
 pub use inventory::{HostKeyPolicy, Inventory, InventoryError, RemoteHost, SshTarget};
 pub use known_hosts::KnownHostsError;
 
