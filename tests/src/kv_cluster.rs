@@ -75,6 +75,21 @@ pub struct Member {
     pub peer_url: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// The network namespace it runs in (`None`: this process's).
+    pub netns: Option<String>,
+    /// How far its monotonic and boot-time clocks run ahead of the machine's, in seconds:
+    /// set when it starts in a time namespace of its own (`0`: the machine's clocks).
+    pub clock_offset: i64,
+}
+
+/// Where a member runs: a network namespace (`None`: this process's) and the address it
+/// listens on there.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The namespace.
+    pub netns: Option<String>,
+    /// The address.
+    pub address: Ipv4Addr,
 }
 
 /// A running cluster (on loopback unless started elsewhere); every member is killed on drop.
@@ -99,14 +114,35 @@ impl KvCluster {
     /// loopback (for clients in network namespaces that reach the root namespace over a
     /// bridge holding `host`).
     pub fn start_on(server: Server, dir: &Path, size: usize, host: Ipv4Addr) -> Result<Self> {
+        let placements = (0..size)
+            .map(|_| Placement {
+                netns: None,
+                address: host,
+            })
+            .collect::<Vec<_>>();
+        Self::start_placed(server, dir, &placements)
+    }
+
+    /// As [`KvCluster::start`], with one member per placement: members in namespaces of
+    /// their own listen on etcd's standard ports there.
+    pub fn start_placed(server: Server, dir: &Path, placements: &[Placement]) -> Result<Self> {
         installed();
-        let members = (0..size)
-            .map(|index| {
+        let members = placements
+            .iter()
+            .enumerate()
+            .map(|(index, placement)| {
+                let (client, peer) = match placement.netns {
+                    Some(_) => (2379, 2380),
+                    None => (free_port()?, free_port()?),
+                };
+                let host = placement.address;
                 Ok(Member {
                     name: format!("{}{index}", server.name()),
-                    client_url: format!("http://{host}:{}", free_port()?),
-                    peer_url: format!("http://{host}:{}", free_port()?),
+                    client_url: format!("http://{host}:{client}"),
+                    peer_url: format!("http://{host}:{peer}"),
                     data_dir: dir.join(format!("{}{index}", server.name())),
+                    netns: placement.netns.clone(),
+                    clock_offset: 0,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -115,6 +151,7 @@ impl KvCluster {
             .map(|member| format!("{}={}", member.name, member.peer_url))
             .collect::<Vec<_>>()
             .join(",");
+        let size = members.len();
         let mut cluster = Self {
             server,
             children: (0..size).map(|_| None).collect(),
@@ -138,8 +175,34 @@ impl KvCluster {
 
     fn spawn(&mut self, index: usize) -> Result<()> {
         let member = &self.members[index];
-        let log = std::fs::File::create(format!("{}.log", member.data_dir.display()))?;
-        let child = Command::new(self.server.program())
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{}.log", member.data_dir.display()))?;
+        // A namespace is entered, and a time namespace made, by tools that then exec the
+        // server, so the child's pid stays the server's (for kill, stop and continue).
+        let offset = member.clock_offset.to_string();
+        let mut argv: Vec<&std::ffi::OsStr> = Vec::new();
+        if let Some(netns) = &member.netns {
+            argv.extend(["ip", "netns", "exec", netns.as_str()].map(std::ffi::OsStr::new));
+        }
+        if member.clock_offset != 0 {
+            argv.extend(
+                [
+                    "unshare",
+                    "--time",
+                    "--monotonic",
+                    &offset,
+                    "--boottime",
+                    &offset,
+                ]
+                .map(std::ffi::OsStr::new),
+            );
+        }
+        argv.push(self.server.program());
+        let mut command = Command::new(argv[0]);
+        command.args(&argv[1..]);
+        let child = command
             .args(["--name", &member.name, "--enable-v2"])
             .arg("--data-dir")
             .arg(&member.data_dir)
@@ -174,13 +237,45 @@ impl KvCluster {
         self.spawn(index)
     }
 
+    /// Starts member `index` again on its data directory with its monotonic and boot-time
+    /// clocks `offset` seconds ahead of the machine's (a time namespace: the clock jump a
+    /// restart on another machine, or after a suspend, brings).
+    pub fn restart_with_clock(&mut self, index: usize, offset: i64) -> Result<()> {
+        self.kill(index)?;
+        self.members[index].clock_offset = offset;
+        self.spawn(index)
+    }
+
+    /// Whether member `index` is running (it has not been killed or terminated).
+    pub fn is_running(&self, index: usize) -> bool {
+        self.children[index].is_some()
+    }
+
+    /// Stops member `index` with SIGSTOP (`resume` continues it).
+    pub fn pause(&self, index: usize) -> Result<()> {
+        self.signal(index, nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// Continues member `index` after [`KvCluster::pause`].
+    pub fn resume(&self, index: usize) -> Result<()> {
+        self.signal(index, nix::sys::signal::Signal::SIGCONT)
+    }
+
+    fn signal(&self, index: usize, signal: nix::sys::signal::Signal) -> Result<()> {
+        let child = self.children[index]
+            .as_ref()
+            .context("the member is not running")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+        nix::sys::signal::kill(pid, signal)?;
+        Ok(())
+    }
+
     /// Sends SIGTERM to member `index` and waits for it to exit; returns its exit status.
     pub fn terminate(&mut self, index: usize) -> Result<std::process::ExitStatus> {
+        self.signal(index, nix::sys::signal::Signal::SIGTERM)?;
         let mut child = self.children[index]
             .take()
             .context("the member is not running")?;
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
         Ok(child.wait()?)
     }
 
@@ -200,10 +295,14 @@ impl KvCluster {
                 let answer = runtime.block_on(client.get("health"));
                 let Err(error) = answer else { break };
                 if started.elapsed() > patience {
+                    let log = format!("{}.log", member.data_dir.display());
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(10).collect();
                     bail!(
-                        "{} member {} not healthy within {patience:?}: {error}",
+                        "{} member {} not healthy within {patience:?}: {error}; the end of {log}:\n{}",
                         self.server.name(),
                         member.name,
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
                     );
                 }
                 std::thread::sleep(Duration::from_millis(100));

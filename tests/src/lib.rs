@@ -11,6 +11,7 @@ use sinew::{Arch, Build, Options, Run};
 use sinew_vm::{deb, elf};
 
 pub mod browser;
+pub mod faults;
 pub mod kv_cluster;
 pub mod linearizable;
 pub mod overlay_bed;

@@ -84,6 +84,16 @@ impl Underlay {
     /// Builds `hosts` hosts, named from `prefix` (two or three letters), with `server` as
     /// the KV store on the bridge's address.
     pub fn new(prefix: &str, hosts: usize, server: Server) -> Result<Self> {
+        let mut underlay = Self::bare(prefix, hosts)?;
+        let kv = KvCluster::start_on(server, underlay.dir.path(), 1, underlay.gateway)?;
+        underlay.endpoint = kv.endpoints()[0].clone();
+        underlay.kv = Some(kv);
+        Ok(underlay)
+    }
+
+    /// Builds the hosts alone, without a KV server (`endpoint` stays empty): for beds that
+    /// run their own servers in the hosts.
+    pub fn bare(prefix: &str, hosts: usize) -> Result<Self> {
         ensure!(hosts <= 200, "at most 200 hosts");
         tools()?;
         let serial = UNDERLAYS.fetch_add(1, Ordering::Relaxed);
@@ -103,9 +113,6 @@ impl Underlay {
             dir,
         };
         underlay.build(hosts)?;
-        let kv = KvCluster::start_on(server, underlay.dir.path(), 1, gateway)?;
-        underlay.endpoint = kv.endpoints()[0].clone();
-        underlay.kv = Some(kv);
         Ok(underlay)
     }
 

@@ -109,6 +109,60 @@ fn calls_fail_over_from_a_dead_endpoint() -> Result<()> {
     })
 }
 
+/// An endpoint that answers every request with etcd's error `message` (gRPC code 14,
+/// unavailable, as HTTP 503), as a member does when a request times out or has no leader.
+async fn refusing_endpoint(message: &'static str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request).await;
+            let body = format!(r#"{{"error":"{message}","message":"{message}","code":14}}"#);
+            let answer = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    Ok(url)
+}
+
+/// A write whose member answered that it timed out may still be applied: sending it to
+/// the next member could apply it twice, so the client says it is in doubt. A read, or a
+/// write refused for want of a leader, goes on to the next member.
+#[test]
+fn a_write_in_doubt_is_not_sent_again_but_a_read_or_a_refused_write_is() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let etcd = KvCluster::start(Server::Etcd, dir.path(), 1)?;
+    runtime().block_on(async {
+        for message in [
+            "etcdserver: request timed out",
+            "etcdserver: request timed out, possibly due to previous leader failure",
+            "etcdserver: leader changed",
+        ] {
+            let doubtful = refusing_endpoint(message).await?;
+            let kv = KvClient::new([doubtful, etcd.endpoints()[0].clone()])?;
+            let error = kv.put("k", message).await.expect_err("in doubt");
+            assert!(
+                matches!(error, KvClientError::Ambiguous { .. }),
+                "{message}: {error}"
+            );
+            let direct = KvClient::new(etcd.endpoints())?;
+            assert_eq!(direct.get("k").await?, None, "{message}: sent again");
+            assert_eq!(kv.get("k").await?, None);
+        }
+        let leaderless = refusing_endpoint("etcdserver: no leader").await?;
+        let kv = KvClient::new([leaderless, etcd.endpoints()[0].clone()])?;
+        kv.put("k", "v").await?;
+        assert_eq!(kv.get("k").await?.map(|kv| kv.value), Some(b"v".to_vec()));
+        Ok(())
+    })
+}
+
 #[test]
 fn a_watch_resumes_after_its_server_is_killed_and_restarted() -> Result<()> {
     let dir = tempfile::tempdir()?;

@@ -4,6 +4,7 @@
 mod boot_media;
 mod boot_server;
 mod deploy;
+mod faults;
 mod guests;
 mod kv_client;
 mod kvd_cluster;

@@ -17,6 +17,7 @@ impl From<NodeError> for BackendError {
             NodeError::Kv(error) => Self::Kv(error),
             NodeError::NoLeader => Self::NoLeader,
             NodeError::Timeout => Self::Timeout,
+            NodeError::LeaderFailed => Self::Unavailable(NodeError::LeaderFailed.to_string()),
             NodeError::Stopped => Self::Stopped,
             NodeError::MemberNotFound => Self::MemberNotFound,
             NodeError::PeerUrlExists => Self::PeerUrlExists,

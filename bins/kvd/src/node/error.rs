@@ -21,6 +21,10 @@ pub enum NodeError {
     /// The leader did not commit or answer within the request's deadline.
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// The connection to the leader broke while it had the request: it may or may not be
+    /// applied (etcd's answer when a leader fails under a request).
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    LeaderFailed,
     /// The node is shutting down.
     #[error("etcdserver: server stopped")]
     Stopped,

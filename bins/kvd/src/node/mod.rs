@@ -442,7 +442,10 @@ impl Node {
                         .await
                     {
                         Ok(index) => break index,
-                        Err(NodeError::NoLeader) => self.pause(deadline).await?,
+                        // Asking for a read index has no effect: ask the next leader.
+                        Err(NodeError::NoLeader | NodeError::LeaderFailed) => {
+                            self.pause(deadline).await?;
+                        }
                         Err(error) => return Err(error),
                     }
                 }
@@ -627,6 +630,9 @@ impl Node {
                 crate::raft::TransportError::Timeout { .. } => NodeError::Timeout,
                 // The leader may just have died: look for the next one.
                 crate::raft::TransportError::Unreachable { .. } => NodeError::NoLeader,
+                // It died holding the request, which may yet be committed: sending it to the
+                // next leader could apply it twice, so the client is told it is in doubt.
+                crate::raft::TransportError::Broken { .. } => NodeError::LeaderFailed,
                 other => NodeError::LeaderUnreachable(other.to_string()),
             })?;
         answer
@@ -714,13 +720,28 @@ fn unexpected(reply: &Reply) -> NodeError {
     NodeError::Storage(format!("the state machine answered with {reply:?}"))
 }
 
+/// openraft's shortest and longest election timeouts for etcd's `--election-timeout` E.
+///
+/// An openraft follower that has heard from a leader stands for election only once the
+/// leader's lease (the longest timeout) and then its own random timeout have passed since
+/// the leader's last word; etcd's follower stands after a random E..2E. Halving keeps
+/// kvd's failover within etcd's: the lease E, then E/2..E.
+fn election_timeouts(election_timeout: Duration) -> (Duration, Duration) {
+    (election_timeout / 2, election_timeout)
+}
+
+/// How long a follower that heard from its leader refuses to vote for another member.
+pub(super) fn leader_lease(election_timeout: Duration) -> Duration {
+    election_timeouts(election_timeout).1
+}
+
 fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
     let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     openraft::Config {
         cluster_name: config.initial_cluster_token.clone(),
         heartbeat_interval: millis(config.heartbeat),
-        election_timeout_min: millis(config.election_timeout),
-        election_timeout_max: millis(config.election_timeout) * 2,
+        election_timeout_min: millis(election_timeouts(config.election_timeout).0),
+        election_timeout_max: millis(leader_lease(config.election_timeout)),
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         // Followers that fall this far behind catch up from a snapshot instead.
         max_in_snapshot_log_to_keep: 5000,

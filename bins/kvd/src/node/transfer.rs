@@ -1,7 +1,7 @@
 //! Moving the lead to another voter, as etcd's MoveLeader does.
 //!
 //! openraft 0.9 has no leadership transfer, and a follower refuses to vote while its leader
-//! lease holds (`election_timeout_max` since the leader last reached it). So the leader holds
+//! lease holds ([`super::leader_lease`] since the leader last reached it). So the leader holds
 //! every request that would reach Raft, waits for the target to hold its whole log, stops its
 //! heartbeats, waits out the lease, and asks the target to stand for election. The other
 //! followers would stand only after the lease and a full election timeout, so the target
@@ -32,7 +32,7 @@ impl Node {
             .get_node(&target)
             .cloned()
             .ok_or(NodeError::BadLeaderTransferee)?;
-        let lease = self.inner.config.election_timeout * 2;
+        let lease = super::leader_lease(self.inner.config.election_timeout);
         let deadline = Instant::now() + lease + super::REQUEST_TIMEOUT;
         let _held = Hold::start(self);
         self.wait_until_caught_up(target, deadline).await?;

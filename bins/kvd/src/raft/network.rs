@@ -123,9 +123,9 @@ impl PeerClient {
             .call(&self.url, path, request, timeout)
             .await
             .map_err(|error| match error {
-                TransportError::Unreachable { .. } | TransportError::Timeout { .. } => {
-                    RPCError::Unreachable(Unreachable::new(&error))
-                }
+                TransportError::Unreachable { .. }
+                | TransportError::Broken { .. }
+                | TransportError::Timeout { .. } => RPCError::Unreachable(Unreachable::new(&error)),
                 _ => RPCError::Network(NetworkError::new(&error)),
             })?;
         answer.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))

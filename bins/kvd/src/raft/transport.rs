@@ -33,9 +33,18 @@ pub enum TransportError {
         /// Why.
         source: serde_json::Error,
     },
-    /// No connection, or it broke before the answer arrived.
+    /// No connection could be made: the request was not sent.
     #[error("member at {url} is unreachable: {reason}")]
     Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection broke after the request may have been sent, before the whole answer
+    /// arrived: the member may have acted on it.
+    #[error("the connection to the member at {url} broke: {reason}")]
+    Broken {
         /// The URL.
         url: String,
         /// Why.
@@ -118,9 +127,12 @@ impl Transport {
             })?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|error| {
-                TransportError::Unreachable {
-                    url: url.clone(),
-                    reason: error.to_string(),
+                let url = url.clone();
+                let reason = error.to_string();
+                if error.is_connect() {
+                    TransportError::Unreachable { url, reason }
+                } else {
+                    TransportError::Broken { url, reason }
                 }
             })?;
             let status = response.status();
@@ -128,7 +140,7 @@ impl Transport {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|error| TransportError::Unreachable {
+                .map_err(|error| TransportError::Broken {
                     url: url.clone(),
                     reason: error.to_string(),
                 })?
@@ -149,5 +161,58 @@ impl Transport {
             });
         }
         serde_json::from_slice(&body).map_err(|source| TransportError::Decode { url, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// A call's error against a listener that takes the request and closes without an
+    /// answer, as a leader killed under a forwarded proposal does.
+    async fn call_to_closing_listener() -> TransportError {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request).await;
+        });
+        Transport::default()
+            .call::<_, ()>(&url, "/propose", &"put", Duration::from_secs(5))
+            .await
+            .unwrap_err()
+    }
+
+    #[test]
+    fn a_connection_closed_after_the_request_is_broken_not_unreachable() {
+        let error = runtime().block_on(call_to_closing_listener());
+        assert!(matches!(error, TransportError::Broken { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn a_refused_connection_is_unreachable() {
+        let error = runtime().block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            drop(listener);
+            Transport::default()
+                .call::<_, ()>(&url, "/propose", &"put", Duration::from_secs(5))
+                .await
+                .unwrap_err()
+        });
+        assert!(
+            matches!(error, TransportError::Unreachable { .. }),
+            "{error:?}"
+        );
     }
 }

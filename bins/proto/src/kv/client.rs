@@ -3,9 +3,9 @@
 //!
 //! A call goes to the endpoint that answered last. When that endpoint cannot be reached, or
 //! answers that it has no leader, the call moves on to the next endpoint, and so on once
-//! round the list. A request that reached an endpoint but got no answer is retried elsewhere
-//! only if it is a read; a write fails with [`KvClientError::Ambiguous`], because it may have
-//! been applied.
+//! round the list. A request that reached an endpoint but got no answer, or whose answer
+//! was a timeout or a leader change, is retried elsewhere only if it is a read; a write fails
+//! with [`KvClientError::Ambiguous`], because it may have been applied.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -153,6 +153,13 @@ impl KvClient {
                     return Err(KvClientError::Ambiguous {
                         endpoint: endpoint.to_owned(),
                         reason,
+                    });
+                }
+                Err(Attempt::Refused(error)) if kind == Kind::Write && error.in_doubt() => {
+                    self.prefer(index + 1);
+                    return Err(KvClientError::Ambiguous {
+                        endpoint: endpoint.to_owned(),
+                        reason: error.to_string(),
                     });
                 }
                 Err(Attempt::Refused(error)) if error.try_elsewhere() => last = error.to_string(),

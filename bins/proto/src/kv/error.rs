@@ -79,6 +79,14 @@ impl KvClientError {
             || matches!(self, Self::Http { status, .. } if *status == 503)
     }
 
+    /// Whether the cluster said a write's fate is unknown: it was proposed, and may yet be
+    /// applied (a timeout, a leader change), so sending it again could apply it twice.
+    pub(super) fn in_doubt(&self) -> bool {
+        matches!(self, Self::Server { error, .. }
+            if error.error.starts_with("etcdserver: request timed out")
+                || error.error == "etcdserver: leader changed")
+    }
+
     /// etcd's error text, when the cluster refused the request.
     pub fn server_message(&self) -> Option<&str> {
         match self {

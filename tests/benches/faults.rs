@@ -1,0 +1,87 @@
+//! kvd under faults, at length, and its failover against etcd's.
+//!
+//! 1. `SINEW_BENCH_RUNS` (default 10; 100 for a long soak) seeded fault runs of
+//!    `SINEW_BENCH_SECONDS` (default 30) each on a release kvd, alternating three and five
+//!    members: kills, pauses, partitions (majority/minority, isolated leader, bridge, ring)
+//!    and clock jumps, six clients over JSON and gRPC, every checker. Run `i` uses seed
+//!    `base + i` (`SINEW_FAULT_SEED` sets the base); a failed run prints its report, with
+//!    the smallest failing history and its seed.
+//! 2. Failover, kvd and Debian's etcd 3.4 in the same run, each a three-member cluster in
+//!    network namespaces with etcd's default timings (heartbeat 100 ms, election 1 s):
+//!    `SINEW_BENCH_ROUNDS` (default 7) SIGKILLs of the leader, timing the first
+//!    acknowledged write and the first linearizable read after each.
+//!
+//! `cargo bench -p sinew-tests --bench faults`. The line before last counts violations
+//! (goal 0); the last is `RATIO failover=<kvd/etcd median time to first write after a
+//! leader kill>` (goal ≤ 1.0).
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use sinew_tests::faults::{self, nemesis::Kind, Config, Failover};
+use sinew_tests::kv_cluster::Server;
+use sinew_tests::{bench_setting, median};
+
+fn main() -> Result<()> {
+    let runs: u64 = bench_setting("SINEW_BENCH_RUNS", 10);
+    let seconds: u64 = bench_setting("SINEW_BENCH_SECONDS", 30);
+    let rounds: usize = bench_setting("SINEW_BENCH_ROUNDS", 7);
+    ensure!(rounds >= 1, "need at least one failover round");
+    let kvd = Server::kvd(true)?;
+    let base = faults::seed();
+    let mut failed = Vec::new();
+    let mut violations = 0;
+    for run in 0..runs {
+        let config = Config {
+            server: kvd.clone(),
+            members: if run % 2 == 0 { 3 } else { 5 },
+            clients: 6,
+            keys: 3,
+            duration: Duration::from_secs(seconds),
+            seed: base.wrapping_add(run),
+            kinds: Kind::ALL.to_vec(),
+        };
+        let report = faults::run(&config)?;
+        println!(
+            "run {run:>3}: seed {:>20}, {} members, {:>2} faults, {:>6} answered, {:>4} unknown, {} violations",
+            config.seed,
+            config.members,
+            report.happened.len(),
+            report.count("answered"),
+            report.count("unknown"),
+            report.violations.len(),
+        );
+        if !report.passed() {
+            println!("{report}");
+            violations += report.violations.len();
+            failed.push(config.seed);
+        }
+    }
+    let mut medians = Vec::new();
+    for server in [kvd, Server::Etcd] {
+        let times = faults::failover(server.clone(), 3, rounds)?;
+        let (write, read) = summary(&times);
+        println!(
+            "failover {:<4}: {rounds} leader kills, median first write {write:.0} ms, first linearizable read {read:.0} ms",
+            server.name()
+        );
+        medians.push(write);
+    }
+    println!(
+        "violations: {violations} in {runs} runs{}",
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" (seeds {failed:?})")
+        }
+    );
+    println!("RATIO failover={:.3}", medians[0] / medians[1]);
+    Ok(())
+}
+
+/// The median time to the first write and to the first read, in milliseconds.
+fn summary(times: &[Failover]) -> (f64, f64) {
+    let mut writes: Vec<f64> = times.iter().map(|t| t.write.as_secs_f64() * 1e3).collect();
+    let mut reads: Vec<f64> = times.iter().map(|t| t.read.as_secs_f64() * 1e3).collect();
+    (median(&mut writes), median(&mut reads))
+}

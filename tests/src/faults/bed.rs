@@ -1,0 +1,180 @@
+//! The ground a fault run stands on: a KV cluster whose members each run in a network
+//! namespace of their own on one bridge, so that partitions are real packet drops
+//! (nftables in the members' namespaces), pauses are SIGSTOP, and crashes are SIGKILL.
+//! Clients run in the test's own namespace and reach every member over the bridge.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sinew_proto::kv::KvClient;
+
+use crate::kv_cluster::{KvCluster, Placement, Server};
+use crate::underlay::{sh, Underlay};
+
+/// The nftables table a partition lives in, one per member namespace.
+const TABLE: &str = "sinew_fault";
+
+/// A pair of members that cannot reach each other (lower index first).
+pub type Cut = (usize, usize);
+
+/// A cluster in namespaces; members die with it, then the namespaces go.
+#[derive(Debug)]
+pub struct FaultBed {
+    /// The members (dropped first: processes before their namespaces).
+    pub cluster: KvCluster,
+    underlay: Underlay,
+    cuts: BTreeSet<Cut>,
+}
+
+/// `nft`, installed once if missing.
+fn nft_installed() -> Result<()> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let tools = [sinew::setup::Tool {
+        program: "nft",
+        package: "nftables",
+    }];
+    crate::tools_installed(&READY, &tools)
+}
+
+impl FaultBed {
+    /// Starts `members` members of `server`, each in its own namespace, and waits until the
+    /// cluster answers.
+    pub fn start(server: Server, members: usize) -> Result<Self> {
+        nft_installed()?;
+        let underlay = Underlay::bare("fl", members)?;
+        let placements: Vec<Placement> = underlay
+            .hosts
+            .iter()
+            .map(|host| Placement {
+                netns: Some(host.netns.clone()),
+                address: host.address,
+            })
+            .collect();
+        let cluster = KvCluster::start_placed(server, underlay.dir(), &placements)?;
+        Ok(Self {
+            cluster,
+            underlay,
+            cuts: BTreeSet::new(),
+        })
+    }
+
+    /// The number of members.
+    pub fn size(&self) -> usize {
+        self.cluster.members.len()
+    }
+
+    /// A directory that lives as long as the bed (member data and logs are there).
+    pub fn dir(&self) -> &Path {
+        self.underlay.dir()
+    }
+
+    /// Every member's client URL, by index.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.cluster.endpoints()
+    }
+
+    fn address(&self, index: usize) -> Ipv4Addr {
+        self.underlay.hosts[index].address
+    }
+
+    /// Cuts every pair in `cuts` (and only those: earlier cuts not named are mended). A
+    /// member drops every packet from and to the members it is cut from; clients still
+    /// reach every member.
+    pub fn partition(&mut self, cuts: &BTreeSet<Cut>) -> Result<()> {
+        for index in 0..self.size() {
+            let peers: Vec<String> = cuts
+                .iter()
+                .filter_map(|&(a, b)| match index {
+                    _ if a == index => Some(b),
+                    _ if b == index => Some(a),
+                    _ => None,
+                })
+                .map(|peer| self.address(peer).to_string())
+                .collect();
+            self.drop_rules(index, &peers)?;
+        }
+        self.cuts = cuts.clone();
+        Ok(())
+    }
+
+    /// Mends every cut.
+    pub fn heal(&mut self) -> Result<()> {
+        self.partition(&BTreeSet::new())
+    }
+
+    /// Ends every fault: mends every cut, continues every member, restarts every member
+    /// that is down.
+    pub fn mend(&mut self) -> Result<()> {
+        self.heal()?;
+        for index in 0..self.size() {
+            if self.cluster.is_running(index) {
+                self.cluster.resume(index)?;
+            } else {
+                self.cluster.restart(index)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The cuts in force.
+    pub fn cuts(&self) -> &BTreeSet<Cut> {
+        &self.cuts
+    }
+
+    /// Replaces member `index`'s drop rules with drops from and to `peers`.
+    fn drop_rules(&self, index: usize, peers: &[String]) -> Result<()> {
+        let netns = &self.underlay.hosts[index].netns;
+        let mut script = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
+        if !peers.is_empty() {
+            let set = peers.join(", ");
+            script.push_str(&format!(
+                "table inet {TABLE} {{\n\
+                 chain input {{ type filter hook input priority 0; ip saddr {{ {set} }} drop; }}\n\
+                 chain output {{ type filter hook output priority 0; ip daddr {{ {set} }} drop; }}\n\
+                 }}\n"
+            ));
+        }
+        let path = self.dir().join(format!("nft-{index}.conf"));
+        std::fs::write(&path, script)?;
+        let path = path.to_string_lossy();
+        sh("ip", &["netns", "exec", netns, "nft", "-f", &path])
+            .with_context(|| format!("setting member {index}'s partition rules"))
+            .map(drop)
+    }
+
+    /// The member every running member that answers names as leader, if they agree.
+    pub async fn leader(&self) -> Option<usize> {
+        let mut leaders = BTreeSet::new();
+        for (index, endpoint) in self.endpoints().iter().enumerate() {
+            if !self.cluster.is_running(index) {
+                continue;
+            }
+            let Ok(client) = KvClient::with_timeout([endpoint.clone()], Duration::from_millis(500))
+            else {
+                continue;
+            };
+            if let Ok(status) = client.status(endpoint).await {
+                if status.leader != 0 {
+                    leaders.insert(status.leader);
+                }
+            }
+        }
+        let leader = leaders.pop_first().filter(|_| leaders.is_empty())?;
+        self.member_index(leader).await
+    }
+
+    /// The index of the member whose id is `id`.
+    async fn member_index(&self, id: u64) -> Option<usize> {
+        let client = KvClient::with_timeout(self.endpoints(), Duration::from_millis(500)).ok()?;
+        let members = client.member_list().await.ok()?.members;
+        let member = members.iter().find(|member| member.id == id)?;
+        self.cluster
+            .members
+            .iter()
+            .position(|ours| member.name == ours.name)
+    }
+}

@@ -1,0 +1,276 @@
+//! The checkers that compare a run's records with the store's history: every acknowledged
+//! write is in the history at the revision it was acknowledged with, no refused write is,
+//! no write is applied twice, the history has no gap, and every watcher saw exactly the
+//! history, in order. (Linearizability of each key is `crate::linearizable`'s.)
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::watchers::Seen;
+use super::workload::{Ending, Record};
+
+/// One anomaly: which checker found it, what it is, and the evidence.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// The checker.
+    pub checker: &'static str,
+    /// What is wrong.
+    pub what: String,
+    /// The operations or events that show it.
+    pub evidence: Vec<String>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {}", self.checker, self.what)?;
+        for line in &self.evidence {
+            writeln!(f, "    {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How many anomalies of one kind are shown in full.
+const SHOWN: usize = 5;
+
+/// Every write's fate against `history`: acknowledged writes present at their revision,
+/// refused writes absent, none applied twice.
+pub fn writes(records: &[Record], history: &[Seen]) -> Vec<Violation> {
+    let mut by_value: HashMap<(&str, &str), Vec<&Seen>> = HashMap::new();
+    for seen in history.iter().filter(|seen| !seen.deleted) {
+        let key = seen
+            .key
+            .strip_prefix(super::workload::PREFIX)
+            .unwrap_or(&seen.key);
+        by_value.entry((key, &seen.value)).or_default().push(seen);
+    }
+    let mut lost = Vec::new();
+    let mut misplaced = Vec::new();
+    let mut refused_applied = Vec::new();
+    let mut twice = Vec::new();
+    for record in records {
+        let Some(value) = record.written_value() else {
+            continue;
+        };
+        let found = by_value
+            .get(&(record.operation.key.as_str(), value))
+            .map_or(&[][..], Vec::as_slice);
+        if found.len() > 1 {
+            twice.push(format!(
+                "{} at revisions {:?}",
+                describe(record),
+                revisions(found)
+            ));
+        }
+        match (&record.ending, found.first()) {
+            (Ending::Answered { .. }, None) if record.acknowledged_write() => {
+                lost.push(describe(record));
+            }
+            (Ending::Answered { revision }, Some(seen))
+                if record.acknowledged_write() && seen.revision != *revision =>
+            {
+                misplaced.push(format!(
+                    "{}, in the history at {}",
+                    describe(record),
+                    seen.revision
+                ));
+            }
+            (Ending::Answered { .. }, Some(seen)) if !record.acknowledged_write() => {
+                refused_applied.push(format!("{}, yet in the history: {seen}", describe(record)));
+            }
+            (Ending::Refused(_), Some(seen)) => {
+                refused_applied.push(format!("{}, yet in the history: {seen}", describe(record)));
+            }
+            _ => {}
+        }
+    }
+    [
+        (
+            "lost writes",
+            "acknowledged writes missing from the history",
+            lost,
+        ),
+        (
+            "lost writes",
+            "acknowledged writes at another revision than acknowledged",
+            misplaced,
+        ),
+        (
+            "lost writes",
+            "writes refused or not done that took effect",
+            refused_applied,
+        ),
+        ("lost writes", "writes applied more than once", twice),
+    ]
+    .into_iter()
+    .filter(|(_, _, found)| !found.is_empty())
+    .map(|(checker, what, found)| Violation {
+        checker,
+        what: format!("{} {what}", found.len()),
+        evidence: found.into_iter().take(SHOWN).collect(),
+    })
+    .collect()
+}
+
+fn revisions(found: &[&Seen]) -> Vec<i64> {
+    found.iter().map(|seen| seen.revision).collect()
+}
+
+/// A record as a report line.
+pub fn describe(record: &Record) -> String {
+    let op = &record.operation;
+    let ending = match &record.ending {
+        Ending::Answered { revision } => format!("{:?} at rev {revision}", op.outcome),
+        Ending::Refused(why) => format!("refused: {why}"),
+        Ending::Unknown(why) => format!("unknown: {why}"),
+    };
+    format!(
+        "client {} ({}, member {}) {:?} {} [{:.3}-{:.3} s]: {ending}",
+        op.client,
+        record.api.name(),
+        record.member,
+        op.call,
+        op.key,
+        op.invoked as f64 / 1e6,
+        op.completed as f64 / 1e6,
+    )
+}
+
+/// Revisions in `(start, end]` that the history skips: each write of a run makes one
+/// revision, so none may be missing.
+pub fn gaps(history: &[Seen], start: i64, end: i64) -> Option<Violation> {
+    let mut missing = Vec::new();
+    let mut expected = start;
+    for seen in history {
+        if seen.revision > expected {
+            missing.push(format!("revisions {expected}..{} missing", seen.revision));
+        }
+        expected = expected.max(seen.revision + 1);
+    }
+    if expected <= end {
+        missing.push(format!("revisions {expected}..={end} missing"));
+    }
+    (!missing.is_empty()).then(|| Violation {
+        checker: "history",
+        what: format!("{} gaps in the store's revisions", missing.len()),
+        evidence: missing.into_iter().take(SHOWN).collect(),
+    })
+}
+
+/// Whether a watcher saw exactly `history`: every event, in order, none twice.
+pub fn watcher(name: &str, seen: &[Seen], history: &[Seen]) -> Option<Violation> {
+    let first_difference = seen
+        .iter()
+        .zip(history)
+        .position(|(saw, truth)| saw != truth)
+        .or((seen.len() != history.len()).then(|| seen.len().min(history.len())))?;
+    let around = first_difference.saturating_sub(2);
+    let show = |events: &[Seen]| -> Vec<String> {
+        events
+            .iter()
+            .skip(around)
+            .take(5)
+            .map(ToString::to_string)
+            .collect()
+    };
+    let mut evidence = vec!["saw:".to_owned()];
+    evidence.extend(show(seen));
+    evidence.push("history:".to_owned());
+    evidence.extend(show(history));
+    Some(Violation {
+        checker: "watch",
+        what: format!(
+            "the {name} watcher saw {} events, the history has {}; first difference at event {first_difference}",
+            seen.len(),
+            history.len()
+        ),
+        evidence,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::workload::Api;
+    use crate::linearizable::{Call, Operation, Outcome};
+
+    fn put(revision: i64, key: &str, value: &str) -> Seen {
+        Seen {
+            revision,
+            key: format!("{}{key}", crate::faults::workload::PREFIX),
+            value: value.to_owned(),
+            deleted: false,
+        }
+    }
+
+    fn write(value: &str, outcome: Outcome, ending: Ending) -> Record {
+        Record {
+            operation: Operation {
+                client: 0,
+                key: "a".to_owned(),
+                call: Call::Write(value.to_owned()),
+                outcome,
+                invoked: 0,
+                completed: 1,
+            },
+            api: Api::Json,
+            member: 0,
+            ending,
+        }
+    }
+
+    #[test]
+    fn writes_are_found_at_their_revision_and_refused_ones_nowhere() {
+        let history = vec![put(5, "a", "0.1"), put(6, "a", "0.2"), put(7, "a", "0.4")];
+        let good = vec![
+            write("0.1", Outcome::Written, Ending::Answered { revision: 5 }),
+            write(
+                "0.2",
+                Outcome::Unknown,
+                Ending::Unknown("timeout".to_owned()),
+            ),
+            write(
+                "0.3",
+                Outcome::Unknown,
+                Ending::Refused("no leader".to_owned()),
+            ),
+        ];
+        assert!(writes(&good, &history).is_empty());
+        let bad = vec![
+            write("0.1", Outcome::Written, Ending::Answered { revision: 6 }),
+            write("0.9", Outcome::Written, Ending::Answered { revision: 8 }),
+            write(
+                "0.4",
+                Outcome::Unknown,
+                Ending::Refused("no leader".to_owned()),
+            ),
+        ];
+        let found = writes(&bad, &history);
+        let whats: Vec<&str> = found.iter().map(|v| v.what.as_str()).collect();
+        assert_eq!(
+            whats,
+            [
+                "1 acknowledged writes missing from the history",
+                "1 acknowledged writes at another revision than acknowledged",
+                "1 writes refused or not done that took effect",
+            ]
+        );
+        let twice = vec![put(5, "a", "0.1"), put(6, "a", "0.1")];
+        assert_eq!(writes(&good[..1], &twice).len(), 1);
+    }
+
+    #[test]
+    fn gaps_and_watchers_that_differ_from_the_history_are_found() {
+        let history = vec![put(5, "a", "0.1"), put(6, "b", "0.2"), put(7, "a", "0.3")];
+        assert!(gaps(&history, 5, 7).is_none());
+        assert!(gaps(&history, 4, 7).is_some());
+        assert!(gaps(&history, 5, 8).is_some());
+        assert!(gaps(&[history[0].clone(), history[2].clone()], 5, 7).is_some());
+        assert!(watcher("json", &history, &history).is_none());
+        let skipped = [history[0].clone(), history[2].clone()];
+        assert!(watcher("json", &skipped, &history).is_some());
+        let repeated = [history[0].clone(), history[0].clone(), history[1].clone()];
+        assert!(watcher("json", &repeated, &history).is_some());
+        assert!(watcher("json", &history[..2], &history).is_some());
+    }
+}

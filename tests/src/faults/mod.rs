@@ -1,0 +1,210 @@
+//! kvd (or etcd) under faults, as Jepsen tests etcd: a cluster whose members each live in a
+//! network namespace of their own ([`bed`]), faults from a seeded schedule ([`nemesis`]),
+//! concurrent clients over the JSON and gRPC APIs recording every operation
+//! ([`workload`]), watchers of the whole keyspace ([`watchers`]), and checkers: each key's
+//! history linearizable ([`crate::linearizable`]), writes and watchers against the store's
+//! history ([`checks`]). [`failover`] times a leader's loss.
+//!
+//! A run ends with every fault mended and the cluster whole, then final reads of every key,
+//! then the store's history read afresh; the [`Report`] says what happened and, for a
+//! failed run, shows the smallest history that still fails and the seed that replays the
+//! schedule (`SINEW_FAULT_SEED`).
+
+pub mod bed;
+pub mod checks;
+pub mod nemesis;
+pub mod watchers;
+pub mod workload;
+
+mod failover;
+mod report;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sinew_proto::kv::KvClient;
+
+use crate::kv_cluster::Server;
+use crate::linearizable::{self, Call, Outcome};
+use bed::FaultBed;
+use nemesis::Kind;
+use watchers::Watcher;
+use workload::{Api, Client, Ending, Record};
+
+pub use failover::{failover, Failover};
+pub use report::Report;
+
+/// What a fault run does.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server under test.
+    pub server: Server,
+    /// Its members (3 or 5).
+    pub members: usize,
+    /// Concurrent clients; even ones use the JSON API, odd ones gRPC.
+    pub clients: usize,
+    /// How many keys they share.
+    pub keys: usize,
+    /// How long the clients and the faults run.
+    pub duration: Duration,
+    /// The seed of the fault schedule and of the clients' choices.
+    pub seed: u64,
+    /// The kinds of fault to schedule.
+    pub kinds: Vec<Kind>,
+}
+
+/// The seed from `SINEW_FAULT_SEED`, else a new one from the clock.
+pub fn seed() -> u64 {
+    std::env::var("SINEW_FAULT_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            u64::try_from(now.as_nanos() % u128::from(u64::MAX)).unwrap_or_default()
+        })
+}
+
+/// How long the cluster may take to become whole and the watchers to catch up after the
+/// faults.
+const RECOVERY: Duration = Duration::from_secs(30);
+
+/// Runs `config` and checks what happened.
+pub fn run(config: &Config) -> Result<Report> {
+    let mut bed = FaultBed::start(config.server.clone(), config.members)?;
+    let endpoints = bed.endpoints();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let start_revision = runtime.block_on(revision(&endpoints))? + 1;
+    let watchers = {
+        let _entered = runtime.enter();
+        [Api::Json, Api::Grpc]
+            .into_iter()
+            .map(|api| Watcher::start(api, &endpoints, start_revision))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let started = Instant::now();
+    let until = started + config.duration;
+    let clients = (0..config.clients)
+        .map(|index| {
+            let _entered = runtime.enter();
+            let api = if index % 2 == 0 { Api::Json } else { Api::Grpc };
+            let client = Client::new(index, api, &endpoints, started)?;
+            let seed = config.seed.wrapping_add(index as u64 + 1);
+            Ok(runtime.spawn(drive(client, seed, config.keys, until)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let steps = nemesis::schedule(config.seed, config.duration, config.members, &config.kinds);
+    let happened = nemesis::run(&mut bed, &steps, config.seed, started);
+    bed.mend()?;
+    let happened = happened?;
+    let mut records = Vec::new();
+    for client in clients {
+        records.extend(runtime.block_on(client)?);
+    }
+    bed.cluster.wait_healthy(RECOVERY)?;
+    let finals = Client::new(config.clients, Api::Json, &endpoints, started)?;
+    records.extend(runtime.block_on(final_reads(finals, config.keys))?);
+    let end_revision = runtime.block_on(revision(&endpoints))?;
+    let mut seen = Vec::new();
+    for watcher in watchers {
+        runtime.block_on(watcher.caught_up(end_revision, RECOVERY));
+        let api = watcher.api;
+        let (events, errors) = watcher.finish();
+        seen.push((api, events, errors));
+    }
+    let history = runtime
+        .block_on(watchers::history(&endpoints, start_revision, end_revision))
+        .context("reading the store's history after the run")?;
+    Ok(Report::new(
+        config,
+        happened,
+        records,
+        seen,
+        history,
+        (start_revision, end_revision),
+    ))
+}
+
+/// The store's current revision, from the first member that answers.
+async fn revision(endpoints: &[String]) -> Result<i64> {
+    let client = KvClient::new(endpoints.to_vec())?;
+    let response = client.get_prefix(workload::PREFIX).await?;
+    Ok(response.header.map_or(0, |header| header.revision))
+}
+
+/// One client's operations until `until`: reads, writes and compare-and-sets of random
+/// keys, each compare-and-set expecting what the client last knew of the key.
+async fn drive(mut client: Client, seed: u64, keys: usize, until: Instant) -> Vec<Record> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut known: HashMap<String, Option<String>> = HashMap::new();
+    let mut records = Vec::new();
+    while Instant::now() < until {
+        let key = format!("k{}", rng.usize(..keys));
+        let call = match rng.u8(..10) {
+            0..=3 => Call::Read,
+            4..=6 => Call::Write(client.fresh_value()),
+            _ => Call::Cas {
+                expected: known.get(&key).cloned().flatten(),
+                new: client.fresh_value(),
+            },
+        };
+        let record = client.run(&key, call).await;
+        match (&record.operation.call, &record.operation.outcome) {
+            (_, Outcome::Read(value)) => {
+                known.insert(key, value.clone());
+            }
+            (
+                Call::Write(value) | Call::Cas { new: value, .. },
+                Outcome::Written | Outcome::Cas(true),
+            ) => {
+                known.insert(key, Some(value.clone()));
+            }
+            _ => {}
+        }
+        if !matches!(record.ending, Ending::Answered { .. }) {
+            // A dead member refuses at once: do not spin on it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        records.push(record);
+    }
+    records
+}
+
+/// A read of every key once the cluster is whole again (retried until answered): the last
+/// word on each key for the linearizability checker.
+async fn final_reads(mut client: Client, keys: usize) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    for key in (0..keys).map(|key| format!("k{key}")) {
+        let mut attempts = 0;
+        loop {
+            let record = client.run(&key, Call::Read).await;
+            if matches!(record.ending, Ending::Answered { .. }) {
+                records.push(record);
+                break;
+            }
+            attempts += 1;
+            anyhow::ensure!(
+                attempts < 20,
+                "the final read of {key} failed: {:?}",
+                record.ending
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(records)
+}
+
+/// The operations the linearizability checker takes: refused operations never happened,
+/// and a read without an answer changed nothing, so both are left out.
+fn checkable(records: &[Record]) -> Vec<linearizable::Operation> {
+    records
+        .iter()
+        .filter(|record| !matches!(record.ending, Ending::Refused(_)))
+        .filter(|record| {
+            record.operation.call != Call::Read || record.operation.outcome != Outcome::Unknown
+        })
+        .map(|record| record.operation.clone())
+        .collect()
+}
