@@ -1,11 +1,14 @@
 //! kvd under faults, at length, and its failover against etcd's.
 //!
 //! 1. `SINEW_BENCH_RUNS` (default 10; 100 for a long soak) seeded fault runs of
-//!    `SINEW_BENCH_SECONDS` (default 30) each on a release kvd, alternating three and five
+//!    `SINEW_BENCH_SECONDS` (default 30) each on a release kvd (`SINEW_FAULT_SERVER=etcd`:
+//!    Debian's etcd, to check the checkers against the reference), alternating three and five
 //!    members: kills, pauses, partitions (majority/minority, isolated leader, bridge, ring)
-//!    and clock jumps, six clients over JSON and gRPC, every checker. Run `i` uses seed
-//!    `base + i` (`SINEW_FAULT_SEED` sets the base); a failed run prints its report, with
-//!    the smallest failing history and its seed.
+//!    and clock jumps, six clients over JSON and gRPC, four lock clients, every checker. Run `i` uses seed
+//!    `base + i` (`SINEW_FAULT_SEED` sets the base; `SINEW_FAULT_KINDS` picks kinds from
+//!    `kill,pause,partition,clock-jump,membership`, `SINEW_FAULT_MEMBERS` fixes the size); a
+//!    failed run prints its report, with the operations that show each anomaly and the
+//!    environment that replays its schedule.
 //! 2. Failover, kvd and Debian's etcd 3.4 in the same run, each a three-member cluster in
 //!    network namespaces with etcd's default timings (heartbeat 100 ms, election 1 s):
 //!    `SINEW_BENCH_ROUNDS` (default 7) SIGKILLs of the leader, timing the first
@@ -28,31 +31,35 @@ fn main() -> Result<()> {
     let rounds: usize = bench_setting("SINEW_BENCH_ROUNDS", 7);
     ensure!(rounds >= 1, "need at least one failover round");
     let kvd = Server::kvd(true)?;
+    let soaked = match bench_setting("SINEW_FAULT_SERVER", "kvd".to_owned()).as_str() {
+        "etcd" => Server::Etcd,
+        _ => kvd.clone(),
+    };
     let base = faults::seed();
+    let kinds = match std::env::var("SINEW_FAULT_KINDS") {
+        Ok(list) => Kind::parse_list(&list)?,
+        Err(_) => Kind::ALL.to_vec(),
+    };
+    let members: Option<usize> = std::env::var("SINEW_FAULT_MEMBERS")
+        .ok()
+        .map(|members| members.parse())
+        .transpose()?;
     let mut failed = Vec::new();
     let mut violations = 0;
     for run in 0..runs {
         let config = Config {
-            server: kvd.clone(),
-            members: if run % 2 == 0 { 3 } else { 5 },
+            server: soaked.clone(),
+            members: members.unwrap_or(if run % 2 == 0 { 3 } else { 5 }),
             clients: 6,
+            lockers: 4,
             keys: 3,
             duration: Duration::from_secs(seconds),
             seed: base.wrapping_add(run),
-            kinds: Kind::ALL.to_vec(),
+            kinds: kinds.clone(),
         };
         let report = faults::run(&config)?;
-        println!(
-            "run {run:>3}: seed {:>20}, {} members, {:>2} faults, {:>6} answered, {:>4} unknown, {} violations",
-            config.seed,
-            config.members,
-            report.happened.len(),
-            report.count("answered"),
-            report.count("unknown"),
-            report.violations.len(),
-        );
+        println!("run {run}: {report}");
         if !report.passed() {
-            println!("{report}");
             violations += report.violations.len();
             failed.push(config.seed);
         }

@@ -80,6 +80,9 @@ pub struct Member {
     /// How far its monotonic and boot-time clocks run ahead of the machine's, in seconds:
     /// set when it starts in a time namespace of its own (`0`: the machine's clocks).
     pub clock_offset: i64,
+    /// Whether it joined a running cluster (`--initial-cluster-state existing`) rather
+    /// than forming it.
+    pub joined: bool,
 }
 
 /// Where a member runs: a network namespace (`None`: this process's) and the address it
@@ -143,6 +146,7 @@ impl KvCluster {
                     data_dir: dir.join(format!("{}{index}", server.name())),
                     netns: placement.netns.clone(),
                     clock_offset: 0,
+                    joined: false,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -212,6 +216,10 @@ impl KvCluster {
             .args(["--initial-advertise-peer-urls", &member.peer_url])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-token", "sinew-test"])
+            .args([
+                "--initial-cluster-state",
+                if member.joined { "existing" } else { "new" },
+            ])
             .args(["--log-level", "warn", "--logger", "zap"])
             .env("RUST_BACKTRACE", "1")
             .stdout(Stdio::null())
@@ -243,6 +251,19 @@ impl KvCluster {
     pub fn restart_with_clock(&mut self, index: usize, offset: i64) -> Result<()> {
         self.kill(index)?;
         self.members[index].clock_offset = offset;
+        self.spawn(index)
+    }
+
+    /// Starts member `index` afresh, with an empty data directory, to join the running
+    /// cluster (which must have added it first, as etcd requires).
+    pub fn rejoin(&mut self, index: usize) -> Result<()> {
+        self.kill(index)?;
+        let member = &mut self.members[index];
+        if member.data_dir.exists() {
+            std::fs::remove_dir_all(&member.data_dir)
+                .with_context(|| format!("removing {}", member.data_dir.display()))?;
+        }
+        member.joined = true;
         self.spawn(index)
     }
 

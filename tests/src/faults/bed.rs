@@ -7,13 +7,16 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sinew_proto::kv::KvClient;
 
 use crate::kv_cluster::{KvCluster, Placement, Server};
 use crate::underlay::{sh, Underlay};
+
+/// How long replacing a member may take, faults and all.
+const REPLACE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The nftables table a partition lives in, one per member namespace.
 const TABLE: &str = "sinew_fault";
@@ -146,6 +149,79 @@ impl FaultBed {
             .map(drop)
     }
 
+    /// Replaces member `index` as etcd's documentation replaces a machine: removes it from
+    /// the cluster, wipes it, adds it back as a learner and promotes it once it has caught
+    /// up. Each step is retried until the cluster takes it (faults may be in the way), for
+    /// at most [`REPLACE_PATIENCE`] in all.
+    pub async fn replace(&mut self, index: usize) -> Result<()> {
+        let deadline = Instant::now() + REPLACE_PATIENCE;
+        let others: Vec<String> = self
+            .endpoints()
+            .into_iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .map(|(_, endpoint)| endpoint)
+            .collect();
+        let client = KvClient::with_timeout(others, Duration::from_secs(3))?;
+        let member = self.cluster.members[index].clone();
+        let id = retry(deadline, "finding the member", || async {
+            let members = client.member_list().await?.members;
+            members
+                .iter()
+                .find(|listed| {
+                    listed.name == member.name || listed.peer_ur_ls == [member.peer_url.clone()]
+                })
+                .map(|listed| listed.id)
+                .ok_or_else(|| anyhow::anyhow!("{} is not a member", member.name))
+        })
+        .await?;
+        retry(deadline, "removing the member", || async {
+            match client.member_remove(id).await {
+                Err(error) if error.server_message() == Some("etcdserver: member not found") => {
+                    Ok(())
+                }
+                other => other.map(drop).map_err(Into::into),
+            }
+        })
+        .await?;
+        self.cluster.kill(index)?;
+        let peer_urls = vec![member.peer_url.clone()];
+        let id = retry(deadline, "adding the learner", || async {
+            match client.member_add(peer_urls.clone(), true).await {
+                Ok(added) => added
+                    .member
+                    .map(|added| added.id)
+                    .context("no member in the answer"),
+                // An earlier attempt went through: find it.
+                Err(error)
+                    if error.server_message() == Some("etcdserver: Peer URLs already exists") =>
+                {
+                    let members = client.member_list().await?.members;
+                    members
+                        .iter()
+                        .find(|listed| listed.peer_ur_ls == peer_urls)
+                        .map(|listed| listed.id)
+                        .context("the member with those peer URLs vanished")
+                }
+                Err(error) => Err(error.into()),
+            }
+        })
+        .await?;
+        self.cluster.rejoin(index)?;
+        retry(deadline, "promoting the learner", || async {
+            match client.member_promote(id).await {
+                Err(error)
+                    if error.server_message()
+                        == Some("etcdserver: can only promote a learner member") =>
+                {
+                    Ok(())
+                }
+                other => other.map(drop).map_err(Into::into),
+            }
+        })
+        .await
+    }
+
     /// The member every running member that answers names as leader, if they agree.
     pub async fn leader(&self) -> Option<usize> {
         let mut leaders = BTreeSet::new();
@@ -176,5 +252,24 @@ impl FaultBed {
             .members
             .iter()
             .position(|ours| member.name == ours.name)
+    }
+}
+
+/// Runs `step` until it succeeds or `deadline` passes, then fails with its last error.
+async fn retry<T, F, Fut>(deadline: Instant, what: &str, step: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(error) if Instant::now() > deadline => {
+                return Err(
+                    error.context(format!("{what}: still failing after {REPLACE_PATIENCE:?}"))
+                );
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }

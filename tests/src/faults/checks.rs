@@ -8,6 +8,7 @@ use std::fmt;
 
 use super::watchers::Seen;
 use super::workload::{Ending, Record};
+use crate::linearizable::{Call, Outcome};
 
 /// One anomaly: which checker found it, what it is, and the evidence.
 #[derive(Debug, Clone)]
@@ -136,6 +137,102 @@ pub fn describe(record: &Record) -> String {
     )
 }
 
+/// Every answered read and compare-and-set against the history at the revision its answer
+/// carries: the value it saw must be the key's value at that revision, and that revision
+/// must not be older than any write to the key acknowledged before it began (a stale read);
+/// writes acknowledged one after the other must have increasing revisions. These locate
+/// what the linearizability checker only says exists, with the operations involved.
+pub fn revisions_in_order(records: &[Record], history: &[Seen]) -> Vec<Violation> {
+    let mut puts: HashMap<&str, Vec<(i64, &str)>> = HashMap::new();
+    for seen in history.iter().filter(|seen| !seen.deleted) {
+        let key = seen
+            .key
+            .strip_prefix(super::workload::PREFIX)
+            .unwrap_or(&seen.key);
+        puts.entry(key)
+            .or_default()
+            .push((seen.revision, &seen.value));
+    }
+    let value_at = |key: &str, revision: i64| -> Option<&str> {
+        let puts = puts.get(key)?;
+        let before = puts.partition_point(|(at, _)| *at <= revision);
+        before.checked_sub(1).map(|index| puts[index].1)
+    };
+    // Acknowledged writes per key, by completion time.
+    let mut acknowledged: HashMap<&str, Vec<(u64, i64, &Record)>> = HashMap::new();
+    for record in records.iter().filter(|record| record.acknowledged_write()) {
+        if let Ending::Answered { revision } = record.ending {
+            acknowledged
+                .entry(&record.operation.key)
+                .or_default()
+                .push((record.operation.completed, revision, record));
+        }
+    }
+    for writes in acknowledged.values_mut() {
+        writes.sort_by_key(|(completed, _, _)| *completed);
+    }
+    // The newest acknowledged write to `key` completed before `instant`.
+    let newest_before = |key: &str, instant: u64| -> Option<&(u64, i64, &Record)> {
+        let writes = acknowledged.get(key)?;
+        let before = writes.partition_point(|(completed, _, _)| *completed < instant);
+        writes[..before]
+            .iter()
+            .max_by_key(|(_, revision, _)| *revision)
+    };
+    let mut wrong = Vec::new();
+    let mut stale = Vec::new();
+    let mut reordered = Vec::new();
+    for record in records {
+        let Ending::Answered { revision } = record.ending else {
+            continue;
+        };
+        let op = &record.operation;
+        let there = value_at(&op.key, revision);
+        let saw_wrong = match (&op.call, &op.outcome) {
+            (Call::Read, Outcome::Read(value)) => value.as_deref() != there,
+            (Call::Cas { expected, .. }, Outcome::Cas(false)) => expected.as_deref() == there,
+            _ => false,
+        };
+        if saw_wrong {
+            wrong.push(format!(
+                "{}, but the history has {there:?} at rev {revision}",
+                describe(record)
+            ));
+        }
+        if let Some((_, newer, write)) = newest_before(&op.key, op.invoked) {
+            if *newer > revision && !record.acknowledged_write() {
+                stale.push(format!(
+                    "{}
+      began after {}",
+                    describe(record),
+                    describe(write)
+                ));
+            }
+            if *newer >= revision && record.acknowledged_write() {
+                reordered.push(format!(
+                    "{}
+      began after {}",
+                    describe(record),
+                    describe(write)
+                ));
+            }
+        }
+    }
+    [
+        ("reads and compare-and-sets that saw another value than the history's at their revision", wrong),
+        ("stale reads: older than a write acknowledged before they began", stale),
+        ("writes ordered before a write acknowledged before they began", reordered),
+    ]
+    .into_iter()
+    .filter(|(_, found)| !found.is_empty())
+    .map(|(what, found)| Violation {
+        checker: "revisions",
+        what: format!("{} {what}", found.len()),
+        evidence: found.into_iter().take(SHOWN).collect(),
+    })
+    .collect()
+}
+
 /// Revisions in `(start, end]` that the history skips: each write of a run makes one
 /// revision, so none may be missing.
 pub fn gaps(history: &[Seen], start: i64, end: i64) -> Option<Violation> {
@@ -192,7 +289,7 @@ pub fn watcher(name: &str, seen: &[Seen], history: &[Seen]) -> Option<Violation>
 mod tests {
     use super::*;
     use crate::faults::workload::Api;
-    use crate::linearizable::{Call, Operation, Outcome};
+    use crate::linearizable::Operation;
 
     fn put(revision: i64, key: &str, value: &str) -> Seen {
         Seen {
@@ -257,6 +354,56 @@ mod tests {
         );
         let twice = vec![put(5, "a", "0.1"), put(6, "a", "0.1")];
         assert_eq!(writes(&good[..1], &twice).len(), 1);
+    }
+
+    fn read(value: Option<&str>, revision: i64, invoked: u64) -> Record {
+        Record {
+            operation: Operation {
+                client: 1,
+                key: "a".to_owned(),
+                call: Call::Read,
+                outcome: Outcome::Read(value.map(str::to_owned)),
+                invoked,
+                completed: invoked + 1,
+            },
+            api: Api::Grpc,
+            member: 1,
+            ending: Ending::Answered { revision },
+        }
+    }
+
+    #[test]
+    fn stale_wrong_and_reordered_answers_are_found_by_revision() {
+        let history = vec![put(5, "a", "0.1"), put(6, "a", "0.2")];
+        let first = write("0.1", Outcome::Written, Ending::Answered { revision: 5 });
+        let mut second = write("0.2", Outcome::Written, Ending::Answered { revision: 6 });
+        second.operation.invoked = 2;
+        second.operation.completed = 3;
+        let good = vec![
+            first.clone(),
+            second.clone(),
+            read(Some("0.1"), 5, 1),
+            read(Some("0.2"), 6, 4),
+            read(None, 4, 0),
+        ];
+        assert!(revisions_in_order(&good, &history).is_empty());
+        let bad = vec![
+            first.clone(),
+            second.clone(),
+            read(Some("0.1"), 5, 4),
+            read(Some("0.1"), 6, 7),
+        ];
+        let whats: Vec<String> = revisions_in_order(&bad, &history)
+            .into_iter()
+            .map(|violation| violation.what)
+            .collect();
+        assert_eq!(whats.len(), 2, "{whats:?}");
+        assert!(whats[0].starts_with("1 reads and compare-and-sets that saw another value"));
+        assert!(whats[1].starts_with("1 stale reads"));
+        let mut early = second;
+        early.ending = Ending::Answered { revision: 4 };
+        let found = revisions_in_order(&[first, early], &[put(4, "a", "0.2"), put(5, "a", "0.1")]);
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 
     #[test]

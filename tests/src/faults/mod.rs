@@ -1,9 +1,10 @@
 //! kvd (or etcd) under faults, as Jepsen tests etcd: a cluster whose members each live in a
 //! network namespace of their own ([`bed`]), faults from a seeded schedule ([`nemesis`]),
 //! concurrent clients over the JSON and gRPC APIs recording every operation
-//! ([`workload`]), watchers of the whole keyspace ([`watchers`]), and checkers: each key's
-//! history linearizable ([`crate::linearizable`]), writes and watchers against the store's
-//! history ([`checks`]). [`failover`] times a leader's loss.
+//! ([`workload`]), lock clients ([`locks`]), watchers of the whole keyspace ([`watchers`]),
+//! and checkers: each key's history linearizable ([`crate::linearizable`]), writes and
+//! watchers against the store's history ([`checks`]), lock holders never overlapping
+//! ([`locks`]). [`failover`] times a leader's loss.
 //!
 //! A run ends with every fault mended and the cluster whole, then final reads of every key,
 //! then the store's history read afresh; the [`Report`] says what happened and, for a
@@ -12,6 +13,7 @@
 
 pub mod bed;
 pub mod checks;
+pub mod locks;
 pub mod nemesis;
 pub mod watchers;
 pub mod workload;
@@ -46,12 +48,30 @@ pub struct Config {
     pub clients: usize,
     /// How many keys they share.
     pub keys: usize,
+    /// Clients taking one lock in turns; even ones over JSON, odd ones over gRPC.
+    pub lockers: usize,
     /// How long the clients and the faults run.
     pub duration: Duration,
     /// The seed of the fault schedule and of the clients' choices.
     pub seed: u64,
     /// The kinds of fault to schedule.
     pub kinds: Vec<Kind>,
+}
+
+impl Config {
+    /// The environment under which the `faults` benchmark runs this configuration's
+    /// schedule once.
+    pub fn replay(&self) -> String {
+        let kinds: Vec<&str> = self.kinds.iter().map(|kind| kind.name()).collect();
+        format!(
+            "SINEW_FAULT_SERVER={} SINEW_FAULT_SEED={} SINEW_FAULT_KINDS={} SINEW_FAULT_MEMBERS={} SINEW_BENCH_SECONDS={} SINEW_BENCH_RUNS=1",
+            self.server.name(),
+            self.seed,
+            kinds.join(","),
+            self.members,
+            self.duration.as_secs(),
+        )
+    }
 }
 
 /// The seed from `SINEW_FAULT_SEED`, else a new one from the clock.
@@ -95,13 +115,26 @@ pub fn run(config: &Config) -> Result<Report> {
             Ok(runtime.spawn(drive(client, seed, config.keys, until)))
         })
         .collect::<Result<Vec<_>>>()?;
+    let lockers = (0..config.lockers)
+        .map(|index| {
+            let api = if index % 2 == 0 { Api::Json } else { Api::Grpc };
+            runtime.spawn(locks::drive(index, api, endpoints.clone(), until))
+        })
+        .collect::<Vec<_>>();
     let steps = nemesis::schedule(config.seed, config.duration, config.members, &config.kinds);
-    let happened = nemesis::run(&mut bed, &steps, config.seed, started);
+    let happened = nemesis::run(&mut bed, &steps, config.seed, started, until);
     bed.mend()?;
     let happened = happened?;
     let mut records = Vec::new();
     for client in clients {
         records.extend(runtime.block_on(client)?);
+    }
+    let mut held = Vec::new();
+    let mut lock_failures = 0;
+    for locker in lockers {
+        let (holdings, failures) = runtime.block_on(locker)?;
+        held.extend(holdings);
+        lock_failures += failures;
     }
     bed.cluster.wait_healthy(RECOVERY)?;
     let finals = Client::new(config.clients, Api::Json, &endpoints, started)?;
@@ -117,14 +150,28 @@ pub fn run(config: &Config) -> Result<Report> {
     let history = runtime
         .block_on(watchers::history(&endpoints, start_revision, end_revision))
         .context("reading the store's history after the run")?;
-    Ok(Report::new(
-        config,
+    let run = Run {
         happened,
         records,
+        held,
+        lock_failures,
         seen,
         history,
-        (start_revision, end_revision),
-    ))
+        revisions: (start_revision, end_revision),
+    };
+    Ok(Report::new(config, run))
+}
+
+/// Everything a run recorded, for the checkers.
+#[derive(Debug)]
+struct Run {
+    happened: Vec<nemesis::Happened>,
+    records: Vec<Record>,
+    held: Vec<locks::Held>,
+    lock_failures: usize,
+    seen: Vec<(Api, Vec<watchers::Seen>, Vec<String>)>,
+    history: Vec<watchers::Seen>,
+    revisions: (i64, i64),
 }
 
 /// The store's current revision, from the first member that answers.

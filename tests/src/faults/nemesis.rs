@@ -22,11 +22,51 @@ pub enum Kind {
     Partition,
     /// A restart with the monotonic and boot-time clocks days ahead (a time namespace).
     ClockJump,
+    /// A member removed, wiped, added back as a learner and promoted.
+    Membership,
 }
 
 impl Kind {
+    /// Its name, as [`Kind::parse_list`] takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Pause => "pause",
+            Self::Partition => "partition",
+            Self::ClockJump => "clock-jump",
+            Self::Membership => "membership",
+        }
+    }
+
+    /// Kinds from a comma-separated list of names (`kill,pause,partition,clock-jump,
+    /// membership`); an unknown name is refused, naming the ones known.
+    pub fn parse_list(list: &str) -> anyhow::Result<Vec<Kind>> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                Self::ALL
+                    .into_iter()
+                    .find(|kind| kind.name() == name)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.name()).collect();
+                        anyhow::anyhow!(
+                            "unknown fault kind {name:?}: expected one of {}",
+                            known.join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// Every kind.
-    pub const ALL: [Kind; 4] = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::ClockJump];
+    pub const ALL: [Kind; 5] = [
+        Kind::Kill,
+        Kind::Pause,
+        Kind::Partition,
+        Kind::ClockJump,
+        Kind::Membership,
+    ];
 }
 
 /// A member named in a schedule.
@@ -63,6 +103,8 @@ pub enum Fault {
     Partition(Split),
     /// Restart a member with its clocks this many seconds ahead.
     ClockJump(Target, i64),
+    /// Replace a member through membership changes.
+    Replace(Target),
 }
 
 /// A fault, the quiet time before it, and how long it lasts.
@@ -95,11 +137,12 @@ pub fn schedule(seed: u64, duration: Duration, members: usize, kinds: &[Kind]) -
             Kind::Pause => Fault::Pause(target(&mut rng)),
             Kind::Partition => Fault::Partition(split(&mut rng, members)),
             Kind::ClockJump => Fault::ClockJump(target(&mut rng), 86_400 * rng.i64(1..30)),
+            Kind::Membership => Fault::Replace(target(&mut rng)),
         };
         // Pauses and partitions outlast an election timeout (1 s) so that they matter; a
-        // clock jump is over once the member is back.
+        // clock jump or a replacement is over once the member is back.
         let hold = Duration::from_millis(match fault {
-            Fault::ClockJump(..) => rng.u64(200..800),
+            Fault::ClockJump(..) | Fault::Replace(_) => rng.u64(200..800),
             _ => rng.u64(1200..2500),
         });
         if elapsed + before + hold > duration {
@@ -187,6 +230,7 @@ fn start(
     fault: &Fault,
     leader: Option<usize>,
     rng: &mut fastrand::Rng,
+    runtime: &tokio::runtime::Runtime,
 ) -> Result<(Active, String)> {
     let members = bed.size();
     let mut resolve = |target: &Target| match target {
@@ -223,6 +267,19 @@ fn start(
             (
                 Active::Partitioned,
                 format!("partition ({name}), cut {cuts:?}"),
+            )
+        }
+        Fault::Replace(target) => {
+            let member = resolve(target);
+            let started = std::time::Instant::now();
+            runtime.block_on(bed.replace(member))?;
+            (
+                Active::Nothing,
+                format!(
+                    "replace member {member}{} (remove, add as learner, promote: {:.1} s)",
+                    role(member, leader),
+                    started.elapsed().as_secs_f64()
+                ),
             )
         }
         Fault::ClockJump(target, offset) => {
@@ -282,12 +339,14 @@ impl fmt::Display for Happened {
 }
 
 /// Runs `steps` on `bed` (blocking: call it from a thread of its own), timing from
-/// `started`; each fault ends before the next starts.
+/// `started`; each fault ends before the next starts, and none starts after `until` (a
+/// replacement can take longer than its step planned).
 pub fn run(
     bed: &mut FaultBed,
     steps: &[Step],
     seed: u64,
     started: std::time::Instant,
+    until: std::time::Instant,
 ) -> Result<Vec<Happened>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -298,9 +357,12 @@ pub fn run(
     let mut happened = Vec::new();
     for step in steps {
         std::thread::sleep(step.before);
+        if std::time::Instant::now() >= until {
+            break;
+        }
         let leader = runtime.block_on(bed.leader());
         let at = started.elapsed();
-        let (active, what) = start(bed, &step.fault, leader, &mut rng)?;
+        let (active, what) = start(bed, &step.fault, leader, &mut rng, &runtime)?;
         std::thread::sleep(step.hold);
         end(bed, active)?;
         happened.push(Happened {
@@ -326,6 +388,21 @@ mod tests {
         let total: Duration = first.iter().map(|step| step.before + step.hold).sum();
         assert!(total <= duration);
         assert!(schedule(7, duration, 3, &[]).is_empty());
+    }
+
+    #[test]
+    fn kinds_are_named_and_parsed_back() {
+        let names: Vec<&str> = Kind::ALL.iter().map(|kind| kind.name()).collect();
+        assert_eq!(Kind::parse_list(&names.join(",")).unwrap(), Kind::ALL);
+        assert_eq!(
+            Kind::parse_list(" kill, pause ").unwrap(),
+            [Kind::Kill, Kind::Pause]
+        );
+        let error = Kind::parse_list("kill,nap").unwrap_err().to_string();
+        assert!(
+            error.contains("\"nap\"") && error.contains("clock-jump"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -7,9 +7,8 @@ use std::fmt;
 
 use super::checks::{self, Violation};
 use super::nemesis::Happened;
-use super::watchers::Seen;
-use super::workload::{Api, Ending, Record};
-use super::{checkable, Config};
+use super::workload::{Api, Ending};
+use super::{checkable, locks, Config, Run};
 use crate::linearizable::{self, Call, Operation, Outcome, Verdict};
 
 /// A history longer than this is shown as it is rather than shrunk (each step of the
@@ -23,12 +22,16 @@ pub struct Report {
     pub setting: String,
     /// The seed.
     pub seed: u64,
+    /// The environment that replays this run's schedule with the `faults` benchmark.
+    pub replay: String,
     /// The faults as they happened.
     pub happened: Vec<Happened>,
     /// Operations by API and ending (`answered`, `refused`, `unknown`).
     pub endings: BTreeMap<(Api, &'static str), usize>,
     /// Events each watcher saw, and how often its stream broke.
     pub watched: Vec<(Api, usize, usize)>,
+    /// Times a lock client knew it held the lock, by API, and attempts that failed.
+    pub locked: (BTreeMap<Api, usize>, usize),
     /// The history's revisions checked.
     pub revisions: (i64, i64),
     /// Every anomaly found.
@@ -36,15 +39,17 @@ pub struct Report {
 }
 
 impl Report {
-    /// Checks a run's records, watchers and history.
-    pub(super) fn new(
-        config: &Config,
-        happened: Vec<Happened>,
-        records: Vec<Record>,
-        seen: Vec<(Api, Vec<Seen>, Vec<String>)>,
-        history: Vec<Seen>,
-        revisions: (i64, i64),
-    ) -> Self {
+    /// Checks a run's records, lock holdings, watchers and history.
+    pub(super) fn new(config: &Config, run: Run) -> Self {
+        let Run {
+            happened,
+            records,
+            held,
+            lock_failures,
+            seen,
+            history,
+            revisions,
+        } = run;
         let mut endings = BTreeMap::new();
         for record in &records {
             let ending = match record.ending {
@@ -59,7 +64,13 @@ impl Report {
             violations.push(not_linearizable(&key, operations));
         }
         violations.extend(checks::writes(&records, &history));
+        violations.extend(checks::revisions_in_order(&records, &history));
         violations.extend(checks::gaps(&history, revisions.0, revisions.1));
+        violations.extend(locks::check(&held, &history));
+        let mut locked = BTreeMap::new();
+        for holding in &held {
+            *locked.entry(holding.api).or_insert(0) += 1;
+        }
         let mut watched = Vec::new();
         for (api, events, errors) in seen {
             violations.extend(checks::watcher(api.name(), &events, &history));
@@ -67,17 +78,20 @@ impl Report {
         }
         Self {
             setting: format!(
-                "{}, {} members, {} clients, {} keys, {:.0?}, faults {:?}",
+                "{}, {} members, {} clients, {} keys, {} lock clients, {:.0?}, faults {:?}",
                 config.server.name(),
                 config.members,
                 config.clients,
                 config.keys,
+                config.lockers,
                 config.duration,
                 config.kinds,
             ),
             seed: config.seed,
+            replay: config.replay(),
             happened,
             endings,
+            locked: (locked, lock_failures),
             watched,
             revisions,
             violations,
@@ -103,11 +117,16 @@ impl Report {
 /// to the fewest operations that still admit none.
 fn not_linearizable(key: &str, operations: Vec<Operation>) -> Violation {
     let total = operations.len();
-    let minimal = if total <= SHRINKABLE {
-        shrink(operations)
-    } else {
-        operations
-    };
+    if total > SHRINKABLE {
+        return Violation {
+            checker: "linearizable",
+            what: format!(
+                "key {key}: no order of its {total} operations explains what clients saw (too many to shrink; the revision checks point at the operations involved)"
+            ),
+            evidence: Vec::new(),
+        };
+    }
+    let minimal = shrink(operations);
     Violation {
         checker: "linearizable",
         what: format!(
@@ -175,6 +194,18 @@ impl fmt::Display for Report {
             .map(|((api, ending), count)| format!("{} {ending} {count}", api.name()))
             .collect();
         writeln!(f, "operations: {}", endings.join(", "))?;
+        let locked: Vec<String> = self
+            .locked
+            .0
+            .iter()
+            .map(|(api, count)| format!("{} {count}", api.name()))
+            .collect();
+        writeln!(
+            f,
+            "locks held: {} ({} attempts failed)",
+            locked.join(", "),
+            self.locked.1
+        )?;
         let watched: Vec<String> = self
             .watched
             .iter()
@@ -192,14 +223,18 @@ impl fmt::Display for Report {
         if self.passed() {
             return writeln!(
                 f,
-                "checks: linearizable, writes, history and watchers all passed"
+                "checks: linearizable, writes, history, locks and watchers all passed"
             );
         }
         writeln!(f, "violations ({}):", self.violations.len())?;
         for violation in &self.violations {
             write!(f, "  {violation}")?;
         }
-        writeln!(f, "replay the schedule: SINEW_FAULT_SEED={}", self.seed)
+        writeln!(
+            f,
+            "replay the schedule: {} cargo bench -p sinew-tests --bench faults",
+            self.replay
+        )
     }
 }
 

@@ -13,6 +13,7 @@ fn short_run(seed: u64) -> Result<Config> {
         server: Server::kvd(false)?,
         members: 3,
         clients: 6,
+        lockers: 4,
         keys: 3,
         duration: Duration::from_secs(12),
         seed,
@@ -24,8 +25,8 @@ fn passes(config: &Config) -> Result<()> {
     let report = faults::run(config)?;
     eprintln!("{report}");
     assert!(report.passed(), "{report}");
-    // Every step takes at most 3.5 s, so 12 s hold at least three faults.
-    assert!(report.happened.len() >= 3, "{report}");
+    // A step plans at most 3.5 s (a replacement may take longer): a few faults in 12 s.
+    assert!(report.happened.len() >= 2, "{report}");
     assert!(report.count("answered") >= 200, "{report}");
     for (api, events, _) in &report.watched {
         assert!(

@@ -720,19 +720,23 @@ fn unexpected(reply: &Reply) -> NodeError {
     NodeError::Storage(format!("the state machine answered with {reply:?}"))
 }
 
-/// openraft's shortest and longest election timeouts for etcd's `--election-timeout` E.
+/// openraft's shortest and longest election timeouts for etcd's `--election-timeout` E and
+/// `--heartbeat-interval` H.
 ///
 /// An openraft follower that has heard from a leader stands for election only once the
 /// leader's lease (the longest timeout) and then its own random timeout have passed since
-/// the leader's last word; etcd's follower stands after a random E..2E. Halving keeps
-/// kvd's failover within etcd's: the lease E, then E/2..E.
-fn election_timeouts(election_timeout: Duration) -> (Duration, Duration) {
-    (election_timeout / 2, election_timeout)
+/// the leader's last word; etcd's follower stands after a random E..2E. E/4..3E/4 makes
+/// that E..1.5E: no follower stands sooner than etcd's, and the first stands about as soon
+/// (the shortest timeout stays above H, as openraft requires).
+fn election_timeouts(election_timeout: Duration, heartbeat: Duration) -> (Duration, Duration) {
+    let shortest = (election_timeout / 4).max(heartbeat + Duration::from_millis(1));
+    let longest = (election_timeout * 3 / 4).max(shortest + Duration::from_millis(1));
+    (shortest, longest)
 }
 
 /// How long a follower that heard from its leader refuses to vote for another member.
-pub(super) fn leader_lease(election_timeout: Duration) -> Duration {
-    election_timeouts(election_timeout).1
+pub(super) fn leader_lease(config: &NodeConfig) -> Duration {
+    election_timeouts(config.election_timeout, config.heartbeat).1
 }
 
 fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
@@ -740,8 +744,10 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
     openraft::Config {
         cluster_name: config.initial_cluster_token.clone(),
         heartbeat_interval: millis(config.heartbeat),
-        election_timeout_min: millis(election_timeouts(config.election_timeout).0),
-        election_timeout_max: millis(leader_lease(config.election_timeout)),
+        election_timeout_min: millis(
+            election_timeouts(config.election_timeout, config.heartbeat).0,
+        ),
+        election_timeout_max: millis(leader_lease(config)),
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         // Followers that fall this far behind catch up from a snapshot instead.
         max_in_snapshot_log_to_keep: 5000,

@@ -32,7 +32,7 @@ impl Node {
             .get_node(&target)
             .cloned()
             .ok_or(NodeError::BadLeaderTransferee)?;
-        let lease = super::leader_lease(self.inner.config.election_timeout);
+        let lease = super::leader_lease(&self.inner.config);
         let deadline = Instant::now() + lease + super::REQUEST_TIMEOUT;
         let _held = Hold::start(self);
         self.wait_until_caught_up(target, deadline).await?;
