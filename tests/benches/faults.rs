@@ -2,13 +2,14 @@
 //!
 //! 1. `SINEW_BENCH_RUNS` (default 10; 100 for a long soak) seeded fault runs of
 //!    `SINEW_BENCH_SECONDS` (default 30) each on a release kvd (`SINEW_FAULT_SERVER=etcd`:
-//!    Debian's etcd, to check the checkers against the reference), alternating three and five
-//!    members: kills, pauses, partitions (majority/minority, isolated leader, bridge, ring)
-//!    and clock jumps, six clients over JSON and gRPC, four lock clients, every checker. Run `i` uses seed
-//!    `base + i` (`SINEW_FAULT_SEED` sets the base; `SINEW_FAULT_KINDS` picks kinds from
-//!    `kill,pause,partition,clock-jump,membership`, `SINEW_FAULT_MEMBERS` fixes the size); a
-//!    failed run prints its report, with the operations that show each anomaly and the
-//!    environment that replays its schedule.
+//!    Debian's etcd, to check the checkers against the reference), alternating three and
+//!    five members: kills of one member or all, pauses, partitions (majority/minority,
+//!    isolated leader, bridge, ring), clock jumps and member replacements, six clients over
+//!    JSON and gRPC, four lock clients, every checker. Run `i` uses seed `base + i`
+//!    (`SINEW_FAULT_SEED` sets the base; `SINEW_FAULT_KINDS` picks kinds from
+//!    `kill,kill-all,pause,partition,clock-jump,membership`; `SINEW_FAULT_MEMBERS` fixes the
+//!    size). Each run prints its report; a failed one adds the operations behind each
+//!    anomaly and the environment that replays its schedule.
 //! 2. Failover, kvd and Debian's etcd 3.4 in the same run, each a three-member cluster in
 //!    network namespaces with etcd's default timings (heartbeat 100 ms, election 1 s):
 //!    `SINEW_BENCH_ROUNDS` (default 7) SIGKILLs of the leader, timing the first

@@ -80,6 +80,13 @@ impl FaultBed {
         self.cluster.endpoints()
     }
 
+    /// Every member's client URL but member `index`'s.
+    pub fn endpoints_except(&self, index: usize) -> Vec<String> {
+        let mut endpoints = self.endpoints();
+        endpoints.remove(index);
+        endpoints
+    }
+
     fn address(&self, index: usize) -> Ipv4Addr {
         self.underlay.hosts[index].address
     }
@@ -155,14 +162,7 @@ impl FaultBed {
     /// at most [`REPLACE_PATIENCE`] in all.
     pub async fn replace(&mut self, index: usize) -> Result<()> {
         let deadline = Instant::now() + REPLACE_PATIENCE;
-        let others: Vec<String> = self
-            .endpoints()
-            .into_iter()
-            .enumerate()
-            .filter(|(other, _)| *other != index)
-            .map(|(_, endpoint)| endpoint)
-            .collect();
-        let client = KvClient::with_timeout(others, Duration::from_secs(3))?;
+        let client = KvClient::with_timeout(self.endpoints_except(index), Duration::from_secs(3))?;
         let member = self.cluster.members[index].clone();
         let id = retry(deadline, "finding the member", || async {
             let members = client.member_list().await?.members;

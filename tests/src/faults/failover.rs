@@ -30,13 +30,7 @@ pub fn failover(server: Server, members: usize, rounds: usize) -> Result<Vec<Fai
     let mut times = Vec::new();
     for round in 0..rounds {
         let leader = runtime.block_on(settled_leader(&bed))?;
-        let survivors: Vec<String> = bed
-            .endpoints()
-            .into_iter()
-            .enumerate()
-            .filter(|(index, _)| *index != leader)
-            .map(|(_, endpoint)| endpoint)
-            .collect();
+        let survivors = bed.endpoints_except(leader);
         let killed = Instant::now();
         bed.cluster.kill(leader)?;
         let (write, read) = runtime.block_on(async {

@@ -16,6 +16,8 @@ use super::bed::{Cut, FaultBed};
 pub enum Kind {
     /// SIGKILL, restart when the fault ends.
     Kill,
+    /// SIGKILL of every member at once, restart of all when the fault ends.
+    KillAll,
     /// SIGSTOP for longer than an election timeout, SIGCONT when the fault ends.
     Pause,
     /// Packets dropped between groups of members.
@@ -31,6 +33,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Kill => "kill",
+            Self::KillAll => "kill-all",
             Self::Pause => "pause",
             Self::Partition => "partition",
             Self::ClockJump => "clock-jump",
@@ -38,7 +41,7 @@ impl Kind {
         }
     }
 
-    /// Kinds from a comma-separated list of names (`kill,pause,partition,clock-jump,
+    /// Kinds from a comma-separated list of names (`kill,kill-all,pause,partition,clock-jump,
     /// membership`); an unknown name is refused, naming the ones known.
     pub fn parse_list(list: &str) -> anyhow::Result<Vec<Kind>> {
         list.split(',')
@@ -60,8 +63,9 @@ impl Kind {
     }
 
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Kill,
+        Kind::KillAll,
         Kind::Pause,
         Kind::Partition,
         Kind::ClockJump,
@@ -97,6 +101,8 @@ pub enum Split {
 pub enum Fault {
     /// Kill a member; restart it at the end.
     Kill(Target),
+    /// Kill every member; restart them all at the end.
+    KillAll,
     /// Pause a member; continue it at the end.
     Pause(Target),
     /// Partition the members.
@@ -134,6 +140,7 @@ pub fn schedule(seed: u64, duration: Duration, members: usize, kinds: &[Kind]) -
         };
         let fault = match kinds[rng.usize(..kinds.len())] {
             Kind::Kill => Fault::Kill(target(&mut rng)),
+            Kind::KillAll => Fault::KillAll,
             Kind::Pause => Fault::Pause(target(&mut rng)),
             Kind::Partition => Fault::Partition(split(&mut rng, members)),
             Kind::ClockJump => Fault::ClockJump(target(&mut rng), 86_400 * rng.i64(1..30)),
@@ -218,6 +225,7 @@ fn pairs(left: &[usize], right: &[usize]) -> Vec<(usize, usize)> {
 #[derive(Debug)]
 enum Active {
     Killed(usize),
+    AllKilled,
     Paused(usize),
     Partitioned,
     Nothing,
@@ -238,6 +246,12 @@ fn start(
         Target::Leader => leader.unwrap_or_else(|| rng.usize(..members)),
     };
     Ok(match fault {
+        Fault::KillAll => {
+            for member in 0..members {
+                bed.cluster.kill(member)?;
+            }
+            (Active::AllKilled, "kill -9 every member".to_owned())
+        }
         Fault::Kill(target) => {
             let member = resolve(target);
             bed.cluster.kill(member)?;
@@ -309,6 +323,7 @@ fn role(member: usize, leader: Option<usize>) -> &'static str {
 fn end(bed: &mut FaultBed, active: Active) -> Result<()> {
     match active {
         Active::Killed(member) => bed.cluster.restart(member),
+        Active::AllKilled => (0..bed.size()).try_for_each(|member| bed.cluster.restart(member)),
         Active::Paused(member) => bed.cluster.resume(member),
         Active::Partitioned => bed.heal(),
         Active::Nothing => Ok(()),

@@ -41,17 +41,8 @@ pub struct Report {
 impl Report {
     /// Checks a run's records, lock holdings, watchers and history.
     pub(super) fn new(config: &Config, run: Run) -> Self {
-        let Run {
-            happened,
-            records,
-            held,
-            lock_failures,
-            seen,
-            history,
-            revisions,
-        } = run;
         let mut endings = BTreeMap::new();
-        for record in &records {
+        for record in &run.records {
             let ending = match record.ending {
                 Ending::Answered { .. } => "answered",
                 Ending::Refused(_) => "refused",
@@ -60,21 +51,23 @@ impl Report {
             *endings.entry((record.api, ending)).or_insert(0) += 1;
         }
         let mut violations = Vec::new();
-        if let Verdict::Violation { key, operations } = linearizable::check(&checkable(&records)) {
+        if let Verdict::Violation { key, operations } =
+            linearizable::check(&checkable(&run.records))
+        {
             violations.push(not_linearizable(&key, operations));
         }
-        violations.extend(checks::writes(&records, &history));
-        violations.extend(checks::revisions_in_order(&records, &history));
-        violations.extend(checks::gaps(&history, revisions.0, revisions.1));
-        violations.extend(locks::check(&held, &history));
+        violations.extend(checks::writes(&run.records, &run.history));
+        violations.extend(checks::revisions_in_order(&run.records, &run.history));
+        violations.extend(checks::gaps(&run.history, run.revisions.0, run.revisions.1));
+        violations.extend(locks::check(&run.held, &run.history));
         let mut locked = BTreeMap::new();
-        for holding in &held {
+        for holding in &run.held {
             *locked.entry(holding.api).or_insert(0) += 1;
         }
         let mut watched = Vec::new();
-        for (api, events, errors) in seen {
-            violations.extend(checks::watcher(api.name(), &events, &history));
-            watched.push((api, events.len(), errors.len()));
+        for (api, events, errors) in &run.seen {
+            violations.extend(checks::watcher(api.name(), events, &run.history));
+            watched.push((*api, events.len(), errors.len()));
         }
         Self {
             setting: format!(
@@ -89,11 +82,11 @@ impl Report {
             ),
             seed: config.seed,
             replay: config.replay(),
-            happened,
+            happened: run.happened,
             endings,
-            locked: (locked, lock_failures),
+            locked: (locked, run.lock_failures),
             watched,
-            revisions,
+            revisions: run.revisions,
             violations,
         }
     }
