@@ -9,6 +9,7 @@
 //! connection) returns at infinity: it may take effect at any point after its call, or never.
 
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 /// What a client asked of one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +71,17 @@ pub enum Verdict {
         /// Its operations, in invocation order.
         operations: Vec<Operation>,
     },
+    /// The search for this key's linearization visited [`MAX_STATES`] states without an
+    /// answer (the other keys may be unchecked).
+    Undecided {
+        /// The key.
+        key: String,
+    },
 }
+
+/// How many (linearized set, register value) states one key's search may remember: about
+/// 500 MB. Histories whose operations are all settled need far fewer.
+pub const MAX_STATES: usize = 10_000_000;
 
 /// Checks `history`, key by key.
 pub fn check(history: &[Operation]) -> Verdict {
@@ -79,7 +90,12 @@ pub fn check(history: &[Operation]) -> Verdict {
         by_key.entry(&op.key).or_default().push(op);
     }
     for (key, ops) in by_key {
-        if !linearizable(&ops) {
+        let Some(linearizable) = linearizable(&ops) else {
+            return Verdict::Undecided {
+                key: key.to_string(),
+            };
+        };
+        if !linearizable {
             let mut operations: Vec<Operation> = ops.into_iter().cloned().collect();
             operations.sort_by_key(|op| op.invoked);
             return Verdict::Violation {
@@ -121,8 +137,8 @@ struct Event {
     matching: usize,
 }
 
-/// Whether one key's operations have a linearization.
-fn linearizable(ops: &[&Operation]) -> bool {
+/// Whether one key's operations have a linearization; `None` past [`MAX_STATES`].
+fn linearizable(ops: &[&Operation]) -> Option<bool> {
     // Unknown reads tell nothing and change nothing.
     let ops: Vec<&Operation> = ops
         .iter()
@@ -160,7 +176,7 @@ fn linearizable(ops: &[&Operation]) -> bool {
     }
     let len = events.len();
     if len == 0 {
-        return true;
+        return Some(true);
     }
     // The events as a doubly linked list, so that an operation's two events can be lifted
     // out and put back in constant time; index `len` is the head, `usize::MAX` the end.
@@ -188,7 +204,9 @@ fn linearizable(ops: &[&Operation]) -> bool {
         .filter(|op| op.outcome != Outcome::Unknown)
         .count();
     let mut linearized = vec![0u64; ops.len().div_ceil(64)];
-    let mut cache: HashSet<(Vec<u64>, Option<String>)> = HashSet::new();
+    // States seen, as 128-bit fingerprints: a copy of the set per state would take
+    // kilobytes each on long histories.
+    let mut cache: HashSet<u128> = HashSet::new();
     let mut state: Option<String> = None;
     // What was linearized, to undo: the call's event and the state before it.
     let mut stack: Vec<(usize, Option<String>)> = Vec::new();
@@ -196,11 +214,11 @@ fn linearizable(ops: &[&Operation]) -> bool {
     let mut at = next[len];
     loop {
         if done_known == known {
-            return true;
+            return Some(true);
         }
         if at == usize::MAX {
             // Only operations of unknown outcome remain, and they need not take effect.
-            return true;
+            return Some(true);
         }
         let event = events[at];
         if event.is_call {
@@ -208,7 +226,10 @@ fn linearizable(ops: &[&Operation]) -> bool {
             if let Some(after) = step(&state, &op.call, &op.outcome) {
                 let mut marked = linearized.clone();
                 marked[event.op / 64] |= 1 << (event.op % 64);
-                if cache.insert((marked.clone(), after.clone())) {
+                if cache.len() >= MAX_STATES {
+                    return None;
+                }
+                if cache.insert(fingerprint(&marked, &after)) {
                     stack.push((at, std::mem::replace(&mut state, after)));
                     linearized = marked;
                     if op.outcome != Outcome::Unknown {
@@ -224,7 +245,7 @@ fn linearizable(ops: &[&Operation]) -> bool {
         } else {
             // A return whose call could not be placed: undo the last placement.
             let Some((call_at, before)) = stack.pop() else {
-                return false;
+                return Some(false);
             };
             let call = events[call_at];
             state = before;
@@ -237,6 +258,18 @@ fn linearizable(ops: &[&Operation]) -> bool {
             at = next[call_at];
         }
     }
+}
+
+/// A 128-bit fingerprint of a search state: two SipHashes of it under different prefixes.
+fn fingerprint(linearized: &[u64], state: &Option<String>) -> u128 {
+    let half = |prefix: u8| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        prefix.hash(&mut hasher);
+        linearized.hash(&mut hasher);
+        state.hash(&mut hasher);
+        hasher.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::fmt;
 
 use super::watchers::Seen;
 use super::workload::{Ending, Record};
-use crate::linearizable::{Call, Outcome};
+use crate::linearizable::{Call, Operation, Outcome};
 
 /// One anomaly: which checker found it, what it is, and the evidence.
 #[derive(Debug, Clone)]
@@ -37,14 +37,7 @@ const SHOWN: usize = 5;
 /// Every write's fate against `history`: acknowledged writes present at their revision,
 /// refused writes absent, none applied twice.
 pub fn writes(records: &[Record], history: &[Seen]) -> Vec<Violation> {
-    let mut by_value: HashMap<(&str, &str), Vec<&Seen>> = HashMap::new();
-    for seen in history.iter().filter(|seen| !seen.deleted) {
-        let key = seen
-            .key
-            .strip_prefix(super::workload::PREFIX)
-            .unwrap_or(&seen.key);
-        by_value.entry((key, &seen.value)).or_default().push(seen);
-    }
+    let by_value = puts_by_value(history);
     let mut lost = Vec::new();
     let mut misplaced = Vec::new();
     let mut refused_applied = Vec::new();
@@ -111,6 +104,70 @@ pub fn writes(records: &[Record], history: &[Seen]) -> Vec<Violation> {
         evidence: found.into_iter().take(SHOWN).collect(),
     })
     .collect()
+}
+
+/// The history's puts by (key under [`super::workload::PREFIX`], value): every value a run
+/// writes is its own, so one entry is one write's effect (two are a write applied twice).
+fn puts_by_value(history: &[Seen]) -> HashMap<(&str, &str), Vec<&Seen>> {
+    let mut by_value: HashMap<(&str, &str), Vec<&Seen>> = HashMap::new();
+    for seen in history.iter().filter(|seen| !seen.deleted) {
+        let key = seen
+            .key
+            .strip_prefix(super::workload::PREFIX)
+            .unwrap_or(&seen.key);
+        by_value.entry((key, &seen.value)).or_default().push(seen);
+    }
+    by_value
+}
+
+/// The operations for the linearizability checker, with the indeterminate ones settled by
+/// the store's history (which [`writes`], [`gaps`] and the watchers check): refused
+/// operations and unanswered reads never took effect and are left out; an unanswered
+/// write whose value the history lacks never took effect either; one whose value it has
+/// took effect, at its revision, before the first answer that carried that revision or a
+/// later one, so it is checked as acknowledged then. Settled, nothing returns at infinity,
+/// which keeps the search small however many operations were in doubt.
+pub fn settled(records: &[Record], history: &[Seen]) -> Vec<Operation> {
+    let by_value = puts_by_value(history);
+    // The earliest completion among answers carrying each revision or a later one.
+    let mut earliest: Vec<(i64, u64)> = records
+        .iter()
+        .filter_map(|record| match record.ending {
+            Ending::Answered { revision } => Some((revision, record.operation.completed)),
+            _ => None,
+        })
+        .collect();
+    earliest.sort_unstable();
+    for index in (0..earliest.len().saturating_sub(1)).rev() {
+        earliest[index].1 = earliest[index].1.min(earliest[index + 1].1);
+    }
+    let known_by = |revision: i64| {
+        let at = earliest.partition_point(|(answered, _)| *answered < revision);
+        earliest.get(at).map(|(_, completed)| *completed)
+    };
+    records
+        .iter()
+        .filter_map(|record| {
+            let op = &record.operation;
+            match (&record.ending, &op.call) {
+                (Ending::Answered { .. }, _) => Some(op.clone()),
+                (Ending::Refused(_), _) | (Ending::Unknown(_), Call::Read) => None,
+                (Ending::Unknown(_), Call::Write(value) | Call::Cas { new: value, .. }) => {
+                    let seen = by_value.get(&(op.key.as_str(), value.as_str()))?.first()?;
+                    let mut settled = op.clone();
+                    settled.outcome = match op.call {
+                        Call::Write(_) => Outcome::Written,
+                        _ => Outcome::Cas(true),
+                    };
+                    match known_by(seen.revision) {
+                        Some(completed) => settled.completed = completed.max(op.invoked),
+                        None => settled.outcome = Outcome::Unknown,
+                    }
+                    Some(settled)
+                }
+            }
+        })
+        .collect()
 }
 
 fn revisions(found: &[&Seen]) -> Vec<i64> {
@@ -289,7 +346,6 @@ pub fn watcher(name: &str, seen: &[Seen], history: &[Seen]) -> Option<Violation>
 mod tests {
     use super::*;
     use crate::faults::workload::Api;
-    use crate::linearizable::Operation;
 
     fn put(revision: i64, key: &str, value: &str) -> Seen {
         Seen {
@@ -404,6 +460,46 @@ mod tests {
         early.ending = Ending::Answered { revision: 4 };
         let found = revisions_in_order(&[first, early], &[put(4, "a", "0.2"), put(5, "a", "0.1")]);
         assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn writes_in_doubt_are_settled_by_the_history() {
+        let history = vec![put(5, "a", "0.1"), put(6, "a", "0.2")];
+        let doubt = |value: &str| {
+            write(
+                value,
+                Outcome::Unknown,
+                Ending::Unknown("timeout".to_owned()),
+            )
+        };
+        let records = vec![
+            doubt("0.1"),
+            doubt("0.9"),
+            write(
+                "0.3",
+                Outcome::Unknown,
+                Ending::Refused("no leader".to_owned()),
+            ),
+            read(Some("0.1"), 5, 7),
+            read(Some("0.2"), 6, 3),
+            doubt("0.2"),
+        ];
+        let settled = settled(&records, &history);
+        let calls: Vec<(&Call, &Outcome, u64)> = settled
+            .iter()
+            .map(|op| (&op.call, &op.outcome, op.completed))
+            .collect();
+        // The first answer carrying revision 5 or later is the read at 3-4 (it carried 6):
+        // both writes in doubt took effect by then; 0.9 and the refused 0.3 never did.
+        assert_eq!(
+            calls,
+            [
+                (&Call::Write("0.1".to_owned()), &Outcome::Written, 4),
+                (&Call::Read, &Outcome::Read(Some("0.1".to_owned())), 8),
+                (&Call::Read, &Outcome::Read(Some("0.2".to_owned())), 4),
+                (&Call::Write("0.2".to_owned()), &Outcome::Written, 4),
+            ]
+        );
     }
 
     #[test]

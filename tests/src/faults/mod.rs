@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use sinew_proto::kv::KvClient;
 
 use crate::kv_cluster::Server;
-use crate::linearizable::{self, Call, Outcome};
+use crate::linearizable::{Call, Outcome};
 use bed::FaultBed;
 use nemesis::Kind;
 use watchers::Watcher;
@@ -241,17 +241,4 @@ async fn final_reads(mut client: Client, keys: usize) -> Result<Vec<Record>> {
         }
     }
     Ok(records)
-}
-
-/// The operations the linearizability checker takes: refused operations never happened,
-/// and a read without an answer changed nothing, so both are left out.
-fn checkable(records: &[Record]) -> Vec<linearizable::Operation> {
-    records
-        .iter()
-        .filter(|record| !matches!(record.ending, Ending::Refused(_)))
-        .filter(|record| {
-            record.operation.call != Call::Read || record.operation.outcome != Outcome::Unknown
-        })
-        .map(|record| record.operation.clone())
-        .collect()
 }

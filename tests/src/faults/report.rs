@@ -8,7 +8,7 @@ use std::fmt;
 use super::checks::{self, Violation};
 use super::nemesis::Happened;
 use super::workload::{Api, Ending};
-use super::{checkable, locks, Config, Run};
+use super::{locks, Config, Run};
 use crate::linearizable::{self, Call, Operation, Outcome, Verdict};
 
 /// A history longer than this is shown as it is rather than shrunk (each step of the
@@ -51,10 +51,19 @@ impl Report {
             *endings.entry((record.api, ending)).or_insert(0) += 1;
         }
         let mut violations = Vec::new();
-        if let Verdict::Violation { key, operations } =
-            linearizable::check(&checkable(&run.records))
-        {
-            violations.push(not_linearizable(&key, operations));
+        match linearizable::check(&checks::settled(&run.records, &run.history)) {
+            Verdict::Linearizable => {}
+            Verdict::Violation { key, operations } => {
+                violations.push(not_linearizable(&key, operations));
+            }
+            Verdict::Undecided { key } => violations.push(Violation {
+                checker: "linearizable",
+                what: format!(
+                    "key {key}: undecided, the search gave up after {} states",
+                    linearizable::MAX_STATES
+                ),
+                evidence: Vec::new(),
+            }),
         }
         violations.extend(checks::writes(&run.records, &run.history));
         violations.extend(checks::revisions_in_order(&run.records, &run.history));
