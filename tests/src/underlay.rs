@@ -98,8 +98,7 @@ impl Underlay {
         tools()?;
         let serial = UNDERLAYS.fetch_add(1, Ordering::Relaxed);
         let name = format!("{prefix}{:x}{serial:x}", std::process::id() % 0x10000);
-        let octet = u8::try_from((std::process::id() * 7 + serial) % 200 + 20)?;
-        let gateway = Ipv4Addr::new(10, 213, octet, 1);
+        let gateway = free_network((std::process::id() * 7 + serial) % 200)?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{prefix}-underlay"))
             .tempdir()?;
@@ -188,6 +187,23 @@ impl Underlay {
     pub fn mend(&self, index: usize) -> Result<()> {
         sh("ip", &["link", "set", &self.hosts[index].link, "up"]).map(drop)
     }
+}
+
+/// The gateway of the first 10.213.x.0/24 network from `start` (of 200) that no interface
+/// here has an address in: one an earlier underlay left behind (its test was killed)
+/// would route the hosts' traffic to that underlay's servers.
+fn free_network(start: u32) -> Result<Ipv4Addr> {
+    for step in 0..200 {
+        let octet = u8::try_from((start + step) % 200 + 20)?;
+        let network = format!("10.213.{octet}.0/24");
+        if sh("ip", &["-o", "-4", "addr", "show", "to", &network])?
+            .trim()
+            .is_empty()
+        {
+            return Ok(Ipv4Addr::new(10, 213, octet, 1));
+        }
+    }
+    anyhow::bail!("every 10.213.x.0/24 network (x in 20..220) is in use on this machine")
 }
 
 impl Drop for Underlay {

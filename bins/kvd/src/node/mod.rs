@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::alarm::{self, Alarm, AlarmKind, AlarmRequest};
 use crate::gateway::StatusResponse;
 use crate::raft::{
-    LogId, LogStore, LogStoreError, Member, NodeId, PeerNetwork, Persisted, Reply, Request,
+    LogStore, LogStoreError, Member, NodeId, PeerNetwork, Persisted, Reply, Request,
     SnapshotFileError, StateMachine, Transport, TypeConfig,
 };
 use crate::v2;
@@ -105,6 +105,9 @@ struct Inner {
     raft: Raft<TypeConfig>,
     /// How far this member's log is on disk.
     persisted: Persisted,
+    /// The index of the last entry in the log when this member started (0: empty): the
+    /// floor of its read index should it lead ([`Node::read_index_here`]).
+    log_end_at_start: u64,
     proposer: Proposer,
     machine: StateMachine,
     transport: Transport,
@@ -159,6 +162,7 @@ impl Node {
         let log = open_log(&config.data_dir).await?;
         log.set_member(id)?;
         let persisted = log.persisted();
+        let log_end_at_start = log.log_state()?.last_log_id.map_or(0, |id| id.index);
         let machine = StateMachine::open(&config.data_dir, persisted.clone())?;
         let transport = Transport::default();
         let identity = identity::establish(&config, id, &transport).await?;
@@ -174,6 +178,7 @@ impl Node {
         let node = Self {
             inner: Arc::new(Inner {
                 id,
+                log_end_at_start,
                 cluster_id: identity.cluster_id,
                 config,
                 proposer: Proposer::start(raft.clone()),
@@ -438,7 +443,7 @@ impl Node {
                 Ok(index) => break index,
                 Err(Redirect::To(leader)) => {
                     match self
-                        .forward::<_, Option<LogId>>(&leader, peer_paths::READ_INDEX, &(), deadline)
+                        .forward::<_, u64>(&leader, peer_paths::READ_INDEX, &(), deadline)
                         .await
                     {
                         Ok(index) => break index,
@@ -453,24 +458,28 @@ impl Node {
                 Err(Redirect::Failed(error)) => return Err(error),
             }
         };
-        let Some(read_index) = read_index else {
+        if read_index == 0 {
             return Ok(());
-        };
+        }
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.inner
             .raft
             .wait(Some(remaining))
-            .applied_index_at_least(Some(read_index.index), "read barrier")
+            .applied_index_at_least(Some(read_index), "read barrier")
             .await
             .map(|_| ())
             .map_err(|_| NodeError::Timeout)
     }
 
-    /// The leader's read index: the log id this member must apply before a linearizable read.
-    async fn read_index_here(
-        &self,
-        deadline: tokio::time::Instant,
-    ) -> Result<Option<LogId>, Redirect> {
+    /// The leader's read index: the log index a member must apply before a linearizable
+    /// read (0: nothing yet).
+    ///
+    /// openraft's is the larger of its term's first entry and its commit index. A leader
+    /// that restarted resumes its term at once, with its commit index only as far as it had
+    /// recorded (a hint, not synced), and that term's first entry may lie far behind what it
+    /// had committed and acknowledged before the crash: a read from there would be stale. It
+    /// had all of that in its log, so the read index is never below the log's end at start.
+    async fn read_index_here(&self, deadline: tokio::time::Instant) -> Result<u64, Redirect> {
         self.wait_for_transfer(deadline)
             .await
             .map_err(Redirect::Failed)?;
@@ -478,7 +487,9 @@ impl Node {
             .await
             .map_err(|_| Redirect::Failed(NodeError::Timeout))?;
         match checked {
-            Ok((read_index, _applied)) => Ok(read_index),
+            Ok((read_index, _applied)) => Ok(read_index
+                .map_or(0, |log_id| log_id.index)
+                .max(self.inner.log_end_at_start)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
                 Err(forward.leader_node.map_or(Redirect::Unknown, Redirect::To))
             }

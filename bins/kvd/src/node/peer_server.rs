@@ -140,7 +140,7 @@ async fn propose(node: &Node, request: Proposal) -> Result<Reply, NodeError> {
         .map_err(redirect_error)
 }
 
-async fn read_index(node: &Node) -> Result<Option<crate::raft::LogId>, NodeError> {
+async fn read_index(node: &Node) -> Result<u64, NodeError> {
     let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
     node.read_index_here(deadline).await.map_err(redirect_error)
 }
