@@ -120,6 +120,12 @@ impl Underlay {
         self.dir.path()
     }
 
+    /// Leaves the directory in place when the underlay goes, for a post-mortem.
+    pub fn keep_dir(&mut self) -> &Path {
+        self.dir.disable_cleanup(true);
+        self.dir.path()
+    }
+
     fn build(&mut self, hosts: usize) -> Result<()> {
         sh("ip", &["link", "add", &self.bridge, "type", "bridge"])?;
         let gateway = format!("{}/24", self.gateway);

@@ -75,6 +75,11 @@ impl FaultBed {
         self.underlay.dir()
     }
 
+    /// Leaves the members' data directories and logs in place when the bed goes.
+    pub fn keep_dir(&mut self) -> &Path {
+        self.underlay.keep_dir()
+    }
+
     /// Every member's client URL, by index.
     pub fn endpoints(&self) -> Vec<String> {
         self.cluster.endpoints()

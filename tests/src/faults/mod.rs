@@ -159,7 +159,11 @@ pub fn run(config: &Config) -> Result<Report> {
         history,
         revisions: (start_revision, end_revision),
     };
-    Ok(Report::new(config, run))
+    let mut report = Report::new(config, run);
+    if !report.passed() {
+        report.kept = Some(bed.keep_dir().to_path_buf());
+    }
+    Ok(report)
 }
 
 /// Everything a run recorded, for the checkers.

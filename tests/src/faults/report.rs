@@ -36,6 +36,8 @@ pub struct Report {
     pub revisions: (i64, i64),
     /// Every anomaly found.
     pub violations: Vec<Violation>,
+    /// Where a failed run's member data directories and logs were left.
+    pub kept: Option<std::path::PathBuf>,
 }
 
 impl Report {
@@ -97,6 +99,7 @@ impl Report {
             watched,
             revisions: run.revisions,
             violations,
+            kept: None,
         }
     }
 
@@ -231,6 +234,9 @@ impl fmt::Display for Report {
         writeln!(f, "violations ({}):", self.violations.len())?;
         for violation in &self.violations {
             write!(f, "  {violation}")?;
+        }
+        if let Some(kept) = &self.kept {
+            writeln!(f, "members' data and logs kept in {}", kept.display())?;
         }
         writeln!(
             f,

@@ -105,9 +105,6 @@ struct Inner {
     raft: Raft<TypeConfig>,
     /// How far this member's log is on disk.
     persisted: Persisted,
-    /// The index of the last entry in the log when this member started (0: empty): the
-    /// floor of its read index should it lead ([`Node::read_index_here`]).
-    log_end_at_start: u64,
     proposer: Proposer,
     machine: StateMachine,
     transport: Transport,
@@ -162,7 +159,6 @@ impl Node {
         let log = open_log(&config.data_dir).await?;
         log.set_member(id)?;
         let persisted = log.persisted();
-        let log_end_at_start = log.log_state()?.last_log_id.map_or(0, |id| id.index);
         let machine = StateMachine::open(&config.data_dir, persisted.clone())?;
         let transport = Transport::default();
         let identity = identity::establish(&config, id, &transport).await?;
@@ -178,7 +174,6 @@ impl Node {
         let node = Self {
             inner: Arc::new(Inner {
                 id,
-                log_end_at_start,
                 cluster_id: identity.cluster_id,
                 config,
                 proposer: Proposer::start(raft.clone()),
@@ -473,12 +468,6 @@ impl Node {
 
     /// The leader's read index: the log index a member must apply before a linearizable
     /// read (0: nothing yet).
-    ///
-    /// openraft's is the larger of its term's first entry and its commit index. A leader
-    /// that restarted resumes its term at once, with its commit index only as far as it had
-    /// recorded (a hint, not synced), and that term's first entry may lie far behind what it
-    /// had committed and acknowledged before the crash: a read from there would be stale. It
-    /// had all of that in its log, so the read index is never below the log's end at start.
     async fn read_index_here(&self, deadline: tokio::time::Instant) -> Result<u64, Redirect> {
         self.wait_for_transfer(deadline)
             .await
@@ -487,9 +476,7 @@ impl Node {
             .await
             .map_err(|_| Redirect::Failed(NodeError::Timeout))?;
         match checked {
-            Ok((read_index, _applied)) => Ok(read_index
-                .map_or(0, |log_id| log_id.index)
-                .max(self.inner.log_end_at_start)),
+            Ok((read_index, _applied)) => Ok(read_index.map_or(0, |log_id| log_id.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
                 Err(forward.leader_node.map_or(Redirect::Unknown, Redirect::To))
             }

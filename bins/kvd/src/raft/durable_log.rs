@@ -763,8 +763,31 @@ impl LogStore {
     pub fn set_member(&self, id: NodeId) -> Result<(), LogStoreError> {
         // Only the first call counts: a log belongs to one member.
         let _ = self.shared.member.set(id);
-        self.note_leading(self.vote()?.as_ref());
+        self.note_leading(self.vote_at_start()?.as_ref());
         Ok(())
+    }
+
+    /// The saved vote as a member that starts must take it: its own committed vote (it
+    /// led) becomes a plain vote for itself in that term, so that it leads again only after
+    /// winning a later term, as in Raft.
+    ///
+    /// openraft 0.9 would resume leading in the same term. But a leader sends entries to
+    /// followers before they are on its own disk (it stages them, as etcd's leader writes in
+    /// parallel with replicating), so a leader killed and resumed in the same term could
+    /// write other entries at the indexes it lost, under the same term, and followers that
+    /// kept the first ones would take them for the same: logs that differ where Raft says
+    /// they cannot (found by the fault runs of issue 21, after every member was killed).
+    pub fn vote_at_start(&self) -> Result<Option<Vote>, LogStoreError> {
+        let vote = self.vote()?;
+        let own = |vote: &Vote| {
+            vote.is_committed()
+                && vote.leader_id().voted_for().is_some()
+                && vote.leader_id().voted_for() == self.shared.member.get().copied()
+        };
+        Ok(vote.map(|vote| match own(&vote) {
+            true => Vote::new(vote.leader_id().get_term(), vote.leader_id().node_id),
+            false => vote,
+        }))
     }
 
     /// Whether the member leads, as far as its saved vote tells.
@@ -1113,6 +1136,33 @@ mod tests {
         store.write_vote(&Vote::new(2, 3)).unwrap();
 
         assert_eq!(store.vote().unwrap(), Some(Vote::new(2, 3)));
+    }
+
+    #[test]
+    fn a_member_that_led_starts_again_with_only_a_vote_for_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.set_member(7).unwrap();
+            store.write_vote(&Vote::new_committed(3, 7)).unwrap();
+            assert!(store.leading());
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.set_member(7).unwrap();
+        // It must win term 4 or later to lead again; what was saved stays as it was.
+        assert_eq!(store.vote_at_start().unwrap(), Some(Vote::new(3, 7)));
+        assert_eq!(store.vote().unwrap(), Some(Vote::new_committed(3, 7)));
+        assert!(!store.leading());
+
+        // Another member's leadership is kept as it is.
+        let other = tempfile::tempdir().unwrap();
+        let store = LogStore::open(other.path()).unwrap();
+        store.set_member(8).unwrap();
+        store.write_vote(&Vote::new_committed(3, 7)).unwrap();
+        assert_eq!(
+            store.vote_at_start().unwrap(),
+            Some(Vote::new_committed(3, 7))
+        );
     }
 
     #[test]
@@ -1511,7 +1561,12 @@ mod tests {
             "a log that was not told its member never leads"
         );
         store.set_member(7).unwrap();
-        assert!(store.leading(), "naming the member reads the saved vote");
+        assert!(
+            !store.leading(),
+            "a member that starts leads only once it wins a new term"
+        );
+        store.write_vote(&Vote::new_committed(6, 7)).unwrap();
+        assert!(store.leading());
     }
 
     #[test]

@@ -92,8 +92,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
+    /// openraft reads the vote once, at start: see [`LogStore::vote_at_start`].
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError<NodeId>> {
-        self.vote()
+        self.vote_at_start()
             .map_err(|error| storage_error(StorageIOError::read_vote, &error))
     }
 
