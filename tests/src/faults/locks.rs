@@ -42,15 +42,16 @@ pub struct Held {
     pub revision: i64,
 }
 
-/// Takes and releases the lock through `api` until `until`; returns every holding known
-/// and how many attempts failed.
+/// Takes and releases the lock through `api` until `until`, holding it for times drawn
+/// from `seed`; returns every holding known and how many attempts failed.
 pub async fn drive(
     client: usize,
     api: Api,
     endpoints: Vec<String>,
+    seed: u64,
     until: Instant,
 ) -> (Vec<Held>, usize) {
-    let mut rng = fastrand::Rng::with_seed(client as u64);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut held = Vec::new();
     let mut failed = 0;
     while Instant::now() < until {

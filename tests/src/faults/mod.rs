@@ -8,8 +8,8 @@
 //!
 //! A run ends with every fault mended and the cluster whole, then final reads of every key,
 //! then the store's history read afresh; the [`Report`] says what happened and, for a
-//! failed run, shows the smallest history that still fails and the seed that replays the
-//! schedule (`SINEW_FAULT_SEED`).
+//! failed run, shows the operations behind each anomaly, keeps the members' data and logs,
+//! and gives the line that replays the schedule (`SINEW_FAULT_SEED` and the rest).
 
 pub mod bed;
 pub mod checks;
@@ -118,7 +118,8 @@ pub fn run(config: &Config) -> Result<Report> {
     let lockers = (0..config.lockers)
         .map(|index| {
             let api = if index % 2 == 0 { Api::Json } else { Api::Grpc };
-            runtime.spawn(locks::drive(index, api, endpoints.clone(), until))
+            let seed = config.seed.wrapping_sub(index as u64 + 1);
+            runtime.spawn(locks::drive(index, api, endpoints.clone(), seed, until))
         })
         .collect::<Vec<_>>();
     let steps = nemesis::schedule(config.seed, config.duration, config.members, &config.kinds);
