@@ -17,7 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::checks::Violation;
 use super::watchers::Seen;
-use super::workload::Api;
+use super::workload::{self, Api};
 
 /// The lock every lock client takes.
 pub const LOCK: &str = "/faults-lock";
@@ -96,7 +96,7 @@ async fn hold_json(
         client,
         api: Api::Json,
         key: String::from_utf8_lossy(&key).into_owned(),
-        revision: read.header.map_or(0, |header| header.revision),
+        revision: workload::revision(read.header),
     });
     tokio::time::sleep(Duration::from_millis(rng.u64(20..150))).await;
     lock.unlock().await?;
@@ -134,7 +134,7 @@ async fn hold_grpc(
             client,
             api: Api::Grpc,
             key: String::from_utf8_lossy(&response.key).into_owned(),
-            revision: response.header.map_or(0, |header| header.revision),
+            revision: workload::revision(response.header),
         };
         tokio::time::sleep(Duration::from_millis(rng.u64(20..150))).await;
         locks.unlock(UnlockRequest { key: response.key }).await?;

@@ -109,7 +109,7 @@ pub fn run(config: &Config) -> Result<Report> {
     let clients = (0..config.clients)
         .map(|index| {
             let _entered = runtime.enter();
-            let api = if index % 2 == 0 { Api::Json } else { Api::Grpc };
+            let api = Api::by_turns(index);
             let client = Client::new(index, api, &endpoints, started)?;
             let seed = config.seed.wrapping_add(index as u64 + 1);
             Ok(runtime.spawn(drive(client, seed, config.keys, until)))
@@ -117,7 +117,7 @@ pub fn run(config: &Config) -> Result<Report> {
         .collect::<Result<Vec<_>>>()?;
     let lockers = (0..config.lockers)
         .map(|index| {
-            let api = if index % 2 == 0 { Api::Json } else { Api::Grpc };
+            let api = Api::by_turns(index);
             let seed = config.seed.wrapping_sub(index as u64 + 1);
             runtime.spawn(locks::drive(index, api, endpoints.clone(), seed, until))
         })
@@ -183,7 +183,7 @@ struct Run {
 async fn revision(endpoints: &[String]) -> Result<i64> {
     let client = KvClient::new(endpoints.to_vec())?;
     let response = client.get_prefix(workload::PREFIX).await?;
-    Ok(response.header.map_or(0, |header| header.revision))
+    Ok(workload::revision(response.header))
 }
 
 /// One client's operations until `until`: reads, writes and compare-and-sets of random

@@ -40,6 +40,15 @@ pub enum Api {
 }
 
 impl Api {
+    /// The API of client `index` of a run: JSON for even ones, gRPC for odd ones.
+    pub fn by_turns(index: usize) -> Self {
+        if index.is_multiple_of(2) {
+            Self::Json
+        } else {
+            Self::Grpc
+        }
+    }
+
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -334,6 +343,7 @@ fn cas(key: &str, expected: Option<&str>, new: &str) -> TxnRequest {
     }
 }
 
-fn revision(header: Option<ResponseHeader>) -> i64 {
+/// The revision an answer's header carries (0 without a header).
+pub fn revision(header: Option<ResponseHeader>) -> i64 {
     header.map_or(0, |header| header.revision)
 }

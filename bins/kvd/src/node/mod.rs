@@ -739,13 +739,12 @@ pub(super) fn leader_lease(config: &NodeConfig) -> Duration {
 
 fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
     let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    let (shortest, longest) = election_timeouts(config.election_timeout, config.heartbeat);
     openraft::Config {
         cluster_name: config.initial_cluster_token.clone(),
         heartbeat_interval: millis(config.heartbeat),
-        election_timeout_min: millis(
-            election_timeouts(config.election_timeout, config.heartbeat).0,
-        ),
-        election_timeout_max: millis(leader_lease(config)),
+        election_timeout_min: millis(shortest),
+        election_timeout_max: millis(longest),
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         // Followers that fall this far behind catch up from a snapshot instead.
         max_in_snapshot_log_to_keep: 5000,
