@@ -3,14 +3,18 @@
 //! blue and two green, on loopback).
 //!
 //! 1. Throughput, p99 latency and the proxy's CPU time per request for small HTTP requests
-//!    at 64 kept-alive connections, each proxy measured twice, in turns.
+//!    at 64 kept-alive connections, each proxy measured in several short rounds, in turns
+//!    (which one goes first alternates), so that a drift in the machine's speed during the
+//!    run weighs on both alike. Both proxies do the same work per request: HAProxy adds
+//!    `x-forwarded-for` (`option forwardfor`), as sinew-proxy always does.
 //! 2. Failed requests during consecutive switches between the blue and the green pair under
 //!    that load: sinew-proxy switches in process (one write of the routing record in the
 //!    store); HAProxy gets its configuration rewritten and is reloaded (`-sf`, a new
 //!    process taking over from the old one), as SmartStack's synapse does it.
 //!
-//! `cargo bench -p sinew-tests --bench proxy`; `SINEW_BENCH_SECONDS=N` per throughput
-//! round (default 10), `SINEW_BENCH_SWITCHES=N` (default 100). The line before the last
+//! `cargo bench -p sinew-tests --bench proxy`; `SINEW_BENCH_ROUNDS=N` throughput rounds
+//! per proxy (default 4) of `SINEW_BENCH_SECONDS=N` each (default 5),
+//! `SINEW_BENCH_SWITCHES=N` (default 100). The line before the last
 //! gives both proxies' failed requests across the switches; the last is
 //! `RATIO proxy_throughput=<sinew-proxy/haproxy requests per second>`.
 
@@ -31,7 +35,8 @@ const CONNECTIONS: usize = 64;
 const SWITCH_EVERY: Duration = Duration::from_millis(100);
 
 fn main() -> Result<()> {
-    let seconds: u64 = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 10);
+    let rounds: usize = sinew_tests::bench_setting("SINEW_BENCH_ROUNDS", 4);
+    let seconds: u64 = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 5);
     let switches: usize = sinew_tests::bench_setting("SINEW_BENCH_SWITCHES", 100);
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     sinew_tests::tools_installed(
@@ -60,17 +65,23 @@ fn main() -> Result<()> {
     let round = Duration::from_secs(seconds);
     let mut sinew_rounds = Vec::new();
     let mut haproxy_rounds = Vec::new();
-    for _ in 0..2 {
-        sinew_rounds.push(measure(bed.http, &[bed.proxy_pid()], round)?);
+    for index in 0..rounds {
+        let sinew_first = index % 2 == 0;
+        if sinew_first {
+            sinew_rounds.push(measure(bed.http, &[bed.proxy_pid()], round)?);
+        }
         haproxy_rounds.push(measure(haproxy.address, &haproxy.pids(), round)?);
+        if !sinew_first {
+            sinew_rounds.push(measure(bed.http, &[bed.proxy_pid()], round)?);
+        }
     }
     let (sinew_rate, sinew_p99, sinew_cpu) = summary(&sinew_rounds, round);
     let (haproxy_rate, haproxy_p99, haproxy_cpu) = summary(&haproxy_rounds, round);
     println!(
-        "sinew-proxy: {sinew_rate:.0} requests/s, p99 {sinew_p99:.2} ms, {sinew_cpu:.1} µs of CPU per request ({CONNECTIONS} connections, 2 rounds of {seconds} s)"
+        "sinew-proxy: {sinew_rate:.0} requests/s, p99 {sinew_p99:.2} ms, {sinew_cpu:.1} µs of CPU per request ({CONNECTIONS} connections, {rounds} rounds of {seconds} s)"
     );
     println!(
-        "haproxy:     {haproxy_rate:.0} requests/s, p99 {haproxy_p99:.2} ms, {haproxy_cpu:.1} µs of CPU per request ({CONNECTIONS} connections, 2 rounds of {seconds} s)"
+        "haproxy:     {haproxy_rate:.0} requests/s, p99 {haproxy_p99:.2} ms, {haproxy_cpu:.1} µs of CPU per request ({CONNECTIONS} connections, {rounds} rounds of {seconds} s)"
     );
 
     let sinew_switching = under_switches(bed.http, switches, |to_green| {
@@ -208,7 +219,7 @@ impl Haproxy {
         std::fs::write(
             &self.config,
             format!(
-                "global\n    maxconn 4096\n\ndefaults\n    mode http\n    option http-keep-alive\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\nfrontend front\n    bind {}\n    default_backend back\n\nbackend back\n    balance roundrobin\n{servers}",
+                "global\n    maxconn 4096\n\ndefaults\n    mode http\n    option http-keep-alive\n    option forwardfor\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\nfrontend front\n    bind {}\n    default_backend back\n\nbackend back\n    balance roundrobin\n{servers}",
                 self.address
             ),
         )?;

@@ -18,6 +18,7 @@ use crate::backends::Pool;
 use crate::config::{Mode, Settings};
 use crate::http::{self, Forwarder};
 use crate::status::{self, Reporter};
+use crate::upstream::Upstream;
 use crate::{registry, tcp};
 
 /// How long the proxy waits for its first read of the store before it listens anyway (and
@@ -155,6 +156,7 @@ impl Worker {
             }
         };
         runtime.block_on(async {
+            let upstream = Upstream::new(self.connect_timeout);
             let mut served = tokio::task::JoinSet::new();
             for (listener, mode, pool) in self.listeners {
                 let listener = match TcpListener::from_std(listener) {
@@ -175,7 +177,7 @@ impl Worker {
                     )),
                     Mode::Http => served.spawn(http::serve(
                         listener,
-                        Arc::new(Forwarder::new(pool, self.connect_timeout)),
+                        Arc::new(Forwarder::new(pool, Arc::clone(&upstream))),
                         stopping,
                         sessions,
                     )),

@@ -1,5 +1,5 @@
 //! HTTP/1.1 proxying: each request goes to a backend of its own, over connections to that
-//! backend kept open between requests. A request whose body is small enough to keep is
+//! backend kept open between requests ([`Upstream`]). A request whose body is small enough to keep is
 //! sent to the next backend when one refuses the connection (or, for a method that may be
 //! repeated, fails before answering), so a backend that dies costs the client nothing.
 
@@ -8,28 +8,26 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
+use hyper::http::uri::PathAndQuery;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::backends::{InUse, Pool};
 use crate::daemon::{accept, Sessions};
+use crate::upstream::{Lent, SendError, Upstream, UpstreamBody};
 
-/// A body on its way through the proxy.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// An answer on its way to the client: the backend's, or the proxy's own.
+type AnswerBody = Either<Counted, Full<Bytes>>;
 
 /// Request bodies up to this size are kept, so that the request can go to another backend.
 const KEPT_BODY: u64 = 1 << 20;
@@ -51,32 +49,22 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 #[derive(Debug)]
 pub struct Forwarder {
     pool: Arc<Pool>,
-    client: Client<HttpConnector, ProxyBody>,
+    upstream: Arc<Upstream>,
 }
 
 impl Forwarder {
-    /// A forwarder for `pool`'s service.
-    pub fn new(pool: Arc<Pool>, connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        // Small messages are copied into one buffer and written with one call, which costs
-        // less than gathering them (measured with the proxy benchmark).
-        let client = Client::builder(TokioExecutor::new())
-            .http1_writev(false)
-            .build(connector);
-        Self { pool, client }
+    /// A forwarder for `pool`'s service, over the worker's connections `upstream`.
+    pub fn new(pool: Arc<Pool>, upstream: Arc<Upstream>) -> Self {
+        Self { pool, upstream }
     }
 
     /// Answers one request from `peer`.
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<ProxyBody> {
+    async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<AnswerBody> {
         let service = self.pool.service();
         let (parts, body) = request.into_parts();
-        let (kept, mut streamed) = if body
+        let (kept, mut streamed) = if body.is_end_stream() {
+            (Some(Bytes::new()), None)
+        } else if body
             .size_hint()
             .upper()
             .is_some_and(|upper| upper <= KEPT_BODY)
@@ -97,19 +85,18 @@ impl Forwarder {
         let mut last_error = String::new();
         while let Some(backend) = self.pool.pick(&tried) {
             let body = match (&kept, streamed.take()) {
-                (Some(bytes), _) => Full::new(bytes.clone())
-                    .map_err(|never| match never {})
-                    .boxed(),
-                (None, Some(body)) => body.boxed(),
+                (Some(bytes), _) => Either::Left(Full::new(bytes.clone())),
+                (None, Some(body)) => Either::Right(body),
                 (None, None) => break,
             };
-            let upstream = match upstream_request(&parts, backend.address, peer, body) {
-                Ok(upstream) => upstream,
+            let request = match upstream_request(&parts, backend.address, peer, body) {
+                Ok(request) => request,
                 Err(reason) => return answer(StatusCode::BAD_REQUEST, &reason),
             };
             let in_use = backend.begin();
             let outcome = tokio::select! {
-                outcome = self.client.request(upstream) => outcome,
+                biased;
+                outcome = self.upstream.send(backend.address, request) => outcome,
                 () = backend.drained() => {
                     return answer(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -118,10 +105,11 @@ impl Forwarder {
                 }
             };
             match outcome {
-                Ok(response) => return respond(response, in_use),
+                Ok((response, lent)) => return respond(response, in_use, lent),
                 Err(error) => {
                     backend.failed();
-                    let retry = kept.is_some() && (error.is_connect() || repeatable(&parts.method));
+                    let retry = kept.is_some()
+                        && (matches!(error, SendError::Connect(_)) || repeatable(&parts.method));
                     last_error = sinew_support::error_chain(&error);
                     tracing::warn!(
                         service,
@@ -143,7 +131,7 @@ impl Forwarder {
         }
         if tried.is_empty() {
             self.pool.unavailable();
-            tracing::warn!(service, %peer, "no healthy backend; answering 503");
+            tracing::warn!(service, peer = %peer.address, "no healthy backend; answering 503");
             return answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("no healthy instance of {service}"),
@@ -175,9 +163,10 @@ pub async fn serve(
         let forwarder = Arc::clone(&forwarder);
         let mut stopping = stopping.clone();
         sessions.spawn(async move {
+            let client = Arc::new(Peer::new(peer));
             let service = service_fn(move |request| {
-                let forwarder = Arc::clone(&forwarder);
-                async move { Ok::<_, Infallible>(forwarder.handle(request, peer).await) }
+                let (forwarder, client) = (Arc::clone(&forwarder), Arc::clone(&client));
+                async move { Ok::<_, Infallible>(forwarder.handle(request, &client).await) }
             });
             let connection = http1::Builder::new()
                 .writev(false)
@@ -197,50 +186,75 @@ pub async fn serve(
     }
 }
 
+/// A client connection's far end.
+#[derive(Debug)]
+struct Peer {
+    address: SocketAddr,
+    /// Its address as `x-forwarded-for` gives it, made once per connection.
+    forwarded: HeaderValue,
+}
+
+impl Peer {
+    fn new(address: SocketAddr) -> Self {
+        let forwarded = HeaderValue::from_str(&address.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Self { address, forwarded }
+    }
+}
+
 /// The request to send to the backend at `address`: the client's, less the headers of its
 /// connection, with the client added to `x-forwarded-for`.
 fn upstream_request(
     parts: &Parts,
     address: SocketAddr,
-    peer: SocketAddr,
-    body: ProxyBody,
-) -> Result<Request<ProxyBody>, String> {
-    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-    let uri: Uri = format!("http://{address}{path}")
-        .parse()
-        .map_err(|error| format!("request target {path:?}: {error}"))?;
+    peer: &Peer,
+    body: UpstreamBody,
+) -> Result<Request<UpstreamBody>, String> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = uri;
+    *request.uri_mut() = Uri::from(path);
     *request.version_mut() = Version::HTTP_11;
     // The client's headers are kept for a retry on another backend, so this is a copy.
-    *request.headers_mut() = parts.headers.clone();
-    strip_hop_by_hop(request.headers_mut());
+    let headers = request.headers_mut();
+    *headers = parts.headers.clone();
+    strip_hop_by_hop(headers);
+    if !headers.contains_key(header::HOST) {
+        // HTTP/1.0 clients may leave it out; HTTP/1.1 requires it.
+        let host = HeaderValue::from_str(&address.to_string())
+            .map_err(|error| format!("backend address {address} as a Host header: {error}"))?;
+        headers.insert(header::HOST, host);
+    }
     let forwarded = match parts
         .headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
     {
-        Some(earlier) => format!("{earlier}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+        Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {}", peer.address.ip())).ok(),
+        None => Some(peer.forwarded.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded) {
-        request.headers_mut().insert("x-forwarded-for", value);
+    if let Some(value) = forwarded {
+        headers.insert("x-forwarded-for", value);
     }
     Ok(request)
 }
 
-/// The backend's answer, passed on; the backend counts it as open until its body is sent.
-fn respond(response: Response<Incoming>, in_use: InUse) -> Response<ProxyBody> {
+/// The backend's answer, passed on; the backend counts it as open, and its connection as
+/// lent, until its body is sent.
+fn respond(response: Response<Incoming>, in_use: InUse, lent: Lent) -> Response<AnswerBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(
         parts,
-        Counted {
+        Either::Left(Counted {
             body,
             _in_use: in_use,
-        }
-        .boxed(),
+            _lent: lent,
+        }),
     )
 }
 
@@ -271,12 +285,8 @@ fn repeatable(method: &Method) -> bool {
 }
 
 /// An answer of the proxy's own.
-fn answer(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(format!("{text}\n")))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+fn answer(status: StatusCode, text: &str) -> Response<AnswerBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(format!("{text}\n")))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -285,10 +295,13 @@ fn answer(status: StatusCode, text: &str) -> Response<ProxyBody> {
     response
 }
 
-/// A backend's response body, which keeps the backend's request counted as open.
+/// A backend's response body, which keeps the backend's request counted as open and its
+/// connection lent (fields drop in order: the body is done with before the connection goes
+/// back).
 struct Counted {
     body: Incoming,
     _in_use: InUse,
+    _lent: Lent,
 }
 
 impl Body for Counted {

@@ -27,3 +27,4 @@ pub mod http;
 pub mod registry;
 pub mod status;
 pub mod tcp;
+pub mod upstream;

@@ -37,7 +37,6 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, pool: &Pool, connect_tim
         return;
     };
     let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
     let backend = in_use.backend();
     tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
@@ -54,19 +53,29 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, pool: &Pool, connect_tim
     }
 }
 
+/// A connection to the backend at `address`, for small messages (no Nagle delay); the
+/// reason as text when there is none within `timeout`.
+pub async fn connect(address: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(format!("connecting to {address}: {error}")),
+        Err(_) => {
+            return Err(format!(
+                "connecting to {address}: no answer within {timeout:?}"
+            ))
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// Connects to the pool's backends in turn until one accepts; `None` when none did.
 pub async fn connect_any(pool: &Pool, connect_timeout: Duration) -> Option<(InUse, TcpStream)> {
     let mut tried = Vec::new();
     while let Some(backend) = pool.pick(&tried) {
-        let reason = match tokio::time::timeout(
-            connect_timeout,
-            TcpStream::connect(backend.address),
-        )
-        .await
-        {
-            Ok(Ok(stream)) => return Some((backend.begin(), stream)),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!("no answer within {connect_timeout:?}"),
+        let reason = match connect(backend.address, connect_timeout).await {
+            Ok(stream) => return Some((backend.begin(), stream)),
+            Err(reason) => reason,
         };
         backend.failed();
         tracing::warn!(
