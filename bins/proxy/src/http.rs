@@ -1,7 +1,8 @@
 //! HTTP/1.1 proxying: each request goes to a backend of its own, over connections to that
-//! backend kept open between requests ([`Upstream`]). A request whose body is small enough to keep is
-//! sent to the next backend when one refuses the connection (or, for a method that may be
-//! repeated, fails before answering), so a backend that dies costs the client nothing.
+//! backend kept open between requests ([`Upstream`]). A request whose body is small enough
+//! to keep is sent to the next backend when one refuses the connection (or, for a method
+//! that may be repeated, fails before answering), so a backend that dies costs the client
+//! nothing.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
