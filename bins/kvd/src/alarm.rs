@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use sinew_etcd_api::etcdserverpb::{AlarmMember, AlarmType};
 
 use crate::v3::request_op::Request;
 use crate::v3::{Command, KvError, RequestOp, TxnRequest};
@@ -30,6 +31,45 @@ pub struct Alarm {
     pub member: u64,
     /// What about.
     pub kind: AlarmKind,
+}
+
+impl From<AlarmType> for AlarmKind {
+    fn from(kind: AlarmType) -> Self {
+        match kind {
+            AlarmType::None => Self::None,
+            AlarmType::Nospace => Self::Nospace,
+            AlarmType::Corrupt => Self::Corrupt,
+        }
+    }
+}
+
+impl From<AlarmKind> for AlarmType {
+    fn from(kind: AlarmKind) -> Self {
+        match kind {
+            AlarmKind::None => Self::None,
+            AlarmKind::Nospace => Self::Nospace,
+            AlarmKind::Corrupt => Self::Corrupt,
+        }
+    }
+}
+
+impl From<Alarm> for AlarmMember {
+    fn from(alarm: Alarm) -> Self {
+        Self {
+            member_id: alarm.member,
+            alarm: AlarmType::from(alarm.kind).into(),
+        }
+    }
+}
+
+impl From<&AlarmMember> for Alarm {
+    /// An alarm type this version does not know reads as `NONE`, as etcd's clients read it.
+    fn from(member: &AlarmMember) -> Self {
+        Self {
+            member: member.member_id,
+            kind: member.alarm().into(),
+        }
+    }
 }
 
 /// What a log entry asks of the alarms (etcd's `AlarmRequest`).

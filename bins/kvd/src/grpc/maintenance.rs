@@ -5,10 +5,10 @@ use std::pin::Pin;
 
 use sinew_etcd_api::etcdserverpb::maintenance_server::Maintenance;
 use sinew_etcd_api::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
-    DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, DefragmentRequest,
+    DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse,
+    HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -129,11 +129,7 @@ pub(super) async fn alarm<B: Backend>(
     backend: &B,
     request: AlarmRequest,
 ) -> Result<Vec<AlarmMember>, Refusal> {
-    let kind = match request.alarm() {
-        AlarmType::None => AlarmKind::None,
-        AlarmType::Nospace => AlarmKind::Nospace,
-        AlarmType::Corrupt => AlarmKind::Corrupt,
-    };
+    let kind = AlarmKind::from(request.alarm());
     let named = Alarm {
         member: request.member_id,
         kind,
@@ -147,14 +143,6 @@ pub(super) async fn alarm<B: Backend>(
     Ok(alarms
         .into_iter()
         .filter(|alarm| kind == AlarmKind::None || alarm.kind == kind)
-        .map(|alarm| AlarmMember {
-            member_id: alarm.member,
-            alarm: match alarm.kind {
-                AlarmKind::None => AlarmType::None,
-                AlarmKind::Nospace => AlarmType::Nospace,
-                AlarmKind::Corrupt => AlarmType::Corrupt,
-            }
-            .into(),
-        })
+        .map(AlarmMember::from)
         .collect())
 }

@@ -203,6 +203,7 @@ impl Backend for Node {
         let (revision, data) = self
             .machine()
             .state()
+            .await
             .map_err(|error| BackendError::Unavailable(format!("etcdserver: {error}")))?;
         Ok(StateSnapshot { revision, data })
     }

@@ -36,7 +36,7 @@ use crate::v3::{Event, Store, WatchBatch};
 const BATCH_BACKLOG: usize = 4096;
 
 /// What the state machine holds besides snapshots.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Applied {
     store: Store,
     v2: v2::Store,
@@ -81,8 +81,9 @@ impl Applied {
         }
     }
 
-    fn snapshot(&self) -> Result<Vec<u8>, std::io::Error> {
-        snapshot_data::encode(&self.store, &self.v2, &self.alarms)
+    /// Both stores and the alarms as a snapshot's data, taking this copy apart.
+    fn into_snapshot(self) -> Result<Vec<u8>, std::io::Error> {
+        snapshot_data::encode(self.store, &self.v2, &self.alarms)
     }
 }
 
@@ -167,9 +168,24 @@ impl StateMachine {
     }
 
     /// A copy of both stores as they are now, in the snapshot format, with the v3 revision.
-    pub fn state(&self) -> Result<(i64, Vec<u8>), std::io::Error> {
-        let applied = self.applied.read().unwrap_or_else(PoisonError::into_inner);
-        Ok((applied.store.revision(), applied.snapshot()?))
+    pub async fn state(&self) -> Result<(i64, Vec<u8>), std::io::Error> {
+        let copy = self.copy().await?;
+        let revision = copy.store.revision();
+        off_runtime(move || Ok((revision, copy.into_snapshot()?))).await
+    }
+
+    /// A copy of what is applied now. The lock is held only while copying, so applies wait
+    /// for a copy of the stores, not for their encoding; both happen off the runtime, whose
+    /// threads must keep heartbeats and answers flowing meanwhile.
+    async fn copy(&self) -> Result<Applied, std::io::Error> {
+        let applied = Arc::clone(&self.applied);
+        off_runtime(move || {
+            Ok(applied
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone())
+        })
+        .await
     }
 
     /// The id of the last entry applied.
@@ -227,6 +243,15 @@ impl StateMachine {
     }
 }
 
+/// Runs `work` on a blocking thread.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static,
+) -> Result<T, std::io::Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|panicked| Err(std::io::Error::other(panicked)))
+}
+
 fn snapshot_id(last_log_id: Option<LogId>) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -253,26 +278,25 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let file = {
-            let applied = self
-                .machine
-                .applied
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            let data = applied
-                .snapshot()
-                .map_err(|error| StorageIOError::write_snapshot(None, AnyError::new(&error)))?;
-            SnapshotFile {
-                meta: SnapshotMeta {
-                    last_log_id: applied.last_applied,
-                    last_membership: applied.membership.clone(),
-                    snapshot_id: snapshot_id(applied.last_applied),
-                },
-                data,
-            }
+        let failed =
+            |error: std::io::Error| StorageIOError::write_snapshot(None, AnyError::new(&error));
+        let applied = self.machine.copy().await.map_err(failed)?;
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership.clone(),
+            snapshot_id: snapshot_id(applied.last_applied),
         };
-        self.machine.save_snapshot(file.clone()).await?;
-        Ok(to_snapshot(file))
+        // One copy of the bytes to keep, one for openraft, made off the runtime too.
+        let (kept, data) =
+            off_runtime(move || applied.into_snapshot().map(|data| (data.clone(), data)))
+                .await
+                .map_err(failed)?;
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data: kept,
+        };
+        self.machine.save_snapshot(file).await?;
+        Ok(to_snapshot(SnapshotFile { meta, data }))
     }
 }
 
@@ -374,11 +398,79 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self
-            .current_snapshot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .map(to_snapshot))
+        let current = Arc::clone(&self.current_snapshot);
+        off_runtime(move || {
+            Ok(current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone())
+        })
+        .await
+        .map(|file| file.map(to_snapshot))
+        .map_err(|error| StorageIOError::read_snapshot(None, AnyError::new(&error)).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use openraft::testing::log_id;
+
+    use super::*;
+    use crate::raft::LogStore;
+    use crate::v3::{Command, PutRequest};
+
+    /// A snapshot on disk whose store holds `versions` versions of 256-byte values.
+    fn large_snapshot(data_dir: &Path, versions: usize) {
+        let mut store = Store::new();
+        for index in 0..versions {
+            let put = PutRequest {
+                key: format!("key/{}", index % 100).into_bytes(),
+                value: vec![b'v'; 256],
+                ..PutRequest::default()
+            };
+            store.apply(&Command::Put(put)).unwrap();
+        }
+        let data = snapshot_data::encode(store, &v2::Store::default(), &Alarms::default());
+        let file = SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id(1, 1, 1)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "1-1".to_owned(),
+            },
+            data: data.unwrap(),
+        };
+        file.save(data_dir).unwrap();
+    }
+
+    /// Heartbeats and answers run on the runtime's threads; a snapshot of a large history
+    /// takes long to encode and write, and must not hold them meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn building_a_snapshot_leaves_the_runtime_free() {
+        let dir = tempfile::tempdir().unwrap();
+        large_snapshot(dir.path(), 200_000);
+        let log = LogStore::open(dir.path()).unwrap();
+        let mut machine = StateMachine::open(dir.path(), log.persisted()).unwrap();
+        let mut builder = machine.get_snapshot_builder().await;
+
+        let started = Instant::now();
+        let build = tokio::spawn(async move { builder.build_snapshot().await });
+        let mut longest_stall = Duration::ZERO;
+        while !build.is_finished() {
+            let slept = Instant::now();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            longest_stall = longest_stall.max(slept.elapsed());
+        }
+        let took = started.elapsed();
+        let snapshot = build.await.unwrap().unwrap();
+
+        assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 1, 1)));
+        assert!(
+            longest_stall * 4 < took,
+            "the runtime stalled for {longest_stall:?} of the {took:?} the snapshot took"
+        );
+        let restored = snapshot_data::restore(&snapshot.snapshot.into_inner()).unwrap();
+        assert_eq!(restored.store.revision(), 200_001);
     }
 }

@@ -66,6 +66,16 @@ impl History {
         &self.records
     }
 
+    /// The kept changes, given up.
+    pub(crate) fn into_records(self) -> Vec<Record> {
+        self.records
+    }
+
+    /// A history of `records`, which must be ordered by `(main, sub)`.
+    pub(crate) fn from_records(records: Vec<Record>) -> Self {
+        Self { records }
+    }
+
     /// What the kept changes of `key` count toward [`crate::v3::Store::size`].
     pub(crate) fn size(&self, key: &[u8]) -> u64 {
         self.records.iter().map(|record| record.size(key)).sum()

@@ -21,7 +21,7 @@
 //!   of its last change, and `version` counts its puts since creation; a delete resets it.
 //! * Earlier revisions stay readable until [`Command::Compact`] drops them.
 //!
-//! Snapshots ([`Store::snapshot`], [`Store::restore`]) hold the whole state, history
+//! Snapshots ([`Store::into_snapshot`], [`Store::restore`]) hold the whole state, history
 //! included, so Raft can compact its log and install state on a lagging follower.
 //!
 //! Module map: `command` (what Raft replicates and the checks before proposing), `compare`

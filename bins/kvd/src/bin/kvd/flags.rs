@@ -74,7 +74,7 @@ pub struct Flags {
     #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
     pub election_timeout: u64,
     /// Number of committed transactions to trigger a snapshot to disk.
-    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
@@ -212,6 +212,7 @@ mod tests {
         assert_eq!(config.initial_cluster.len(), 2);
         assert_eq!(config.initial_cluster_state, ClusterState::New);
         assert_eq!(config.election_timeout, Duration::from_millis(1000));
+        assert_eq!(config.snapshot_count, 100_000);
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn the_size_counts_every_kept_version_and_compaction_and_restore_agree() {
     // a=2@3 stays readable at 4, b=1@4 too; b's deletion and a=3 come after.
     let kept = 2 * version("a", "1") + version("b", "1") + version("b", "");
     assert_eq!(store.size(), kept);
-    let restored = Store::restore(&store.snapshot().expect("snapshot")).expect("restore");
+    let restored = Store::restore(&store.clone().into_snapshot()).expect("restore");
     assert_eq!(restored.size(), kept);
 
     compact(&mut store, 6).expect("compaction");

@@ -316,7 +316,7 @@ fn walk(seed: u64, steps: usize) {
         changes(&kept),
         "seed {seed} emitted changes"
     );
-    let restored = Store::restore(&store.snapshot().expect("snapshot")).expect("restore");
+    let restored = Store::restore(&store.clone().into_snapshot()).expect("restore");
     assert_eq!(restored, store, "seed {seed} snapshot");
     let mut probe_store = store.clone();
     let mut probe_restored = restored;

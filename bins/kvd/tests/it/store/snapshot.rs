@@ -36,7 +36,7 @@ fn busy_store() -> Store {
 #[test]
 fn restore_of_a_snapshot_equals_the_original_store() {
     let store = busy_store();
-    let bytes = store.snapshot().expect("snapshot");
+    let bytes = store.clone().into_snapshot();
     let restored = Store::restore(&bytes).expect("restore");
     assert_eq!(restored, store);
     assert_eq!(restored.compacted_revision(), 3);
@@ -51,7 +51,7 @@ fn restore_of_a_snapshot_equals_the_original_store() {
 #[test]
 fn a_restored_store_applies_later_commands_identically() {
     let mut store = busy_store();
-    let mut restored = Store::restore(&store.snapshot().expect("snapshot")).expect("restore");
+    let mut restored = Store::restore(&store.clone().into_snapshot()).expect("restore");
     for command in [
         Command::Put(put_request("c", "1")),
         Command::LeaseGrant(sinew_kvd::v3::LeaseGrantRequest { id: 0, ttl: 9 }),
@@ -65,16 +65,30 @@ fn a_restored_store_applies_later_commands_identically() {
 #[test]
 fn restore_refuses_bytes_that_are_not_a_snapshot() {
     assert!(matches!(
-        Store::restore(b"not json"),
+        Store::restore(b"not a snapshot"),
         Err(SnapshotError::Decode(_))
     ));
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&Store::new().snapshot().expect("snapshot")).expect("json");
-    value["format"] = 99.into();
+    assert!(matches!(
+        Store::restore(b"{not json"),
+        Err(SnapshotError::DecodeJson(_))
+    ));
+    // Field 1 (the format) 99, then as a JSON snapshot.
+    assert!(matches!(
+        Store::restore(&[0x08, 99]),
+        Err(SnapshotError::UnsupportedFormat(99))
+    ));
+    let mut value = serde_json::json!({
+        "format": 99, "revision": 1, "compacted": 0, "next_lease_id": 1, "keys": [], "leases": []
+    });
     let bytes = serde_json::to_vec(&value).expect("encode");
     assert!(matches!(
         Store::restore(&bytes),
         Err(SnapshotError::UnsupportedFormat(99))
+    ));
+    // Format 2 and 1 with a compacted revision past the current one.
+    assert!(matches!(
+        Store::restore(&[0x08, 2, 0x10, 1, 0x18, 5, 0x20, 1]),
+        Err(SnapshotError::Inconsistent(_))
     ));
     value["format"] = 1.into();
     value["compacted"] = 5.into();

@@ -312,14 +312,10 @@ impl Backend for MemoryBackend {
     }
 
     async fn snapshot(&self) -> Result<StateSnapshot, BackendError> {
-        let state = self.state();
-        let data = state
-            .store
-            .snapshot()
-            .map_err(|error| BackendError::Unavailable(error.to_string()))?;
+        let store = self.state().store.clone();
         Ok(StateSnapshot {
-            revision: state.store.revision(),
-            data,
+            revision: store.revision(),
+            data: store.into_snapshot(),
         })
     }
 }
