@@ -88,7 +88,7 @@ impl<B: Backend> Maintenance for Grpc<B> {
             .map_err(Refusal::from)?;
         let header = self.header(snapshot.revision);
         let messages =
-            etcd_chunks(snapshot.data)
+            etcd_chunks(&snapshot.data)
                 .into_iter()
                 .map(move |(remaining_bytes, blob)| {
                     Ok(SnapshotResponse {

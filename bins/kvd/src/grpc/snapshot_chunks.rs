@@ -1,7 +1,9 @@
 //! Maintenance.Snapshot's messages: a copy of the member's whole state, streamed in chunks
 //! with how many bytes remain, then the SHA-256 of what came before, as etcd streams its
-//! database. kvd's copy is its own snapshot format (both stores, JSON), not etcd's bbolt file.
+//! database. kvd's copy is its own snapshot format (both stores, protobuf, as its Raft
+//! snapshots hold them), not etcd's bbolt file.
 
+use prost::encoding::{encode_varint, encoded_len_varint};
 use sha2::{Digest, Sha256};
 
 /// Bytes per streamed chunk (etcd sends 32 KiB).
@@ -12,10 +14,15 @@ const CHUNK: usize = 32 * 1024;
 const BLOCK: usize = 512;
 
 /// The messages etcd streams a snapshot as: `(remaining_bytes, blob)` chunks of the data,
-/// then its SHA-256 with 0 remaining. kvd's data is JSON, so it is padded to whole blocks
-/// with spaces and stays valid JSON.
-pub(crate) fn etcd_chunks(mut data: Vec<u8>) -> Vec<(u64, Vec<u8>)> {
-    data.resize(data.len().div_ceil(BLOCK) * BLOCK, b' ');
+/// then its SHA-256 with 0 remaining. The data goes length-delimited, as protobuf frames a
+/// message (its length as a varint, then its bytes), so that the zeros that pad it to whole
+/// blocks are not taken for part of it.
+pub(crate) fn etcd_chunks(state: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let framed = encoded_len_varint(state.len() as u64) + state.len();
+    let mut data = Vec::with_capacity(framed.div_ceil(BLOCK) * BLOCK);
+    encode_varint(state.len() as u64, &mut data);
+    data.extend_from_slice(state);
+    data.resize(framed.div_ceil(BLOCK) * BLOCK, 0);
     let digest = Sha256::digest(&data).to_vec();
     let mut remaining = data.len();
     let mut chunks = Vec::with_capacity(remaining / CHUNK + 2);
@@ -33,8 +40,8 @@ mod tests {
 
     #[test]
     fn snapshots_stream_as_etcd_files_whole_blocks_then_their_digest() {
-        let data = vec![b'{'; CHUNK + 7];
-        let chunks = etcd_chunks(data);
+        let state = vec![b'{'; CHUNK + 7];
+        let chunks = etcd_chunks(&state);
         let total: usize = chunks.iter().map(|(_, blob)| blob.len()).sum();
         assert_eq!(total % BLOCK, 32, "etcdctl's hasChecksum");
         assert_eq!(chunks[0].0, (total - 32 - CHUNK) as u64);
@@ -45,6 +52,10 @@ mod tests {
             .flat_map(|(_, blob)| blob.clone())
             .collect();
         assert_eq!(Sha256::digest(&body).to_vec(), *digest);
-        assert!(body[CHUNK + 7..].iter().all(|byte| *byte == b' '));
+        let mut framed = body.as_slice();
+        let length = prost::encoding::decode_varint(&mut framed).expect("a length");
+        assert_eq!(length, state.len() as u64);
+        assert_eq!(&framed[..state.len()], state);
+        assert!(framed[state.len()..].iter().all(|byte| *byte == 0));
     }
 }
