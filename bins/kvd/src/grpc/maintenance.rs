@@ -13,7 +13,7 @@ use sinew_etcd_api::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::snapshot_chunks::etcd_chunks;
+use super::snapshot_chunks::EtcdChunks;
 use super::Grpc;
 use crate::alarm::{self, Alarm, AlarmKind};
 use crate::gateway::{Backend, Status as Refusal};
@@ -87,17 +87,14 @@ impl<B: Backend> Maintenance for Grpc<B> {
             .await
             .map_err(Refusal::from)?;
         let header = self.header(snapshot.revision);
-        let messages =
-            etcd_chunks(&snapshot.data)
-                .into_iter()
-                .map(move |(remaining_bytes, blob)| {
-                    Ok(SnapshotResponse {
-                        header,
-                        remaining_bytes,
-                        blob,
-                        ..SnapshotResponse::default()
-                    })
-                });
+        let messages = EtcdChunks::new(snapshot.data).map(move |(remaining_bytes, blob)| {
+            Ok(SnapshotResponse {
+                header,
+                remaining_bytes,
+                blob,
+                ..SnapshotResponse::default()
+            })
+        });
         Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
     }
 
