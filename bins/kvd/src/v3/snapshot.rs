@@ -1,8 +1,8 @@
 //! Whole-store snapshots for Raft: current and compacted revisions, every kept version of
 //! every key, and the leases, in protobuf. A snapshot holds the whole history, so it is
 //! large (about the size of every kept value) and written every `--snapshot-count`
-//! entries: prost encodes it about ten times as fast as the JSON that kvd wrote before
-//! (format 1, whose values went through base64), which [`Store::restore`] still reads.
+//! entries, so it is protobuf, values as they are, rather than the JSON that kvd wrote
+//! before (format 1, values in base64), which [`Store::restore`] still reads.
 
 use prost::Message;
 use serde::Deserialize;
