@@ -367,8 +367,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
+        // Decoding a whole state is as long as encoding it: off the runtime too.
         let data = snapshot.into_inner();
-        let state = snapshot_data::restore(&data).map_err(|error| {
+        let (state, data) = off_runtime(move || {
+            snapshot_data::restore(&data)
+                .map(|state| (state, data))
+                .map_err(std::io::Error::other)
+        })
+        .await
+        .map_err(|error| {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&error))
         })?;
         self.save_snapshot(SnapshotFile {
