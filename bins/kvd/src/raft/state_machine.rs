@@ -480,4 +480,29 @@ mod tests {
         let restored = snapshot_data::restore(&snapshot.snapshot.into_inner()).unwrap();
         assert_eq!(restored.store.revision(), 200_001);
     }
+
+    #[tokio::test]
+    async fn a_built_snapshot_installs_on_another_member() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        large_snapshot(from.path(), 1_000);
+        let log = LogStore::open(from.path()).unwrap();
+        let mut source = StateMachine::open(from.path(), log.persisted()).unwrap();
+        let built = source.get_snapshot_builder().await.build_snapshot().await;
+        let built = built.unwrap();
+        let log = LogStore::open(to.path()).unwrap();
+        let mut target = StateMachine::open(to.path(), log.persisted()).unwrap();
+
+        target
+            .install_snapshot(&built.meta, built.snapshot)
+            .await
+            .unwrap();
+
+        assert_eq!(target.last_applied(), Some(log_id(1, 1, 1)));
+        assert_eq!(
+            target.read(|store| store.clone()),
+            source.read(|store| store.clone())
+        );
+        let garbage = Box::new(Cursor::new(b"not a snapshot".to_vec()));
+        assert!(target.install_snapshot(&built.meta, garbage).await.is_err());
+    }
 }
