@@ -226,7 +226,12 @@ impl Qmp {
                             command: name,
                             message: e.to_string(),
                         },
-                        qapi::ExecuteError::Io(e) => self.closed_err(name, e),
+                        // The command could not be sent or its reply cannot come: qapi keeps
+                        // its id pending, and another command would panic on the duplicate.
+                        qapi::ExecuteError::Io(e) => {
+                            self.closed = true;
+                            self.closed_err(name, e)
+                        }
                     });
                 }
                 event = self.events.next() => match event {
@@ -362,6 +367,48 @@ mod tests {
         assert!(!status.running, "{status:?}");
         qmp.quit().await.unwrap();
         server.await.unwrap();
+    }
+
+    /// QEMU on its way out: it stops reading commands (a write to it fails) while its
+    /// side of the connection is still open, so no end of stream arrives first.
+    #[tokio::test]
+    async fn a_command_that_cannot_be_sent_closes_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut stream = BufReader::new(stream);
+            let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+            stream
+                .get_mut()
+                .write_all(format!("{greeting}\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut line = String::new();
+            stream.read_line(&mut line).await.unwrap();
+            stream
+                .get_mut()
+                .write_all(b"{\"return\": {}}\r\n")
+                .await
+                .unwrap();
+            let stream = stream.into_inner().into_std().unwrap();
+            stream.shutdown(std::net::Shutdown::Read).unwrap();
+            stream
+        });
+        let mut qmp = Qmp::connect(&socket, Duration::from_secs(5)).await.unwrap();
+        let _held_open = server.await.unwrap();
+
+        let err = qmp.system_powerdown().await.unwrap_err();
+        assert!(matches!(err, QmpError::Closed { .. }), "{err}");
+        // The failed command's id stays pending in qapi: sending another would panic in
+        // its task. A closed connection sends nothing more.
+        let err = qmp.status().await.unwrap_err();
+        let QmpError::Closed { source, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(source.kind(), ErrorKind::UnexpectedEof, "{err}");
+        qmp.quit().await.unwrap();
     }
 
     #[tokio::test]
