@@ -13,7 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 /// Accepts connections on `listener` and answers each request with `handle` until
-/// `shutdown` resolves; then stops accepting and waits for open connections to finish
+/// `shutdown` resolves; then closes the listener and waits for open connections to finish
 /// their current requests.
 pub async fn serve<H, Fut, B>(listener: TcpListener, handle: H, shutdown: impl Future<Output = ()>)
 where
@@ -60,5 +60,8 @@ where
             }
         });
     }
+    // The port is free from here on (a member restarted in the same process binds it
+    // again at once); the connections in flight finish on their own.
+    drop(listener);
     graceful.shutdown().await;
 }

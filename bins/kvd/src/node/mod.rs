@@ -15,7 +15,7 @@
 //! `v2_backend`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -23,6 +23,7 @@ use openraft::{Raft, ServerState, SnapshotPolicy};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::alarm::{self, Alarm, AlarmKind, AlarmRequest};
 use crate::gateway::StatusResponse;
@@ -63,6 +64,9 @@ use proposer::Proposer;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a start waits for an earlier holder of the log file to let go of it.
 const LOG_RELEASE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long [`Node::shutdown`] lets peer requests in flight finish before it cuts them.
+const PEER_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The smallest TTL a lease is granted, in seconds: one and a half election timeouts,
 /// rounded up, as etcd computes it, so a leader change cannot expire a kept-alive lease.
@@ -110,6 +114,8 @@ struct Inner {
     transport: Transport,
     leases: LeaseClock,
     shutdown: watch::Sender<bool>,
+    /// The peer listeners' servers, awaited by [`Node::shutdown`].
+    peer_servers: std::sync::Mutex<JoinSet<()>>,
     /// Whether the membership records this member's name and client URLs.
     published: watch::Sender<bool>,
     started: std::time::SystemTime,
@@ -183,13 +189,19 @@ impl Node {
                 transport,
                 leases: LeaseClock::default(),
                 shutdown: watch::channel(false).0,
+                peer_servers: std::sync::Mutex::default(),
                 published: watch::channel(false).0,
                 started: std::time::SystemTime::now(),
                 moving_lead: watch::channel(false).0,
                 expiring: std::sync::atomic::AtomicBool::new(false),
             }),
         };
-        peer_server::start(&node).await?;
+        let peer_servers = peer_server::start(&node).await?;
+        *node
+            .inner
+            .peer_servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = peer_servers;
         node.found_cluster().await?;
         tokio::spawn(node.clone().run_lease_clock());
         tokio::spawn(node.clone().publish_self());
@@ -295,11 +307,28 @@ impl Node {
         let _ = shutdown.wait_for(|stopped| *stopped).await;
     }
 
-    /// Stops Raft and the peer listener. Every acknowledged write is already on disk.
+    /// Stops Raft and the peer listeners; returns once their ports are free and their
+    /// connections have finished (or were cut after [`PEER_SHUTDOWN_GRACE`]). Every
+    /// acknowledged write is already on disk.
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
+        }
+        let mut servers = std::mem::take(
+            &mut *self
+                .inner
+                .peer_servers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let finished = async { while servers.join_next().await.is_some() {} };
+        if tokio::time::timeout(PEER_SHUTDOWN_GRACE, finished)
+            .await
+            .is_err()
+        {
+            tracing::warn!("peer connections still open after the shutdown grace period");
+            servers.shutdown().await;
         }
     }
 

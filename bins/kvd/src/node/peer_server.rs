@@ -17,6 +17,7 @@ use openraft::{AnyError, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 use super::error::{NodeError, Redirect};
 use super::identity::Identity;
@@ -29,8 +30,10 @@ use crate::raft::{NodeId, Reply, Request as Proposal, TypeConfig};
 /// The largest body a member accepts from a peer (a snapshot chunk or a batch of entries).
 const MAX_PEER_BODY: usize = 256 << 20;
 
-/// Binds the peer listeners and serves them until the node stops.
-pub async fn start(node: &Node) -> Result<(), StartError> {
+/// Binds the peer listeners and serves them until the node stops; the set ends once every
+/// listener is closed and its connections have finished.
+pub async fn start(node: &Node) -> Result<JoinSet<()>, StartError> {
+    let mut servers = JoinSet::new();
     for addr in &node.inner.config.listen_peer {
         let listener = TcpListener::bind(addr)
             .await
@@ -40,13 +43,13 @@ pub async fn start(node: &Node) -> Result<(), StartError> {
             })?;
         let serving = node.clone();
         let stopping = node.clone();
-        tokio::spawn(http_server::serve(
+        servers.spawn(http_server::serve(
             listener,
             move |request| handle(serving.clone(), request),
             async move { stopping.stopped().await },
         ));
     }
-    Ok(())
+    Ok(servers)
 }
 
 async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -278,3 +278,34 @@ async fn an_alarm_raised_on_one_member_refuses_writes_everywhere_and_survives_a_
         .await
         .expect("a write once disarmed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_stopped_with_a_peer_request_in_flight_frees_its_port_for_a_restart() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower(leader);
+    // A peer request whose body never completes keeps its connection busy past the stop.
+    let peer = cluster.seats[follower].config.listen_peer[0];
+    let mut stuck = tokio::net::TcpStream::connect(peer).await.expect("connect");
+    stuck
+        .write_all(b"POST /raft/append HTTP/1.1\r\nhost: kvd\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .expect("a partial request");
+
+    let started = std::time::Instant::now();
+    cluster.stop(follower).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the stuck request is cut after a grace period: {:?}",
+        started.elapsed()
+    );
+    cluster.restart(follower).await;
+    cluster
+        .node(follower)
+        .propose(put("after", "restart"))
+        .await
+        .expect("a write through the restarted member");
+    drop(stuck);
+}
