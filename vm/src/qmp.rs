@@ -272,15 +272,17 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::UnixListener;
 
+    /// What QEMU 7.2 says first on a QMP connection.
+    const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+
     /// A QMP server that answers like QEMU: an event slipped in before the
     /// `query-status` reply, and `quit` answered by hanging up. `system_powerdown` is
     /// refused, or with `powerdown_after` answered that late, as a loaded QEMU might.
     async fn fake_qemu(listener: UnixListener, powerdown_after: Option<Duration>) {
         let (stream, _) = listener.accept().await.unwrap();
         let (read, mut write) = stream.into_split();
-        let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
         write
-            .write_all(format!("{greeting}\r\n").as_bytes())
+            .write_all(format!("{GREETING}\r\n").as_bytes())
             .await
             .unwrap();
         let mut lines = BufReader::new(read).lines();
@@ -379,10 +381,9 @@ mod tests {
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let mut stream = BufReader::new(stream);
-            let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
             stream
                 .get_mut()
-                .write_all(format!("{greeting}\r\n").as_bytes())
+                .write_all(format!("{GREETING}\r\n").as_bytes())
                 .await
                 .unwrap();
             let mut line = String::new();
