@@ -4,21 +4,30 @@
 //!
 //! openraft 0.9 writes each entry it is given and waits for its flush before it takes the next
 //! one, so without this every write would pay a whole fsync on the leader, one after the
-//! other. The proposer keeps at most [`IN_FLIGHT`] entries in openraft's hands and gathers
-//! whatever arrives meanwhile into the next one. A lone proposal goes as it is, so a quiet
+//! other. The proposer keeps one entry in openraft's hands and gathers whatever arrives
+//! meanwhile into the next one; a second entry goes out early only when a whole batch is
+//! waiting (see [`IN_FLIGHT`]). When an entry's answers go out, the clients that sent it
+//! are about to send their next writes: the next entry waits for half of them, a fraction
+//! of a round at most (see [`Returning`]), instead of leaving with the first to come back
+//! and making the rest wait a whole round. A lone proposal goes as it is, so a quiet
 //! cluster's log looks as before.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::error::{fatal, NodeError, Redirect};
 use crate::raft::{Reply, Request, TypeConfig};
 
-/// How many entries may be proposed and not yet applied at once: enough for the next batch
-/// to be written while the previous one is replicated.
+/// How many entries may be proposed and not yet applied at once. A second entry goes out
+/// only with a full batch: below that, requests wait for the entry in flight and share the
+/// next one, which costs every member less than two entries (each entry is a log write and
+/// an AppendEntries on every member), while more clients than a batch holds are not capped
+/// at one batch per round.
 const IN_FLIGHT: usize = 2;
 
 /// The most requests one entry carries. Each request is at most `--max-request-bytes`, so
@@ -29,6 +38,12 @@ const MAX_BATCH: usize = 64;
 /// that an entry stays small enough to reach followers within one heartbeat (see
 /// [`crate::raft::APPEND_ENTRIES_BYTES`]); a single larger request still goes alone.
 const MAX_BATCH_BYTES: usize = 256 << 10;
+
+/// The longest the next entry waits for the clients of the last one to come back.
+const MAX_LINGER: Duration = Duration::from_micros(500);
+
+/// The share of the last entry's time in openraft's hands that the next one may wait.
+const LINGER_SHARE: u32 = 4;
 
 /// One proposal waiting for its entry.
 struct Waiting {
@@ -72,31 +87,104 @@ impl std::fmt::Debug for Waiting {
 }
 
 async fn run(raft: Raft<TypeConfig>, mut waiting: mpsc::UnboundedReceiver<Waiting>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut in_flight = JoinSet::new();
+    let mut batch = Batch::default();
+    let mut returning = Returning::default();
     loop {
-        // Waiting for a slot first lets proposals pile up while the slots are busy.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let Some(first) = waiting.recv().await else {
-            return;
-        };
-        let mut bytes = encoded_len(&first.request);
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        while !batch.is_full() {
             match waiting.try_recv() {
-                Ok(next) => {
-                    bytes += encoded_len(&next.request);
-                    batch.push(next);
-                }
+                Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            write(&raft, batch).await;
-            drop(slot);
+        let goes = !batch.requests.is_empty()
+            && if in_flight.is_empty() {
+                batch.is_full() || returning.enough(batch.requests.len(), Instant::now())
+            } else {
+                batch.is_full() && in_flight.len() < IN_FLIGHT
+            };
+        if goes {
+            let raft = raft.clone();
+            let requests = std::mem::take(&mut batch).requests;
+            returning = Returning::default();
+            in_flight.spawn(async move {
+                let count = requests.len();
+                let began = Instant::now();
+                write(&raft, requests).await;
+                (count, began.elapsed())
+            });
+            continue;
+        }
+        // Lingering only matters with requests gathered and nothing else to wait for.
+        let linger = returning
+            .until
+            .filter(|_| in_flight.is_empty() && !batch.requests.is_empty());
+        tokio::select! {
+            next = waiting.recv(), if !batch.is_full() => match next {
+                Some(next) => batch.push(next),
+                None => break,
+            },
+            Some(written) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok((count, took)) = written {
+                    returning = Returning::after(count, took, Instant::now());
+                }
+            }
+            () = tokio::time::sleep_until(linger.unwrap_or_else(Instant::now)), if linger.is_some() => {}
+        }
+    }
+    // Every proposer is gone: what was gathered still goes, and the writes finish on their own.
+    if !batch.requests.is_empty() {
+        in_flight.spawn(async move {
+            write(&raft, batch.requests).await;
+            (0, Duration::ZERO)
         });
+    }
+    in_flight.detach_all();
+}
+
+/// Proposals gathered for the next entry.
+#[derive(Default)]
+struct Batch {
+    requests: Vec<Waiting>,
+    /// Their size in the log's encoding.
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, waiting: Waiting) {
+        self.bytes += encoded_len(&waiting.request);
+        self.requests.push(waiting);
+    }
+
+    /// Whether the batch takes no more: [`MAX_BATCH`] requests, or [`MAX_BATCH_BYTES`] reached.
+    fn is_full(&self) -> bool {
+        self.requests.len() >= MAX_BATCH || self.bytes >= MAX_BATCH_BYTES
+    }
+}
+
+/// The clients of the last entry written, whose next requests are on their way.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Returning {
+    /// How many requests that entry carried.
+    expected: usize,
+    /// How long the next entry may wait for them: a [`LINGER_SHARE`] of the time the last
+    /// entry took, at most [`MAX_LINGER`]. `None` when nothing is expected.
+    until: Option<Instant>,
+}
+
+impl Returning {
+    /// After an entry of `count` requests that took `took` was answered at `now`.
+    fn after(count: usize, took: Duration, now: Instant) -> Self {
+        Self {
+            expected: count,
+            until: Some(now + (took / LINGER_SHARE).min(MAX_LINGER)),
+        }
+    }
+
+    /// Whether `gathered` requests may go at `now`: half of those expected are back, or
+    /// the wait is over.
+    fn enough(&self, gathered: usize, now: Instant) -> bool {
+        gathered * 2 >= self.expected || self.until.is_none_or(|until| now >= until)
     }
 }
 
@@ -169,5 +257,42 @@ impl std::io::Write for ByteCounter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_nothing_expected_a_proposal_goes_at_once() {
+        assert!(Returning::default().enough(1, Instant::now()));
+    }
+
+    #[test]
+    fn after_an_entry_the_next_waits_for_half_of_its_clients() {
+        let now = Instant::now();
+        let returning = Returning::after(64, Duration::from_millis(2), now);
+        assert!(!returning.enough(31, now));
+        assert!(returning.enough(32, now));
+    }
+
+    #[test]
+    fn one_or_two_clients_never_wait_for_each_other() {
+        let now = Instant::now();
+        for count in [1, 2] {
+            assert!(Returning::after(count, Duration::from_millis(2), now).enough(1, now));
+        }
+    }
+
+    #[test]
+    fn the_wait_is_a_share_of_the_last_entry_and_bounded() {
+        let now = Instant::now();
+        let quick = Returning::after(64, Duration::from_micros(800), now);
+        assert!(!quick.enough(1, now + Duration::from_micros(199)));
+        assert!(quick.enough(1, now + Duration::from_micros(200)));
+        let slow = Returning::after(64, Duration::from_secs(1), now);
+        assert!(!slow.enough(1, now + MAX_LINGER - Duration::from_micros(1)));
+        assert!(slow.enough(1, now + MAX_LINGER));
     }
 }
