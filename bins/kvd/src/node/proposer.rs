@@ -129,7 +129,12 @@ async fn run(raft: Raft<TypeConfig>, mut waiting: mpsc::UnboundedReceiver<Waitin
                     returning = Returning::after(count, took, Instant::now());
                 }
             }
-            () = tokio::time::sleep_until(linger.unwrap_or_else(Instant::now)), if linger.is_some() => {}
+            () = async {
+                match linger {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
     // Every proposer is gone: what was gathered still goes, and the writes finish on their own.
@@ -163,7 +168,7 @@ impl Batch {
 }
 
 /// The clients of the last entry written, whose next requests are on their way.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Returning {
     /// How many requests that entry carried.
     expected: usize,
