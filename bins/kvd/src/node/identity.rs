@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{cluster_id, member_id, ClusterState, NodeConfig};
 use super::peer_paths;
 use super::StartError;
+use crate::raft::wire::Encoding;
 use crate::raft::{NodeId, Transport};
 
 const FILE_NAME: &str = "member.json";
@@ -84,6 +85,7 @@ async fn ask_running_members(
                     url.as_str(),
                     peer_paths::IDENTITY,
                     &(),
+                    Encoding::Json,
                     Duration::from_secs(1),
                 )
                 .await;

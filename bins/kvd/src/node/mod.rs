@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::alarm::{self, Alarm, AlarmKind, AlarmRequest};
 use crate::gateway::StatusResponse;
+use crate::raft::wire::Encoding;
 use crate::raft::{
     LogStore, LogStoreError, Member, NodeId, PeerNetwork, Persisted, Reply, Request,
     SnapshotFileError, StateMachine, Transport, TypeConfig,
@@ -651,7 +652,7 @@ impl Node {
         let answer: Result<Resp, NodeError> = self
             .inner
             .transport
-            .call(url, path, request, remaining)
+            .call(url, path, request, Encoding::Json, remaining)
             .await
             .map_err(|error| match error {
                 crate::raft::TransportError::Timeout { .. } => NodeError::Timeout,

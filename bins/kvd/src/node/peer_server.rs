@@ -1,13 +1,13 @@
 //! The peer listener: Raft's messages from other members, and the requests followers
-//! forward to the leader. JSON over HTTP/1.1; answers carry `Result`s so refusals travel back
-//! intact.
+//! forward to the leader. HTTP/1.1, each answer in the encoding its request came in (see
+//! [`crate::raft::wire`]); answers carry `Result`s so refusals travel back intact.
 
 use std::future::Future;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use openraft::error::{Fatal, RaftError};
 use openraft::raft::{
@@ -25,6 +25,7 @@ use super::members::MemberChange;
 use super::peer_paths;
 use super::{http_server, Node, StartError};
 use crate::raft::network::{paths as raft_paths, SnapshotChunk};
+use crate::raft::wire::Encoding;
 use crate::raft::{NodeId, Reply, Request as Proposal, TypeConfig};
 
 /// The largest body a member accepts from a peer (a snapshot chunk or a batch of entries).
@@ -54,6 +55,12 @@ pub async fn start(node: &Node) -> Result<JoinSet<()>, StartError> {
 
 async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
+    let encoding = Encoding::of_content_type(
+        request
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(HeaderValue::as_bytes),
+    );
     let body = match Limited::new(request.into_body(), MAX_PEER_BODY)
         .collect()
         .await
@@ -67,37 +74,41 @@ async fn handle(node: Node, request: Request<Incoming>) -> Response<Full<Bytes>>
         }
     };
     let raft = &node.inner.raft;
+    let body = Body {
+        bytes: &body,
+        encoding,
+    };
     match path.as_str() {
         raft_paths::APPEND => {
-            answer(&body, |rpc: AppendEntriesRequest<TypeConfig>| {
+            answer(body, |rpc: AppendEntriesRequest<TypeConfig>| {
                 append_entries(&node, rpc)
             })
             .await
         }
-        raft_paths::VOTE => answer(&body, |rpc: VoteRequest<u64>| raft.vote(rpc)).await,
+        raft_paths::VOTE => answer(body, |rpc: VoteRequest<u64>| raft.vote(rpc)).await,
         raft_paths::SNAPSHOT => {
-            answer(&body, |chunk: SnapshotChunk| {
+            answer(body, |chunk: SnapshotChunk| {
                 raft.install_snapshot(InstallSnapshotRequest::from(chunk))
             })
             .await
         }
-        peer_paths::PROPOSE => answer(&body, |request: Proposal| propose(&node, request)).await,
-        peer_paths::READ_INDEX => answer(&body, |(): ()| read_index(&node)).await,
+        peer_paths::PROPOSE => answer(body, |request: Proposal| propose(&node, request)).await,
+        peer_paths::READ_INDEX => answer(body, |(): ()| read_index(&node)).await,
         peer_paths::LEASE_KEEPALIVE => {
-            answer(&body, |id: i64| node.clone().keepalive_here(id)).await
+            answer(body, |id: i64| node.clone().keepalive_here(id)).await
         }
         peer_paths::LEASE_REMAINING => {
-            answer(&body, |id: i64| node.clone().remaining_here(id)).await
+            answer(body, |id: i64| node.clone().remaining_here(id)).await
         }
         peer_paths::MEMBER => {
-            answer(&body, |change: MemberChange| {
+            answer(body, |change: MemberChange| {
                 node.clone().change_members_here(change)
             })
             .await
         }
-        peer_paths::CAMPAIGN => answer(&body, |(): ()| node.campaign()).await,
+        peer_paths::CAMPAIGN => answer(body, |(): ()| node.campaign()).await,
         peer_paths::IDENTITY => {
-            answer(&body, |(): ()| async {
+            answer(body, |(): ()| async {
                 Identity {
                     member_id: node.id(),
                     cluster_id: node.cluster_id(),
@@ -155,14 +166,21 @@ fn redirect_error(redirect: Redirect) -> NodeError {
     }
 }
 
-async fn answer<Req, Resp, F, Fut>(body: &[u8], serve: F) -> Response<Full<Bytes>>
+/// A request's body, and the encoding it came in.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    bytes: &'a [u8],
+    encoding: Encoding,
+}
+
+async fn answer<Req, Resp, F, Fut>(body: Body<'_>, serve: F) -> Response<Full<Bytes>>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Resp>,
 {
-    let request = match serde_json::from_slice(body) {
+    let request = match body.encoding.decode(body.bytes) {
         Ok(request) => request,
         Err(error) => {
             return text(
@@ -171,9 +189,9 @@ where
             )
         }
     };
-    match serde_json::to_vec(&serve(request).await) {
+    match body.encoding.encode(&serve(request).await) {
         Ok(encoded) => Response::builder()
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, body.encoding.content_type())
             .body(Full::new(Bytes::from(encoded)))
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the answer")),
         Err(error) => text(

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::error::{fatal, NodeError, Redirect};
-use crate::raft::{Reply, Request, TypeConfig};
+use crate::raft::{wire, Reply, Request, TypeConfig};
 
 /// How many entries may be proposed and not yet applied at once. A second entry goes out
 /// only with a full batch: below that, requests wait for the entry in flight and share the
@@ -157,7 +157,7 @@ struct Batch {
 
 impl Batch {
     fn push(&mut self, waiting: Waiting) {
-        self.bytes += encoded_len(&waiting.request);
+        self.bytes += wire::encoded_len(&waiting.request);
         self.requests.push(waiting);
     }
 
@@ -241,27 +241,6 @@ async fn client_write(raft: &Raft<TypeConfig>, request: Request) -> Result<Reply
             Err(Redirect::Failed(NodeError::BadRequest(error.to_string())))
         }
         Err(RaftError::Fatal(error)) => Err(Redirect::Failed(fatal(&error))),
-    }
-}
-/// How many bytes `request` takes in the log (serde_json, as the log store writes it).
-fn encoded_len(request: &Request) -> usize {
-    let mut counter = ByteCounter(0);
-    // Requests are plain data, so encoding cannot fail; a failure would only count short.
-    let _ = serde_json::to_writer(&mut counter, request);
-    counter.0
-}
-
-/// A writer that keeps only the count of what was written.
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0 += bytes.len();
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

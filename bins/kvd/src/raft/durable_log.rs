@@ -72,6 +72,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use super::journal::Journal;
+use super::wire::{self, Encoding, WireError};
 use super::{Entry, LogId, NodeId, TypeConfig, Vote};
 
 /// Entries, by index, as JSON.
@@ -143,7 +144,7 @@ pub enum LogStoreError {
         /// Which record.
         what: &'static str,
         /// Why.
-        source: serde_json::Error,
+        source: WireError,
     },
     /// A stored record could not be decoded: the file is damaged or from another program.
     #[error("cannot decode the Raft log's {what}: {source}")]
@@ -151,7 +152,7 @@ pub enum LogStoreError {
         /// Which record.
         what: &'static str,
         /// Why.
-        source: serde_json::Error,
+        source: WireError,
     },
     /// A stored entry names another index than the one it is stored under.
     #[error("the Raft log holds entry {found} under index {index}")]
@@ -480,11 +481,10 @@ impl LogStore {
         let last = self.shared.lock_written().last.map(|id| id.index);
         let mut missing = Vec::new();
         for payload in journaled {
-            let entry: Entry =
-                serde_json::from_slice(payload).map_err(|source| LogStoreError::Decode {
-                    what: "journaled entry",
-                    source,
-                })?;
+            let entry = wire::decode_entry(payload).map_err(|source| LogStoreError::Decode {
+                what: "journaled entry",
+                source,
+            })?;
             if last.is_none_or(|last| entry.get_log_id().index > last) {
                 missing.push(entry);
             }
@@ -532,7 +532,12 @@ impl LogStore {
                     found: index,
                 });
             }
-            let encoded = Bytes::from(encode(&entry, "entry")?);
+            let encoded = Bytes::from(wire::encode_entry(&entry).map_err(|source| {
+                LogStoreError::Encode {
+                    what: "entry",
+                    source,
+                }
+            })?);
             staged.push(Staged { entry, encoded });
             expected = Some(index + 1);
         }
@@ -977,12 +982,15 @@ fn clamp_end(end: Bound<u64>, first: u64) -> Bound<u64> {
     }
 }
 
+/// A record other than an entry, as JSON: small, rare, and readable with any redb viewer.
 fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, LogStoreError> {
-    serde_json::to_vec(value).map_err(|source| LogStoreError::Encode { what, source })
+    Encoding::Json
+        .encode(value)
+        .map_err(|source| LogStoreError::Encode { what, source })
 }
 
 fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, LogStoreError> {
-    let entry: Entry = serde_json::from_slice(bytes).map_err(|source| LogStoreError::Decode {
+    let entry = wire::decode_entry(bytes).map_err(|source| LogStoreError::Decode {
         what: "entry",
         source,
     })?;
@@ -997,7 +1005,8 @@ fn read_meta<T: DeserializeOwned>(
     key: &'static str,
 ) -> Result<Option<T>, LogStoreError> {
     match meta.get(key)? {
-        Some(bytes) => serde_json::from_slice(bytes.value())
+        Some(bytes) => Encoding::Json
+            .decode(bytes.value())
             .map(Some)
             .map_err(|source| LogStoreError::Decode { what: key, source }),
         None => Ok(None),
@@ -1201,7 +1210,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         store.write_entries(entries(1, 1..=5)).unwrap();
-        let one = encode(&entries(1, 1..=1)[0], "entry").unwrap().len();
+        let one = wire::encode_entry(&entries(1, 1..=1)[0]).unwrap().len();
 
         assert_eq!(indexes(&store.entries_within(2.., 0).unwrap()), [2]);
         assert_eq!(indexes(&store.entries_within(2.., 1).unwrap()), [2]);
@@ -1472,7 +1481,7 @@ mod tests {
             let (mut journal, _) =
                 Journal::open(&dir.path().join(name), JOURNAL_BYTES, generation).unwrap();
             let payloads: Vec<Vec<u8>> = indexes
-                .map(|index| encode(&entry(1, index), "entry").unwrap())
+                .map(|index| wire::encode_entry(&entry(1, index)).unwrap())
                 .collect();
             journal.append(&payloads).unwrap();
         };
@@ -1583,7 +1592,7 @@ mod tests {
             .unwrap();
         txn.open_table(LOG)
             .unwrap()
-            .insert(3, encode(&entry(1, 9), "entry").unwrap().as_slice())
+            .insert(3, wire::encode_entry(&entry(1, 9)).unwrap().as_slice())
             .unwrap();
         txn.commit().unwrap();
 
@@ -1603,6 +1612,26 @@ mod tests {
             ),
             "opening reads the last entry"
         );
+    }
+
+    #[test]
+    fn entries_an_earlier_kvd_wrote_as_json_read_beside_binary_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_entries(entries(1, 1..=1)).unwrap();
+        store.write_vote(&Vote::new(1, 1)).unwrap();
+        let txn = store.shared.db.begin_write().unwrap();
+        txn.open_table(LOG)
+            .unwrap()
+            .insert(2, serde_json::to_vec(&entry(1, 2)).unwrap().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        drop(store);
+
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2]);
+        store.write_entries(entries(1, 3..=3)).unwrap();
+        assert_eq!(indexes(&store.entries(..).unwrap()), [1, 2, 3]);
     }
 
     #[test]

@@ -19,8 +19,9 @@
 //!   snapshot's bytes (both stores' snapshots and the alarms), and
 //!   [`snapshot_file`] keeps the last snapshot on disk.
 //! * Network: [`network`] sends Raft's messages to the other members over [`transport`]
-//!   (JSON over HTTP/1.1), which also carries the requests a follower forwards; `member` is
-//!   what membership records of a member.
+//!   (HTTP/1.1), which also carries the requests a follower forwards; [`wire`] is how Raft's
+//!   messages and entries are written as bytes; `member` is what membership records of a
+//!   member.
 
 use std::io::Cursor;
 
@@ -39,6 +40,7 @@ mod snapshot_data;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod transport;
+pub mod wire;
 
 pub use durable_log::{LogStore, LogStoreError, PersistError, Persisted};
 pub use log_traits::APPEND_ENTRIES_BYTES;

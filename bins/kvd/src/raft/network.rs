@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::transport::{Transport, TransportError};
+use super::wire::Encoding;
 use super::{Member, NodeId, Persisted, TypeConfig, Vote};
 
 /// Where a member serves Raft's messages, under its peer URL.
@@ -28,8 +29,9 @@ pub mod paths {
     pub const SNAPSHOT: &str = "/raft/snapshot";
 }
 
-/// An InstallSnapshot chunk as it travels: openraft's request with the data in base64, which
-/// JSON would otherwise carry as an array of numbers, four times the size.
+/// An InstallSnapshot chunk as it travels: openraft's request, with the data in base64 when
+/// it travels as JSON (which would otherwise carry it as an array of numbers, four times the
+/// size).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SnapshotChunk {
     vote: Vote,
@@ -120,7 +122,7 @@ impl PeerClient {
     {
         let answer: RemoteResult<Resp, E> = self
             .transport
-            .call(&self.url, path, request, timeout)
+            .call(&self.url, path, request, Encoding::Binary, timeout)
             .await
             .map_err(|error| match error {
                 TransportError::Unreachable { .. }

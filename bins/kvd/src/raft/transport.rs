@@ -1,5 +1,6 @@
-//! JSON over HTTP/1.1 between members: one pooled hyper client per node, used for Raft
-//! messages and for requests a follower forwards to the leader.
+//! Calls between members over HTTP/1.1, in an [`Encoding`] of the caller's choice: one
+//! pooled hyper client per node, used for Raft messages and for requests a follower
+//! forwards to the leader.
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
+
+use super::wire::{Encoding, WireError};
 
 /// Why a call to another member failed.
 #[derive(Debug, Error)]
@@ -31,7 +34,7 @@ pub enum TransportError {
         /// The URL.
         url: String,
         /// Why.
-        source: serde_json::Error,
+        source: WireError,
     },
     /// No connection could be made: the request was not sent.
     #[error("member at {url} is unreachable: {reason}")]
@@ -74,7 +77,7 @@ pub enum TransportError {
         /// The URL.
         url: String,
         /// Why.
-        source: serde_json::Error,
+        source: WireError,
     },
 }
 
@@ -98,13 +101,14 @@ impl Default for Transport {
 }
 
 impl Transport {
-    /// POSTs `body` as JSON to `path` under `base_url` and decodes the JSON answer, failing
-    /// after `timeout`.
+    /// POSTs `body` in `encoding` to `path` under `base_url` and decodes the answer, which
+    /// comes in the same encoding, failing after `timeout`.
     pub async fn call<Req, Resp>(
         &self,
         base_url: &str,
         path: &str,
         body: &Req,
+        encoding: Encoding,
         timeout: Duration,
     ) -> Result<Resp, TransportError>
     where
@@ -112,14 +116,16 @@ impl Transport {
         Resp: DeserializeOwned,
     {
         let url = format!("{}{path}", base_url.trim_end_matches('/'));
-        let encoded = serde_json::to_vec(body).map_err(|source| TransportError::Encode {
-            url: url.clone(),
-            source,
-        })?;
+        let encoded = encoding
+            .encode(body)
+            .map_err(|source| TransportError::Encode {
+                url: url.clone(),
+                source,
+            })?;
         let request = Request::builder()
             .method(Method::POST)
             .uri(&url)
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, encoding.content_type())
             .body(Full::new(Bytes::from(encoded)))
             .map_err(|error| TransportError::BadUrl {
                 url: url.clone(),
@@ -160,7 +166,9 @@ impl Transport {
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
-        serde_json::from_slice(&body).map_err(|source| TransportError::Decode { url, source })
+        encoding
+            .decode(&body)
+            .map_err(|source| TransportError::Decode { url, source })
     }
 }
 
@@ -188,7 +196,13 @@ mod tests {
             let _ = stream.read(&mut request).await;
         });
         Transport::default()
-            .call::<_, ()>(&url, "/propose", &"put", Duration::from_secs(5))
+            .call::<_, ()>(
+                &url,
+                "/propose",
+                &"put",
+                Encoding::Json,
+                Duration::from_secs(5),
+            )
             .await
             .unwrap_err()
     }
@@ -206,7 +220,13 @@ mod tests {
             let url = format!("http://{}", listener.local_addr().unwrap());
             drop(listener);
             Transport::default()
-                .call::<_, ()>(&url, "/propose", &"put", Duration::from_secs(5))
+                .call::<_, ()>(
+                    &url,
+                    "/propose",
+                    &"put",
+                    Encoding::Json,
+                    Duration::from_secs(5),
+                )
                 .await
                 .unwrap_err()
         });
