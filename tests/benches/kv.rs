@@ -2,10 +2,13 @@
 //! in the same run, driven by the same load generator, both syncing every write to disk
 //! (etcd always does; kvd commits its Raft log durably).
 //!
-//! Phases per cluster, through the v3 JSON API and then through gRPC (one HTTP/2 connection,
-//! as etcd's clients use): puts with 1 client, puts with 64 concurrent clients, and
-//! linearizable ranges with 64 concurrent clients, each for `SINEW_BENCH_SECONDS` (default
-//! 5) against the leader. Prints throughput and p50/p99 latency per phase, then
+//! Phases, through the v3 JSON API and through gRPC (one HTTP/2 connection, as etcd's
+//! clients use): puts with 1 client, puts with 64 concurrent clients, and linearizable
+//! ranges with 64 concurrent clients, against the leader. Each phase runs in
+//! `SINEW_BENCH_ROUNDS` rounds (default 3) of `SINEW_BENCH_SECONDS` (default 5) per cluster,
+//! the two clusters in turns (which one goes first alternates), so that a drift in the
+//! machine's speed during the run weighs on both alike. Prints each round's rate to stderr,
+//! then throughput and p50/p99 latency per phase over its rounds, then
 //! `RATIO kv_grpc_put_64=...` and `RATIO kv_put_1=...`; the last line is
 //! `RATIO kv_put_64=<kvd/etcd put throughput at 64 clients over JSON>`.
 //!
@@ -96,12 +99,17 @@ struct Row {
     measured: Measured,
 }
 
-fn main() -> Result<()> {
-    let seconds: u64 = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 5);
-    let duration = Duration::from_secs(seconds);
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut rows = Vec::new();
-    for server in [Server::kvd(true)?, Server::Etcd] {
+/// A cluster under test and its two ways in: JSON, then gRPC.
+struct Target {
+    name: &'static str,
+    apis: [Api; 2],
+    // Dropped after the cluster, which keeps its data there.
+    _cluster: KvCluster,
+    _dir: tempfile::TempDir,
+}
+
+impl Target {
+    fn start(server: Server, runtime: &tokio::runtime::Runtime) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let cluster = KvCluster::start(server.clone(), dir.path(), 3)?;
         let leader = runtime.block_on(leader_url(&cluster))?;
@@ -117,15 +125,51 @@ fn main() -> Result<()> {
                 .with_context(|| format!("connecting to {leader} over gRPC"))?;
             anyhow::Ok(Api::Grpc(GrpcKv::new(channel)))
         })?;
-        for api in [json, grpc] {
-            for (op, clients) in [(Op::Put, 1), (Op::Put, 64), (Op::Range, 64)] {
-                let measured = runtime.block_on(drive(&api, op, clients, duration))?;
+        Ok(Self {
+            name: server.name(),
+            apis: [json, grpc],
+            _cluster: cluster,
+            _dir: dir,
+        })
+    }
+}
+
+fn main() -> Result<()> {
+    let seconds: u64 = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 5);
+    let rounds: usize = sinew_tests::bench_setting("SINEW_BENCH_ROUNDS", 3);
+    let duration = Duration::from_secs(seconds);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let targets = [
+        Target::start(Server::kvd(true)?, &runtime)?,
+        Target::start(Server::Etcd, &runtime)?,
+    ];
+    let mut rows = Vec::new();
+    for way in 0..2 {
+        let api = targets[0].apis[way].name();
+        for (op, clients) in [(Op::Put, 1), (Op::Put, 64), (Op::Range, 64)] {
+            let mut samples = [Samples::default(), Samples::default()];
+            for round in 0..rounds {
+                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                for index in order {
+                    let target = &targets[index];
+                    let sample =
+                        runtime.block_on(drive(&target.apis[way], op, clients, duration))?;
+                    eprintln!(
+                        "{} {api} {op:?} {clients}, round {}/{rounds}: {:.0}/s",
+                        target.name,
+                        round + 1,
+                        sample.rate()
+                    );
+                    samples[index].add(sample);
+                }
+            }
+            for (target, samples) in targets.iter().zip(samples) {
                 rows.push(Row {
-                    server: server.name(),
-                    api: api.name(),
+                    server: target.name,
+                    api,
                     op,
                     clients,
-                    measured,
+                    measured: samples.measured(),
                 });
             }
         }
@@ -209,8 +253,8 @@ async fn leader_url(cluster: &KvCluster) -> Result<String> {
     anyhow::bail!("no leader within 10 s")
 }
 
-/// Runs `clients` concurrent loops of `op` through `api` for `duration` and measures them.
-async fn drive(api: &Api, op: Op, clients: usize, duration: Duration) -> Result<Measured> {
+/// Runs `clients` concurrent loops of `op` through `api` for `duration` and times each.
+async fn drive(api: &Api, op: Op, clients: usize, duration: Duration) -> Result<Samples> {
     // Ranges read keys the puts wrote; write a few first so they find something.
     let mut setup = api.clone();
     for index in 0..64 {
@@ -243,20 +287,45 @@ async fn drive(api: &Api, op: Op, clients: usize, duration: Duration) -> Result<
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let percentile = |fraction: f64| {
-        // `fraction` is in 0..=1, so the rounded rank is in 0..len (an empty list gives -1 or
-        // -0, which saturates to 0 and finds nothing): the cast neither truncates nor wraps.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let index = ((latencies.len() as f64 - 1.0) * fraction).round() as usize;
-        latencies
-            .get(index)
-            .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
-    };
-    Ok(Measured {
-        ops_per_second: latencies.len() as f64 / elapsed,
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
+    Ok(Samples {
+        latencies,
+        seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Every operation's latency over one or more rounds, and the time they took.
+#[derive(Debug, Default)]
+struct Samples {
+    latencies: Vec<Duration>,
+    seconds: f64,
+}
+
+impl Samples {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.seconds
+    }
+
+    fn add(&mut self, other: Samples) {
+        self.latencies.extend(other.latencies);
+        self.seconds += other.seconds;
+    }
+
+    fn measured(mut self) -> Measured {
+        self.latencies.sort_unstable();
+        let percentile = |fraction: f64| {
+            // `fraction` is in 0..=1, so the rounded rank is in 0..len (an empty list gives -1
+            // or -0, which saturates to 0 and finds nothing): the cast neither truncates nor
+            // wraps.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let index = ((self.latencies.len() as f64 - 1.0) * fraction).round() as usize;
+            self.latencies
+                .get(index)
+                .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
+        };
+        Measured {
+            ops_per_second: self.rate(),
+            p50_ms: percentile(0.50),
+            p99_ms: percentile(0.99),
+        }
+    }
 }

@@ -115,10 +115,14 @@ async fn answer(
     if grpc::is_grpc(&request) {
         return grpc.answer(request).await.map(Either::Left);
     }
+    // The v2 and gateway futures are boxed: they are large, and unboxed they would make
+    // every request's task as large, gRPC's included, to be moved at each spawn.
     let response = if v2::serves(request.uri().path()) {
-        v2::handle(&node, request).await.unwrap_or_else(not_found)
+        Box::pin(v2::handle(&node, request))
+            .await
+            .unwrap_or_else(not_found)
     } else {
-        match gateway.handle(request).await {
+        match Box::pin(gateway.handle(request)).await {
             Handled::Response(response) => response.map(BodyExt::boxed_unsync),
             Handled::NotMine(_) => not_found(),
         }
