@@ -185,6 +185,20 @@ mod tests {
             .expect("a runtime")
     }
 
+    /// The error of a call to `url`, which is expected to fail.
+    async fn failed_call(url: &str) -> TransportError {
+        Transport::default()
+            .call::<_, ()>(
+                url,
+                "/propose",
+                &"put",
+                Encoding::Json,
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_err()
+    }
+
     /// A call's error against a listener that takes the request and closes without an
     /// answer, as a leader killed under a forwarded proposal does.
     async fn call_to_closing_listener() -> TransportError {
@@ -195,16 +209,7 @@ mod tests {
             let mut request = [0; 4096];
             let _ = stream.read(&mut request).await;
         });
-        Transport::default()
-            .call::<_, ()>(
-                &url,
-                "/propose",
-                &"put",
-                Encoding::Json,
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap_err()
+        failed_call(&url).await
     }
 
     #[test]
@@ -219,16 +224,7 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
             drop(listener);
-            Transport::default()
-                .call::<_, ()>(
-                    &url,
-                    "/propose",
-                    &"put",
-                    Encoding::Json,
-                    Duration::from_secs(5),
-                )
-                .await
-                .unwrap_err()
+            failed_call(&url).await
         });
         assert!(
             matches!(error, TransportError::Unreachable { .. }),
