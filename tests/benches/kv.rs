@@ -103,8 +103,8 @@ struct Row {
 struct Target {
     name: &'static str,
     apis: [Api; 2],
-    // Dropped after the cluster, which keeps its data there.
     _cluster: KvCluster,
+    // Dropped after the cluster, which keeps its data there.
     _dir: tempfile::TempDir,
 }
 

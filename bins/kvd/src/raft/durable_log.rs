@@ -27,9 +27,9 @@
 //! crash it may be older than the last one recorded, never newer, and never past the entries
 //! on disk: a durable transaction persists every entry staged before it.
 //!
-//! Entries are stored as JSON under their index, so the log must stay contiguous:
-//! [`LogStore::write_entries`] refuses an entry that does not directly follow the last one
-//! (or the last purged one).
+//! Entries are stored under their index (in [`wire`]'s entry encoding), so the log must stay
+//! contiguous: [`LogStore::write_entries`] refuses an entry that does not directly follow the
+//! last one (or the last purged one).
 //!
 //! redb locks the file: one [`LogStore`] (and its clones) per data directory at a time; a
 //! second [`LogStore::open`] fails with [`LogStoreError::Open`].
@@ -75,7 +75,7 @@ use super::journal::Journal;
 use super::wire::{self, Encoding, WireError};
 use super::{Entry, LogId, NodeId, TypeConfig, Vote};
 
-/// Entries, by index, as JSON.
+/// Entries, by index, in [`wire`]'s entry encoding.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// The vote, the committed log id and the last purged log id, as JSON, under [`VOTE`],
 /// [`COMMITTED`] and [`LAST_PURGED`].
@@ -1578,6 +1578,19 @@ mod tests {
         assert!(store.leading());
     }
 
+    /// Writes `records` into the log's table as they are, as a damaged file or an earlier
+    /// kvd would hold them.
+    fn put_records(store: &LogStore, records: &[(u64, &[u8])]) {
+        let txn = store.shared.db.begin_write().unwrap();
+        {
+            let mut log = txn.open_table(LOG).unwrap();
+            for &(index, bytes) in records {
+                log.insert(index, bytes).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
     #[test]
     fn a_damaged_entry_is_reported_not_returned() {
         let dir = tempfile::tempdir().unwrap();
@@ -1585,16 +1598,8 @@ mod tests {
         store.write_entries(entries(1, 1..=2)).unwrap();
         // A durable commit carries the staged entries to the database.
         store.write_vote(&Vote::new(1, 1)).unwrap();
-        let txn = store.shared.db.begin_write().unwrap();
-        txn.open_table(LOG)
-            .unwrap()
-            .insert(2, b"{not json".as_slice())
-            .unwrap();
-        txn.open_table(LOG)
-            .unwrap()
-            .insert(3, wire::encode_entry(&entry(1, 9)).unwrap().as_slice())
-            .unwrap();
-        txn.commit().unwrap();
+        let misplaced = wire::encode_entry(&entry(1, 9)).unwrap();
+        put_records(&store, &[(2, b"{not json"), (3, &misplaced)]);
 
         assert!(matches!(
             store.entries(2..=2),
@@ -1620,12 +1625,7 @@ mod tests {
         let store = LogStore::open(dir.path()).unwrap();
         store.write_entries(entries(1, 1..=1)).unwrap();
         store.write_vote(&Vote::new(1, 1)).unwrap();
-        let txn = store.shared.db.begin_write().unwrap();
-        txn.open_table(LOG)
-            .unwrap()
-            .insert(2, serde_json::to_vec(&entry(1, 2)).unwrap().as_slice())
-            .unwrap();
-        txn.commit().unwrap();
+        put_records(&store, &[(2, &serde_json::to_vec(&entry(1, 2)).unwrap())]);
         drop(store);
 
         let store = LogStore::open(dir.path()).unwrap();
