@@ -29,16 +29,15 @@ use bytes::Bytes;
 use hyper::body::Body;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, Version};
-use sinew_etcd_api::etcdserverpb::auth_server::AuthServer;
-use sinew_etcd_api::etcdserverpb::cluster_server::ClusterServer;
-use sinew_etcd_api::etcdserverpb::kv_server::KvServer;
-use sinew_etcd_api::etcdserverpb::lease_server::LeaseServer;
-use sinew_etcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
-use sinew_etcd_api::etcdserverpb::watch_server::WatchServer;
+use sinew_etcd_api::etcdserverpb::auth_server::{self, AuthServer};
+use sinew_etcd_api::etcdserverpb::cluster_server::{self, ClusterServer};
+use sinew_etcd_api::etcdserverpb::kv_server::{self, KvServer};
+use sinew_etcd_api::etcdserverpb::lease_server::{self, LeaseServer};
+use sinew_etcd_api::etcdserverpb::maintenance_server::{self, MaintenanceServer};
+use sinew_etcd_api::etcdserverpb::watch_server::{self, WatchServer};
 use sinew_etcd_api::etcdserverpb::ResponseHeader;
-use sinew_etcd_api::v3electionpb::election_server::ElectionServer;
-use sinew_etcd_api::v3lockpb::lock_server::LockServer;
-use tonic::service::Routes;
+use sinew_etcd_api::v3electionpb::election_server::{self, ElectionServer};
+use sinew_etcd_api::v3lockpb::lock_server::{self, LockServer};
 use tower::ServiceExt;
 
 use crate::gateway::{Backend, BackendError, Code, Gateway, Status};
@@ -54,11 +53,18 @@ pub fn is_grpc<T>(request: &Request<T>) -> bool {
             .is_some_and(|value| value.contains("application/grpc"))
 }
 
-/// etcd's gRPC services, routed by path (`/etcdserverpb.KV/Range`, ...). Cheap to clone.
-#[derive(Clone)]
+/// etcd's gRPC services, each with its limits, routed by the service name that starts a
+/// request's path (`/etcdserverpb.KV/Range`, ...).
 pub struct Services<B> {
     grpc: Grpc<B>,
-    routes: Routes,
+    kv: KvServer<Grpc<B>>,
+    watch: WatchServer<Grpc<B>>,
+    lease: LeaseServer<Grpc<B>>,
+    cluster: ClusterServer<Grpc<B>>,
+    maintenance: MaintenanceServer<Grpc<B>>,
+    lock: LockServer<Grpc<B>>,
+    election: ElectionServer<Grpc<B>>,
+    auth: AuthServer<Grpc<B>>,
 }
 
 impl<B> fmt::Debug for Services<B> {
@@ -71,8 +77,25 @@ impl<B: Backend> Services<B> {
     /// The services over `gateway`'s backend, with its limits.
     pub fn new(gateway: Gateway<B>) -> Self {
         let grpc = Grpc::new(gateway);
+        // etcd's gRPC server takes requests up to `--max-request-bytes` plus 512 KiB and
+        // sends answers of any size.
+        let limit = grpc.gateway.config.grpc_limit();
+        macro_rules! limited {
+            ($server:ident) => {
+                $server::new(grpc.clone())
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(usize::MAX)
+            };
+        }
         Self {
-            routes: grpc.clone().routes(),
+            kv: limited!(KvServer),
+            watch: limited!(WatchServer),
+            lease: limited!(LeaseServer),
+            cluster: limited!(ClusterServer),
+            maintenance: limited!(MaintenanceServer),
+            lock: limited!(LockServer),
+            election: limited!(ElectionServer),
+            auth: limited!(AuthServer),
             grpc,
         }
     }
@@ -82,7 +105,7 @@ impl<B: Backend> Services<B> {
     pub async fn answer<T>(&self, request: Request<T>) -> Response<tonic::body::Body>
     where
         T: Body<Data = Bytes> + Send + 'static,
-        T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        T::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let wants_leader = request
             .headers()
@@ -91,7 +114,22 @@ impl<B: Backend> Services<B> {
         if wants_leader && !self.grpc.gateway.backend.has_leader() {
             return tonic::Status::from(Status::from(BackendError::NoLeader)).into_http();
         }
-        match self.routes.clone().oneshot(request).await {
+        let service = request.uri().path().split('/').nth(1).unwrap_or_default();
+        let answered = match service {
+            kv_server::SERVICE_NAME => self.kv.clone().oneshot(request).await,
+            watch_server::SERVICE_NAME => self.watch.clone().oneshot(request).await,
+            lease_server::SERVICE_NAME => self.lease.clone().oneshot(request).await,
+            cluster_server::SERVICE_NAME => self.cluster.clone().oneshot(request).await,
+            maintenance_server::SERVICE_NAME => self.maintenance.clone().oneshot(request).await,
+            lock_server::SERVICE_NAME => self.lock.clone().oneshot(request).await,
+            election_server::SERVICE_NAME => self.election.clone().oneshot(request).await,
+            auth_server::SERVICE_NAME => self.auth.clone().oneshot(request).await,
+            _ => {
+                return tonic::Status::unimplemented(format!("unknown service {service}"))
+                    .into_http()
+            }
+        };
+        match answered {
             Ok(response) => response,
             Err(never) => match never {},
         }
@@ -124,28 +162,6 @@ impl<B: Backend> Grpc<B> {
     /// The services over `gateway`'s backend, with its limits.
     pub(crate) fn new(gateway: Gateway<B>) -> Self {
         Self { gateway }
-    }
-
-    /// Every service, routed by its path.
-    fn routes(self) -> Routes {
-        // etcd's gRPC server takes requests up to `--max-request-bytes` plus 512 KiB and
-        // sends answers of any size.
-        let limit = self.gateway.config.grpc_limit();
-        macro_rules! limited {
-            ($server:ident) => {
-                $server::new(self.clone())
-                    .max_decoding_message_size(limit)
-                    .max_encoding_message_size(usize::MAX)
-            };
-        }
-        Routes::new(limited!(KvServer))
-            .add_service(limited!(WatchServer))
-            .add_service(limited!(LeaseServer))
-            .add_service(limited!(ClusterServer))
-            .add_service(limited!(MaintenanceServer))
-            .add_service(limited!(LockServer))
-            .add_service(limited!(ElectionServer))
-            .add_service(limited!(AuthServer))
     }
 
     /// The header of an answer at store revision `revision`.

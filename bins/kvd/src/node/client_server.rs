@@ -52,7 +52,7 @@ impl ClientApi {
             addrs.push(listener.local_addr()?);
             servers.spawn(serve(
                 listener,
-                Services::new(gateway.clone()),
+                Arc::new(Services::new(gateway.clone())),
                 gateway.clone(),
                 Arc::new(node.clone()),
                 stop.subscribe(),
@@ -84,7 +84,7 @@ impl ClientApi {
 /// ready, until `stopping` says stop (a dropped sender also means stop).
 async fn serve(
     listener: TcpListener,
-    grpc: Services<Node>,
+    grpc: Arc<Services<Node>>,
     gateway: Gateway<Node>,
     node: Arc<Node>,
     mut stopping: watch::Receiver<bool>,
@@ -95,7 +95,14 @@ async fn serve(
     }
     http_server::serve(
         listener,
-        move |request| answer(grpc.clone(), gateway.clone(), Arc::clone(&node), request),
+        move |request| {
+            answer(
+                Arc::clone(&grpc),
+                gateway.clone(),
+                Arc::clone(&node),
+                request,
+            )
+        },
         async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         },
@@ -107,7 +114,7 @@ async fn serve(
 type ClientBody = Either<tonic::body::Body, v2::Body>;
 
 async fn answer(
-    grpc: Services<Node>,
+    grpc: Arc<Services<Node>>,
     gateway: Gateway<Node>,
     node: Arc<Node>,
     request: Request<Incoming>,

@@ -73,3 +73,38 @@ async fn the_etcd_client_crate_gets_the_same_answers_from_kvd_and_etcd() {
         );
     }
 }
+
+/// The status of a unary call to `path` (`/service/method`) with an empty range request.
+async fn call_path(server: &Etcd, path: &'static str) -> tonic::Status {
+    use sinew_etcd_api::etcdserverpb::{RangeRequest, RangeResponse};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .expect("endpoint")
+        .timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("gRPC connection");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let codec = tonic_prost::ProstCodec::<RangeRequest, RangeResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(tonic::Request::new(RangeRequest::default()), path, codec)
+        .await
+        .expect_err("no such call")
+}
+
+#[tokio::test]
+async fn an_unknown_service_or_method_is_unimplemented_as_in_etcd() {
+    let (etcd, kvd) = tokio::join!(Etcd::start(), Etcd::start_kvd());
+    for path in ["/etcdserverpb.Nope/Range", "/etcdserverpb.KV/Nope"] {
+        let (from_etcd, from_kvd) = (call_path(&etcd, path).await, call_path(&kvd, path).await);
+        assert_eq!(
+            from_etcd.code(),
+            tonic::Code::Unimplemented,
+            "{path}: {from_etcd:?}"
+        );
+        assert_eq!(from_kvd.code(), from_etcd.code(), "{path}: {from_kvd:?}");
+    }
+    let path = "/etcdserverpb.Nope/Range";
+    let (from_etcd, from_kvd) = (call_path(&etcd, path).await, call_path(&kvd, path).await);
+    assert_eq!(from_kvd.message(), from_etcd.message());
+}
