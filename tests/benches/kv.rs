@@ -7,8 +7,9 @@
 //! ranges with 64 concurrent clients, against the leader. Each phase runs in
 //! `SINEW_BENCH_ROUNDS` rounds (default 3) of `SINEW_BENCH_SECONDS` (default 5) per cluster,
 //! the two clusters in turns (which one goes first alternates), so that a drift in the
-//! machine's speed during the run weighs on both alike. Prints each round's rate to stderr,
-//! then throughput and p50/p99 latency per phase over its rounds, then
+//! machine's speed during the run weighs on both alike. The load comes from one thread
+//! (tokio's current-thread runtime), the leanest client for both. Prints each round's rate
+//! to stderr, then throughput and p50/p99 latency per phase over its rounds, then
 //! `RATIO kv_grpc_put_64=...` and `RATIO kv_put_1=...`; the last line is
 //! `RATIO kv_put_64=<kvd/etcd put throughput at 64 clients over JSON>`.
 //!
@@ -138,7 +139,12 @@ fn main() -> Result<()> {
     let seconds: u64 = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 5);
     let rounds: usize = sinew_tests::bench_setting("SINEW_BENCH_ROUNDS", 3);
     let duration = Duration::from_secs(seconds);
-    let runtime = tokio::runtime::Runtime::new()?;
+    // The load generator runs on one thread: the machine's cores are the six members'
+    // and a second client thread only adds handoffs between threads, which cost both
+    // clusters' rates (etcd's less, being slower) without adding load.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let targets = [
         Target::start(Server::kvd(true)?, &runtime)?,
         Target::start(Server::Etcd, &runtime)?,
