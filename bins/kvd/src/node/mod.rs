@@ -8,7 +8,8 @@
 //! (etcd's ReadIndex), so a read never sees less than what was acknowledged before it began.
 //!
 //! Module map: `config` (etcd's settings), `identity` (the data directory's member and
-//! cluster ids), `proposer` (group commit), `members` (membership changes), `leases` (the
+//! cluster ids), `proposer` (group commit), `read_index` (read-index rounds shared by
+//! linearizable reads), `members` (membership changes), `leases` (the
 //! leader's lease clock), `error` ([`NodeError`]); the listeners `peer_server` (Raft's
 //! messages and forwarded requests, at `peer_paths`) and `client_server` ([`ClientApi`]: v2
 //! and the v3 gateway), both over `http_server`; the client APIs' backends `backend` (v3) and
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::error::RaftError;
 use openraft::{Raft, ServerState, SnapshotPolicy};
 use serde::Serialize;
 use thiserror::Error;
@@ -46,6 +47,7 @@ mod members;
 mod peer_paths;
 mod peer_server;
 mod proposer;
+mod read_index;
 mod transfer;
 mod v2_backend;
 
@@ -57,9 +59,10 @@ pub use config::{
 pub use error::NodeError;
 pub use members::{MemberChange, MemberInfo};
 
-use error::{fatal, Redirect};
+use error::Redirect;
 use leases::LeaseClock;
 use proposer::Proposer;
+use read_index::ReadIndex;
 
 /// How long a request may wait for a leader, a commit or a read index.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,6 +114,7 @@ struct Inner {
     /// How far this member's log is on disk.
     persisted: Persisted,
     proposer: Proposer,
+    read_index: ReadIndex,
     machine: StateMachine,
     transport: Transport,
     leases: LeaseClock,
@@ -184,6 +188,7 @@ impl Node {
                 cluster_id: identity.cluster_id,
                 config,
                 proposer: Proposer::start(raft.clone()),
+                read_index: ReadIndex::start(raft.clone()),
                 raft,
                 persisted,
                 machine,
@@ -497,24 +502,14 @@ impl Node {
     }
 
     /// The leader's read index: the log index a member must apply before a linearizable
-    /// read (0: nothing yet).
+    /// read (0: nothing yet), from the next read-index round to begin.
     async fn read_index_here(&self, deadline: tokio::time::Instant) -> Result<u64, Redirect> {
         self.wait_for_transfer(deadline)
             .await
             .map_err(Redirect::Failed)?;
-        let checked = tokio::time::timeout_at(deadline, self.inner.raft.get_read_log_id())
+        tokio::time::timeout_at(deadline, self.inner.read_index.next())
             .await
-            .map_err(|_| Redirect::Failed(NodeError::Timeout))?;
-        match checked {
-            Ok((read_index, _applied)) => Ok(read_index.map_or(0, |log_id| log_id.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
-                Err(forward.leader_node.map_or(Redirect::Unknown, Redirect::To))
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Err(Redirect::Unknown)
-            }
-            Err(RaftError::Fatal(error)) => Err(Redirect::Failed(fatal(&error))),
-        }
+            .map_err(|_| Redirect::Failed(NodeError::Timeout))?
     }
 
     /// Renews a lease for its full TTL; `None` if no such lease exists.

@@ -309,3 +309,47 @@ async fn a_member_stopped_with_a_peer_request_in_flight_frees_its_port_for_a_res
         .expect("a write through the restarted member");
     drop(stuck);
 }
+
+/// Linearizable reads share read-index rounds. A read that begins while a round is under way
+/// must wait for the next one: the index of a round that began before it may predate a write
+/// acknowledged before it, and a follower that applied only that far would serve the older
+/// value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_sharing_read_index_rounds_see_every_write_acknowledged_before_them() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower(leader);
+    cluster.node(leader).propose(put("n", "0")).await.unwrap();
+    // Readers on both members keep rounds under way all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..16)
+        .map(|reader| {
+            let node = cluster.node([leader, follower][reader % 2]).clone();
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut reads = 0_u64;
+                while !stop.load(Ordering::Relaxed) {
+                    get(&node, "n", false).await;
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for written in 1..=150_u32 {
+        cluster
+            .node(leader)
+            .propose(put("n", &written.to_string()))
+            .await
+            .unwrap();
+        let read = get(cluster.node(follower), "n", false).await;
+        assert_eq!(read, Some(written.to_string()), "a stale read");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0, "every reader read");
+    }
+}
