@@ -62,7 +62,7 @@ pub use members::{MemberChange, MemberInfo};
 use error::Redirect;
 use leases::LeaseClock;
 use proposer::Proposer;
-use read_index::ReadIndex;
+use read_index::Rounds;
 
 /// How long a request may wait for a leader, a commit or a read index.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,7 +114,10 @@ struct Inner {
     /// How far this member's log is on disk.
     persisted: Persisted,
     proposer: Proposer,
-    read_index: ReadIndex,
+    /// Read-index rounds confirmed by this member, if it leads.
+    read_index: Rounds<()>,
+    /// Read-index rounds asked of the leader, when this member does not lead.
+    leader_read_index: Rounds<Member>,
     machine: StateMachine,
     transport: Transport,
     leases: LeaseClock,
@@ -188,7 +191,14 @@ impl Node {
                 cluster_id: identity.cluster_id,
                 config,
                 proposer: Proposer::start(raft.clone()),
-                read_index: ReadIndex::start(raft.clone()),
+                read_index: Rounds::start({
+                    let raft = raft.clone();
+                    move |()| read_index::confirmed_here(raft.clone())
+                }),
+                leader_read_index: Rounds::start({
+                    let transport = transport.clone();
+                    move |leader| read_index::confirmed_by(transport.clone(), leader)
+                }),
                 raft,
                 persisted,
                 machine,
@@ -469,22 +479,17 @@ impl Node {
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let read_index = loop {
-            match self.read_index_here(deadline).await {
-                Ok(index) => break index,
+            let answer = match self.read_index_here(deadline).await {
                 Err(Redirect::To(leader)) => {
-                    match self
-                        .forward::<_, u64>(&leader, peer_paths::READ_INDEX, &(), deadline)
+                    tokio::time::timeout_at(deadline, self.inner.leader_read_index.next(leader))
                         .await
-                    {
-                        Ok(index) => break index,
-                        // Asking for a read index has no effect: ask the next leader.
-                        Err(NodeError::NoLeader | NodeError::LeaderFailed) => {
-                            self.pause(deadline).await?;
-                        }
-                        Err(error) => return Err(error),
-                    }
+                        .unwrap_or(Err(Redirect::Failed(NodeError::Timeout)))
                 }
-                Err(Redirect::Unknown) => self.pause(deadline).await?,
+                answer => answer,
+            };
+            match answer {
+                Ok(index) => break index,
+                Err(Redirect::To(_) | Redirect::Unknown) => self.pause(deadline).await?,
                 Err(Redirect::Failed(error)) => return Err(error),
             }
         };
@@ -507,7 +512,7 @@ impl Node {
         self.wait_for_transfer(deadline)
             .await
             .map_err(Redirect::Failed)?;
-        tokio::time::timeout_at(deadline, self.inner.read_index.next())
+        tokio::time::timeout_at(deadline, self.inner.read_index.next(()))
             .await
             .map_err(|_| Redirect::Failed(NodeError::Timeout))?
     }
@@ -639,26 +644,7 @@ impl Node {
         Req: Serialize + ?Sized,
         Resp: serde::de::DeserializeOwned,
     {
-        let url = leader
-            .peer_urls
-            .first()
-            .ok_or_else(|| NodeError::LeaderUnreachable("the leader has no peer URL".into()))?;
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let answer: Result<Resp, NodeError> = self
-            .inner
-            .transport
-            .call(url, path, request, Encoding::Json, remaining)
-            .await
-            .map_err(|error| match error {
-                crate::raft::TransportError::Timeout { .. } => NodeError::Timeout,
-                // The leader may just have died: look for the next one.
-                crate::raft::TransportError::Unreachable { .. } => NodeError::NoLeader,
-                // It died holding the request, which may yet be committed: sending it to the
-                // next leader could apply it twice, so the client is told it is in doubt.
-                crate::raft::TransportError::Broken { .. } => NodeError::LeaderFailed,
-                other => NodeError::LeaderUnreachable(other.to_string()),
-            })?;
-        answer
+        forward_to(&self.inner.transport, leader, path, request, deadline).await
     }
 
     /// Waits a little for a leader to appear; fails once the deadline passed.
@@ -798,4 +784,36 @@ async fn open_log(data_dir: &std::path::Path) -> Result<LogStore, LogStoreError>
             other => return other,
         }
     }
+}
+
+/// Sends a request this member cannot serve to the leader `leader` over the peer network.
+async fn forward_to<Req, Resp>(
+    transport: &Transport,
+    leader: &Member,
+    path: &str,
+    request: &Req,
+    deadline: tokio::time::Instant,
+) -> Result<Resp, NodeError>
+where
+    Req: Serialize + ?Sized,
+    Resp: serde::de::DeserializeOwned,
+{
+    let url = leader
+        .peer_urls
+        .first()
+        .ok_or_else(|| NodeError::LeaderUnreachable("the leader has no peer URL".into()))?;
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    // The leader answers with its own outcome, an error included.
+    transport
+        .call::<_, Result<Resp, NodeError>>(url, path, request, Encoding::Json, remaining)
+        .await
+        .map_err(|error| match error {
+            crate::raft::TransportError::Timeout { .. } => NodeError::Timeout,
+            // The leader may just have died: look for the next one.
+            crate::raft::TransportError::Unreachable { .. } => NodeError::NoLeader,
+            // It died holding the request, which may yet be committed: sending it to the
+            // next leader could apply it twice, so the client is told it is in doubt.
+            crate::raft::TransportError::Broken { .. } => NodeError::LeaderFailed,
+            other => NodeError::LeaderUnreachable(other.to_string()),
+        })?
 }
