@@ -413,9 +413,14 @@ impl Node {
         loop {
             match self.propose_here(&request, deadline).await {
                 Err(Redirect::To(leader)) => {
-                    match self
-                        .forward::<_, Reply>(&leader, peer_paths::PROPOSE, &request, deadline)
-                        .await
+                    match forward_to::<_, Reply>(
+                        &self.inner.transport,
+                        &leader,
+                        peer_paths::PROPOSE,
+                        &request,
+                        deadline,
+                    )
+                    .await
                     {
                         Err(NodeError::NoLeader) => self.pause(deadline).await?,
                         other => return other,
@@ -604,10 +609,13 @@ impl Node {
             let leader = self.leader_member();
             match leader {
                 Some((id, _)) if id == self.inner.id => return here(self.clone()).await,
-                Some((_, member)) => match self.forward(&member, path, request, deadline).await {
-                    Err(NodeError::NoLeader) => self.pause(deadline).await?,
-                    other => return other,
-                },
+                Some((_, member)) => {
+                    match forward_to(&self.inner.transport, &member, path, request, deadline).await
+                    {
+                        Err(NodeError::NoLeader) => self.pause(deadline).await?,
+                        other => return other,
+                    }
+                }
                 None => self.pause(deadline).await?,
             }
         }
@@ -630,21 +638,6 @@ impl Node {
         let metrics = self.inner.raft.metrics();
         let metrics = metrics.borrow();
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.inner.id)
-    }
-
-    /// Sends a request to the leader's peer URL; the leader's refusal comes back as is.
-    async fn forward<Req, Resp>(
-        &self,
-        leader: &Member,
-        path: &str,
-        request: &Req,
-        deadline: tokio::time::Instant,
-    ) -> Result<Resp, NodeError>
-    where
-        Req: Serialize + ?Sized,
-        Resp: serde::de::DeserializeOwned,
-    {
-        forward_to(&self.inner.transport, leader, path, request, deadline).await
     }
 
     /// Waits a little for a leader to appear; fails once the deadline passed.
@@ -786,7 +779,8 @@ async fn open_log(data_dir: &std::path::Path) -> Result<LogStore, LogStoreError>
     }
 }
 
-/// Sends a request this member cannot serve to the leader `leader` over the peer network.
+/// Sends a request this member cannot serve to the leader `leader` over the peer network;
+/// the leader's refusal comes back as is.
 async fn forward_to<Req, Resp>(
     transport: &Transport,
     leader: &Member,

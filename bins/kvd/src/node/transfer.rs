@@ -39,8 +39,14 @@ impl Node {
         self.inner.raft.runtime_config().heartbeat(false);
         // Past the lease of every follower the leader reached last just now.
         tokio::time::sleep(lease + self.inner.config.heartbeat).await;
-        self.forward::<_, ()>(&member, peer_paths::CAMPAIGN, &(), deadline)
-            .await?;
+        super::forward_to::<_, ()>(
+            &self.inner.transport,
+            &member,
+            peer_paths::CAMPAIGN,
+            &(),
+            deadline,
+        )
+        .await?;
         let mut leader = self.inner.raft.metrics();
         tokio::time::timeout_at(
             deadline,
