@@ -2,18 +2,16 @@
 //! endpoint, and a graceful stop on SIGTERM or SIGINT.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sinew_proto::kv::KvClient;
 use sinew_support::stop::StopSignals;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
 
+use crate::accept::{Connections, Dispatch, Sessions};
 use crate::backends::Pool;
 use crate::config::{Mode, Settings};
 use crate::http::{self, Forwarder};
@@ -65,8 +63,17 @@ async fn serve(settings: Settings) -> Result<()> {
         );
     }
     let (stopping_tx, stopping) = watch::channel(false);
-    let sessions = Sessions::default();
-    let mut listeners = Vec::new();
+    let sessions: Vec<Sessions> = (0..settings.workers.get())
+        .map(|_| Sessions::default())
+        .collect();
+    let mut workers: Vec<Worker> = sessions
+        .iter()
+        .map(|_| Worker {
+            listeners: Vec::new(),
+            connect_timeout: settings.connect_timeout,
+            stopping: stopping.clone(),
+        })
+        .collect();
     for listen in &settings.listen {
         let listener = std::net::TcpListener::bind(listen.address)
             .and_then(|listener| {
@@ -74,27 +81,19 @@ async fn serve(settings: Settings) -> Result<()> {
                 Ok(listener)
             })
             .with_context(|| format!("--listen {}: cannot listen", listen.address))?;
-        listeners.push((listener, listen.mode, Arc::clone(&pools[&listen.service])));
+        let (dispatch, connections) = Dispatch::new(&sessions);
+        for (worker, connections) in workers.iter_mut().zip(connections) {
+            let pool = Arc::clone(&pools[&listen.service]);
+            worker.listeners.push((connections, listen.mode, pool));
+        }
+        tokio::spawn(dispatch.run(listener, stopping.clone()));
     }
-    for index in 0..settings.workers.get() {
-        let worker = Worker {
-            listeners: listeners
-                .iter()
-                .map(|(listener, mode, pool)| Ok((listener.try_clone()?, *mode, Arc::clone(pool))))
-                .collect::<std::io::Result<_>>()
-                .context("sharing the listeners with the workers")?,
-            connect_timeout: settings.connect_timeout,
-            stopping: stopping.clone(),
-            sessions: sessions.clone(),
-        };
+    for (index, worker) in workers.into_iter().enumerate() {
         std::thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || worker.run())
             .context("starting a worker thread")?;
     }
-    // The workers hold their own descriptors: once they stop accepting, the sockets close
-    // and new connections are refused rather than left waiting through the drain.
-    drop(listeners);
     if let Some(address) = settings.status_listen {
         let listener = TcpListener::bind(address)
             .await
@@ -115,17 +114,22 @@ async fn serve(settings: Settings) -> Result<()> {
     let signal = stop.recv().await;
     tracing::info!(
         signal = signal.name(),
-        open = sessions.open(),
+        open = open(&sessions),
         grace = ?settings.drain_grace,
         "stopping: no new connections; open ones may finish within the grace period"
     );
     stopping_tx.send_replace(true);
-    if tokio::time::timeout(settings.drain_grace, sessions.finished())
+    let finished = async {
+        for worker in &sessions {
+            worker.finished().await;
+        }
+    };
+    if tokio::time::timeout(settings.drain_grace, finished)
         .await
         .is_err()
     {
         tracing::warn!(
-            open = sessions.open(),
+            open = open(&sessions),
             "the grace period is over; closing the rest"
         );
     }
@@ -133,14 +137,13 @@ async fn serve(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// A thread with a runtime of its own that accepts and serves connections on every
+/// A thread with a runtime of its own that serves the connections handed to it on every
 /// listener: a connection, and the backend connections its requests use, stay on the one
 /// thread, so serving a request takes no wakeup across threads (as HAProxy's threads do).
 struct Worker {
-    listeners: Vec<(std::net::TcpListener, Mode, Arc<Pool>)>,
+    listeners: Vec<(Connections, Mode, Arc<Pool>)>,
     connect_timeout: Duration,
     stopping: watch::Receiver<bool>,
-    sessions: Sessions,
 }
 
 impl Worker {
@@ -158,28 +161,13 @@ impl Worker {
         runtime.block_on(async {
             let upstream = Upstream::new(self.connect_timeout);
             let mut served = tokio::task::JoinSet::new();
-            for (listener, mode, pool) in self.listeners {
-                let listener = match TcpListener::from_std(listener) {
-                    Ok(listener) => listener,
-                    Err(error) => {
-                        tracing::error!(%error, "a worker cannot listen; the others serve");
-                        continue;
-                    }
-                };
-                let (stopping, sessions) = (self.stopping.clone(), self.sessions.clone());
+            for (connections, mode, pool) in self.listeners {
                 match mode {
-                    Mode::Tcp => served.spawn(tcp::serve(
-                        listener,
-                        pool,
-                        self.connect_timeout,
-                        stopping,
-                        sessions,
-                    )),
+                    Mode::Tcp => served.spawn(tcp::serve(connections, pool, self.connect_timeout)),
                     Mode::Http => served.spawn(http::serve(
-                        listener,
+                        connections,
                         Arc::new(Forwarder::new(pool, Arc::clone(&upstream))),
-                        stopping,
-                        sessions,
+                        self.stopping.clone(),
                     )),
                 };
             }
@@ -191,76 +179,13 @@ impl Worker {
     }
 }
 
-/// The next connection on `listener`; `None` once `stopping` turns true. A failed accept
-/// (out of descriptors, say) is logged and the next one awaited.
-pub async fn accept(
-    listener: &TcpListener,
-    stopping: &mut watch::Receiver<bool>,
-) -> Option<(TcpStream, SocketAddr)> {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => return Some(accepted),
-                Err(error) => tracing::warn!(%error, "accepting a connection failed"),
-            },
-            _ = stopping.wait_for(|stop| *stop) => return None,
-        }
-    }
+/// Client connections open on all workers.
+fn open(sessions: &[Sessions]) -> usize {
+    sessions.iter().map(Sessions::open).sum()
 }
 
 async fn futures_all(receivers: Vec<oneshot::Receiver<()>>) {
     for receiver in receivers {
         let _ = receiver.await;
-    }
-}
-
-/// The proxy's client connections, counted so that a stopping proxy can let them finish.
-#[derive(Debug, Clone, Default)]
-pub struct Sessions(Arc<Open>);
-
-#[derive(Debug, Default)]
-struct Open {
-    count: AtomicUsize,
-    none: Notify,
-}
-
-/// Counts a session until dropped, even if the session panics.
-struct Counted(Arc<Open>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.none.notify_waiters();
-        }
-    }
-}
-
-impl Sessions {
-    /// Runs `session` as a task of its own, counted while it runs.
-    pub fn spawn(&self, session: impl Future<Output = ()> + Send + 'static) {
-        self.0.count.fetch_add(1, Ordering::AcqRel);
-        let counted = Counted(Arc::clone(&self.0));
-        tokio::spawn(async move {
-            let _counted = counted;
-            session.await;
-        });
-    }
-
-    /// Sessions running now.
-    pub fn open(&self) -> usize {
-        self.0.count.load(Ordering::Acquire)
-    }
-
-    /// Resolves when no session runs.
-    pub async fn finished(&self) {
-        loop {
-            let none = self.0.none.notified();
-            tokio::pin!(none);
-            none.as_mut().enable();
-            if self.open() == 0 {
-                return;
-            }
-            none.await;
-        }
     }
 }

@@ -20,11 +20,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::accept::Connections;
 use crate::backends::{InUse, Pool};
-use crate::daemon::{accept, Sessions};
 use crate::upstream::{Lent, SendError, Upstream, UpstreamBody};
 
 /// An answer on its way to the client: the backend's, or the proxy's own.
@@ -148,22 +147,19 @@ impl Forwarder {
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until `stopping` turns true; then each open connection
-/// finishes the request it is on and closes.
+/// Serves HTTP/1.1 on the `connections` handed to this worker until the listener stops
+/// accepting; once `stopping` turns true, each open connection finishes the request it is
+/// on and closes.
 pub async fn serve(
-    listener: TcpListener,
+    mut connections: Connections,
     forwarder: Arc<Forwarder>,
-    mut stopping: watch::Receiver<bool>,
-    sessions: Sessions,
+    stopping: watch::Receiver<bool>,
 ) {
-    loop {
-        let Some((stream, peer)) = accept(&listener, &mut stopping).await else {
-            return;
-        };
+    while let Some((stream, peer, session)) = connections.next().await {
         let _ = stream.set_nodelay(true);
         let forwarder = Arc::clone(&forwarder);
         let mut stopping = stopping.clone();
-        sessions.spawn(async move {
+        session.spawn(async move {
             let client = Arc::new(Peer::new(peer));
             let service = service_fn(move |request| {
                 let (forwarder, client) = (Arc::clone(&forwarder), Arc::clone(&client));

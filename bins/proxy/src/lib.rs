@@ -14,12 +14,14 @@
 //! answers 503 and TCP closes the connection, and both log it. [`status`] serves each
 //! backend's state and counters as JSON.
 //!
-//! Connections are served by workers, a thread each with a runtime of its own
-//! ([`daemon`]); a client connection and the backend connections its requests use stay on
-//! one worker.
+//! Connections are accepted on the daemon's thread and each is handed to the worker with
+//! the fewest open connections ([`accept`]); a worker is a thread with a runtime of its own
+//! ([`daemon`]), and a client connection and the backend connections its requests use stay
+//! on it.
 
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod backends;
 pub mod config;
 pub mod daemon;

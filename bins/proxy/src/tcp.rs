@@ -5,26 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpStream;
 
+use crate::accept::Connections;
 use crate::backends::{InUse, Pool};
-use crate::daemon::{accept, Sessions};
 
-/// Accepts connections on `listener` for `pool` until `stopping` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    pool: Arc<Pool>,
-    connect_timeout: Duration,
-    mut stopping: watch::Receiver<bool>,
-    sessions: Sessions,
-) {
-    loop {
-        let Some((client, peer)) = accept(&listener, &mut stopping).await else {
-            return;
-        };
+/// Relays the `connections` handed to this worker to `pool`'s backends, until the listener
+/// stops accepting.
+pub async fn serve(mut connections: Connections, pool: Arc<Pool>, connect_timeout: Duration) {
+    while let Some((client, peer, session)) = connections.next().await {
         let pool = Arc::clone(&pool);
-        sessions.spawn(async move {
+        session.spawn(async move {
             relay(client, peer, &pool, connect_timeout).await;
         });
     }
