@@ -177,7 +177,8 @@ impl Tally {
         self.ok + self.failures()
     }
 
-    fn add(&mut self, other: &Tally) {
+    /// Adds what `other` saw.
+    pub fn add(&mut self, other: &Tally) {
         self.ok += other.ok;
         for (reason, count) in &other.failed {
             *self.failed.entry(reason.clone()).or_default() += count;

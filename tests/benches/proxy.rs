@@ -6,7 +6,10 @@
 //!    at 64 kept-alive connections, each proxy measured in several short rounds, in turns
 //!    (which one goes first alternates), so that a drift in the machine's speed during the
 //!    run weighs on both alike. Both proxies do the same work per request: HAProxy adds
-//!    `x-forwarded-for` (`option forwardfor`), as sinew-proxy always does.
+//!    `x-forwarded-for` (`option forwardfor`), as sinew-proxy always does. The clients
+//!    share one thread's event loop, as wrk's do: with a thread per client
+//!    (`sinew::load::Load`) the clients spent six times the CPU per request that wrk does,
+//!    more of the machine than either proxy, and the proxies' difference drowned in it.
 //! 2. Failed requests during consecutive switches between the blue and the green pair under
 //!    that load: sinew-proxy switches in process (one write of the routing record in the
 //!    store); HAProxy gets its configuration rewritten and is reloaded (`-sf`, a new
@@ -25,12 +28,19 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{header, Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use sinew::load::{KeepAliveClient, Load, Tally};
 use sinew::setup::Tool;
 use sinew_support::ports::free_loopback_port;
 use sinew_tests::proxy_bed::{Backend, ProxyBed};
 
 const CONNECTIONS: usize = 64;
+/// How long a request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Between two switches.
 const SWITCH_EVERY: Duration = Duration::from_millis(100);
 
@@ -74,6 +84,14 @@ fn main() -> Result<()> {
         if !sinew_first {
             sinew_rounds.push(measure(bed.http, &[bed.proxy_pid()], round)?);
         }
+        #[allow(clippy::cast_precision_loss)]
+        let rate = |rounds: &[Round]| rounds[index].tally.ok as f64 / round.as_secs_f64();
+        eprintln!(
+            "round {}: sinew-proxy {:.0} requests/s, haproxy {:.0}",
+            index + 1,
+            rate(&sinew_rounds),
+            rate(&haproxy_rounds)
+        );
     }
     let (sinew_rate, sinew_p99, sinew_cpu) = summary(&sinew_rounds, round);
     let (haproxy_rate, haproxy_p99, haproxy_cpu) = summary(&haproxy_rounds, round);
@@ -120,11 +138,9 @@ struct Round {
 /// `pids`.
 fn measure(address: SocketAddr, pids: &[u32], duration: Duration) -> Result<Round> {
     let cpu = || -> Result<Duration> { pids.iter().map(|pid| sinew_tests::cpu_time(*pid)).sum() };
-    let load = Load::start(address, "/", CONNECTIONS);
     let before = cpu()?;
-    std::thread::sleep(duration);
+    let tally = event_loop_load(address, duration)?;
     let cpu = cpu()? - before;
-    let tally = load.finish();
     if tally.failures() > 0 {
         bail!(
             "{address}: {} failed requests: {:?}",
@@ -133,6 +149,81 @@ fn measure(address: SocketAddr, pids: &[u32], duration: Duration) -> Result<Roun
         );
     }
     Ok(Round { tally, cpu })
+}
+
+/// [`CONNECTIONS`] clients, each on a kept-alive connection of its own, sending `GET /` to
+/// `address` back to back for `duration`, all on one thread.
+fn event_loop_load(address: SocketAddr, duration: Duration) -> Result<Tally> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let until = tokio::time::Instant::now() + duration;
+        let clients: Vec<_> = (0..CONNECTIONS)
+            .map(|_| tokio::spawn(event_loop_client(address, until)))
+            .collect();
+        let mut tally = Tally::default();
+        for client in clients {
+            tally.add(&client.await?);
+        }
+        Ok(tally)
+    })
+}
+
+/// One client of [`event_loop_load`]; a failed request costs it its connection.
+async fn event_loop_client(address: SocketAddr, until: tokio::time::Instant) -> Tally {
+    let mut tally = Tally::default();
+    let mut connection = None;
+    while tokio::time::Instant::now() < until {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            event_loop_request(&mut connection, address),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
+        match outcome {
+            Ok(StatusCode::OK) => tally.ok += 1,
+            Ok(status) => *tally.failed.entry(status.to_string()).or_default() += 1,
+            Err(error) => {
+                connection = None;
+                *tally.failed.entry(format!("{error:#}")).or_default() += 1;
+            }
+        }
+        let took = started.elapsed();
+        tally.slowest = tally.slowest.max(took);
+        tally
+            .latencies_us
+            .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+    }
+    tally
+}
+
+/// `GET /` on `connection`, opened first if it is not; the answer's status, once its body
+/// has been read.
+async fn event_loop_request(
+    connection: &mut Option<SendRequest<Empty<Bytes>>>,
+    address: SocketAddr,
+) -> Result<StatusCode> {
+    let sender = match connection {
+        Some(sender) => sender,
+        None => {
+            let stream = tokio::net::TcpStream::connect(address)
+                .await
+                .with_context(|| format!("connecting to {address}"))?;
+            stream.set_nodelay(true)?;
+            let (sender, serving) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(serving);
+            connection.insert(sender)
+        }
+    };
+    let request = Request::get("/")
+        .header(header::HOST, address.to_string())
+        .body(Empty::new())?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status)
 }
 
 /// Mean requests per second, p99 latency in milliseconds, and the proxy's CPU time per
