@@ -94,25 +94,33 @@ impl Dispatch {
         }
     }
 
-    /// Gives a connection to the worker with the fewest open connections.
-    fn hand_over(&mut self, (stream, peer): (std::net::TcpStream, SocketAddr)) {
-        let count = self.workers.len();
-        let Some(chosen) = (0..count)
-            .map(|offset| (self.next + offset) % count)
-            .min_by_key(|&index| self.workers[index].0.open())
-        else {
-            return;
-        };
-        self.next = (chosen + 1) % count;
-        let (sessions, worker) = &self.workers[chosen];
-        let accepted = Accepted {
-            stream,
-            peer,
-            session: sessions.begin(),
-        };
-        if worker.send(accepted).is_err() {
-            tracing::warn!("a worker has stopped; its connection is closed");
+    /// Gives a connection to the worker with the fewest open connections; a worker that has
+    /// stopped (its runtime would not start) is left out from then on, so that the others
+    /// serve.
+    fn hand_over(&mut self, (mut stream, peer): (std::net::TcpStream, SocketAddr)) {
+        while !self.workers.is_empty() {
+            let count = self.workers.len();
+            let chosen = (0..count)
+                .map(|offset| (self.next + offset) % count)
+                .min_by_key(|&index| self.workers[index].0.open())
+                .unwrap_or_default();
+            self.next = (chosen + 1) % count;
+            let (sessions, worker) = &self.workers[chosen];
+            let accepted = Accepted {
+                stream,
+                peer,
+                session: sessions.begin(),
+            };
+            match worker.send(accepted) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(returned)) => {
+                    tracing::error!("a worker has stopped; the others serve its share");
+                    self.workers.remove(chosen);
+                    stream = returned.stream;
+                }
+            }
         }
+        tracing::warn!(%peer, "no worker serves; the connection is closed");
     }
 }
 
@@ -232,5 +240,23 @@ mod tests {
         assert_eq!((sessions[0].open(), sessions[1].open()), (2, 2));
         drop(second);
         assert_eq!((sessions[0].open(), sessions[1].open()), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_worker_gets_no_connection_and_the_others_serve() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sessions = [Sessions::default(), Sessions::default()];
+        let (mut dispatch, mut workers) = Dispatch::new(&sessions);
+        drop(workers.remove(0));
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let (accepted, client) = connection(&listener);
+            clients.push(client);
+            dispatch.hand_over(accepted);
+        }
+        assert_eq!((sessions[0].open(), sessions[1].open()), (0, 3));
+        for _ in 0..3 {
+            assert!(workers[0].next().await.is_some());
+        }
     }
 }
