@@ -177,6 +177,18 @@ impl Tally {
         self.ok + self.failures()
     }
 
+    /// Counts a failed request, under `reason`.
+    pub fn fail(&mut self, reason: String) {
+        *self.failed.entry(reason).or_default() += 1;
+    }
+
+    /// Counts how long a request (answered or failed) took.
+    pub fn took(&mut self, took: Duration) {
+        self.slowest = self.slowest.max(took);
+        self.latencies_us
+            .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+    }
+
     /// Adds what `other` saw.
     pub fn add(&mut self, other: &Tally) {
         self.ok += other.ok;
@@ -222,19 +234,11 @@ impl Load {
                                 *mine.bodies.entry(answer.body).or_default() += 1;
                             }
                             Ok(answer) => {
-                                *mine
-                                    .failed
-                                    .entry(format!("{} {}", answer.status, answer.body.trim()))
-                                    .or_default() += 1;
+                                mine.fail(format!("{} {}", answer.status, answer.body.trim()));
                             }
-                            Err(error) => {
-                                *mine.failed.entry(format!("{error:#}")).or_default() += 1
-                            }
+                            Err(error) => mine.fail(format!("{error:#}")),
                         }
-                        let took = started.elapsed();
-                        mine.slowest = mine.slowest.max(took);
-                        mine.latencies_us
-                            .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                        mine.took(started.elapsed());
                         if mine.latencies_us.len() >= 64 || reported.elapsed() >= REPORT_EVERY {
                             reported = Instant::now();
                             tally

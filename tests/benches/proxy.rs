@@ -9,7 +9,8 @@
 //!    `x-forwarded-for` (`option forwardfor`), as sinew-proxy always does. The clients
 //!    share one thread's event loop, as wrk's do: with a thread per client
 //!    (`sinew::load::Load`) the clients spent six times the CPU per request that wrk does,
-//!    more of the machine than either proxy, and the proxies' difference drowned in it.
+//!    nearly as much of the machine as the proxy they loaded, and the proxies' difference
+//!    drowned in it.
 //! 2. Failed requests during consecutive switches between the blue and the green pair under
 //!    that load: sinew-proxy switches in process (one write of the routing record in the
 //!    store); HAProxy gets its configuration rewritten and is reloaded (`-sf`, a new
@@ -31,7 +32,8 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{header, Request, StatusCode};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use sinew::load::{KeepAliveClient, Load, Tally};
 use sinew::setup::Tool;
@@ -173,37 +175,36 @@ fn event_loop_load(address: SocketAddr, duration: Duration) -> Result<Tally> {
 /// One client of [`event_loop_load`]; a failed request costs it its connection.
 async fn event_loop_client(address: SocketAddr, until: tokio::time::Instant) -> Tally {
     let mut tally = Tally::default();
+    let host = HeaderValue::from_str(&address.to_string())
+        .expect("a socket address is a valid header value");
     let mut connection = None;
     while tokio::time::Instant::now() < until {
         let started = Instant::now();
         let outcome = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            event_loop_request(&mut connection, address),
+            event_loop_request(&mut connection, address, &host),
         )
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
         match outcome {
             Ok(StatusCode::OK) => tally.ok += 1,
-            Ok(status) => *tally.failed.entry(status.to_string()).or_default() += 1,
+            Ok(status) => tally.fail(status.to_string()),
             Err(error) => {
                 connection = None;
-                *tally.failed.entry(format!("{error:#}")).or_default() += 1;
+                tally.fail(format!("{error:#}"));
             }
         }
-        let took = started.elapsed();
-        tally.slowest = tally.slowest.max(took);
-        tally
-            .latencies_us
-            .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        tally.took(started.elapsed());
     }
     tally
 }
 
-/// `GET /` on `connection`, opened first if it is not; the answer's status, once its body
-/// has been read.
+/// `GET /` with the Host header `host` on `connection`, opened first if it is not; the
+/// answer's status, once its body has been read.
 async fn event_loop_request(
     connection: &mut Option<SendRequest<Empty<Bytes>>>,
     address: SocketAddr,
+    host: &HeaderValue,
 ) -> Result<StatusCode> {
     let sender = match connection {
         Some(sender) => sender,
@@ -218,7 +219,7 @@ async fn event_loop_request(
         }
     };
     let request = Request::get("/")
-        .header(header::HOST, address.to_string())
+        .header(header::HOST, host.clone())
         .body(Empty::new())?;
     let response = sender.send_request(request).await?;
     let status = response.status();
