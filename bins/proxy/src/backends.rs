@@ -13,9 +13,15 @@ use tokio::time::Instant;
 
 use crate::config::Balance;
 
+/// Numbers backends, so that connections made for one are never lent to another at the
+/// same address.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 /// One instance of a service.
 #[derive(Debug)]
 pub struct Backend {
+    /// Tells this backend from any other of the process's, past or present.
+    pub id: u64,
     /// What the instance registered.
     pub registration: Registration,
     /// Where it answers.
@@ -31,6 +37,7 @@ pub struct Backend {
 impl Backend {
     fn new(registration: Registration, address: SocketAddr) -> Self {
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registration,
             address,
             active: AtomicU64::new(0),
@@ -75,6 +82,13 @@ impl Backend {
                 }
             }
         }
+    }
+
+    /// Whether the backend has left the pool and the grace period is over.
+    pub fn grace_over(&self) -> bool {
+        self.drain_deadline
+            .borrow()
+            .is_some_and(|deadline| deadline <= Instant::now())
     }
 
     fn same_instance(&self, registration: &Registration, address: SocketAddr) -> bool {
@@ -391,11 +405,13 @@ mod tests {
         pool.update(admitted(&[1, 2]), None, 7);
         let drained = tokio::time::timeout(Duration::from_secs(60), leaving.drained()).await;
         assert!(drained.is_err(), "a serving backend never drains");
+        assert!(!leaving.grace_over());
 
         pool.update(admitted(&[leaving.address.port() % 2 + 1]), None, 8);
         let started = Instant::now();
         leaving.drained().await;
         assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert!(leaving.grace_over());
         drop(open);
         assert_eq!(pool.status().backends.len(), 1, "drained and closed: gone");
     }

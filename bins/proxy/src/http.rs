@@ -94,18 +94,15 @@ impl Forwarder {
                 Err(reason) => return answer(StatusCode::BAD_REQUEST, &reason),
             };
             let in_use = backend.begin();
-            let outcome = tokio::select! {
-                biased;
-                outcome = self.upstream.send(backend.address, request) => outcome,
-                () = backend.drained() => {
+            match self.upstream.send(&backend, request).await {
+                Ok((response, lent)) => return respond(response, in_use, lent),
+                // Its connection was closed when the grace period ended.
+                Err(_) if backend.grace_over() => {
                     return answer(
                         StatusCode::GATEWAY_TIMEOUT,
                         &format!("{service}: the backend left and did not answer within the grace period"),
                     );
                 }
-            };
-            match outcome {
-                Ok((response, lent)) => return respond(response, in_use, lent),
                 Err(error) => {
                     backend.failed();
                     let retry = kept.is_some()

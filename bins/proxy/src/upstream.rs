@@ -3,9 +3,11 @@
 //! thread, and a request costs no more than its own messages: the connection it borrows
 //! goes back to the set when its response has been read, without a task or a lookup of its
 //! own (what a general-purpose client pool spends per request).
+//!
+//! A connection is closed when its backend's grace period ends, and with it the request on
+//! it, if any: the drain is watched once per connection, not once per request.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use crate::backends::Backend;
 use crate::tcp;
 
 /// A request body on its way to a backend: kept, so that it can be sent again, or streamed.
@@ -43,7 +46,8 @@ pub enum SendError {
 #[derive(Debug)]
 pub struct Upstream {
     connect_timeout: Duration,
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    /// By [`Backend::id`].
+    idle: Mutex<HashMap<u64, Vec<Idle>>>,
 }
 
 #[derive(Debug)]
@@ -64,24 +68,24 @@ impl Upstream {
         upstream
     }
 
-    /// Sends `request` to the backend at `address` over an idle connection, or a new one
-    /// when none is idle (or the idle ones turn out closed before the request went out).
-    /// The connection comes back when the returned [`Lent`] is dropped.
+    /// Sends `request` to `backend` over an idle connection, or a new one when none is idle
+    /// (or the idle ones turn out closed before the request went out). The connection comes
+    /// back when the returned [`Lent`] is dropped.
     pub async fn send(
         self: &Arc<Self>,
-        address: SocketAddr,
+        backend: &Arc<Backend>,
         mut request: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lent), SendError> {
         loop {
-            let (mut sender, reused) = match self.idle_connection(address).await {
+            let (mut sender, reused) = match self.idle_connection(backend.id).await {
                 Some(sender) => (sender, true),
-                None => (self.connect(address).await?, false),
+                None => (self.connect(backend).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let lent = Lent {
                         sender: Some(sender),
-                        address,
+                        backend: backend.id,
                         upstream: Arc::downgrade(self),
                     };
                     return Ok((response, lent));
@@ -95,13 +99,13 @@ impl Upstream {
         }
     }
 
-    async fn idle_connection(&self, address: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
+    async fn idle_connection(&self, backend: u64) -> Option<SendRequest<UpstreamBody>> {
         loop {
             let mut sender = self
                 .idle
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .get_mut(&address)?
+                .get_mut(&backend)?
                 .pop()?
                 .sender;
             // A connection given back finishes its last response on its own task first.
@@ -111,8 +115,13 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, address: SocketAddr) -> Result<SendRequest<UpstreamBody>, SendError> {
-        let stream = tcp::connect(address, self.connect_timeout)
+    /// A new connection to `backend`, whose task ends it when the backend's grace period
+    /// does.
+    async fn connect(
+        &self,
+        backend: &Arc<Backend>,
+    ) -> Result<SendRequest<UpstreamBody>, SendError> {
+        let stream = tcp::connect(backend.address, self.connect_timeout)
             .await
             .map_err(SendError::Connect)?;
         let (sender, connection) = http1::Builder::new()
@@ -121,22 +130,31 @@ impl Upstream {
             .writev(false)
             .handshake(TokioIo::new(stream))
             .await?;
+        let backend = Arc::clone(backend);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(backend = %address, %error, "backend connection ended");
+            tokio::select! {
+                ended = connection => {
+                    if let Err(error) = ended {
+                        tracing::debug!(backend = %backend.address, %error, "backend connection ended");
+                    }
+                }
+                () = backend.drained() => tracing::debug!(
+                    backend = %backend.address,
+                    "the backend's grace period is over; closing its connection"
+                ),
             }
         });
         Ok(sender)
     }
 
-    fn give_back(&self, address: SocketAddr, sender: SendRequest<UpstreamBody>) {
+    fn give_back(&self, backend: u64, sender: SendRequest<UpstreamBody>) {
         if sender.is_closed() {
             return;
         }
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(address)
+            .entry(backend)
             .or_default()
             .push(Idle {
                 sender,
@@ -176,29 +194,52 @@ async fn sweep(upstream: Weak<Upstream>) {
 #[derive(Debug)]
 pub struct Lent {
     sender: Option<SendRequest<UpstreamBody>>,
-    address: SocketAddr,
+    /// [`Backend::id`].
+    backend: u64,
     upstream: Weak<Upstream>,
 }
 
 impl Drop for Lent {
     fn drop(&mut self) {
         if let (Some(sender), Some(upstream)) = (self.sender.take(), self.upstream.upgrade()) {
-            upstream.give_back(self.address, sender);
+            upstream.give_back(self.backend, sender);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::convert::Infallible;
+    use std::net::SocketAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::BodyExt;
     use hyper::service::service_fn;
+    use sinew_proto::discovery::Registration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::backends::Pool;
+    use crate::config::Balance;
+
+    /// A pool whose one backend answers at `address`, and that backend.
+    fn pool_of(address: SocketAddr, grace: Duration) -> (Pool, Arc<Backend>) {
+        let pool = Pool::new("web", Balance::RoundRobin, grace);
+        let registration = Registration {
+            service: "web".into(),
+            version: "1".into(),
+            address: address.ip().to_string(),
+            port: address.port(),
+            instance: "web@0".into(),
+            machine: "h1".into(),
+            metadata: BTreeMap::new(),
+        };
+        pool.update(vec![(registration, address)], None, 1);
+        let backend = pool.pick(&[]).expect("the backend just admitted");
+        (pool, backend)
+    }
 
     /// A backend on loopback that counts the connections it accepted and answers each
     /// request with the method; `close_after_answer` makes it close each connection after
@@ -242,14 +283,17 @@ mod tests {
         (address, accepted)
     }
 
-    async fn exchange(upstream: &Arc<Upstream>, address: SocketAddr, method: &str) -> String {
-        let request = Request::builder()
+    fn request(method: &str) -> Request<UpstreamBody> {
+        Request::builder()
             .method(method)
             .uri("/")
-            .header("host", address.to_string())
+            .header("host", "backend")
             .body(Either::Left(Full::new(Bytes::from_static(b"body"))))
-            .unwrap();
-        let (response, lent) = upstream.send(address, request).await.unwrap();
+            .unwrap()
+    }
+
+    async fn exchange(upstream: &Arc<Upstream>, backend: &Arc<Backend>, method: &str) -> String {
+        let (response, lent) = upstream.send(backend, request(method)).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         drop(lent);
         String::from_utf8(body.to_vec()).unwrap()
@@ -258,9 +302,10 @@ mod tests {
     #[tokio::test]
     async fn a_connection_goes_back_after_its_response_and_serves_the_next_request() {
         let (address, accepted) = backend(false).await;
+        let (_pool, backend) = pool_of(address, Duration::from_secs(1));
         let upstream = Upstream::new(Duration::from_secs(1));
         for method in ["GET", "POST", "PUT"] {
-            assert_eq!(exchange(&upstream, address, method).await, method);
+            assert_eq!(exchange(&upstream, &backend, method).await, method);
         }
         assert_eq!(
             accepted.load(Ordering::SeqCst),
@@ -272,10 +317,11 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_the_backend_closed_is_not_used_and_the_request_goes_out() {
         let (address, accepted) = backend(true).await;
+        let (_pool, backend) = pool_of(address, Duration::from_secs(1));
         let upstream = Upstream::new(Duration::from_secs(1));
-        assert_eq!(exchange(&upstream, address, "POST").await, "POST");
+        assert_eq!(exchange(&upstream, &backend, "POST").await, "POST");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(exchange(&upstream, address, "POST").await, "POST");
+        assert_eq!(exchange(&upstream, &backend, "POST").await, "POST");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -285,12 +331,47 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             listener.local_addr().unwrap()
         };
+        let (_pool, backend) = pool_of(address, Duration::from_secs(1));
         let upstream = Upstream::new(Duration::from_secs(1));
-        let request = Request::new(Either::Left(Full::new(Bytes::new())));
-        let error = upstream.send(address, request).await.unwrap_err();
+        let error = upstream.send(&backend, request("GET")).await.unwrap_err();
         assert!(
             matches!(&error, SendError::Connect(reason) if reason.contains(&address.to_string())),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_backend_whose_grace_ends_fails_and_its_connection_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        // Reads the request, never answers, and reports how long until the proxy closed.
+        let silent = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = [0; 1024];
+            assert!(stream.read(&mut buffer).await.unwrap() > 0, "a request");
+            let read = stream.read(&mut buffer).await.unwrap();
+            assert_eq!(read, 0, "nothing more than the request, then the end");
+        });
+        let grace = Duration::from_millis(300);
+        let (pool, backend) = pool_of(address, grace);
+        let upstream = Upstream::new(Duration::from_secs(1));
+        let sent = tokio::spawn({
+            let (upstream, backend) = (Arc::clone(&upstream), Arc::clone(&backend));
+            async move { upstream.send(&backend, request("GET")).await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let left = Instant::now();
+        pool.update(Vec::new(), None, 2);
+        let failed = tokio::time::timeout(Duration::from_secs(5), sent)
+            .await
+            .expect("the request ends with the grace")
+            .unwrap();
+        assert!(matches!(failed, Err(SendError::Failed(_))), "{failed:?}");
+        assert!(left.elapsed() >= grace, "{:?}", left.elapsed());
+        assert!(backend.grace_over());
+        tokio::time::timeout(Duration::from_secs(5), silent)
+            .await
+            .expect("the backend sees its connection closed")
+            .unwrap();
     }
 }
