@@ -5,7 +5,7 @@
 //! 1. Throughput, p99 latency and the proxy's CPU time per request for small HTTP requests
 //!    at 64 kept-alive connections, each proxy measured in several short rounds, in turns
 //!    (which one goes first alternates), so that a drift in the machine's speed during the
-//!    run weighs on both alike. Both proxies do the same work per request: HAProxy adds
+//!    run weighs on both alike, after a warm-up round each that is not counted. Both proxies do the same work per request: HAProxy adds
 //!    `x-forwarded-for` (`option forwardfor`), as sinew-proxy always does. The clients
 //!    share one thread's event loop, as wrk's do: with a thread per client
 //!    (`sinew::load::Load`) the clients spent six times the CPU per request that wrk does,
@@ -43,6 +43,8 @@ use sinew_tests::proxy_bed::{Backend, ProxyBed};
 const CONNECTIONS: usize = 64;
 /// How long a request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Load on each proxy before the rounds that count.
+const WARM_UP: Duration = Duration::from_secs(2);
 /// Between two switches.
 const SWITCH_EVERY: Duration = Duration::from_millis(100);
 
@@ -75,6 +77,10 @@ fn main() -> Result<()> {
     let mut haproxy = Haproxy::start(bed.dir(), &blue)?;
 
     let round = Duration::from_secs(seconds);
+    // Not counted: each proxy opens its backend connections, and the machine settles.
+    for address in [bed.http, haproxy.address] {
+        event_loop_load(address, WARM_UP)?;
+    }
     let mut sinew_rounds = Vec::new();
     let mut haproxy_rounds = Vec::new();
     for index in 0..rounds {
