@@ -5,8 +5,9 @@
 //! 1. Throughput, p99 latency and the proxy's CPU time per request for small HTTP requests
 //!    at 64 kept-alive connections, each proxy measured in several short rounds, in turns
 //!    (which one goes first alternates), so that a drift in the machine's speed during the
-//!    run weighs on both alike, after a warm-up round each that is not counted. Both proxies do the same work per request: HAProxy adds
-//!    `x-forwarded-for` (`option forwardfor`), as sinew-proxy always does. The clients
+//!    run weighs on both alike, after a warm-up round each that is not counted. Both
+//!    proxies do the same work per request: HAProxy adds `x-forwarded-for`
+//!    (`option forwardfor`), as sinew-proxy always does. The clients
 //!    share one thread's event loop, as wrk's do: with a thread per client
 //!    (`sinew::load::Load`) the clients spent six times the CPU per request that wrk does,
 //!    nearly as much of the machine as the proxy they loaded, and the proxies' difference

@@ -344,7 +344,7 @@ mod tests {
     async fn a_request_on_a_backend_whose_grace_ends_fails_and_its_connection_closes() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        // Reads the request, never answers, and reports how long until the proxy closed.
+        // Reads the request, never answers, and expects the proxy to close the connection.
         let silent = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut buffer = [0; 1024];
