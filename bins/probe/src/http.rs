@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::time::SystemTime;
 
 /// The longest request head read; a longer one is refused.
 const MAX_HEAD: usize = 16 << 10;
@@ -117,11 +118,89 @@ fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Option<Head>>>
 }
 
 /// Writes the answer in one call: written piece by piece, it went out as eight segments.
+/// It carries a Date, as an origin server with a clock must (RFC 9110, 6.6.1); without one,
+/// a proxy that follows the RFC adds it and one that does not passes the answer on as is.
 fn answer(writer: &mut impl Write, status: &str, body: &str, close: bool) -> std::io::Result<()> {
     let connection = if close { "close" } else { "keep-alive" };
     let answer = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
+        httpdate::fmt_http_date(SystemTime::now()),
         body.len()
     );
     writer.write_all(answer.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// One conversation over loopback: `requests` written at once, and all that comes back
+    /// before the probe closes the connection.
+    fn converse_over_loopback(requests: &str, unhealthy: bool) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let address = listener.local_addr().expect("its address");
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("a client");
+            converse(stream, "{\"version\":\"v1\"}\n", unhealthy).expect("answered");
+        });
+        let mut client = TcpStream::connect(address).expect("connected");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a read timeout");
+        client.write_all(requests.as_bytes()).expect("sent");
+        let mut answers = String::new();
+        client.read_to_string(&mut answers).expect("the answers");
+        server.join().expect("the server thread");
+        answers
+    }
+
+    #[test]
+    fn answers_kept_alive_requests_in_turn_each_dated_and_closes_when_asked() {
+        let answers = converse_over_loopback(
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody\
+             GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            false,
+        );
+        let (first, second) = answers
+            .split_once("HTTP/1.1 200 OK\r\n")
+            .and_then(|(_, rest)| rest.split_once("HTTP/1.1 200 OK\r\n"))
+            .unwrap_or_else(|| panic!("two answers: {answers:?}"));
+        assert!(
+            first.ends_with("\r\n\r\n{\"version\":\"v1\"}\n"),
+            "{first:?}"
+        );
+        assert!(first.contains("Connection: keep-alive\r\n"), "{first:?}");
+        assert!(second.ends_with("\r\n\r\nok\n"), "{second:?}");
+        assert!(second.contains("Connection: close\r\n"), "{second:?}");
+        for answer in [first, second] {
+            let date = answer
+                .lines()
+                .find_map(|line| line.strip_prefix("Date: "))
+                .unwrap_or_else(|| panic!("a Date header: {answer:?}"));
+            let date = httpdate::parse_http_date(date).expect("an HTTP date");
+            let skew = SystemTime::now()
+                .duration_since(date)
+                .expect("not in the future");
+            assert!(skew < Duration::from_secs(5), "{skew:?}");
+        }
+    }
+
+    #[test]
+    fn an_unhealthy_probe_fails_its_health_check_and_a_bad_head_is_refused() {
+        let answers = converse_over_loopback(
+            "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nnot http\r\n\r\n",
+            true,
+        );
+        assert!(
+            answers.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{answers:?}"
+        );
+        assert!(
+            answers.contains("HTTP/1.1 400 Bad Request\r\n"),
+            "{answers:?}"
+        );
+        assert!(answers.ends_with("bad request\n"), "{answers:?}");
+    }
 }
