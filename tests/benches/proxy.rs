@@ -7,7 +7,8 @@
 //!    (which one goes first alternates), so that a drift in the machine's speed during the
 //!    run weighs on both alike, after a warm-up round each that is not counted. Both
 //!    proxies do the same work per request: HAProxy adds `x-forwarded-for`
-//!    (`option forwardfor`), as sinew-proxy always does. The clients
+//!    (`option forwardfor`), as sinew-proxy always does, and the backends date their
+//!    answers, so neither proxy adds a Date to them (sinew-proxy would). The clients
 //!    share one thread's event loop, as wrk's do: with a thread per client
 //!    (`sinew::load::Load`) the clients spent six times the CPU per request that wrk does,
 //!    nearly as much of the machine as the proxy they loaded, and the proxies' difference
@@ -18,7 +19,8 @@
 //!    process taking over from the old one), as SmartStack's synapse does it.
 //!
 //! `cargo bench -p sinew-tests --bench proxy`; `SINEW_BENCH_ROUNDS=N` throughput rounds
-//! per proxy (default 4) of `SINEW_BENCH_SECONDS=N` each (default 5),
+//! per proxy (default 10: a round's rate moves by up to a tenth with the machine) of
+//! `SINEW_BENCH_SECONDS=N` each (default 5),
 //! `SINEW_BENCH_SWITCHES=N` (default 100). The line before the last
 //! gives both proxies' failed requests across the switches; the last is
 //! `RATIO proxy_throughput=<sinew-proxy/haproxy requests per second>`.
@@ -50,7 +52,7 @@ const WARM_UP: Duration = Duration::from_secs(2);
 const SWITCH_EVERY: Duration = Duration::from_millis(100);
 
 fn main() -> Result<()> {
-    let rounds: usize = sinew_tests::bench_setting("SINEW_BENCH_ROUNDS", 4);
+    let rounds: usize = sinew_tests::bench_setting("SINEW_BENCH_ROUNDS", 10);
     let seconds: u64 = sinew_tests::bench_setting("SINEW_BENCH_SECONDS", 5);
     let switches: usize = sinew_tests::bench_setting("SINEW_BENCH_SWITCHES", 100);
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
