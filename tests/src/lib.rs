@@ -213,6 +213,25 @@ pub const GO_TOOLS: [sinew::setup::Tool; 2] = [
     },
 ];
 
+/// Waits until `condition` holds, checking every 50 ms, or fails naming `what` once
+/// `patience` has passed: for what happens soon but not at once (a process reaped, a file
+/// written by a process that reported itself started).
+pub fn eventually(
+    what: &str,
+    patience: std::time::Duration,
+    mut condition: impl FnMut() -> bool,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + patience;
+    while !condition() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {patience:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// A free loopback port, for a server started a moment later.
 pub fn free_port() -> Result<u16> {
     Ok(sinew_support::ports::free_loopback_port()?)

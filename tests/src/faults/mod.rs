@@ -145,7 +145,10 @@ pub fn run(config: &Config) -> Result<Report> {
     for watcher in watchers {
         runtime.block_on(watcher.caught_up(end_revision, RECOVERY));
         let api = watcher.api;
-        let (events, errors) = watcher.finish();
+        let (mut events, errors) = watcher.finish();
+        // Compared with the history up to `end_revision`; a lock's lease can still end
+        // after it, and its deletion reach the watcher.
+        events.retain(|event| event.revision <= end_revision);
         seen.push((api, events, errors));
     }
     let history = runtime

@@ -6,11 +6,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use sinew_tests::{free_port, host_bins};
+use sinew_tests::{eventually, free_port, host_bins};
 
 fn write(dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
@@ -64,15 +64,6 @@ fn start(data: &Path, port: u16) -> Child {
         .expect("start sinew boot-server")
 }
 
-/// Waits until `condition` holds, or fails naming `what`.
-fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_bad_data_directory_is_refused_naming_file_and_field() {
     let dir = tempfile::tempdir().expect("a data directory");
@@ -116,9 +107,12 @@ fn sighup_reloads_keeping_the_old_configuration_on_error_and_sigterm_stops() {
 
     data(dir.path(), "two");
     kill(pid, Signal::SIGHUP).expect("SIGHUP");
-    eventually("the reload takes the new profile", || {
-        get(port, "/ipxe").contains("kernel /assets/vmlinuz-2")
-    });
+    eventually(
+        "the reload takes the new profile",
+        Duration::from_secs(10),
+        || get(port, "/ipxe").contains("kernel /assets/vmlinuz-2"),
+    )
+    .expect("the new profile");
 
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
     let out = server.wait_with_output().expect("the server ends");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use sinew_proto::kv::{
     txn, AtRevision as _, CompareResult, DeleteRangeRequest, EventType, KvClient, KvClientError,
-    PutRequest, TargetUnion, TxnRequest, WatchCreateRequest,
+    PutRequest, RangeRequest, TargetUnion, TxnRequest, WatchCreateRequest,
 };
 use sinew_tests::free_port;
 use sinew_tests::kv_cluster::{KvCluster, Server};
@@ -170,14 +170,20 @@ fn a_watch_resumes_after_its_server_is_killed_and_restarted() -> Result<()> {
     let runtime = runtime();
     let kv = KvClient::new(etcd.endpoints())?;
     let mut watch = runtime.block_on(async {
+        // From the next revision, however late the watch is created.
+        let now = kv
+            .range(&RangeRequest {
+                key: b"w/".to_vec(),
+                ..RangeRequest::default()
+            })
+            .await?;
         let watch = kv.watch(WatchCreateRequest {
             key: b"w/".to_vec(),
             range_end: sinew_proto::kv::prefix_end(b"w/"),
             prev_kv: true,
+            start_revision: now.revision() + 1,
             ..WatchCreateRequest::default()
         });
-        // Let the watch be created before the first change.
-        tokio::time::sleep(Duration::from_millis(500)).await;
         for index in 0..3 {
             kv.put(format!("w/{index}"), index.to_string()).await?;
         }

@@ -9,7 +9,8 @@ use anyhow::{ensure, Result};
 use prost::Message as _;
 use sha2::Digest;
 use sinew_proto::kv::{
-    AlarmAction, AlarmRequest, AlarmType, KvClient, KvClientError, PutRequest, WatchCreateRequest,
+    AlarmAction, AlarmRequest, AlarmType, AtRevision as _, KvClient, KvClientError, PutRequest,
+    RangeRequest, WatchCreateRequest,
 };
 use sinew_tests::kv_cluster::{KvCluster, Server};
 
@@ -149,12 +150,19 @@ fn writes_and_a_watch_go_on_when_the_leader_is_killed() -> Result<()> {
     let watcher_url = cluster.members[(old + 1) % 3].client_url.clone();
     let watcher = KvClient::new([watcher_url])?;
     let mut watch = runtime.block_on(async {
+        // From the next revision, however late the watch is created.
+        let now = watcher
+            .range(&RangeRequest {
+                key: b"seq/".to_vec(),
+                ..RangeRequest::default()
+            })
+            .await?;
         let watch = watcher.watch(WatchCreateRequest {
             key: b"seq/".to_vec(),
             range_end: sinew_proto::kv::prefix_end(b"seq/"),
+            start_revision: now.revision() + 1,
             ..WatchCreateRequest::default()
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
         for index in 0..5 {
             client.put(format!("seq/{index}"), "before").await?;
         }

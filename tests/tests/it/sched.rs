@@ -12,6 +12,7 @@ use sinew_sched::engine::{self, EngineConfig};
 use sinew_sched::records::Phase;
 use sinew_sched::unit::{HealthCheck, Probe, Resources, RestartPolicy, UnitSpec};
 use sinew_sched::{keys, InstanceId};
+use sinew_tests::eventually;
 use sinew_tests::kv_cluster::{KvCluster, Server};
 use sinew_tests::sched_bed::{
     pid_alive, simulated_machines, simulated_unit, spread, tcp_health, SchedBed,
@@ -104,8 +105,11 @@ fn units_run_placed_by_the_rules_see_their_fencing_token_and_say_why_they_wait()
         format!("no machine has room for {} MiB and 0 millicpus", 1u64 << 40)
     );
     let token = InstanceId::replica("token", 0);
-    let seen = std::fs::read_to_string(tokens.join(token.to_string()))?;
-    assert_eq!(seen.trim(), snapshot.placed[&token].1.to_string());
+    // Healthy means spawned for a unit without a check; the shell writes a moment later.
+    let written = tokens.join(token.to_string());
+    let read = || std::fs::read_to_string(&written).unwrap_or_default();
+    eventually("token@0 writes its token", PATIENCE, || !read().is_empty())?;
+    assert_eq!(read().trim(), snapshot.placed[&token].1.to_string());
 
     // A third machine takes the waiting instance.
     bed.start(2, &[])?;
@@ -323,12 +327,12 @@ fn a_killed_agents_instances_run_elsewhere_within_seconds_and_never_twice() -> R
     let index: usize = victim.trim_start_matches('h').parse()?;
     let killed = Instant::now();
     bed.kill(index)?;
-    // The instance dies with its agent.
-    std::thread::sleep(Duration::from_millis(100));
-    ensure!(
-        !pid_alive(old_pid),
-        "web@0 (pid {old_pid}) outlived its agent"
-    );
+    // The instance dies with its agent, at once (PR_SET_PDEATHSIG), long before a lease ends.
+    eventually(
+        &format!("web@0 (pid {old_pid}) dies with its agent"),
+        Duration::from_millis(500),
+        || !pid_alive(old_pid),
+    )?;
     let after = bed.wait_for("web@0 healthy elsewhere", PATIENCE, |s| {
         s.all_healthy(&replicated("web", 2)) && s.placed[&web0].0 != victim
     })?;
@@ -461,7 +465,8 @@ fn a_thousand_units_on_a_hundred_machines_are_placed_from_one_read() -> Result<(
         sinew_sched::client::SchedClient::new(sinew_proto::kv::KvClient::new(kv.endpoints())?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        simulated_machines(&client, 100, 60).await?;
+        // Nothing renews their lease: it outlives the test's patience.
+        simulated_machines(&client, 100, 600).await?;
         let config = EngineConfig {
             name: "test-engine".into(),
             ..EngineConfig::default()

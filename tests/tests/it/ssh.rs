@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sinew::ssh::Inventory;
 use sinew::{Arch, Artifact, Host, HostError};
-use sinew_tests::run;
 use sinew_tests::ssh_bed::{Account, SshBed, CLIENT_KEYS};
+use sinew_tests::{eventually, run};
 
 fn inventory(bed: &SshBed, known_hosts: &Path, extra: &str) -> Inventory {
     let path = bed.dir().join(format!("inventory-{}.toml", rand_suffix()));
@@ -581,14 +581,21 @@ fn a_bootstrapped_agent_serves_the_host_through_the_ssh_connection_and_goes_with
         !Path::new(&dir).exists()
     });
     assert!(gone, "leaving the playbook removes {dir}");
-    let left = Command::new("pgrep")
-        .args(["-f", &dir])
-        .output()
-        .expect("pgrep");
+    // The wrapper removes the directory on its way out, so it may outlive it by a moment.
+    let left = || {
+        Command::new("pgrep")
+            .args(["-f", &dir])
+            .output()
+            .expect("pgrep")
+            .stdout
+    };
+    let ended = eventually("the agent's processes end", Duration::from_secs(5), || {
+        left().is_empty()
+    });
     assert!(
-        left.stdout.is_empty(),
+        ended.is_ok(),
         "agent processes left: {}",
-        String::from_utf8_lossy(&left.stdout)
+        String::from_utf8_lossy(&left())
     );
 }
 

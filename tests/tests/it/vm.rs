@@ -7,13 +7,13 @@
 //! the fetch at pre-downloaded `.deb` files instead of apt.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use sinew_tests::{busybox, cache_dir};
+use sinew_tests::{busybox, cache_dir, free_port};
 use sinew_vm::machine::VmError;
 use sinew_vm::qmp::Event;
 use sinew_vm::{accel, modules, qemu};
@@ -271,9 +271,7 @@ async fn control_nic_forwards_a_loopback_port_to_the_guest() -> Result<()> {
         qemu::CONTROL_GUEST_ADDR
     );
     let image = image(Arch::X86_64, dir.path(), &role)?;
-    let host_port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port();
+    let host_port = free_port()?;
     let mut spec = spec("ctl", &image, dir.path());
     spec.control = Some(ControlNic {
         host_port,

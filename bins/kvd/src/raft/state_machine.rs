@@ -473,8 +473,10 @@ mod tests {
         let snapshot = build.await.unwrap().unwrap();
 
         assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 1, 1)));
+        // Holding the runtime would stall it for about all of `took`; half leaves room for
+        // the OS to preempt this thread on a busy machine.
         assert!(
-            longest_stall * 4 < took,
+            longest_stall * 2 < took,
             "the runtime stalled for {longest_stall:?} of the {took:?} the snapshot took"
         );
         let restored = snapshot_data::restore(&snapshot.snapshot.into_inner()).unwrap();

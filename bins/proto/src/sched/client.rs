@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::kv::{
-    prefix_end, txn, CompareResult, DeleteRangeRequest, KvClient, KvClientError, PutRequest,
-    RangeRequest, TargetUnion, TxnRequest,
+    prefix_end, txn, CompareResult, DeleteRangeRequest, KeyValue, KvClient, KvClientError,
+    PutRequest, RangeRequest, TargetUnion, TxnRequest,
 };
 use thiserror::Error;
 
@@ -236,46 +236,49 @@ impl SchedClient {
             revision: crate::kv::AtRevision::revision(&answer),
             ..Snapshot::default()
         };
+        // The election queue's head (lowest creation revision) leads; keys sort by lease id.
+        let mut engine_head: Option<&KeyValue> = None;
         for kv in &answer.kvs {
-            let outcome: Result<(), String> =
-                match Key::parse(&kv.key) {
-                    Some(Key::Machine(name)) => from_json(&kv.value)
-                        .map(|record| drop(snapshot.machines.insert(name, record))),
-                    Some(Key::Unit(name)) => {
-                        from_json(&kv.value).map(|record| drop(snapshot.units.insert(name, record)))
+            let outcome: Result<(), String> = match Key::parse(&kv.key) {
+                Some(Key::Machine(name)) => {
+                    from_json(&kv.value).map(|record| drop(snapshot.machines.insert(name, record)))
+                }
+                Some(Key::Unit(name)) => {
+                    from_json(&kv.value).map(|record| drop(snapshot.units.insert(name, record)))
+                }
+                Some(Key::Assignment { machine, instance }) => {
+                    snapshot
+                        .placed
+                        .insert(instance, (machine, kv.create_revision));
+                    Ok(())
+                }
+                Some(Key::State(instance)) => {
+                    from_json(&kv.value).map(|state| drop(snapshot.states.insert(instance, state)))
+                }
+                Some(Key::Failed(instance)) => from_json(&kv.value)
+                    .map(|failure| drop(snapshot.failed.insert(instance, failure))),
+                Some(Key::Waiting(instance)) => {
+                    snapshot
+                        .waiting
+                        .insert(instance, String::from_utf8_lossy(&kv.value).into_owned());
+                    Ok(())
+                }
+                Some(Key::Engine) => {
+                    if engine_head.is_none_or(|head| kv.create_revision < head.create_revision) {
+                        engine_head = Some(kv);
                     }
-                    Some(Key::Assignment { machine, instance }) => {
-                        snapshot
-                            .placed
-                            .insert(instance, (machine, kv.create_revision));
-                        Ok(())
-                    }
-                    Some(Key::State(instance)) => from_json(&kv.value)
-                        .map(|state| drop(snapshot.states.insert(instance, state))),
-                    Some(Key::Failed(instance)) => from_json(&kv.value)
-                        .map(|failure| drop(snapshot.failed.insert(instance, failure))),
-                    Some(Key::Waiting(instance)) => {
-                        snapshot
-                            .waiting
-                            .insert(instance, String::from_utf8_lossy(&kv.value).into_owned());
-                        Ok(())
-                    }
-                    Some(Key::Engine) => {
-                        // The queue's head (lowest creation revision) leads.
-                        if snapshot.engine.is_none() {
-                            snapshot.engine = Some(String::from_utf8_lossy(&kv.value).into_owned());
-                        }
-                        Ok(())
-                    }
-                    Some(Key::Placement(_)) => Ok(()),
-                    None => Err("not a key of the scheduler's layout".into()),
-                };
+                    Ok(())
+                }
+                Some(Key::Placement(_)) => Ok(()),
+                None => Err("not a key of the scheduler's layout".into()),
+            };
             if let Err(reason) = outcome {
                 snapshot
                     .unreadable
                     .push(format!("{}: {reason}", String::from_utf8_lossy(&kv.key)));
             }
         }
+        snapshot.engine = engine_head.map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
         self.read_services(&mut snapshot).await?;
         Ok(snapshot)
     }

@@ -177,14 +177,15 @@ mod tests {
         let mut command = Command::new("sh");
         command.args(["-c", "sleep 60 & echo $!; wait"]);
         let mut child_pid = String::new();
-        let stopper = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            tx.send(true).unwrap();
-        });
-        let ended = run(command, &mut rx, |_, text| child_pid.push_str(&text))
-            .await
-            .unwrap();
-        stopper.await.unwrap();
+        // Stopped once the background sleep's pid is out, however slowly the shell starts.
+        let ended = run(command, &mut rx, |_, text| {
+            child_pid.push_str(&text);
+            if child_pid.ends_with('\n') {
+                tx.send_replace(true);
+            }
+        })
+        .await
+        .unwrap();
         assert_eq!(ended, Ended::Stopped);
         let pid = Pid::from_raw(child_pid.trim().parse().unwrap());
         // The background sleep was in the group: it dies (SIGKILL is delivered a moment
