@@ -457,6 +457,40 @@ fn an_engine_that_dies_hands_over_without_restarting_anything() -> Result<()> {
     Ok(())
 }
 
+/// The engine a snapshot names is the election queue's head, the earliest campaigner, even
+/// when a later one's key (named by its lease id) sorts first.
+#[test]
+fn the_engine_named_is_the_earliest_campaigner_whatever_its_lease_id() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let kv = KvCluster::start(Server::kvd(false)?, dir.path(), 1)?;
+    let client = sinew_proto::kv::KvClient::new(kv.endpoints())?;
+    let snapshot = block_on(async {
+        let mut campaigns = Vec::new();
+        for _ in 0..2 {
+            let lease = client.lease_grant(60).await?.id;
+            campaigns.push((format!("{}/{lease:x}", keys::ENGINE_ELECTION), lease));
+        }
+        // The key that sorts last campaigns first.
+        campaigns.sort();
+        for (order, (key, lease)) in campaigns.iter().rev().enumerate() {
+            client
+                .put_request(&sinew_proto::kv::PutRequest {
+                    key: key.clone().into_bytes(),
+                    value: format!("engine-{order}").into_bytes(),
+                    lease: *lease,
+                    ..sinew_proto::kv::PutRequest::default()
+                })
+                .await?;
+        }
+        sinew_sched::client::SchedClient::new(client.clone())
+            .snapshot()
+            .await
+            .context("a snapshot")
+    })??;
+    assert_eq!(snapshot.engine.as_deref(), Some("engine-0"));
+    Ok(())
+}
+
 #[test]
 fn a_thousand_units_on_a_hundred_machines_are_placed_from_one_read() -> Result<()> {
     let dir = tempfile::tempdir()?;
