@@ -64,13 +64,14 @@ async fn etcdctl_through_a_follower_watches_every_change_in_order_across_a_leade
     let leader = cluster.leader().await;
     let follower = cluster.follower(leader);
     let endpoint = clients[follower].addrs()[0].to_string();
+    // From the first revision (nothing under k/ precedes the puts), so a watch that starts
+    // late still sees them all.
     let mut watch = etcdctl(&endpoint)
-        .args(["watch", "--prefix", "k/", "-w", "json"])
+        .args(["watch", "--prefix", "k/", "--rev", "1", "-w", "json"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("etcdctl watch");
     let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     for index in 0..10 {
         put(&endpoint, &format!("k/{index:02}")).await;

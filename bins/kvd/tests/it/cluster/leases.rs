@@ -41,8 +41,9 @@ async fn an_expired_lease_takes_its_keys_while_a_kept_alive_one_keeps_them() {
     put_with_lease(&cluster, follower, "dies", dying).await;
     put_with_lease(&cluster, follower, "stays", kept).await;
 
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // Renewed well inside its second, so that a stalled commit does not end it; 3 s in all.
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             cluster.node(follower).lease_keepalive(kept).await.unwrap(),
             Some(1)
