@@ -68,9 +68,15 @@ impl SchedBed {
 
     /// `hosts` hosts, each running schedd, once every machine is registered.
     pub fn started(hosts: usize) -> Result<Self> {
+        Self::started_with(hosts, &[])
+    }
+
+    /// `hosts` hosts, each running schedd with `args` added, once every machine is
+    /// registered.
+    pub fn started_with(hosts: usize, args: &[&str]) -> Result<Self> {
         let mut bed = Self::new(hosts, false)?;
         for index in 0..hosts {
-            bed.start(index, &[])?;
+            bed.start(index, args)?;
         }
         bed.wait_for(
             "every machine registered",

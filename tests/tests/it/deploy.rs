@@ -66,7 +66,9 @@ fn answering(listen: SocketAddr, requests: usize) -> Result<BTreeSet<String>> {
 #[test]
 fn blue_green_rollback_and_rolling_deploys_lose_no_request_and_a_broken_version_changes_nothing(
 ) -> Result<()> {
-    let bed = SchedBed::started(3)?;
+    // Leases of 5 s, not 2: no machine is lost here, and with 2 s a store slowed by the
+    // suite's guests could let the agents fence themselves and kill every instance.
+    let bed = SchedBed::started_with(3, &["--ttl", "5"])?;
     let operator = BedOperator(&bed);
     let first = deploy::blue_green(&operator, &version(&bed, 1, false)?, TIMING)?;
     assert!(first.blue.is_empty(), "{first:?}");
