@@ -576,11 +576,12 @@ fn a_bootstrapped_agent_serves_the_host_through_the_ssh_connection_and_goes_with
 
     drop(host);
     drop(run);
-    let gone = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        !Path::new(&dir).exists()
-    });
-    assert!(gone, "leaving the playbook removes {dir}");
+    eventually(
+        &format!("leaving the playbook removes {dir}"),
+        Duration::from_secs(10),
+        || !Path::new(&dir).exists(),
+    )
+    .expect("the agent's directory removed");
     // The wrapper removes the directory on its way out, so it may outlive it by a moment.
     let left = || {
         Command::new("pgrep")
